@@ -1,7 +1,7 @@
 """Event containers and binning.
 
 Events are numpy structured arrays of ``EVENT_DTYPE`` (tonic's ``events_struct``): ``x``, ``y`` in
-pixels, ``t`` in microseconds, ``p`` polarity (1 = ON, 0 = OFF). Spike-camera output is a boolean
+pixels, ``t`` in microseconds, ``p`` polarity (True = ON, False = OFF). Spike-camera output is a boolean
 array of spike frames ``[N, H, W]``.
 
 The detector sees a window of fixed duration (``window_us``) as one input:
@@ -16,8 +16,8 @@ from __future__ import annotations
 
 import numpy as np
 
-EVENT_DTYPE = np.dtype([("x", "<i2"), ("y", "<i2"), ("t", "<i8"), ("p", "i1")])
-"""tonic's ``events_struct``: x, y (pixels), t (microseconds), p (0 = OFF, 1 = ON)."""
+EVENT_DTYPE = np.dtype([("x", "<i2"), ("y", "<i2"), ("t", "<i8"), ("p", "?")])
+"""tonic's ``events_struct``: x, y (pixels), t (microseconds), p (False = OFF, True = ON)."""
 
 DEFAULT_WINDOW_US = 50_000
 """Duration of one detector input window, microseconds."""
