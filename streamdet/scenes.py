@@ -49,7 +49,10 @@ CANVAS_MARGIN_PX = 24
 """Margin around the sensor on the stabilised canvas, pixels; bounds the camera's ego-motion."""
 
 _UNIT_CIRCLE = np.stack(
-    [np.cos(np.linspace(0.0, 2.0 * np.pi, 20, endpoint=False)), np.sin(np.linspace(0.0, 2.0 * np.pi, 20, endpoint=False))],
+    [
+        np.cos(np.linspace(0.0, 2.0 * np.pi, 20, endpoint=False)),
+        np.sin(np.linspace(0.0, 2.0 * np.pi, 20, endpoint=False)),
+    ],
     axis=1,
 ).astype(np.float32)
 
@@ -128,7 +131,12 @@ def _segment(p0: tuple[float, float], p1: tuple[float, float], half_width: float
     norm = math.hypot(dx, dy) or 1.0
     nx, ny = -dy / norm * half_width, dx / norm * half_width
     return np.array(
-        [[p0[0] + nx, p0[1] + ny], [p1[0] + nx, p1[1] + ny], [p1[0] - nx, p1[1] - ny], [p0[0] - nx, p0[1] - ny]],
+        [
+            [p0[0] + nx, p0[1] + ny],
+            [p1[0] + nx, p1[1] + ny],
+            [p1[0] - nx, p1[1] - ny],
+            [p0[0] - nx, p0[1] - ny],
+        ],
         dtype=np.float32,
     )
 
@@ -201,7 +209,10 @@ class Scene:
         ccx, ccy = (self.canvas_width - 1) / 2.0, (self.canvas_height - 1) / 2.0
         scx, scy = (self.width - 1) / 2.0 + dx, (self.height - 1) / 2.0 + dy
         return np.array(
-            [[cos_r, -sin_r, scx - cos_r * ccx + sin_r * ccy], [sin_r, cos_r, scy - sin_r * ccx - cos_r * ccy]],
+            [
+                [cos_r, -sin_r, scx - cos_r * ccx + sin_r * ccy],
+                [sin_r, cos_r, scy - sin_r * ccx - cos_r * ccy],
+            ],
             dtype=np.float32,
         )
 
@@ -243,7 +254,9 @@ class Scene:
         """Visible boxes of all objects at ``t_us`` (see :meth:`render_with_truth`)."""
         return self.render_with_truth(t_us)[1]
 
-    def _render(self, t_us: int, exclude: frozenset[int], with_labels: bool) -> tuple[np.ndarray, np.ndarray | None]:
+    def _render(
+        self, t_us: int, exclude: frozenset[int], with_labels: bool
+    ) -> tuple[np.ndarray, np.ndarray | None]:
         t_s = t_us * 1e-6
         canvas = self._background(t_s)
         labels = np.full(canvas.shape, -1, dtype=np.int16) if with_labels else None
@@ -254,13 +267,20 @@ class Scene:
                     _fill(labels, part.polygon, index if part.owner is not None else -1)
         canvas = self._lighting(canvas, t_s)
         matrix = self.camera_matrix(t_us)
-        frame = cv2.warpAffine(canvas, matrix, (self.width, self.height), flags=cv2.INTER_LINEAR,
-                               borderMode=cv2.BORDER_REPLICATE)
+        frame = cv2.warpAffine(
+            canvas, matrix, (self.width, self.height), flags=cv2.INTER_LINEAR, borderMode=cv2.BORDER_REPLICATE
+        )
         np.clip(frame, 0.0, 1.0, out=frame)
         if labels is None:
             return frame, None
-        sensor_labels = cv2.warpAffine(labels, matrix, (self.width, self.height), flags=cv2.INTER_NEAREST,
-                                       borderMode=cv2.BORDER_CONSTANT, borderValue=-1)
+        sensor_labels = cv2.warpAffine(
+            labels,
+            matrix,
+            (self.width, self.height),
+            flags=cv2.INTER_NEAREST,
+            borderMode=cv2.BORDER_CONSTANT,
+            borderValue=-1,
+        )
         return frame, sensor_labels
 
     def _truths(self, t_s: float, labels: np.ndarray) -> list[ObjectTruth]:
@@ -275,7 +295,9 @@ class Scene:
             fraction = min(1.0, float(counts[index]) / max(full_area, 1))
             small = min(box[2] - box[0], box[3] - box[1]) < self.config.min_visible_side_px
             hidden = fraction < self.config.min_visible_fraction
-            truths.append(ObjectTruth(obj.track_id, obj.class_name, box, int(counts[index]), fraction, small or hidden))
+            truths.append(
+                ObjectTruth(obj.track_id, obj.class_name, box, int(counts[index]), fraction, small or hidden)
+            )
         return truths
 
     @staticmethod
@@ -298,7 +320,7 @@ class Scene:
 
 @dataclass(frozen=True)
 class _Camera:
-    """Pinhole over a flat plane: focal ``f`` (px), height ``h`` (m), principal column, horizon row (canvas px)."""
+    """Pinhole over a flat plane: focal ``f`` px, height ``h`` (m), centre column, horizon row, canvas px."""
 
     focal_px: float
     height_m: float
@@ -307,11 +329,24 @@ class _Camera:
 
     def project(self, x_m: float, z_m: float, y_m: float = 0.0) -> tuple[float, float]:
         """Canvas pixel ``(u, v)`` of the point at lateral ``x_m``, distance ``z_m``, height ``y_m``."""
-        return (self.centre_col + self.focal_px * x_m / z_m, self.horizon_row + self.focal_px * (self.height_m - y_m) / z_m)
+        return (
+            self.centre_col + self.focal_px * x_m / z_m,
+            self.horizon_row + self.focal_px * (self.height_m - y_m) / z_m,
+        )
 
 
-def _place(profile: list[tuple[np.ndarray, float]], camera: _Camera, x_m: float, z_m: float, y_m: float,
-           stretch_x: float, tilt_rad: float, owner: int | None, haze: float, haze_luminance: float) -> list[_Part]:
+def _place(
+    profile: list[tuple[np.ndarray, float]],
+    camera: _Camera,
+    x_m: float,
+    z_m: float,
+    y_m: float,
+    stretch_x: float,
+    tilt_rad: float,
+    owner: int | None,
+    haze: float,
+    haze_luminance: float,
+) -> list[_Part]:
     """Parts of a profile (metres: x along the object, y up from its base) placed at ``(x_m, z_m)``.
 
     Screen: ``u = u0 + s (x' stretch_x)``, ``v = v0 - s y'`` with ``s = f / z`` px/m, ``(x', y')`` the
@@ -320,16 +355,22 @@ def _place(profile: list[tuple[np.ndarray, float]], camera: _Camera, x_m: float,
     u0, v0 = camera.project(x_m, z_m, y_m)
     scale = camera.focal_px / z_m
     cos_t, sin_t = math.cos(tilt_rad), math.sin(tilt_rad)
-    rotation = np.array([[cos_t * stretch_x * scale, sin_t * scale], [-sin_t * stretch_x * scale, -cos_t * scale]],
-                        dtype=np.float32)
+    rotation = np.array(
+        [[cos_t * stretch_x * scale, sin_t * scale], [-sin_t * stretch_x * scale, -cos_t * scale]],
+        dtype=np.float32,
+    )
     offset = np.array([u0, v0], dtype=np.float32)
     parts = []
     for polygon, luminance in profile:
-        parts.append(_Part(polygon @ rotation.T + offset, luminance * (1.0 - haze) + haze_luminance * haze, owner))
+        parts.append(
+            _Part(polygon @ rotation.T + offset, luminance * (1.0 - haze) + haze_luminance * haze, owner)
+        )
     return parts
 
 
-def _boat_profile(kind: str, length: float, rng: np.random.Generator, sea: float) -> list[tuple[np.ndarray, float]]:
+def _boat_profile(
+    kind: str, length: float, rng: np.random.Generator, sea: float
+) -> list[tuple[np.ndarray, float]]:
     """Side view of a boat in metres, bow towards +x, waterline at y = 0, x in [-L/2, L/2]."""
     half = length / 2.0
     hull_l = _contrasting_luminance(rng, sea)
@@ -337,27 +378,54 @@ def _boat_profile(kind: str, length: float, rng: np.random.Generator, sea: float
     dark = float(rng.uniform(0.03, 0.15))
     if kind == "dinghy":
         freeboard = 0.09 * length
-        hull = np.array([[-half, 0], [0.3 * half, 0], [half, 1.3 * freeboard], [-half, freeboard]], np.float32)
+        hull = np.array(
+            [[-half, 0], [0.3 * half, 0], [half, 1.3 * freeboard], [-half, freeboard]], np.float32
+        )
         person = _contrasting_luminance(rng, sea)
-        return [(hull, hull_l), (_rect(-0.15 * half, freeboard, 0.1 * half, freeboard + 0.55), person),
-                (_disc((-0.02 * half, freeboard + 0.7), 0.14), person)]
+        return [
+            (hull, hull_l),
+            (_rect(-0.15 * half, freeboard, 0.1 * half, freeboard + 0.55), person),
+            (_disc((-0.02 * half, freeboard + 0.7), 0.14), person),
+        ]
     if kind == "ship":
         freeboard = float(rng.uniform(0.08, 0.12)) * length
-        hull = np.array([[-half, -0.01 * length], [0.75 * half, 0], [half, 1.25 * freeboard], [-0.97 * half, freeboard]],
-                        np.float32)
+        hull = np.array(
+            [[-half, -0.01 * length], [0.75 * half, 0], [half, 1.25 * freeboard], [-0.97 * half, freeboard]],
+            np.float32,
+        )
         tower_x0 = float(rng.uniform(-0.9, 0.4)) * half
-        tower = _rect(tower_x0, freeboard, tower_x0 + 0.22 * length, freeboard + float(rng.uniform(0.12, 0.22)) * length)
-        parts = [(hull, hull_l), (tower, deck_l),
-                 (_rect(tower_x0 + 0.02 * length, tower[2, 1] - 0.04 * length, tower_x0 + 0.2 * length,
-                        tower[2, 1] - 0.025 * length), dark)]
+        tower = _rect(
+            tower_x0, freeboard, tower_x0 + 0.22 * length, freeboard + float(rng.uniform(0.12, 0.22)) * length
+        )
+        parts = [
+            (hull, hull_l),
+            (tower, deck_l),
+            (
+                _rect(
+                    tower_x0 + 0.02 * length,
+                    tower[2, 1] - 0.04 * length,
+                    tower_x0 + 0.2 * length,
+                    tower[2, 1] - 0.025 * length,
+                ),
+                dark,
+            ),
+        ]
         for index in range(int(rng.integers(0, 5))):
             x0 = -0.85 * half + index * 0.28 * length
             if tower_x0 - 0.25 * length < x0 < tower_x0 + 0.25 * length or x0 > 0.6 * half:
                 continue
-            parts.append((_rect(x0, freeboard, x0 + 0.24 * length, freeboard + float(rng.uniform(0.04, 0.09)) * length),
-                          _contrasting_luminance(rng, hull_l, 0.1)))
+            parts.append(
+                (
+                    _rect(
+                        x0, freeboard, x0 + 0.24 * length, freeboard + float(rng.uniform(0.04, 0.09)) * length
+                    ),
+                    _contrasting_luminance(rng, hull_l, 0.1),
+                )
+            )
         funnel_x = tower_x0 + 0.05 * length
-        parts.append((_rect(funnel_x, tower[2, 1], funnel_x + 0.05 * length, tower[2, 1] + 0.06 * length), dark))
+        parts.append(
+            (_rect(funnel_x, tower[2, 1], funnel_x + 0.05 * length, tower[2, 1] + 0.06 * length), dark)
+        )
         return parts
     freeboard = float(rng.uniform(0.07, 0.13)) * length
     hull = np.array([[-half, 0], [0.45 * half, 0], [half, 1.35 * freeboard], [-half, freeboard]], np.float32)
@@ -365,39 +433,88 @@ def _boat_profile(kind: str, length: float, rng: np.random.Generator, sea: float
     if kind == "motorboat":
         cabin_h = float(rng.uniform(0.1, 0.2)) * length
         x0, x1 = float(rng.uniform(-0.5, -0.1)) * half, float(rng.uniform(0.15, 0.45)) * half
-        cabin = np.array([[x0, freeboard], [x1, freeboard], [x1 - 0.3 * cabin_h, freeboard + cabin_h],
-                          [x0, freeboard + cabin_h]], np.float32)
-        parts += [(cabin, deck_l), (_rect(x0 + 0.1 * (x1 - x0), freeboard + 0.45 * cabin_h, x1 - 0.45 * cabin_h,
-                                          freeboard + 0.8 * cabin_h), dark)]
+        cabin = np.array(
+            [
+                [x0, freeboard],
+                [x1, freeboard],
+                [x1 - 0.3 * cabin_h, freeboard + cabin_h],
+                [x0, freeboard + cabin_h],
+            ],
+            np.float32,
+        )
+        parts += [
+            (cabin, deck_l),
+            (
+                _rect(
+                    x0 + 0.1 * (x1 - x0),
+                    freeboard + 0.45 * cabin_h,
+                    x1 - 0.45 * cabin_h,
+                    freeboard + 0.8 * cabin_h,
+                ),
+                dark,
+            ),
+        ]
     elif kind == "fishing":
         cabin_h = float(rng.uniform(0.2, 0.3)) * length
         x0 = float(rng.uniform(0.0, 0.3)) * half
-        parts += [(_rect(x0, freeboard, x0 + 0.25 * length, freeboard + cabin_h), deck_l),
-                  (_segment((-0.4 * half, freeboard), (-0.4 * half, freeboard + 0.6 * length), 0.012 * length), dark),
-                  (_segment((-0.4 * half, freeboard + 0.55 * length), (-0.95 * half, freeboard + 0.1 * length),
-                            0.008 * length), dark)]
+        parts += [
+            (_rect(x0, freeboard, x0 + 0.25 * length, freeboard + cabin_h), deck_l),
+            (
+                _segment((-0.4 * half, freeboard), (-0.4 * half, freeboard + 0.6 * length), 0.012 * length),
+                dark,
+            ),
+            (
+                _segment(
+                    (-0.4 * half, freeboard + 0.55 * length),
+                    (-0.95 * half, freeboard + 0.1 * length),
+                    0.008 * length,
+                ),
+                dark,
+            ),
+        ]
     else:
         mast_x = float(rng.uniform(-0.1, 0.2)) * half
         mast_h = float(rng.uniform(1.0, 1.5)) * length
         sail_l = float(rng.uniform(0.75, 0.98)) if rng.random() < 0.8 else _contrasting_luminance(rng, sea)
         boom = freeboard + 0.1 * length
-        parts += [(_rect(-0.5 * half, freeboard, 0.2 * half, freeboard + 0.08 * length), deck_l),
-                  (np.array([[mast_x - 0.01, boom], [mast_x - 0.01, freeboard + mast_h], [-0.85 * half, boom]], np.float32),
-                   sail_l),
-                  (np.array([[mast_x + 0.01, freeboard + 0.9 * mast_h], [0.95 * half, freeboard + 0.05 * length],
-                             [mast_x + 0.01, boom]], np.float32), sail_l * float(rng.uniform(0.85, 1.0))),
-                  (_segment((mast_x, freeboard), (mast_x, freeboard + mast_h), max(0.01 * length, 0.06)), dark)]
+        parts += [
+            (_rect(-0.5 * half, freeboard, 0.2 * half, freeboard + 0.08 * length), deck_l),
+            (
+                np.array(
+                    [[mast_x - 0.01, boom], [mast_x - 0.01, freeboard + mast_h], [-0.85 * half, boom]],
+                    np.float32,
+                ),
+                sail_l,
+            ),
+            (
+                np.array(
+                    [
+                        [mast_x + 0.01, freeboard + 0.9 * mast_h],
+                        [0.95 * half, freeboard + 0.05 * length],
+                        [mast_x + 0.01, boom],
+                    ],
+                    np.float32,
+                ),
+                sail_l * float(rng.uniform(0.85, 1.0)),
+            ),
+            (_segment((mast_x, freeboard), (mast_x, freeboard + mast_h), max(0.01 * length, 0.06)), dark),
+        ]
     return parts
 
 
-_BOAT_KINDS = {"dinghy": (2.5, 4.5), "motorboat": (5.0, 13.0), "sailboat": (6.0, 16.0), "fishing": (10.0, 24.0),
-               "ship": (30.0, 90.0)}
+_BOAT_KINDS = {
+    "dinghy": (2.5, 4.5),
+    "motorboat": (5.0, 13.0),
+    "sailboat": (6.0, 16.0),
+    "fishing": (10.0, 24.0),
+    "ship": (30.0, 90.0),
+}
 """Boat kinds and their length ranges in metres."""
 
 
 @dataclass(frozen=True)
 class _Boat:
-    """A boat moving on a circular arc: heading ``psi(t) = psi0 + omega (t - t0)`` (0 = away from the camera)."""
+    """A boat on a circular arc: heading ``psi(t) = psi0 + omega (t - t0)`` (0 = away from the camera)."""
 
     track_id: int
     camera: _Camera
@@ -419,15 +536,21 @@ class _Boat:
     class_name: str = "boat"
 
     def position(self, t_s: float) -> tuple[float, float, float]:
-        """``(x_m, z_m, heading)`` at ``t_s``; ``x(t) = x0 + (v / omega)(cos psi0 - cos psi)``, ``z`` likewise."""
+        """``(x_m, z_m, heading)`` at ``t_s``: ``x = x0 + (v / omega)(cos psi0 - cos psi)``; z alike."""
         tau = t_s - self.t0_s
         heading = self.heading0 + self.turn_rate * tau
         if abs(self.turn_rate) < 1e-6:
-            return (self.x0_m + self.speed_m_s * tau * math.sin(self.heading0),
-                    self.z0_m + self.speed_m_s * tau * math.cos(self.heading0), heading)
+            return (
+                self.x0_m + self.speed_m_s * tau * math.sin(self.heading0),
+                self.z0_m + self.speed_m_s * tau * math.cos(self.heading0),
+                heading,
+            )
         radius = self.speed_m_s / self.turn_rate
-        return (self.x0_m + radius * (math.cos(self.heading0) - math.cos(heading)),
-                self.z0_m + radius * (math.sin(heading) - math.sin(self.heading0)), heading)
+        return (
+            self.x0_m + radius * (math.cos(self.heading0) - math.cos(heading)),
+            self.z0_m + radius * (math.sin(heading) - math.sin(self.heading0)),
+            heading,
+        )
 
     def draw(self, t_s: float) -> _Drawn | None:
         if t_s < self.t0_s:
@@ -447,12 +570,30 @@ class _Boat:
         if self.speed_m_s > 1.5 and abs(sin_h) > 0.3:
             direction = 1.0 if sin_h >= 0 else -1.0
             wake_len = self.length_m * min(1.5, 0.15 * self.speed_m_s)
-            wake = np.array([[0.0, 0.02], [-direction * wake_len, -0.02 * self.length_m],
-                             [-direction * wake_len, 0.05 * self.length_m]], np.float32)
+            wake = np.array(
+                [
+                    [0.0, 0.02],
+                    [-direction * wake_len, -0.02 * self.length_m],
+                    [-direction * wake_len, 0.05 * self.length_m],
+                ],
+                np.float32,
+            )
             wake += np.array([-direction * 0.5 * self.length_m * abs(sin_h), 0.0], np.float32)
-            parts += _place([(wake, 0.9)], self.camera, x_m, z_m, 0.0, 1.0, 0.0, None, haze, self.haze_luminance)
-        parts += _place(self.profile, self.camera, x_m, z_m, self.bob_amplitude_m * math.sin(phase), stretch,
-                        0.04 * math.sin(phase + 1.0), self.track_id, haze, self.haze_luminance)
+            parts += _place(
+                [(wake, 0.9)], self.camera, x_m, z_m, 0.0, 1.0, 0.0, None, haze, self.haze_luminance
+            )
+        parts += _place(
+            self.profile,
+            self.camera,
+            x_m,
+            z_m,
+            self.bob_amplitude_m * math.sin(phase),
+            stretch,
+            0.04 * math.sin(phase + 1.0),
+            self.track_id,
+            haze,
+            self.haze_luminance,
+        )
         return _Drawn(z_m, parts)
 
 
@@ -476,8 +617,18 @@ class _Buoy:
     def draw(self, t_s: float) -> _Drawn | None:
         phase = self.bob_rate * t_s + self.bob_phase
         haze = 1.0 - math.exp(-self.z_m / self.visibility_m)
-        parts = _place(self.profile, self.camera, self.x_m, self.z_m, self.bob_amplitude_m * (math.sin(phase) - 0.5),
-                       1.0, self.tilt_rad * math.sin(phase + 0.7), self.track_id, haze, self.haze_luminance)
+        parts = _place(
+            self.profile,
+            self.camera,
+            self.x_m,
+            self.z_m,
+            self.bob_amplitude_m * (math.sin(phase) - 0.5),
+            1.0,
+            self.tilt_rad * math.sin(phase + 0.7),
+            self.track_id,
+            haze,
+            self.haze_luminance,
+        )
         return _Drawn(self.z_m, parts)
 
 
@@ -489,19 +640,47 @@ def _buoy_profile(rng: np.random.Generator, sea: float) -> list[tuple[np.ndarray
     kind = rng.choice(["can", "cone", "sphere", "spar", "pillar"])
     half = width / 2.0
     if kind == "can":
-        return [(_rect(-half, -0.1, half, 1.2 * width), body), (_rect(-half, 0.5 * width, half, 0.75 * width), band)]
+        return [
+            (_rect(-half, -0.1, half, 1.2 * width), body),
+            (_rect(-half, 0.5 * width, half, 0.75 * width), band),
+        ]
     if kind == "cone":
-        return [(np.array([[-half, -0.1], [half, -0.1], [0.05 * width, 1.3 * width], [-0.05 * width, 1.3 * width]],
-                          np.float32), body)]
+        return [
+            (
+                np.array(
+                    [[-half, -0.1], [half, -0.1], [0.05 * width, 1.3 * width], [-0.05 * width, 1.3 * width]],
+                    np.float32,
+                ),
+                body,
+            )
+        ]
     if kind == "sphere":
-        return [(_disc((0.0, 0.3 * width), half), body), (_rect(-0.07 * width, 0.7 * width, 0.07 * width, width), band)]
+        return [
+            (_disc((0.0, 0.3 * width), half), body),
+            (_rect(-0.07 * width, 0.7 * width, 0.07 * width, width), band),
+        ]
     if kind == "spar":
-        return [(_rect(-0.15 * width, -0.1, 0.15 * width, 3.0 * width), body),
-                (_rect(-0.15 * width, 1.5 * width, 0.15 * width, 2.2 * width), band),
-                (_disc((0.0, 3.25 * width), 0.25 * width), band)]
-    return [(np.array([[-half, -0.1], [half, -0.1], [0.3 * width, 0.6 * width], [-0.3 * width, 0.6 * width]], np.float32),
-             body), (_rect(-0.18 * width, 0.6 * width, 0.18 * width, 2.2 * width), band),
-            (np.array([[-0.3 * width, 2.2 * width], [0.3 * width, 2.2 * width], [0.0, 2.7 * width]], np.float32), body)]
+        return [
+            (_rect(-0.15 * width, -0.1, 0.15 * width, 3.0 * width), body),
+            (_rect(-0.15 * width, 1.5 * width, 0.15 * width, 2.2 * width), band),
+            (_disc((0.0, 3.25 * width), 0.25 * width), band),
+        ]
+    return [
+        (
+            np.array(
+                [[-half, -0.1], [half, -0.1], [0.3 * width, 0.6 * width], [-0.3 * width, 0.6 * width]],
+                np.float32,
+            ),
+            body,
+        ),
+        (_rect(-0.18 * width, 0.6 * width, 0.18 * width, 2.2 * width), band),
+        (
+            np.array(
+                [[-0.3 * width, 2.2 * width], [0.3 * width, 2.2 * width], [0.0, 2.7 * width]], np.float32
+            ),
+            body,
+        ),
+    ]
 
 
 class MaritimeScene(Scene):
@@ -542,11 +721,17 @@ class MaritimeScene(Scene):
         sky = self.haze_luminance + (self.sky_top - self.haze_luminance) * np.sqrt(above)
         clouds = _smooth_noise(rng, (height, width), (int(rng.integers(3, 7)), int(rng.integers(4, 10))))
         sky = sky + float(rng.uniform(0.0, 0.15)) * clouds * above
-        sea_texture = _smooth_noise(rng, (height, width), (int(rng.integers(4, 10)), int(rng.integers(4, 12))))
+        sea_texture = _smooth_noise(
+            rng, (height, width), (int(rng.integers(4, 10)), int(rng.integers(4, 12)))
+        )
         sea = sea + 0.04 * sea_texture
-        self.static = np.where(rows >= self.camera.horizon_row, sea + 0.0 * cols, sky + 0.0 * cols).astype(np.float32)
-        self.sea_depth = depth[self.sea_first_row:]
-        self.sea_x = ((cols - self.camera.centre_col) * self.sea_depth / self.camera.focal_px).astype(np.float32)
+        self.static = np.where(rows >= self.camera.horizon_row, sea + 0.0 * cols, sky + 0.0 * cols).astype(
+            np.float32
+        )
+        self.sea_depth = depth[self.sea_first_row :]
+        self.sea_x = ((cols - self.camera.centre_col) * self.sea_depth / self.camera.focal_px).astype(
+            np.float32
+        )
 
     def _build_waves(self, rng: np.random.Generator) -> None:
         """Wave components ``a_i att_i(Z) sin(k_i . (X, Z) - w_i t)``, deep water ``w = sqrt(g k)``."""
@@ -556,7 +741,9 @@ class MaritimeScene(Scene):
             wavelength = float(rng.uniform(1.0, 10.0))
             k = 2 * math.pi / wavelength
             direction = float(rng.uniform(-1.2, 1.2))
-            phase = (k * math.sin(direction) * self.sea_x + k * math.cos(direction) * self.sea_depth).astype(np.float32)
+            phase = (k * math.sin(direction) * self.sea_x + k * math.cos(direction) * self.sea_depth).astype(
+                np.float32
+            )
             pixels_per_wave = wavelength * self.camera.focal_px / self.sea_depth
             gain = roughness * np.clip((pixels_per_wave - 3.0) / 5.0, 0.0, 1.0) * np.ones_like(phase)
             self.wave_phases.append(phase)
@@ -573,10 +760,21 @@ class MaritimeScene(Scene):
         for _ in range(int(rng.integers(1, 9))):
             z = float(np.exp(rng.uniform(math.log(15.0), math.log(z_far * 0.3))))
             x = float(rng.uniform(-0.5, 0.5)) * self.width * z / self.camera.focal_px
-            objects.append(_Buoy(track_id, self.camera, _buoy_profile(rng, self.sea_luminance), x, z,
-                                 float(rng.uniform(0.05, 0.35)), float(rng.uniform(1.5, 4.5)),
-                                 float(rng.uniform(0, 2 * math.pi)), float(rng.uniform(0.02, 0.2)),
-                                 self.visibility_m, self.haze_luminance))
+            objects.append(
+                _Buoy(
+                    track_id,
+                    self.camera,
+                    _buoy_profile(rng, self.sea_luminance),
+                    x,
+                    z,
+                    float(rng.uniform(0.05, 0.35)),
+                    float(rng.uniform(1.5, 4.5)),
+                    float(rng.uniform(0, 2 * math.pi)),
+                    float(rng.uniform(0.02, 0.2)),
+                    self.visibility_m,
+                    self.haze_luminance,
+                )
+            )
             track_id += 1
         initial = int(rng.integers(1, 6))
         rate = float(rng.uniform(0.05, 0.4))
@@ -602,11 +800,27 @@ class MaritimeScene(Scene):
             else:
                 x = -math.copysign(half_view + 0.6 * length, math.sin(heading))
             turn = float(rng.uniform(-0.08, 0.08)) if rng.random() < 0.4 else 0.0
-            objects.append(_Boat(track_id, self.camera, _boat_profile(kind, length, rng, self.sea_luminance), length,
-                                 length * float(rng.uniform(0.25, 0.4)), x, z, heading, turn, speed, t0,
-                                 float(rng.uniform(0.03, 0.15)) * min(length, 10.0) / 5.0, float(rng.uniform(1.0, 3.0)),
-                                 float(rng.uniform(0, 2 * math.pi)), self.visibility_m, self.haze_luminance,
-                                 self.canvas_width))
+            objects.append(
+                _Boat(
+                    track_id,
+                    self.camera,
+                    _boat_profile(kind, length, rng, self.sea_luminance),
+                    length,
+                    length * float(rng.uniform(0.25, 0.4)),
+                    x,
+                    z,
+                    heading,
+                    turn,
+                    speed,
+                    t0,
+                    float(rng.uniform(0.03, 0.15)) * min(length, 10.0) / 5.0,
+                    float(rng.uniform(1.0, 3.0)),
+                    float(rng.uniform(0, 2 * math.pi)),
+                    self.visibility_m,
+                    self.haze_luminance,
+                    self.canvas_width,
+                )
+            )
             track_id += 1
         self.objects = objects
 
@@ -615,7 +829,7 @@ class MaritimeScene(Scene):
         waves = np.zeros_like(self.sea_x)
         for phase, gain, rate in zip(self.wave_phases, self.wave_gains, self.wave_rates, strict=True):
             waves += gain * np.sin(phase - np.float32(rate * t_s))
-        sea = canvas[self.sea_first_row:]
+        sea = canvas[self.sea_first_row :]
         sea += waves
         if self.glitter_gain > 0.0:
             sea += self.glitter_gain * np.maximum(waves - self.glitter_threshold, 0.0)
@@ -623,15 +837,20 @@ class MaritimeScene(Scene):
 
     def _camera_shift(self, t_s: float) -> tuple[float, float, float]:
         roll_s, pitch_s, yaw_s = np.sin(self.motion_rates * t_s + self.motion_phases)
-        return (self.roll_amplitude * float(roll_s), self.yaw_amplitude_px * float(yaw_s),
-                self.pitch_amplitude_px * float(pitch_s))
+        return (
+            self.roll_amplitude * float(roll_s),
+            self.yaw_amplitude_px * float(yaw_s),
+            self.pitch_amplitude_px * float(pitch_s),
+        )
 
 
 # --------------------------------------------------------------------------------------------------
 # traffic
 
 
-def _car_profile(kind: str, length: float, rng: np.random.Generator, road: float) -> list[tuple[np.ndarray, float]]:
+def _car_profile(
+    kind: str, length: float, rng: np.random.Generator, road: float
+) -> list[tuple[np.ndarray, float]]:
     """Side view of a vehicle in metres, front towards +x, road at y = 0, x in [-L/2, L/2]."""
     half = length / 2.0
     body_l = _contrasting_luminance(rng, road, 0.18)
@@ -641,23 +860,67 @@ def _car_profile(kind: str, length: float, rng: np.random.Generator, road: float
     if kind in ("sedan", "hatchback"):
         roof_x1 = 0.45 * half if kind == "sedan" else 0.2 * half
         roof_x0 = -0.5 * half if kind == "sedan" else -0.85 * half
-        parts = [(np.array([[-half, 0.3], [half, 0.3], [half, 0.8], [0.75 * half, 1.0], [-half, 1.05]], np.float32),
-                  body_l),
-                 (np.array([[-0.75 * half if kind == "sedan" else -half, 1.0], [0.7 * half, 1.0], [roof_x1, 1.45],
-                            [roof_x0, 1.45]], np.float32), body_l),
-                 (np.array([[-0.6 * half if kind == "sedan" else -0.9 * half, 1.05], [0.6 * half, 1.05],
-                            [roof_x1 - 0.05, 1.38], [roof_x0 + 0.05, 1.38]], np.float32), glass)]
+        parts = [
+            (
+                np.array(
+                    [[-half, 0.3], [half, 0.3], [half, 0.8], [0.75 * half, 1.0], [-half, 1.05]], np.float32
+                ),
+                body_l,
+            ),
+            (
+                np.array(
+                    [
+                        [-0.75 * half if kind == "sedan" else -half, 1.0],
+                        [0.7 * half, 1.0],
+                        [roof_x1, 1.45],
+                        [roof_x0, 1.45],
+                    ],
+                    np.float32,
+                ),
+                body_l,
+            ),
+            (
+                np.array(
+                    [
+                        [-0.6 * half if kind == "sedan" else -0.9 * half, 1.05],
+                        [0.6 * half, 1.05],
+                        [roof_x1 - 0.05, 1.38],
+                        [roof_x0 + 0.05, 1.38],
+                    ],
+                    np.float32,
+                ),
+                glass,
+            ),
+        ]
     elif kind == "van":
-        parts = [(np.array([[-half, 0.3], [half, 0.3], [half, 1.1], [0.7 * half, 2.0], [-half, 2.05]], np.float32),
-                  body_l),
-                 (np.array([[0.45 * half, 1.2], [0.85 * half, 1.2], [0.68 * half, 1.85], [0.45 * half, 1.85]], np.float32),
-                  glass)]
+        parts = [
+            (
+                np.array(
+                    [[-half, 0.3], [half, 0.3], [half, 1.1], [0.7 * half, 2.0], [-half, 2.05]], np.float32
+                ),
+                body_l,
+            ),
+            (
+                np.array(
+                    [[0.45 * half, 1.2], [0.85 * half, 1.2], [0.68 * half, 1.85], [0.45 * half, 1.85]],
+                    np.float32,
+                ),
+                glass,
+            ),
+        ]
     else:
         cargo_l = _contrasting_luminance(rng, road, 0.18)
-        parts = [(_rect(-half, 0.55, 0.55 * half, float(rng.uniform(2.8, 3.6))), cargo_l),
-                 (np.array([[0.6 * half, 0.4], [half, 0.4], [half, 2.2], [0.9 * half, 2.8], [0.6 * half, 2.8]], np.float32),
-                  body_l),
-                 (_rect(0.7 * half, 1.7, 0.95 * half, 2.5), glass)]
+        parts = [
+            (_rect(-half, 0.55, 0.55 * half, float(rng.uniform(2.8, 3.6))), cargo_l),
+            (
+                np.array(
+                    [[0.6 * half, 0.4], [half, 0.4], [half, 2.2], [0.9 * half, 2.8], [0.6 * half, 2.8]],
+                    np.float32,
+                ),
+                body_l,
+            ),
+            (_rect(0.7 * half, 1.7, 0.95 * half, 2.5), glass),
+        ]
     axles = (-0.68 * half, 0.68 * half) if kind != "truck" else (-0.75 * half, -0.45 * half, 0.8 * half)
     parts += [(_disc((axle, wheel_r), wheel_r), tyre) for axle in axles]
     return parts
@@ -690,13 +953,15 @@ class _Vehicle:
             return None
         stretch = 1.0 if self.velocity_m_s >= 0 else -1.0
         bounce = 0.015 * math.sin(7.0 * t_s + self.track_id)
-        return _Drawn(self.z_m, _place(self.profile, self.camera, x_m, self.z_m, bounce, stretch, 0.0, self.track_id,
-                                       0.0, 0.0))
+        return _Drawn(
+            self.z_m,
+            _place(self.profile, self.camera, x_m, self.z_m, bounce, stretch, 0.0, self.track_id, 0.0, 0.0),
+        )
 
 
 @dataclass(frozen=True)
 class _Pedestrian:
-    """A walking figure: position ``(x, z)(t) = (x0, z0) + (vx, vz)(t - t0)`` metres, legs swinging with the stride.
+    """A walking figure at ``(x, z)(t) = (x0, z0) + (vx, vz)(t - t0)`` metres, legs swinging with the stride.
 
     Limb angle ``theta(t) = A sin(2 pi s(t) / stride)`` with ``s`` the distance walked.
     """
@@ -720,7 +985,10 @@ class _Pedestrian:
         tau = t_s - self.t0_s
         x_m, z_m = self.x0_m + self.vx_m_s * tau, self.z0_m + self.vz_m_s * tau
         u, _ = self.camera.project(x_m, z_m)
-        if u < -self.height_m * self.camera.focal_px / z_m or u > self.canvas_width + self.height_m * self.camera.focal_px / z_m:
+        if (
+            u < -self.height_m * self.camera.focal_px / z_m
+            or u > self.canvas_width + self.height_m * self.camera.focal_px / z_m
+        ):
             return None
         h = self.height_m
         walked = math.hypot(self.vx_m_s, self.vz_m_s) * tau
@@ -736,14 +1004,18 @@ class _Pedestrian:
             profile += [(_segment(hip, knee, limb * 1.2), legs), (_segment(knee, foot, limb), legs)]
             hand = (neck[0] - sign * 0.3 * h * math.sin(swing * 0.8), neck[1] - 0.33 * h)
             profile.append((_segment((0.0, 0.8 * h), hand, limb * 0.8), top))
-        profile += [(_segment(hip, neck, 0.08 * h if side_on else 0.11 * h), top),
-                    (_disc((0.0, 0.9 * h), 0.065 * h), skin)]
+        profile += [
+            (_segment(hip, neck, 0.08 * h if side_on else 0.11 * h), top),
+            (_disc((0.0, 0.9 * h), 0.065 * h), skin),
+        ]
         direction = 1.0 if self.vx_m_s >= 0 else -1.0
-        return _Drawn(z_m, _place(profile, self.camera, x_m, z_m, 0.0, direction, 0.0, self.track_id, 0.0, 0.0))
+        return _Drawn(
+            z_m, _place(profile, self.camera, x_m, z_m, 0.0, direction, 0.0, self.track_id, 0.0, 0.0)
+        )
 
 
 class TrafficScene(Scene):
-    """Road with lanes, markings and kerbs, buildings behind; cars both ways; walking and crossing pedestrians."""
+    """Road with lanes, markings, kerbs and buildings; cars both ways; walking and crossing pedestrians."""
 
     def __init__(self, config: SceneConfig) -> None:
         super().__init__(config)
@@ -758,11 +1030,15 @@ class TrafficScene(Scene):
         self.lane_width_m = float(rng.uniform(3.0, 3.8))
         self.sidewalk_m = float(rng.uniform(2.0, 4.0))
         bottom_row = self.canvas_height - CANVAS_MARGIN_PX
-        z_bottom = self.camera.focal_px * self.camera.height_m / max(bottom_row - self.camera.horizon_row, 1.0)
+        z_bottom = (
+            self.camera.focal_px * self.camera.height_m / max(bottom_row - self.camera.horizon_row, 1.0)
+        )
         self.road_near_z = z_bottom + self.sidewalk_m * float(rng.uniform(0.3, 1.0))
         self.road_far_z = self.road_near_z + self.lane_count * self.lane_width_m
         self.road_luminance = float(rng.uniform(0.15, 0.55))
-        self.crosswalk_x = float(rng.uniform(-0.3, 0.3)) * self.width * self.road_near_z / self.camera.focal_px
+        self.crosswalk_x = (
+            float(rng.uniform(-0.3, 0.3)) * self.width * self.road_near_z / self.camera.focal_px
+        )
         self._build_static(rng)
         self.vibration_px = float(rng.uniform(0.1, 1.0))
         self.vibration_rates = rng.uniform(2 * math.pi * 3.0, 2 * math.pi * 15.0, size=3)
@@ -806,8 +1082,13 @@ class TrafficScene(Scene):
             if rng.random() < 0.4:
                 tree_u, tree_v = self.camera.project(x + building_w, building_z - 1.0, 4.0)
                 radius = 2.5 * self.camera.focal_px / building_z
-                _fill(canvas, _rect(tree_u - radius * 0.15, tree_v, tree_u + radius * 0.15,
-                                    self._row_of(building_z - 1.0)), float(rng.uniform(0.05, 0.3)))
+                _fill(
+                    canvas,
+                    _rect(
+                        tree_u - radius * 0.15, tree_v, tree_u + radius * 0.15, self._row_of(building_z - 1.0)
+                    ),
+                    float(rng.uniform(0.05, 0.3)),
+                )
                 _fill(canvas, _disc((tree_u, tree_v), radius, radius * 1.2), float(rng.uniform(0.1, 0.45)))
             x += building_w + float(rng.uniform(0.0, 4.0))
         pavement = float(rng.uniform(0.35, 0.8))
@@ -827,15 +1108,27 @@ class TrafficScene(Scene):
             dashed = lane != self.lane_count // 2 or rng.random() < 0.5
             for x0 in np.arange(-half_view_m, half_view_m, 9.0 if dashed else 1000.0):
                 x1 = x0 + (3.0 if dashed else 2 * half_view_m)
-                line = np.array([self.camera.project(x0, z_line - 0.08), self.camera.project(x1, z_line - 0.08),
-                                 self.camera.project(x1, z_line + 0.08), self.camera.project(x0, z_line + 0.08)],
-                                np.float32)
+                line = np.array(
+                    [
+                        self.camera.project(x0, z_line - 0.08),
+                        self.camera.project(x1, z_line - 0.08),
+                        self.camera.project(x1, z_line + 0.08),
+                        self.camera.project(x0, z_line + 0.08),
+                    ],
+                    np.float32,
+                )
                 _fill(canvas, line, marking)
         for stripe in np.arange(0.0, 4.0, 0.8):
             x0 = self.crosswalk_x + stripe
-            quad = np.array([self.camera.project(x0, self.road_near_z), self.camera.project(x0 + 0.45, self.road_near_z),
-                             self.camera.project(x0 + 0.45, self.road_far_z), self.camera.project(x0, self.road_far_z)],
-                            np.float32)
+            quad = np.array(
+                [
+                    self.camera.project(x0, self.road_near_z),
+                    self.camera.project(x0 + 0.45, self.road_near_z),
+                    self.camera.project(x0 + 0.45, self.road_far_z),
+                    self.camera.project(x0, self.road_far_z),
+                ],
+                np.float32,
+            )
             _fill(canvas, quad, marking)
         texture = rng.normal(0.0, float(rng.uniform(0.005, 0.03)), size=canvas.shape).astype(np.float32)
         self.static = np.clip(canvas + texture, 0.0, 1.0)
@@ -859,15 +1152,30 @@ class TrafficScene(Scene):
                 length = float(rng.uniform(*_VEHICLE_KINDS[kind]))
                 t += max(float(rng.exponential(mean_gap_s)), (length + last_length) / speed + 0.6)
                 last_length = length
-                objects.append(_Vehicle(track_id, self.camera, _car_profile(kind, length, rng, self.road_luminance),
-                                        length, z_lane, entry, direction * speed, t, self.canvas_width))
+                objects.append(
+                    _Vehicle(
+                        track_id,
+                        self.camera,
+                        _car_profile(kind, length, rng, self.road_luminance),
+                        length,
+                        z_lane,
+                        entry,
+                        direction * speed,
+                        t,
+                        self.canvas_width,
+                    )
+                )
                 track_id += 1
         walk_rate = float(rng.uniform(0.1, 0.8))
         t = -20.0
         while t < duration_s:
             t += float(rng.exponential(1.0 / walk_rate))
             height = float(rng.uniform(1.5, 1.95))
-            clothes = (float(rng.uniform(0.03, 0.97)), float(rng.uniform(0.03, 0.97)), float(rng.uniform(0.3, 0.8)))
+            clothes = (
+                float(rng.uniform(0.03, 0.97)),
+                float(rng.uniform(0.03, 0.97)),
+                float(rng.uniform(0.3, 0.8)),
+            )
             speed = float(rng.uniform(0.8, 1.9))
             choice = rng.random()
             if choice < 0.3:
@@ -876,19 +1184,50 @@ class TrafficScene(Scene):
                 vz = speed if near else -speed
                 x0 = self.crosswalk_x + float(rng.uniform(0.3, 3.7))
                 span = self.road_far_z - self.road_near_z + 0.6
-                objects.append(_Pedestrian(track_id, self.camera, height, x0, z0, float(rng.uniform(-0.2, 0.2)), vz,
-                                           t, t + span / speed, clothes, self.canvas_width))
+                objects.append(
+                    _Pedestrian(
+                        track_id,
+                        self.camera,
+                        height,
+                        x0,
+                        z0,
+                        float(rng.uniform(-0.2, 0.2)),
+                        vz,
+                        t,
+                        t + span / speed,
+                        clothes,
+                        self.canvas_width,
+                    )
+                )
             else:
                 near = choice < 0.65
-                z0 = (self.road_near_z - float(rng.uniform(0.5, self.sidewalk_m * 0.8)) if near
-                      else self.road_far_z + float(rng.uniform(0.5, self.sidewalk_m)))
+                z0 = (
+                    self.road_near_z - float(rng.uniform(0.5, self.sidewalk_m * 0.8))
+                    if near
+                    else self.road_far_z + float(rng.uniform(0.5, self.sidewalk_m))
+                )
                 direction = 1.0 if rng.random() < 0.5 else -1.0
                 half_view_m = (self.camera.centre_col + 20.0) * z0 / self.camera.focal_px
                 x0 = -direction * (half_view_m + 1.0)
-                objects.append(_Pedestrian(track_id, self.camera, height, x0, z0, direction * speed, 0.0, t,
-                                           t + 2 * (half_view_m + 1.0) / speed, clothes, self.canvas_width))
+                objects.append(
+                    _Pedestrian(
+                        track_id,
+                        self.camera,
+                        height,
+                        x0,
+                        z0,
+                        direction * speed,
+                        0.0,
+                        t,
+                        t + 2 * (half_view_m + 1.0) / speed,
+                        clothes,
+                        self.canvas_width,
+                    )
+                )
             track_id += 1
-        self.objects = [obj for obj in objects if obj.draw(0.0) is not None or self._ever_visible(obj, duration_s)]
+        self.objects = [
+            obj for obj in objects if obj.draw(0.0) is not None or self._ever_visible(obj, duration_s)
+        ]
 
     def _ever_visible(self, obj, duration_s: float) -> bool:
         return any(obj.draw(t) is not None for t in np.linspace(0.0, duration_s, 200))
@@ -897,7 +1236,7 @@ class TrafficScene(Scene):
         return self.static.copy()
 
     def _lighting(self, frame: np.ndarray, t_s: float) -> np.ndarray:
-        """``L' = L g(t) (1 - d s(u, t))``: global gain ``g = 1 + a sin(w t)``, soft cloud shadow moving in ``u``."""
+        """``L' = L g(t) (1 - d s(u, t))``: gain ``g = 1 + a sin(w t)``, shadow ``s`` moving in ``u``."""
         gain = 1.0 + self.gain_amplitude * math.sin(self.gain_rate * t_s)
         cols = np.arange(self.canvas_width, dtype=np.float32)
         centre = (self.shadow_speed_px_s * t_s) % (3.0 * self.canvas_width) - self.canvas_width
@@ -907,7 +1246,11 @@ class TrafficScene(Scene):
 
     def _camera_shift(self, t_s: float) -> tuple[float, float, float]:
         values = np.sin(self.vibration_rates * t_s)
-        return (0.001 * float(values[2]), self.vibration_px * float(values[0]), self.vibration_px * float(values[1]))
+        return (
+            0.001 * float(values[2]),
+            self.vibration_px * float(values[0]),
+            self.vibration_px * float(values[1]),
+        )
 
 
 def make_scene(config: SceneConfig) -> Scene:
