@@ -26,7 +26,7 @@ from __future__ import annotations
 
 import json
 import struct
-from collections.abc import Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -367,13 +367,22 @@ def _prophesee_chunks(path: Path, fmt: str) -> Iterator[np.ndarray]:
         yield as_events(chunk)
 
 
+def _dv_error_reason(error: Exception) -> str:
+    """One line from a dv-processing exception (whose text carries a C++ location and a stack trace)."""
+    text = str(error)
+    if "End-Of-File" in text:
+        return "truncated: end of file reached"
+    lines = [line.strip() for line in text.split("Stacktrace:")[0].splitlines() if line.strip()]
+    return lines[-1] if lines else type(error).__name__
+
+
 def _open_aedat4(path: Path):
     import dv_processing as dv
 
     try:
         recording = dv.io.MonoCameraRecording(str(path))
     except RuntimeError as error:
-        raise FileFormatError(path, f"cannot open AEDAT4 file: {error}") from None
+        raise FileFormatError(path, f"not a readable AEDAT4 file: {_dv_error_reason(error)}") from None
     if not recording.isEventStreamAvailable():
         raise FileFormatError(path, "AEDAT4 file has no event stream")
     return recording
@@ -385,7 +394,7 @@ def _aedat4_chunks(path: Path) -> Iterator[np.ndarray]:
         try:
             batch = recording.getNextEventBatch()
         except RuntimeError as error:
-            raise FileFormatError(path, f"corrupt AEDAT4 event packet: {error}") from None
+            raise FileFormatError(path, f"corrupt AEDAT4 event packet: {_dv_error_reason(error)}") from None
         if batch is None:
             return
         packet = batch.numpy()
@@ -543,17 +552,24 @@ def iter_event_windows(
     return split_time_windows(iter_event_chunks(path, sensor_size=sensor_size), window_us)
 
 
-def recording_info(path: str | Path, *, sensor_size: tuple[int, int] | None = None) -> RecordingInfo:
+def recording_info(
+    path: str | Path,
+    *,
+    sensor_size: tuple[int, int] | None = None,
+    on_chunk: Callable[[np.ndarray], None] | None = None,
+) -> RecordingInfo:
     """Count events and find the time span and extent of a recording in one streamed pass.
 
     Width and height come from ``sensor_size`` when given, else from the file (header, attributes or
-    sidecar), else ``(x_max + 1, y_max + 1)``.
+    sidecar), else ``(x_max + 1, y_max + 1)``. ``on_chunk`` sees every decoded chunk (for progress).
     """
     path = Path(path)
     fmt = detect_format(path)
     count = 0
     t_first = t_last = x_max = y_max = None
     for chunk in iter_event_chunks(path, sensor_size=sensor_size, fmt=fmt):
+        if on_chunk is not None:
+            on_chunk(chunk)
         if len(chunk) == 0:
             continue
         count += len(chunk)
