@@ -1,0 +1,478 @@
+"""Sensor emulators: frames of luminance -> DVS events, spike-camera bit frames, or Poisson spikes.
+
+All three are pure functions over numpy arrays; the two sensor emulators take and return an explicit
+state so that a stream fed in pieces gives exactly the output of one call over the whole stream.
+
+Frames are float32 luminance ``[N, H, W]`` in [0, 1] with int64 time stamps ``[N]`` in microseconds,
+strictly increasing. The first frame of a stream (``state=None``) only initialises the sensor; output
+covers the intervals between consecutive frames.
+
+DVS (the v2e model of Hu, Liu and Delbruck 2021, simplified; see ``docs/encoders.md``)
+    ``L = log(I + log_eps)`` per pixel, low-passed by the photoreceptor
+    ``Lp <- Lp + a (L - Lp)``, ``a = min(1, 2 pi f_c dt (255 I + 20) / 275)`` (brighter pixels are
+    faster). Each pixel keeps a memorised level ``M``; it emits ON events while ``Lp - M >= theta_on``
+    and OFF events while ``Lp - M <= -theta_off``, and ``M`` moves one threshold per crossing.
+    Thresholds are drawn per pixel from ``N(theta, sigma)``. ``Lp`` and ``M`` are interpolated
+    linearly between frames, so the k-th crossing in an interval happens at the time where
+    ``Lp(t) - M(t)`` reaches ``k theta``; a crossing less than ``refractory_us`` after the pixel's last
+    event is dropped. Leak: ``M`` falls by ``leak_rate_hz * theta_on`` per second, giving ON events at
+    ``leak_rate_hz`` per pixel in a static scene. Shot noise: independent events at
+    ``shot_noise_rate_hz * (1 + (shot_noise_bright_factor - 1) I)`` per pixel (half ON, half OFF)
+    that do not touch ``M``.
+
+Spike camera (PKU "Vidar")
+    Per pixel integrate-and-fire at ``rate_hz`` output frames per second:
+    ``v_j = v_{j-1} + max_rate_fraction * threshold * I(t_j)``; the pixel fires in frame ``j`` when
+    ``v_j >= threshold`` and then ``v_j <- v_j - threshold`` (reset by subtraction). ``I(t)`` is
+    interpolated linearly between input frames, so a pixel of constant intensity ``I`` fires in a
+    fraction ``max_rate_fraction * I`` of the output frames.
+
+Poisson rate coding (norse's ``poisson_encode``)
+    ``s_t = [u_t < max_rate * I]`` with ``u_t ~ U(0, 1)`` i.i.d. per step and pixel.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass, field, replace
+from fractions import Fraction
+from typing import Any
+
+import numpy as np
+
+from streamdet.events import EVENT_DTYPE
+
+
+@dataclass(frozen=True)
+class DVSParams:
+    """Parameters of the DVS emulator (defaults like v2e's).
+
+    Attributes:
+        pos_threshold: mean ON contrast threshold, log units.
+        neg_threshold: mean OFF contrast threshold, log units.
+        threshold_sigma: standard deviation of the per-pixel threshold mismatch, log units.
+        min_threshold: lower clip of the per-pixel thresholds, log units.
+        refractory_us: refractory period after each event of a pixel, microseconds.
+        cutoff_hz: photoreceptor low-pass 3 dB frequency at full intensity, Hz (0 = no low-pass).
+        leak_rate_hz: leak (background ON) events per pixel per second.
+        shot_noise_rate_hz: shot-noise events per pixel per second in the dark (ON and OFF together).
+        shot_noise_bright_factor: shot-noise rate at intensity 1 relative to the dark rate.
+        log_eps: offset in ``log(I + log_eps)``, intensity units; keeps dark pixels finite.
+        seed: seed of the threshold mismatch, leak phases and noise.
+    """
+
+    pos_threshold: float = 0.2
+    neg_threshold: float = 0.2
+    threshold_sigma: float = 0.03
+    min_threshold: float = 0.01
+    refractory_us: int = 500
+    cutoff_hz: float = 300.0
+    leak_rate_hz: float = 0.1
+    shot_noise_rate_hz: float = 0.1
+    shot_noise_bright_factor: float = 0.25
+    log_eps: float = 0.02
+    seed: int = 0
+
+
+@dataclass(frozen=True)
+class DVSState:
+    """Per-pixel state of the DVS emulator between calls (arrays ``[H, W]``).
+
+    Attributes:
+        memorised_log: memorised log intensity ``M`` at ``last_time_us``.
+        lowpass_log: photoreceptor output ``Lp`` at ``last_time_us``.
+        pos_thresholds: per-pixel ON thresholds, log units.
+        neg_thresholds: per-pixel OFF thresholds, log units.
+        last_event_us: time of each pixel's last signal event, microseconds.
+        last_frame: the last luminance frame seen.
+        last_time_us: its time stamp, microseconds.
+        rng_state: state of the noise generator (``numpy.random.Generator.bit_generator.state``).
+    """
+
+    memorised_log: np.ndarray
+    lowpass_log: np.ndarray
+    pos_thresholds: np.ndarray
+    neg_thresholds: np.ndarray
+    last_event_us: np.ndarray
+    last_frame: np.ndarray
+    last_time_us: int
+    rng_state: dict[str, Any] = field(repr=False)
+
+
+@dataclass(frozen=True)
+class SpikeCameraParams:
+    """Parameters of the spike-camera emulator.
+
+    Attributes:
+        rate_hz: output frames per second (a Vidar camera runs at 20 kHz: 50 us per frame).
+        threshold: firing threshold of the integrator, in the integrator's units.
+        max_rate_fraction: fraction of output frames in which a pixel of intensity 1.0 fires.
+        seed: seed of the initial potentials (uniform in ``[0, threshold)``, so pixels do not fire in step).
+    """
+
+    rate_hz: float = 20_000.0
+    threshold: float = 1.0
+    max_rate_fraction: float = 1.0
+    seed: int = 0
+
+
+@dataclass(frozen=True)
+class SpikeCameraState:
+    """State of the spike-camera emulator between calls.
+
+    Attributes:
+        potential: integrator potential ``[H, W]`` in ``[0, threshold)`` after the last output frame.
+        last_frame: the last luminance frame seen ``[H, W]``.
+        last_time_us: its time stamp, microseconds.
+        start_time_us: time of the first input frame; output frame ``j`` (from 1) is at
+            ``start_time_us + floor(j * 1e6 / rate_hz)``.
+        frames_emitted: number of output frames produced so far.
+    """
+
+    potential: np.ndarray
+    last_frame: np.ndarray
+    last_time_us: int
+    start_time_us: int
+    frames_emitted: int
+
+
+def _check_frames(
+    frames: np.ndarray, times_us: np.ndarray, last_time_us: int | None
+) -> tuple[np.ndarray, np.ndarray]:
+    """Frames as float32 ``[N, H, W]``, times as int64 ``[N]``; ValueError on bad shapes or times."""
+    frames = np.asarray(frames, dtype=np.float32)
+    times_us = np.asarray(times_us, dtype=np.int64)
+    if frames.ndim != 3:
+        raise ValueError(f"expected frames [N, H, W], got shape {frames.shape}")
+    if times_us.shape != (len(frames),):
+        raise ValueError(f"expected {len(frames)} time stamps, got shape {times_us.shape}")
+    if len(times_us) > 1 and np.any(np.diff(times_us) <= 0):
+        raise ValueError("frame time stamps must be strictly increasing")
+    if last_time_us is not None and len(times_us) and times_us[0] <= last_time_us:
+        raise ValueError(f"first frame time {int(times_us[0])} us is not after the state's {last_time_us} us")
+    return frames, times_us
+
+
+def log_intensity(frame: np.ndarray, log_eps: float) -> np.ndarray:
+    """``log(I + log_eps)`` as float32, same shape as ``frame``."""
+    return np.log(frame + np.float32(log_eps), dtype=np.float32)
+
+
+def initial_dvs_state(
+    frame: np.ndarray, time_us: int, params: DVSParams, rng: np.random.Generator | None = None
+) -> DVSState:
+    """The state of a DVS that has looked at ``frame`` (float32 ``[H, W]``) for a long time.
+
+    Thresholds are drawn per pixel from ``N(theta, threshold_sigma)`` clipped at ``min_threshold``; the
+    memorised level is ``M = Lp - u theta_on`` with ``u ~ U(0, 1)``, the steady state of a leaking pixel,
+    so leak events of different pixels are spread over time.
+    """
+    rng = np.random.default_rng(params.seed) if rng is None else rng
+    frame = np.asarray(frame, dtype=np.float32)
+    shape = frame.shape
+    pos = np.maximum(rng.normal(params.pos_threshold, params.threshold_sigma, shape), params.min_threshold)
+    neg = np.maximum(rng.normal(params.neg_threshold, params.threshold_sigma, shape), params.min_threshold)
+    pos = pos.astype(np.float32)
+    neg = neg.astype(np.float32)
+    log_frame = log_intensity(frame, params.log_eps)
+    memorised = log_frame - rng.random(shape, dtype=np.float32) * pos
+    return DVSState(
+        memorised_log=memorised,
+        lowpass_log=log_frame,
+        pos_thresholds=pos,
+        neg_thresholds=neg,
+        last_event_us=np.full(shape, int(time_us) - int(params.refractory_us) - 1, dtype=np.int64),
+        last_frame=frame.copy(),
+        last_time_us=int(time_us),
+        rng_state=rng.bit_generator.state,
+    )
+
+
+def _signal_events(
+    start_diff: np.ndarray,
+    end_diff: np.ndarray,
+    thresholds: np.ndarray,
+    last_event_us: np.ndarray,
+    t0_us: int,
+    dt_us: int,
+    refractory_us: int,
+) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+    """Threshold crossings of one polarity in one frame interval, with the refractory period applied.
+
+    For each pixel, ``d(t) = Lp(t) - M`` (sign-flipped for OFF) goes linearly from ``start_diff`` to
+    ``end_diff`` over ``(t0, t0 + dt]``; crossing ``k = 1..n``, ``n = floor(end_diff / theta)``, happens at
+    ``tau_k = t0 + dt (k theta - start_diff) / (end_diff - start_diff)``. Crossings are kept greedily in
+    time order when at least ``refractory_us`` after the previous kept one (or the pixel's last event).
+
+    Returns:
+        (position in ``last_event_us`` of each event's pixel, event time in us per event, crossings per
+        pixel, last kept event time per pixel or -1 where none was kept).
+    """
+    crossings = np.floor(end_diff / thresholds).astype(np.int64)
+    rise = np.maximum(end_diff - start_diff, np.float32(1e-12)).astype(np.float64)
+    spacing = dt_us * thresholds.astype(np.float64) / rise
+    first_time = t0_us + dt_us * (thresholds.astype(np.float64) - start_diff) / rise
+    allowed_from = last_event_us + refractory_us
+    first_kept = 1 + np.maximum(0, np.ceil((allowed_from - first_time) / spacing)).astype(np.int64)
+    stride = np.maximum(1, np.ceil(refractory_us / spacing)).astype(np.int64) if refractory_us > 0 else 1
+    stride = np.broadcast_to(stride, crossings.shape)
+    kept = np.where(first_kept <= crossings, (crossings - first_kept) // stride + 1, 0)
+    owner = np.repeat(np.arange(len(kept)), kept)
+    rank = np.arange(len(owner)) - np.repeat(np.cumsum(kept) - kept, kept)
+    k = first_kept[owner] + rank * stride[owner]
+    times = np.ceil(first_time[owner] + (k - 1) * spacing[owner])
+    times = np.clip(times, t0_us + 1, t0_us + dt_us).astype(np.int64)
+    last_k = first_kept + (kept - 1) * stride
+    last_time = np.ceil(first_time + (last_k - 1) * spacing)
+    last_time = np.where(kept > 0, np.clip(last_time, t0_us + 1, t0_us + dt_us), -1).astype(np.int64)
+    return owner, times, crossings, last_time
+
+
+def emulate_dvs(
+    frames: np.ndarray,
+    times_us: np.ndarray,
+    params: DVSParams,
+    state: DVSState | None = None,
+    rng: np.random.Generator | None = None,
+) -> tuple[np.ndarray, DVSState]:
+    """Emulate a DVS looking at luminance frames (the v2e model; equations in the module docstring).
+
+    Args:
+        frames: float32 luminance ``[N, H, W]`` in [0, 1].
+        times_us: int64 frame time stamps ``[N]``, microseconds, strictly increasing (and after
+            ``state.last_time_us``).
+        params: emulator parameters.
+        state: state returned by the previous call on the same stream, or None to start a stream with
+            ``frames[0]`` (which then gives no events itself).
+        rng: generator for the threshold mismatch and the noise; None continues the generator saved in
+            ``state`` (or starts one from ``params.seed``), so that feeding a stream in pieces gives the
+            same events as one call.
+
+    Returns:
+        ``EVENT_DTYPE`` events sorted by ``t`` (stable sort), ``t`` in ``(t_prev, t_last]``; the new state.
+    """
+    frames, times_us = _check_frames(frames, times_us, None if state is None else state.last_time_us)
+    if state is None:
+        if len(frames) == 0:
+            raise ValueError("a DVS stream must start with at least one frame")
+        rng = np.random.default_rng(params.seed) if rng is None else rng
+        state = initial_dvs_state(frames[0], int(times_us[0]), params, rng)
+        frames, times_us = frames[1:], times_us[1:]
+    elif rng is None:
+        rng = np.random.default_rng()
+        rng.bit_generator.state = state.rng_state
+    if frames.shape[1:] != state.last_frame.shape:
+        raise ValueError(f"frame shape {frames.shape[1:]} differs from the stream's {state.last_frame.shape}")
+
+    height, width = state.last_frame.shape
+    memorised = state.memorised_log.copy()
+    lowpass = state.lowpass_log.copy()
+    last_event = state.last_event_us.copy()
+    pos_flat = state.pos_thresholds.ravel()
+    neg_flat = state.neg_thresholds.ravel()
+    leak_per_us = (params.leak_rate_hz * 1e-6 * state.pos_thresholds).astype(np.float32)
+    noise_per_us_pixel = params.shot_noise_rate_hz * 1e-6
+    bright_slope = np.float32(params.shot_noise_bright_factor - 1.0)
+    leak_cache: dict[int, np.ndarray] = {}
+    pieces_index: list[np.ndarray] = []
+    pieces_time: list[np.ndarray] = []
+    pieces_polarity: list[np.ndarray] = []
+    t_prev = state.last_time_us
+    for frame, t_now in zip(frames, times_us.tolist(), strict=True):
+        dt = t_now - t_prev
+        log_frame = log_intensity(frame, params.log_eps)
+        if params.cutoff_hz > 0:
+            speed = np.minimum(
+                np.float32(2 * math.pi * params.cutoff_hz * dt * 1e-6 / 275) * (frame * np.float32(255) + 20),
+                np.float32(1),
+            )
+            new_lowpass = lowpass + speed * (log_frame - lowpass)
+        else:
+            new_lowpass = log_frame
+        start_memorised = memorised
+        if params.leak_rate_hz > 0:
+            if dt not in leak_cache:
+                leak_cache[dt] = leak_per_us * np.float32(dt)
+            memorised = memorised - leak_cache[dt]
+        diff = new_lowpass - memorised
+        active = np.flatnonzero((diff >= state.pos_thresholds) | (diff <= -state.neg_thresholds))
+        if len(active):
+            end_diff = diff.ravel()[active]
+            start_diff = lowpass.ravel()[active] - start_memorised.ravel()[active]
+            is_on = end_diff > 0
+            sign = np.where(is_on, np.float32(1), np.float32(-1))
+            thresholds = np.where(is_on, pos_flat[active], neg_flat[active])
+            owner, times, crossings, last_time = _signal_events(
+                sign * start_diff,
+                sign * end_diff,
+                thresholds,
+                last_event.ravel()[active],
+                t_prev,
+                dt,
+                int(params.refractory_us),
+            )
+            memorised.ravel()[active] += sign * crossings.astype(np.float32) * thresholds
+            fired = last_time >= 0
+            last_event.ravel()[active[fired]] = last_time[fired]
+            pieces_index.append(active[owner])
+            pieces_time.append(times)
+            pieces_polarity.append(is_on[owner])
+        if noise_per_us_pixel > 0:
+            count = int(rng.poisson(noise_per_us_pixel * dt * height * width))
+            index = rng.integers(0, height * width, count)
+            keep = rng.random(count, dtype=np.float32) < 1 + bright_slope * frame.ravel()[index]
+            times = t_prev + 1 + rng.integers(0, dt, count)
+            polarity = rng.random(count) < 0.5
+            pieces_index.append(index[keep])
+            pieces_time.append(times[keep])
+            pieces_polarity.append(polarity[keep])
+        lowpass = new_lowpass
+        t_prev = t_now
+
+    events = np.zeros(sum(len(piece) for piece in pieces_index), dtype=EVENT_DTYPE)
+    if len(events):
+        index = np.concatenate(pieces_index)
+        events["x"] = index % width
+        events["y"] = index // width
+        events["t"] = np.concatenate(pieces_time)
+        events["p"] = np.concatenate(pieces_polarity)
+        events = events[np.argsort(events["t"], kind="stable")]
+    new_state = DVSState(
+        memorised_log=memorised,
+        lowpass_log=lowpass,
+        pos_thresholds=state.pos_thresholds,
+        neg_thresholds=state.neg_thresholds,
+        last_event_us=last_event,
+        last_frame=frames[-1].copy() if len(frames) else state.last_frame,
+        last_time_us=t_prev,
+        rng_state=rng.bit_generator.state,
+    )
+    return events, new_state
+
+
+def _rate_fraction(rate_hz: float) -> Fraction:
+    """``rate_hz`` as an exact fraction (output frame ``j`` is at ``floor(j * 1e6 / rate)`` us)."""
+    if rate_hz <= 0:
+        raise ValueError(f"spike camera rate must be positive, got {rate_hz} Hz")
+    return Fraction(rate_hz).limit_denominator(1_000_000)
+
+
+def spike_frame_times(state: SpikeCameraState, rate_hz: float, first: int, stop: int) -> np.ndarray:
+    """Time stamps (int64 us) of output frames ``first..stop-1`` (1-based count from the stream start)."""
+    rate = _rate_fraction(rate_hz)
+    j = np.arange(first, stop, dtype=np.int64)
+    return state.start_time_us + (j * 1_000_000 * rate.denominator) // rate.numerator
+
+
+def initial_spike_camera_state(
+    frame: np.ndarray, time_us: int, params: SpikeCameraParams
+) -> SpikeCameraState:
+    """State at the start of a stream: potentials uniform in ``[0, threshold)`` drawn from ``params.seed``."""
+    frame = np.asarray(frame, dtype=np.float32)
+    rng = np.random.default_rng(params.seed)
+    potential = rng.random(frame.shape, dtype=np.float32) * np.float32(params.threshold)
+    return SpikeCameraState(
+        potential=potential,
+        last_frame=frame.copy(),
+        last_time_us=int(time_us),
+        start_time_us=int(time_us),
+        frames_emitted=0,
+    )
+
+
+def emulate_spike_camera(
+    frames: np.ndarray,
+    times_us: np.ndarray,
+    params: SpikeCameraParams,
+    state: SpikeCameraState | None = None,
+) -> tuple[np.ndarray, np.ndarray, SpikeCameraState]:
+    """Emulate a spike camera (integrate-and-fire, reset by subtraction) looking at luminance frames.
+
+    Output frame ``j`` at time ``t_j`` integrates ``max_rate_fraction * threshold * I(t_j)``, with ``I``
+    interpolated linearly between the input frames around ``t_j`` and clipped to [0, 1]. Within one input
+    interval the potential has the closed form
+    ``v_j = v_0 + g (j I_a + (I_b - I_a) sum_{i<=j} s_i)``, ``s_i = (t_i - t_a) / (t_b - t_a)``, and the
+    pixel fires in frame ``j`` when ``floor(v_j / threshold)`` increases, so all output frames of an
+    interval are computed at once.
+
+    Args:
+        frames: float32 luminance ``[N, H, W]`` in [0, 1].
+        times_us: int64 time stamps ``[N]``, microseconds, strictly increasing.
+        params: emulator parameters.
+        state: state from the previous call on the same stream, or None to start with ``frames[0]``.
+
+    Returns:
+        (bool spike frames ``[M, H, W]``, their int64 time stamps ``[M]`` in us, new state). The frames
+        cover ``(t_prev, t_last]``; ``M`` is about ``(t_last - t_prev) * rate_hz / 1e6``.
+    """
+    frames, times_us = _check_frames(frames, times_us, None if state is None else state.last_time_us)
+    if state is None:
+        if len(frames) == 0:
+            raise ValueError("a spike-camera stream must start with at least one frame")
+        state = initial_spike_camera_state(frames[0], int(times_us[0]), params)
+        frames, times_us = frames[1:], times_us[1:]
+    if frames.shape[1:] != state.last_frame.shape:
+        raise ValueError(f"frame shape {frames.shape[1:]} differs from the stream's {state.last_frame.shape}")
+    rate = _rate_fraction(params.rate_hz)
+    gain = np.float32(params.max_rate_fraction)
+    threshold = np.float32(params.threshold)
+    potential = state.potential / threshold
+    previous = np.clip(state.last_frame, 0, 1)
+    emitted = state.frames_emitted
+    t_prev = state.last_time_us
+    out_frames: list[np.ndarray] = []
+    out_times: list[np.ndarray] = []
+    for frame, t_now in zip(frames, times_us.tolist(), strict=True):
+        current = np.clip(frame, 0, 1)
+        elapsed = t_now - state.start_time_us
+        last_index = ((elapsed + 1) * rate.numerator - 1) // (1_000_000 * rate.denominator)
+        times = spike_frame_times(state, params.rate_hz, emitted + 1, last_index + 1)
+        if len(times):
+            fraction = ((times - t_prev) / (t_now - t_prev)).astype(np.float32)
+            steps = np.arange(1, len(times) + 1, dtype=np.float32) * gain
+            ramp = np.cumsum(fraction) * gain
+            level = np.multiply.outer(steps, previous)
+            level += np.multiply.outer(ramp, current - previous)
+            level += potential
+            fired_total = np.floor(level)
+            spikes = np.empty(level.shape, dtype=bool)
+            spikes[0] = fired_total[0] > 0
+            np.greater(fired_total[1:], fired_total[:-1], out=spikes[1:])
+            potential = level[-1] - fired_total[-1]
+            out_frames.append(spikes)
+            out_times.append(times)
+            emitted = last_index
+        previous = current
+        t_prev = t_now
+    height, width = state.last_frame.shape
+    spike_frames = np.concatenate(out_frames) if out_frames else np.zeros((0, height, width), dtype=bool)
+    spike_times = np.concatenate(out_times) if out_times else np.zeros(0, dtype=np.int64)
+    new_state = replace(
+        state,
+        potential=(potential * threshold).astype(np.float32),
+        last_frame=frames[-1].copy() if len(frames) else state.last_frame,
+        last_time_us=t_prev,
+        frames_emitted=emitted,
+    )
+    return spike_frames, spike_times, new_state
+
+
+def poisson_encode(intensity: np.ndarray, steps: int, seed: int, max_rate: float = 1.0) -> np.ndarray:
+    """Poisson rate coding through norse: ``s_t = [u_t < max_rate * I]``, ``u_t ~ U(0, 1)`` i.i.d.
+
+    Args:
+        intensity: values in [0, 1], any shape ``S`` (e.g. ``[H, W]``).
+        steps: number of time steps ``T``.
+        seed: seed of the ``torch.Generator`` (same seed, same spikes).
+        max_rate: firing probability per step at intensity 1.
+
+    Returns:
+        bool array ``[T, *S]``.
+    """
+    import torch
+    from norse.torch.functional.encode import poisson_encode as norse_poisson_encode
+
+    generator = torch.Generator().manual_seed(int(seed))
+    values = torch.as_tensor(np.asarray(intensity, dtype=np.float32))
+    spikes = norse_poisson_encode(values, int(steps), f_max=float(max_rate), dt=1.0, generator=generator)
+    return spikes.numpy().astype(bool)
