@@ -318,7 +318,7 @@ def header_sensor_size(path: str | Path, fmt: str | None = None) -> tuple[int, i
         recording = _open_aedat4(path)
         return tuple(int(v) for v in recording.getEventResolution())
     if fmt == "spike-dat":
-        return _spike_layout(path, None).sensor_size
+        return spike_layout(path, None).sensor_size
     if fmt == "npy":
         return _npy_sensor_size(path)
     if fmt == "h5":
@@ -464,7 +464,7 @@ def _h5_chunks(path: Path) -> Iterator[np.ndarray]:
             raise FileFormatError(path, f"cannot read events from HDF5: {error}") from None
 
 
-def _spike_layout(path: Path, sensor_size: tuple[int, int] | None) -> SpikeDatLayout:
+def spike_layout(path: Path, sensor_size: tuple[int, int] | None) -> SpikeDatLayout:
     """Layout of a spike ``.dat``: sidecar values, with ``sensor_size`` overriding the sidecar's size."""
     layout = read_spike_sidecar(path) or SpikeDatLayout()
     if sensor_size is not None:
@@ -473,7 +473,7 @@ def _spike_layout(path: Path, sensor_size: tuple[int, int] | None) -> SpikeDatLa
 
 
 def _spike_dat_chunks(path: Path, sensor_size: tuple[int, int] | None) -> Iterator[np.ndarray]:
-    layout = _spike_layout(path, sensor_size)
+    layout = spike_layout(path, sensor_size)
     frames_per_chunk = max(1, CHUNK_EVENTS // 64)
     first_frame = 0
     for frames in iter_spike_dat(path, frames_per_chunk, layout.sensor_size):
@@ -511,12 +511,13 @@ def iter_event_chunks(
         raise UserFacingError(f"unknown format {fmt!r}; expected one of {', '.join(FORMATS)}")
 
 
-def split_time_windows(chunks: Iterable[np.ndarray], window_us: int) -> Iterator[np.ndarray]:
+def iter_timed_windows(chunks: Iterable[np.ndarray], window_us: int) -> Iterator[tuple[int, np.ndarray]]:
     """Regroup time-ordered event chunks into consecutive windows of ``window_us`` microseconds.
 
-    Window ``k`` holds the events with ``t0 + k * window_us <= t < t0 + (k + 1) * window_us``, where
-    ``t0`` is the time stamp of the first event. Windows without events are yielded as empty arrays,
-    so window ``k`` always starts at ``t0 + k * window_us``. Memory: one window plus one chunk.
+    Yields ``(start_us, events)``: window ``k`` starts at ``start_us = t0 + k * window_us`` and holds
+    the events with ``start_us <= t < start_us + window_us``, where ``t0`` is the time stamp of the first
+    event. Windows without events are yielded as empty arrays, so the windows tile time without gaps.
+    A chunk whose time stamps go backwards is sorted (stably) first. Memory: one window plus one chunk.
     """
     if window_us <= 0:
         raise UserFacingError(f"window must be a positive number of microseconds, got {window_us}")
@@ -536,12 +537,17 @@ def split_time_windows(chunks: Iterable[np.ndarray], window_us: int) -> Iterator
                 pending.append(chunk)
                 break
             pending.append(chunk[:cut])
-            yield np.concatenate(pending)
+            yield window_start, np.concatenate(pending)
             pending = []
             chunk = chunk[cut:]
             window_start = window_end
     if pending:
-        yield np.concatenate(pending)
+        yield window_start, np.concatenate(pending)
+
+
+def split_time_windows(chunks: Iterable[np.ndarray], window_us: int) -> Iterator[np.ndarray]:
+    """The events of :func:`iter_timed_windows` without the start times."""
+    return (events for _, events in iter_timed_windows(chunks, window_us))
 
 
 def iter_event_windows(
@@ -580,7 +586,7 @@ def recording_info(
     size = sensor_size or header_sensor_size(path, fmt) or _fitting_sensor_size(x_max, y_max)
     frames = frame_us = None
     if fmt == "spike-dat":
-        layout = _spike_layout(path, sensor_size)
+        layout = spike_layout(path, sensor_size)
         frames = spike_dat_frame_count(path, layout.sensor_size)
         frame_us = layout.frame_us
     return RecordingInfo(
@@ -641,16 +647,18 @@ class AppendableArrayFile:
 
     ``.npy``: the header is written with room for any length and rewritten on :meth:`close`, records
     are appended as raw bytes (a crash leaves a file whose header says 0 records). HDF5: dataset
-    ``dataset`` of ``dtype``, chunked and resizable, in the file at ``path`` (opened in append mode so
-    several datasets can share one file).
+    ``dataset`` of ``dtype``, chunked and resizable, in the file at ``path`` (opened in append mode), or
+    in the already open ``h5_file`` (which then stays open on :meth:`close`) so that several datasets
+    can grow in one file.
     """
 
-    def __init__(self, path: str | Path, dtype: np.dtype, *, dataset: str = "events") -> None:
+    def __init__(self, path: str | Path, dtype: np.dtype, *, dataset: str = "events", h5_file=None) -> None:
         self.path = Path(path)
         self.dtype = np.dtype(dtype)
         self.dataset = dataset
         self.length = 0
         self._h5 = None
+        self._owns_h5 = h5_file is None
         self._npy = None
         suffix = self.path.suffix.lower()
         if suffix == ".npy":
@@ -660,7 +668,7 @@ class AppendableArrayFile:
         elif suffix in (".h5", ".hdf5"):
             import h5py
 
-            self._h5 = h5py.File(self.path, "a")
+            self._h5 = h5py.File(self.path, "a") if h5_file is None else h5_file
             if dataset in self._h5:
                 del self._h5[dataset]
             self._h5.create_dataset(dataset, shape=(0,), maxshape=(None,), dtype=self.dtype, chunks=(65536,))
@@ -707,7 +715,8 @@ class AppendableArrayFile:
             self._npy.close()
             self._npy = None
         if self._h5 is not None:
-            self._h5.close()
+            if self._owns_h5:
+                self._h5.close()
             self._h5 = None
 
     def __enter__(self) -> AppendableArrayFile:
@@ -822,7 +831,7 @@ def iter_spike_dat(
     ``sensor_size`` ``(W, H)`` defaults to the ``<stem>.json`` sidecar, else 400 x 250.
     """
     path = Path(path)
-    size = sensor_size or _spike_layout(path, None).sensor_size
+    size = sensor_size or spike_layout(path, None).sensor_size
     spike_dat_frame_count(path, size)
     chunk_bytes = max(1, int(frames_per_chunk)) * _frame_bytes(size)
     with path.open("rb") as file:
@@ -833,7 +842,7 @@ def iter_spike_dat(
 def read_spike_dat(path: str | Path, sensor_size: tuple[int, int] | None = None) -> np.ndarray:
     """Read a whole spike ``.dat``: bool ``[N, H, W]``, row 0 on top. Size: argument, sidecar, 400 x 250."""
     path = Path(path)
-    size = sensor_size or _spike_layout(path, None).sensor_size
+    size = sensor_size or spike_layout(path, None).sensor_size
     spike_dat_frame_count(path, size)
     return decode_spike_frames(path.read_bytes(), size)
 

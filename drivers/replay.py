@@ -1,0 +1,204 @@
+"""Replay an event or spike-camera file onto the wire, at the file's own pace, a multiple of it, or as
+fast as possible.
+
+The file is cut into packets of ``packet_us`` microseconds (:func:`iter_file_packets`); a packet
+covering ``[t0_us, t1_us)`` is due once the replay clock has passed its end:
+
+    due_s = (t1_us - start_us) / (1e6 * speed)        (speed = None: due at once)
+
+where ``start_us`` is the start of the first packet (:func:`packet_due_s`, a pure function). Event files
+go out as ``events/<stream>`` messages, spike-camera ``.dat`` files as ``spikes/<stream>`` messages of
+whole frames; an end-of-stream message follows the last packet (also after Ctrl-C). With ``loop`` the
+file starts again after its end and time stamps keep increasing: pass ``k`` is shifted by ``k`` times
+the file's span, so a detector downstream sees one continuous stream.
+"""
+
+from __future__ import annotations
+
+import sys
+import time
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+
+from streamdet import formats
+from streamdet.errors import UserFacingError
+
+
+@dataclass(frozen=True)
+class ReplayConfig:
+    """What to replay and how.
+
+    ``speed``: multiple of real time (``None`` = as fast as possible). ``packet_us``: duration of one
+    message, microseconds (spike files: rounded to whole frames, at least one). ``wait_subscribers``:
+    wait until that many subscribers are connected (at most ``wait_timeout_s`` seconds) before the
+    first message, so that a recorder started first loses nothing. ``lossless``: the publisher blocks
+    instead of dropping when a subscriber's queue is full. ``sensor_size``: overrides the file's.
+    """
+
+    path: str | Path
+    endpoint: str
+    stream: str = "replay"
+    speed: float | None = 1.0
+    loop: bool = False
+    packet_us: int = 10_000
+    wait_subscribers: int = 0
+    wait_timeout_s: float = 10.0
+    lossless: bool = False
+    sensor_size: tuple[int, int] | None = None
+
+
+@dataclass(frozen=True)
+class Packet:
+    """One message's worth of a file: ``[t0_us, t1_us)`` and either ``events`` or spike ``frames``
+    (``[n, H, W]``, one every ``frame_us`` microseconds from ``t0_us``)."""
+
+    t0_us: int
+    t1_us: int
+    events: np.ndarray | None = None
+    frames: np.ndarray | None = None
+    frame_us: float | None = None
+
+
+@dataclass(frozen=True)
+class ReplayStats:
+    """What a replay sent: packets, events, spike frames, passes over the file, wall time (s)."""
+
+    packets: int
+    events: int
+    frames: int
+    loops: int
+    wall_s: float
+
+
+def packet_due_s(t1_us: int, start_us: int, speed: float | None) -> float:
+    """Seconds after the replay started at which the packet ending at ``t1_us`` is due:
+    ``(t1_us - start_us) / (1e6 * speed)``; 0 when ``speed`` is ``None`` (as fast as possible)."""
+    if speed is None:
+        return 0.0
+    if speed <= 0:
+        raise UserFacingError(f"speed must be positive, got {speed}")
+    return (t1_us - start_us) / (1e6 * speed)
+
+
+def iter_file_packets(
+    path: str | Path, packet_us: int, *, sensor_size: tuple[int, int] | None = None
+) -> Iterator[Packet]:
+    """Cut a file into consecutive packets of ``packet_us`` microseconds, streaming it.
+
+    Event files: :func:`streamdet.formats.iter_timed_windows` windows (starting at the first event,
+    empty windows included). Spike ``.dat``: ``max(1, round(packet_us / frame_us))`` frames per packet,
+    frame ``n`` at ``t0_us + n * frame_us`` (sidecar values).
+    """
+    fmt = formats.detect_format(path)
+    if fmt == "spike-dat":
+        layout = formats.spike_layout(path, sensor_size)
+        frames_per_packet = max(1, round(packet_us / layout.frame_us))
+        first_frame = 0
+        for frames in formats.iter_spike_dat(path, frames_per_packet, layout.sensor_size):
+            t0_us = round(layout.t0_us + first_frame * layout.frame_us)
+            first_frame += len(frames)
+            t1_us = round(layout.t0_us + first_frame * layout.frame_us)
+            yield Packet(t0_us, t1_us, frames=frames, frame_us=layout.frame_us)
+        return
+    chunks = formats.iter_event_chunks(path, sensor_size=sensor_size, fmt=fmt)
+    for start_us, events in formats.iter_timed_windows(chunks, packet_us):
+        yield Packet(start_us, start_us + packet_us, events=events)
+
+
+def file_sensor_size(path: str | Path, sensor_size: tuple[int, int] | None = None) -> tuple[int, int]:
+    """Sensor size for publishing a file: the override, else the file's, else one streamed pass."""
+    if sensor_size is not None:
+        return sensor_size
+    stated = formats.header_sensor_size(path)
+    if stated is not None:
+        return stated
+    info = formats.recording_info(path)
+    return info.width, info.height
+
+
+def shifted(packet: Packet, offset_us: int) -> Packet:
+    """``packet`` with its time stamps moved ``offset_us`` microseconds later (looped replays)."""
+    if offset_us == 0:
+        return packet
+    events = packet.events
+    if events is not None:
+        events = events.copy()
+        events["t"] += offset_us
+    return Packet(
+        packet.t0_us + offset_us,
+        packet.t1_us + offset_us,
+        events=events,
+        frames=packet.frames,
+        frame_us=packet.frame_us,
+    )
+
+
+def replay_file(config: ReplayConfig, *, progress: bool = False) -> ReplayStats:
+    """Publish ``config.path`` on ``config.endpoint`` (binds it); returns what was sent.
+
+    Ctrl-C (KeyboardInterrupt) stops the replay after sending end-of-stream, then propagates.
+    """
+    from tqdm import tqdm
+
+    from streamdet import bus, wire
+
+    path = Path(config.path)
+    fmt = formats.detect_format(path)
+    kind = "spikes" if fmt == "spike-dat" else "events"
+    sensor_size = (
+        formats.spike_layout(path, config.sensor_size).sensor_size
+        if kind == "spikes"
+        else file_sensor_size(path, config.sensor_size)
+    )
+    publisher = bus.Publisher(config.endpoint, lossless=config.lossless)
+    packets = events = frames = loops = 0
+    bar = tqdm(
+        desc=f"replay {path.name}", unit=" packets", file=sys.stderr, disable=None if progress else True
+    )
+    clock_start = time.monotonic()
+    try:
+        if config.wait_subscribers > 0 and not publisher.wait_for_subscribers(
+            config.wait_subscribers, timeout_s=config.wait_timeout_s
+        ):
+            raise UserFacingError(
+                f"{config.endpoint}: fewer than {config.wait_subscribers} subscriber(s) after "
+                f"{config.wait_timeout_s} s"
+            )
+        clock_start = time.monotonic()
+        start_us: int | None = None
+        offset_us = 0
+        while True:
+            end_us = None
+            for packet in iter_file_packets(path, config.packet_us, sensor_size=config.sensor_size):
+                packet = shifted(packet, offset_us)
+                if start_us is None:
+                    start_us = packet.t0_us
+                delay = packet_due_s(packet.t1_us, start_us, config.speed) - (time.monotonic() - clock_start)
+                if delay > 0:
+                    time.sleep(delay)
+                if packet.frames is not None:
+                    message = wire.spikes_message(config.stream, packet.frames, packet.t0_us, packet.frame_us)
+                    frames += len(packet.frames)
+                else:
+                    message = wire.events_message(
+                        config.stream, packet.events, sensor_size, t0_us=packet.t0_us, t1_us=packet.t1_us
+                    )
+                    events += len(packet.events)
+                publisher.send(message)
+                packets += 1
+                end_us = packet.t1_us
+                bar.update(1)
+            loops += 1
+            if not config.loop or end_us is None or start_us is None:
+                break
+            offset_us = end_us - start_us
+    finally:
+        bar.close()
+        publisher.send(wire.eos_message(config.stream, kind, sensor_size))
+        publisher.close()
+    return ReplayStats(
+        packets=packets, events=events, frames=frames, loops=loops, wall_s=time.monotonic() - clock_start
+    )

@@ -1,0 +1,289 @@
+"""Record messages from the wire to files, appending as they arrive (bounded memory, lossless as long as
+the disk keeps up with the publisher).
+
+What goes where, by the suffix of ``out``:
+
+| message kind | ``.h5`` | ``.npy`` | ``.dat`` |
+|---|---|---|---|
+| ``events`` | dataset ``events`` | ``out`` (+ ``out.json`` sensor size) | refused |
+| ``spikes`` | ON events in ``events`` | ON events in ``out`` | frames, PKU layout (+ ``<stem>.json``) |
+| ``detections`` | dataset ``detections`` | ``<stem>.detections.npy`` | refused |
+| ``truth`` | dataset ``truth`` | ``<stem>.truth.npy`` | refused |
+
+Spike frames become events with :func:`streamdet.formats.spike_frames_to_events` (frame ``n`` of a
+message at ``t0_us + n * frame_us``). Detections and truth rows are stored as
+:data:`DETECTION_RECORD_DTYPE` records: the message's time span ``t0_us``, ``t1_us`` (int64
+microseconds) and the row ``x1, y1, x2, y2, score`` (float32 pixels) and ``label`` (class index);
+the class names go to the HDF5 attribute ``class_names`` or to ``<stem>.<kind>.json``.
+HDF5 files carry ``width``, ``height`` attributes.
+"""
+
+from __future__ import annotations
+
+import json
+import sys
+import time
+from collections.abc import Iterable
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+
+from streamdet import formats
+from streamdet.errors import UserFacingError
+from streamdet.events import EVENT_DTYPE
+
+DETECTION_RECORD_DTYPE = np.dtype(
+    [
+        ("t0_us", "<i8"),
+        ("t1_us", "<i8"),
+        ("x1", "<f4"),
+        ("y1", "<f4"),
+        ("x2", "<f4"),
+        ("y2", "<f4"),
+        ("score", "<f4"),
+        ("label", "<i4"),
+    ]
+)
+"""One recorded box: time span of its message (us) and the wire row ``x1, y1, x2, y2, score, class``."""
+
+BOX_KINDS = ("detections", "truth")
+"""Message kinds whose payload is float32 box rows."""
+
+
+@dataclass(frozen=True)
+class RecordConfig:
+    """Where to listen and where to write.
+
+    ``topics``: topic prefixes to subscribe to (``""`` = everything). ``idle_timeout_s``: stop after
+    that long without any message (``None`` = wait for end-of-stream or Ctrl-C). ``sensor_size``:
+    used when no message states one.
+    """
+
+    endpoints: tuple[str, ...]
+    out: str | Path
+    topics: tuple[str, ...] = ("",)
+    idle_timeout_s: float | None = None
+    sensor_size: tuple[int, int] | None = None
+
+
+@dataclass(frozen=True)
+class RecordStats:
+    """What a recording received and wrote.
+
+    ``dropped``: messages the subscriber saw missing from the sequence numbers; ``rejected``: invalid
+    messages by reason; ``ended``: True when it stopped at end-of-stream (not Ctrl-C or idle timeout).
+    """
+
+    out: str
+    messages: int
+    events: int
+    frames: int
+    boxes: dict[str, int]
+    dropped: int
+    rejected: dict[str, int]
+    ended: bool
+
+    def summary(self) -> str:
+        """One line for the terminal."""
+        boxes = ", ".join(f"{count} {kind}" for kind, count in sorted(self.boxes.items()))
+        stop = "end-of-stream" if self.ended else "stopped before end-of-stream"
+        rejected = sum(self.rejected.values())
+        return (
+            f"recorded {self.messages} messages ({self.events} events, {self.frames} spike frames"
+            f"{', ' + boxes if boxes else ''}) to {self.out}; {stop}; "
+            f"dropped {self.dropped}, rejected {rejected}"
+        )
+
+
+def box_records(rows: np.ndarray, t0_us: int, t1_us: int) -> np.ndarray:
+    """Wire box rows ``[N, 6]`` (``x1, y1, x2, y2, score, class``) -> ``DETECTION_RECORD_DTYPE [N]``
+    stamped with the message's time span ``[t0_us, t1_us)``."""
+    rows = np.asarray(rows, dtype=np.float32).reshape(-1, 6)
+    records = np.empty(len(rows), dtype=DETECTION_RECORD_DTYPE)
+    records["t0_us"] = t0_us
+    records["t1_us"] = t1_us
+    for column, name in enumerate(("x1", "y1", "x2", "y2", "score")):
+        records[name] = rows[:, column]
+    records["label"] = np.round(rows[:, 5]).astype(np.int32)
+    return records
+
+
+class MessageRecorder:
+    """Appends received messages to ``out`` (see the module docstring for the layout). No sockets:
+    feed it :class:`streamdet.wire.Message` objects with :meth:`write`, then :meth:`close`.
+
+    Counters: ``messages`` (data messages written), ``events``, ``frames`` (spike frames), ``boxes``
+    (rows per box kind). ``sensor_size`` follows the latest ``events``/``spikes`` message.
+    """
+
+    def __init__(self, out: str | Path, sensor_size: tuple[int, int] | None = None) -> None:
+        self.out = Path(out)
+        self.suffix = self.out.suffix.lower()
+        if self.suffix not in (".npy", ".h5", ".hdf5", ".dat"):
+            raise UserFacingError(
+                f"{self.out}: cannot record to {self.suffix or 'extensionless'} files (.npy, .h5, .dat)"
+            )
+        if not self.out.parent.is_dir():
+            raise UserFacingError(f"{self.out}: directory {self.out.parent} does not exist")
+        self.sensor_size = sensor_size
+        self.messages = 0
+        self.events = 0
+        self.frames = 0
+        self.boxes: dict[str, int] = {}
+        self._files: dict[str, formats.AppendableArrayFile] = {}
+        self._class_names: dict[str, list[str]] = {}
+        self._h5 = None
+        self._dat = None
+
+    def _array_file(self, kind: str, dtype: np.dtype) -> formats.AppendableArrayFile:
+        """The growing array for ``kind``, opened on first use."""
+        if kind not in self._files:
+            if self.suffix in (".h5", ".hdf5"):
+                if self._h5 is None:
+                    import h5py
+
+                    self._h5 = h5py.File(self.out, "w")
+                self._files[kind] = formats.AppendableArrayFile(
+                    self.out, dtype, dataset=kind, h5_file=self._h5
+                )
+            else:
+                path = self.out if kind == "events" else self.out.with_name(f"{self.out.stem}.{kind}.npy")
+                self._files[kind] = formats.AppendableArrayFile(path, dtype)
+        return self._files[kind]
+
+    def _write_spike_dat(self, message) -> None:
+        frames = np.asarray(message.payload, dtype=bool)
+        if self._dat is None:
+            height, width = frames.shape[1:]
+            frame_us = float(message.extra.get("frame_us", formats.SPIKE_FRAME_US))
+            layout = formats.SpikeDatLayout(
+                sensor_size=(width, height), frame_us=frame_us, t0_us=message.t0_us
+            )
+            formats.write_spike_sidecar(self.out, layout)
+            self._dat = self.out.open("wb")
+        self._dat.write(formats.encode_spike_frames(frames))
+
+    def write(self, message) -> None:
+        """Append one data message (``events``, ``spikes``, ``detections`` or ``truth``)."""
+        kind = message.kind
+        if message.sensor_size is not None and kind in ("events", "spikes"):
+            self.sensor_size = tuple(int(v) for v in message.sensor_size)
+        if self.suffix == ".dat":
+            if kind != "spikes":
+                raise UserFacingError(f"{self.out}: a spike .dat records spikes messages only, got {kind!r}")
+            self._write_spike_dat(message)
+            self.frames += len(message.payload)
+        elif kind == "events":
+            self._array_file("events", EVENT_DTYPE).append(message.payload)
+            self.events += len(message.payload)
+        elif kind == "spikes":
+            frame_us = float(message.extra.get("frame_us", formats.SPIKE_FRAME_US))
+            events = formats.spike_frames_to_events(message.payload, frame_us=frame_us, t0_us=message.t0_us)
+            self._array_file("events", EVENT_DTYPE).append(events)
+            self.events += len(events)
+            self.frames += len(message.payload)
+        elif kind in BOX_KINDS:
+            records = box_records(message.payload, message.t0_us, message.t1_us)
+            self._array_file(kind, DETECTION_RECORD_DTYPE).append(records)
+            self.boxes[kind] = self.boxes.get(kind, 0) + len(records)
+            if "class_names" in message.extra:
+                self._class_names[kind] = list(message.extra["class_names"])
+        else:
+            return
+        self.messages += 1
+
+    def flush(self) -> None:
+        """Push everything appended so far to the operating system."""
+        for array_file in self._files.values():
+            array_file.flush()
+        if self._dat is not None:
+            self._dat.flush()
+
+    def close(self) -> None:
+        """Finish every file: final lengths, sensor size, class names. An empty events file is written
+        when nothing at all arrived, so the output always exists."""
+        if self.suffix != ".dat" and not self._files:
+            self._array_file("events", EVENT_DTYPE)
+        if self._dat is not None:
+            self._dat.close()
+            self._dat = None
+        elif self.suffix == ".dat":
+            self.out.write_bytes(b"")
+        for kind, array_file in self._files.items():
+            if self._h5 is not None:
+                if self.sensor_size is not None:
+                    array_file.set_attributes(width=self.sensor_size[0], height=self.sensor_size[1])
+                if kind in self._class_names:
+                    self._h5[kind].attrs["class_names"] = self._class_names[kind]
+            elif kind == "events" and self.sensor_size is not None:
+                formats.write_sensor_sidecar(array_file.path, self.sensor_size)
+            elif kind in self._class_names:
+                array_file.path.with_suffix(".json").write_text(
+                    json.dumps({"class_names": self._class_names[kind]}) + "\n"
+                )
+            array_file.close()
+        if self._h5 is not None:
+            self._h5.close()
+            self._h5 = None
+        self._files.clear()
+
+
+def streams_all_ended(data_streams: Iterable[str], ended_streams: Iterable[str]) -> bool:
+    """True when end-of-stream arrived and every stream that sent data has ended."""
+    ended = set(ended_streams)
+    return bool(ended) and set(data_streams) <= ended
+
+
+def record(config: RecordConfig, *, progress: bool = False) -> RecordStats:
+    """Subscribe to ``config.endpoints`` and record until every stream has sent end-of-stream, the idle
+    timeout passes, or Ctrl-C (which ends the recording cleanly: the files are complete)."""
+    from tqdm import tqdm
+
+    from streamdet import bus
+
+    recorder = MessageRecorder(Path(config.out), config.sensor_size)
+    subscriber = bus.Subscriber(list(config.endpoints), topics=config.topics)
+    data_streams: set[str] = set()
+    ended_streams: set[str] = set()
+    ended = False
+    bar = tqdm(
+        desc=f"record {recorder.out.name}", unit=" msg", file=sys.stderr, disable=None if progress else True
+    )
+    last_message_at = time.monotonic()
+    try:
+        while True:
+            message = subscriber.receive(timeout_ms=100)
+            now = time.monotonic()
+            if message is None:
+                if config.idle_timeout_s is not None and now - last_message_at > config.idle_timeout_s:
+                    break
+                continue
+            last_message_at = now
+            if message.kind == "eos":
+                ended_streams.add(message.stream)
+                if streams_all_ended(data_streams, ended_streams):
+                    ended = True
+                    break
+                continue
+            data_streams.add(message.stream)
+            recorder.write(message)
+            bar.update(1)
+            bar.set_postfix(events=recorder.events, refresh=False)
+    except KeyboardInterrupt:
+        ended = False
+    finally:
+        bar.close()
+        recorder.close()
+        stats = subscriber.stats
+        subscriber.close()
+    return RecordStats(
+        out=str(recorder.out),
+        messages=recorder.messages,
+        events=recorder.events,
+        frames=recorder.frames,
+        boxes=dict(recorder.boxes),
+        dropped=int(getattr(stats, "dropped", 0)),
+        rejected=dict(getattr(stats, "rejected", {})),
+        ended=ended,
+    )
