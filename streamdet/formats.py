@@ -808,8 +808,11 @@ def decode_spike_frames(data: bytes | np.ndarray, sensor_size: tuple[int, int]) 
     """Unpack PKU spike frames: LSB-first bits, rows bottom-up -> bool ``[N, H, W]`` with row 0 on top."""
     width, height = sensor_size
     packed = np.frombuffer(data, dtype=np.uint8).reshape(-1, _frame_bytes(sensor_size))
-    frames = np.unpackbits(packed, axis=1, bitorder="little").reshape(-1, height, width)
-    return frames[:, ::-1, :].astype(bool)
+    if width % 8 == 0:
+        rows_top_down = packed.reshape(-1, height, width // 8)[:, ::-1, :]
+        return np.unpackbits(rows_top_down, axis=-1, bitorder="little").view(bool)
+    frames = np.unpackbits(packed, axis=1, bitorder="little").view(bool).reshape(-1, height, width)
+    return np.ascontiguousarray(frames[:, ::-1, :])
 
 
 def encode_spike_frames(frames: np.ndarray) -> bytes:
@@ -819,7 +822,10 @@ def encode_spike_frames(frames: np.ndarray) -> bytes:
         raise ValueError(f"expected spike frames [N, H, W], got shape {frames.shape}")
     count, height, width = frames.shape
     _frame_bytes((width, height))
-    bottom_up = np.ascontiguousarray(frames[:, ::-1, :] != 0).reshape(count, height * width)
+    bits = frames if frames.dtype == bool else frames != 0
+    if width % 8 == 0:
+        return np.packbits(bits, axis=-1, bitorder="little")[:, ::-1, :].tobytes()
+    bottom_up = np.ascontiguousarray(bits[:, ::-1, :]).reshape(count, height * width)
     return np.packbits(bottom_up, axis=1, bitorder="little").tobytes()
 
 
