@@ -569,7 +569,7 @@ class _Boat:
         parts = []
         if self.speed_m_s > 1.5 and abs(sin_h) > 0.3:
             direction = 1.0 if sin_h >= 0 else -1.0
-            wake_len = self.length_m * min(1.5, 0.15 * self.speed_m_s)
+            wake_len = self.length_m * min(0.8, 0.1 * self.speed_m_s)
             wake = np.array(
                 [
                     [0.0, 0.02],
@@ -734,23 +734,28 @@ class MaritimeScene(Scene):
         )
 
     def _build_waves(self, rng: np.random.Generator) -> None:
-        """Wave components ``a_i att_i(Z) sin(k_i . (X, Z) - w_i t)``, deep water ``w = sqrt(g k)``."""
-        roughness = float(rng.uniform(0.03, 0.12))
-        self.wave_phases, self.wave_gains, self.wave_rates = [], [], []
-        for _ in range(3):
-            wavelength = float(rng.uniform(1.0, 10.0))
+        """Wave components ``a_i att_i(Z) sin(k_i . (X, Z) - w_i t)``, deep water ``w = sqrt(g k)``.
+
+        ``att_i`` fades a component out where one wavelength spans fewer than 4 pixels (no aliasing).
+        Each component is stored as the two grids ``a att sin(phase)`` and ``a att cos(phase)``, so a
+        frame is one weighted sum, ``sin(p - w t) = sin p cos wt - cos p sin wt`` (einsum rather than BLAS,
+        whose threads fight on a busy machine).
+        """
+        roughness = float(rng.uniform(0.02, 0.1))
+        grids, rates = [], []
+        for low, high in ((1.0, 3.0), (3.0, 9.0), (9.0, 30.0), (2.0, 12.0)):
+            wavelength = float(rng.uniform(low, high))
             k = 2 * math.pi / wavelength
             direction = float(rng.uniform(-1.2, 1.2))
-            phase = (k * math.sin(direction) * self.sea_x + k * math.cos(direction) * self.sea_depth).astype(
-                np.float32
-            )
+            phase = k * math.sin(direction) * self.sea_x + k * math.cos(direction) * self.sea_depth
             pixels_per_wave = wavelength * self.camera.focal_px / self.sea_depth
-            gain = roughness * np.clip((pixels_per_wave - 3.0) / 5.0, 0.0, 1.0) * np.ones_like(phase)
-            self.wave_phases.append(phase)
-            self.wave_gains.append(gain.astype(np.float32))
-            self.wave_rates.append(math.sqrt(9.81 * k))
+            gain = roughness * float(rng.uniform(0.4, 1.0)) * np.clip((pixels_per_wave - 4.0) / 8.0, 0.0, 1.0)
+            grids += [(gain * np.sin(phase)).ravel(), (gain * np.cos(phase)).ravel()]
+            rates.append(math.sqrt(9.81 * k))
+        self.wave_grids = np.ascontiguousarray(np.stack(grids), dtype=np.float32)
+        self.wave_rates = np.array(rates)
         self.glitter_threshold = float(rng.uniform(0.6, 0.95)) * roughness * 2.0
-        self.glitter_gain = float(rng.uniform(0.0, 4.0))
+        self.glitter_gain = float(rng.uniform(0.0, 4.0)) if rng.random() < 0.7 else 0.0
 
     def _populate(self, rng: np.random.Generator) -> None:
         duration_s = self.config.duration_us * 1e-6
@@ -758,13 +763,16 @@ class MaritimeScene(Scene):
         objects: list = []
         z_far = min(1500.0, self.camera.focal_px * 3.0)
         for _ in range(int(rng.integers(1, 9))):
-            z = float(np.exp(rng.uniform(math.log(15.0), math.log(z_far * 0.3))))
+            profile = _buoy_profile(rng, self.sea_luminance)
+            tallest_m = max(float(polygon[:, 1].max()) for polygon, _ in profile)
+            z_near = max(15.0, self.camera.focal_px * tallest_m / (0.25 * self.height))
+            z = float(np.exp(rng.uniform(math.log(z_near), math.log(max(z_far * 0.3, 2.0 * z_near)))))
             x = float(rng.uniform(-0.5, 0.5)) * self.width * z / self.camera.focal_px
             objects.append(
                 _Buoy(
                     track_id,
                     self.camera,
-                    _buoy_profile(rng, self.sea_luminance),
+                    profile,
                     x,
                     z,
                     float(rng.uniform(0.05, 0.35)),
@@ -826,9 +834,9 @@ class MaritimeScene(Scene):
 
     def _background(self, t_s: float) -> np.ndarray:
         canvas = self.static.copy()
-        waves = np.zeros_like(self.sea_x)
-        for phase, gain, rate in zip(self.wave_phases, self.wave_gains, self.wave_rates, strict=True):
-            waves += gain * np.sin(phase - np.float32(rate * t_s))
+        angles = self.wave_rates * t_s
+        coefficients = np.stack([np.cos(angles), -np.sin(angles)], axis=1).ravel().astype(np.float32)
+        waves = np.einsum("i,ij->j", coefficients, self.wave_grids).reshape(-1, self.canvas_width)
         sea = canvas[self.sea_first_row :]
         sea += waves
         if self.glitter_gain > 0.0:
@@ -1040,7 +1048,7 @@ class TrafficScene(Scene):
             float(rng.uniform(-0.3, 0.3)) * self.width * self.road_near_z / self.camera.focal_px
         )
         self._build_static(rng)
-        self.vibration_px = float(rng.uniform(0.1, 1.0))
+        self.vibration_px = float(rng.uniform(0.05, 0.5))
         self.vibration_rates = rng.uniform(2 * math.pi * 3.0, 2 * math.pi * 15.0, size=3)
         self.gain_amplitude = float(rng.uniform(0.0, 0.2))
         self.gain_rate = 2 * math.pi / float(rng.uniform(3.0, 20.0))
