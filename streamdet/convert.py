@@ -1,0 +1,900 @@
+"""ANN-to-SNN conversion: fx parse, BN fusion, calibration, normalisation (paper 001 eq. 4), IF neurons.
+
+Pipeline (``convert_network``):
+
+1. **Parse** the ANN with ``torch.fx`` (Quant-ReLU modules are kept as leaves). Every node of the graph
+   is either converted or refused with its name and the reason (``ConversionError``).
+2. **Fuse BN** into the convolution before it (``torch.nn.utils.fusion``); a BN with no convolution in
+   front of it becomes a per-channel affine map of the value encoding (no run-time cost).
+3. **Calibrate**: for every spiking site (each ReLU / Quant-ReLU, and with ``spike_unactivated`` each
+   convolution or add output that feeds another synaptic layer without an activation in between) find
+   the range ``[eps, lam]`` of the ANN activation, per channel or per layer: the ``percentiles``
+   (0.01 / 99.99 by default) of the activations over the calibration data, or ``[0, clip]`` from a
+   Quant-ReLU's learned clip value.
+4. **Normalise**: a value ``a`` of the ANN at a spiking site is carried by spikes at rate
+   ``q = (a - eps) / (lam - eps)`` in [0, 1]. Synaptic layers absorb the encodings of their input and
+   output (eq. 4, with ``s = lam - eps``):
+
+       w~[j, i] = w[j, i] * s_in[i] / s_out[j]
+       b~[j]    = (b[j] + sum_i w[j, i] * eps_in[i] - eps_out[j]) / s_out[j]
+
+   (for a padded convolution or a transposed convolution whose input has a non-zero shift the shift
+   ``eps_in / s_in`` is added to the input instead, which is exact at borders too). Adds become
+   ``NormAdd`` (``q = sum_k (s_k / s_out) q_k + (sum_k eps_k - eps_out) / s_out``); concatenation,
+   nearest upsampling and average pooling carry the per-channel encoding through unchanged.
+5. **Replace** every spiking site by ``IFNeurons`` (threshold 1, reset by subtraction, initial membrane
+   0.5 by default; see ``streamdet.neurons``). Layers with no activation at the output (the last
+   convolution of each head) stay non-spiking: their per-step input current is in the ANN's units
+   (logits, box deltas), so its mean over the steps is the ANN output.
+
+Heads shared across FPN levels (one module called on P3, P4, P5) get one converted copy per call, each
+normalised with the statistics of its own level.
+"""
+
+from __future__ import annotations
+
+import copy
+import math
+import operator
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass
+from typing import Any
+
+import torch
+import torch.nn.functional as F
+from torch import fx, nn
+
+from streamdet.errors import UserFacingError
+from streamdet.neurons import IFParameters
+from streamdet.snn import ChannelAffine, IFNeurons, NormAdd, SpikingDetector
+
+NORMALISATIONS = ("auto", "quant", "percentile")
+GRANULARITIES = ("channel", "layer")
+
+
+class ConversionError(UserFacingError):
+    """A layer of the ANN that has no spiking equivalent: names the layer (fx node / module) and says why."""
+
+    def __init__(self, layer: str, reason: str) -> None:
+        super().__init__(f"cannot convert layer '{layer}': {reason}")
+        self.layer = layer
+        self.reason = reason
+
+
+@dataclass(frozen=True)
+class ConversionConfig:
+    """How to convert an ANN into an SNN.
+
+    Attributes:
+        normalisation: ``"quant"`` uses each Quant-ReLU's learned clip (range ``[0, clip]``, layer-wise,
+            no data needed); ``"percentile"`` calibrates every site on data; ``"auto"`` takes the clip
+            where the site is a Quant-ReLU and percentiles elsewhere.
+        granularity: ``"channel"`` (one range per channel, paper 001) or ``"layer"`` (one per layer).
+        percentiles: lower / upper percentile (in %) of the activations that map to rates 0 and 1.
+        spike_unactivated: put IF neurons (with the shift of eq. 4) on convolution / add outputs that
+            feed another synaptic layer without an activation; False passes those as analog currents.
+        initial_membrane: ``v[0] / v_th`` of every IF neuron (0.5 = residual fix of paper 003, 0 = off).
+        reset: ``"subtract"`` or ``"zero"``.
+        calibration_windows: at most this many input windows are used for calibration.
+    """
+
+    normalisation: str = "auto"
+    granularity: str = "channel"
+    percentiles: tuple[float, float] = (0.01, 99.99)
+    spike_unactivated: bool = True
+    initial_membrane: float = 0.5
+    reset: str = "subtract"
+    calibration_windows: int = 64
+
+    def __post_init__(self) -> None:
+        if self.normalisation not in NORMALISATIONS:
+            raise UserFacingError(
+                f"normalisation must be one of {NORMALISATIONS}, got {self.normalisation!r}"
+            )
+        if self.granularity not in GRANULARITIES:
+            raise UserFacingError(f"granularity must be one of {GRANULARITIES}, got {self.granularity!r}")
+        low, high = self.percentiles
+        if not 0.0 <= low < high <= 100.0:
+            raise UserFacingError(f"percentiles must satisfy 0 <= low < high <= 100, got {self.percentiles}")
+        if self.reset not in ("subtract", "zero"):
+            raise UserFacingError(f"reset must be 'subtract' or 'zero', got {self.reset!r}")
+        if self.calibration_windows < 1:
+            raise UserFacingError(f"calibration_windows must be >= 1, got {self.calibration_windows}")
+
+
+@dataclass(frozen=True)
+class Encoding:
+    """Per-channel encoding of an ANN value ``a`` by an SNN quantity ``q``: ``a = offset + scale * q``.
+
+    ``offset`` and ``scale`` are float64 ``[C]`` (channel axis 1 of the tensor).
+    """
+
+    offset: torch.Tensor
+    scale: torch.Tensor
+
+    @property
+    def is_shifted(self) -> bool:
+        return bool(torch.any(self.offset != 0))
+
+
+def is_quant_relu(module: nn.Module) -> bool:
+    """A Quant-ReLU: ``clip * floor(clamp(x / clip, 0, 1) * levels + 0.5) / levels`` with a learned ``clip``.
+
+    Recognised by its interface (a ``clip`` parameter and an integer ``levels``), so any module with the
+    contract of ``streamdet.model.QuantReLU`` converts.
+    """
+    own = dict(module.named_parameters(recurse=False)) | dict(module.named_buffers(recurse=False))
+    return "clip" in own and isinstance(getattr(module, "levels", None), int)
+
+
+class _LeafTracer(fx.Tracer):
+    """fx tracer that keeps Quant-ReLU modules as single nodes."""
+
+    def is_leaf_module(self, module: nn.Module, qualified_name: str) -> bool:
+        return is_quant_relu(module) or super().is_leaf_module(module, qualified_name)
+
+
+def trace_model(model: nn.Module) -> fx.GraphModule:
+    """Symbolically trace ``model`` with torch.fx (Quant-ReLU kept as a leaf); refuses untraceable models."""
+    try:
+        graph = _LeafTracer().trace(model)
+    except Exception as error:  # fx raises many types (TraceError, TypeError, ...) for data-dependent code
+        raise ConversionError(type(model).__name__, f"torch.fx cannot trace the model: {error}") from error
+    return fx.GraphModule(model, graph)
+
+
+_SYNAPTIC_MODULES = (nn.Conv2d, nn.ConvTranspose2d, nn.Linear)
+_PASSTHROUGH_MODULES = (nn.Identity, nn.Dropout, nn.AdaptiveAvgPool2d)
+_REFUSED_MODULES: dict[type, str] = {
+    nn.MaxPool2d: "max-pooling has no rate-coded IF equivalent (replace it by a strided convolution)",
+    nn.AdaptiveMaxPool2d: "max-pooling has no rate-coded IF equivalent (replace it by a strided convolution)",
+    nn.GroupNorm: "GroupNorm normalises by statistics of each input at run time, which spikes cannot carry",
+    nn.LayerNorm: "LayerNorm normalises by statistics of each input at run time, which spikes cannot carry",
+    nn.InstanceNorm2d: "InstanceNorm normalises by statistics of each input at run time",
+}
+_SHAPE_FUNCTIONS = {
+    operator.getitem,
+    getattr,
+    torch.flatten,
+    torch.reshape,
+    torch.permute,
+    torch.transpose,
+    torch.squeeze,
+    torch.unsqueeze,
+    operator.floordiv,
+    operator.mul,
+    operator.add,
+    operator.sub,
+}
+_SHAPE_METHODS = {
+    "view",
+    "reshape",
+    "permute",
+    "flatten",
+    "transpose",
+    "contiguous",
+    "size",
+    "squeeze",
+    "unsqueeze",
+    "dim",
+}
+
+
+def _activation_kind(gm: fx.GraphModule, node: fx.Node) -> str | None:
+    """``"relu"``, ``"quant"`` or None for a node of the traced graph."""
+    if node.op == "call_module":
+        module = gm.get_submodule(node.target)
+        if is_quant_relu(module):
+            return "quant"
+        if isinstance(module, nn.ReLU):
+            return "relu"
+    if node.op == "call_function" and node.target in (F.relu, torch.relu):
+        return "relu"
+    if node.op == "call_method" and node.target == "relu":
+        return "relu"
+    return None
+
+
+def _is_add(node: fx.Node) -> bool:
+    return (node.op == "call_function" and node.target in (operator.add, torch.add)) or (
+        node.op == "call_method" and node.target == "add"
+    )
+
+
+def _tensor_args(node: fx.Node, meta: dict[str, Any]) -> list[fx.Node]:
+    found: list[fx.Node] = []
+    fx.node.map_arg((node.args, node.kwargs), lambda n: found.append(n) if _is_tensor(meta, n) else None)
+    return found
+
+
+def _is_tensor(meta: dict[str, Any], node: fx.Node) -> bool:
+    return isinstance(meta.get(node.name), torch.Size)
+
+
+class _GraphFacts:
+    """What conversion needs to know about the traced graph: BN fusion pairs, spiking sites, shapes."""
+
+    def __init__(self, gm: fx.GraphModule, meta: dict[str, Any], spike_unactivated: bool) -> None:
+        self.gm = gm
+        self.meta = meta
+        self.bn_of_conv: dict[fx.Node, fx.Node] = {}
+        self.conv_of_bn: dict[fx.Node, fx.Node] = {}
+        nodes = list(gm.graph.nodes)
+        for node in nodes:
+            module = self.module(node)
+            if isinstance(module, nn.BatchNorm2d):
+                source = node.args[0]
+                if (
+                    isinstance(source, fx.Node)
+                    and isinstance(self.module(source), nn.Conv2d | nn.ConvTranspose2d)
+                    and len(source.users) == 1
+                ):
+                    self.bn_of_conv[source] = node
+                    self.conv_of_bn[node] = source
+        self.activations = {node: kind for node in nodes if (kind := _activation_kind(gm, node))}
+        self.unactivated: set[fx.Node] = set()
+        if spike_unactivated:
+            for node in nodes:
+                if node in self.bn_of_conv or not (self.is_synaptic(node) or _is_add(node)):
+                    continue
+                if not _is_tensor(meta, node) or len(meta[node.name]) != 4:
+                    continue
+                users = list(node.users)
+                if any(user in self.activations for user in users):
+                    continue
+                if self.feeds_synaptic(node):
+                    self.unactivated.add(node)
+
+    def feeds_synaptic(self, node: fx.Node) -> bool:
+        """Whether ``node`` reaches a synaptic layer through ops that carry encodings (upsample, cat, ...)."""
+        for user in node.users:
+            if self.is_synaptic(user):
+                return True
+            carries = _carries_encoding(self, user) or (
+                user.op == "call_function" and user.target is torch.cat and _concat_axis(user, self.meta) == 1
+            )
+            if carries and self.feeds_synaptic(user):
+                return True
+        return False
+
+    def module(self, node: fx.Node) -> nn.Module | None:
+        return self.gm.get_submodule(node.target) if node.op == "call_module" else None
+
+    def is_synaptic(self, node: fx.Node) -> bool:
+        """A convolution / linear layer (or a BN fused into one)."""
+        return isinstance(self.module(node), _SYNAPTIC_MODULES) or node in self.conv_of_bn
+
+    def sites(self) -> list[fx.Node]:
+        """Nodes whose ANN output is carried by IF spikes, in graph order."""
+        return [n for n in self.gm.graph.nodes if n in self.activations or n in self.unactivated]
+
+    def folds_into_source(self, site: fx.Node) -> bool:
+        """Whether the normalisation of an activation site folds into the layer in front of it."""
+        source = site.args[0]
+        return (
+            isinstance(source, fx.Node)
+            and (self.is_synaptic(source) or _is_add(source))
+            and source not in self.bn_of_conv
+            and len(source.users) == 1
+        )
+
+
+class _RecordingInterpreter(fx.Interpreter):
+    """Runs the traced ANN and hands selected node outputs to ``sink(name, tensor)``; records shapes."""
+
+    def __init__(self, gm: fx.GraphModule, names: set[str], sink) -> None:
+        super().__init__(gm)
+        self.names = names
+        self.sink = sink
+        self.meta: dict[str, Any] = {}
+
+    def run_node(self, node: fx.Node) -> Any:
+        value = super().run_node(node)
+        self.meta[node.name] = value.shape if isinstance(value, torch.Tensor) else type(value)
+        if node.name in self.names:
+            self.sink(node.name, value)
+        return value
+
+
+def record_shapes(gm: fx.GraphModule, example: torch.Tensor) -> dict[str, Any]:
+    """Shape of every tensor node (``torch.Size``), the type for other nodes, from one forward pass."""
+    interpreter = _RecordingInterpreter(gm, set(), lambda name, value: None)
+    with torch.no_grad():
+        interpreter.run(example)
+    return interpreter.meta
+
+
+class ExtremeValues:
+    """Streaming per-channel percentiles: keeps the ``capacity`` largest and smallest values per channel.
+
+    The ``p``-th percentile of ``n`` values is the value at ascending rank ``p / 100 * (n - 1)`` (linear
+    interpolation between neighbours); it is exact while that rank is within ``capacity`` of either end.
+    """
+
+    def __init__(self, capacity: int) -> None:
+        self.capacity = capacity
+        self.high: torch.Tensor | None = None
+        self.low: torch.Tensor | None = None
+        self.count = 0
+
+    def update(self, values: torch.Tensor) -> None:
+        """Add ``values [C, M]`` (M samples of C channels)."""
+        values = values.detach().to(torch.float32)
+        k = min(self.capacity, values.shape[1])
+        high = values.topk(k, dim=1).values
+        low = (-values).topk(k, dim=1).values
+        if self.high is not None:
+            high = torch.cat([self.high, high], 1).topk(min(self.capacity, self.high.shape[1] + k), 1).values
+            low = torch.cat([self.low, low], 1).topk(min(self.capacity, self.low.shape[1] + k), 1).values
+        self.high, self.low = high, low
+        self.count += values.shape[1]
+
+    def percentile(self, percent: float) -> torch.Tensor:
+        """The ``percent``-th percentile per channel, ``[C]``."""
+        rank = percent / 100.0 * (self.count - 1)
+        if percent >= 50.0:
+            table, position = self.high, (self.count - 1) - rank
+            sign = 1.0
+        else:
+            table, position = self.low, rank
+            sign = -1.0
+        position = min(position, table.shape[1] - 1)
+        below, above = math.floor(position), math.ceil(position)
+        fraction = position - below
+        value = table[:, below] * (1 - fraction) + table[:, above] * fraction
+        return sign * value
+
+
+def calibrate_percentiles(
+    gm: fx.GraphModule,
+    site_names: list[str],
+    inputs: Iterable[torch.Tensor],
+    config: ConversionConfig,
+    progress: bool = True,
+) -> dict[str, tuple[torch.Tensor, torch.Tensor]]:
+    """Per-site activation ranges ``(eps, lam)`` from the ANN run on calibration windows.
+
+    ``eps`` / ``lam`` are the lower / upper ``config.percentiles`` of the site's activations over all
+    windows and positions, per channel (``[C]``) or per layer (``[1]``), following paper 001.
+
+    Args:
+        gm: traced ANN (eval mode).
+        site_names: fx node names whose outputs are calibrated.
+        inputs: batches ``[B, C, H, W]`` of ANN input windows; at most ``config.calibration_windows`` used.
+        config: percentiles, granularity, window budget.
+        progress: show a tqdm bar on stderr.
+    """
+    from tqdm import tqdm
+
+    low_percent, high_percent = config.percentiles
+    trackers: dict[str, ExtremeValues] = {}
+    windows_total = config.calibration_windows
+
+    def sink(name: str, value: torch.Tensor) -> None:
+        channels = value.shape[1] if config.granularity == "channel" else 1
+        per_channel = value.transpose(0, 1).reshape(value.shape[1], -1).reshape(channels, -1)
+        if name not in trackers:
+            per_window = per_channel.shape[1] / value.shape[0]
+            tail = max(low_percent, 100.0 - high_percent) / 100.0
+            trackers[name] = ExtremeValues(capacity=int(math.ceil(windows_total * per_window * tail)) + 2)
+        trackers[name].update(per_channel)
+
+    interpreter = _RecordingInterpreter(gm, set(site_names), sink)
+    seen = 0
+    with (
+        torch.no_grad(),
+        tqdm(total=windows_total, desc="calibrating", unit="window", disable=not progress) as bar,
+    ):
+        for batch in inputs:
+            batch = batch[: windows_total - seen]
+            interpreter.run(batch)
+            seen += batch.shape[0]
+            bar.update(batch.shape[0])
+            if seen >= windows_total:
+                break
+    if seen == 0:
+        raise UserFacingError("calibration needs at least one input window, got none")
+    ranges = {}
+    for name in site_names:
+        tracker = trackers[name]
+        ranges[name] = (tracker.percentile(low_percent).double(), tracker.percentile(high_percent).double())
+    return ranges
+
+
+def _weight_and_bias(
+    gm: fx.GraphModule, facts: _GraphFacts, node: fx.Node
+) -> tuple[nn.Module, torch.Tensor, torch.Tensor]:
+    """The synaptic module behind ``node`` (a conv/linear, or a BN fused into its conv) with float64 w, b."""
+    from torch.nn.utils.fusion import fuse_conv_bn_weights
+
+    if node in facts.conv_of_bn:
+        conv_node = facts.conv_of_bn[node]
+        conv = facts.module(conv_node)
+        bn = facts.module(node)
+        weight, bias = fuse_conv_bn_weights(
+            conv.weight.detach(),
+            None if conv.bias is None else conv.bias.detach(),
+            bn.running_mean,
+            bn.running_var,
+            bn.eps,
+            bn.weight.detach() if bn.affine else torch.ones_like(bn.running_mean),
+            bn.bias.detach() if bn.affine else torch.zeros_like(bn.running_mean),
+            transpose=isinstance(conv, nn.ConvTranspose2d),
+        )
+        return conv, weight.detach().double(), bias.detach().double()
+    module = facts.module(node)
+    out_channels = (
+        module.weight.shape[1] * module.groups
+        if isinstance(module, nn.ConvTranspose2d)
+        else (module.weight.shape[0])
+    )
+    bias = (
+        torch.zeros(out_channels, dtype=torch.float64)
+        if module.bias is None
+        else module.bias.detach().double()
+    )
+    return module, module.weight.detach().double(), bias
+
+
+def _input_channel_factor(module: nn.Module, weight: torch.Tensor, per_input: torch.Tensor) -> torch.Tensor:
+    """``per_input [C_in]`` laid out to multiply ``weight`` along its input-channel axis."""
+    if isinstance(module, nn.ConvTranspose2d):
+        return per_input.view(-1, *([1] * (weight.dim() - 1)))
+    if isinstance(module, nn.Linear):
+        return per_input.view(1, -1)
+    groups = module.groups
+    out_channels, in_per_group = weight.shape[:2]
+    table = per_input.view(groups, in_per_group).repeat_interleave(out_channels // groups, dim=0)
+    return table.view(out_channels, in_per_group, *([1] * (weight.dim() - 2)))
+
+
+def _output_channel_view(module: nn.Module, weight: torch.Tensor, per_output: torch.Tensor) -> torch.Tensor:
+    if isinstance(module, nn.ConvTranspose2d):
+        groups = module.groups
+        in_channels, out_per_group = weight.shape[:2]
+        table = per_output.view(groups, out_per_group).repeat_interleave(in_channels // groups, dim=0)
+        return table.view(in_channels, out_per_group, *([1] * (weight.dim() - 2)))
+    return per_output.view(-1, *([1] * (weight.dim() - 1)))
+
+
+def normalise_synaptic_layer(
+    module: nn.Module,
+    weight: torch.Tensor,
+    bias: torch.Tensor,
+    encoding_in: Encoding | None,
+    encoding_out: Encoding | None,
+) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor | None]:
+    """Paper 001 eq. 4 for one convolution / linear layer.
+
+    ``w~ = w * s_in / s_out``, ``b~ = (b + sum_i w_i eps_in_i - eps_out) / s_out`` (input layers have
+    ``s_in = 1, eps_in = 0``; layers with no spiking output keep ``s_out = 1, eps_out = 0``).
+
+    Returns:
+        the normalised weight and bias (float64) and, where the input shift cannot be folded into the
+        bias exactly (zero-padded or transposed convolution), the per-channel input shift ``eps_in / s_in``
+        to add to the input instead (else None).
+    """
+    input_shift = None
+    if encoding_in is not None:
+        weight_in = weight * _input_channel_factor(module, weight, encoding_in.scale)
+        if encoding_in.is_shifted:
+            padded = isinstance(module, nn.Conv2d) and any(p != 0 for p in _as_pair(module.padding))
+            if (
+                isinstance(module, nn.ConvTranspose2d)
+                or padded
+                or getattr(module, "padding_mode", "zeros") != "zeros"
+            ):
+                input_shift = encoding_in.offset / encoding_in.scale
+            else:
+                shifted = weight * _input_channel_factor(module, weight, encoding_in.offset)
+                if isinstance(module, nn.Linear):
+                    bias = bias + shifted.sum(1)
+                else:
+                    bias = bias + shifted.sum(dim=tuple(range(1, weight.dim())))
+        weight = weight_in
+    if encoding_out is not None:
+        weight = weight / _output_channel_view(module, weight, encoding_out.scale)
+        bias = (bias - encoding_out.offset) / encoding_out.scale
+    return weight, bias, input_shift
+
+
+def _as_pair(value: Any) -> tuple:
+    return tuple(value) if isinstance(value, tuple | list) else (value, value)
+
+
+def _normalised_copy(module: nn.Module, weight: torch.Tensor, bias: torch.Tensor) -> nn.Module:
+    """A copy of the synaptic module (same hyper-parameters) with the given weight and bias, float32."""
+    if isinstance(module, nn.Conv2d):
+        clone = nn.Conv2d(
+            module.in_channels,
+            module.out_channels,
+            module.kernel_size,
+            module.stride,
+            module.padding,
+            module.dilation,
+            module.groups,
+            True,
+            module.padding_mode,
+        )
+    elif isinstance(module, nn.ConvTranspose2d):
+        clone = nn.ConvTranspose2d(
+            module.in_channels,
+            module.out_channels,
+            module.kernel_size,
+            module.stride,
+            module.padding,
+            module.output_padding,
+            module.groups,
+            True,
+            module.dilation,
+        )
+    else:
+        clone = nn.Linear(module.in_features, module.out_features, True)
+    clone.weight = nn.Parameter(weight.float(), requires_grad=False)
+    clone.bias = nn.Parameter(bias.float(), requires_grad=False)
+    return clone
+
+
+def site_encodings(
+    gm: fx.GraphModule,
+    facts: _GraphFacts,
+    ranges: dict[str, tuple[torch.Tensor, torch.Tensor]],
+    config: ConversionConfig,
+) -> dict[fx.Node, Encoding]:
+    """Encoding ``a = eps + (lam - eps) q`` of each spiking site, from percentiles or Quant-ReLU clips."""
+    encodings = {}
+    for node in facts.sites():
+        channels = facts.meta[node.name][1]
+        use_clip = facts.activations.get(node) == "quant" and config.normalisation in ("auto", "quant")
+        if use_clip:
+            clip = float(facts.module(node).clip.detach().abs())
+            low, high = torch.zeros(1, dtype=torch.float64), torch.full((1,), clip, dtype=torch.float64)
+        elif node.name in ranges:
+            low, high = ranges[node.name]
+        else:
+            raise ConversionError(
+                node.name,
+                "needs calibration data: not a Quant-ReLU, so its range comes from activation percentiles",
+            )
+        scale = high - low
+        scale = torch.where(scale > 1e-12, scale, torch.ones_like(scale))
+        encodings[node] = Encoding(offset=low.expand(channels).clone(), scale=scale.expand(channels).clone())
+    return encodings
+
+
+def _levels_of(facts: _GraphFacts, node: fx.Node, config: ConversionConfig) -> int | None:
+    if facts.activations.get(node) == "quant" and config.normalisation in ("auto", "quant"):
+        return int(facts.module(node).levels)
+    return None
+
+
+def refuse_unsupported(gm: fx.GraphModule, facts: _GraphFacts) -> None:
+    """Raise ``ConversionError`` for the first node with no spiking equivalent."""
+    for node in gm.graph.nodes:
+        if node.op in ("placeholder", "output"):
+            continue
+        if node.op == "get_attr":
+            raise ConversionError(node.name, f"reads attribute '{node.target}' inside forward; use a module")
+        module = facts.module(node)
+        if module is not None:
+            for refused, reason in _REFUSED_MODULES.items():
+                if isinstance(module, refused):
+                    raise ConversionError(f"{node.target} ({type(module).__name__})", reason)
+            if isinstance(module, nn.Upsample) and module.mode != "nearest":
+                raise ConversionError(
+                    f"{node.target} (Upsample)",
+                    f"mode '{module.mode}' mixes neighbours; only 'nearest' converts",
+                )
+            if isinstance(module, nn.BatchNorm2d | nn.AvgPool2d | nn.Upsample | nn.Flatten | nn.Sequential):
+                continue
+            if isinstance(module, _SYNAPTIC_MODULES + _PASSTHROUGH_MODULES) or node in facts.activations:
+                continue
+            raise ConversionError(
+                f"{node.target} ({type(module).__name__})",
+                "no spiking equivalent (only conv/linear/BN/ReLU/"
+                "Quant-ReLU/nearest upsampling/average pooling/add/concat/reshape convert)",
+            )
+        if node in facts.activations or _is_add(node):
+            continue
+        if node.op == "call_function":
+            if node.target in (F.max_pool2d, torch.max_pool2d):
+                raise ConversionError(node.name, _REFUSED_MODULES[nn.MaxPool2d])
+            if node.target is F.interpolate:
+                mode = node.kwargs.get("mode", node.args[3] if len(node.args) > 3 else "nearest")
+                if mode != "nearest":
+                    raise ConversionError(node.name, f"interpolation mode '{mode}'; only 'nearest' converts")
+                continue
+            if (
+                node.target in (torch.cat, F.avg_pool2d, F.adaptive_avg_pool2d)
+                or node.target in _SHAPE_FUNCTIONS
+            ):
+                if node.target in (operator.mul,) and len(_tensor_args(node, facts.meta)) > 1:
+                    raise ConversionError(node.name, "product of two activations has no IF equivalent")
+                continue
+            raise ConversionError(
+                node.name,
+                f"function {getattr(node.target, '__name__', node.target)} has no spiking equivalent",
+            )
+        if node.op == "call_method" and node.target not in _SHAPE_METHODS:
+            raise ConversionError(node.name, f"tensor method '{node.target}' has no spiking equivalent")
+
+
+@dataclass
+class ConvertedNetwork:
+    """The result of conversion: the spiking graph and what the runtime and the measurements need.
+
+    Attributes:
+        graph_module: fx graph over normalised layers, ``IFNeurons``, ``NormAdd``, ``ChannelAffine``.
+            Called as a plain module it computes the rate-limit (T -> infinity) of the SNN.
+        sites: for each IF population (graph node name): the ANN node it replaces (name).
+        config: the conversion settings used.
+    """
+
+    graph_module: fx.GraphModule
+    sites: dict[str, str]
+    config: ConversionConfig
+
+
+def convert_network(
+    model: nn.Module,
+    calibration_inputs: Iterable[torch.Tensor] | None,
+    config: ConversionConfig,
+    example_input: torch.Tensor | None = None,
+    progress: bool = True,
+) -> ConvertedNetwork:
+    """Convert a trained ANN into an SNN graph (the pipeline in the module docstring).
+
+    Args:
+        model: the ANN; ``forward(x [B, C, H, W])`` -> tensor or tuple of tensors.
+        calibration_inputs: batches of ANN input windows ``[B, C, H, W]`` in [0, 1]; may be None when every
+            site is a Quant-ReLU converted with ``normalisation`` ``"quant"`` / ``"auto"``.
+        config: conversion settings.
+        example_input: one input batch used to find the shapes when no calibration data is given.
+        progress: show calibration progress on stderr.
+    """
+    model = model.eval()
+    gm = trace_model(model)
+    batches = iter(calibration_inputs) if calibration_inputs is not None else iter(())
+    first = next(batches, None)
+    if first is None and example_input is None:
+        raise UserFacingError("conversion needs calibration inputs or an example input to find the shapes")
+    meta = record_shapes(gm, (first if first is not None else example_input)[:1])
+    facts = _GraphFacts(gm, meta, config.spike_unactivated)
+    refuse_unsupported(gm, facts)
+    needs_data = [
+        n.name
+        for n in facts.sites()
+        if not (facts.activations.get(n) == "quant" and config.normalisation in ("auto", "quant"))
+    ]
+    if needs_data and config.normalisation == "quant" and first is None:
+        if all(n in facts.unactivated for n in facts.sites() if n.name in needs_data):
+            facts.unactivated = set()
+            needs_data = []
+    ranges = {}
+    if needs_data:
+        if first is None:
+            raise ConversionError(needs_data[0], "needs calibration data (it is not a Quant-ReLU)")
+        ranges = calibrate_percentiles(gm, needs_data, _chain(first, batches), config, progress)
+    encodings = site_encodings(gm, facts, ranges, config)
+    return _build_spiking_graph(gm, facts, encodings, config)
+
+
+def _chain(first: torch.Tensor, rest) -> Iterable[torch.Tensor]:
+    yield first
+    yield from rest
+
+
+def _build_spiking_graph(
+    gm: fx.GraphModule, facts: _GraphFacts, encodings: dict[fx.Node, Encoding], config: ConversionConfig
+) -> ConvertedNetwork:
+    """Emit the spiking graph: normalised layers, NormAdd, IF populations (rules in the module docstring)."""
+    graph = fx.Graph()
+    root = nn.Module()
+    env: dict[fx.Node, fx.Node] = {}
+    encoding_of: dict[fx.Node, Encoding | None] = {}
+    decoded: dict[fx.Node, fx.Node] = {}
+    sites: dict[str, str] = {}
+
+    folded_target: dict[fx.Node, Encoding] = {}
+    for site, encoding in encodings.items():
+        if site in facts.activations and facts.folds_into_source(site):
+            folded_target[site.args[0]] = encoding
+        elif site in facts.unactivated:
+            folded_target[site] = encoding
+
+    def add_module(name: str, module: nn.Module, args: tuple) -> fx.Node:
+        safe = name.replace(".", "_")
+        root.add_module(safe, module)
+        return graph.call_module(safe, args)
+
+    def channels(node: fx.Node) -> int:
+        return facts.meta[node.name][1]
+
+    def decode(node: fx.Node) -> fx.Node:
+        """The value of ``node`` in ANN units (an affine map inserted if it is encoded)."""
+        encoding = encoding_of.get(node)
+        if encoding is None:
+            return env[node]
+        if node not in decoded:
+            decoded[node] = add_module(
+                f"{node.name}_decode", ChannelAffine(encoding.scale, encoding.offset), (env[node],)
+            )
+        return decoded[node]
+
+    def to_encoding(node: fx.Node, target: Encoding, name: str) -> fx.Node:
+        """``q' = (s q + eps - eps') / s'``: re-encode ``node`` for the IF population ``target``."""
+        encoding = encoding_of.get(node) or Encoding(
+            torch.zeros(channels(node), dtype=torch.float64), torch.ones(channels(node), dtype=torch.float64)
+        )
+        scale = encoding.scale / target.scale
+        offset = (encoding.offset - target.offset) / target.scale
+        return add_module(name, ChannelAffine(scale, offset), (env[node],))
+
+    def copy_node(node: fx.Node, argument: Callable[[fx.Node], fx.Node]) -> fx.Node:
+        """The node in the new graph (a module call gets a copy of its module)."""
+        copied = graph.node_copy(node, argument)
+        if node.op == "call_module":
+            copied.target = node.target.replace(".", "_")
+            if not hasattr(root, copied.target):
+                root.add_module(copied.target, copy.deepcopy(facts.module(node)))
+        return copied
+
+    def emit_neurons(
+        node_name: str, source: fx.Node, current: fx.Node, encoding: Encoding, levels: int | None
+    ):
+        name = f"{node_name}_if"
+        out = add_module(name, IFNeurons(levels), (current,))
+        sites[name.replace(".", "_")] = source.name
+        return out
+
+    for node in gm.graph.nodes:
+        if node.op == "placeholder":
+            env[node] = graph.placeholder(node.name)
+            encoding_of[node] = None
+        elif node.op == "output":
+            graph.output(fx.node.map_arg(node.args[0], decode))
+        elif node in facts.bn_of_conv:
+            continue
+        elif facts.is_synaptic(node):
+            module, weight, bias = _weight_and_bias(gm, facts, node)
+            conv_node = facts.conv_of_bn.get(node, node)
+            source = conv_node.args[0]
+            target = folded_target.get(node)
+            weight, bias, input_shift = normalise_synaptic_layer(
+                module, weight, bias, encoding_of.get(source), target
+            )
+            layer_input = env[source]
+            if input_shift is not None:
+                layer_input = add_module(
+                    f"{node.name}_shift",
+                    ChannelAffine(torch.ones_like(input_shift), input_shift),
+                    (layer_input,),
+                )
+            out = add_module(node.name, _normalised_copy(module, weight, bias), (layer_input,))
+            if node in facts.unactivated:
+                out = emit_neurons(node.name, node, out, target, None)
+            env[node] = out
+            encoding_of[node] = target
+        elif isinstance(facts.module(node), nn.BatchNorm2d):
+            bn = facts.module(node)
+            source = node.args[0]
+            inv_std = torch.rsqrt(bn.running_var.double() + bn.eps)
+            gain = inv_std * (bn.weight.detach().double() if bn.affine else 1.0)
+            shift = (bn.bias.detach().double() if bn.affine else 0.0) - bn.running_mean.double() * gain
+            encoding = encoding_of.get(source) or Encoding(
+                torch.zeros(channels(source), dtype=torch.float64),
+                torch.ones(channels(source), dtype=torch.float64),
+            )
+            env[node] = env[source]
+            encoding_of[node] = Encoding(encoding.offset * gain + shift, encoding.scale * gain)
+        elif node in facts.activations:
+            encoding = encodings[node]
+            source = node.args[0]
+            if facts.folds_into_source(node):
+                current = env[source]
+            else:
+                current = to_encoding(source, encoding, f"{node.name}_norm")
+            env[node] = emit_neurons(node.name, node, current, encoding, _levels_of(facts, node, config))
+            encoding_of[node] = encoding
+        elif _is_add(node) and len(_tensor_args(node, facts.meta)) == 2:
+            first, second = _tensor_args(node, facts.meta)
+            target = folded_target.get(node)
+            width = channels(node)
+            zeros, ones = torch.zeros(width, dtype=torch.float64), torch.ones(width, dtype=torch.float64)
+            out_encoding = target or Encoding(zeros, ones)
+            parts = [
+                encoding_of.get(first) or Encoding(zeros, ones),
+                encoding_of.get(second) or Encoding(zeros, ones),
+            ]
+            scales = torch.stack([p.scale / out_encoding.scale for p in parts])
+            bias = (parts[0].offset + parts[1].offset - out_encoding.offset) / out_encoding.scale
+            out = add_module(node.name, NormAdd(scales, bias), (env[first], env[second]))
+            if node in facts.unactivated:
+                out = emit_neurons(node.name, node, out, target, None)
+            env[node] = out
+            encoding_of[node] = target
+        elif _carries_encoding(facts, node):
+            env[node] = copy_node(node, lambda n: env[n])
+            encoding_of[node] = encoding_of.get(node.args[0])
+        elif node.op == "call_function" and node.target is torch.cat and _concat_axis(node, facts.meta) == 1:
+            parts = node.args[0] if node.args else node.kwargs["tensors"]
+            offsets, scales = [], []
+            for part in parts:
+                encoding = encoding_of.get(part)
+                offsets.append(
+                    encoding.offset if encoding else torch.zeros(channels(part), dtype=torch.float64)
+                )
+                scales.append(encoding.scale if encoding else torch.ones(channels(part), dtype=torch.float64))
+            env[node] = copy_node(node, lambda n: env[n])
+            joined = Encoding(torch.cat(offsets), torch.cat(scales))
+            encoding_of[node] = joined if (joined.is_shifted or torch.any(joined.scale != 1)) else None
+        else:
+            env[node] = copy_node(node, lambda n: decode(n) if _is_tensor(facts.meta, n) else env[n])
+            encoding_of[node] = None
+    graph.lint()
+    return ConvertedNetwork(graph_module=fx.GraphModule(root, graph), sites=sites, config=config)
+
+
+def _concat_axis(node: fx.Node, meta: dict[str, Any]) -> int:
+    axis = node.kwargs.get("dim", node.args[1] if len(node.args) > 1 else 0)
+    rank = len(meta[node.name]) if _is_tensor(meta, node) else 0
+    return axis % rank if rank else axis
+
+
+def _carries_encoding(facts: _GraphFacts, node: fx.Node) -> bool:
+    """Ops that commute with a per-channel affine encoding: nearest upsampling, unpadded average pooling."""
+    module = facts.module(node)
+    if isinstance(module, nn.Upsample | nn.Identity | nn.Dropout | nn.AdaptiveAvgPool2d):
+        return True
+    if isinstance(module, nn.AvgPool2d):
+        return all(p == 0 for p in _as_pair(module.padding))
+    if node.op == "call_function" and node.target is F.interpolate:
+        return True
+    if node.op == "call_function" and node.target is F.adaptive_avg_pool2d:
+        return True
+    return node.op == "call_method" and node.target == "contiguous"
+
+
+def modality_channels(modality: str) -> int:
+    """Input channels of a modality: ``events`` 2 (OFF, ON), ``intensity`` 1."""
+    return {"events": 2, "intensity": 1}[modality]
+
+
+def convert_detector(
+    bundle: Any,
+    calibration_inputs: Iterable[torch.Tensor] | None,
+    config: ConversionConfig,
+    progress: bool = True,
+) -> SpikingDetector:
+    """Convert a loaded detector (``streamdet.model.DetectorBundle``) into a ``SpikingDetector``.
+
+    Args:
+        bundle: model, config, modality, class_names, window_us, event_scale, sensor_size, anchors.
+        calibration_inputs: batches of padded ANN input windows ``[B, C, H, W]``, or None to use only the
+            learned Quant-ReLU clips (``normalisation`` ``"quant"``).
+        config: conversion settings.
+        progress: show calibration progress on stderr.
+    """
+    from dataclasses import asdict, is_dataclass
+
+    from streamdet.model import pad_input
+
+    width, height = bundle.sensor_size
+    example = pad_input(torch.zeros(1, modality_channels(bundle.modality), height, width), bundle.config)
+    network = convert_network(
+        bundle.model, calibration_inputs, config, example_input=example, progress=progress
+    )
+    model_config = asdict(bundle.config) if is_dataclass(bundle.config) else dict(bundle.config)
+    return SpikingDetector(
+        graph_module=network.graph_module,
+        neuron=IFParameters(threshold=1.0, reset=config.reset, initial_membrane=config.initial_membrane),
+        sites=network.sites,
+        modality=bundle.modality,
+        class_names=tuple(bundle.class_names),
+        window_us=bundle.window_us,
+        event_scale=bundle.event_scale,
+        sensor_size=tuple(bundle.sensor_size),
+        anchors=bundle.anchors,
+        model_config=model_config,
+        conversion=asdict(config),
+    )

@@ -1,0 +1,101 @@
+"""Integrate-and-fire (IF) neurons as pure functions over tensors with explicit state.
+
+The IF neuron of the converted network (paper 001, eqs. 1-3; threshold ``v_th = 1`` after normalisation):
+
+    v[t] = v[t-1] + z[t]                      integrate the input current z[t]
+    s[t] = 1  if v[t] >= v_th  else 0         fire (note: ``>=``, not ``>``)
+    v[t] = v[t] - v_th * s[t]                 reset by subtraction   (``reset="subtract"``)
+    v[t] = v[t] * (1 - s[t])                  reset to zero          (``reset="zero"``, ablation)
+
+with ``v[0] = initial_membrane * v_th`` (0.5 = the "residual fix" of paper 003; 0 turns it off). One
+step is one time step ``dt = window / T``; the neuron has no leak and no refractory period. Shapes: a
+step works on any tensor ``[B, ...]``; a scan works on ``[K, B, ...]`` (K consecutive steps).
+
+With reset by subtraction and a constant current ``z`` in [0, 1], the spike count after ``T`` steps is
+``floor(T * z + initial_membrane)``, so the rate is ``z`` within ``1 / T`` (within ``1 / (2T)`` with the
+residual fix), which is what ANN-to-SNN conversion rests on.
+"""
+
+from __future__ import annotations
+
+from typing import NamedTuple
+
+import torch
+
+RESET_MODES = ("subtract", "zero")
+
+
+class IFParameters(NamedTuple):
+    """Parameters of an IF neuron population.
+
+    Attributes:
+        threshold: firing threshold ``v_th`` (1.0 after weight normalisation).
+        reset: ``"subtract"`` (reset by subtraction) or ``"zero"`` (reset to zero).
+        initial_membrane: ``v[0] / v_th``; 0.5 is the residual fix.
+    """
+
+    threshold: float = 1.0
+    reset: str = "subtract"
+    initial_membrane: float = 0.5
+
+
+class IFState(NamedTuple):
+    """Membrane potential ``v`` of an IF population, same shape as its input current (without time)."""
+
+    v: torch.Tensor
+
+
+def if_initial_state(
+    shape: torch.Size | tuple[int, ...], params: IFParameters, device=None, dtype=torch.float32
+) -> IFState:
+    """State at the start of a simulation: ``v = initial_membrane * threshold`` everywhere."""
+    fill = params.initial_membrane * params.threshold
+    return IFState(v=torch.full(tuple(shape), fill, device=device, dtype=dtype))
+
+
+def if_step(current: torch.Tensor, state: IFState, params: IFParameters) -> tuple[torch.Tensor, IFState]:
+    """One time step of the IF neuron (equations in the module docstring).
+
+    Args:
+        current: input current ``z[t]``, ``[B, ...]``.
+        state: membrane ``v[t-1]``, same shape.
+        params: threshold, reset mode, initial membrane.
+
+    Returns:
+        spikes ``s[t]`` (0./1. in the dtype of ``current``) and the new state ``v[t]``.
+    """
+    v = state.v + current
+    spikes = (v >= params.threshold).to(current.dtype)
+    if params.reset == "subtract":
+        v = v - spikes * params.threshold
+    else:
+        v = torch.where(spikes > 0, torch.zeros_like(v), v)
+    return spikes, IFState(v=v)
+
+
+def if_scan(currents: torch.Tensor, state: IFState, params: IFParameters) -> tuple[torch.Tensor, IFState]:
+    """``K`` consecutive IF steps: the recurrence of :func:`if_step` scanned over the leading time axis.
+
+    Bit-for-bit the same spikes and membrane as ``K`` calls of :func:`if_step` (same operations in the
+    same order), but without allocating per step: the membrane is updated in place on a private copy.
+
+    Args:
+        currents: ``[K, B, ...]`` input currents of K consecutive time steps.
+        state: membrane before the first of them, ``[B, ...]``.
+        params: threshold, reset mode, initial membrane.
+
+    Returns:
+        spikes ``[K, B, ...]`` and the membrane after the last step.
+    """
+    if params.reset not in RESET_MODES:
+        raise ValueError(f"reset must be one of {RESET_MODES}, got {params.reset!r}")
+    v = state.v.clone()
+    spikes = torch.empty_like(currents)
+    for k in range(currents.shape[0]):
+        v.add_(currents[k])
+        spikes[k].copy_(v >= params.threshold)
+        if params.reset == "subtract":
+            v.sub_(spikes[k], alpha=params.threshold)
+        else:
+            v.masked_fill_(spikes[k] > 0, 0.0)
+    return spikes, IFState(v=v)

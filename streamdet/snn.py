@@ -1,0 +1,461 @@
+"""The spiking runtime: a converted network simulated with its state kept across calls.
+
+A stream is one continuous simulation: ``run(inputs [K, B, C, H, W], state)`` advances the network by
+``K`` time steps (one step = ``dt = window_us / T`` microseconds) and returns the per-step output
+currents and the new state; calling it again with the next ``K`` steps continues where it stopped, so
+any chunking of a stream gives the same spikes.
+
+Engines (``backend=``):
+
+- ``"native"`` (default): every non-spiking operation of the graph (convolutions, NormAdd, upsampling,
+  reshapes) runs once on the whole chunk with time folded into the batch (``[K * B, C, H, W]``); each IF
+  population then scans its ``K`` steps (``streamdet.neurons.if_scan``). Because there is no synaptic
+  delay, step ``k`` of a layer only needs step ``k`` of the layer before, so this is the same simulation
+  as stepping the whole network one step at a time.
+- ``"snntorch"``: step-by-step reference on ``snntorch.Leaky`` (``beta = 1``: an IF neuron). snntorch
+  fires on ``v > threshold`` (strict) and, with its internal reset, decides the reset from the previous
+  step's membrane (``reset_delay``), which differs from eq. 3 of paper 001 when ``v >= 2``. So the
+  neuron runs with ``threshold = nextafter(1, 0)`` (``v > 1 - ulp`` is ``v >= 1``) and
+  ``reset_mechanism="none"``, and the reset (subtract or zero) is applied to the returned membrane.
+- ``"norse"``: step-by-step on ``norse.torch.functional.iaf_feed_forward_step`` (reset to zero, strict
+  ``>``, threshold ``nextafter(1, 0)``); only for networks converted with ``reset="zero"`` (the ablation).
+
+The engines give the same spikes whenever the convolutions give the same sums; float32 convolutions of
+a batch of ``K * B`` and of ``B`` may round differently in the last bit (different blocking), so a
+membrane that lands within one ulp of the threshold can fire one step apart. With dyadic weights
+(exact sums) the spikes are identical, which the tests check.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import torch
+from torch import fx, nn
+
+from streamdet.errors import FileFormatError, UserFacingError
+from streamdet.neurons import IFParameters, IFState, if_initial_state, if_scan
+
+SNN_FORMAT = "streamdet-snn/1"
+BACKENDS = ("native", "snntorch", "norse")
+
+
+class IFNeurons(nn.Module):
+    """An IF population (threshold 1) in a converted graph.
+
+    The runtime simulates it (``streamdet.neurons``); called as a plain module it returns the rate the
+    population converges to, ``clamp(x, 0, 1)`` (quantised to ``floor(x * levels + 0.5) / levels`` when
+    it replaced a Quant-ReLU with ``levels`` levels), so the graph called directly is the normalised ANN.
+    """
+
+    def __init__(self, levels: int | None = None) -> None:
+        super().__init__()
+        self.levels = levels
+
+    def forward(self, current: torch.Tensor) -> torch.Tensor:
+        rate = current.clamp(0.0, 1.0)
+        if self.levels:
+            rate = torch.floor(rate * self.levels + 0.5) / self.levels
+        return rate
+
+    def extra_repr(self) -> str:
+        return f"levels={self.levels}"
+
+
+class NormAdd(nn.Module):
+    """NormAdd (paper 001, fig. 3): ``out = sum_k scales[k, c] * x_k + bias[c]`` over channel axis 1.
+
+    Args:
+        scales: ``[n_inputs, C]``: ``s_k / s_out`` (input encoding scale over output scale).
+        bias: ``[C]``: ``(sum_k eps_k - eps_out) / s_out``.
+    """
+
+    def __init__(self, scales: torch.Tensor, bias: torch.Tensor) -> None:
+        super().__init__()
+        self.register_buffer("scales", scales.float().clone())
+        self.register_buffer("bias", bias.float().clone())
+
+    def forward(self, *inputs: torch.Tensor) -> torch.Tensor:
+        shape = (1, -1) + (1,) * (inputs[0].dim() - 2)
+        out = self.bias.view(shape) + inputs[0] * self.scales[0].view(shape)
+        for k in range(1, len(inputs)):
+            out = out + inputs[k] * self.scales[k].view(shape)
+        return out
+
+
+class ChannelAffine(nn.Module):
+    """Per-channel affine map ``out = scale[c] * x + offset[c]`` over channel axis 1 (re-/decoding)."""
+
+    def __init__(self, scale: torch.Tensor, offset: torch.Tensor) -> None:
+        super().__init__()
+        self.register_buffer("scale", scale.float().clone())
+        self.register_buffer("offset", offset.float().clone())
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        shape = (1, -1) + (1,) * (x.dim() - 2)
+        return x * self.scale.view(shape) + self.offset.view(shape)
+
+
+@dataclass(frozen=True)
+class SNNState:
+    """State of a simulation: the membrane of every IF population and the number of steps simulated.
+
+    Membranes are created at the first step that reaches a population (their shape follows the input),
+    at ``initial_membrane * threshold``.
+    """
+
+    batch: int
+    device: torch.device | None = None
+    membranes: dict[str, torch.Tensor] = field(default_factory=dict)
+    steps: int = 0
+
+
+Probe = Callable[[str, torch.Tensor], None]
+"""Called with (population name, spikes ``[K, B, ...]``) for each IF population of each chunk."""
+
+
+class SpikingNetwork:
+    """A converted network (an fx graph with ``IFNeurons``) and its simulation engines.
+
+    Args:
+        graph_module: the converted graph (``streamdet.convert.convert_network``).
+        neuron: IF parameters shared by all populations (threshold 1 after normalisation).
+        sites: population name -> name of the ANN node it replaces (for layer-wise comparisons).
+    """
+
+    def __init__(self, graph_module: fx.GraphModule, neuron: IFParameters, sites: dict[str, str]) -> None:
+        self.graph_module = graph_module.eval()
+        self.neuron = neuron
+        self.sites = dict(sites)
+        self._plan = _ExecutionPlan(self.graph_module)
+
+    @property
+    def populations(self) -> list[str]:
+        """Names of the IF populations in graph order."""
+        return [name for name, module in self._plan.modules.items() if isinstance(module, IFNeurons)]
+
+    def initial_state(self, batch: int = 1, device=None) -> SNNState:
+        """A fresh simulation for ``batch`` streams (membranes at ``initial_membrane``)."""
+        return SNNState(batch=batch, device=None if device is None else torch.device(device))
+
+    def to(self, device) -> SpikingNetwork:
+        """Move the parameters to ``device`` (in place); returns self."""
+        self.graph_module.to(device)
+        return self
+
+    def run(
+        self,
+        inputs: torch.Tensor,
+        state: SNNState,
+        backend: str = "native",
+        probe: Probe | None = None,
+    ) -> tuple[Any, SNNState]:
+        """Simulate ``K`` steps.
+
+        Args:
+            inputs: input currents ``[K, B, C, H, W]`` (mean over steps = the ANN input window).
+            state: the state after the previous call (or ``initial_state``).
+            backend: ``"native"``, ``"snntorch"`` or ``"norse"`` (see the module docstring).
+            probe: optional callback receiving each population's spikes ``[K, B, ...]``.
+
+        Returns:
+            the graph's outputs with a leading step axis (``[K, B, ...]`` per tensor, nested like the
+            ANN's output) and the new state.
+        """
+        if backend not in BACKENDS:
+            raise UserFacingError(f"backend must be one of {BACKENDS}, got {backend!r}")
+        if inputs.dim() < 2 or inputs.shape[1] != state.batch:
+            raise ValueError(f"inputs must be [K, B={state.batch}, ...], got {tuple(inputs.shape)}")
+        steps, batch = inputs.shape[:2]
+        membranes = dict(state.membranes)
+        with torch.no_grad():
+            if backend == "native":
+                outputs = self._run_native(inputs, membranes, probe)
+            else:
+                outputs = self._run_stepwise(inputs, membranes, probe, backend)
+        return outputs, SNNState(
+            batch=batch, device=state.device, membranes=membranes, steps=state.steps + steps
+        )
+
+    def rate_limit(self, x: torch.Tensor) -> Any:
+        """The T -> infinity limit of the SNN: the normalised ANN (IF populations as clamped rates)."""
+        with torch.no_grad():
+            return self.graph_module(x)
+
+    def _membrane(self, membranes: dict[str, torch.Tensor], name: str, like: torch.Tensor) -> IFState:
+        if name not in membranes:
+            membranes[name] = if_initial_state(like.shape, self.neuron, like.device, like.dtype).v
+        return IFState(v=membranes[name])
+
+    def _run_native(self, inputs: torch.Tensor, membranes: dict, probe: Probe | None) -> Any:
+        steps, batch = inputs.shape[:2]
+
+        def neurons(name: str, current: torch.Tensor) -> torch.Tensor:
+            per_step = current.reshape(steps, batch, *current.shape[1:])
+            spikes, new_state = if_scan(per_step, self._membrane(membranes, name, per_step[0]), self.neuron)
+            membranes[name] = new_state.v
+            if probe is not None:
+                probe(name, spikes)
+            return spikes.reshape(current.shape)
+
+        folded = inputs.reshape(steps * batch, *inputs.shape[2:])
+        outputs = self._plan.execute(folded, neurons)
+        return _map_tensors(outputs, lambda t: t.reshape(steps, batch, *t.shape[1:]))
+
+    def _run_stepwise(self, inputs: torch.Tensor, membranes: dict, probe: Probe | None, backend: str) -> Any:
+        if backend == "norse" and self.neuron.reset != "zero":
+            raise UserFacingError("the norse backend simulates reset to zero; convert with reset='zero'")
+        step_neuron = _SnntorchNeuron(self.neuron) if backend == "snntorch" else _NorseNeuron(self.neuron)
+        per_step_outputs = []
+        for k in range(inputs.shape[0]):
+
+            def neurons(name: str, current: torch.Tensor) -> torch.Tensor:
+                state = self._membrane(membranes, name, current)
+                spikes, membranes[name] = step_neuron(name, current, state.v)
+                if probe is not None:
+                    probe(name, spikes[None])
+                return spikes
+
+            per_step_outputs.append(self._plan.execute(inputs[k], neurons))
+        return _stack_steps(per_step_outputs)
+
+
+def _threshold_below(threshold: float, dtype: torch.dtype) -> torch.Tensor:
+    """The largest float of ``dtype`` below ``threshold``: ``v > it`` is exactly ``v >= threshold``."""
+    value = torch.tensor(threshold, dtype=dtype)
+    return torch.nextafter(value, torch.tensor(-float("inf"), dtype=dtype))
+
+
+def _apply_reset(v: torch.Tensor, spikes: torch.Tensor, neuron: IFParameters) -> torch.Tensor:
+    if neuron.reset == "subtract":
+        return v - spikes * neuron.threshold
+    return torch.where(spikes > 0, torch.zeros_like(v), v)
+
+
+class _SnntorchNeuron:
+    """One ``snntorch.Leaky`` (beta 1, threshold just below 1, no internal reset) per population."""
+
+    def __init__(self, neuron: IFParameters) -> None:
+        self.neuron = neuron
+        self.cells: dict[str, nn.Module] = {}
+
+    def __call__(
+        self, name: str, current: torch.Tensor, v: torch.Tensor
+    ) -> tuple[torch.Tensor, torch.Tensor]:
+        import snntorch
+
+        if name not in self.cells:
+            self.cells[name] = snntorch.Leaky(
+                beta=1.0,
+                threshold=_threshold_below(self.neuron.threshold, current.dtype),
+                reset_mechanism="none",
+                reset_delay=False,
+            ).to(current.device)
+        spikes, v = self.cells[name](current, v)
+        spikes = spikes.to(current.dtype)
+        return spikes, _apply_reset(v, spikes, self.neuron)
+
+
+class _NorseNeuron:
+    """norse's feed-forward IAF step (reset to zero, ``v > nextafter(1, 0)``)."""
+
+    def __init__(self, neuron: IFParameters) -> None:
+        self.neuron = neuron
+
+    def __call__(
+        self, name: str, current: torch.Tensor, v: torch.Tensor
+    ) -> tuple[torch.Tensor, torch.Tensor]:
+        from norse.torch.functional.iaf import IAFFeedForwardState, IAFParameters, iaf_feed_forward_step
+
+        params = IAFParameters(
+            v_th=_threshold_below(self.neuron.threshold, current.dtype).to(current.device),
+            v_reset=torch.zeros((), dtype=current.dtype, device=current.device),
+            method="heaviside",
+        )
+        spikes, state = iaf_feed_forward_step(current, IAFFeedForwardState(v=v), params)
+        return spikes.to(current.dtype), state.v
+
+
+def _map_tensors(value: Any, function: Callable[[torch.Tensor], torch.Tensor]) -> Any:
+    if isinstance(value, torch.Tensor):
+        return function(value)
+    if isinstance(value, tuple | list):
+        return type(value)(_map_tensors(v, function) for v in value)
+    if isinstance(value, dict):
+        return {k: _map_tensors(v, function) for k, v in value.items()}
+    return value
+
+
+def _stack_steps(per_step: list[Any]) -> Any:
+    first = per_step[0]
+    if isinstance(first, torch.Tensor):
+        return torch.stack(per_step)
+    if isinstance(first, tuple | list):
+        return type(first)(_stack_steps([step[i] for step in per_step]) for i in range(len(first)))
+    if isinstance(first, dict):
+        return {k: _stack_steps([step[k] for step in per_step]) for k in first}
+    return first
+
+
+class _ExecutionPlan:
+    """Runs an fx graph node by node, handing IF populations to a callback and freeing dead values."""
+
+    def __init__(self, graph_module: fx.GraphModule) -> None:
+        self.graph_module = graph_module
+        self.modules = dict(graph_module.named_modules())
+        self.nodes = list(graph_module.graph.nodes)
+        last_use: dict[fx.Node, fx.Node] = {}
+        for node in self.nodes:
+            fx.node.map_arg(
+                (node.args, node.kwargs), lambda used, user=node: last_use.__setitem__(used, user)
+            )
+        self.release: dict[fx.Node, list[fx.Node]] = {}
+        for used, user in last_use.items():
+            self.release.setdefault(user, []).append(used)
+
+    def execute(self, x: torch.Tensor, neurons: Callable[[str, torch.Tensor], torch.Tensor]) -> Any:
+        env: dict[fx.Node, Any] = {}
+        for node in self.nodes:
+            if node.op == "placeholder":
+                env[node] = x
+                continue
+            args, kwargs = fx.node.map_arg((node.args, node.kwargs), env.__getitem__)
+            if node.op == "output":
+                return args[0]
+            if node.op == "call_module":
+                module = self.modules[node.target]
+                value = (
+                    neurons(node.target, *args) if isinstance(module, IFNeurons) else module(*args, **kwargs)
+                )
+            elif node.op == "call_function":
+                value = node.target(*args, **kwargs)
+            elif node.op == "call_method":
+                value = getattr(args[0], node.target)(*args[1:], **kwargs)
+            else:
+                value = getattr(self.graph_module, node.target)
+            env[node] = value
+            for dead in self.release.get(node, ()):
+                del env[dead]
+        raise ValueError("converted graph has no output node")
+
+
+class SpikingDetector(SpikingNetwork):
+    """A converted RetinaNet with what the detector node needs to run it on a stream.
+
+    ``run`` returns per-step output currents ``(cls [K, B, A, nc], box [K, B, A, 4])`` in the ANN's units
+    (logits, box deltas); their mean over the steps of a window is what ``decode`` takes.
+
+    Attributes (like ``streamdet.model.DetectorBundle``): ``modality``, ``class_names``, ``window_us``
+    (microseconds), ``event_scale``, ``sensor_size`` ``(W, H)``, ``anchors`` ``[A, 4]``, ``model_config``
+    (the ANN's RetinaNetConfig as a dict) and ``conversion`` (the ConversionConfig as a dict).
+    """
+
+    def __init__(
+        self,
+        graph_module: fx.GraphModule,
+        neuron: IFParameters,
+        sites: dict[str, str],
+        modality: str,
+        class_names: tuple[str, ...],
+        window_us: int,
+        event_scale: float,
+        sensor_size: tuple[int, int],
+        anchors: torch.Tensor,
+        model_config: dict,
+        conversion: dict,
+    ) -> None:
+        super().__init__(graph_module, neuron, sites)
+        self.modality = modality
+        self.class_names = tuple(class_names)
+        self.window_us = int(window_us)
+        self.event_scale = float(event_scale)
+        self.sensor_size = (int(sensor_size[0]), int(sensor_size[1]))
+        self.anchors = anchors
+        self.model_config = dict(model_config)
+        self.conversion = dict(conversion)
+        self._decoder: Callable | None = None
+
+    def to(self, device) -> SpikingDetector:
+        super().to(device)
+        self.anchors = self.anchors.to(device)
+        return self
+
+    def decode(self, cls_logits: torch.Tensor, box_deltas: torch.Tensor) -> list[torch.Tensor]:
+        """Boxes from mean output currents ``[B, A, nc]``, ``[B, A, 4]``: per image ``[N, 6]`` rows
+        ``x1, y1, x2, y2, score, class`` (pixels), with the ANN's decoding (``DetectorBundle.decode``)."""
+        if self._decoder is None:
+            self._decoder = _bundle_decoder(self)
+        return self._decoder(cls_logits, box_deltas)
+
+
+def _bundle_decoder(snn: SpikingDetector) -> Callable:
+    """The ANN bundle's ``decode`` for this detector's config and anchors (from ``streamdet.model``)."""
+    from streamdet import model as ann
+
+    return ann.make_decoder(snn.model_config, snn.anchors)
+
+
+def save_snn(snn: SpikingDetector, path: str | Path) -> None:
+    """Write a converted detector as one file ``{"format": "streamdet-snn/1", ...}`` (torch.save).
+
+    The graph is stored as a pickled ``fx.GraphModule``; load only files you trust (as with any
+    pickled torch model).
+    """
+    torch.save(
+        {
+            "format": SNN_FORMAT,
+            "graph_module": snn.graph_module.cpu(),
+            "neuron": snn.neuron._asdict(),
+            "sites": snn.sites,
+            "modality": snn.modality,
+            "class_names": list(snn.class_names),
+            "window_us": snn.window_us,
+            "event_scale": snn.event_scale,
+            "sensor_size": list(snn.sensor_size),
+            "anchors": snn.anchors.cpu(),
+            "model_config": snn.model_config,
+            "conversion": snn.conversion,
+        },
+        Path(path),
+    )
+
+
+def load_snn(name_or_path: str | Path) -> SpikingDetector:
+    """Load a converted detector: a ``streamdet-snn/1`` file, or the name / path of an ANN checkpoint
+    (e.g. ``"events-default"``), which is converted with its learned Quant-ReLU clips (no data needed)."""
+    path = Path(name_or_path)
+    if not path.is_file():
+        from streamdet.convert import ConversionConfig, convert_detector
+        from streamdet.model import load_detector
+
+        return convert_detector(
+            load_detector(str(name_or_path)), None, ConversionConfig(normalisation="quant")
+        )
+    try:
+        payload = torch.load(path, map_location="cpu", weights_only=False)
+    except Exception as error:
+        raise FileFormatError(path, f"not a torch file: {error}") from error
+    if not isinstance(payload, dict) or payload.get("format") != SNN_FORMAT:
+        if isinstance(payload, dict) and str(payload.get("format", "")).startswith("streamdet-ann"):
+            from streamdet.convert import ConversionConfig, convert_detector
+            from streamdet.model import load_detector
+
+            return convert_detector(load_detector(str(path)), None, ConversionConfig(normalisation="quant"))
+        found = payload.get("format") if isinstance(payload, dict) else type(payload).__name__
+        raise FileFormatError(path, f"expected format {SNN_FORMAT!r}, found {found!r}")
+    return SpikingDetector(
+        graph_module=payload["graph_module"],
+        neuron=IFParameters(**payload["neuron"]),
+        sites=payload["sites"],
+        modality=payload["modality"],
+        class_names=tuple(payload["class_names"]),
+        window_us=payload["window_us"],
+        event_scale=payload["event_scale"],
+        sensor_size=tuple(payload["sensor_size"]),
+        anchors=payload["anchors"],
+        model_config=payload["model_config"],
+        conversion=payload["conversion"],
+    )
