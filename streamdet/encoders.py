@@ -153,9 +153,10 @@ def _check_frames(
     return frames, times_us
 
 
-def log_intensity(frame: np.ndarray, log_eps: float) -> np.ndarray:
-    """``log(I + log_eps)`` as float32, same shape as ``frame``."""
-    return np.log(frame + np.float32(log_eps), dtype=np.float32)
+def log_intensity(frame: np.ndarray, log_eps: float, out: np.ndarray | None = None) -> np.ndarray:
+    """``log(I + log_eps)`` as float32, same shape as ``frame``, written into ``out`` when given."""
+    shifted = np.add(np.asarray(frame, dtype=np.float32), np.float32(log_eps), out=out)
+    return np.log(shifted, out=shifted)
 
 
 def initial_dvs_state(
@@ -228,6 +229,19 @@ def _signal_events(
     return owner, times, crossings, last_time
 
 
+def _interval_events(
+    index: list[np.ndarray], times: list[np.ndarray], polarity: list[np.ndarray], width: int
+) -> np.ndarray:
+    """Events of one frame interval (flat pixel index, time, polarity pieces), stably sorted by time."""
+    flat = np.concatenate(index)
+    events = np.empty(len(flat), dtype=EVENT_DTYPE)
+    events["x"] = flat % width
+    events["y"] = flat // width
+    events["t"] = np.concatenate(times)
+    events["p"] = np.concatenate(polarity)
+    return events[np.argsort(events["t"], kind="stable")]
+
+
 def emulate_dvs(
     frames: np.ndarray,
     times_us: np.ndarray,
@@ -265,37 +279,52 @@ def emulate_dvs(
         raise ValueError(f"frame shape {frames.shape[1:]} differs from the stream's {state.last_frame.shape}")
 
     height, width = state.last_frame.shape
-    memorised = state.memorised_log.copy()
-    lowpass = state.lowpass_log.copy()
+    memorised, start_memorised = state.memorised_log.copy(), np.empty_like(state.memorised_log)
+    lowpass, new_lowpass = state.lowpass_log.copy(), np.empty_like(state.lowpass_log)
     last_event = state.last_event_us.copy()
     pos_flat = state.pos_thresholds.ravel()
     neg_flat = state.neg_thresholds.ravel()
+    minus_neg = -state.neg_thresholds
     leak_per_us = (params.leak_rate_hz * 1e-6 * state.pos_thresholds).astype(np.float32)
     noise_per_us_pixel = params.shot_noise_rate_hz * 1e-6
     bright_slope = np.float32(params.shot_noise_bright_factor - 1.0)
+    log_frame = np.empty_like(lowpass)
+    speed = np.empty_like(lowpass)
+    diff = np.empty_like(lowpass)
+    is_on_pixel = np.empty(lowpass.shape, dtype=bool)
+    is_off_pixel = np.empty(lowpass.shape, dtype=bool)
     leak_cache: dict[int, np.ndarray] = {}
-    pieces_index: list[np.ndarray] = []
-    pieces_time: list[np.ndarray] = []
-    pieces_polarity: list[np.ndarray] = []
+    pieces: list[np.ndarray] = []
     t_prev = state.last_time_us
     for frame, t_now in zip(frames, times_us.tolist(), strict=True):
         dt = t_now - t_prev
-        log_frame = log_intensity(frame, params.log_eps)
-        if params.cutoff_hz > 0:
-            speed = np.minimum(
-                np.float32(2 * math.pi * params.cutoff_hz * dt * 1e-6 / 275) * (frame * np.float32(255) + 20),
-                np.float32(1),
-            )
-            new_lowpass = lowpass + speed * (log_frame - lowpass)
+        log_intensity(frame, params.log_eps, out=log_frame)
+        # Photoreceptor: Lp' = Lp + a (L - Lp), a = min(1, 2 pi f_c dt (255 I + 20) / 275).
+        speed_scale = 2 * math.pi * params.cutoff_hz * dt * 1e-6 / 275
+        if params.cutoff_hz > 0 and 20 * speed_scale < 1:
+            np.multiply(frame, np.float32(255 * speed_scale), out=speed)
+            speed += np.float32(20 * speed_scale)
+            np.minimum(speed, np.float32(1), out=speed)
+            log_frame -= lowpass
+            log_frame *= speed
+            np.add(lowpass, log_frame, out=new_lowpass)
         else:
-            new_lowpass = log_frame
-        start_memorised = memorised
+            new_lowpass[...] = log_frame
+        memorised, start_memorised = start_memorised, memorised
         if params.leak_rate_hz > 0:
             if dt not in leak_cache:
                 leak_cache[dt] = leak_per_us * np.float32(dt)
-            memorised = memorised - leak_cache[dt]
-        diff = new_lowpass - memorised
-        active = np.flatnonzero((diff >= state.pos_thresholds) | (diff <= -state.neg_thresholds))
+            np.subtract(start_memorised, leak_cache[dt], out=memorised)
+        else:
+            memorised[...] = start_memorised
+        np.subtract(new_lowpass, memorised, out=diff)
+        np.greater_equal(diff, state.pos_thresholds, out=is_on_pixel)
+        np.less_equal(diff, minus_neg, out=is_off_pixel)
+        np.logical_or(is_on_pixel, is_off_pixel, out=is_on_pixel)
+        active = np.flatnonzero(is_on_pixel)
+        interval_index: list[np.ndarray] = []
+        interval_time: list[np.ndarray] = []
+        interval_polarity: list[np.ndarray] = []
         if len(active):
             end_diff = diff.ravel()[active]
             start_diff = lowpass.ravel()[active] - start_memorised.ravel()[active]
@@ -314,29 +343,24 @@ def emulate_dvs(
             memorised.ravel()[active] += sign * crossings.astype(np.float32) * thresholds
             fired = last_time >= 0
             last_event.ravel()[active[fired]] = last_time[fired]
-            pieces_index.append(active[owner])
-            pieces_time.append(times)
-            pieces_polarity.append(is_on[owner])
+            interval_index.append(active[owner])
+            interval_time.append(times)
+            interval_polarity.append(is_on[owner])
         if noise_per_us_pixel > 0:
             count = int(rng.poisson(noise_per_us_pixel * dt * height * width))
             index = rng.integers(0, height * width, count)
             keep = rng.random(count, dtype=np.float32) < 1 + bright_slope * frame.ravel()[index]
             times = t_prev + 1 + rng.integers(0, dt, count)
             polarity = rng.random(count) < 0.5
-            pieces_index.append(index[keep])
-            pieces_time.append(times[keep])
-            pieces_polarity.append(polarity[keep])
-        lowpass = new_lowpass
+            interval_index.append(index[keep])
+            interval_time.append(times[keep])
+            interval_polarity.append(polarity[keep])
+        if interval_index:
+            pieces.append(_interval_events(interval_index, interval_time, interval_polarity, width))
+        lowpass, new_lowpass = new_lowpass, lowpass
         t_prev = t_now
 
-    events = np.zeros(sum(len(piece) for piece in pieces_index), dtype=EVENT_DTYPE)
-    if len(events):
-        index = np.concatenate(pieces_index)
-        events["x"] = index % width
-        events["y"] = index // width
-        events["t"] = np.concatenate(pieces_time)
-        events["p"] = np.concatenate(pieces_polarity)
-        events = events[np.argsort(events["t"], kind="stable")]
+    events = np.concatenate(pieces) if pieces else np.zeros(0, dtype=EVENT_DTYPE)
     new_state = DVSState(
         memorised_log=memorised,
         lowpass_log=lowpass,
