@@ -216,11 +216,10 @@ class Scene:
             dtype=np.float32,
         )
 
-    def _drawings(self, t_s: float, exclude: frozenset[int]) -> list[tuple[int, _Drawn]]:
+    def _drawings(self, t_s: float) -> list[tuple[int, _Drawn]]:
+        """``(object index, drawing)`` of every object in view at ``t_s``, farthest first."""
         drawn = []
         for index, obj in enumerate(self.objects):
-            if obj.track_id in exclude:
-                continue
             drawing = obj.draw(t_s)
             if drawing is not None:
                 drawn.append((index, drawing))
@@ -232,27 +231,30 @@ class Scene:
 
         Args:
             t_us: scene time in microseconds.
-            exclude: track ids of objects to leave out (the scene behind them shows instead).
+            exclude: track ids of objects to leave out (the scene behind them shows instead; what they
+                cause but is not part of them, such as a boat's wake, stays).
         """
         frame, _ = self._render(t_us, exclude, with_labels=False)
         return frame
 
-    def render_with_truth(self, t_us: int) -> tuple[np.ndarray, list[ObjectTruth], np.ndarray]:
-        """Frame, ground truth and label map at ``t_us``.
+    def render_with_truth(
+        self, t_us: int, exclude: frozenset[int] = frozenset()
+    ) -> tuple[np.ndarray, list[ObjectTruth], np.ndarray]:
+        """Frame, ground truth and label map at ``t_us`` (``exclude`` as in :meth:`render`).
 
         Returns:
             ``(frame, truths, labels)``: the luminance frame float32 ``[H, W]``; one :class:`ObjectTruth`
             per object with at least one visible pixel; int16 ``[H, W]`` map of the track id visible at
             each pixel (-1 where no object is).
         """
-        frame, labels = self._render(t_us, frozenset(), with_labels=True)
+        frame, labels = self._render(t_us, exclude, with_labels=True)
         truths = self._truths(t_us * 1e-6, labels)
         track_ids = np.array([obj.track_id for obj in self.objects] + [-1], dtype=np.int16)
         return frame, truths, track_ids[labels]
 
-    def ground_truth(self, t_us: int) -> list[ObjectTruth]:
+    def ground_truth(self, t_us: int, exclude: frozenset[int] = frozenset()) -> list[ObjectTruth]:
         """Visible boxes of all objects at ``t_us`` (see :meth:`render_with_truth`)."""
-        return self.render_with_truth(t_us)[1]
+        return self.render_with_truth(t_us, exclude)[1]
 
     def _render(
         self, t_us: int, exclude: frozenset[int], with_labels: bool
@@ -260,8 +262,10 @@ class Scene:
         t_s = t_us * 1e-6
         canvas = self._background(t_s)
         labels = np.full(canvas.shape, -1, dtype=np.int16) if with_labels else None
-        for index, drawing in self._drawings(t_s, exclude):
+        for index, drawing in self._drawings(t_s):
             for part in drawing.parts:
+                if part.owner is not None and part.owner in exclude:
+                    continue
                 _fill(canvas, part.polygon, part.luminance)
                 if labels is not None:
                     _fill(labels, part.polygon, index if part.owner is not None else -1)
@@ -1099,7 +1103,7 @@ class TrafficScene(Scene):
                 )
                 _fill(canvas, _disc((tree_u, tree_v), radius, radius * 1.2), float(rng.uniform(0.1, 0.45)))
             x += building_w + float(rng.uniform(0.0, 4.0))
-        pavement = float(rng.uniform(0.35, 0.8))
+        pavement = self.pavement_luminance = float(rng.uniform(0.35, 0.8))
         kerb = float(np.clip(pavement + rng.uniform(-0.3, 0.3), 0.0, 1.0))
         far_walk_z = self.road_far_z + self.sidewalk_m
         _fill(canvas, _rect(0, self._row_of(far_walk_z), width, self._row_of(self.road_far_z)), pavement)
@@ -1180,8 +1184,8 @@ class TrafficScene(Scene):
             t += float(rng.exponential(1.0 / walk_rate))
             height = float(rng.uniform(1.5, 1.95))
             clothes = (
-                float(rng.uniform(0.03, 0.97)),
-                float(rng.uniform(0.03, 0.97)),
+                _contrasting_luminance(rng, self.pavement_luminance, 0.2),
+                _contrasting_luminance(rng, 0.5 * (self.pavement_luminance + self.road_luminance), 0.2),
                 float(rng.uniform(0.3, 0.8)),
             )
             speed = float(rng.uniform(0.8, 1.9))
