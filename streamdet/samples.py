@@ -1,0 +1,171 @@
+"""The torch ``Dataset`` of a built split: one model input and its boxes per COCO image.
+
+A sample is the window ``(t_us - window_us, t_us]`` of a sequence (``docs/architecture.md``, "Datasets
+on disk"). :class:`DetectionSamples` keeps the window's *raw* measurement, from which the model input
+is a linear map (clipped):
+
+- ``events``: ``raw = counts [2, H, W]`` (OFF, ON events per pixel), input ``min(counts / event_scale, 1)``
+  (:func:`streamdet.events.events_to_input`);
+- ``intensity``: ``raw = rate [1, H, W]`` (fraction of spike frames in which the pixel fired), input
+  ``raw`` (:func:`streamdet.events.spike_frames_to_input`).
+
+Augmentations (``streamdet.train``) act on the raw measurement before this map, so "twice as many
+events" or "a brighter scene" stay physically meaningful.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Sequence
+from pathlib import Path
+
+import numpy as np
+import torch
+from torch import Tensor
+
+from streamdet.errors import UserFacingError
+from streamdet.events import events_to_counts, spike_frames_to_input
+from streamdet.model import MODALITY_CHANNELS
+
+Target = dict[str, Tensor]
+"""``{"boxes": float32 [G, 4], "labels": int64 [G], "ignore_boxes": float32 [M, 4], "image_id": int64 []}``
+(boxes ``x1, y1, x2, y2`` in pixels; labels index ``CLASS_NAMES``)."""
+
+Augment = Callable[[Tensor, Target, np.random.Generator], tuple[Tensor, Target]]
+"""``(raw, target, rng) -> (raw, target)``: a random transform of one sample's raw measurement."""
+
+
+def raw_to_input(raw: Tensor, modality: str, event_scale: float) -> Tensor:
+    """The model input from a raw measurement: ``min(counts / event_scale, 1)`` (events) or the rate clipped to
+    [0, 1] (intensity). Shapes ``[..., C, H, W]`` in, same out."""
+    if modality == "events":
+        return torch.clamp(raw / float(event_scale), 0.0, 1.0)
+    return torch.clamp(raw, 0.0, 1.0)
+
+
+def split_targets(targets: dict[str, np.ndarray], image_id: int) -> Target:
+    """Tensors of one image's boxes, with ignored boxes (``iscrowd`` / ``ignore``) kept apart."""
+    ignore = targets["ignore"]
+    return {
+        "boxes": torch.from_numpy(targets["boxes"][~ignore]).float().reshape(-1, 4),
+        "labels": torch.from_numpy(targets["labels"][~ignore]).long(),
+        "ignore_boxes": torch.from_numpy(targets["boxes"][ignore]).float().reshape(-1, 4),
+        "image_id": torch.tensor(image_id, dtype=torch.long),
+    }
+
+
+class DetectionSamples(torch.utils.data.Dataset):
+    """Samples of one or more built splits for one modality.
+
+    ``samples[i] -> (input [C, H, W] float32 in [0, 1], target)``; raw measurements are cached in memory
+    (events as uint8 counts saturated at 255, rates as float16) after the first read.
+
+    Args:
+        split_dirs: split directories (each with ``annotations.json``), e.g. ``data/train``.
+        modality: ``events`` or ``intensity``.
+        event_scale: events per pixel that map to input 1 (events modality).
+        window_us: the model's window; every split must have been built with it (``None``: take the
+            first split's).
+        augment: random transform of the raw measurement (training), or ``None``.
+        seed: seed of the augmentation random numbers (item ``i`` of epoch ``e`` uses ``(seed, e, i)``).
+    """
+
+    def __init__(
+        self,
+        split_dirs: Sequence[str | Path],
+        modality: str,
+        event_scale: float,
+        window_us: int | None = None,
+        augment: Augment | None = None,
+        seed: int = 0,
+    ) -> None:
+        from streamdet.dataset import DatasetSplit
+
+        if modality not in MODALITY_CHANNELS:
+            raise UserFacingError(f"unknown modality {modality!r}; choose events or intensity")
+        if not split_dirs:
+            raise UserFacingError("no dataset split given")
+        self.modality = modality
+        self.event_scale = float(event_scale)
+        self.augment = augment
+        self.seed = int(seed)
+        self.epoch = 0
+        self.splits = [DatasetSplit(path, cache_events=False) for path in split_dirs]
+        self.window_us = int(window_us if window_us is not None else self.splits[0].window_us)
+        self.sensor_size = self.splits[0].sensor_size
+        for split in self.splits:
+            if split.window_us != self.window_us:
+                raise UserFacingError(
+                    f"{split.split_dir}: built with window_us={split.window_us}, the model uses {self.window_us}"
+                )
+            if split.sensor_size != self.sensor_size:
+                raise UserFacingError(
+                    f"{split.split_dir}: sensor {split.sensor_size[0]}x{split.sensor_size[1]} differs from "
+                    f"{self.sensor_size[0]}x{self.sensor_size[1]}"
+                )
+            if not any(not a.get("ignore", 0) for a in split.coco["annotations"]):
+                raise UserFacingError(
+                    f"{split.split_dir}: no annotations to learn or evaluate from (0 boxes that are not ignored)"
+                )
+        self.index = [(s, image) for s, split in enumerate(self.splits) for image in split.images]
+        self._cache: dict[int, np.ndarray] = {}
+        self._events: dict[tuple[int, str], np.ndarray] = {}
+
+    def __len__(self) -> int:
+        return len(self.index)
+
+    @property
+    def channels(self) -> int:
+        """Input channels of the modality."""
+        return MODALITY_CHANNELS[self.modality]
+
+    def image(self, i: int) -> dict:
+        """The COCO image record of sample ``i``."""
+        return self.index[i][1]
+
+    def _events_of(self, split_index: int, image: dict) -> np.ndarray:
+        key = (split_index, image["sequence"])
+        if key not in self._events:
+            self._events.clear()
+            self._events[key] = self.splits[split_index].sequence_events(image["sequence"])
+        events = self._events[key]
+        t_us = int(image["t_us"])
+        lo, hi = np.searchsorted(events["t"], [t_us - self.window_us, t_us], side="right")
+        return events[lo:hi]
+
+    def raw(self, i: int) -> Tensor:
+        """Raw measurement of sample ``i``: counts ``[2, H, W]`` or rate ``[1, H, W]``, float32."""
+        if i not in self._cache:
+            split_index, image = self.index[i]
+            if self.modality == "events":
+                counts = events_to_counts(self._events_of(split_index, image), self.sensor_size)
+                self._cache[i] = np.minimum(counts, 255).astype(np.uint8)
+            else:
+                frames = self.splits[split_index].spike_frames(image)
+                self._cache[i] = spike_frames_to_input(frames).astype(np.float16)
+        return torch.from_numpy(self._cache[i].astype(np.float32))
+
+    def preload(self, progress: bool = False) -> None:
+        """Read every sample's raw measurement into the cache, sequence by sequence (each file read once)."""
+        from tqdm import tqdm
+
+        for i in tqdm(range(len(self)), desc="loading", unit="img", disable=not progress, leave=False):
+            self.raw(i)
+        self._events.clear()
+
+    def target(self, i: int) -> Target:
+        """Boxes of sample ``i`` (see :data:`Target`)."""
+        split_index, image = self.index[i]
+        return split_targets(self.splits[split_index].targets(image), int(image["id"]))
+
+    def __getitem__(self, i: int) -> tuple[Tensor, Target]:
+        raw, target = self.raw(i), self.target(i)
+        if self.augment is not None:
+            rng = np.random.default_rng((self.seed, self.epoch, i))
+            raw, target = self.augment(raw, target, rng)
+        return raw_to_input(raw, self.modality, self.event_scale), target
+
+
+def collate_samples(batch: list[tuple[Tensor, Target]]) -> tuple[Tensor, list[Target]]:
+    """Stack inputs ``[B, C, H, W]``; keep targets as a list."""
+    inputs, targets = zip(*batch, strict=True)
+    return torch.stack(inputs), list(targets)
