@@ -1,0 +1,92 @@
+"""Replay and record: pacing, packets, and real files through real ZeroMQ sockets and CLI processes."""
+
+from __future__ import annotations
+
+import sys
+import uuid
+from pathlib import Path
+
+import numpy as np
+import pytest
+from streamdet.drivers import replay
+
+from streamdet import formats
+from streamdet.recorder import DETECTION_RECORD_DTYPE, box_records, streams_all_ended
+
+REPO = Path(__file__).resolve().parents[1]
+REAL = REPO.parent / "shared" / "fixtures" / "real"
+DATA = Path(__file__).resolve().parent / "data"
+REAL_FILES = sorted(REAL.glob("*.raw"))
+
+
+def free_tcp_endpoint() -> str:
+    import socket
+
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        return f"tcp://127.0.0.1:{probe.getsockname()[1]}"
+
+
+def ipc_endpoint(tmp_path: Path) -> str:
+    return f"ipc:///tmp/streamdet-test-{uuid.uuid4().hex[:12]}"
+
+
+def streamdet(*args: str) -> list[str]:
+    return [sys.executable, "-m", "streamdet", *args]
+
+
+def test_packet_due_times_follow_the_file_clock() -> None:
+    assert replay.packet_due_s(1_010_000, 1_000_000, 1.0) == pytest.approx(0.010)
+    assert replay.packet_due_s(1_010_000, 1_000_000, 2.0) == pytest.approx(0.005)
+    assert replay.packet_due_s(1_010_000, 1_000_000, 0.5) == pytest.approx(0.020)
+    assert replay.packet_due_s(9_000_000, 1_000_000, None) == 0.0
+    with pytest.raises(Exception, match="positive"):
+        replay.packet_due_s(1, 0, 0.0)
+
+
+def test_event_packets_tile_time_and_hold_every_event() -> None:
+    path = REAL_FILES[0]
+    whole = formats.read_events(path).events
+    packets = list(replay.iter_file_packets(path, 3_000))
+    assert np.array_equal(np.concatenate([packet.events for packet in packets]), whole)
+    assert packets[0].t0_us == int(whole["t"][0])
+    for before, after in zip(packets, packets[1:], strict=False):
+        assert before.t1_us == after.t0_us
+    for packet in packets:
+        assert packet.t1_us - packet.t0_us == 3_000
+        if len(packet.events):
+            assert packet.t0_us <= packet.events["t"].min() and packet.events["t"].max() < packet.t1_us
+
+
+def test_spike_packets_are_whole_frames_on_the_sidecar_clock() -> None:
+    frames = np.load(DATA / "spikes_40x16.frames.npy")
+    packets = list(replay.iter_file_packets(DATA / "spikes_40x16.dat", 200))
+    assert [len(packet.frames) for packet in packets] == [4, 4, 4]
+    assert [packet.t0_us for packet in packets] == [1000, 1200, 1400]
+    assert packets[-1].t1_us == 1600 and packets[0].frame_us == 50
+    assert np.array_equal(np.concatenate([packet.frames for packet in packets]), frames)
+
+
+def test_shifted_packets_move_time_stamps_only() -> None:
+    packet = next(replay.iter_file_packets(REAL_FILES[0], 5_000))
+    moved = replay.shifted(packet, 50_000)
+    assert moved.t0_us == packet.t0_us + 50_000 and moved.t1_us == packet.t1_us + 50_000
+    assert np.array_equal(moved.events["t"], packet.events["t"] + 50_000)
+    assert np.array_equal(moved.events["x"], packet.events["x"])
+    assert replay.shifted(packet, 0) is packet
+
+
+def test_box_records_keep_exact_microsecond_stamps() -> None:
+    rows = np.array([[1.5, 2.0, 30.0, 40.0, 0.9, 1.0], [0, 0, 5, 5, 0.2, 3]], dtype=np.float32)
+    records = box_records(rows, 123_456_789_012, 123_456_839_012)
+    assert records.dtype == DETECTION_RECORD_DTYPE
+    assert records["t1_us"][0] == 123_456_839_012
+    assert list(records["label"]) == [1, 3]
+    assert records["x2"][0] == 30.0 and records["score"][1] == pytest.approx(0.2)
+
+
+def test_record_stops_when_every_stream_with_data_has_ended() -> None:
+    assert not streams_all_ended({"cam"}, set())
+    assert not streams_all_ended({"cam", "radar"}, {"cam"})
+    assert streams_all_ended({"cam"}, {"cam"})
+    assert streams_all_ended(set(), {"cam"})
