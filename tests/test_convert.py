@@ -1,0 +1,284 @@
+"""ANN-to-SNN conversion on small networks built from the detector's layer types."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from streamdet.convert import ConversionConfig, ConversionError, ExtremeValues, convert_network
+from streamdet.errors import FileFormatError
+from streamdet.neurons import IFParameters
+from streamdet.snn import SpikingDetector, SpikingNetwork, load_snn, save_snn
+
+
+class QuantReLU(nn.Module):
+    """The Quant-ReLU contract of streamdet.model: ``clip * floor(clamp(x / clip, 0, 1) * L + 0.5) / L``."""
+
+    def __init__(self, levels: int, clip_init: float) -> None:
+        super().__init__()
+        self.levels = levels
+        self.clip = nn.Parameter(torch.tensor(float(clip_init)))
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.clip * torch.floor(torch.clamp(x / self.clip, 0, 1) * self.levels + 0.5) / self.levels
+
+
+def activation(quant: bool) -> nn.Module:
+    return QuantReLU(8, 1.5) if quant else nn.ReLU()
+
+
+class ConvBlock(nn.Module):
+    def __init__(self, c_in: int, c_out: int, stride: int, quant: bool, kernel: int = 3) -> None:
+        super().__init__()
+        self.conv = nn.Conv2d(c_in, c_out, kernel, stride, kernel // 2, bias=False)
+        self.bn = nn.BatchNorm2d(c_out)
+        self.act = activation(quant)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.act(self.bn(self.conv(x)))
+
+
+class Head(nn.Module):
+    def __init__(self, channels: int, outputs: int, quant: bool) -> None:
+        super().__init__()
+        self.block = ConvBlock(channels, channels, 1, quant)
+        self.final = nn.Conv2d(channels, outputs, 3, 1, 1)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.final(self.block(x))
+
+
+class TinyDetector(nn.Module):
+    """Stem, residual block (NormAdd), strided conv, average pooling + concat, lateral convs without
+    activation (shifted spiking sites), nearest upsampling, transposed conv, heads shared across two
+    levels, reshape/permute/cat of the outputs."""
+
+    def __init__(self, quant: bool = False, num_classes: int = 3) -> None:
+        super().__init__()
+        self.num_classes = num_classes
+        self.stem = ConvBlock(2, 8, 2, quant)
+        self.res1 = ConvBlock(8, 8, 1, quant)
+        self.res2_conv = nn.Conv2d(8, 8, 3, 1, 1, bias=False)
+        self.res2_bn = nn.BatchNorm2d(8)
+        self.res_act = activation(quant)
+        self.down = ConvBlock(8, 12, 2, quant)
+        self.pool = nn.AvgPool2d(2)
+        self.merge = ConvBlock(20, 16, 1, quant, kernel=1)
+        self.lateral4 = nn.Conv2d(16, 8, 1)
+        self.lateral3 = nn.Conv2d(8, 8, 1)
+        self.upsample = nn.Upsample(scale_factor=2, mode="nearest")
+        self.transposed = nn.ConvTranspose2d(16, 8, 2, 2)
+        self.transposed_act = activation(quant)
+        self.mix = ConvBlock(16, 8, 1, quant)
+        self.cls_head = Head(8, 2 * num_classes, quant)
+        self.box_head = Head(8, 2 * 4, quant)
+
+    def forward(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        c3 = self.stem(x)
+        c3 = self.res_act(self.res2_bn(self.res2_conv(self.res1(c3))) + c3)
+        c4 = self.merge(torch.cat([self.down(c3), self.pool(c3)], 1))
+        p4 = self.lateral4(c4)
+        p3 = self.lateral3(c3) + self.upsample(p4)
+        p3 = self.mix(torch.cat([p3, self.transposed_act(self.transposed(c4))], 1))
+        batch = x.shape[0]
+        cls = [self.cls_head(p).permute(0, 2, 3, 1).reshape(batch, -1, self.num_classes) for p in (p3, p4)]
+        box = [self.box_head(p).permute(0, 2, 3, 1).reshape(batch, -1, 4) for p in (p3, p4)]
+        return torch.cat(cls, 1), torch.cat(box, 1)
+
+
+def trained_like(model: nn.Module, seed: int = 0) -> nn.Module:
+    """Give BN layers non-trivial statistics (as after training) and switch to eval mode."""
+    generator = torch.Generator().manual_seed(seed)
+    torch.manual_seed(seed)
+    for module in model.modules():
+        if isinstance(module, nn.BatchNorm2d):
+            module.running_mean.uniform_(-0.2, 0.2, generator=generator)
+            module.running_var.uniform_(0.5, 2.0, generator=generator)
+            module.weight.data.uniform_(0.5, 1.5, generator=generator)
+            module.bias.data.uniform_(-0.1, 0.3, generator=generator)
+    return model.eval()
+
+
+def windows(count: int = 3, batch: int = 4, seed: int = 0) -> list[torch.Tensor]:
+    generator = torch.Generator().manual_seed(seed)
+    return [torch.rand(batch, 2, 24, 32, generator=generator) for _ in range(count)]
+
+
+def simulate(network: SpikingNetwork, x: torch.Tensor, steps: int) -> tuple[torch.Tensor, ...]:
+    """Mean output current over ``steps`` steps of constant input current ``x``."""
+    outputs, _ = network.run(x.expand(steps, *x.shape), network.initial_state(x.shape[0]))
+    if isinstance(outputs, torch.Tensor):
+        outputs = (outputs,)
+    return tuple(o.mean(0) for o in outputs)
+
+
+@pytest.mark.parametrize("granularity", ["channel", "layer"])
+def test_normalised_graph_reproduces_the_ann(granularity: str) -> None:
+    model = trained_like(TinyDetector())
+    data = windows()
+    config = ConversionConfig(normalisation="percentile", granularity=granularity, percentiles=(0.0, 100.0))
+    converted = convert_network(model, data, config, progress=False)
+    network = SpikingNetwork(converted.graph_module, IFParameters(), converted.sites)
+    with torch.no_grad():
+        expected = model(data[1])
+    for got, want in zip(network.rate_limit(data[1]), expected, strict=True):
+        assert torch.allclose(got, want, atol=2e-5), (got - want).abs().max()
+
+
+def test_output_rates_approach_the_ann_as_steps_grow() -> None:
+    model = trained_like(TinyDetector())
+    data = windows()
+    converted = convert_network(model, data, ConversionConfig(), progress=False)
+    network = SpikingNetwork(converted.graph_module, IFParameters(), converted.sites)
+    x = data[0]
+    with torch.no_grad():
+        expected = torch.cat([o.flatten() for o in model(x)])
+    errors = {}
+    for steps in (16, 64, 256):
+        got = torch.cat([o.flatten() for o in simulate(network, x, steps)])
+        errors[steps] = ((got - expected).abs().mean() / expected.abs().mean()).item()
+    assert errors[256] < errors[64] < errors[16]
+    assert errors[256] < 0.01  # the stated bound: mean |SNN - ANN| below 1 % of mean |ANN| at T = 256
+
+
+def test_quant_relu_layer_is_exact_at_as_many_steps_as_levels() -> None:
+    """IF with v[0] = 0.5 and T = L steps of constant current z fires floor(L z + 0.5) times: Quant-ReLU."""
+    torch.manual_seed(3)
+    levels = 4
+    model = nn.Sequential(nn.Conv2d(2, 6, 3, padding=1), QuantReLU(levels, 0.8), nn.Conv2d(6, 3, 1)).eval()
+    x = windows(1, 2)[0]
+    with torch.no_grad():
+        expected = model(x)
+    converted = convert_network(model, None, ConversionConfig(normalisation="quant"), example_input=x)
+    with_fix = SpikingNetwork(converted.graph_module, IFParameters(initial_membrane=0.5), converted.sites)
+    without_fix = SpikingNetwork(converted.graph_module, IFParameters(initial_membrane=0.0), converted.sites)
+    assert torch.allclose(simulate(with_fix, x, levels)[0], expected, atol=1e-5)
+    assert not torch.allclose(simulate(without_fix, x, levels)[0], expected, atol=1e-2)
+
+
+def test_quant_models_convert_without_data_and_relu_sites_need_it() -> None:
+    model = trained_like(TinyDetector(quant=True))
+    x = windows(1)[0]
+    config = ConversionConfig(normalisation="quant", spike_unactivated=False)
+    converted = convert_network(model, None, config, example_input=x)
+    with torch.no_grad():
+        expected = model(x)
+    network = SpikingNetwork(converted.graph_module, IFParameters(), converted.sites)
+    for got, want in zip(network.rate_limit(x), expected, strict=True):
+        assert torch.allclose(got, want, atol=1e-5)
+    plain = trained_like(TinyDetector())
+    with pytest.raises(ConversionError, match="stem_act.*calibration data"):
+        convert_network(plain, None, ConversionConfig(), example_input=x)
+
+
+def test_channel_wise_normalisation_raises_firing_rates() -> None:
+    model = trained_like(TinyDetector())
+    data = windows()
+    rates = {}
+    for granularity in ("channel", "layer"):
+        converted = convert_network(model, data, ConversionConfig(granularity=granularity), progress=False)
+        network = SpikingNetwork(converted.graph_module, IFParameters(), converted.sites)
+        counts = []
+        network.run(
+            data[0].expand(32, *data[0].shape),
+            network.initial_state(4),
+            probe=lambda n, s, counts=counts: counts.append(s.mean()),
+        )
+        rates[granularity] = torch.stack(counts).mean().item()
+    assert rates["channel"] > 1.1 * rates["layer"]
+
+
+def test_shared_head_gets_one_normalised_copy_per_level() -> None:
+    converted = convert_network(trained_like(TinyDetector()), windows(), ConversionConfig(), progress=False)
+    modules = dict(converted.graph_module.named_modules())
+    first, second = modules["cls_head_block_bn"], modules["cls_head_block_bn_1"]
+    assert first.weight.shape == second.weight.shape
+    assert not torch.allclose(first.weight, second.weight)
+    assert converted.sites["cls_head_block_act_if"] != converted.sites["cls_head_block_act_1_if"]
+
+
+def test_extreme_values_percentiles_match_torch_quantile() -> None:
+    values = torch.randn(3, 20000, generator=torch.Generator().manual_seed(5)) ** 3
+    tracker = ExtremeValues(capacity=64)
+    for part in values.split(3000, dim=1):
+        tracker.update(part)
+    for percent in (0.01, 0.1, 99.9, 99.99):
+        want = torch.quantile(values, percent / 100, dim=1)
+        assert torch.allclose(tracker.percentile(percent), want, rtol=1e-4)
+
+
+class WithMaxPool(nn.Module):
+    def __init__(self) -> None:
+        super().__init__()
+        self.conv = nn.Conv2d(2, 4, 3)
+        self.pool = nn.MaxPool2d(2)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.pool(torch.relu(self.conv(x)))
+
+
+@pytest.mark.parametrize(
+    ("model", "layer", "reason"),
+    [
+        (WithMaxPool(), "pool (MaxPool2d)", "max-pooling"),
+        (nn.Sequential(nn.Conv2d(2, 4, 3), nn.GroupNorm(2, 4), nn.ReLU()), "1 (GroupNorm)", "statistics"),
+        (
+            nn.Sequential(nn.Conv2d(2, 4, 3), nn.Upsample(scale_factor=2, mode="bilinear")),
+            "1 (Upsample)",
+            "nearest",
+        ),
+        (nn.Sequential(nn.Conv2d(2, 4, 3), nn.Sigmoid()), "1 (Sigmoid)", "no spiking equivalent"),
+    ],
+)
+def test_refuses_layers_without_a_spiking_equivalent(model: nn.Module, layer: str, reason: str) -> None:
+    with pytest.raises(ConversionError) as error:
+        convert_network(model.eval(), windows(1), ConversionConfig(), progress=False)
+    assert error.value.layer == layer
+    assert reason in error.value.reason
+    assert str(error.value).startswith(f"cannot convert layer '{layer}'")
+
+
+def test_refuses_functional_max_pool_by_node_name() -> None:
+    class Functional(nn.Module):
+        def forward(self, x: torch.Tensor) -> torch.Tensor:
+            return F.max_pool2d(x, 2)
+
+    with pytest.raises(ConversionError, match="'max_pool2d'.*max-pooling"):
+        convert_network(Functional(), windows(1), ConversionConfig(), progress=False)
+
+
+def test_converted_detector_saves_and_loads_as_one_file(tmp_path) -> None:
+    data = windows()
+    converted = convert_network(trained_like(TinyDetector()), data, ConversionConfig(), progress=False)
+    detector = SpikingDetector(
+        converted.graph_module,
+        IFParameters(),
+        converted.sites,
+        modality="events",
+        class_names=("boat", "buoy", "car"),
+        window_us=50_000,
+        event_scale=4.0,
+        sensor_size=(32, 24),
+        anchors=torch.zeros(1, 4),
+        model_config={"name": "tiny"},
+        conversion={"normalisation": "auto"},
+    )
+    path = tmp_path / "tiny.snn.pt"
+    save_snn(detector, path)
+    loaded = load_snn(path)
+    assert (loaded.class_names, loaded.sensor_size, loaded.window_us) == (
+        ("boat", "buoy", "car"),
+        (32, 24),
+        50_000,
+    )
+    x = data[0].expand(12, *data[0].shape)
+    want, _ = detector.run(x, detector.initial_state(4))
+    got, _ = loaded.run(x, loaded.initial_state(4))
+    for a, b in zip(got, want, strict=True):
+        assert torch.equal(a, b)
+    bad = tmp_path / "bad.pt"
+    torch.save({"format": "something-else"}, bad)
+    with pytest.raises(FileFormatError, match="streamdet-snn/1"):
+        load_snn(bad)

@@ -1,0 +1,149 @@
+"""Spiking runtime: native chunked engine vs step-by-step snntorch / norse backends, streaming state."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+from torch import nn
+
+from streamdet.convert import ConversionConfig, convert_network
+from streamdet.neurons import IFParameters
+from streamdet.snn import SpikingNetwork
+
+DYADIC = 256
+"""Parameters are rounded to multiples of 1/256 and inputs to 1/4, so every sum is exact in float32
+whatever the order of summation (the folded and the per-step convolutions may block differently)."""
+
+
+class SmallNet(nn.Module):
+    """Conv/BN/ReLU, strided conv, residual add, transposed conv, concat, upsampling, two outputs."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.stem = nn.Sequential(nn.Conv2d(2, 6, 3, 2, 1), nn.BatchNorm2d(6), nn.ReLU())
+        self.body = nn.Sequential(nn.Conv2d(6, 6, 3, 1, 1), nn.ReLU(), nn.Conv2d(6, 6, 3, 1, 1))
+        self.down = nn.Sequential(nn.Conv2d(6, 8, 3, 2, 1), nn.ReLU())
+        self.up = nn.ConvTranspose2d(8, 4, 2, 2)
+        self.upsample = nn.Upsample(scale_factor=2, mode="nearest")
+        self.fuse = nn.Sequential(nn.Conv2d(18, 6, 1), nn.ReLU())
+        self.cls = nn.Conv2d(6, 3, 3, 1, 1)
+        self.box = nn.Conv2d(6, 4, 3, 1, 1)
+
+    def forward(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        c1 = self.stem(x)
+        c1 = torch.relu(self.body(c1) + c1)
+        c2 = self.down(c1)
+        p = self.fuse(torch.cat([c1, torch.relu(self.up(c2)), self.upsample(c2)], 1))
+        batch = x.shape[0]
+        return self.cls(p).flatten(2).transpose(1, 2), self.box(p).reshape(batch, 4, -1).permute(0, 2, 1)
+
+
+def converted_network(reset: str = "subtract", initial_membrane: float = 0.5) -> SpikingNetwork:
+    torch.manual_seed(0)
+    model = SmallNet().eval()
+    calibration = [torch.rand(4, 2, 16, 20, generator=torch.Generator().manual_seed(1))]
+    config = ConversionConfig(reset=reset, initial_membrane=initial_membrane)
+    converted = convert_network(model, calibration, config, progress=False)
+    with torch.no_grad():
+        for tensor in list(converted.graph_module.parameters()) + list(converted.graph_module.buffers()):
+            tensor.copy_(torch.round(tensor * DYADIC) / DYADIC)
+    neuron = IFParameters(reset=reset, initial_membrane=initial_membrane)
+    return SpikingNetwork(converted.graph_module, neuron, converted.sites)
+
+
+def random_stream(steps: int, batch: int = 2, seed: int = 2) -> torch.Tensor:
+    """Per-step input currents [T, B, 2, 16, 20]: sparse event-like counts, dyadic."""
+    generator = torch.Generator().manual_seed(seed)
+    counts = torch.poisson(
+        torch.rand(steps, batch, 2, 16, 20, generator=generator) * 0.6, generator=generator
+    )
+    return counts / 4
+
+
+def run_recording(network: SpikingNetwork, stream: torch.Tensor, backend: str, chunks: list[int]) -> tuple:
+    """Run ``stream`` in chunks; returns (outputs per tensor [T, ...], spikes per population, state)."""
+    spikes: dict[str, list[torch.Tensor]] = {}
+    state = network.initial_state(stream.shape[1])
+    outputs = []
+    for chunk in torch.split(stream, chunks):
+        out, state = network.run(
+            chunk, state, backend=backend, probe=lambda n, s: spikes.setdefault(n, []).append(s)
+        )
+        outputs.append(out)
+    joined = tuple(torch.cat([o[i] for o in outputs]) for i in range(len(outputs[0])))
+    return joined, {name: torch.cat(parts) for name, parts in spikes.items()}, state
+
+
+def assert_same_simulation(first: tuple, second: tuple) -> None:
+    outputs_a, spikes_a, state_a = first
+    outputs_b, spikes_b, state_b = second
+    assert spikes_a.keys() == spikes_b.keys() and len(spikes_a) >= 6
+    for name in spikes_a:
+        assert torch.equal(spikes_a[name], spikes_b[name]), name
+        assert torch.equal(state_a.membranes[name], state_b.membranes[name]), name
+    for a, b in zip(outputs_a, outputs_b, strict=True):
+        assert torch.equal(a, b)
+    assert state_a.steps == state_b.steps
+
+
+def test_native_engine_spikes_exactly_like_snntorch_step_by_step() -> None:
+    network = converted_network()
+    stream = random_stream(32)
+    native = run_recording(network, stream, "native", [32])
+    stepwise = run_recording(network, stream, "snntorch", [32])
+    assert_same_simulation(native, stepwise)
+    rates = torch.stack([s.mean() for s in native[1].values()])
+    assert rates.min() > 0.005 and rates.max() < 0.9  # populations are neither silent nor saturated
+
+
+def test_native_engine_with_reset_to_zero_spikes_exactly_like_norse() -> None:
+    network = converted_network(reset="zero", initial_membrane=0.0)
+    stream = random_stream(24, seed=3)
+    assert_same_simulation(
+        run_recording(network, stream, "native", [24]), run_recording(network, stream, "norse", [24])
+    )
+
+
+@pytest.mark.parametrize("chunks", [[1] * 30, [7, 7, 7, 9], [3, 17, 10]])
+def test_chunked_streaming_equals_one_chunk(chunks: list[int]) -> None:
+    network = converted_network()
+    stream = random_stream(30, seed=4)
+    assert_same_simulation(
+        run_recording(network, stream, "native", [30]), run_recording(network, stream, "native", chunks)
+    )
+
+
+def test_streams_in_a_batch_are_independent() -> None:
+    network = converted_network()
+    stream = random_stream(16, batch=3, seed=5)
+    together, _, _ = run_recording(network, stream, "native", [16])
+    for b in range(3):
+        alone, _, _ = run_recording(network, stream[:, b : b + 1], "native", [16])
+        for a, t in zip(alone, together, strict=True):
+            assert torch.equal(a[:, 0], t[:, b])
+
+
+def test_state_carries_over_so_the_second_window_differs_from_a_fresh_start() -> None:
+    network = converted_network()
+    stream = random_stream(20, seed=6)
+    _, state = network.run(stream, network.initial_state(2))
+    continued, _ = network.run(stream, state)
+    fresh, _ = network.run(stream, network.initial_state(2))
+    assert not torch.equal(continued[0], fresh[0])
+
+
+def test_wrong_batch_is_rejected() -> None:
+    network = converted_network()
+    with pytest.raises(ValueError, match="B=3"):
+        network.run(random_stream(4, batch=2), network.initial_state(3))
+
+
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="no CUDA device")
+def test_gpu_engine_matches_cpu() -> None:
+    network = converted_network()
+    stream = random_stream(16, seed=7)
+    cpu = run_recording(network, stream, "native", [16])
+    network.to("cuda")
+    gpu = run_recording(network, stream.cuda(), "native", [8, 8])
+    for name in cpu[1]:
+        assert torch.equal(cpu[1][name], gpu[1][name].cpu()), name
