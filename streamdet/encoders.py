@@ -375,17 +375,27 @@ def emulate_dvs(
 
 
 def _rate_fraction(rate_hz: float) -> Fraction:
-    """``rate_hz`` as an exact fraction (output frame ``j`` is at ``floor(j * 1e6 / rate)`` us)."""
+    """``rate_hz`` as an exact fraction, so that frame times are exact integers."""
     if rate_hz <= 0:
-        raise ValueError(f"spike camera rate must be positive, got {rate_hz} Hz")
+        raise ValueError(f"output frame rate must be positive, got {rate_hz} Hz")
     return Fraction(rate_hz).limit_denominator(1_000_000)
 
 
-def spike_frame_times(state: SpikeCameraState, rate_hz: float, first: int, stop: int) -> np.ndarray:
-    """Time stamps (int64 us) of output frames ``first..stop-1`` (1-based count from the stream start)."""
+def output_frame_times(start_us: int, rate_hz: float, first: int, stop: int) -> np.ndarray:
+    """Times of output frames ``first..stop-1`` of a stream started at ``start_us``, int64 microseconds.
+
+    Frame ``j`` (counted from 1) is at ``start_us + floor(j * 1e6 / rate_hz)``, in exact integer arithmetic.
+    """
     rate = _rate_fraction(rate_hz)
     j = np.arange(first, stop, dtype=np.int64)
-    return state.start_time_us + (j * 1_000_000 * rate.denominator) // rate.numerator
+    return start_us + (j * 1_000_000 * rate.denominator) // rate.numerator
+
+
+def output_frames_until(start_us: int, rate_hz: float, t_us: int) -> int:
+    """Number of output frames of a stream started at ``start_us`` whose time is at most ``t_us``:
+    the largest ``j`` with ``floor(j * 1e6 / rate_hz) <= t_us - start_us``."""
+    rate = _rate_fraction(rate_hz)
+    return ((t_us - start_us + 1) * rate.numerator - 1) // (1_000_000 * rate.denominator)
 
 
 def initial_spike_camera_state(
@@ -437,7 +447,6 @@ def emulate_spike_camera(
         frames, times_us = frames[1:], times_us[1:]
     if frames.shape[1:] != state.last_frame.shape:
         raise ValueError(f"frame shape {frames.shape[1:]} differs from the stream's {state.last_frame.shape}")
-    rate = _rate_fraction(params.rate_hz)
     gain = np.float32(params.max_rate_fraction)
     threshold = np.float32(params.threshold)
     potential = state.potential / threshold
@@ -448,9 +457,8 @@ def emulate_spike_camera(
     out_times: list[np.ndarray] = []
     for frame, t_now in zip(frames, times_us.tolist(), strict=True):
         current = np.clip(frame, 0, 1)
-        elapsed = t_now - state.start_time_us
-        last_index = ((elapsed + 1) * rate.numerator - 1) // (1_000_000 * rate.denominator)
-        times = spike_frame_times(state, params.rate_hz, emitted + 1, last_index + 1)
+        last_index = output_frames_until(state.start_time_us, params.rate_hz, t_now)
+        times = output_frame_times(state.start_time_us, params.rate_hz, emitted + 1, last_index + 1)
         if len(times):
             fraction = ((times - t_prev) / (t_now - t_prev)).astype(np.float32)
             steps = np.arange(1, len(times) + 1, dtype=np.float32) * gain
