@@ -17,7 +17,7 @@ from __future__ import annotations
 
 import sys
 import time
-from collections.abc import Iterator
+from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -36,6 +36,7 @@ class ReplayConfig:
     wait until that many subscribers are connected (at most ``wait_timeout_s`` seconds) before the
     first message, so that a recorder started first loses nothing. ``lossless``: the publisher blocks
     instead of dropping when a subscriber's queue is full. ``sensor_size``: overrides the file's.
+    ``start_us``, ``stop_us``: replay only ``[start_us, stop_us)`` of the file's time (microseconds).
     """
 
     path: str | Path
@@ -48,6 +49,8 @@ class ReplayConfig:
     wait_timeout_s: float = 10.0
     lossless: bool = False
     sensor_size: tuple[int, int] | None = None
+    start_us: int | None = None
+    stop_us: int | None = None
 
 
 @dataclass(frozen=True)
@@ -83,14 +86,36 @@ def packet_due_s(t1_us: int, start_us: int, speed: float | None) -> float:
     return (t1_us - start_us) / (1e6 * speed)
 
 
+def time_range_chunks(
+    chunks: Iterable[np.ndarray], start_us: int | None, stop_us: int | None
+) -> Iterator[np.ndarray]:
+    """The events of time-ordered ``chunks`` with ``start_us <= t < stop_us`` (``None`` = open end);
+    stops reading once a chunk starts at or after ``stop_us``."""
+    for chunk in chunks:
+        if stop_us is not None and len(chunk) and chunk["t"].min() >= stop_us:
+            return
+        keep = np.ones(len(chunk), dtype=bool)
+        if start_us is not None:
+            keep &= chunk["t"] >= start_us
+        if stop_us is not None:
+            keep &= chunk["t"] < stop_us
+        yield chunk if keep.all() else chunk[keep]
+
+
 def iter_file_packets(
-    path: str | Path, packet_us: int, *, sensor_size: tuple[int, int] | None = None
+    path: str | Path,
+    packet_us: int,
+    *,
+    sensor_size: tuple[int, int] | None = None,
+    start_us: int | None = None,
+    stop_us: int | None = None,
 ) -> Iterator[Packet]:
     """Cut a file into consecutive packets of ``packet_us`` microseconds, streaming it.
 
     Event files: :func:`streamdet.formats.iter_timed_windows` windows (starting at the first event,
-    empty windows included). Spike ``.dat``: ``max(1, round(packet_us / frame_us))`` frames per packet,
-    frame ``n`` at ``t0_us + n * frame_us`` (sidecar values).
+    empty windows included) of the events with ``start_us <= t < stop_us``. Spike ``.dat``:
+    ``max(1, round(packet_us / frame_us))`` frames per packet, frame ``n`` at ``t0_us + n * frame_us``
+    (sidecar values); the packets that overlap ``[start_us, stop_us)``.
     """
     fmt = formats.detect_format(path)
     if fmt == "spike-dat":
@@ -101,11 +126,16 @@ def iter_file_packets(
             t0_us = round(layout.t0_us + first_frame * layout.frame_us)
             first_frame += len(frames)
             t1_us = round(layout.t0_us + first_frame * layout.frame_us)
-            yield Packet(t0_us, t1_us, frames=frames, frame_us=layout.frame_us)
+            if stop_us is not None and t0_us >= stop_us:
+                return
+            if start_us is None or t1_us > start_us:
+                yield Packet(t0_us, t1_us, frames=frames, frame_us=layout.frame_us)
         return
-    chunks = formats.iter_event_chunks(path, sensor_size=sensor_size, fmt=fmt)
-    for start_us, events in formats.iter_timed_windows(chunks, packet_us):
-        yield Packet(start_us, start_us + packet_us, events=events)
+    chunks = time_range_chunks(
+        formats.iter_event_chunks(path, sensor_size=sensor_size, fmt=fmt), start_us, stop_us
+    )
+    for window_start_us, events in formats.iter_timed_windows(chunks, packet_us):
+        yield Packet(window_start_us, window_start_us + packet_us, events=events)
 
 
 def file_sensor_size(path: str | Path, sensor_size: tuple[int, int] | None = None) -> tuple[int, int]:
@@ -172,7 +202,14 @@ def replay_file(config: ReplayConfig, *, progress: bool = False) -> ReplayStats:
         offset_us = 0
         while True:
             end_us = None
-            for packet in iter_file_packets(path, config.packet_us, sensor_size=config.sensor_size):
+            packets_of_pass = iter_file_packets(
+                path,
+                config.packet_us,
+                sensor_size=config.sensor_size,
+                start_us=config.start_us,
+                stop_us=config.stop_us,
+            )
+            for packet in packets_of_pass:
                 packet = shifted(packet, offset_us)
                 if start_us is None:
                     start_us = packet.t0_us

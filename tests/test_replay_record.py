@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import subprocess
 import sys
 import uuid
 from pathlib import Path
@@ -11,6 +12,7 @@ import pytest
 from streamdet.drivers import replay
 
 from streamdet import formats
+from streamdet.events import EVENT_DTYPE
 from streamdet.recorder import DETECTION_RECORD_DTYPE, box_records, streams_all_ended
 
 REPO = Path(__file__).resolve().parents[1]
@@ -27,7 +29,7 @@ def free_tcp_endpoint() -> str:
         return f"tcp://127.0.0.1:{probe.getsockname()[1]}"
 
 
-def ipc_endpoint(tmp_path: Path) -> str:
+def ipc_endpoint() -> str:
     return f"ipc:///tmp/streamdet-test-{uuid.uuid4().hex[:12]}"
 
 
@@ -56,6 +58,22 @@ def test_event_packets_tile_time_and_hold_every_event() -> None:
         assert packet.t1_us - packet.t0_us == 3_000
         if len(packet.events):
             assert packet.t0_us <= packet.events["t"].min() and packet.events["t"].max() < packet.t1_us
+
+
+def test_start_and_stop_select_a_time_range() -> None:
+    path = REAL_FILES[0]
+    whole = formats.read_events(path).events
+    start_us = int(whole["t"][0]) + 10_000
+    stop_us = start_us + 20_000
+    packets = list(replay.iter_file_packets(path, 5_000, start_us=start_us, stop_us=stop_us))
+    expected = whole[(whole["t"] >= start_us) & (whole["t"] < stop_us)]
+    assert len(expected) > 1000
+    assert np.array_equal(np.concatenate([packet.events for packet in packets]), expected)
+    assert packets[0].t0_us >= start_us and packets[-1].t0_us < stop_us
+    spike_packets = list(
+        replay.iter_file_packets(DATA / "spikes_40x16.dat", 100, start_us=1150, stop_us=1400)
+    )
+    assert [packet.t0_us for packet in spike_packets] == [1100, 1200, 1300]
 
 
 def test_spike_packets_are_whole_frames_on_the_sidecar_clock() -> None:
@@ -90,3 +108,54 @@ def test_record_stops_when_every_stream_with_data_has_ended() -> None:
     assert not streams_all_ended({"cam", "radar"}, {"cam"})
     assert streams_all_ended({"cam"}, {"cam"})
     assert streams_all_ended(set(), {"cam"})
+
+
+def run_pair(record_args: list[str], replay_args: list[str], timeout: float = 60) -> tuple:
+    """Start ``streamdet record`` first, then ``streamdet replay``; both as real processes."""
+    recorder = subprocess.Popen(
+        streamdet("record", *record_args), stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True
+    )
+    try:
+        replayed = subprocess.run(
+            streamdet("replay", *replay_args), capture_output=True, text=True, timeout=timeout
+        )
+        _, record_err = recorder.communicate(timeout=timeout)
+    finally:
+        if recorder.poll() is None:
+            recorder.kill()
+    return replayed, recorder.returncode, record_err
+
+
+@pytest.mark.parametrize("transport", ["ipc", "tcp"])
+@pytest.mark.parametrize("name", [path.name for path in REAL_FILES])
+def test_replay_through_record_gives_back_the_identical_events(
+    tmp_path: Path, name: str, transport: str
+) -> None:
+    path = REAL / name
+    endpoint = ipc_endpoint() if transport == "ipc" else free_tcp_endpoint()
+    out = tmp_path / ("recorded.npy" if transport == "ipc" else "recorded.h5")
+    replayed, record_code, record_err = run_pair(
+        [endpoint, str(out)],
+        [
+            str(path),
+            "--endpoint",
+            endpoint,
+            "--stream",
+            "cam0",
+            "--speed",
+            "max",
+            "--packet-us",
+            "2000",
+            "--wait-subscribers",
+            "1",
+            "--lossless",
+        ],
+    )
+    assert replayed.returncode == 0, replayed.stderr
+    assert record_code == 0, record_err
+    assert "dropped 0" in record_err and "end-of-stream" in record_err
+    expected = formats.read_events(path)
+    recorded = formats.read_events(out)
+    assert recorded.events.dtype == EVENT_DTYPE
+    assert np.array_equal(recorded.events, expected.events)
+    assert recorded.sensor_size == expected.sensor_size

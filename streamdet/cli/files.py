@@ -78,6 +78,8 @@ def run_replay(args: argparse.Namespace) -> int:
         wait_timeout_s=args.wait_timeout,
         lossless=args.lossless,
         sensor_size=parse_sensor_size(args.sensor_size) if args.sensor_size else None,
+        start_us=args.start_us,
+        stop_us=args.stop_us,
     )
     stats = replay_file(config, progress=True)
     print(
@@ -139,6 +141,8 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         "--lossless", action="store_true", help="block instead of dropping when a subscriber lags"
     )
     replay.add_argument("--sensor-size", metavar="WxH", help="override the sensor size")
+    replay.add_argument("--start-us", type=int, metavar="T", help="replay from file time T, us")
+    replay.add_argument("--stop-us", type=int, metavar="T", help="replay up to file time T (excluded), us")
     replay.set_defaults(func=run_replay)
 
     record_parser = subparsers.add_parser("record", help="record messages from the wire to .npy or .h5")
