@@ -35,8 +35,8 @@ Augment = Callable[[Tensor, Target, np.random.Generator], tuple[Tensor, Target]]
 
 
 def raw_to_input(raw: Tensor, modality: str, event_scale: float) -> Tensor:
-    """The model input from a raw measurement: ``min(counts / event_scale, 1)`` (events) or the rate clipped to
-    [0, 1] (intensity). Shapes ``[..., C, H, W]`` in, same out."""
+    """The model input from a raw measurement: ``min(counts / event_scale, 1)`` (events) or the rate
+    clipped to [0, 1] (intensity). Shapes ``[..., C, H, W]`` in, same out."""
     if modality == "events":
         return torch.clamp(raw / float(event_scale), 0.0, 1.0)
     return torch.clamp(raw, 0.0, 1.0)
@@ -95,7 +95,8 @@ class DetectionSamples(torch.utils.data.Dataset):
         for split in self.splits:
             if split.window_us != self.window_us:
                 raise UserFacingError(
-                    f"{split.split_dir}: built with window_us={split.window_us}, the model uses {self.window_us}"
+                    f"{split.split_dir}: built with window_us={split.window_us}, "
+                    f"the model uses {self.window_us}"
                 )
             if split.sensor_size != self.sensor_size:
                 raise UserFacingError(
@@ -104,7 +105,8 @@ class DetectionSamples(torch.utils.data.Dataset):
                 )
             if not any(not a.get("ignore", 0) for a in split.coco["annotations"]):
                 raise UserFacingError(
-                    f"{split.split_dir}: no annotations to learn or evaluate from (0 boxes that are not ignored)"
+                    f"{split.split_dir}: no annotations to learn or evaluate from "
+                    "(0 boxes that are not ignored)"
                 )
         self.index = [(s, image) for s, split in enumerate(self.splits) for image in split.images]
         self._cache: dict[int, np.ndarray] = {}

@@ -1,0 +1,393 @@
+"""Training of the RetinaNet: augmentation, the loop, checkpoints, resume.
+
+Recipe (:class:`TrainConfig`): AdamW, linear warm-up then cosine decay of the learning rate per step,
+batches of random crops (:func:`random_crop`) of the padded sensor frame, focal + smooth-L1 loss
+(``streamdet.model.detection_loss``), model selection by mAP@0.5 on the validation split(s) after every
+epoch. The whole state (model, optimiser, epoch, best score) is written to ``<out>.last.pt`` after every
+epoch so ``--resume`` continues where training stopped; ``<out>`` itself is always the best checkpoint
+so far, in the format ``streamdet.model.load_detector`` reads.
+
+Augmentations act on the raw measurement (events: OFF/ON counts; intensity: spike rate, see
+``streamdet.samples``), so they mimic other sensors and scenes: horizontal flip, random crop, count
+scaling and Poisson noise events (events), polarity swap (events), brightness scaling and spike noise
+(intensity).
+"""
+
+from __future__ import annotations
+
+import math
+import time
+from dataclasses import asdict, dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+from torch import Tensor
+
+from streamdet import CLASS_NAMES
+from streamdet.errors import UserFacingError
+from streamdet.model import (
+    MAX_STRIDE,
+    RetinaNet,
+    build_model,
+    checkpoint_dict,
+    config_for,
+    detection_loss,
+    make_anchors,
+    model_from_checkpoint,
+    pad_input,
+    save_checkpoint,
+)
+from streamdet.samples import DetectionSamples, Target, collate_samples
+
+DEFAULT_EVENT_SCALE = 4.0
+"""Events per pixel and window that saturate the ``events`` input (input = min(count / 4, 1))."""
+
+
+@dataclass(frozen=True)
+class AugmentConfig:
+    """Random transforms of one training sample (probabilities and ranges).
+
+    Attributes:
+        flip: probability of a horizontal flip.
+        crop_size: ``(width, height)`` of the random crop, multiples of 32 pixels (``None``: no crop).
+        count_scale: events: counts multiplied by ``U(lo, hi)`` (a busier or quieter sensor).
+        noise_rate: events: Poisson noise events added per pixel and channel, rate ``U(0, noise_rate)``.
+        polarity_swap: events: probability of swapping the OFF and ON channels.
+        brightness: intensity: rate multiplied by ``U(lo, hi)``.
+        spike_noise: intensity: uniform rate noise ``U(0, spike_noise)`` added per pixel.
+        min_visible: a cropped box keeping less than this fraction of its area becomes an ignore region.
+    """
+
+    flip: float = 0.5
+    crop_size: tuple[int, int] | None = (256, 192)
+    count_scale: tuple[float, float] = (0.6, 1.6)
+    noise_rate: float = 0.05
+    polarity_swap: float = 0.2
+    brightness: tuple[float, float] = (0.6, 1.4)
+    spike_noise: float = 0.05
+    min_visible: float = 0.5
+
+
+def horizontal_flip(raw: Tensor, target: Target) -> tuple[Tensor, Target]:
+    """Mirror ``raw [C, H, W]`` left-right; boxes ``x1' = W - x2``, ``x2' = W - x1``."""
+    width = raw.shape[-1]
+
+    def mirror(boxes: Tensor) -> Tensor:
+        return torch.stack([width - boxes[:, 2], boxes[:, 1], width - boxes[:, 0], boxes[:, 3]], dim=1)
+
+    return raw.flip(-1), {
+        **target,
+        "boxes": mirror(target["boxes"]),
+        "ignore_boxes": mirror(target["ignore_boxes"]),
+    }
+
+
+def random_crop(
+    raw: Tensor, target: Target, size: tuple[int, int], rng: np.random.Generator, min_visible: float = 0.5
+) -> tuple[Tensor, Target]:
+    """A ``size = (width, height)`` window of ``raw [C, H, W]`` zero-padded to multiples of 32.
+
+    Boxes move with the window and are clipped to it; a box keeping less than ``min_visible`` of its
+    area becomes an ignore region; boxes entirely outside are dropped.
+    """
+    padded = pad_input(raw[None])[0]
+    height, width = padded.shape[-2:]
+    crop_w, crop_h = size
+    x0 = int(rng.integers(0, width - crop_w + 1))
+    y0 = int(rng.integers(0, height - crop_h + 1))
+    window = padded[:, y0 : y0 + crop_h, x0 : x0 + crop_w]
+    offset = torch.tensor([x0, y0, x0, y0], dtype=torch.float32)
+    limit = torch.tensor([crop_w, crop_h, crop_w, crop_h], dtype=torch.float32)
+
+    def move(boxes: Tensor) -> tuple[Tensor, Tensor]:
+        shifted = boxes - offset
+        clipped = torch.minimum(torch.clamp(shifted, min=0), limit)
+        area = (shifted[:, 2] - shifted[:, 0]) * (shifted[:, 3] - shifted[:, 1])
+        kept = (clipped[:, 2] - clipped[:, 0]) * (clipped[:, 3] - clipped[:, 1])
+        return clipped, kept / area.clamp(min=1e-6)
+
+    boxes, visible = move(target["boxes"])
+    ignore_boxes, ignore_visible = move(target["ignore_boxes"])
+    keep = visible >= min_visible
+    partial = (visible > 0) & ~keep
+    return window, {
+        **target,
+        "boxes": boxes[keep],
+        "labels": target["labels"][keep],
+        "ignore_boxes": torch.cat([boxes[partial], ignore_boxes[ignore_visible > 0]]),
+    }
+
+
+def make_augment(modality: str, config: AugmentConfig):
+    """The training transform ``(raw, target, rng) -> (raw, target)`` of ``modality`` (see
+    :class:`AugmentConfig`)."""
+
+    def augment(raw: Tensor, target: Target, rng: np.random.Generator) -> tuple[Tensor, Target]:
+        if rng.random() < config.flip:
+            raw, target = horizontal_flip(raw, target)
+        if config.crop_size is not None:
+            raw, target = random_crop(raw, target, config.crop_size, rng, config.min_visible)
+        generator = torch.Generator().manual_seed(int(rng.integers(0, 2**62)))
+        if modality == "events":
+            raw = raw * float(rng.uniform(*config.count_scale))
+            rate = torch.full_like(raw, float(rng.uniform(0.0, config.noise_rate)))
+            raw = raw + torch.poisson(rate, generator=generator)
+            if rng.random() < config.polarity_swap:
+                raw = raw.flip(0)
+        else:
+            raw = raw * float(rng.uniform(*config.brightness))
+            raw = raw + torch.rand(raw.shape, generator=generator) * float(
+                rng.uniform(0.0, config.spike_noise)
+            )
+        return raw, target
+
+    return augment
+
+
+@dataclass(frozen=True)
+class TrainConfig:
+    """The training recipe.
+
+    Attributes:
+        modality: ``events`` or ``intensity``.
+        size: model size preset (``streamdet.model.MODEL_SIZES``).
+        activation: ``quant`` (Quant-ReLU, for low-latency conversion) or ``relu``.
+        quant_levels: Quant-ReLU levels ``L``.
+        epochs: passes over the training splits.
+        batch_size: samples per step.
+        lr: peak AdamW learning rate.
+        weight_decay: AdamW weight decay (not applied to BN, biases, Quant-ReLU clips).
+        warmup_steps: linear warm-up steps.
+        event_scale: events per pixel that saturate the events input.
+        seed: seed of initialisation, shuffling and augmentation.
+        val_limit: validation images used for model selection (``None``: all).
+        augment: :class:`AugmentConfig`.
+    """
+
+    modality: str = "events"
+    size: str = "small"
+    activation: str = "quant"
+    quant_levels: int = 8
+    epochs: int = 8
+    batch_size: int = 8
+    lr: float = 2e-3
+    weight_decay: float = 1e-4
+    warmup_steps: int = 100
+    event_scale: float = DEFAULT_EVENT_SCALE
+    seed: int = 0
+    val_limit: int | None = None
+    augment: AugmentConfig = AugmentConfig()
+
+
+def learning_rate(step: int, total_steps: int, config: TrainConfig) -> float:
+    """``lr * step / warmup`` during warm-up, then ``lr * (1 + cos(pi * progress)) / 2``."""
+    if step < config.warmup_steps:
+        return config.lr * (step + 1) / config.warmup_steps
+    progress = (step - config.warmup_steps) / max(1, total_steps - config.warmup_steps)
+    return config.lr * 0.5 * (1.0 + math.cos(math.pi * min(1.0, progress)))
+
+
+def parameter_groups(model: RetinaNet, weight_decay: float) -> list[dict[str, Any]]:
+    """AdamW groups: convolution weights decay, everything one-dimensional (BN, biases, clips) does not."""
+    decay = [p for p in model.parameters() if p.ndim > 1]
+    no_decay = [p for p in model.parameters() if p.ndim <= 1]
+    return [{"params": decay, "weight_decay": weight_decay}, {"params": no_decay, "weight_decay": 0.0}]
+
+
+def last_state_path(out: str | Path) -> Path:
+    """``<out>.last.pt``: the full training state for ``--resume``."""
+    out = Path(out)
+    return out.with_name(out.name + ".last.pt")
+
+
+def _check_splits(paths: list[Path], name: str) -> list[Path]:
+    for path in paths:
+        if not (path / "annotations.json").is_file():
+            raise UserFacingError(
+                f"{path}: no annotations.json ({name} split missing; build it with "
+                f"`streamdet dataset build --split {name}`)"
+            )
+    return paths
+
+
+def train_detector(
+    config: TrainConfig,
+    data_dirs: list[str | Path],
+    out: str | Path,
+    resume: bool = False,
+    device: str | None = None,
+    progress: bool = True,
+    log=print,
+) -> dict[str, Any]:
+    """Train a detector on ``DIR/train`` of every data dir, select on ``DIR/val``, write ``out``.
+
+    Args:
+        config: the recipe.
+        data_dirs: dataset roots (each holding ``train/`` and optionally ``val/``).
+        out: path of the best checkpoint; ``<out>.last.pt`` holds the resumable state.
+        resume: continue from ``<out>.last.pt`` (its recipe must have the same modality).
+        device: ``cuda`` when available unless given.
+        progress: tqdm bars on stderr.
+        log: called with one line per epoch.
+
+    Returns:
+        the ``train`` record stored in the checkpoint (recipe, data, epochs, history, seconds).
+    """
+    from tqdm import tqdm
+
+    device = device or ("cuda" if torch.cuda.is_available() else "cpu")
+    roots = [Path(p) for p in data_dirs]
+    train_dirs = _check_splits([root / "train" for root in roots], "train")
+    val_dirs = [root / "val" for root in roots if (root / "val" / "annotations.json").is_file()]
+    torch.manual_seed(config.seed)
+    train_set = DetectionSamples(
+        train_dirs,
+        config.modality,
+        config.event_scale,
+        augment=make_augment(config.modality, config.augment),
+        seed=config.seed,
+    )
+    model_config = config_for(
+        config.modality,
+        config.size,
+        input_size=train_set.sensor_size,
+        activation=config.activation,
+        quant_levels=config.quant_levels,
+    )
+    model = build_model(model_config)
+    state: dict[str, Any] = {"epoch": 0, "step": 0, "best_map50": -1.0, "history": [], "seconds": 0.0}
+    optimizer = torch.optim.AdamW(parameter_groups(model, config.weight_decay), lr=config.lr)
+    last_path = last_state_path(out)
+    if resume:
+        if not last_path.is_file():
+            raise UserFacingError(f"--resume: no training state {last_path} (run without --resume first)")
+        saved = torch.load(last_path, map_location="cpu", weights_only=False)
+        if saved["recipe"]["modality"] != config.modality:
+            raise UserFacingError(
+                f"--resume: {last_path} trains the {saved['recipe']['modality']} modality, "
+                f"not {config.modality}"
+            )
+        model = model_from_checkpoint(saved["checkpoint"], last_path)
+        optimizer = torch.optim.AdamW(parameter_groups(model, config.weight_decay), lr=config.lr)
+        optimizer.load_state_dict(saved["optimizer"])
+        state = saved["state"]
+    model.to(device)
+    crop = config.augment.crop_size
+    if crop is not None and (crop[0] % MAX_STRIDE or crop[1] % MAX_STRIDE):
+        raise UserFacingError(f"crop size {crop} must be multiples of {MAX_STRIDE}")
+    anchors = make_anchors(model_config, crop).to(device)
+    steps_per_epoch = math.ceil(len(train_set) / config.batch_size)
+    total_steps = steps_per_epoch * config.epochs
+    train_set.preload(progress)
+    record: dict[str, Any] = {}
+    for epoch in range(state["epoch"], config.epochs):
+        started = time.monotonic()
+        train_set.epoch = epoch
+        order = torch.randperm(
+            len(train_set), generator=torch.Generator().manual_seed(config.seed * 1000 + epoch)
+        )
+        model.train()
+        bar = tqdm(range(steps_per_epoch), desc=f"epoch {epoch + 1}/{config.epochs}", disable=not progress)
+        running = 0.0
+        for batch_index in bar:
+            indices = order[batch_index * config.batch_size : (batch_index + 1) * config.batch_size]
+            inputs, targets = collate_samples([train_set[int(i)] for i in indices])
+            targets = [{k: v.to(device) for k, v in t.items()} for t in targets]
+            for group in optimizer.param_groups:
+                group["lr"] = learning_rate(state["step"], total_steps, config)
+            cls_logits, box_deltas = model(inputs.to(device))
+            losses = detection_loss(cls_logits, box_deltas, anchors, targets)
+            optimizer.zero_grad(set_to_none=True)
+            losses["total"].backward()
+            torch.nn.utils.clip_grad_norm_(model.parameters(), 10.0)
+            optimizer.step()
+            state["step"] += 1
+            loss_value = float(losses["total"].detach())
+            running = 0.9 * running + 0.1 * loss_value if batch_index else loss_value
+            bar.set_postfix(
+                loss=f"{running:.3f}", cls=f"{float(losses['cls']):.3f}", box=f"{float(losses['box']):.3f}"
+            )
+        bar.close()
+        state["seconds"] += time.monotonic() - started
+        entry = {"epoch": epoch + 1, "loss": round(running, 4), "seconds": round(state["seconds"], 1)}
+        if val_dirs:
+            entry["val_map50"] = _validate(model, model_config, config, train_set, val_dirs, progress)
+        state["history"].append(entry)
+        state["epoch"] = epoch + 1
+        score = entry.get("val_map50", float(epoch))
+        record = {
+            "recipe": _recipe(config),
+            "data": [str(p) for p in roots],
+            "epochs": state["epoch"],
+            "history": state["history"],
+            "seconds": round(state["seconds"], 1),
+            "device": str(device),
+        }
+        checkpoint = checkpoint_dict(
+            model,
+            config.modality,
+            CLASS_NAMES,
+            train_set.window_us,
+            config.event_scale,
+            train_set.sensor_size,
+            train=record,
+        )
+        if score >= state["best_map50"]:
+            state["best_map50"] = score
+            save_checkpoint(out, {**checkpoint, "train": {**record, "selected_epoch": epoch + 1}})
+        save_checkpoint(
+            last_path,
+            {
+                "checkpoint": checkpoint,
+                "optimizer": optimizer.state_dict(),
+                "state": state,
+                "recipe": _recipe(config),
+            },
+        )
+        log(" ".join(f"{k}={v}" for k, v in entry.items()))
+    return record
+
+
+def _recipe(config: TrainConfig) -> dict[str, Any]:
+    values = asdict(config)
+    values["augment"] = asdict(config.augment)
+    return values
+
+
+def _validate(
+    model: RetinaNet,
+    model_config,
+    config: TrainConfig,
+    train_set: DetectionSamples,
+    val_dirs: list[Path],
+    progress: bool,
+) -> float:
+    """Mean over the validation splits of mAP@0.5 (full frames, ``streamdet.evaluate``)."""
+    from streamdet.evaluate import evaluate_split
+    from streamdet.model import decode_detections
+
+    model.eval()
+    device = next(model.parameters()).device
+    anchors = make_anchors(model_config).to(device)
+
+    @torch.no_grad()
+    def predict(inputs: Tensor) -> list[Tensor]:
+        cls_logits, box_deltas = model(pad_input(inputs.to(device)))
+        return decode_detections(cls_logits, box_deltas, anchors, image_size=train_set.sensor_size)
+
+    scores = [
+        evaluate_split(
+            predict,
+            split,
+            config.modality,
+            train_set.window_us,
+            config.event_scale,
+            limit=config.val_limit,
+            progress=progress,
+        )["map50"]
+        for split in val_dirs
+    ]
+    model.train()
+    return round(float(np.mean(scores)), 4)
