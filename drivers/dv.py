@@ -109,9 +109,10 @@ def drive_dv(config: DVDriveConfig, *, progress: bool = False) -> DriveStats:
     """
     from tqdm import tqdm
 
+    reader = open_dv_source(config)
+
     from streamdet import bus, wire
 
-    reader = open_dv_source(config)
     resolution = reader.getEventResolution()
     sensor_size = (int(resolution[0]), int(resolution[1]))
     publisher = bus.Publisher(config.endpoint, lossless=config.lossless)

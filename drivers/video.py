@@ -224,8 +224,6 @@ def drive_video(config: VideoDriveConfig, *, progress: bool = False) -> DriveSta
     """
     from tqdm import tqdm
 
-    from streamdet import bus, wire
-
     kind = "events" if config.encode == "dvs" else "spikes"
     is_camera = isinstance(config.source, int)
     frames_iter = iter_video_frames(config.source, config.size, config.loop and not is_camera)
@@ -241,6 +239,9 @@ def drive_video(config: VideoDriveConfig, *, progress: bool = False) -> DriveSta
     end_us = None if config.seconds is None else first_time + round(config.seconds * 1e6)
     speed = None if is_camera else config.speed
     frame_us = 1e6 / config.spike_rate_hz
+
+    from streamdet import bus, wire
+
     publisher = bus.Publisher(config.endpoint, lossless=config.lossless)
     packets = events = frames = 0
     bar = tqdm(
