@@ -93,7 +93,7 @@ def if_scan(currents: torch.Tensor, state: IFState, params: IFParameters) -> tup
     spikes = torch.empty_like(currents)
     for k in range(currents.shape[0]):
         v.add_(currents[k])
-        spikes[k].copy_(v >= params.threshold)
+        torch.ge(v, params.threshold, out=spikes[k])
         if params.reset == "subtract":
             v.sub_(spikes[k], alpha=params.threshold)
         else:
