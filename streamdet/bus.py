@@ -1,0 +1,501 @@
+"""The transport: publishers and validating subscribers of ``streamdet.wire`` messages over ZeroMQ.
+
+- ``Publisher`` binds (or, behind a broker, connects) an XPUB socket. It stamps a sequence number per
+  topic (from 0) and by default never blocks: when a subscriber's queue (``hwm`` messages) is full,
+  that subscriber misses messages, which it sees as gaps in the sequence numbers. ``lossless=True``
+  sets ``ZMQ_XPUB_NODROP``: ``send`` blocks instead until every subscriber has room (replay -> record).
+- ``Subscriber`` connects a SUB socket to one or more endpoints (before or after the publishers bind;
+  ZeroMQ reconnects), validates every message with ``wire.unpack`` and counts, in ``stats``, the
+  messages received, the rejects by reason (logged, at most once per second per reason) and the
+  messages dropped upstream (sequence gaps, per topic). A bad message is never fatal.
+- Each ``Subscriber`` also subscribes to a topic of its own, ``HELLO_PREFIX + <random id>``, that no
+  publisher sends on; through the XPUB socket a publisher sees these ids arrive and leave, which is how
+  ``Publisher.wait_for_subscribers`` counts subscribers, through a broker as well.
+- ``run_broker`` is an XSUB/XPUB proxy where many publishers and subscribers meet.
+- ``tcp://`` links can be encrypted and authenticated with ZeroMQ CURVE (``CurveServerKeys`` on the
+  binding side, ``CurveClientKeys`` on the connecting side).
+
+Topic filters: ``""`` is everything, a kind (``"events"`` or ``"events/"``) is every stream of that
+kind, ``"<kind>/<stream>"`` is exactly that stream (``events/cam1`` does not match ``events/cam10``).
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+import uuid
+from collections.abc import Iterator, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from streamdet import wire
+from streamdet.errors import UserFacingError
+
+LOG = logging.getLogger(__name__)
+
+HELLO_PREFIX = b"\x00streamdet-hello/"
+"""Topic prefix of the per-subscriber presence subscription (never published on)."""
+
+DEFAULT_HWM = 1000
+"""Default high-water mark: messages queued per peer before a publisher drops (or blocks if lossless)."""
+
+REJECT_LOG_INTERVAL_S = 1.0
+
+
+@dataclass(frozen=True)
+class CurveServerKeys:
+    """CURVE keys of a binding socket (publisher, broker): its Z85 key pair and, optionally, a directory
+    of client public-key certificates; when given, only those clients may connect (ZAP authentication),
+    otherwise any client that knows ``public_key`` may (encryption only)."""
+
+    public_key: bytes
+    secret_key: bytes
+    authorized_clients: str | None = None
+
+
+@dataclass(frozen=True)
+class CurveClientKeys:
+    """CURVE keys of a connecting socket: the server's Z85 public key and the client's own key pair."""
+
+    server_public_key: bytes
+    public_key: bytes
+    secret_key: bytes
+
+
+def curve_keypair() -> tuple[bytes, bytes]:
+    """A new Z85 ``(public_key, secret_key)`` pair."""
+    import zmq
+
+    return zmq.curve_keypair()
+
+
+def write_curve_certificates(directory: str | Path, name: str) -> tuple[Path, Path]:
+    """Write a new key pair as ZeroMQ certificates ``<name>.key`` (public) and ``<name>.key_secret``
+    into ``directory``; returns both paths."""
+    import zmq.auth
+
+    directory = Path(directory)
+    directory.mkdir(parents=True, exist_ok=True)
+    public, secret = zmq.auth.create_certificates(str(directory), name)
+    return Path(public), Path(secret)
+
+
+def _load_certificate(path: str | Path, need_secret: bool) -> tuple[bytes, bytes | None]:
+    import zmq.auth
+
+    try:
+        public, secret = zmq.auth.load_certificate(str(path))
+    except (OSError, ValueError) as error:
+        raise UserFacingError(f"{path}: not a ZeroMQ CURVE certificate ({error})") from error
+    if need_secret and secret is None:
+        raise UserFacingError(f"{path}: certificate has no secret key (use the .key_secret file)")
+    return public, secret
+
+
+def load_server_keys(
+    secret_certificate: str | Path, authorized_clients: str | None = None
+) -> CurveServerKeys:
+    """``CurveServerKeys`` from a ``.key_secret`` certificate file."""
+    public, secret = _load_certificate(secret_certificate, need_secret=True)
+    if authorized_clients is not None and not Path(authorized_clients).is_dir():
+        raise UserFacingError(f"{authorized_clients}: not a directory of client certificates")
+    return CurveServerKeys(public, secret, authorized_clients)
+
+
+def load_client_keys(secret_certificate: str | Path, server_certificate: str | Path) -> CurveClientKeys:
+    """``CurveClientKeys`` from the client's ``.key_secret`` file and the server's public ``.key`` file."""
+    public, secret = _load_certificate(secret_certificate, need_secret=True)
+    server_public, _ = _load_certificate(server_certificate, need_secret=False)
+    return CurveClientKeys(server_public, public, secret)
+
+
+def _apply_server_curve(socket, keys: CurveServerKeys) -> None:
+    socket.curve_secretkey = keys.secret_key
+    socket.curve_publickey = keys.public_key
+    socket.curve_server = True
+
+
+def _apply_client_curve(socket, keys: CurveClientKeys) -> None:
+    socket.curve_serverkey = keys.server_public_key
+    socket.curve_publickey = keys.public_key
+    socket.curve_secretkey = keys.secret_key
+
+
+def _start_authenticator(context, keys: CurveServerKeys | None):
+    """A ZAP authenticator thread allowing the certificates in ``keys.authorized_clients``, or None."""
+    if keys is None or keys.authorized_clients is None:
+        return None
+    from zmq.auth.thread import ThreadAuthenticator
+
+    authenticator = ThreadAuthenticator(context, log=LOG)
+    authenticator.start()
+    authenticator.configure_curve(domain="*", location=keys.authorized_clients)
+    return authenticator
+
+
+def _attach(socket, endpoint: str, bind: bool) -> None:
+    """Bind or connect ``socket``; a bad or busy endpoint is a UserFacingError."""
+    import zmq
+
+    try:
+        if bind:
+            socket.bind(endpoint)
+        else:
+            socket.connect(endpoint)
+    except zmq.ZMQError as error:
+        raise UserFacingError(f"{endpoint}: cannot {'bind' if bind else 'connect'} ({error})") from error
+
+
+class Publisher:
+    """Publishes ``wire.Message`` objects on an XPUB socket bound to ``endpoint`` (connected to it with
+    ``connect=True``, e.g. a broker's frontend).
+
+    Args:
+        endpoint: ``ipc://path``, ``tcp://host:port`` or ``inproc://name`` (with a shared ``context``).
+        hwm: messages queued per subscriber before dropping (or blocking, if lossless).
+        lossless: block in ``send`` instead of dropping when a subscriber's queue is full.
+        curve: CURVE server keys (tcp across hosts).
+        linger_ms: how long ``close`` keeps trying to deliver queued messages, milliseconds.
+        connect: connect instead of binding.
+        context: a ``zmq.Context`` to share; by default the publisher owns one and ends it on close.
+    """
+
+    def __init__(
+        self,
+        endpoint: str,
+        *,
+        hwm: int = DEFAULT_HWM,
+        lossless: bool = False,
+        curve: CurveServerKeys | None = None,
+        linger_ms: int = 2000,
+        connect: bool = False,
+        context=None,
+    ) -> None:
+        import zmq
+
+        self.endpoint = endpoint
+        self.lossless = lossless
+        self._own_context = context is None
+        self._context = zmq.Context() if context is None else context
+        self._authenticator = _start_authenticator(self._context, curve)
+        self._socket = self._context.socket(zmq.XPUB)
+        self._socket.setsockopt(zmq.SNDHWM, hwm)
+        self._socket.setsockopt(zmq.LINGER, linger_ms)
+        self._socket.setsockopt(zmq.XPUB_VERBOSE, 1)
+        if lossless:
+            self._socket.setsockopt(zmq.XPUB_NODROP, 1)
+        if curve is not None:
+            _apply_server_curve(self._socket, curve)
+        self._next_seq: dict[str, int] = {}
+        self._subscriber_ids: set[bytes] = set()
+        self.sent = 0
+        try:
+            _attach(self._socket, endpoint, bind=not connect)
+        except UserFacingError:
+            self.close()
+            raise
+
+    def send(self, message: wire.Message) -> wire.Message:
+        """Stamp ``message`` with the next sequence number of its topic, send it, return the stamped
+        message. Event and box arrays are sent without a copy: do not change them afterwards."""
+        topic = message.topic
+        stamped = message.with_seq(self._next_seq.get(topic, 0))
+        self._socket.send_multipart(wire.pack(stamped), copy=False)
+        self._next_seq[topic] = stamped.seq + 1
+        self.sent += 1
+        return stamped
+
+    def _read_subscriptions(self, timeout_ms: int) -> None:
+        """Apply the (un)subscription messages waiting on the XPUB socket, waiting up to ``timeout_ms``."""
+        import zmq
+
+        while self._socket.poll(timeout_ms, zmq.POLLIN):
+            timeout_ms = 0
+            notice = self._socket.recv()
+            topic = notice[1:]
+            if topic.startswith(HELLO_PREFIX):
+                if notice[:1] == b"\x01":
+                    self._subscriber_ids.add(topic)
+                else:
+                    self._subscriber_ids.discard(topic)
+
+    @property
+    def subscriber_count(self) -> int:
+        """Streamdet subscribers connected now (directly or through a broker)."""
+        self._read_subscriptions(0)
+        return len(self._subscriber_ids)
+
+    def wait_for_subscribers(self, count: int = 1, timeout_s: float = 5.0) -> bool:
+        """Wait until at least ``count`` subscribers are connected; False after ``timeout_s`` seconds."""
+        deadline = time.monotonic() + timeout_s
+        while len(self._subscriber_ids) < count:
+            remaining_ms = int((deadline - time.monotonic()) * 1000)
+            if remaining_ms <= 0:
+                self._read_subscriptions(0)
+                return len(self._subscriber_ids) >= count
+            self._read_subscriptions(min(remaining_ms, 100))
+        return True
+
+    def close(self) -> None:
+        """Close the socket, delivering what is queued for up to ``linger_ms``."""
+        if self._socket is None:
+            return
+        self._socket.close()
+        self._socket = None
+        if self._authenticator is not None:
+            self._authenticator.stop()
+        if self._own_context:
+            self._context.term()
+
+    def __enter__(self) -> Publisher:
+        return self
+
+    def __exit__(self, *exc_info: object) -> None:
+        self.close()
+
+
+@dataclass
+class ReceiveStats:
+    """What a subscriber saw: ``received`` valid messages, ``rejected`` invalid ones by reason,
+    ``dropped`` messages missing from sequence gaps (total and ``dropped_by_topic``), and ``ignored``
+    valid messages outside the exact topics asked for."""
+
+    received: int = 0
+    rejected: dict[str, int] = field(default_factory=dict)
+    dropped: int = 0
+    dropped_by_topic: dict[str, int] = field(default_factory=dict)
+    ignored: int = 0
+
+    @property
+    def rejected_total(self) -> int:
+        return sum(self.rejected.values())
+
+    def as_dict(self) -> dict:
+        """JSON-ready counters."""
+        return {
+            "received": self.received,
+            "rejected": dict(self.rejected),
+            "dropped": self.dropped,
+            "dropped_by_topic": dict(self.dropped_by_topic),
+            "ignored": self.ignored,
+        }
+
+
+class RejectLog:
+    """Logs rejects at most once per ``interval_s`` per reason, with the count since the last line."""
+
+    def __init__(self, interval_s: float = REJECT_LOG_INTERVAL_S) -> None:
+        self.interval_s = interval_s
+        self._last_at: dict[str, float] = {}
+        self._unlogged: dict[str, int] = {}
+
+    def record(self, error: wire.WireError) -> None:
+        now = time.monotonic()
+        self._unlogged[error.reason] = self._unlogged.get(error.reason, 0) + 1
+        if now - self._last_at.get(error.reason, -float("inf")) >= self.interval_s:
+            count = self._unlogged.pop(error.reason)
+            self._last_at[error.reason] = now
+            LOG.warning("rejected %d message(s) (%s), latest: %s", count, error.reason, error)
+
+
+def topic_filters(topics: Sequence[str]) -> tuple[list[bytes], set[str]]:
+    """ZeroMQ prefix filters for ``topics`` and the set of exact ``"<kind>/<stream>"`` topics among
+    them. A bare kind becomes ``"<kind>/"``; ``""`` is everything."""
+    prefixes: list[bytes] = []
+    exact: set[str] = set()
+    for topic in topics:
+        if topic and "/" not in topic:
+            topic += "/"
+        if topic and not topic.endswith("/"):
+            exact.add(topic)
+        prefixes.append(topic.encode("ascii"))
+    return prefixes, exact
+
+
+class Subscriber:
+    """Receives validated ``wire.Message`` objects from one or more endpoints.
+
+    Args:
+        endpoints: endpoint(s) of publishers or of a broker's backend, connected (any start order).
+        topics: topic filters (see the module docstring).
+        hwm: messages queued before ZeroMQ drops (counted here as sequence gaps).
+        curve: CURVE client keys, for publishers with CURVE server keys.
+        context: a ``zmq.Context`` to share; by default the subscriber owns one.
+    """
+
+    def __init__(
+        self,
+        endpoints: str | Sequence[str],
+        topics: Sequence[str] = ("",),
+        *,
+        hwm: int = DEFAULT_HWM,
+        curve: CurveClientKeys | None = None,
+        context=None,
+    ) -> None:
+        import zmq
+
+        self.endpoints = [endpoints] if isinstance(endpoints, str) else list(endpoints)
+        self.stats = ReceiveStats()
+        self._own_context = context is None
+        self._context = zmq.Context() if context is None else context
+        self._socket = self._context.socket(zmq.SUB)
+        self._socket.setsockopt(zmq.RCVHWM, hwm)
+        self._socket.setsockopt(zmq.LINGER, 0)
+        if curve is not None:
+            _apply_client_curve(self._socket, curve)
+        prefixes, self._exact_topics = topic_filters(topics)
+        self._prefix_topics = tuple(p.decode() for p in prefixes if p.decode() not in self._exact_topics)
+        for prefix in prefixes:
+            self._socket.setsockopt(zmq.SUBSCRIBE, prefix)
+        self._socket.setsockopt(zmq.SUBSCRIBE, HELLO_PREFIX + uuid.uuid4().hex.encode())
+        self._last_seq: dict[str, int] = {}
+        self._reject_log = RejectLog()
+        try:
+            for endpoint in self.endpoints:
+                _attach(self._socket, endpoint, bind=False)
+        except UserFacingError:
+            self.close()
+            raise
+
+    def _wanted(self, topic: bytes) -> bool:
+        if not self._exact_topics:
+            return True
+        text = topic.decode("ascii", errors="replace")
+        return text in self._exact_topics or text.startswith(self._prefix_topics)
+
+    def accept(self, frames: Sequence[object]) -> wire.Message | None:
+        """Validate and count one received multipart message; the message, or None if it was rejected
+        or is outside the exact topics asked for."""
+        if frames and not self._wanted(bytes(getattr(frames[0], "bytes", frames[0]))):
+            self.stats.ignored += 1
+            return None
+        try:
+            message = wire.unpack(frames)
+        except wire.WireError as error:
+            self.stats.rejected[error.reason] = self.stats.rejected.get(error.reason, 0) + 1
+            self._reject_log.record(error)
+            return None
+        self.stats.received += 1
+        if message.seq >= 0:
+            topic = message.topic
+            previous = self._last_seq.get(topic)
+            if previous is not None and message.seq > previous + 1:
+                gap = message.seq - previous - 1
+                self.stats.dropped += gap
+                self.stats.dropped_by_topic[topic] = self.stats.dropped_by_topic.get(topic, 0) + gap
+            self._last_seq[topic] = message.seq
+        return message
+
+    def receive(self, timeout_ms: int | None = None) -> wire.Message | None:
+        """The next valid message, or None when none arrived within ``timeout_ms`` (None: wait forever).
+        Invalid messages are counted in ``stats.rejected``, logged and skipped."""
+        import zmq
+
+        deadline = None if timeout_ms is None else time.monotonic() + timeout_ms / 1000
+        while True:
+            try:
+                frames = self._socket.recv_multipart(zmq.NOBLOCK, copy=False)
+            except zmq.Again:
+                wait_ms = -1 if deadline is None else max(0, int((deadline - time.monotonic()) * 1000))
+                if not self._socket.poll(wait_ms, zmq.POLLIN):
+                    return None
+                continue
+            message = self.accept(frames)
+            if message is not None:
+                return message
+
+    def __iter__(self) -> Iterator[wire.Message]:
+        """Every valid message, forever (until the caller stops or Ctrl-C)."""
+        while True:
+            message = self.receive()
+            if message is not None:
+                yield message
+
+    def close(self) -> None:
+        if self._socket is None:
+            return
+        self._socket.close(linger=0)
+        self._socket = None
+        if self._own_context:
+            self._context.term()
+
+    def __enter__(self) -> Subscriber:
+        return self
+
+    def __exit__(self, *exc_info: object) -> None:
+        self.close()
+
+
+def subscribe(
+    endpoint: str | Sequence[str], topic: str = "", timeout_ms: int | None = None
+) -> Iterator[wire.Message]:
+    """Yield the data messages of ``topic`` from ``endpoint``; stop once every topic that sent data has
+    sent end-of-stream (or at the first end-of-stream if none did), or after ``timeout_ms`` without a
+    valid message. End-of-stream messages themselves are not yielded."""
+    with Subscriber(endpoint, [topic]) as subscriber:
+        data_topics: set[str] = set()
+        ended_topics: set[str] = set()
+        while True:
+            message = subscriber.receive(timeout_ms)
+            if message is None:
+                return
+            if message.kind == "eos":
+                ended_topics.add(message.topic)
+                if data_topics <= ended_topics:
+                    return
+                continue
+            data_topics.add(message.topic)
+            yield message
+
+
+def run_broker(
+    frontend: str | None,
+    backend: str,
+    *,
+    upstreams: Sequence[str] = (),
+    hwm: int = DEFAULT_HWM,
+    curve: CurveServerKeys | None = None,
+    upstream_curve: CurveClientKeys | None = None,
+) -> None:
+    """Forward every message from publishers to subscribers, and subscriptions back, until interrupted.
+
+    An XSUB socket binds ``frontend`` (publishers connect to it with ``Publisher(..., connect=True)``)
+    and connects to each of ``upstreams`` (publishers that bind, e.g. the drivers); an XPUB socket binds
+    ``backend`` for subscribers. ``curve`` secures the bound sockets, ``upstream_curve`` the upstream
+    connections. The broker drops for a subscriber whose queue (``hwm``) is full: lossless delivery is
+    end to end only.
+    """
+    import zmq
+
+    if frontend is None and not upstreams:
+        raise UserFacingError("a broker needs a frontend to bind or upstream publishers to connect to")
+    context = zmq.Context()
+    authenticator = _start_authenticator(context, curve)
+    xsub = context.socket(zmq.XSUB)
+    xpub = context.socket(zmq.XPUB)
+    try:
+        for socket in (xsub, xpub):
+            socket.setsockopt(zmq.SNDHWM, hwm)
+            socket.setsockopt(zmq.RCVHWM, hwm)
+            socket.setsockopt(zmq.LINGER, 0)
+        xpub.setsockopt(zmq.XPUB_VERBOSE, 1)
+        if curve is not None:
+            _apply_server_curve(xpub, curve)
+        if frontend is not None:
+            if curve is not None:
+                _apply_server_curve(xsub, curve)
+            _attach(xsub, frontend, bind=True)
+        for upstream in upstreams:
+            if upstream_curve is not None:
+                _apply_client_curve(xsub, upstream_curve)
+            _attach(xsub, upstream, bind=False)
+        _attach(xpub, backend, bind=True)
+        zmq.proxy(xsub, xpub)
+    except zmq.ContextTerminated:
+        return
+    finally:
+        xsub.close()
+        xpub.close()
+        if authenticator is not None:
+            authenticator.stop()
+        context.term()
