@@ -184,7 +184,7 @@ def replay_file(config: ReplayConfig, *, progress: bool = False) -> ReplayStats:
         else file_sensor_size(path, config.sensor_size)
     )
     publisher = bus.Publisher(config.endpoint, lossless=config.lossless)
-    packets = events = frames = loops = 0
+    packets = events = frames = loops = last_t1_us = 0
     bar = tqdm(
         desc=f"replay {path.name}", unit=" packets", file=sys.stderr, disable=None if progress else True
     )
@@ -226,7 +226,7 @@ def replay_file(config: ReplayConfig, *, progress: bool = False) -> ReplayStats:
                     events += len(packet.events)
                 publisher.send(message)
                 packets += 1
-                end_us = packet.t1_us
+                end_us = last_t1_us = packet.t1_us
                 bar.update(1)
             loops += 1
             if not config.loop or end_us is None or start_us is None:
@@ -234,7 +234,7 @@ def replay_file(config: ReplayConfig, *, progress: bool = False) -> ReplayStats:
             offset_us = end_us - start_us
     finally:
         bar.close()
-        publisher.send(wire.eos_message(config.stream, kind, sensor_size))
+        publisher.send(wire.eos_message(config.stream, kind, sensor_size, t_us=last_t1_us))
         publisher.close()
     return ReplayStats(
         packets=packets, events=events, frames=frames, loops=loops, wall_s=time.monotonic() - clock_start

@@ -2,11 +2,13 @@
 
 from __future__ import annotations
 
+import json
 import subprocess
 import sys
 import uuid
 from pathlib import Path
 
+import h5py
 import numpy as np
 import pytest
 from streamdet.drivers import replay
@@ -159,3 +161,64 @@ def test_replay_through_record_gives_back_the_identical_events(
     assert recorded.events.dtype == EVENT_DTYPE
     assert np.array_equal(recorded.events, expected.events)
     assert recorded.sensor_size == expected.sensor_size
+
+
+def wire_round_trip(message):
+    from streamdet import wire
+
+    return wire.unpack([bytes(frame) for frame in wire.pack(message.with_seq(0))])
+
+
+@pytest.mark.parametrize("suffix", [".h5", ".npy"])
+def test_message_recorder_writes_every_kind(tmp_path: Path, suffix: str) -> None:
+    from streamdet import wire
+    from streamdet.recorder import MessageRecorder
+
+    events = formats.read_events(DATA / "dvxplorer_346x260.aedat4").events
+    frames = np.load(DATA / "spikes_40x16.frames.npy")
+    rows = np.array([[1, 2, 30, 40, 0.75, 1], [5, 6, 7, 8, 0.5, 0]], dtype=np.float32)
+    names = ["boat", "buoy"]
+    out = tmp_path / f"run{suffix}"
+    recorder = MessageRecorder(out)
+    for packet in np.array_split(events, 4):
+        recorder.write(wire_round_trip(wire.events_message("cam", packet, (346, 260))))
+    recorder.write(
+        wire_round_trip(
+            wire.detections_message("cam", rows, names, (346, 260), 17_000_000_000, 17_000_050_000)
+        )
+    )
+    recorder.write(
+        wire_round_trip(
+            wire.truth_message("cam", rows[:1], names, (346, 260), 17_000_000_000, 17_000_050_000)
+        )
+    )
+    recorder.close()
+    assert (recorder.events, recorder.boxes) == (len(events), {"detections": 2, "truth": 1})
+    recorded = formats.read_events(out)
+    assert np.array_equal(recorded.events, events) and recorded.sensor_size == (346, 260)
+    if suffix == ".h5":
+        with h5py.File(out) as file:
+            detections, truth = file["detections"][:], file["truth"][:]
+            assert list(file["detections"].attrs["class_names"]) == names
+    else:
+        detections = np.load(tmp_path / "run.detections.npy")
+        truth = np.load(tmp_path / "run.truth.npy")
+        assert json.loads((tmp_path / "run.detections.json").read_text()) == {"class_names": names}
+    assert detections.dtype == DETECTION_RECORD_DTYPE
+    assert list(detections["t1_us"]) == [17_000_050_000] * 2
+    assert np.array_equal(
+        np.stack([detections[name] for name in ("x1", "y1", "x2", "y2", "score")], 1), rows[:, :5]
+    )
+    assert list(detections["label"]) == [1, 0] and len(truth) == 1
+
+    spikes_out = tmp_path / "spikes.dat"
+    spike_recorder = MessageRecorder(spikes_out)
+    for first in range(0, len(frames), 5):
+        spike_recorder.write(
+            wire_round_trip(wire.spikes_message("spk", frames[first : first + 5], 1000 + 50 * first, 50))
+        )
+    spike_recorder.close()
+    assert np.array_equal(formats.read_spike_dat(spikes_out), frames)
+    assert np.array_equal(
+        formats.read_events(spikes_out).events, formats.read_events(DATA / "spikes_40x16.dat").events
+    )
