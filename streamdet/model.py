@@ -135,6 +135,13 @@ class RetinaNetConfig:
 
 
 MODEL_SIZES: dict[str, dict[str, Any]] = {
+    "tiny": {
+        "stem_channels": 8,
+        "stage_channels": (8, 16, 16, 24),
+        "stage_blocks": (0, 0, 0, 0),
+        "fpn_channels": 16,
+        "head_convs": 1,
+    },
     "small": {},
     "medium": {
         "stem_channels": 24,
@@ -151,8 +158,8 @@ MODEL_SIZES: dict[str, dict[str, Any]] = {
         "head_convs": 4,
     },
 }
-"""Width/depth presets for ``--size``: ``small`` (default, about 0.37 GMAC per 352x288 input, trains on
-two CPU cores), ``medium`` and ``large`` for a GPU."""
+"""Width/depth presets for ``--size``: ``tiny`` (tests and toy sensors), ``small`` (default, about
+0.37 GMAC per 352x288 input, trains on two CPU cores), ``medium`` and ``large`` for a GPU."""
 
 
 def config_for(
