@@ -1,0 +1,642 @@
+"""The streaming detector: bin a stream into time steps, run the spiking network on it continuously,
+integrate its output over a sliding window and decode boxes.
+
+Time is cut into steps of ``dt_us`` microseconds aligned to multiples of ``dt_us``: step ``s`` covers
+``[s * dt_us, (s + 1) * dt_us)``. A step is complete once a message has covered its end (the message's
+``t1_us``); events of an incomplete step are carried over to the next message (:class:`StepBinner`).
+
+Per-step network input (``T = window_us / dt_us`` steps per model window):
+
+- ``events``: ``x_k[c, y, x] = count_k(c, y, x) * T / event_scale``, so the mean of ``x_k`` over the ``T``
+  steps of a window is the ANN input ``counts / event_scale`` (before the ANN's clip at 1);
+- ``intensity``: ``x_k[0, y, x]`` = fraction of the spike frames time-stamped in step ``k`` in which the
+  pixel fired (zero for a step without frames).
+
+The network is simulated with its membranes kept across messages (one state per stream). Its per-step
+output currents ``(cls [A, nc], box [A, 4])`` go into a :class:`SlidingWindow` of the last ``W`` steps;
+every ``P`` steps, once the window is full (the initial transient is skipped), the window's mean currents
+are decoded into boxes: ``rows = decode(mean_{k in window} cls_k, mean_{k in window} box_k)``.
+
+Falling behind: the node drains its socket before each simulation chunk, so steps that arrived while the
+network was busy queue up. When more than ``max_backlog_steps`` complete steps wait, the oldest whole
+steps beyond that are dropped unsimulated (membranes and window are kept as they are) and counted in
+``dropped_steps``, which every detections message carries.
+
+:class:`StreamDetector` is the in-process API (no sockets); :class:`DetectorNode` puts it on the wire.
+"""
+
+from __future__ import annotations
+
+import math
+import sys
+import time
+from collections import deque
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+import torch
+
+from streamdet.errors import UserFacingError
+from streamdet.events import empty_events
+
+
+@dataclass(frozen=True)
+class DetectorConfig:
+    """How the detector steps through a stream.
+
+    Attributes:
+        dt_us: duration of one simulation step, microseconds; must divide the model window
+            (``T = window_us / dt_us`` steps per window).
+        window_steps: ``W``, steps whose output currents are averaged for one decode.
+        publish_every: ``P``, decode and publish every ``P`` steps (step ``s`` with ``(s + 1) % P == 0``).
+        max_backlog_steps: complete steps allowed to wait per stream; older ones are dropped.
+        max_chunk_steps: steps simulated in one call of the network (time folded into the batch).
+        device: torch device of the network (``cpu`` or ``cuda``).
+    """
+
+    dt_us: int = 12_500
+    window_steps: int = 8
+    publish_every: int = 4
+    max_backlog_steps: int = 40
+    max_chunk_steps: int = 8
+    device: str = "cpu"
+
+    def __post_init__(self) -> None:
+        for name in ("dt_us", "window_steps", "publish_every", "max_backlog_steps", "max_chunk_steps"):
+            if int(getattr(self, name)) < 1:
+                raise UserFacingError(f"{name} must be at least 1, got {getattr(self, name)}")
+
+    def steps_per_window(self, window_us: int) -> float:
+        """``T = window_us / dt_us``; UserFacingError unless ``dt_us`` divides ``window_us``."""
+        if window_us % self.dt_us:
+            raise UserFacingError(f"--dt-us {self.dt_us} must divide the model's window of {window_us} us")
+        return window_us / self.dt_us
+
+
+@dataclass(frozen=True)
+class Steps:
+    """Consecutive complete steps of one stream: ``values [K, C, H, W]`` (event counts per polarity, or
+    spike rates), step ``first`` covers ``[first * dt_us, (first + 1) * dt_us)``; ``received_s`` is the
+    ``time.monotonic()`` at which the message completing them arrived."""
+
+    first: int
+    values: np.ndarray
+    received_s: float
+
+
+def events_to_step_counts(
+    events: np.ndarray, sensor_size: tuple[int, int], dt_us: int, first_step: int, steps: int
+) -> np.ndarray:
+    """Per-step OFF/ON event counts.
+
+    ``counts[k, c, y, x] = #{e : floor(e.t / dt_us) = first_step + k, e.p = c, e.x = x, e.y = y}``.
+
+    Args:
+        events: ``EVENT_DTYPE`` array; events outside the sensor or outside the ``steps`` steps are ignored.
+        sensor_size: ``(width, height)`` in pixels.
+        dt_us: step duration, microseconds.
+        first_step: index of the first step.
+        steps: ``K``, number of steps.
+
+    Returns:
+        float32 ``[K, 2, H, W]``.
+    """
+    width, height = sensor_size
+    step = events["t"] // dt_us - first_step
+    x = events["x"].astype(np.int64)
+    y = events["y"].astype(np.int64)
+    p = events["p"].astype(np.int64)
+    inside = (step >= 0) & (step < steps) & (x >= 0) & (x < width) & (y >= 0) & (y < height)
+    flat = ((step[inside] * 2 + p[inside]) * height + y[inside]) * width + x[inside]
+    counts = np.bincount(flat, minlength=steps * 2 * height * width)
+    return counts.reshape(steps, 2, height, width).astype(np.float32)
+
+
+def frames_to_step_rates(
+    frames: np.ndarray, frame_times_us: np.ndarray, dt_us: int, first_step: int, steps: int
+) -> np.ndarray:
+    """Per-step spike rates: ``rate[k, 0] = mean of the frames with floor(t / dt_us) = first_step + k``
+    (zeros for a step without frames).
+
+    Args:
+        frames: boolean spike frames ``[N, H, W]``.
+        frame_times_us: time stamp of each frame ``[N]``, microseconds, non-decreasing.
+        dt_us, first_step, steps: as in :func:`events_to_step_counts`.
+
+    Returns:
+        float32 ``[K, 1, H, W]``.
+    """
+    height, width = frames.shape[1:]
+    rates = np.zeros((steps, 1, height, width), dtype=np.float32)
+    step_of_frame = np.asarray(frame_times_us, dtype=np.int64) // dt_us - first_step
+    bounds = np.searchsorted(step_of_frame, np.arange(steps + 1), side="left")
+    for k in range(steps):
+        if bounds[k + 1] > bounds[k]:
+            rates[k, 0] = frames[bounds[k] : bounds[k + 1]].mean(axis=0, dtype=np.float32)
+    return rates
+
+
+class StepBinner:
+    """Turns the packets of one stream into complete steps of ``dt_us``, carrying the events (or spike
+    frames) of an incomplete step over to the next packet.
+
+    A packet covering ``[t0_us, t1_us)`` completes every step that ends at or before ``t1_us``. The first
+    packet fixes the first step (``floor(t0_us / dt_us)``). Data time-stamped before the first incomplete
+    step arrives too late to be binned; it is counted in ``late``.
+    """
+
+    def __init__(self, modality: str, sensor_size: tuple[int, int], dt_us: int) -> None:
+        self.modality = modality
+        self.sensor_size = sensor_size
+        self.dt_us = int(dt_us)
+        self.next_step: int | None = None
+        self.late = 0
+        self._pending_events = empty_events()
+        width, height = sensor_size
+        self._pending_frames = np.zeros((0, height, width), dtype=bool)
+        self._pending_times = np.zeros(0, dtype=np.int64)
+
+    def push_events(
+        self, events: np.ndarray, t0_us: int, t1_us: int, keep_last: int | None = None
+    ) -> tuple[np.ndarray, int, int]:
+        """Add an event packet covering ``[t0_us, t1_us)``.
+
+        Returns:
+            ``(counts [K, 2, H, W], first_step, skipped)``: the steps this packet completed (only the last
+            ``keep_last`` of them when given; the ``skipped`` older ones are not materialised).
+        """
+        first, complete_until = self._advance(t0_us, t1_us)
+        events = self._drop_late(events, "t", first)
+        pool = np.concatenate([self._pending_events, events]) if len(self._pending_events) else events
+        boundary = complete_until * self.dt_us
+        ready = pool["t"] < boundary
+        self._pending_events = pool[~ready]
+        steps, skipped = self._kept(first, complete_until, keep_last)
+        counts = events_to_step_counts(pool[ready], self.sensor_size, self.dt_us, first + skipped, steps)
+        return counts, first + skipped, skipped
+
+    def push_frames(
+        self,
+        frames: np.ndarray,
+        t0_us: int,
+        frame_us: float,
+        keep_last: int | None = None,
+    ) -> tuple[np.ndarray, int, int]:
+        """Add spike frames ``[N, H, W]``, frame ``n`` at ``t0_us + n * frame_us``; the packet covers
+        ``[t0_us, t0_us + N * frame_us)``. Returns ``(rates [K, 1, H, W], first_step, skipped)`` as
+        :meth:`push_events`."""
+        times = np.round(t0_us + np.arange(len(frames)) * frame_us).astype(np.int64)
+        t1_us = int(round(t0_us + len(frames) * frame_us))
+        first, complete_until = self._advance(t0_us, t1_us)
+        keep = times >= first * self.dt_us
+        self.late += int(np.count_nonzero(~keep))
+        pool_frames = np.concatenate([self._pending_frames, frames[keep]])
+        pool_times = np.concatenate([self._pending_times, times[keep]])
+        split = int(np.searchsorted(pool_times, complete_until * self.dt_us, side="left"))
+        self._pending_frames, self._pending_times = pool_frames[split:], pool_times[split:]
+        steps, skipped = self._kept(first, complete_until, keep_last)
+        rates = frames_to_step_rates(
+            pool_frames[:split], pool_times[:split], self.dt_us, first + skipped, steps
+        )
+        return rates, first + skipped, skipped
+
+    def _advance(self, t0_us: int, t1_us: int) -> tuple[int, int]:
+        if self.next_step is None:
+            self.next_step = int(t0_us) // self.dt_us
+        first = self.next_step
+        complete_until = max(first, int(t1_us) // self.dt_us)
+        self.next_step = complete_until
+        return first, complete_until
+
+    def _drop_late(self, events: np.ndarray, field_name: str, first: int) -> np.ndarray:
+        on_time = events[field_name] >= first * self.dt_us
+        late = len(events) - int(np.count_nonzero(on_time))
+        if late:
+            self.late += late
+            return events[on_time]
+        return events
+
+    @staticmethod
+    def _kept(first: int, complete_until: int, keep_last: int | None) -> tuple[int, int]:
+        steps = complete_until - first
+        kept = steps if keep_last is None else min(steps, keep_last)
+        return kept, steps - kept
+
+
+class SlidingWindow:
+    """The last ``W`` per-step output currents of the network and their mean.
+
+    ``mean() = (1 / n) * sum_{k in window} (cls_k, box_k)`` over the ``n <= W`` steps held; ``full`` once
+    ``n = W``. Steps that were dropped unsimulated are simply absent (the window spans the last ``W``
+    simulated steps).
+    """
+
+    def __init__(self, size: int) -> None:
+        self.size = int(size)
+        self._steps: deque[tuple[int, torch.Tensor, torch.Tensor]] = deque(maxlen=self.size)
+
+    def push(self, step: int, cls_current: torch.Tensor, box_current: torch.Tensor) -> None:
+        """Add step ``step``'s currents ``cls [A, nc]``, ``box [A, 4]`` (the oldest leaves when full)."""
+        self._steps.append((step, cls_current, box_current))
+
+    @property
+    def full(self) -> bool:
+        return len(self._steps) == self.size
+
+    @property
+    def first_step(self) -> int:
+        return self._steps[0][0]
+
+    def mean(self) -> tuple[torch.Tensor, torch.Tensor]:
+        """Mean currents ``(cls [A, nc], box [A, 4])`` over the steps held."""
+        cls_mean = torch.stack([cls for _, cls, _ in self._steps]).mean(dim=0)
+        box_mean = torch.stack([box for _, _, box in self._steps]).mean(dim=0)
+        return cls_mean, box_mean
+
+
+@dataclass(frozen=True)
+class WindowDetections:
+    """Boxes of one stream over one window.
+
+    Attributes:
+        stream: stream name.
+        rows: float32 ``[N, 6]`` rows ``x1, y1, x2, y2, score, class`` (pixels, index into class_names).
+        t0_us, t1_us: the window's time span ``[t0_us, t1_us)``, microseconds.
+        step: index of the window's last step (``t1_us = (step + 1) * dt_us``).
+        dropped_steps: steps of this stream dropped unsimulated so far (skip policy).
+        late_events: events or frames of this stream that arrived after their step was closed, so far.
+        latency_ms: wall time from the arrival of the message completing the last step to the decoded
+            boxes, milliseconds.
+    """
+
+    stream: str
+    rows: np.ndarray
+    t0_us: int
+    t1_us: int
+    step: int
+    dropped_steps: int
+    late_events: int
+    latency_ms: float
+
+
+@dataclass
+class _StreamState:
+    binner: StepBinner
+    snn_state: Any
+    window: SlidingWindow
+    queue: deque = field(default_factory=deque)
+    dropped_steps: int = 0
+    simulated_steps: int = 0
+
+
+class StreamDetector:
+    """Runs a ``SpikingDetector`` on any number of streams, each with its own binner, membranes and window.
+
+    Feed packets with :meth:`add_events` / :meth:`add_spikes`, then call :meth:`process` to simulate the
+    queued steps; it returns the windows decoded on the way. :meth:`end_stream` forgets a stream.
+    """
+
+    def __init__(self, snn: Any, config: DetectorConfig) -> None:
+        from streamdet.model import padded_length
+
+        self.snn = snn.to(config.device)
+        self.config = config
+        self.device = torch.device(config.device)
+        self.steps_per_window = config.steps_per_window(snn.window_us)
+        self.padded_size = (padded_length(snn.sensor_size[0]), padded_length(snn.sensor_size[1]))
+        self.streams: dict[str, _StreamState] = {}
+        self.dropped_steps = 0
+        self.simulated_steps = 0
+
+    def _stream(self, stream: str, modality: str, sensor_size: tuple[int, int]) -> _StreamState:
+        if modality != self.snn.modality:
+            raise UserFacingError(
+                f"stream {stream!r} carries {modality} but the model takes {self.snn.modality}"
+            )
+        if tuple(sensor_size) != tuple(self.snn.sensor_size):
+            raise UserFacingError(
+                f"stream {stream!r} has sensor {sensor_size[0]}x{sensor_size[1]}, the model "
+                f"{self.snn.sensor_size[0]}x{self.snn.sensor_size[1]}"
+            )
+        if stream not in self.streams:
+            self.streams[stream] = _StreamState(
+                binner=StepBinner(modality, tuple(sensor_size), self.config.dt_us),
+                snn_state=self.snn.initial_state(1, self.device),
+                window=SlidingWindow(self.config.window_steps),
+            )
+        return self.streams[stream]
+
+    def add_events(
+        self,
+        stream: str,
+        events: np.ndarray,
+        sensor_size: tuple[int, int],
+        t0_us: int,
+        t1_us: int,
+        received_s: float | None = None,
+    ) -> None:
+        """Queue the steps completed by an event packet ``[t0_us, t1_us)`` of ``stream``."""
+        state = self._stream(stream, "events", sensor_size)
+        counts, first, skipped = state.binner.push_events(
+            events, t0_us, t1_us, keep_last=self.config.max_backlog_steps
+        )
+        self._queue(state, counts, first, skipped, received_s)
+
+    def add_spikes(
+        self,
+        stream: str,
+        frames: np.ndarray,
+        t0_us: int,
+        frame_us: float,
+        received_s: float | None = None,
+    ) -> None:
+        """Queue the steps completed by spike frames ``[N, H, W]`` (frame ``n`` at ``t0 + n * frame_us``)."""
+        sensor_size = (frames.shape[2], frames.shape[1])
+        state = self._stream(stream, "intensity", sensor_size)
+        rates, first, skipped = state.binner.push_frames(
+            frames, t0_us, frame_us, keep_last=self.config.max_backlog_steps
+        )
+        self._queue(state, rates, first, skipped, received_s)
+
+    def _queue(
+        self, state: _StreamState, values: np.ndarray, first: int, skipped: int, received_s: float | None
+    ) -> None:
+        received = time.monotonic() if received_s is None else received_s
+        self._count_dropped(state, skipped)
+        if len(values):
+            state.queue.append(Steps(first, values, received))
+
+    def _count_dropped(self, state: _StreamState, steps: int) -> None:
+        state.dropped_steps += steps
+        self.dropped_steps += steps
+
+    def backlog_steps(self) -> int:
+        """Complete steps queued and not simulated yet, over all streams."""
+        return sum(len(steps.values) for state in self.streams.values() for steps in state.queue)
+
+    def drop_backlog(self) -> int:
+        """Skip policy: per stream, drop the oldest queued steps beyond ``max_backlog_steps``; returns how
+        many were dropped now."""
+        dropped_now = 0
+        for state in self.streams.values():
+            excess = sum(len(steps.values) for steps in state.queue) - self.config.max_backlog_steps
+            while excess > 0:
+                oldest = state.queue[0]
+                if len(oldest.values) <= excess:
+                    state.queue.popleft()
+                    removed = len(oldest.values)
+                else:
+                    state.queue[0] = Steps(oldest.first + excess, oldest.values[excess:], oldest.received_s)
+                    removed = excess
+                excess -= removed
+                dropped_now += removed
+                self._count_dropped(state, removed)
+        return dropped_now
+
+    def end_stream(self, stream: str) -> None:
+        """Forget ``stream`` (its queue, membranes and window); a new stream of that name starts fresh."""
+        self.streams.pop(stream, None)
+
+    def step_inputs(self, values: np.ndarray) -> torch.Tensor:
+        """Network input ``[K, 1, C, H_pad, W_pad]`` of steps ``values [K, C, H, W]`` (see the module
+        docstring), zero-padded at the bottom and right to the model's padded size."""
+        inputs = torch.from_numpy(values).to(self.device)
+        if self.snn.modality == "events":
+            inputs = inputs * (self.steps_per_window / self.snn.event_scale)
+        height, width = inputs.shape[-2:]
+        pad_width, pad_height = self.padded_size
+        inputs = torch.nn.functional.pad(inputs, (0, pad_width - width, 0, pad_height - height))
+        return inputs.unsqueeze(1)
+
+    def process(self, max_steps: int | None = None) -> list[WindowDetections]:
+        """Simulate queued steps (all, or at most ``max_steps`` per stream) in chunks of at most
+        ``max_chunk_steps``; returns the windows decoded, in stream-time order per stream."""
+        results: list[WindowDetections] = []
+        for name, state in list(self.streams.items()):
+            budget = math.inf if max_steps is None else max_steps
+            while state.queue and budget > 0:
+                steps = state.queue[0]
+                take = int(min(len(steps.values), self.config.max_chunk_steps, budget))
+                chunk = steps.values[:take]
+                if take == len(steps.values):
+                    state.queue.popleft()
+                else:
+                    state.queue[0] = Steps(steps.first + take, steps.values[take:], steps.received_s)
+                results.extend(self._simulate(name, state, steps.first, chunk, steps.received_s))
+                budget -= take
+        return results
+
+    def _simulate(
+        self, name: str, state: _StreamState, first: int, values: np.ndarray, received_s: float
+    ) -> list[WindowDetections]:
+        (cls_steps, box_steps), state.snn_state = self.snn.run(self.step_inputs(values), state.snn_state)
+        results = []
+        for k in range(len(values)):
+            step = first + k
+            state.window.push(step, cls_steps[k, 0], box_steps[k, 0])
+            state.simulated_steps += 1
+            self.simulated_steps += 1
+            if state.window.full and (step + 1) % self.config.publish_every == 0:
+                cls_mean, box_mean = state.window.mean()
+                rows = self.snn.decode(cls_mean[None], box_mean[None])[0]
+                results.append(
+                    WindowDetections(
+                        stream=name,
+                        rows=rows.detach().cpu().numpy().astype(np.float32).reshape(-1, 6),
+                        t0_us=state.window.first_step * self.config.dt_us,
+                        t1_us=(step + 1) * self.config.dt_us,
+                        step=step,
+                        dropped_steps=state.dropped_steps,
+                        late_events=state.binner.late,
+                        latency_ms=(time.monotonic() - received_s) * 1e3,
+                    )
+                )
+        return results
+
+
+def detect_events(
+    snn: Any,
+    events: np.ndarray,
+    sensor_size: tuple[int, int],
+    config: DetectorConfig,
+    packet_us: int = 10_000,
+    stream: str = "events",
+) -> list[WindowDetections]:
+    """In-process detection over a whole event array: the same binning, simulation and windows as the
+    node, packets of ``packet_us`` from the first event's packet boundary, nothing dropped."""
+    detector = StreamDetector(snn, _unbounded(config))
+    results: list[WindowDetections] = []
+    if len(events) == 0:
+        return results
+    start = int(events["t"][0]) // packet_us * packet_us
+    end = int(events["t"][-1]) + 1
+    for t0 in range(start, end, packet_us):
+        lo, hi = np.searchsorted(events["t"], [t0, t0 + packet_us], side="left")
+        detector.add_events(stream, events[lo:hi], sensor_size, t0, t0 + packet_us)
+        results.extend(detector.process())
+    return results
+
+
+def _unbounded(config: DetectorConfig) -> DetectorConfig:
+    from dataclasses import replace
+
+    return replace(config, max_backlog_steps=2**31 - 1)
+
+
+@dataclass
+class NodeStats:
+    """What a detector node did: messages in, windows published, steps simulated and dropped,
+    invalid messages, and the per-window latencies (ms)."""
+
+    messages: int = 0
+    published: int = 0
+    simulated_steps: int = 0
+    dropped_steps: int = 0
+    rejected: int = 0
+    latencies_ms: list[float] = field(default_factory=list)
+    started_s: float = field(default_factory=time.monotonic)
+
+    def steps_per_s(self) -> float:
+        elapsed = time.monotonic() - self.started_s
+        return self.simulated_steps / elapsed if elapsed > 0 else 0.0
+
+
+class DetectorNode:
+    """Subscribes to ``events/*`` and ``spikes/*`` on ``inputs``, runs a :class:`StreamDetector`, publishes
+    ``detections/<stream>`` on ``output`` (bound).
+
+    Loop: drain every message already waiting (binning is cheap), apply the skip policy, simulate one
+    chunk per stream, publish what was decoded; repeat. A publisher never waits for a slow subscriber
+    (ZeroMQ high-water mark), so a late or slow viewer cannot stall the detector. End-of-stream on an
+    input topic ends that stream and is forwarded on ``detections/<stream>``.
+
+    Args:
+        snn: a ``SpikingDetector`` (``streamdet.snn.load_snn``).
+        config: stepping, window and skip policy.
+        inputs: endpoints to connect to.
+        output: endpoint to bind.
+        exit_on_eos: stop once every stream seen has ended.
+        log: called with one line of text for warnings (falling behind, rejected messages).
+    """
+
+    def __init__(
+        self,
+        snn: Any,
+        config: DetectorConfig,
+        inputs: Iterable[str],
+        output: str,
+        exit_on_eos: bool = False,
+        log: Callable[[str], None] | None = None,
+    ) -> None:
+        from streamdet import bus
+
+        self.detector = StreamDetector(snn, config)
+        self.config = config
+        self.subscriber = bus.Subscriber(list(inputs), topics=("events/", "spikes/"))
+        self.publisher = bus.Publisher(output)
+        self.exit_on_eos = exit_on_eos
+        self.log = log or (lambda line: print(line, file=sys.stderr, flush=True))
+        self.stats = NodeStats()
+        self.sensor_sizes: dict[str, tuple[int, int]] = {}
+        self._ended: set[str] = set()
+        self._last_behind_log = -math.inf
+
+    def close(self) -> None:
+        self.subscriber.close()
+        self.publisher.close()
+
+    def _accept(self, message: Any, received_s: float) -> None:
+        self.stats.messages += 1
+        try:
+            if message.kind == "eos":
+                self._end(message)
+            elif message.kind == "events":
+                self.sensor_sizes[message.stream] = tuple(message.sensor_size)
+                self.detector.add_events(
+                    message.stream,
+                    message.payload,
+                    tuple(message.sensor_size),
+                    message.t0_us,
+                    message.t1_us,
+                    received_s,
+                )
+            elif message.kind == "spikes":
+                self.sensor_sizes[message.stream] = tuple(message.sensor_size)
+                self.detector.add_spikes(
+                    message.stream,
+                    message.payload,
+                    message.t0_us,
+                    float(message.extra["frame_us"]),
+                    received_s,
+                )
+        except UserFacingError as error:
+            self.stats.rejected += 1
+            self.log(f"detect: rejected {message.kind}/{message.stream}: {error}")
+
+    def _end(self, message: Any) -> None:
+        from streamdet import wire
+
+        stream = message.stream
+        self.drain_stream(stream)
+        self.detector.end_stream(stream)
+        sensor_size = self.sensor_sizes.get(stream, tuple(message.sensor_size))
+        self.publisher.send(wire.eos_message(stream, "detections", sensor_size))
+        self._ended.add(stream)
+
+    def drain_stream(self, stream: str) -> None:
+        """Simulate everything queued for ``stream`` and publish it (before its end-of-stream)."""
+        state = self.detector.streams.get(stream)
+        while state is not None and state.queue:
+            self._publish(self.detector.process())
+
+    def _publish(self, results: list[WindowDetections]) -> None:
+        from streamdet import wire
+
+        for result in results:
+            message = wire.detections_message(
+                result.stream,
+                result.rows,
+                self.detector.snn.class_names,
+                self.sensor_sizes.get(result.stream, self.detector.snn.sensor_size),
+                result.t0_us,
+                result.t1_us,
+                latency_ms=round(result.latency_ms, 3),
+                dropped=result.dropped_steps,
+                late=result.late_events,
+                step=result.step,
+                dt_us=self.config.dt_us,
+            )
+            self.publisher.send(message)
+            self.stats.published += 1
+            self.stats.latencies_ms.append(result.latency_ms)
+
+    def poll_once(self, timeout_ms: int = 100) -> bool:
+        """One turn of the loop; returns False once every stream has ended (with ``exit_on_eos``)."""
+        message = self.subscriber.receive(timeout_ms=timeout_ms if not self.detector.backlog_steps() else 0)
+        while message is not None:
+            self._accept(message, time.monotonic())
+            message = self.subscriber.receive(timeout_ms=0)
+        dropped = self.detector.drop_backlog()
+        if dropped:
+            self.stats.dropped_steps += dropped
+            now = time.monotonic()
+            if now - self._last_behind_log > 1.0:
+                self.log(
+                    f"detect: falling behind: input arrives faster than the network simulates; dropped the "
+                    f"oldest {dropped} step(s) beyond the backlog of {self.config.max_backlog_steps} "
+                    f"(total dropped {self.detector.dropped_steps})"
+                )
+                self._last_behind_log = now
+        self._publish(self.detector.process(max_steps=self.config.max_chunk_steps))
+        self.stats.simulated_steps = self.detector.simulated_steps
+        if self.exit_on_eos and self._ended and not self.detector.streams:
+            return False
+        return True
+
+    def run(self, should_stop: Callable[[], bool] = lambda: False) -> NodeStats:
+        """Loop until ``should_stop()`` (or every stream ended, with ``exit_on_eos``)."""
+        while not should_stop() and self.poll_once():
+            pass
+        return self.stats
