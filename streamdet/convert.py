@@ -177,6 +177,7 @@ _SHAPE_METHODS = {
     "squeeze",
     "unsqueeze",
     "dim",
+    "unflatten",
 }
 
 
@@ -547,7 +548,7 @@ def site_encodings(
         channels = facts.meta[node.name][1]
         use_clip = facts.activations.get(node) == "quant" and config.normalisation in ("auto", "quant")
         if use_clip:
-            clip = float(facts.module(node).clip.detach().abs())
+            clip = max(float(facts.module(node).clip.detach().abs()), 1e-3)
             low, high = torch.zeros(1, dtype=torch.float64), torch.full((1,), clip, dtype=torch.float64)
         elif node.name in ranges:
             low, high = ranges[node.name]
@@ -875,16 +876,15 @@ def convert_detector(
         config: conversion settings.
         progress: show calibration progress on stderr.
     """
-    from dataclasses import asdict, is_dataclass
+    from dataclasses import asdict
 
     from streamdet.model import pad_input
 
     width, height = bundle.sensor_size
-    example = pad_input(torch.zeros(1, modality_channels(bundle.modality), height, width), bundle.config)
+    example = pad_input(torch.zeros(1, modality_channels(bundle.modality), height, width))
     network = convert_network(
         bundle.model, calibration_inputs, config, example_input=example, progress=progress
     )
-    model_config = asdict(bundle.config) if is_dataclass(bundle.config) else dict(bundle.config)
     return SpikingDetector(
         graph_module=network.graph_module,
         neuron=IFParameters(threshold=1.0, reset=config.reset, initial_membrane=config.initial_membrane),
@@ -895,6 +895,11 @@ def convert_detector(
         event_scale=bundle.event_scale,
         sensor_size=tuple(bundle.sensor_size),
         anchors=bundle.anchors,
-        model_config=model_config,
+        model_config=bundle.config.to_dict(),
         conversion=asdict(config),
+        decoding={
+            "score_thresh": bundle.score_thresh,
+            "nms_thresh": bundle.nms_thresh,
+            "max_dets": bundle.max_dets,
+        },
     )

@@ -180,10 +180,22 @@ class SpikingNetwork:
             batch=batch, device=state.device, membranes=membranes, steps=state.steps + steps
         )
 
-    def rate_limit(self, x: torch.Tensor) -> Any:
-        """The T -> infinity limit of the SNN: the normalised ANN (IF populations as clamped rates)."""
+    def rate_limit(self, x: torch.Tensor, probe: Probe | None = None) -> Any:
+        """The T -> infinity limit of the SNN: the normalised ANN (IF populations as clamped rates).
+
+        Args:
+            x: ANN input ``[B, C, H, W]``.
+            probe: optional callback receiving each population's limit rates ``[B, ...]``.
+        """
+
+        def neurons(name: str, current: torch.Tensor) -> torch.Tensor:
+            rate = self._plan.modules[name](current)
+            if probe is not None:
+                probe(name, rate)
+            return rate
+
         with torch.no_grad():
-            return self.graph_module(x)
+            return self._plan.execute(x, neurons)
 
     def _membrane(self, membranes: dict[str, torch.Tensor], name: str, like: torch.Tensor) -> IFState:
         if name not in membranes:
@@ -350,7 +362,8 @@ class SpikingDetector(SpikingNetwork):
 
     Attributes (like ``streamdet.model.DetectorBundle``): ``modality``, ``class_names``, ``window_us``
     (microseconds), ``event_scale``, ``sensor_size`` ``(W, H)``, ``anchors`` ``[A, 4]``, ``model_config``
-    (the ANN's RetinaNetConfig as a dict) and ``conversion`` (the ConversionConfig as a dict).
+    (the ANN's RetinaNetConfig as a dict), ``conversion`` (the ConversionConfig as a dict) and
+    ``decoding`` (score / NMS thresholds and detections per image of the ANN bundle).
     """
 
     def __init__(
@@ -366,6 +379,7 @@ class SpikingDetector(SpikingNetwork):
         anchors: torch.Tensor,
         model_config: dict,
         conversion: dict,
+        decoding: dict | None = None,
     ) -> None:
         super().__init__(graph_module, neuron, sites)
         self.modality = modality
@@ -376,7 +390,7 @@ class SpikingDetector(SpikingNetwork):
         self.anchors = anchors
         self.model_config = dict(model_config)
         self.conversion = dict(conversion)
-        self._decoder: Callable | None = None
+        self.decoding = dict(decoding or {})
 
     def to(self, device) -> SpikingDetector:
         super().to(device)
@@ -385,17 +399,17 @@ class SpikingDetector(SpikingNetwork):
 
     def decode(self, cls_logits: torch.Tensor, box_deltas: torch.Tensor) -> list[torch.Tensor]:
         """Boxes from mean output currents ``[B, A, nc]``, ``[B, A, 4]``: per image ``[N, 6]`` rows
-        ``x1, y1, x2, y2, score, class`` (pixels), with the ANN's decoding (``DetectorBundle.decode``)."""
-        if self._decoder is None:
-            self._decoder = _bundle_decoder(self)
-        return self._decoder(cls_logits, box_deltas)
+        ``x1, y1, x2, y2, score, class`` (pixels), decoded like the ANN (``DetectorBundle.decode``:
+        ``streamdet.model.decode_detections`` with the bundle's anchors and thresholds)."""
+        from streamdet.model import decode_detections
 
-
-def _bundle_decoder(snn: SpikingDetector) -> Callable:
-    """The ANN bundle's ``decode`` for this detector's config and anchors (from ``streamdet.model``)."""
-    from streamdet import model as ann
-
-    return ann.make_decoder(snn.model_config, snn.anchors)
+        return decode_detections(
+            cls_logits,
+            box_deltas,
+            self.anchors.to(cls_logits.device),
+            image_size=self.sensor_size,
+            **self.decoding,
+        )
 
 
 def save_snn(snn: SpikingDetector, path: str | Path) -> None:
@@ -418,6 +432,7 @@ def save_snn(snn: SpikingDetector, path: str | Path) -> None:
             "anchors": snn.anchors.cpu(),
             "model_config": snn.model_config,
             "conversion": snn.conversion,
+            "decoding": snn.decoding,
         },
         Path(path),
     )
@@ -458,4 +473,5 @@ def load_snn(name_or_path: str | Path) -> SpikingDetector:
         anchors=payload["anchors"],
         model_config=payload["model_config"],
         conversion=payload["conversion"],
+        decoding=payload.get("decoding", {}),
     )

@@ -1,0 +1,543 @@
+"""How closely the converted SNN follows the ANN: mAP by time steps, ablations, layer correlations,
+spike rates, synaptic operations and an energy estimate.
+
+Simulation protocol (``simulate_prefix_means``). A window of ``window_us`` is simulated for ``T`` steps,
+``dt = window_us / T`` microseconds. The SNN's input current is the ANN input ``x`` at every step
+(constant current, the rate-equivalent input of paper 001: its mean over the steps is ``x``), with a
+fresh state per window. Because the input is constant, the first ``T`` steps of one simulation of
+``T_max`` steps *are* the ``T``-step simulation, so one run to ``T_max`` scores every ``T`` of the list.
+
+Decoding at ``T``: the output currents (logits, box deltas in ANN units) are averaged over steps
+``[k, T)`` and decoded like the ANN's. ``k = 0`` without transient skipping; with it (paper 001: "ignore
+the outputs of the initial transient") ``k = floor(skip_fraction * T)``, by default the first quarter.
+
+Energy (``energy_estimate``): ``E_ANN = MACs * 4.6 pJ`` (one 32-bit float multiply 3.7 pJ + add
+0.9 pJ, 45 nm CMOS, Horowitz, ISSCC 2014) and ``E_SNN = SynOps * 0.9 pJ`` (an accumulate per synaptic
+event), ``SynOps = sum_layers MACs_layer * nonzero fraction of the layer's input`` summed over the ``T``
+steps of a window (the first layer's non-zero input currents count as synaptic events too).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import math
+from collections.abc import Iterable, Iterator
+from dataclasses import dataclass, replace
+from pathlib import Path
+from typing import Any
+
+import torch
+from torch import nn
+
+from streamdet.convert import ConversionConfig, convert_detector
+from streamdet.errors import UserFacingError
+from streamdet.snn import SpikingDetector
+
+DEFAULT_STEPS = (4, 8, 16, 32, 64, 128, 256)
+ENERGY_PER_MAC_PJ = 4.6
+ENERGY_PER_AC_PJ = 0.9
+
+
+@dataclass(frozen=True)
+class SimulationConfig:
+    """How a window is simulated and decoded.
+
+    Attributes:
+        steps: the numbers of time steps ``T`` per window to score.
+        skip_fraction: with transient skipping, the first ``floor(skip_fraction * T)`` steps are ignored.
+        chunk: steps simulated per call of the native engine (time folded into the batch).
+        batch_size: windows simulated together.
+    """
+
+    steps: tuple[int, ...] = DEFAULT_STEPS
+    skip_fraction: float = 0.25
+    chunk: int = 8
+    batch_size: int = 4
+
+    def boundaries(self) -> list[int]:
+        """Step counts at which running output sums are needed (each ``T`` and each transient end)."""
+        marks = set(self.steps) | {self.skip_start(t) for t in self.steps}
+        return sorted(m for m in marks if m > 0)
+
+    def skip_start(self, steps: int) -> int:
+        return int(math.floor(self.skip_fraction * steps))
+
+
+def parse_steps(text: str) -> tuple[int, ...]:
+    """``"4,8,16"`` -> ``(4, 8, 16)``; ``UserFacingError`` for anything but positive integers."""
+    try:
+        steps = tuple(sorted({int(part) for part in text.split(",") if part.strip()}))
+    except ValueError:
+        raise UserFacingError(f"--steps must be comma-separated integers, got {text!r}") from None
+    if not steps or steps[0] < 1:
+        raise UserFacingError(f"--steps must list positive integers, got {text!r}")
+    return steps
+
+
+def parse_percentiles(text: str) -> tuple[float, float]:
+    """``"0.01,99.99"`` -> ``(0.01, 99.99)``."""
+    try:
+        low, high = (float(part) for part in text.split(","))
+    except ValueError:
+        raise UserFacingError(f"--percentiles must be LOW,HIGH (e.g. 0.01,99.99), got {text!r}") from None
+    return low, high
+
+
+def add_snn_arguments(parser: argparse.ArgumentParser) -> None:
+    """Options of the SNN measurement (used by ``streamdet eval --snn`` and ``streamdet convert``)."""
+    group = parser.add_argument_group("SNN conversion and simulation")
+    group.add_argument(
+        "--steps",
+        type=parse_steps,
+        default=DEFAULT_STEPS,
+        help="time steps T per window to score, comma-separated (default 4,8,16,32,64,128,256)",
+    )
+    group.add_argument(
+        "--skip-transient",
+        choices=("off", "on", "both"),
+        default="both",
+        help="average the outputs over all steps (off), over the steps after the transient (on), or "
+        "report both (main figures without skipping, 'transient_skipped' beside them)",
+    )
+    group.add_argument(
+        "--skip-fraction", type=float, default=0.25, help="transient = first floor(F * T) steps (0.25)"
+    )
+    group.add_argument(
+        "--normalisation",
+        choices=("auto", "quant", "percentile"),
+        default="auto",
+        help="Quant-ReLU clips where the ANN has them and percentiles elsewhere (auto), clips only, or "
+        "percentiles everywhere",
+    )
+    group.add_argument("--granularity", choices=("channel", "layer"), default="channel")
+    group.add_argument(
+        "--percentiles", type=parse_percentiles, default=(0.01, 99.99), help="LOW,HIGH in %% (0.01,99.99)"
+    )
+    group.add_argument(
+        "--initial-membrane", type=float, default=0.5, help="v[0] / threshold; 0.5 = residual fix, 0 = off"
+    )
+    group.add_argument("--reset", choices=("subtract", "zero"), default="subtract")
+    group.add_argument(
+        "--spike-unactivated",
+        choices=("on", "off"),
+        default="on",
+        help="IF neurons on adds / convolutions without an activation that feed another layer (on), or "
+        "pass them on as currents (off)",
+    )
+    group.add_argument(
+        "--calibration-data",
+        default=None,
+        metavar="SPLIT_DIR",
+        help="split whose input windows calibrate percentiles (default: the evaluated split; only inputs "
+        "are used, no labels)",
+    )
+    group.add_argument("--calibration-windows", type=int, default=64)
+    group.add_argument("--snn-limit", type=int, default=None, help="score the SNN on the first N images only")
+    group.add_argument("--chunk", type=int, default=8, help="steps per native-engine call (8)")
+    group.add_argument(
+        "--snn-report",
+        default=None,
+        metavar="DIR",
+        help="also write report.json and PNG plots: ablations, layer correlations, spike rates, energy",
+    )
+
+
+def conversion_config_from_args(args: argparse.Namespace) -> ConversionConfig:
+    """The ``ConversionConfig`` the command-line options describe."""
+    return ConversionConfig(
+        normalisation=args.normalisation,
+        granularity=args.granularity,
+        percentiles=tuple(args.percentiles),
+        spike_unactivated=args.spike_unactivated == "on",
+        initial_membrane=args.initial_membrane,
+        reset=args.reset,
+        calibration_windows=args.calibration_windows,
+    )
+
+
+def split_inputs(
+    split_dir: str | Path, bundle: Any, limit: int | None, batch_size: int
+) -> Iterator[tuple[list[int], torch.Tensor]]:
+    """Batches ``(image ids, padded ANN inputs [B, C, H, W])`` of a split's windows, in file order."""
+    from streamdet.model import pad_input
+    from streamdet.samples import DetectionSamples
+
+    samples = DetectionSamples([split_dir], bundle.modality, bundle.event_scale, window_us=bundle.window_us)
+    count = len(samples) if limit is None else max(0, min(int(limit), len(samples)))
+    for start in range(0, count, batch_size):
+        indices = range(start, min(start + batch_size, count))
+        ids = [int(samples.image(i)["id"]) for i in indices]
+        yield ids, pad_input(torch.stack([samples[i][0] for i in indices]))
+
+
+def calibration_inputs(split_dir: str | Path, bundle: Any, windows: int) -> Iterable[torch.Tensor]:
+    """Padded input windows of a split for calibration (the first ``windows`` of the split)."""
+    return (inputs for _, inputs in split_inputs(split_dir, bundle, windows, batch_size=8))
+
+
+def needs_calibration(bundle: Any, config: ConversionConfig) -> bool:
+    """Whether converting ``bundle`` with ``config`` needs data (a site that is not a Quant-ReLU clip)."""
+    from streamdet.convert import is_quant_relu
+
+    if config.normalisation == "percentile":
+        return True
+    activations = [m for m in bundle.model.modules() if isinstance(m, nn.ReLU) or is_quant_relu(m)]
+    return any(isinstance(m, nn.ReLU) for m in activations) or config.spike_unactivated
+
+
+def convert_for_evaluation(
+    bundle: Any, config: ConversionConfig, calibration_dir: str | Path, progress: bool = True
+) -> SpikingDetector:
+    """Convert ``bundle`` with ``config``, calibrating on ``calibration_dir`` where needed."""
+    data = calibration_inputs(calibration_dir, bundle, config.calibration_windows)
+    return convert_detector(bundle, data if needs_calibration(bundle, config) else None, config, progress)
+
+
+def simulate_prefix_means(
+    snn: SpikingDetector, inputs: torch.Tensor, config: SimulationConfig, probe=None
+) -> dict[int, tuple[torch.Tensor, torch.Tensor]]:
+    """Running sums of the output currents at every boundary of ``config`` (one simulation).
+
+    Args:
+        snn: the converted detector.
+        inputs: padded ANN inputs ``[B, C, H, W]``, given as constant current at every step.
+        config: steps to score, transient policy, chunk size.
+        probe: forwarded to ``SpikingDetector.run``.
+
+    Returns:
+        ``{n: (sum of cls currents over steps [0, n), sum of box currents)}``, ``[B, A, nc]``, ``[B, A, 4]``.
+    """
+    marks = config.boundaries()
+    total = max(marks)
+    state = snn.initial_state(inputs.shape[0], inputs.device)
+    sums: dict[int, tuple[torch.Tensor, torch.Tensor]] = {}
+    running = None
+    done = 0
+    while done < total:
+        chunk = min(config.chunk, total - done)
+        (cls, box), state = snn.run(inputs.expand(chunk, *inputs.shape), state, probe=probe)
+        cls_cum, box_cum = cls.cumsum(0), box.cumsum(0)
+        if running is not None:
+            cls_cum += running[0]
+            box_cum += running[1]
+        for mark in marks:
+            if done < mark <= done + chunk:
+                sums[mark] = (cls_cum[mark - done - 1].clone(), box_cum[mark - done - 1].clone())
+        running = (cls_cum[-1], box_cum[-1])
+        done += chunk
+    return sums
+
+
+def window_means(
+    sums: dict[int, tuple[torch.Tensor, torch.Tensor]], steps: int, skip_start: int
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """Mean output currents over steps ``[skip_start, steps)`` from running sums."""
+    cls, box = sums[steps]
+    if skip_start > 0:
+        cls, box = cls - sums[skip_start][0], box - sums[skip_start][1]
+    count = steps - skip_start
+    return cls / count, box / count
+
+
+def score_snn(
+    snn: SpikingDetector,
+    split_dir: str | Path,
+    bundle: Any,
+    config: SimulationConfig,
+    limit: int | None,
+    progress: bool = True,
+) -> dict[str, dict[str, dict[str, float]]]:
+    """COCO mAP of the SNN at every ``T`` with and without transient skipping.
+
+    Returns:
+        ``{"all_steps": {"<T>": {"map50", "map"}}, "transient_skipped": {"<T>": {...}}}``.
+    """
+    from tqdm import tqdm
+
+    from streamdet.evaluate import coco_from_dict, coco_metrics
+    from streamdet.samples import DetectionSamples
+
+    policies = {"all_steps": lambda t: 0, "transient_skipped": config.skip_start}
+    detections: dict[tuple[str, int], dict[int, torch.Tensor]] = {
+        (p, t): {} for p in policies for t in config.steps
+    }
+    batches = list(split_inputs(split_dir, bundle, limit, config.batch_size))
+    images = sum(len(ids) for ids, _ in batches)
+    with tqdm(total=images, desc=f"snn T<={max(config.steps)}", unit="img", disable=not progress) as bar:
+        for ids, inputs in batches:
+            sums = simulate_prefix_means(snn, inputs, config)
+            for policy, skip in policies.items():
+                for steps in config.steps:
+                    rows = snn.decode(*window_means(sums, steps, skip(steps)))
+                    for image_id, found in zip(ids, rows, strict=True):
+                        detections[(policy, steps)][image_id] = found.detach().cpu()
+            bar.update(len(ids))
+    samples = DetectionSamples([split_dir], bundle.modality, bundle.event_scale, window_us=bundle.window_us)
+    coco_gt = coco_from_dict(samples.splits[0].coco, [i for ids, _ in batches for i in ids])
+    scores: dict[str, dict[str, dict[str, float]]] = {p: {} for p in policies}
+    for (policy, steps), found in detections.items():
+        metrics = coco_metrics(coco_gt, found)
+        scores[policy][str(steps)] = {"map50": metrics["map50"], "map": metrics["map"]}
+    return scores
+
+
+def evaluate_snn(args: argparse.Namespace, bundle: Any, split_dir: str | Path) -> dict:
+    """``streamdet eval --snn``: convert ``bundle`` and score the SNN on ``split_dir`` at each ``--steps``.
+
+    Returns:
+        ``{"<T>": {"map50", "map"}}`` (``--skip-transient off`` or ``both``: averaged over all T steps;
+        ``on``: over the steps after the transient); with ``both`` each entry also holds
+        ``"transient_skipped": {"map50", "map", "skipped_steps"}``.
+    """
+    config = conversion_config_from_args(args)
+    simulation = SimulationConfig(steps=tuple(args.steps), skip_fraction=args.skip_fraction, chunk=args.chunk)
+    calibration_dir = args.calibration_data or split_dir
+    snn = convert_for_evaluation(bundle, config, calibration_dir)
+    snn.to(next(bundle.model.parameters()).device)
+    limit = args.snn_limit if args.snn_limit is not None else args.limit
+    scores = score_snn(snn, split_dir, bundle, simulation, limit)
+    result: dict[str, Any] = {}
+    for steps in simulation.steps:
+        key = str(steps)
+        skipped = {**scores["transient_skipped"][key], "skipped_steps": simulation.skip_start(steps)}
+        if args.skip_transient == "on":
+            result[key] = skipped
+        else:
+            result[key] = dict(scores["all_steps"][key])
+            if args.skip_transient == "both":
+                result[key]["transient_skipped"] = skipped
+    if args.snn_report:
+        write_report(args, bundle, Path(split_dir), snn, simulation, limit, Path(args.snn_report))
+    return result
+
+
+ABLATIONS: dict[str, dict[str, Any]] = {
+    "residual fix off": {"initial_membrane": 0.0},
+    "layer-wise": {"granularity": "layer"},
+    "percentile (no Quant-ReLU clips)": {"normalisation": "percentile"},
+    "reset to zero": {"reset": "zero"},
+    "IF on adds off": {"spike_unactivated": False},
+}
+"""Each ablation changes one field of the evaluated ConversionConfig."""
+
+
+def layer_statistics(
+    snn: SpikingDetector, inputs: torch.Tensor, steps: tuple[int, ...], chunk: int
+) -> dict[str, Any]:
+    """Per IF population: spike rate and Pearson correlation of SNN rates with the ANN's normalised
+    activations (``rate_limit``) after each ``T`` of ``steps``; output-layer samples for the scatter plot;
+    MACs and synaptic operations per window.
+    """
+    limit_values: dict[str, torch.Tensor] = {}
+    snn.rate_limit(inputs, probe=lambda name, rate: limit_values.__setitem__(name, rate.flatten()))
+    counts: dict[str, torch.Tensor] = {}
+    correlations: dict[str, dict[str, float]] = {name: {} for name in snn.populations}
+    rates: dict[str, float] = {}
+    density = SynapticCounter(snn)
+
+    def probe(name: str, spikes: torch.Tensor) -> None:
+        total = spikes.sum(0).flatten()
+        counts[name] = counts[name] + total if name in counts else total
+
+    marks = sorted(steps)
+    state = snn.initial_state(inputs.shape[0])
+    cls_sum = None
+    done = 0
+    output_samples: dict[str, list[float]] = {}
+    with density:
+        while done < marks[-1]:
+            size = min(chunk, marks[-1] - done)
+            (cls, _), state = snn.run(inputs.expand(size, *inputs.shape), state, probe=probe)
+            cls_sum = cls.sum(0) if cls_sum is None else cls_sum + cls.sum(0)
+            done += size
+            if done in marks:
+                for name in snn.populations:
+                    rate = counts[name] / done
+                    correlations[name][str(done)] = _pearson(rate, limit_values[name])
+                output_samples[str(done)] = (cls_sum / done).flatten()[::97].tolist()
+    for name in snn.populations:
+        rates[name] = float(counts[name].sum() / (counts[name].numel() * done))
+    ann_cls, _ = snn.rate_limit(inputs)
+    return {
+        "spike_rate": rates,
+        "correlation": correlations,
+        "output_scatter": {"ann": ann_cls.flatten()[::97].tolist(), "snn": output_samples},
+        "operations": density.summary(done, inputs.shape[0]),
+    }
+
+
+def _pearson(a: torch.Tensor, b: torch.Tensor) -> float:
+    a, b = a.double() - a.double().mean(), b.double() - b.double().mean()
+    denominator = a.norm() * b.norm()
+    return float((a @ b) / denominator) if denominator > 0 else float("nan")
+
+
+class SynapticCounter:
+    """Counts MACs and synaptic events of the synaptic layers while the SNN runs (forward hooks).
+
+    For a layer with output ``[N, C_out, ...]`` and ``k`` inputs per output (``C_in / groups * kh * kw``),
+    ``MACs = N * C_out * ... * k`` per call and ``SynOps = MACs * (nonzero inputs / inputs)``.
+    """
+
+    def __init__(self, snn: SpikingDetector) -> None:
+        self.layers = {
+            name: module
+            for name, module in snn.graph_module.named_modules()
+            if isinstance(module, nn.Conv2d | nn.ConvTranspose2d | nn.Linear)
+        }
+        self.macs = 0.0
+        self.synops = 0.0
+        self.handles: list = []
+
+    def hook(self, module: nn.Module, inputs: tuple[torch.Tensor, ...], output: torch.Tensor) -> None:
+        if isinstance(module, nn.Linear):
+            fan_in = module.in_features
+        elif isinstance(module, nn.ConvTranspose2d):
+            fan_in = module.weight[:, 0].numel() // (module.stride[0] * module.stride[1])
+        else:
+            fan_in = module.weight[0].numel()
+        macs = output.numel() * fan_in
+        density = float(inputs[0].count_nonzero()) / inputs[0].numel()
+        self.macs += macs
+        self.synops += macs * density
+
+    def __enter__(self) -> SynapticCounter:
+        self.handles = [m.register_forward_hook(self.hook) for m in self.layers.values()]
+        return self
+
+    def __exit__(self, *exc) -> None:
+        for handle in self.handles:
+            handle.remove()
+
+    def summary(self, steps: int, batch: int) -> dict[str, float]:
+        """Per window: ANN MACs (one pass), SNN SynOps over ``steps``, and the energy estimate."""
+        ann_macs = self.macs / (steps * batch)
+        synops = self.synops / batch
+        return {
+            "steps": steps,
+            "ann_macs": ann_macs,
+            "snn_synops": synops,
+            "synops_per_mac": synops / ann_macs,
+            **energy_estimate(ann_macs, synops),
+        }
+
+
+def energy_estimate(ann_macs: float, snn_synops: float) -> dict[str, float]:
+    """``E_ANN = MACs * 4.6 pJ``, ``E_SNN = SynOps * 0.9 pJ`` (constants in the module docstring), in uJ."""
+    return {
+        "energy_ann_uj": ann_macs * ENERGY_PER_MAC_PJ * 1e-6,
+        "energy_snn_uj": snn_synops * ENERGY_PER_AC_PJ * 1e-6,
+        "pj_per_mac": ENERGY_PER_MAC_PJ,
+        "pj_per_ac": ENERGY_PER_AC_PJ,
+    }
+
+
+def write_report(
+    args: argparse.Namespace,
+    bundle: Any,
+    split_dir: Path,
+    snn: SpikingDetector,
+    simulation: SimulationConfig,
+    limit: int | None,
+    out_dir: Path,
+) -> dict[str, Any]:
+    """Ablations, layer statistics and plots into ``out_dir`` (``report.json``, ``*.png``)."""
+    from streamdet.evaluate import evaluate_split
+
+    out_dir.mkdir(parents=True, exist_ok=True)
+    config = conversion_config_from_args(args)
+    calibration_dir = args.calibration_data or split_dir
+    ann = evaluate_split(
+        bundle.detect, split_dir, bundle.modality, bundle.window_us, bundle.event_scale, limit
+    )
+    curves = {"converted": score_snn(snn, split_dir, bundle, simulation, limit)}
+    for label, change in ABLATIONS.items():
+        variant = replace(config, **change)
+        if variant == config:
+            continue
+        try:
+            converted = convert_for_evaluation(bundle, variant, calibration_dir)
+        except UserFacingError as error:
+            curves[label] = {"error": str(error)}
+            continue
+        curves[label] = score_snn(converted, split_dir, bundle, simulation, limit)
+    _, first_batch = next(split_inputs(split_dir, bundle, limit, simulation.batch_size))
+    layers = layer_statistics(snn, first_batch, simulation.steps, simulation.chunk)
+    report = {
+        "model": str(getattr(args, "model", "")),
+        "data": str(split_dir),
+        "images": ann["images"],
+        "ann": {"map50": ann["map50"], "map": ann["map"]},
+        "conversion": snn.conversion,
+        "simulation": {"steps": list(simulation.steps), "skip_fraction": simulation.skip_fraction},
+        "curves": curves,
+        "layers": layers,
+    }
+    (out_dir / "report.json").write_text(json.dumps(report, indent=2) + "\n")
+    plot_report(report, out_dir)
+    return report
+
+
+def plot_report(report: dict[str, Any], out_dir: Path) -> list[Path]:
+    """PNG plots of a report: mAP@0.5 vs T per variant, output-layer scatter (paper 001 fig. 1),
+    per-layer correlation vs T, per-layer spike rates."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    written = []
+    figure, axes = plt.subplots(1, 2, figsize=(11, 4))
+    for axis, policy in zip(axes, ("all_steps", "transient_skipped"), strict=True):
+        for label, curve in report["curves"].items():
+            if "error" in curve:
+                continue
+            steps = [int(t) for t in curve[policy]]
+            axis.plot(steps, [curve[policy][str(t)]["map50"] for t in steps], marker="o", label=label)
+        axis.axhline(report["ann"]["map50"], color="k", linestyle="--", label="ANN")
+        axis.set_xscale("log", base=2)
+        axis.set_xlabel("time steps T per window")
+        axis.set_ylabel("mAP@0.5")
+        axis.set_title(policy.replace("_", " "))
+    axes[0].legend(fontsize=7)
+    figure.tight_layout()
+    written.append(out_dir / "map_vs_steps.png")
+    figure.savefig(written[-1], dpi=120)
+    plt.close(figure)
+
+    scatter = report["layers"]["output_scatter"]
+    marks = sorted(scatter["snn"], key=int)
+    chosen = [marks[0], marks[-1]] if len(marks) > 1 else marks
+    figure, axes = plt.subplots(1, len(chosen), figsize=(5 * len(chosen), 4.5), squeeze=False)
+    for axis, mark in zip(axes[0], chosen, strict=True):
+        axis.scatter(scatter["ann"], scatter["snn"][mark], s=2, alpha=0.4)
+        low, high = min(scatter["ann"]), max(scatter["ann"])
+        axis.plot([low, high], [low, high], color="k", linewidth=0.8)
+        axis.set_xlabel("ANN class logit")
+        axis.set_ylabel(f"SNN mean output current, T = {mark}")
+        axis.set_title(f"output layer, T = {mark}")
+    figure.tight_layout()
+    written.append(out_dir / "output_correlation.png")
+    figure.savefig(written[-1], dpi=120)
+    plt.close(figure)
+
+    correlation = report["layers"]["correlation"]
+    names = list(correlation)
+    figure, axes = plt.subplots(1, 2, figsize=(13, 4.5))
+    for mark in marks:
+        axes[0].plot(
+            range(len(names)), [correlation[n].get(mark, float("nan")) for n in names], label=f"T={mark}"
+        )
+    axes[0].set_xticks(range(len(names)), names, rotation=90, fontsize=6)
+    axes[0].set_ylabel("Pearson r, SNN rate vs ANN activation")
+    axes[0].legend(fontsize=7)
+    rates = report["layers"]["spike_rate"]
+    axes[1].bar(range(len(names)), [rates[n] for n in names])
+    axes[1].set_xticks(range(len(names)), names, rotation=90, fontsize=6)
+    axes[1].set_ylabel(f"spike rate (spikes / neuron / step), T = {marks[-1]}")
+    figure.tight_layout()
+    written.append(out_dir / "layers.png")
+    figure.savefig(written[-1], dpi=120)
+    plt.close(figure)
+    return written
