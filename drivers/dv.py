@@ -121,10 +121,10 @@ def drive_dv(config: DVDriveConfig, *, progress: bool = False) -> DriveStats:
         desc="drive dv", unit=" events", unit_scale=True, file=sys.stderr, disable=None if progress else True
     )
     clock_start = time.monotonic()
+    t0_us: int | None = None
     try:
         wait_for_subscribers(publisher, config.endpoint, config.wait_subscribers, config.wait_timeout_s)
         clock_start = time.monotonic()
-        t0_us: int | None = None
         while config.seconds is None or time.monotonic() - clock_start < config.seconds:
             batch = reader.getNextEventBatch()
             if batch is None:
@@ -146,6 +146,6 @@ def drive_dv(config: DVDriveConfig, *, progress: bool = False) -> DriveStats:
             bar.update(len(batch_events))
     finally:
         bar.close()
-        publisher.send(wire.eos_message(config.stream, "events", sensor_size))
+        publisher.send(wire.eos_message(config.stream, "events", sensor_size, t0_us or 0))
         publisher.close()
     return DriveStats(packets, events, 0, 0, time.monotonic() - clock_start)

@@ -240,6 +240,7 @@ def drive_synthetic(config: SyntheticDriveConfig, *, progress: bool = False) -> 
         disable=None if progress else True,
     )
     clock_start = time.monotonic()
+    end_us = 0
     try:
         wait_for_subscribers(publisher, config.endpoint, config.wait_subscribers, config.wait_timeout_s)
         clock_start = time.monotonic()
@@ -267,16 +268,17 @@ def drive_synthetic(config: SyntheticDriveConfig, *, progress: bool = False) -> 
                         CLASS_NAMES,
                         config.sensor_size,
                         packet.truth_us,
-                        packet.truth_us + 1,
+                        packet.truth_us,
                     )
                 )
                 truths += 1
             packets += 1
+            end_us = packet.t1_us
             bar.update(1)
     finally:
         bar.close()
-        publisher.send(wire.eos_message(config.stream, kind, config.sensor_size))
-        publisher.send(wire.eos_message(config.stream, "truth", config.sensor_size))
+        publisher.send(wire.eos_message(config.stream, kind, config.sensor_size, end_us))
+        publisher.send(wire.eos_message(config.stream, "truth", config.sensor_size, end_us))
         publisher.close()
     return DriveStats(packets, events, frames, truths, time.monotonic() - clock_start)
 

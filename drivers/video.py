@@ -251,10 +251,10 @@ def drive_video(config: VideoDriveConfig, *, progress: bool = False) -> DriveSta
         disable=None if progress else True,
     )
     clock_start = time.monotonic()
+    previous_us = first_time
     try:
         wait_for_subscribers(publisher, config.endpoint, config.wait_subscribers, config.wait_timeout_s)
         clock_start = time.monotonic()
-        previous_us = first_time
         for t_us, frame in frames_iter:
             if end_us is not None and t_us > end_us:
                 break
@@ -279,7 +279,7 @@ def drive_video(config: VideoDriveConfig, *, progress: bool = False) -> DriveSta
             bar.update(1)
     finally:
         bar.close()
-        publisher.send(wire.eos_message(config.stream, kind, sensor_size))
+        publisher.send(wire.eos_message(config.stream, kind, sensor_size, previous_us + 1))
         publisher.close()
         frames_iter.close()
     return DriveStats(packets, events, frames, 0, time.monotonic() - clock_start)

@@ -414,6 +414,10 @@ def initial_spike_camera_state(
     )
 
 
+_SPIKE_BLOCK_ELEMENTS = 1 << 20
+"""Output frames are computed in blocks of about this many pixels, to stay in the CPU cache."""
+
+
 def emulate_spike_camera(
     frames: np.ndarray,
     times_us: np.ndarray,
@@ -451,34 +455,43 @@ def emulate_spike_camera(
     threshold = np.float32(params.threshold)
     potential = state.potential / threshold
     previous = np.clip(state.last_frame, 0, 1)
+    height, width = state.last_frame.shape
     emitted = state.frames_emitted
+    total = (
+        output_frames_until(state.start_time_us, params.rate_hz, int(times_us[-1])) - emitted
+        if len(frames)
+        else 0
+    )
+    spike_frames = np.empty((total, height, width), dtype=bool)
+    spike_times = np.empty(total, dtype=np.int64)
+    block = max(1, _SPIKE_BLOCK_ELEMENTS // (height * width))
     t_prev = state.last_time_us
-    out_frames: list[np.ndarray] = []
-    out_times: list[np.ndarray] = []
     for frame, t_now in zip(frames, times_us.tolist(), strict=True):
         current = np.clip(frame, 0, 1)
         last_index = output_frames_until(state.start_time_us, params.rate_hz, t_now)
         times = output_frame_times(state.start_time_us, params.rate_hz, emitted + 1, last_index + 1)
-        if len(times):
-            fraction = ((times - t_prev) / (t_now - t_prev)).astype(np.float32)
-            steps = np.arange(1, len(times) + 1, dtype=np.float32) * gain
-            ramp = np.cumsum(fraction) * gain
-            level = np.multiply.outer(steps, previous)
-            level += np.multiply.outer(ramp, current - previous)
+        cursor = emitted - state.frames_emitted
+        spike_times[cursor : cursor + len(times)] = times
+        fraction = ((times - t_prev) / (t_now - t_prev)).astype(np.float32)
+        steps = np.arange(1, len(times) + 1, dtype=np.float32) * gain
+        ramp = np.cumsum(fraction) * gain
+        delta = current - previous
+        fired_before = np.zeros_like(potential)
+        for start in range(0, len(times), block):
+            stop = min(len(times), start + block)
+            level = np.multiply.outer(steps[start:stop], previous)
+            level += np.multiply.outer(ramp[start:stop], delta)
             level += potential
-            fired_total = np.floor(level)
-            spikes = np.empty(level.shape, dtype=bool)
-            spikes[0] = fired_total[0] > 0
-            np.greater(fired_total[1:], fired_total[:-1], out=spikes[1:])
-            potential = level[-1] - fired_total[-1]
-            out_frames.append(spikes)
-            out_times.append(times)
-            emitted = last_index
+            fired = np.floor(level)
+            out = spike_frames[cursor + start : cursor + stop]
+            np.greater(fired[0], fired_before, out=out[0])
+            np.greater(fired[1:], fired[:-1], out=out[1:])
+            fired_before = fired[-1]
+            if stop == len(times):
+                potential = level[-1] - fired[-1]
+        emitted = last_index
         previous = current
         t_prev = t_now
-    height, width = state.last_frame.shape
-    spike_frames = np.concatenate(out_frames) if out_frames else np.zeros((0, height, width), dtype=bool)
-    spike_times = np.concatenate(out_times) if out_times else np.zeros(0, dtype=np.int64)
     new_state = replace(
         state,
         potential=(potential * threshold).astype(np.float32),

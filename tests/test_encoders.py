@@ -13,6 +13,8 @@ from streamdet.encoders import (
     emulate_dvs,
     emulate_spike_camera,
     log_intensity,
+    output_frame_times,
+    output_frames_until,
     poisson_encode,
 )
 from streamdet.events import EVENT_DTYPE
@@ -191,3 +193,10 @@ def test_poisson_encode_rate_and_seed():
     np.testing.assert_allclose(spikes.mean(axis=0), 0.5 * intensity, atol=0.025)
     np.testing.assert_array_equal(poisson_encode(intensity, 4000, seed=7, max_rate=0.5), spikes)
     assert not np.array_equal(poisson_encode(intensity, 4000, seed=8, max_rate=0.5), spikes)
+
+
+def test_output_frame_grid_is_exact_for_rates_that_do_not_divide_a_second():
+    times = output_frame_times(start_us=7, rate_hz=30_000.0, first=1, stop=301)
+    np.testing.assert_array_equal(times, 7 + (np.arange(1, 301) * 100) // 3)
+    assert output_frames_until(7, 30_000.0, int(times[-1])) == 300
+    assert output_frames_until(7, 30_000.0, int(times[-1]) - 1) == 299
