@@ -66,6 +66,8 @@ class BuildConfig:
         chunk_frames: rendered frames per emulator call.
         preview: also write ``preview.mp4`` (frame | event frame, ground-truth boxes).
         dvs: DVS emulator parameters; the seed is replaced per sequence.
+        randomise_sensor: draw each sequence's DVS thresholds, bandwidth, refractory period and noise
+            rates around ``dvs`` (:func:`randomised_dvs_params`) rather than using ``dvs`` as it is.
     """
 
     presets: tuple[str, ...] = ("maritime",)
@@ -81,6 +83,7 @@ class BuildConfig:
     chunk_frames: int = 125
     preview: bool = False
     dvs: DVSParams = field(default_factory=DVSParams)
+    randomise_sensor: bool = True
 
     def __post_init__(self) -> None:
         unknown = [name for name in self.presets if name not in PRESETS]
@@ -149,6 +152,38 @@ def sequence_jobs(config: BuildConfig) -> list[SequenceJob]:
         scene_seed, sensor_seed = sequence_seeds(config.seed, config.split, index)
         jobs.append(SequenceJob(index, f"{preset}-{index:04d}", preset, scene_seed, sensor_seed))
     return jobs
+
+
+def randomised_dvs_params(base: DVSParams, seed: int) -> DVSParams:
+    """DVS parameters of one sequence, drawn from ``seed`` around ``base`` (domain randomisation).
+
+    ON threshold ``theta_on = base * U(0.75, 1.75)`` (0.15-0.35 log units for v2e's 0.2), OFF threshold
+    ``theta_on * U(0.8, 1.25)``, mismatch sigma ``U(0.01, 0.05)``, photoreceptor cut-off
+    ``base * logU(0.3, 3)`` Hz, refractory period ``U(100, 1000)`` us, leak ``U(0.01, 0.5)`` Hz and
+    shot noise ``logU(0.02, 2)`` Hz per pixel.
+    """
+    rng = np.random.default_rng(seed)
+    positive = base.pos_threshold * float(rng.uniform(0.75, 1.75))
+    return DVSParams(
+        **{
+            **asdict(base),
+            "pos_threshold": positive,
+            "neg_threshold": positive * float(rng.uniform(0.8, 1.25)),
+            "threshold_sigma": float(rng.uniform(0.01, 0.05)),
+            "cutoff_hz": base.cutoff_hz * float(np.exp(rng.uniform(np.log(0.3), np.log(3.0)))),
+            "refractory_us": int(rng.integers(100, 1001)),
+            "leak_rate_hz": float(rng.uniform(0.01, 0.5)),
+            "shot_noise_rate_hz": float(np.exp(rng.uniform(np.log(0.02), np.log(2.0)))),
+            "seed": seed,
+        }
+    )
+
+
+def sequence_dvs_params(job: SequenceJob, config: BuildConfig) -> DVSParams:
+    """The DVS parameters a sequence is built with: randomised or ``config.dvs``, seeded by the job."""
+    if config.randomise_sensor:
+        return randomised_dvs_params(config.dvs, job.sensor_seed)
+    return DVSParams(**{**asdict(config.dvs), "seed": job.sensor_seed})
 
 
 def coco_categories() -> list[dict]:
@@ -235,7 +270,7 @@ def build_sequence(job: SequenceJob, config: BuildConfig, split_dir: Path) -> di
     scene = make_scene(SceneConfig(job.preset, config.sensor_size, job.scene_seed, config.duration_us))
     out_dir = split_dir / job.name
     out_dir.mkdir(parents=True, exist_ok=True)
-    dvs_params = DVSParams(**{**asdict(config.dvs), "seed": job.sensor_seed})
+    dvs_params = sequence_dvs_params(job, config)
     spike_params = SpikeCameraParams(rate_hz=config.spike_rate_hz, seed=job.sensor_seed)
     render_times = config.render_times_us()
     preview_every_us = 40_000
@@ -384,6 +419,7 @@ def write_annotations(config: BuildConfig, split_dir: Path, results: list[dict])
                 "sensor_seed": job.sensor_seed,
                 "events": result["events"],
                 "spike_frames": result["spike_frames"],
+                "dvs": asdict(sequence_dvs_params(job, config)),
             }
         )
     info = {
@@ -402,6 +438,7 @@ def write_annotations(config: BuildConfig, split_dir: Path, results: list[dict])
         "seed_rule": "SeedSequence(entropy=seed, spawn_key=(split_code, index)).generate_state(2, uint64)",
         "split_codes": SPLIT_CODES,
         "dvs": asdict(config.dvs),
+        "randomise_sensor": config.randomise_sensor,
         "sequences": sequences,
     }
     coco = {"info": info, "images": images, "annotations": annotations, "categories": coco_categories()}

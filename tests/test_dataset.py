@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import argparse
 import json
 import os
 import signal
@@ -14,7 +15,9 @@ import numpy as np
 import pytest
 
 from streamdet import CLASS_NAMES
+from streamdet.cli.dataset import parse_sensor_size
 from streamdet.dataset import SPLITS, BuildConfig, DatasetSplit, build_split, sequence_jobs, sequence_seeds
+from streamdet.errors import UserFacingError
 from streamdet.formats import read_events, read_spike_dat, read_spike_sidecar
 
 CLI = [sys.executable, "-m", "streamdet"]
@@ -60,6 +63,10 @@ def test_layout_and_coco_records(mixed_split: Path) -> None:
     assert [c["id"] for c in coco["categories"]] == [1, 2, 3, 4]
     assert [c["name"] for c in coco["categories"]] == list(CLASS_NAMES)
     assert [s["name"] for s in info["sequences"]] == ["maritime-0000", "traffic-0001"]
+    sensors = [sequence["dvs"] for sequence in info["sequences"]]
+    assert sensors[0] != sensors[1] and info["randomise_sensor"] is True
+    assert all(0.15 <= sensor["pos_threshold"] <= 0.35 for sensor in sensors)
+    assert [sensor["seed"] for sensor in sensors] == [s["sensor_seed"] for s in info["sequences"]]
     for image in coco["images"]:
         assert set(image) >= {"id", "file_name", "sequence", "t_us", "width", "height", "preset"}
         assert image["preset"] == image["sequence"].split("-")[0] and (image["width"], image["height"]) == (
@@ -153,10 +160,14 @@ def test_workers_do_not_change_the_output(tmp_path: Path, mixed_split: Path) -> 
 def test_user_errors_are_one_line(tmp_path: Path, mixed_split: Path) -> None:
     result = _build(tmp_path, "--preset", "harbour")
     assert result.returncode == 2 and "harbour" in result.stderr and "Traceback" not in result.stderr
-    result = _build(mixed_split.parent, "--split", "val", "--sequences", "1", "--seconds", "0.1")
-    assert result.returncode == 2 and "exists and is not empty" in result.stderr
-    result = _build(tmp_path, "--size", "12x")
-    assert result.returncode == 2 and "WxH" in result.stderr
+    assert len(result.stderr.strip().splitlines()) == 1
+    with pytest.raises(UserFacingError, match="exists and is not empty"):
+        build_split(BuildConfig(split="val", seconds=0.1), mixed_split.parent)
+    with pytest.raises(argparse.ArgumentTypeError, match="expected WxH"):
+        parse_sensor_size("12x")
+    assert parse_sensor_size("400x250") == (400, 250)
+    with pytest.raises(UserFacingError, match="shorter than one input window"):
+        BuildConfig(seconds=0.01)
 
 
 def test_ctrl_c_stops_workers_cleanly(tmp_path: Path) -> None:

@@ -8,7 +8,8 @@ import sys
 from streamdet.errors import UserFacingError
 
 
-def _sensor_size(text: str) -> tuple[int, int]:
+def parse_sensor_size(text: str) -> tuple[int, int]:
+    """``"WxH"`` -> ``(W, H)`` pixels; argparse type of ``--size``."""
     try:
         width, height = (int(value) for value in text.lower().split("x"))
     except ValueError:
@@ -40,7 +41,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     build.add_argument("--out", required=True, help="dataset root directory; the split goes in OUT/SPLIT")
     build.add_argument(
         "--size",
-        type=_sensor_size,
+        type=parse_sensor_size,
         default=(346, 260),
         help="sensor size WxH (default 346x260, DAVIS346; 400x250 Vidar, 304x240 Gen1)",
     )
@@ -59,6 +60,11 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         type=float,
         default=250.0,
         help="scene frames per second fed to the emulators (default 250)",
+    )
+    build.add_argument(
+        "--fixed-sensor",
+        action="store_true",
+        help="use the default DVS parameters for every sequence instead of drawing them per sequence",
     )
     build.add_argument("--preview", action="store_true", help="also write preview.mp4 per sequence")
     build.add_argument("--workers", type=int, default=2, help="parallel processes over sequences (default 2)")
@@ -87,6 +93,7 @@ def run_build(args: argparse.Namespace) -> int:
         spike_rate_hz=args.spike_rate_hz,
         render_fps=args.render_fps,
         preview=args.preview,
+        randomise_sensor=not args.fixed_sensor,
     )
     totals = {"events": 0, "images": 0, "boxes": 0}
     with tqdm(total=config.sequences, unit="seq", desc=f"{config.split} sequences", file=sys.stderr) as bar:
