@@ -737,10 +737,32 @@ class MaritimeScene(Scene):
         self.static = np.where(rows >= self.camera.horizon_row, sea + 0.0 * cols, sky + 0.0 * cols).astype(
             np.float32
         )
+        if rng.random() < 0.4:
+            self._draw_coast(rng, width)
         self.sea_depth = depth[self.sea_first_row :]
         self.sea_x = ((cols - self.camera.centre_col) * self.sea_depth / self.camera.focal_px).astype(
             np.float32
         )
+
+    def _draw_coast(self, rng: np.random.Generator, width: int) -> None:
+        """A distant coastline on the horizon: a band of hills (smooth random heights) over part of the
+        view, hazy like the horizon; scenery, not an object, but it moves with the camera."""
+        x0, x1 = sorted(rng.uniform(-0.3, 1.3, size=2) * width)
+        cols = np.arange(int(max(x0, 0)), int(min(x1, width)) + 1, dtype=np.float32)
+        if len(cols) < 2:
+            return
+        peak = float(rng.uniform(0.02, 0.12)) * self.height
+        profile = peak * (0.6 + 0.4 * _smooth_noise(rng, (1, len(cols)), (1, int(rng.integers(3, 12))))[0])
+        ends = np.clip(np.minimum(cols - x0, x1 - cols) / (0.1 * width), 0.0, 1.0)
+        top = self.camera.horizon_row - profile * ends
+        outline = np.concatenate(
+            [
+                np.stack([cols, top], axis=1),
+                [[cols[-1], self.camera.horizon_row + 0.5], [cols[0], self.camera.horizon_row + 0.5]],
+            ]
+        )
+        land = self.haze_luminance + float(rng.uniform(-0.35, -0.05)) * (1.0 if rng.random() < 0.8 else -0.5)
+        _fill(self.static, outline.astype(np.float32), float(np.clip(land, 0.02, 0.98)))
 
     def _build_waves(self, rng: np.random.Generator) -> None:
         """Wave components ``a_i att_i(Z) sin(k_i . (X, Z) - w_i t)``, deep water ``w = sqrt(g k)``.
@@ -1187,7 +1209,7 @@ class TrafficScene(Scene):
         t = -20.0
         while t < duration_s:
             t += float(rng.exponential(1.0 / walk_rate))
-            height = float(rng.uniform(1.5, 1.95))
+            height = float(rng.uniform(1.5, 1.95) if rng.random() < 0.85 else rng.uniform(1.0, 1.5))
             clothes = (
                 _contrasting_luminance(rng, self.pavement_luminance, 0.2),
                 _contrasting_luminance(rng, 0.5 * (self.pavement_luminance + self.road_luminance), 0.2),
