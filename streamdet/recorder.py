@@ -283,7 +283,7 @@ def record(config: RecordConfig, *, progress: bool = False) -> RecordStats:
         events=recorder.events,
         frames=recorder.frames,
         boxes=dict(recorder.boxes),
-        dropped=int(getattr(stats, "dropped", 0)),
-        rejected=dict(getattr(stats, "rejected", {})),
+        dropped=stats.dropped,
+        rejected=dict(stats.rejected),
         ended=ended,
     )

@@ -287,31 +287,43 @@ def test_bad_input_raises_file_format_error_naming_the_file(tmp_path: Path) -> N
         assert str(path) in str(caught.value)
 
 
-def test_info_cli_bad_input_is_one_line_exit_2(tmp_path: Path) -> None:
+def test_info_cli_bad_input_is_one_line_exit_2(tmp_path: Path, capsys: pytest.CaptureFixture) -> None:
+    from streamdet.cli import main
+
     for label, (path, phrase) in bad_files(tmp_path).items():
-        result = subprocess.run(
-            [sys.executable, "-m", "streamdet", "info", str(path), "--json"],
-            capture_output=True,
-            text=True,
-            timeout=60,
-        )
-        assert result.returncode == 2, (label, result.stderr)
-        lines = result.stderr.strip().splitlines()
-        assert len(lines) == 1, (label, result.stderr)
+        assert main(["info", str(path), "--json"]) == 2, label
+        captured = capsys.readouterr()
+        lines = captured.err.strip().splitlines()
+        assert len(lines) == 1, (label, captured.err)
+        assert lines[0].startswith("streamdet info: error: "), lines[0]
         assert str(path) in lines[0] and phrase in lines[0], (label, lines[0])
-        assert "Traceback" not in result.stderr
-        assert result.stdout == ""
+        assert captured.out == ""
 
 
-def test_info_cli_json_on_real_recordings() -> None:
-    for name, expected in REAL_FILES.items():
-        result = subprocess.run(
-            [sys.executable, "-m", "streamdet", "info", str(REAL / name), "--json"],
-            capture_output=True,
-            text=True,
-            timeout=60,
-        )
-        assert result.returncode == 0, result.stderr
-        report = json.loads(result.stdout)
+def test_info_cli_processes_on_real_recordings_and_a_truncated_file(tmp_path: Path) -> None:
+    truncated, _ = bad_files(tmp_path)["truncated"]
+    names = sorted(REAL_FILES)
+    good = subprocess.Popen(
+        [sys.executable, "-m", "streamdet", "info", *(str(REAL / name) for name in names), "--json"],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+    bad = subprocess.Popen(
+        [sys.executable, "-m", "streamdet", "info", str(truncated), "--json"],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+    good_out, good_err = good.communicate(timeout=120)
+    bad_out, bad_err = bad.communicate(timeout=120)
+    assert good.returncode == 0, good_err
+    reports = [json.loads(line) for line in good_out.splitlines()]
+    assert len(reports) == len(names)
+    for name, report in zip(names, reports, strict=True):
         for key in ("events", "t_first_us", "t_last_us", "width", "height", "format"):
-            assert report[key] == expected[key], (name, key)
+            assert report[key] == REAL_FILES[name][key], (name, key)
+    assert bad.returncode == 2
+    reason = "truncated: the 99839-byte event data is not a whole number of 4-byte words"
+    assert bad_err.strip().splitlines() == [f"streamdet info: error: {truncated}: {reason}"]
+    assert bad_out == ""

@@ -3,8 +3,12 @@
 from __future__ import annotations
 
 import json
+import os
+import signal
 import subprocess
 import sys
+import threading
+import time
 import uuid
 from pathlib import Path
 
@@ -15,7 +19,7 @@ from streamdet.drivers import replay
 
 from streamdet import formats
 from streamdet.events import EVENT_DTYPE
-from streamdet.recorder import DETECTION_RECORD_DTYPE, box_records, streams_all_ended
+from streamdet.recorder import DETECTION_RECORD_DTYPE, RecordConfig, box_records, record, streams_all_ended
 
 REPO = Path(__file__).resolve().parents[1]
 REAL = REPO.parent / "shared" / "fixtures" / "real"
@@ -112,20 +116,12 @@ def test_record_stops_when_every_stream_with_data_has_ended() -> None:
     assert streams_all_ended(set(), {"cam"})
 
 
-def run_pair(record_args: list[str], replay_args: list[str], timeout: float = 60) -> tuple:
-    """Start ``streamdet record`` first, then ``streamdet replay``; both as real processes."""
-    recorder = subprocess.Popen(
-        streamdet("record", *record_args), stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True
-    )
-    try:
-        replayed = subprocess.run(
-            streamdet("replay", *replay_args), capture_output=True, text=True, timeout=timeout
-        )
-        _, record_err = recorder.communicate(timeout=timeout)
-    finally:
-        if recorder.poll() is None:
-            recorder.kill()
-    return replayed, recorder.returncode, record_err
+def record_in_thread(config: RecordConfig) -> tuple[threading.Thread, dict]:
+    """Run :func:`streamdet.recorder.record` in a thread; its stats land in the returned dict."""
+    result: dict = {}
+    thread = threading.Thread(target=lambda: result.update(stats=record(config)), daemon=True)
+    thread.start()
+    return thread, result
 
 
 @pytest.mark.parametrize("transport", ["ipc", "tcp"])
@@ -136,31 +132,145 @@ def test_replay_through_record_gives_back_the_identical_events(
     path = REAL / name
     endpoint = ipc_endpoint() if transport == "ipc" else free_tcp_endpoint()
     out = tmp_path / ("recorded.npy" if transport == "ipc" else "recorded.h5")
-    replayed, record_code, record_err = run_pair(
-        [endpoint, str(out)],
-        [
-            str(path),
-            "--endpoint",
-            endpoint,
-            "--stream",
-            "cam0",
-            "--speed",
-            "max",
-            "--packet-us",
-            "2000",
-            "--wait-subscribers",
-            "1",
-            "--lossless",
-        ],
+    thread, result = record_in_thread(RecordConfig((endpoint,), out, idle_timeout_s=60))
+    sent = replay.replay_file(
+        replay.ReplayConfig(
+            path, endpoint, stream="cam0", speed=None, packet_us=2_000, wait_subscribers=1, lossless=True
+        )
     )
-    assert replayed.returncode == 0, replayed.stderr
-    assert record_code == 0, record_err
-    assert "dropped 0" in record_err and "end-of-stream" in record_err
+    thread.join(timeout=60)
+    stats = result["stats"]
+    assert stats.ended and stats.dropped == 0 and not stats.rejected
+    assert stats.messages == sent.packets
     expected = formats.read_events(path)
     recorded = formats.read_events(out)
     assert recorded.events.dtype == EVENT_DTYPE
     assert np.array_equal(recorded.events, expected.events)
     assert recorded.sensor_size == expected.sensor_size
+
+
+def test_replay_and_record_commands_over_ipc_and_tcp(tmp_path: Path) -> None:
+    """Both CLI commands as real processes, the two real recordings at once: EVT2 over ipc:// into .npy,
+    EVT3 over tcp://127.0.0.1 into .h5."""
+    jobs = [
+        (REAL / "prophesee_evt2_640x480.raw", ipc_endpoint(), tmp_path / "evt2.npy"),
+        (REAL / "prophesee_evt3_1280x720.raw", free_tcp_endpoint(), tmp_path / "evt3.h5"),
+    ]
+    recorders = [
+        subprocess.Popen(
+            streamdet("record", endpoint, str(out), "--topic", "events/cam"),
+            stderr=subprocess.PIPE,
+            text=True,
+        )
+        for _, endpoint, out in jobs
+    ]
+    replays = [
+        subprocess.Popen(
+            streamdet(
+                "replay",
+                str(path),
+                "--endpoint",
+                endpoint,
+                "--stream",
+                "cam",
+                "--speed",
+                "max",
+                "--wait-subscribers",
+                "1",
+                "--wait-timeout",
+                "120",
+                "--lossless",
+            ),
+            stderr=subprocess.PIPE,
+            text=True,
+        )
+        for path, endpoint, _ in jobs
+    ]
+    try:
+        replay_errors = [process.communicate(timeout=180)[1] for process in replays]
+        record_errors = [process.communicate(timeout=60)[1] for process in recorders]
+    finally:
+        for process in replays + recorders:
+            if process.poll() is None:
+                process.kill()
+    for (path, _, out), replayed, recorder, replay_err, record_err in zip(
+        jobs, replays, recorders, replay_errors, record_errors, strict=True
+    ):
+        assert replayed.returncode == 0, replay_err
+        assert recorder.returncode == 0, record_err
+        assert "end-of-stream; dropped 0, rejected 0" in record_err
+        assert np.array_equal(formats.read_events(out).events, formats.read_events(path).events)
+
+
+def test_looped_replay_keeps_time_increasing_and_ends_cleanly_on_ctrl_c() -> None:
+    from streamdet import bus
+
+    path = REAL / "prophesee_evt3_1280x720.raw"
+    whole = formats.read_events(path).events
+    endpoint = ipc_endpoint()
+    received = []
+    with bus.Subscriber(endpoint, topics=("events/loop",)) as subscriber:
+        process = subprocess.Popen(
+            streamdet(
+                "replay",
+                str(path),
+                "--endpoint",
+                endpoint,
+                "--stream",
+                "loop",
+                "--loop",
+                "--packet-us",
+                "5000",
+                "--wait-subscribers",
+                "1",
+                "--wait-timeout",
+                "120",
+            ),
+            stderr=subprocess.PIPE,
+            text=True,
+        )
+        try:
+            deadline = time.monotonic() + 180
+            span_us = 0
+            while time.monotonic() < deadline:
+                message = subscriber.receive(timeout_ms=1000)
+                if message is None:
+                    continue
+                if message.kind == "eos":
+                    break
+                received.append(message)
+                span_us = message.t1_us - received[0].t0_us
+                if span_us > 2.5 * (int(whole["t"][-1]) - int(whole["t"][0])) and process.poll() is None:
+                    process.send_signal(signal.SIGINT)
+            _, stderr = process.communicate(timeout=60)
+        finally:
+            if process.poll() is None:
+                process.kill()
+    assert message is not None and message.kind == "eos" and message.extra["ends"] == "events"
+    assert process.returncode == 130
+    assert stderr.strip().splitlines()[-1] == "streamdet replay: interrupted"
+    assert "Traceback" not in stderr
+    events = np.concatenate([message.payload for message in received])
+    assert np.all(np.diff(events["t"]) >= 0)
+    assert np.array_equal(events[: len(whole)], whole)
+    second = events[len(whole) : 2 * len(whole)]
+    assert np.array_equal(second[["x", "y", "p"]], whole[["x", "y", "p"]])
+    assert np.all(second["t"] - whole["t"] == second["t"][0] - whole["t"][0])
+    assert [message.seq for message in received] == list(range(len(received)))
+    for before, after in zip(received, received[1:], strict=False):
+        assert before.t1_us == after.t0_us
+
+
+def test_record_ends_cleanly_on_ctrl_c(tmp_path: Path) -> None:
+    out = tmp_path / "nothing.npy"
+    timer = threading.Timer(0.5, os.kill, (os.getpid(), signal.SIGINT))
+    timer.start()
+    started = time.monotonic()
+    stats = record(RecordConfig((ipc_endpoint(),), out))
+    timer.join()
+    assert time.monotonic() - started < 10
+    assert not stats.ended and stats.messages == 0
+    assert len(np.load(out)) == 0 and np.load(out).dtype == EVENT_DTYPE
 
 
 def wire_round_trip(message):

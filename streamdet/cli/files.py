@@ -38,28 +38,34 @@ def parse_speed(text: str) -> float | None:
 
 
 def run_info(args: argparse.Namespace) -> int:
-    """Print the summary of one recording, as text or as one JSON object."""
+    """Print the summary of each recording, as text or as one JSON object per file (one per line)."""
     from tqdm import tqdm
 
     from streamdet.formats import recording_info
 
     sensor_size = parse_sensor_size(args.sensor_size) if args.sensor_size else None
-    with tqdm(
-        desc="reading", unit=" events", unit_scale=True, file=sys.stderr, disable=None, leave=False
-    ) as bar:
-        info = recording_info(
-            args.file, sensor_size=sensor_size, on_chunk=lambda chunk: bar.update(len(chunk))
-        )
-    report = asdict(info)
-    report["duration_us"] = (
-        None if info.t_first_us is None else info.t_last_us - info.t_first_us  # type: ignore[operator]
-    )
-    if args.json:
-        print(json.dumps(report))
-    else:
-        for key, value in report.items():
-            if value is not None:
-                print(f"{key:12s} {value}")
+    for index, path in enumerate(args.file):
+        with tqdm(
+            desc=f"reading {path}",
+            unit=" events",
+            unit_scale=True,
+            file=sys.stderr,
+            disable=None,
+            leave=False,
+        ) as bar:
+            info = recording_info(
+                path, sensor_size=sensor_size, on_chunk=lambda chunk: bar.update(len(chunk))
+            )
+        report = asdict(info)
+        report["duration_us"] = None if info.t_first_us is None else info.t_last_us - info.t_first_us
+        if args.json:
+            print(json.dumps(report), flush=True)
+        else:
+            if index:
+                print()
+            for key, value in report.items():
+                if value is not None:
+                    print(f"{key:12s} {value}")
     return 0
 
 
@@ -111,8 +117,10 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     info = subparsers.add_parser(
         "info", help="format, event count, time span and sensor size of an event file"
     )
-    info.add_argument("file", help="event file (.raw EVT2/EVT3, .dat, .aedat4, spike .dat, .npy, .h5)")
-    info.add_argument("--json", action="store_true", help="print one JSON object")
+    info.add_argument(
+        "file", nargs="+", help="event file(s) (.raw EVT2/EVT3, .dat, .aedat4, spike .dat, .npy, .h5)"
+    )
+    info.add_argument("--json", action="store_true", help="print one JSON object per file, one per line")
     info.add_argument("--sensor-size", metavar="WxH", help="override the sensor size (e.g. 400x250)")
     info.set_defaults(func=run_info)
 
