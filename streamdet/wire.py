@@ -28,6 +28,7 @@ vectorised O(count) bounds checks (event coordinates, box class indexes).
 from __future__ import annotations
 
 import dataclasses
+import functools
 import json
 import math
 import re
@@ -403,14 +404,49 @@ def _declared_payload_bytes(kind: str, count: int, width: int, height: int) -> i
     return 0
 
 
-def _check_events(events: np.ndarray, width: int, height: int) -> None:
-    """Vectorised bounds check: ``0 <= x < W``, ``0 <= y < H`` (as unsigned: one max each), ``p`` 0 or 1."""
+def _check_event_fields(events: np.ndarray, width: int, height: int) -> None:
+    """``0 <= x < W`` and ``0 <= y < H`` (unsigned views: one max per field), polarity byte 0 or 1."""
     if len(events) == 0:
         return
     if int(events["x"].view(np.uint16).max()) >= width or int(events["y"].view(np.uint16).max()) >= height:
         raise WireError("out-of-sensor", f"event coordinates outside the {width} x {height} sensor")
     if int(events["p"].view(np.uint8).max()) > 1:
         raise WireError("bad-polarity", "event polarity byte other than 0 or 1")
+
+
+PAIR_TILE = 256
+"""Event pairs per row of the pair views in ``_check_events``."""
+
+
+@functools.lru_cache(maxsize=64)
+def _pair_limits(width: int, height: int) -> tuple[np.ndarray, np.ndarray]:
+    """Per-column upper limits of the two uint16 views of event pairs (see ``_check_events``)."""
+    even = np.full(13, 0xFFFF, dtype=np.uint16)
+    even[[0, 1, 12]] = (width - 1, height - 1, 0x01FF)
+    odd = np.full(13, 0xFFFF, dtype=np.uint16)
+    odd[[5, 6, 7]] = (0x01FF, width - 1, height - 1)
+    return np.tile(even, PAIR_TILE), np.tile(odd, PAIR_TILE)
+
+
+def _check_events(buffer: memoryview, events: np.ndarray, width: int, height: int) -> None:
+    """Vectorised bounds check of event records: ``0 <= x < W``, ``0 <= y < H``, polarity byte 0 or 1.
+
+    Two records are 26 bytes, 13 uint16 words. Read as uint16 from byte 0, word 0 is ``x`` and word 1
+    ``y`` of the even record, word 12 is ``t``'s top byte plus ``256 * p`` of the odd one; read from
+    byte 1, word 5 is ``t``'s top byte plus ``256 * p`` of the even record, words 6 and 7 ``x`` and
+    ``y`` of the odd one. Negative coordinates are large as unsigned, and ``p <= 1`` iff its word is
+    ``<= 0x01FF``, so every check is ``column max <= limit``: two contiguous max-reductions over the
+    whole payload (rows of ``PAIR_TILE`` pairs), much faster than per-field strided maxima.
+    """
+    body_pairs = ((len(events) - 1) // 2 // PAIR_TILE) * PAIR_TILE
+    if body_pairs:
+        even_limits, odd_limits = _pair_limits(width, height)
+        row = 13 * PAIR_TILE
+        even = np.frombuffer(buffer, dtype=np.uint16, count=13 * body_pairs, offset=0).reshape(-1, row)
+        odd = np.frombuffer(buffer, dtype=np.uint16, count=13 * body_pairs, offset=1).reshape(-1, row)
+        if not ((even.max(axis=0) <= even_limits).all() and (odd.max(axis=0) <= odd_limits).all()):
+            _check_event_fields(events[: 2 * body_pairs], width, height)
+    _check_event_fields(events[2 * body_pairs :], width, height)
 
 
 def _check_boxes(rows: np.ndarray, class_count: int) -> None:
@@ -450,7 +486,7 @@ def unpack(frames: Sequence[object]) -> Message:
         )
     if kind == "events":
         payload = np.frombuffer(payload_frame, dtype=EVENT_DTYPE)
-        _check_events(payload, width, height)
+        _check_events(payload_frame, payload, width, height)
     elif kind == "spikes":
         packed = np.frombuffer(payload_frame, dtype=np.uint8).reshape(count, height, (width + 7) // 8)
         payload = np.unpackbits(packed, axis=-1, count=width, bitorder="little").view(bool)

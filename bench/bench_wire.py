@@ -1,0 +1,163 @@
+"""Events per second through ``streamdet.bus`` (Publisher -> Subscriber, with ``wire.pack``/``unpack``
+and full validation) against raw pyzmq XPUB/SUB sending the same bytes, in one process.
+
+A sender thread publishes ``--messages`` event packets of each size; the main thread receives them.
+Both sides use lossless delivery (``ZMQ_XPUB_NODROP``) and the same high-water mark, so the sender is
+paced by the receiver and nothing is dropped. The rate is counted from the first to the last message
+received. Each (transport, size) pair runs raw and ours alternately ``--repeats`` times; the table
+shows the best run of each (the machine is shared, so slower runs mostly measure other processes) and
+the JSON keeps every run.
+
+    .venv/bin/python bench/bench_wire.py --json bench/results/wire.json
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import statistics
+import tempfile
+import threading
+import time
+import uuid
+from pathlib import Path
+
+import numpy as np
+import zmq
+
+from streamdet import bus, wire
+from streamdet.events import EVENT_DTYPE
+
+SENSOR_SIZE = (1280, 720)
+
+
+def random_events(count: int, seed: int = 0) -> np.ndarray:
+    """``count`` events uniformly over the sensor, sorted times over one second (microseconds)."""
+    rng = np.random.default_rng(seed)
+    events = np.empty(count, dtype=EVENT_DTYPE)
+    events["x"] = rng.integers(0, SENSOR_SIZE[0], count)
+    events["y"] = rng.integers(0, SENSOR_SIZE[1], count)
+    events["t"] = np.sort(rng.integers(0, 1_000_000, count))
+    events["p"] = rng.integers(0, 2, count).astype(bool)
+    return events
+
+
+def endpoint_for(transport: str) -> str:
+    if transport == "ipc":
+        return f"ipc://{tempfile.gettempdir()}/streamdet-bench-{uuid.uuid4().hex[:10]}"
+    import socket
+
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        return f"tcp://127.0.0.1:{probe.getsockname()[1]}"
+
+
+def rate(first_at: float, last_at: float, messages: int, events_per_message: int) -> float:
+    """Events per second between the first and the last of ``messages`` received messages."""
+    return (messages - 1) * events_per_message / (last_at - first_at)
+
+
+def run_raw(transport: str, frames: list, messages: int, hwm: int) -> float:
+    """Raw pyzmq: XPUB (NODROP) -> SUB, ``send_multipart(copy=False)`` / ``recv_multipart(copy=False)``."""
+    endpoint = endpoint_for(transport)
+    context = zmq.Context()
+    publisher = context.socket(zmq.XPUB)
+    publisher.setsockopt(zmq.SNDHWM, hwm)
+    publisher.setsockopt(zmq.XPUB_NODROP, 1)
+    publisher.bind(endpoint)
+    subscriber = context.socket(zmq.SUB)
+    subscriber.setsockopt(zmq.RCVHWM, hwm)
+    subscriber.setsockopt(zmq.SUBSCRIBE, b"")
+    subscriber.connect(endpoint)
+    publisher.recv()
+
+    def send_all() -> None:
+        for _ in range(messages):
+            publisher.send_multipart(frames, copy=False)
+
+    sender = threading.Thread(target=send_all)
+    sender.start()
+    subscriber.recv_multipart(copy=False)
+    first_at = time.perf_counter()
+    for _ in range(messages - 1):
+        subscriber.recv_multipart(copy=False)
+    last_at = time.perf_counter()
+    sender.join()
+    publisher.close(linger=0)
+    subscriber.close(linger=0)
+    context.term()
+    count = len(frames[2]) // EVENT_DTYPE.itemsize
+    return rate(first_at, last_at, messages, count)
+
+
+def run_ours(transport: str, message: wire.Message, messages: int, hwm: int) -> tuple[float, dict]:
+    """``bus.Publisher(lossless=True)`` -> ``bus.Subscriber``: pack, send, receive, unpack, validate."""
+    endpoint = endpoint_for(transport)
+    publisher = bus.Publisher(endpoint, hwm=hwm, lossless=True, linger_ms=0)
+    subscriber = bus.Subscriber(endpoint, ["events/bench"], hwm=hwm)
+    publisher.wait_for_subscribers(1, timeout_s=10)
+
+    def send_all() -> None:
+        for _ in range(messages):
+            publisher.send(message)
+
+    sender = threading.Thread(target=send_all)
+    sender.start()
+    subscriber.receive()
+    first_at = time.perf_counter()
+    for _ in range(messages - 1):
+        subscriber.receive()
+    last_at = time.perf_counter()
+    sender.join()
+    stats = subscriber.stats.as_dict()
+    publisher.close()
+    subscriber.close()
+    return rate(first_at, last_at, messages, message.count), stats
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--events", type=int, nargs="+", default=[100_000, 1_000_000])
+    parser.add_argument("--messages", type=int, default=0, help="messages per run (0: 20 M events' worth)")
+    parser.add_argument("--transports", nargs="+", default=["ipc", "tcp"], choices=["ipc", "tcp"])
+    parser.add_argument("--repeats", type=int, default=5)
+    parser.add_argument("--hwm", type=int, default=8, help="high-water mark, messages (both sides)")
+    parser.add_argument("--json", type=Path, help="also write the results here")
+    args = parser.parse_args()
+
+    rows = []
+    print(f"{'transport':>9} {'events/msg':>10} {'raw Mev/s':>10} {'ours Mev/s':>10} {'ratio':>6}")
+    for transport in args.transports:
+        for count in args.events:
+            messages = args.messages or max(10, 20_000_000 // count)
+            message = wire.events_message("bench", random_events(count), SENSOR_SIZE).with_seq(0)
+            frames = [bytes(frame) for frame in wire.pack(message)[:2]] + [message.payload.view(np.uint8)]
+            raw_rates, our_rates = [], []
+            for _ in range(args.repeats):
+                raw_rates.append(run_raw(transport, frames, messages, args.hwm))
+                our_rate, stats = run_ours(transport, message, messages, args.hwm)
+                our_rates.append(our_rate)
+                if stats["received"] != messages or stats["rejected"] or stats["dropped"]:
+                    raise SystemExit(f"lost or rejected messages: {stats}")
+            raw, ours = max(raw_rates), max(our_rates)
+            rows.append(
+                {
+                    "transport": transport,
+                    "events_per_message": count,
+                    "messages": messages,
+                    "raw_events_per_s": raw,
+                    "ours_events_per_s": ours,
+                    "ratio": ours / raw,
+                    "median_ratio": statistics.median(our_rates) / statistics.median(raw_rates),
+                    "raw_runs": raw_rates,
+                    "ours_runs": our_rates,
+                }
+            )
+            print(f"{transport:>9} {count:>10} {raw / 1e6:>10.1f} {ours / 1e6:>10.1f} {ours / raw:>6.2f}")
+    if args.json:
+        args.json.parent.mkdir(parents=True, exist_ok=True)
+        args.json.write_text(json.dumps({"hwm": args.hwm, "repeats": args.repeats, "rows": rows}, indent=2))
+
+
+if __name__ == "__main__":
+    main()
