@@ -765,14 +765,17 @@ class MaritimeScene(Scene):
         _fill(self.static, outline.astype(np.float32), float(np.clip(land, 0.02, 0.98)))
 
     def _build_waves(self, rng: np.random.Generator) -> None:
-        """Wave components ``a_i att_i(Z) sin(k_i . (X, Z) - w_i t)``, deep water ``w = sqrt(g k)``.
+        """Wave components ``a_i L_sea att_i(Z) sin(k_i . (X, Z) - w_i t)``, deep water ``w = sqrt(g k)``.
 
-        ``att_i`` fades a component out where one wavelength spans fewer than 4 pixels (no aliasing).
+        Amplitudes are relative to the local sea luminance ``L_sea`` (a DVS sees relative change);
+        glitter adds ``g max(waves - c L_sea, 0)`` where crests are brightest. ``att_i`` fades a component
+        out where one wavelength spans fewer than 4 pixels (no aliasing).
         Each component is stored as the two grids ``a att sin(phase)`` and ``a att cos(phase)``, so a
         frame is one weighted sum, ``sin(p - w t) = sin p cos wt - cos p sin wt`` (einsum rather than BLAS,
         whose threads fight on a busy machine).
         """
-        roughness = float(rng.uniform(0.02, 0.1))
+        roughness = float(rng.uniform(0.03, 0.15))
+        sea = np.maximum(self.static[self.sea_first_row :], 0.05)
         grids, rates = [], []
         for low, high in ((1.0, 3.0), (3.0, 9.0), (9.0, 30.0), (2.0, 12.0)):
             wavelength = float(rng.uniform(low, high))
@@ -780,12 +783,13 @@ class MaritimeScene(Scene):
             direction = float(rng.uniform(-1.2, 1.2))
             phase = k * math.sin(direction) * self.sea_x + k * math.cos(direction) * self.sea_depth
             pixels_per_wave = wavelength * self.camera.focal_px / self.sea_depth
-            gain = roughness * float(rng.uniform(0.4, 1.0)) * np.clip((pixels_per_wave - 4.0) / 8.0, 0.0, 1.0)
+            fade = np.clip((pixels_per_wave - 4.0) / 8.0, 0.0, 1.0)
+            gain = roughness * float(rng.uniform(0.4, 1.0)) * fade * sea
             grids += [(gain * np.sin(phase)).ravel(), (gain * np.cos(phase)).ravel()]
             rates.append(math.sqrt(9.81 * k))
         self.wave_grids = np.ascontiguousarray(np.stack(grids), dtype=np.float32)
         self.wave_rates = np.array(rates)
-        self.glitter_threshold = float(rng.uniform(0.6, 0.95)) * roughness * 2.0
+        self.glitter_threshold = (float(rng.uniform(0.6, 0.95)) * roughness * 2.0 * sea).astype(np.float32)
         self.glitter_gain = float(rng.uniform(0.0, 4.0)) if rng.random() < 0.7 else 0.0
 
     def _populate(self, rng: np.random.Generator) -> None:
