@@ -4,14 +4,17 @@ Run: ``.venv/bin/python bench/bench_dataset.py [--sequences 6] [--seconds 10] [-
 
 For each preset it runs the CLI in a subprocess (default: 6 sequences x 10 s = 60 s of scene, 2
 workers, 250 rendered frames/s, spike stream at 1 kHz), reports the wall time, the output size and
-the event rate, then deletes the output. It also times the per-frame parts on one core: scene
-rendering alone, and rendering + DVS + spike-camera emulation.
+the event rate, then deletes the output. ``cpu_s`` is the CPU time of the CLI and its workers
+(user + system); on a machine shared with other jobs, ``cpu_s / 2`` estimates the wall time on two
+free cores. It also times the per-frame parts on one core: scene rendering alone, and rendering +
+DVS + spike-camera emulation.
 """
 
 from __future__ import annotations
 
 import argparse
 import json
+import resource
 import shutil
 import subprocess
 import sys
@@ -68,9 +71,12 @@ def build_time(preset: str, sequences: int, seconds: float, out: Path) -> dict[s
         "--out",
         str(out),
     ]
+    before = resource.getrusage(resource.RUSAGE_CHILDREN)
     start = time.perf_counter()
     subprocess.run(command, check=True, stdout=subprocess.DEVNULL)
     wall = time.perf_counter() - start
+    after = resource.getrusage(resource.RUSAGE_CHILDREN)
+    cpu = (after.ru_utime - before.ru_utime) + (after.ru_stime - before.ru_stime)
     info = json.loads((out / "train" / "annotations.json").read_text())
     events = sum(sequence["events"] for sequence in info["info"]["sequences"])
     size = sum(path.stat().st_size for path in out.rglob("*") if path.is_file())
@@ -78,6 +84,7 @@ def build_time(preset: str, sequences: int, seconds: float, out: Path) -> dict[s
     return {
         "scene_seconds": sequences * seconds,
         "wall_s": round(wall, 1),
+        "cpu_s": round(cpu, 1),
         "events_per_s": round(events / (sequences * seconds)),
         "images": len(info["images"]),
         "boxes": len(info["annotations"]),
