@@ -37,7 +37,7 @@ import copy
 import math
 import operator
 from collections.abc import Callable, Iterable
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Any
 
 import torch
@@ -648,7 +648,9 @@ def convert_network(
     Args:
         model: the ANN; ``forward(x [B, C, H, W])`` -> tensor or tuple of tensors.
         calibration_inputs: batches of ANN input windows ``[B, C, H, W]`` in [0, 1]; may be None when every
-            site is a Quant-ReLU converted with ``normalisation`` ``"quant"`` / ``"auto"``.
+            activation is a Quant-ReLU converted with ``normalisation`` ``"quant"`` / ``"auto"``; then adds
+            and convolutions without an activation pass currents on (``spike_unactivated`` becomes False
+            in the returned config).
         config: conversion settings.
         example_input: one input batch used to find the shapes when no calibration data is given.
         progress: show calibration progress on stderr.
@@ -667,10 +669,15 @@ def convert_network(
         for n in facts.sites()
         if not (facts.activations.get(n) == "quant" and config.normalisation in ("auto", "quant"))
     ]
-    if needs_data and config.normalisation == "quant" and first is None:
-        if all(n in facts.unactivated for n in facts.sites() if n.name in needs_data):
-            facts.unactivated = set()
-            needs_data = []
+    if (
+        needs_data
+        and first is None
+        and all(n in facts.unactivated for n in facts.sites() if n.name in needs_data)
+    ):
+        # no data: adds / convolutions without an activation pass their currents on (no IF, no range)
+        facts.unactivated = set()
+        needs_data = []
+        config = replace(config, spike_unactivated=False)
     ranges = {}
     if needs_data:
         if first is None:
@@ -896,7 +903,7 @@ def convert_detector(
         sensor_size=tuple(bundle.sensor_size),
         anchors=bundle.anchors,
         model_config=bundle.config.to_dict(),
-        conversion=asdict(config),
+        conversion=asdict(network.config),
         decoding={
             "score_thresh": bundle.score_thresh,
             "nms_thresh": bundle.nms_thresh,

@@ -84,25 +84,9 @@ def parse_percentiles(text: str) -> tuple[float, float]:
     return low, high
 
 
-def add_snn_arguments(parser: argparse.ArgumentParser) -> None:
-    """Options of the SNN measurement (used by ``streamdet eval --snn`` and ``streamdet convert``)."""
-    group = parser.add_argument_group("SNN conversion and simulation")
-    group.add_argument(
-        "--steps",
-        type=parse_steps,
-        default=DEFAULT_STEPS,
-        help="time steps T per window to score, comma-separated (default 4,8,16,32,64,128,256)",
-    )
-    group.add_argument(
-        "--skip-transient",
-        choices=("off", "on", "both"),
-        default="both",
-        help="average the outputs over all steps (off), over the steps after the transient (on), or "
-        "report both (main figures without skipping, 'transient_skipped' beside them)",
-    )
-    group.add_argument(
-        "--skip-fraction", type=float, default=0.25, help="transient = first floor(F * T) steps (0.25)"
-    )
+def add_conversion_arguments(parser: argparse.ArgumentParser) -> None:
+    """Options that choose a ``ConversionConfig`` (``streamdet convert`` and ``streamdet eval --snn``)."""
+    group = parser.add_argument_group("ANN-to-SNN conversion")
     group.add_argument(
         "--normalisation",
         choices=("auto", "quant", "percentile"),
@@ -122,8 +106,31 @@ def add_snn_arguments(parser: argparse.ArgumentParser) -> None:
         "--spike-unactivated",
         choices=("on", "off"),
         default="on",
-        help="IF neurons on adds / convolutions without an activation that feed another layer (on), or "
-        "pass them on as currents (off)",
+        help="IF neurons on adds / convolutions without an activation that feed another layer (on, needs "
+        "calibration data), or pass them on as currents (off)",
+    )
+    group.add_argument("--calibration-windows", type=int, default=32, help="input windows calibrated on (32)")
+
+
+def add_snn_arguments(parser: argparse.ArgumentParser) -> None:
+    """Options of the SNN measurement added to ``streamdet eval`` (with ``--snn``)."""
+    add_conversion_arguments(parser)
+    group = parser.add_argument_group("SNN simulation and scoring")
+    group.add_argument(
+        "--steps",
+        type=parse_steps,
+        default=DEFAULT_STEPS,
+        help="time steps T per window to score, comma-separated (default 4,8,16,32,64,128,256)",
+    )
+    group.add_argument(
+        "--skip-transient",
+        choices=("off", "on", "both"),
+        default="both",
+        help="average the outputs over all steps (off), over the steps after the transient (on), or "
+        "report both (main figures without skipping, 'transient_skipped' beside them)",
+    )
+    group.add_argument(
+        "--skip-fraction", type=float, default=0.25, help="transient = first floor(F * T) steps (0.25)"
     )
     group.add_argument(
         "--calibration-data",
@@ -132,7 +139,6 @@ def add_snn_arguments(parser: argparse.ArgumentParser) -> None:
         help="split whose input windows calibrate percentiles (default: the evaluated split; only inputs "
         "are used, no labels)",
     )
-    group.add_argument("--calibration-windows", type=int, default=64)
     group.add_argument("--snn-limit", type=int, default=None, help="score the SNN on the first N images only")
     group.add_argument("--chunk", type=int, default=8, help="steps per native-engine call (8)")
     group.add_argument(

@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import subprocess
+import sys
+
 import pytest
 import torch
 import torch.nn.functional as F
@@ -9,6 +12,7 @@ from torch import nn
 
 from streamdet.convert import ConversionConfig, ConversionError, ExtremeValues, convert_network
 from streamdet.errors import FileFormatError
+from streamdet.model import load_detector, pad_input
 from streamdet.neurons import IFParameters
 from streamdet.snn import SpikingDetector, SpikingNetwork, load_snn, save_snn
 
@@ -282,3 +286,32 @@ def test_converted_detector_saves_and_loads_as_one_file(tmp_path) -> None:
     torch.save({"format": "something-else"}, bad)
     with pytest.raises(FileFormatError, match="streamdet-snn/1"):
         load_snn(bad)
+
+
+def test_convert_cli_writes_a_loadable_snn_of_the_shipped_model(tmp_path) -> None:
+    out = tmp_path / "events.snn.pt"
+    done = subprocess.run(
+        [sys.executable, "-m", "streamdet", "convert", "--model", "events-default", "--out", str(out)],
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    assert done.returncode == 0, done.stderr
+    assert f"wrote {out}" in done.stdout
+    snn = load_snn(out)
+    bundle = load_detector("events-default")
+    x = pad_input(torch.rand(1, 2, *bundle.sensor_size[::-1], generator=torch.Generator().manual_seed(0)))
+    with torch.no_grad():
+        expected = bundle.model(x)
+    for got, want in zip(snn.rate_limit(x), expected, strict=True):
+        assert torch.allclose(got, want, atol=1e-4)
+    refused = subprocess.run(
+        [sys.executable, "-m", "streamdet", "convert", "--model", "events-default", "--out", str(out)]
+        + ["--normalisation", "percentile"],
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    assert refused.returncode == 2
+    lines = refused.stderr.strip().splitlines()
+    assert len(lines) == 1 and "cannot convert layer" in lines[0] and "calibration data" in lines[0]

@@ -1,0 +1,57 @@
+"""``streamdet convert``: convert a trained detector into a spiking network saved as one file."""
+
+from __future__ import annotations
+
+import argparse
+
+
+def register(subparsers: argparse._SubParsersAction) -> None:
+    """Add ``convert``."""
+    from streamdet.fidelity import add_conversion_arguments
+
+    convert = subparsers.add_parser(
+        "convert",
+        help="convert a trained detector (ANN) into a spiking network (SNN)",
+        description="Parse the ANN with torch.fx, fuse BN, calibrate activation ranges on --data (or take "
+        "the learned Quant-ReLU clips), normalise weights (eq. 4 of Spiking-RetinaNet), replace activations "
+        "by integrate-and-fire neurons, and save the SNN as one file that `streamdet.snn.load_snn` reads.",
+    )
+    convert.add_argument(
+        "--model", required=True, help="events-default, intensity-default or a checkpoint path"
+    )
+    convert.add_argument(
+        "--data",
+        default=None,
+        metavar="SPLIT_DIR",
+        help="split whose input windows calibrate the activation ranges (not needed when every activation "
+        "is a Quant-ReLU and --normalisation is auto or quant)",
+    )
+    convert.add_argument("--out", required=True, metavar="SNN", help="file to write (.pt)")
+    add_conversion_arguments(convert)
+    convert.set_defaults(func=run_convert)
+
+
+def run_convert(args: argparse.Namespace) -> int:
+    """``streamdet convert``."""
+    from pathlib import Path
+
+    from streamdet.convert import convert_detector
+    from streamdet.errors import UserFacingError
+    from streamdet.fidelity import calibration_inputs, conversion_config_from_args
+    from streamdet.model import load_detector
+    from streamdet.snn import save_snn
+
+    config = conversion_config_from_args(args)
+    bundle = load_detector(args.model)
+    data = None
+    if args.data is not None:
+        if not (Path(args.data) / "annotations.json").is_file():
+            raise UserFacingError(f"--data {args.data}: not a built split (no annotations.json)")
+        data = calibration_inputs(args.data, bundle, config.calibration_windows)
+    snn = convert_detector(bundle, data, config)
+    out = Path(args.out)
+    out.parent.mkdir(parents=True, exist_ok=True)
+    save_snn(snn, out)
+    settings = ", ".join(f"{key}={value}" for key, value in snn.conversion.items())
+    print(f"wrote {out} ({len(snn.populations)} IF populations; {settings})")
+    return 0
