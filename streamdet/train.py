@@ -307,7 +307,9 @@ def train_detector(
             loss_value = float(losses["total"].detach())
             running = 0.9 * running + 0.1 * loss_value if batch_index else loss_value
             bar.set_postfix(
-                loss=f"{running:.3f}", cls=f"{float(losses['cls']):.3f}", box=f"{float(losses['box']):.3f}"
+                loss=f"{running:.3f}",
+                cls=f"{float(losses['cls'].detach()):.3f}",
+                box=f"{float(losses['box'].detach()):.3f}",
             )
         bar.close()
         state["seconds"] += time.monotonic() - started

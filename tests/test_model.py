@@ -1,0 +1,168 @@
+"""RetinaNet parts: box coder, anchor layout, Quant-ReLU, focal loss, decoding, fx tracing, checkpoints."""
+
+from __future__ import annotations
+
+import math
+from pathlib import Path
+
+import pytest
+import torch
+import torch.fx
+
+from streamdet import CLASS_NAMES
+from streamdet.errors import UserFacingError
+from streamdet.model import (
+    SHIPPED_MODELS,
+    BoxCoder,
+    LossConfig,
+    QuantReLU,
+    build_model,
+    checkpoint_dict,
+    config_for,
+    decode_detections,
+    detection_loss,
+    load_detector,
+    make_anchors,
+    pad_input,
+    save_checkpoint,
+)
+
+TINY = dict(size="tiny", input_size=(64, 64))
+
+
+def test_box_coder_round_trip_and_known_deltas() -> None:
+    coder = BoxCoder()
+    anchors = torch.tensor([[0.0, 0.0, 10.0, 10.0], [20.0, 30.0, 60.0, 50.0]])
+    boxes = torch.tensor([[5.0, 0.0, 15.0, 20.0], [18.0, 33.0, 70.0, 41.0]])
+    deltas = coder.encode(boxes, anchors)
+    assert deltas[0].tolist() == pytest.approx([0.5, 0.5, 0.0, math.log(2.0)])
+    assert torch.allclose(coder.decode(deltas, anchors), boxes, atol=1e-4)
+    generator = torch.Generator().manual_seed(0)
+    random_deltas = torch.randn(100, 4, generator=generator)
+    random_anchors = torch.rand(100, 2, generator=generator).repeat(1, 2) * 100 + torch.tensor([0, 0, 5, 8])
+    round_trip = coder.encode(coder.decode(random_deltas, random_anchors), random_anchors)
+    assert torch.allclose(round_trip, random_deltas, atol=1e-4)
+
+
+def test_anchor_layout_matches_the_head_outputs() -> None:
+    config = config_for("events", **TINY)
+    anchors = make_anchors(config)
+    per_location = config.anchors_per_location
+    assert per_location == 9
+    assert len(anchors) == (8 * 8 + 4 * 4 + 2 * 2) * per_location
+    # P4 (stride 16), row 1, column 2, anchor 4 = size index 1 (side 10 * 2 ** (4 / 2) = 40), ratio 1
+    index = 8 * 8 * 9 + (1 * 4 + 2) * 9 + 4
+    assert anchors[index].tolist() == pytest.approx([40 - 20, 24 - 20, 40 + 20, 24 + 20])
+    # ratio 0.5 (h / w) at the same place and size: w = 40 / sqrt(0.5), h = 40 * sqrt(0.5)
+    assert anchors[index - 1, 2] - anchors[index - 1, 0] == pytest.approx(40 / math.sqrt(0.5))
+    model = build_model(config).eval()
+    with torch.no_grad():
+        predictor = model.cls_head.predictor
+        predictor.weight.zero_()
+        predictor.bias.copy_(torch.arange(predictor.out_channels, dtype=torch.float32))
+        cls_logits, box_deltas = model(torch.zeros(1, 2, 64, 64))
+    assert cls_logits.shape == (1, len(anchors), 4) and box_deltas.shape == (1, len(anchors), 4)
+    anchor_in_cell = torch.arange(len(anchors)) % per_location
+    expected = anchor_in_cell[:, None] * 4 + torch.arange(4)[None]
+    assert torch.equal(cls_logits[0], expected.float())
+
+
+def test_quant_relu_levels_and_straight_through_gradients() -> None:
+    act = QuantReLU(levels=4, clip_init=2.0)
+    x = torch.tensor([-1.0, 0.2, 0.3, 1.1, 5.0], requires_grad=True)
+    y = act(x)
+    assert y.tolist() == pytest.approx([0.0, 0.0, 0.5, 1.0, 2.0])
+    y.sum().backward()
+    assert x.grad.tolist() == pytest.approx([0.0, 1.0, 1.0, 1.0, 0.0])
+    # d y / d clip: 1 above the clip, the rounding residual q - x / clip inside it
+    assert float(act.clip.grad) == pytest.approx(1.0 + (0 - 0.1) + (0.25 - 0.15) + (0.5 - 0.55))
+
+
+def test_focal_loss_on_a_known_case() -> None:
+    anchors = torch.tensor([[0.0, 0.0, 10.0, 10.0], [100.0, 100.0, 110.0, 110.0]])
+    target = {"boxes": anchors[:1].clone(), "labels": torch.tensor([0]), "ignore_boxes": torch.zeros(0, 4)}
+    logits = torch.zeros(1, 2, 1)
+    deltas = torch.zeros(1, 2, 4)
+    losses = detection_loss(logits, deltas, anchors, [target])
+    # p = 0.5 everywhere: foreground alpha (1 - p)^2 log 2, background (1 - alpha) p^2 log 2, over 1 positive
+    assert float(losses["cls"]) == pytest.approx((0.25 * 0.25 + 0.75 * 0.25) * math.log(2.0), rel=1e-5)
+    assert float(losses["box"]) == pytest.approx(0.0)
+    confident = torch.tensor([[[2.0], [-3.0]]])
+    p_fg, p_bg = torch.sigmoid(torch.tensor(2.0)), torch.sigmoid(torch.tensor(-3.0))
+    expected = 0.25 * (1 - p_fg) ** 2 * -torch.log(p_fg) + 0.75 * p_bg**2 * -torch.log(1 - p_bg)
+    assert float(detection_loss(confident, deltas, anchors, [target])["cls"]) == pytest.approx(
+        float(expected)
+    )
+    ignored = {**target, "ignore_boxes": torch.tensor([[98.0, 98.0, 112.0, 112.0]])}
+    only_fg = detection_loss(logits, deltas, anchors, [ignored], LossConfig())
+    assert float(only_fg["cls"]) == pytest.approx(0.25 * 0.25 * math.log(2.0), rel=1e-5)
+
+
+def test_decode_detections_thresholds_nms_and_clipping() -> None:
+    anchors = torch.tensor([[0.0, 0.0, 10.0, 10.0], [1.0, 0.0, 11.0, 10.0], [50.0, 50.0, 70.0, 70.0]])
+    logits = torch.tensor([[[3.0, -9.0], [2.0, -9.0], [-9.0, 1.0]]])
+    deltas = torch.zeros(1, 3, 4)
+    deltas[0, 2] = torch.tensor([0.5, 0.0, 0.0, 0.0])  # shifts the third box right by 10 px
+    (rows,) = decode_detections(logits, deltas, anchors, image_size=(75, 80))
+    assert rows.shape == (2, 6)
+    assert rows[0].tolist() == pytest.approx([0, 0, 10, 10, float(torch.sigmoid(torch.tensor(3.0))), 0])
+    assert rows[1].tolist() == pytest.approx([60, 50, 75, 70, float(torch.sigmoid(torch.tensor(1.0))), 1])
+    (none,) = decode_detections(torch.full((1, 3, 2), -9.0), deltas, anchors)
+    assert none.shape == (0, 6)
+
+
+def test_model_traces_with_fx_and_matches_eager() -> None:
+    model = build_model(config_for("intensity", **TINY)).eval()
+    traced = torch.fx.symbolic_trace(model)
+    x = torch.rand(2, 1, 64, 64)
+    for eager, graph in zip(model(x), traced(x), strict=True):
+        assert torch.allclose(eager, graph)
+    assert pad_input(torch.zeros(1, 2, 60, 33)).shape == (1, 2, 64, 64)
+    kinds = {type(m).__name__ for m in model.modules()}
+    assert "QuantReLU" in kinds and not kinds & {"MaxPool2d", "GroupNorm", "ReLU6", "SiLU"}
+
+
+def _tiny_checkpoint(path: Path, modality: str = "events") -> dict:
+    model = build_model(config_for(modality, **TINY))
+    checkpoint = checkpoint_dict(model, modality, CLASS_NAMES, 50_000, 3.0, (64, 64), train={"epochs": 0})
+    save_checkpoint(path, checkpoint)
+    return checkpoint
+
+
+def test_load_detector_round_trip_and_clear_errors(tmp_path: Path) -> None:
+    checkpoint = _tiny_checkpoint(tmp_path / "ok.pt")
+    bundle = load_detector(tmp_path / "ok.pt")
+    assert bundle.modality == "events" and bundle.sensor_size == (64, 64) and not bundle.model.training
+    assert len(bundle.anchors) == 84 * 9
+    (rows,) = bundle.detect(torch.rand(1, 2, 64, 64))
+    assert rows.shape[1] == 6
+    with pytest.raises(UserFacingError, match="modality mismatch"):
+        bundle.detect(torch.rand(1, 1, 64, 64))
+    with pytest.raises(UserFacingError, match="no such file"):
+        load_detector(tmp_path / "missing.pt")
+    (tmp_path / "text.pt").write_text("hello\n")
+    with pytest.raises(UserFacingError, match="not a streamdet checkpoint"):
+        load_detector(tmp_path / "text.pt")
+    torch.save({"format": "something-else"}, tmp_path / "other.pt")
+    with pytest.raises(UserFacingError, match="not a streamdet ANN checkpoint"):
+        load_detector(tmp_path / "other.pt")
+    wider = {**checkpoint, "config": {**checkpoint["config"], "fpn_channels": 32}}
+    torch.save(wider, tmp_path / "mismatch.pt")
+    with pytest.raises(UserFacingError, match="weights do not match the config"):
+        load_detector(tmp_path / "mismatch.pt")
+    swapped = {**checkpoint, "modality": "intensity"}
+    torch.save(swapped, tmp_path / "swapped.pt")
+    with pytest.raises(UserFacingError, match="input channels"):
+        load_detector(tmp_path / "swapped.pt")
+
+
+@pytest.mark.parametrize("name", SHIPPED_MODELS)
+def test_shipped_models_load_by_name_and_trace(name: str) -> None:
+    bundle = load_detector(name)
+    assert bundle.modality == name.split("-")[0]
+    assert bundle.class_names == CLASS_NAMES and bundle.window_us == 50_000
+    assert bundle.config.activation == "quant"
+    torch.fx.symbolic_trace(bundle.model)
+    width, height = bundle.sensor_size
+    (rows,) = bundle.detect(torch.zeros(1, bundle.config.in_channels, height, width))
+    assert rows.shape[1] == 6

@@ -1,0 +1,179 @@
+"""Training: augmentations, a tiny model overfitting a tiny dataset, checkpoints, the train/eval CLIs
+and their errors (no annotations, modality mismatch, resume of another modality)."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+from test_evaluate import WINDOW_US, write_tiny_split
+
+from streamdet.cli import main
+from streamdet.evaluate import evaluate_split
+from streamdet.model import load_detector
+from streamdet.train import AugmentConfig, TrainConfig, horizontal_flip, random_crop, train_detector
+
+NO_AUGMENT = AugmentConfig(
+    flip=0.0, crop_size=None, count_scale=(1.0, 1.0), noise_rate=0.0, polarity_swap=0.0
+)
+
+
+@pytest.fixture(scope="module")
+def tiny_root(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    root = tmp_path_factory.mktemp("tiny-data")
+    write_tiny_split(root, "train", images=8, seed=0)
+    return root
+
+
+@pytest.fixture(scope="module")
+def overfit_checkpoint(tiny_root: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
+    torch.set_num_threads(1)
+    out = tmp_path_factory.mktemp("ckpt") / "tiny.pt"
+    config = TrainConfig(
+        modality="events",
+        size="tiny",
+        epochs=20,
+        batch_size=4,
+        lr=2e-2,
+        warmup_steps=5,
+        event_scale=3.0,
+        augment=NO_AUGMENT,
+    )
+    train_detector(config, [tiny_root], out, progress=False, log=lambda line: None)
+    return out
+
+
+def _target(boxes: list[list[float]], labels: list[int], ignore: list[list[float]] | None = None) -> dict:
+    return {
+        "boxes": torch.tensor(boxes, dtype=torch.float32).reshape(-1, 4),
+        "labels": torch.tensor(labels, dtype=torch.long),
+        "ignore_boxes": torch.tensor(ignore or [], dtype=torch.float32).reshape(-1, 4),
+        "image_id": torch.tensor(1),
+    }
+
+
+def test_flip_mirrors_pixels_and_boxes_and_twice_is_identity() -> None:
+    raw = torch.zeros(2, 10, 20)
+    raw[1, 2:4, 0:5] = 3.0
+    target = _target([[0, 2, 5, 4]], [1], [[18, 0, 20, 1]])
+    flipped, moved = horizontal_flip(raw, target)
+    assert torch.equal(flipped[1, 2:4, 15:20], raw[1, 2:4, 0:5])
+    assert moved["boxes"].tolist() == [[15, 2, 20, 4]] and moved["ignore_boxes"].tolist() == [[0, 0, 2, 1]]
+    back, again = horizontal_flip(flipped, moved)
+    assert torch.equal(back, raw) and torch.equal(again["boxes"], target["boxes"])
+
+
+def test_crop_moves_boxes_and_turns_cut_objects_into_ignore_regions() -> None:
+    raw = torch.arange(64 * 96, dtype=torch.float32).reshape(1, 64, 96)
+    target = _target([[40, 10, 60, 30], [0, 0, 40, 20]], [0, 1])
+    rng = np.random.default_rng(5)
+    window, moved = random_crop(raw, target, (64, 32), rng, min_visible=0.5)
+    y0, x0 = divmod(int(window[0, 0, 0]), 96)  # the value at the window's corner is y0 * 96 + x0
+    assert window.shape == (1, 32, 64) and torch.equal(window, raw[:, y0 : y0 + 32, x0 : x0 + 64])
+    for box, label in zip(moved["boxes"].tolist(), moved["labels"].tolist(), strict=True):
+        original = target["boxes"][label].tolist()
+        assert box[0] == max(original[0] - x0, 0) and box[1] == max(original[1] - y0, 0)
+    kept_or_ignored = len(moved["boxes"]) + len(moved["ignore_boxes"])
+    assert kept_or_ignored >= 1 and all(0 <= v <= 64 for b in moved["boxes"].tolist() for v in b[::2])
+
+
+def test_tiny_model_overfits_tiny_dataset(tiny_root: Path, overfit_checkpoint: Path) -> None:
+    bundle = load_detector(overfit_checkpoint)
+    assert bundle.modality == "events" and bundle.config.activation == "quant"
+    assert bundle.metadata["train"]["epochs"] == 20
+    result = evaluate_split(bundle.detect, tiny_root / "train", "events", WINDOW_US, 3.0, progress=False)
+    assert result["map50"] >= 0.85, result
+
+
+def test_untrained_checkpoint_scores_low(tiny_root: Path, tmp_path: Path) -> None:
+    config = TrainConfig(modality="events", size="tiny", epochs=1, batch_size=8, lr=1e-6, augment=NO_AUGMENT)
+    train_detector(config, [tiny_root], tmp_path / "untrained.pt", progress=False, log=lambda line: None)
+    bundle = load_detector(tmp_path / "untrained.pt")
+    assert (
+        evaluate_split(bundle.detect, tiny_root / "train", "events", WINDOW_US, 3.0, progress=False)["map50"]
+        < 0.2
+    )
+
+
+def test_cli_train_resume_and_eval_json(tiny_root: Path, tmp_path: Path, overfit_checkpoint: Path) -> None:
+    out = tmp_path / "cli.pt"
+    command = [
+        sys.executable,
+        "-m",
+        "streamdet",
+        "train",
+        "--modality",
+        "intensity",
+        "--data",
+        str(tiny_root),
+        "--out",
+        str(out),
+        "--size",
+        "tiny",
+        "--crop",
+        "none",
+        "--epochs",
+        "1",
+        "--batch-size",
+        "4",
+    ]
+    first = subprocess.run(command, capture_output=True, text=True, timeout=120)
+    assert first.returncode == 0, first.stderr
+    assert out.is_file() and (tmp_path / "cli.pt.last.pt").is_file() and "epoch=1" in first.stdout
+    assert main([*command[3:-4], "--epochs", "2", "--batch-size", "4", "--resume"]) == 0
+    assert load_detector(out).metadata["train"]["epochs"] == 2
+    report = tmp_path / "eval.json"
+    assert (
+        main(
+            [
+                "eval",
+                "--model",
+                str(overfit_checkpoint),
+                "--data",
+                str(tiny_root / "train"),
+                "--json",
+                str(report),
+                "--limit",
+                "5",
+            ]
+        )
+        == 0
+    )
+    summary = json.loads(report.read_text())
+    assert summary["model"] == str(overfit_checkpoint) and summary["images"] == 5
+    assert set(summary["ap50_per_class"]) == {"boat", "buoy"} and 0.0 <= summary["map50"] <= 1.0
+
+
+def test_cli_errors_are_one_line(tiny_root: Path, tmp_path: Path, overfit_checkpoint: Path, capsys) -> None:
+    empty = tmp_path / "empty"
+    write_tiny_split(empty, "train", images=2, annotate=False)
+    train = ["train", "--modality", "events", "--size", "tiny", "--crop", "none", "--epochs", "1"]
+    assert main([*train, "--data", str(empty), "--out", str(tmp_path / "x.pt")]) == 2
+    assert "no annotations" in capsys.readouterr().err
+    assert main([*train, "--data", str(tmp_path / "nowhere"), "--out", str(tmp_path / "x.pt")]) == 2
+    assert "no annotations.json" in capsys.readouterr().err
+    resumed = tmp_path / "r.pt"
+    assert main([*train, "--data", str(tiny_root), "--out", str(resumed), "--batch-size", "8"]) == 0
+    other = ["train", "--modality", "intensity", "--size", "tiny", "--crop", "none", "--epochs", "2"]
+    assert main([*other, "--data", str(tiny_root), "--out", str(resumed), "--resume"]) == 2
+    assert "trains the events modality" in capsys.readouterr().err
+    assert (
+        main(
+            [
+                "eval",
+                "--model",
+                str(overfit_checkpoint),
+                "--data",
+                str(tiny_root / "train"),
+                "--modality",
+                "intensity",
+            ]
+        )
+        == 2
+    )
+    assert "modality mismatch" in capsys.readouterr().err
