@@ -2,18 +2,22 @@
 
 from __future__ import annotations
 
+import socket
 import subprocess
 import sys
+import threading
+import time
 from pathlib import Path
 
 import cv2
 import numpy as np
 import pytest
-from streamdet.drivers.dv import dv_to_events, parse_address
+from streamdet.drivers.dv import DVDriveConfig, drive_dv, dv_to_events, parse_address
 from streamdet.drivers.synthetic import SyntheticDriveConfig, iter_synthetic_packets
-from streamdet.drivers.video import FrameEncoder, iter_video_frames
+from streamdet.drivers.video import FrameEncoder, VideoDriveConfig, drive_video, iter_video_frames
 
 from streamdet import CLASS_NAMES
+from streamdet.bus import Subscriber
 from streamdet.cli import main as cli_main
 from streamdet.encoders import DVSParams, emulate_dvs
 from streamdet.errors import UserFacingError
@@ -159,11 +163,11 @@ def test_missing_or_unreadable_video_file_is_a_user_error(tmp_path, capsys):
 
 
 def test_unreachable_dv_stream_is_a_one_line_error(tmp_path, capsys):
-    result = run_cli("drive", "dv", "--address", "127.0.0.1:1", "--endpoint", f"ipc://{tmp_path}/dv")
-    assert result.returncode == 2
-    assert result.stderr.strip().splitlines() == [
-        "streamdet drive: error: cannot read the DV stream at 127.0.0.1:1: connect: Connection refused"
-    ]
+    address = f"127.0.0.1:{free_tcp_port()}"
+    assert cli_main(["drive", "dv", "--address", address, "--endpoint", f"ipc://{tmp_path}/dv"]) == 2
+    assert capsys.readouterr().err == (
+        f"streamdet drive: error: cannot read the DV stream at {address}: connect: Connection refused\n"
+    )
     assert cli_main(["drive", "dv", "--address", "localhost", "--endpoint", f"ipc://{tmp_path}/dv"]) == 2
     assert "127.0.0.1:7777" in capsys.readouterr().err
 
@@ -178,3 +182,148 @@ def test_parse_address_and_dv_event_conversion():
     events = dv_to_events(batch)
     assert events.dtype == EVENT_DTYPE
     assert events.tolist() == [(1, 2, 10, True), (3, 4, 12, False)]
+
+
+def free_tcp_port() -> int:
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        return probe.getsockname()[1]
+
+
+def collect_until_eos(subscriber: Subscriber, topics: set[str], timeout_s: float) -> dict[str, list]:
+    """Messages per topic until every topic in ``topics`` has sent end-of-stream."""
+    received: dict[str, list] = {topic: [] for topic in topics}
+    ended: set[str] = set()
+    deadline = time.monotonic() + timeout_s
+    while ended != topics:
+        remaining_ms = int((deadline - time.monotonic()) * 1000)
+        assert remaining_ms > 0, f"no end-of-stream on {topics - ended} in {timeout_s} s"
+        message = subscriber.receive(remaining_ms)
+        if message is None:
+            continue
+        if message.kind == "eos":
+            ended.add(message.topic)
+        else:
+            received[message.topic].append((time.monotonic(), message))
+    return received
+
+
+def test_drive_synthetic_cli_publishes_paced_events_and_truth(tmp_path):
+    endpoint = f"ipc://{tmp_path}/synthetic"
+    args = ["--preset", "traffic", "--size", "96x64", "--seconds", "0.4", "--truth-every-us", "100000"]
+    with Subscriber(endpoint, ["events/street", "truth/street"]) as subscriber:
+        process = subprocess.Popen(
+            [STREAMDET, "drive", "synthetic", *args, "--stream", "street", "--endpoint", endpoint]
+            + ["--wait-subscribers", "1", "--wait-timeout", "60"],
+            stderr=subprocess.PIPE,
+            text=True,
+        )
+        received = collect_until_eos(subscriber, {"events/street", "truth/street"}, timeout_s=90)
+        assert subscriber.stats.dropped == 0 and subscriber.stats.rejected_total == 0
+    assert process.wait(timeout=30) == 0, process.stderr.read()
+    events = [message for _, message in received["events/street"]]
+    assert [m.seq for m in events] == list(range(40))
+    assert [(m.t0_us, m.t1_us) for m in events] == [(k * 10_000, (k + 1) * 10_000) for k in range(40)]
+    arrival = [at for at, _ in received["events/street"]]
+    assert arrival[-1] - arrival[0] > 0.3  # paced to the wall clock: 0.39 s of stream after the first packet
+    config = SyntheticDriveConfig(
+        preset="traffic", endpoint="unused", stream="street", sensor_size=(96, 64), seconds=0.4, speed=None
+    )
+    expected = list(iter_synthetic_packets(config))
+    np.testing.assert_array_equal(
+        np.concatenate([m.payload for m in events]), np.concatenate([p.events for p in expected])
+    )
+    truths = [message for _, message in received["truth/street"]]
+    assert [m.t1_us for m in truths] == [100_000, 200_000, 300_000, 400_000]
+    assert all(tuple(m.extra["class_names"]) == CLASS_NAMES for m in truths)
+    expected_truths = [p.truth for p in expected if p.truth is not None]
+    assert len(expected_truths) == 4 and sum(len(rows) for rows in expected_truths) > 0
+    for message, rows in zip(truths, expected_truths, strict=True):
+        np.testing.assert_array_equal(message.payload, rows)
+
+
+def test_drive_video_publishes_the_encoded_file(tmp_path):
+    path = tmp_path / "square.avi"
+    write_video(path, ramp_video_frames(), fps=25.0)
+    endpoint = f"ipc://{tmp_path}/video"
+    config = VideoDriveConfig(
+        source=str(path), endpoint=endpoint, encode="spike", stream="cam", speed=None, wait_subscribers=1
+    )
+    with Subscriber(endpoint, ["spikes/cam"]) as subscriber:
+        result: dict = {}
+        sender = threading.Thread(target=lambda: result.update(stats=drive_video(config)))
+        sender.start()
+        received = collect_until_eos(subscriber, {"spikes/cam"}, timeout_s=30)
+        sender.join(timeout=30)
+    messages = [message for _, message in received["spikes/cam"]]
+    frames = np.concatenate([m.payload for m in messages])
+    encoder = FrameEncoder("spike", 1000.0, seed=0, dvs=DVSParams(), poisson_max_rate=1.0)
+    pushed = [encoder.push(t, frame) for t, frame in iter_video_frames(str(path))][1:]
+    np.testing.assert_array_equal(frames, np.concatenate([payload[0] for _, payload in pushed]))
+    assert [m.t0_us for m in messages] == [int(payload[1][0]) for _, payload in pushed]
+    assert all(m.extra["frame_us"] == 1000.0 and m.sensor_size == (64, 48) for m in messages)
+    assert result["stats"].frames == 440
+
+
+DV_WRITER = """
+import os, sys, time
+import dv_processing as dv
+import numpy as np
+port, batches = int(sys.argv[1]), int(sys.argv[2])
+stream = dv.io.Stream.EventStream(0, "events", "DVXplorer_test", (64, 48))
+writer = dv.io.NetworkWriter("127.0.0.1", port, stream)
+print("listening", flush=True)
+deadline = time.monotonic() + 120
+while writer.getClientCount() < 1 and time.monotonic() < deadline:
+    time.sleep(0.01)
+rng = np.random.default_rng(5)
+t = 1_700_000_000_000_000
+for _ in range(batches):
+    store = dv.EventStore()
+    for _ in range(200):
+        t += int(rng.integers(1, 50))
+        store.push_back(t, int(rng.integers(0, 64)), int(rng.integers(0, 48)), bool(rng.integers(0, 2)))
+    writer.writeEvents(store)
+    time.sleep(0.05)
+time.sleep(0.5)
+os._exit(0)
+"""
+
+
+def expected_dv_events(batches: int) -> np.ndarray:
+    rng = np.random.default_rng(5)
+    rows = []
+    t = 1_700_000_000_000_000
+    for _ in range(batches * 200):
+        t += int(rng.integers(1, 50))
+        rows.append((int(rng.integers(0, 64)), int(rng.integers(0, 48)), t, bool(rng.integers(0, 2))))
+    return np.array(rows, dtype=EVENT_DTYPE)
+
+
+def test_drive_dv_republishes_a_dv_network_stream_unchanged(tmp_path):
+    port = free_tcp_port()
+    endpoint = f"ipc://{tmp_path}/dv"
+    writer = subprocess.Popen(
+        [sys.executable, "-c", DV_WRITER, str(port), "6"], stdout=subprocess.PIPE, text=True
+    )
+    try:
+        assert writer.stdout.readline() == "listening\n"
+        config = DVDriveConfig(
+            endpoint=endpoint, address=f"127.0.0.1:{port}", stream="davis", wait_subscribers=1
+        )
+        with Subscriber(endpoint, ["events/davis"]) as subscriber:
+            result: dict = {}
+            driver = threading.Thread(target=lambda: result.update(stats=drive_dv(config)))
+            driver.start()
+            received = collect_until_eos(subscriber, {"events/davis"}, timeout_s=60)
+            driver.join(timeout=30)
+    finally:
+        writer.kill()
+        writer.wait()
+    messages = [message for _, message in received["events/davis"]]
+    events = np.concatenate([m.payload for m in messages])
+    np.testing.assert_array_equal(events, expected_dv_events(6))
+    assert all(m.sensor_size == (64, 48) for m in messages)
+    assert messages[0].t0_us == events["t"][0] and messages[-1].t1_us == events["t"][-1] + 1
+    assert all(a.t1_us == b.t0_us for a, b in zip(messages, messages[1:], strict=False))
+    assert result["stats"].events == 1200 and result["stats"].packets == len(messages)
