@@ -41,6 +41,9 @@ import torch
 from streamdet.errors import UserFacingError
 from streamdet.events import empty_events
 
+DEFAULT_STEPS_PER_WINDOW = 4
+"""Steps per model window when ``dt_us`` is not given: ``dt_us = window_us / 4`` (12.5 ms for 50 ms)."""
+
 
 @dataclass(frozen=True)
 class DetectorConfig:
@@ -395,6 +398,17 @@ class StreamDetector:
                 self._count_dropped(state, removed)
         return dropped_now
 
+    def warm_up(self) -> None:
+        """Run one step of zeros and one decode on a throwaway state, so that lazy initialisation (kernel
+        selection, the first NMS) does not count as latency of the first window."""
+        width, height = self.snn.sensor_size
+        channels = 2 if self.snn.modality == "events" else 1
+        zeros = np.zeros((1, channels, height, width), dtype=np.float32)
+        (cls_steps, box_steps), _ = self.snn.run(
+            self.step_inputs(zeros), self.snn.initial_state(1, self.device)
+        )
+        self.snn.decode(cls_steps[0], box_steps[0])
+
     def end_stream(self, stream: str) -> None:
         """Forget ``stream`` (its queue, membranes and window); a new stream of that name starts fresh."""
         self.streams.pop(stream, None)
@@ -485,6 +499,10 @@ def _unbounded(config: DetectorConfig) -> DetectorConfig:
     return replace(config, max_backlog_steps=2**31 - 1)
 
 
+MAX_DRAIN_MESSAGES = 10_000
+"""Messages binned per turn of the node loop at most, before the next simulation chunk."""
+
+
 @dataclass
 class NodeStats:
     """What a detector node did: messages in, windows published, steps simulated and dropped,
@@ -515,8 +533,9 @@ class DetectorNode:
     Args:
         snn: a ``SpikingDetector`` (``streamdet.snn.load_snn``).
         config: stepping, window and skip policy.
-        inputs: endpoints to connect to.
-        output: endpoint to bind.
+        inputs: endpoints to connect to (publishers, or a broker's backend).
+        output: endpoint to bind (or to connect to, e.g. a broker's frontend, with ``output_connect``).
+        topics: topic prefixes to subscribe to; a worker behind a broker takes some streams only.
         exit_on_eos: stop once every stream seen has ended.
         log: called with one line of text for warnings (falling behind, rejected messages).
     """
@@ -527,15 +546,23 @@ class DetectorNode:
         config: DetectorConfig,
         inputs: Iterable[str],
         output: str,
+        topics: Iterable[str] = ("events/", "spikes/"),
+        output_connect: bool = False,
         exit_on_eos: bool = False,
         log: Callable[[str], None] | None = None,
     ) -> None:
         from streamdet import bus
 
         self.detector = StreamDetector(snn, config)
+        self.detector.warm_up()
         self.config = config
-        self.subscriber = bus.Subscriber(list(inputs), topics=("events/", "spikes/"))
-        self.publisher = bus.Publisher(output)
+        self.input_kind = "events" if snn.modality == "events" else "spikes"
+        self.subscriber = bus.Subscriber(list(inputs), topics=tuple(topics))
+        try:
+            self.publisher = bus.Publisher(output, connect=output_connect)
+        except Exception:
+            self.subscriber.close()
+            raise
         self.exit_on_eos = exit_on_eos
         self.log = log or (lambda line: print(line, file=sys.stderr, flush=True))
         self.stats = NodeStats()
@@ -579,6 +606,7 @@ class DetectorNode:
         from streamdet import wire
 
         stream = message.stream
+        self._apply_skip_policy()
         self.drain_stream(stream)
         self.detector.end_stream(stream)
         sensor_size = self.sensor_sizes.get(stream, tuple(message.sensor_size))
@@ -604,6 +632,9 @@ class DetectorNode:
                 result.t1_us,
                 latency_ms=round(result.latency_ms, 3),
                 dropped=result.dropped_steps,
+                dropped_messages=self.subscriber.stats.dropped_by_topic.get(
+                    f"{self.input_kind}/{result.stream}", 0
+                ),
                 late=result.late_events,
                 step=result.step,
                 dt_us=self.config.dt_us,
@@ -615,12 +646,25 @@ class DetectorNode:
     def poll_once(self, timeout_ms: int = 100) -> bool:
         """One turn of the loop; returns False once every stream has ended (with ``exit_on_eos``)."""
         message = self.subscriber.receive(timeout_ms=timeout_ms if not self.detector.backlog_steps() else 0)
-        while message is not None:
+        for _ in range(MAX_DRAIN_MESSAGES):
+            if message is None:
+                break
             self._accept(message, time.monotonic())
             message = self.subscriber.receive(timeout_ms=0)
-        dropped = self.detector.drop_backlog()
+        if message is not None:
+            self._accept(message, time.monotonic())
+        self._apply_skip_policy()
+        self._publish(self.detector.process(max_steps=self.config.max_chunk_steps))
+        self.stats.simulated_steps = self.detector.simulated_steps
+        if self.exit_on_eos and self._ended and not self.detector.streams:
+            return False
+        return True
+
+    def _apply_skip_policy(self) -> None:
+        self.detector.drop_backlog()
+        dropped = self.detector.dropped_steps - self.stats.dropped_steps
         if dropped:
-            self.stats.dropped_steps += dropped
+            self.stats.dropped_steps = self.detector.dropped_steps
             now = time.monotonic()
             if now - self._last_behind_log > 1.0:
                 self.log(
@@ -629,11 +673,6 @@ class DetectorNode:
                     f"(total dropped {self.detector.dropped_steps})"
                 )
                 self._last_behind_log = now
-        self._publish(self.detector.process(max_steps=self.config.max_chunk_steps))
-        self.stats.simulated_steps = self.detector.simulated_steps
-        if self.exit_on_eos and self._ended and not self.detector.streams:
-            return False
-        return True
 
     def run(self, should_stop: Callable[[], bool] = lambda: False) -> NodeStats:
         """Loop until ``should_stop()`` (or every stream ended, with ``exit_on_eos``)."""

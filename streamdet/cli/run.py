@@ -1,0 +1,272 @@
+"""``streamdet detect``, ``view``, ``launch`` and ``demo``: the running system.
+
+- ``detect --input EP --output EP``: the detector node (``streamdet.detector``).
+- ``view EP...``: draw event or spike frames with boxes (window where there is a display, else .mp4 + PNG).
+- ``launch FILE.toml``: start a graph of processes (``streamdet.launcher``).
+- ``demo``: synthetic maritime scene -> DVS emulation -> detector -> viewer, with a running mAP.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+import time
+
+from streamdet.errors import UserFacingError
+
+
+def _positive_int(text: str) -> int:
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a positive integer, got {text!r}") from None
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"expected a positive integer, got {text!r}")
+    return value
+
+
+def _check_device(device: str) -> None:
+    import torch
+
+    if device.startswith("cuda") and not torch.cuda.is_available():
+        raise UserFacingError(f"--device {device}: no CUDA device is available here")
+
+
+def detector_config_from_args(args: argparse.Namespace, window_us: int):
+    """The ``DetectorConfig`` of ``detect`` / ``demo`` options (``--dt-us`` defaults to the model window
+    divided by ``DEFAULT_STEPS_PER_WINDOW``)."""
+    from streamdet.detector import DEFAULT_STEPS_PER_WINDOW, DetectorConfig
+
+    dt_us = args.dt_us if args.dt_us is not None else window_us // DEFAULT_STEPS_PER_WINDOW
+    return DetectorConfig(
+        dt_us=dt_us,
+        window_steps=args.window_steps,
+        publish_every=args.publish_every,
+        max_backlog_steps=args.max_backlog_steps,
+        max_chunk_steps=args.max_chunk_steps,
+        device=args.device,
+    )
+
+
+def run_detect(args: argparse.Namespace) -> int:
+    """Run the detector node until Ctrl-C (or, with ``--exit-on-eos``, until every stream has ended)."""
+    import torch
+    from tqdm import tqdm
+
+    from streamdet.detector import DetectorNode
+    from streamdet.snn import load_snn
+
+    _check_device(args.device)
+    if args.threads:
+        torch.set_num_threads(args.threads)
+    snn = load_snn(args.model)
+    config = detector_config_from_args(args, snn.window_us)
+    node = DetectorNode(
+        snn,
+        config,
+        args.input,
+        args.output,
+        topics=args.topic or ("events/", "spikes/"),
+        output_connect=args.output_connect,
+        exit_on_eos=args.exit_on_eos,
+        log=tqdm.write,
+    )
+    print(
+        f"detect: {args.model} ({snn.modality}, {snn.sensor_size[0]}x{snn.sensor_size[1]}), "
+        f"dt {config.dt_us} us, "
+        f"window {config.window_steps} steps, publish every {config.publish_every}; "
+        f"{', '.join(args.input)} -> {args.output}",
+        file=sys.stderr,
+        flush=True,
+    )
+    bar = tqdm(desc="detect", unit=" windows", file=sys.stderr, disable=None)
+    try:
+        published = 0
+        while node.poll_once():
+            if node.stats.published != published:
+                bar.update(node.stats.published - published)
+                published = node.stats.published
+                bar.set_postfix(
+                    steps_per_s=f"{node.stats.steps_per_s():.1f}",
+                    latency_ms=f"{node.stats.latencies_ms[-1]:.0f}",
+                    dropped=node.stats.dropped_steps,
+                    refresh=False,
+                )
+    finally:
+        bar.close()
+        node.close()
+        print(
+            f"detect: {node.stats.published} windows, {node.stats.simulated_steps} steps simulated, "
+            f"{node.stats.dropped_steps} dropped, {node.stats.rejected} rejected",
+            file=sys.stderr,
+        )
+    return 0
+
+
+def run_view(args: argparse.Namespace) -> int:
+    """Show or record event / spike frames with boxes until Ctrl-C or end of stream."""
+    from streamdet.viewer import ViewerConfig, view
+
+    config = ViewerConfig(
+        endpoints=tuple(args.endpoint),
+        out_dir=args.out,
+        headless=args.headless,
+        fps=args.fps,
+        snapshot_every_s=args.snapshot_every,
+        idle_timeout_s=args.idle_timeout,
+        show_truth=not args.no_truth,
+    )
+    stats = view(config, progress=True)
+    print(stats.summary(), file=sys.stderr)
+    return 0
+
+
+def run_launch(args: argparse.Namespace) -> int:
+    """Run a launch file until its processes end, ``--seconds`` pass, or Ctrl-C."""
+    from streamdet.launcher import Launcher, load_launch_file
+
+    spec = load_launch_file(args.file)
+    if args.check:
+        for process in spec.processes:
+            print(f"{process.name}: {' '.join(process.cmd)} (restart {process.restart})")
+        return 0
+    exit_codes = Launcher(spec).run(seconds=args.seconds)
+    failed = {
+        name: codes[-1] for name, codes in exit_codes.items() if codes and codes[-1] not in (0, 130, -2)
+    }
+    return 1 if failed else 0
+
+
+def run_demo(args: argparse.Namespace) -> int:
+    """The end-to-end demo (see ``streamdet.demo``)."""
+    from streamdet.demo import DemoConfig
+    from streamdet.demo import run_demo as demo
+
+    _check_device(args.device)
+    config = DemoConfig(
+        seconds=args.seconds,
+        model=args.model,
+        preset=args.preset,
+        seed=args.seed,
+        speed=args.speed,
+        out_dir=args.out,
+        headless=args.headless,
+        dt_us=args.dt_us,
+        window_steps=args.window_steps,
+        publish_every=args.publish_every,
+        device=args.device,
+        quiet=args.json,
+    )
+    started = time.monotonic()
+    report = demo(config)
+    if args.json:
+        print(json.dumps(report))
+    else:
+        print(
+            f"demo: {report['detections']} detections in {report['windows']} windows, "
+            f"mAP@0.5 {report['map50']:.3f}, latency p50 {report['latency_ms_p50']:.1f} ms / "
+            f"p99 {report['latency_ms_p99']:.1f} ms, {report['steps_per_s']:.1f} steps/s, "
+            f"{report['dropped']} steps dropped; video {report['video']} ({time.monotonic() - started:.0f} s)"
+        )
+    return 0
+
+
+def _add_detector_options(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument(
+        "--dt-us", type=_positive_int, metavar="D", help="step duration, us (default: window / 4)"
+    )
+    parser.add_argument(
+        "--window-steps",
+        type=_positive_int,
+        default=8,
+        metavar="W",
+        help="steps averaged per decode (default 8)",
+    )
+    parser.add_argument(
+        "--publish-every", type=_positive_int, default=4, metavar="P", help="decode every P steps (default 4)"
+    )
+    parser.add_argument("--device", default="cpu", help="cpu or cuda (default cpu)")
+
+
+def register(subparsers: argparse._SubParsersAction) -> None:
+    """Add ``detect``, ``view``, ``launch`` and ``demo`` to the ``streamdet`` parser."""
+    detect = subparsers.add_parser("detect", help="run the spiking detector on event or spike streams")
+    detect.add_argument(
+        "--input", action="append", required=True, metavar="EP", help="endpoint to read (repeatable)"
+    )
+    detect.add_argument("--output", required=True, metavar="EP", help="endpoint to publish detections on")
+    detect.add_argument(
+        "--model", default="events-default", help="model name or file (default events-default)"
+    )
+    _add_detector_options(detect)
+    detect.add_argument(
+        "--max-backlog-steps",
+        type=_positive_int,
+        default=40,
+        metavar="N",
+        help="complete steps allowed to wait per stream before the oldest are dropped (default 40)",
+    )
+    detect.add_argument(
+        "--max-chunk-steps",
+        type=_positive_int,
+        default=8,
+        metavar="K",
+        help="steps per network call (default 8)",
+    )
+    detect.add_argument(
+        "--topic", action="append", help="input topic prefix (repeatable; default events/ and spikes/)"
+    )
+    detect.add_argument(
+        "--output-connect",
+        action="store_true",
+        help="connect the output (to a broker's frontend) instead of binding",
+    )
+    detect.add_argument("--exit-on-eos", action="store_true", help="exit once every stream has ended")
+    detect.add_argument("--threads", type=_positive_int, help="torch CPU threads")
+    detect.set_defaults(func=run_detect)
+
+    view = subparsers.add_parser("view", help="draw event/spike frames with boxes (window, or .mp4 + PNG)")
+    view.add_argument(
+        "endpoint", nargs="+", help="endpoint(s): driver (events, truth) and detector (detections)"
+    )
+    view.add_argument(
+        "--out", default="out/view", help="folder for .mp4 and PNG snapshots (default out/view)"
+    )
+    view.add_argument("--headless", action="store_true", help="never open a window, even with a display")
+    view.add_argument("--fps", type=float, default=20.0, help="video frame rate (default 20)")
+    view.add_argument(
+        "--snapshot-every",
+        type=float,
+        default=5.0,
+        metavar="S",
+        help="PNG snapshot every S seconds (default 5)",
+    )
+    view.add_argument(
+        "--idle-timeout",
+        type=float,
+        metavar="S",
+        help="stop after S seconds without a message (default never)",
+    )
+    view.add_argument("--no-truth", action="store_true", help="do not draw ground-truth boxes")
+    view.set_defaults(func=run_view)
+
+    launch = subparsers.add_parser("launch", help="start a graph of processes from a TOML launch file")
+    launch.add_argument("file", help="launch file (see launch/*.toml)")
+    launch.add_argument("--seconds", type=float, metavar="S", help="stop everything after S seconds")
+    launch.add_argument("--check", action="store_true", help="validate the file and list its processes")
+    launch.set_defaults(func=run_launch)
+
+    demo = subparsers.add_parser("demo", help="synthetic maritime scene -> DVS -> spiking detector -> video")
+    demo.add_argument("--seconds", type=float, default=20.0, help="scene time to run, seconds (default 20)")
+    demo.add_argument("--model", default="events-default", help="model name or file (default events-default)")
+    demo.add_argument("--preset", default="maritime", help="scene preset (default maritime)")
+    demo.add_argument("--seed", type=int, default=7, help="scene seed (default 7)")
+    demo.add_argument(
+        "--speed", type=float, default=1.0, help="scene speed, multiple of real time (default 1)"
+    )
+    demo.add_argument("--out", default="out", help="folder for demo.mp4 and demo.png (default out)")
+    demo.add_argument("--headless", action="store_true", help="no window, even with a display")
+    demo.add_argument("--json", action="store_true", help="print one JSON object at the end, no live lines")
+    _add_detector_options(demo)
+    demo.set_defaults(func=run_demo)
