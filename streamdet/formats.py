@@ -47,6 +47,9 @@ SPIKE_FRAME_US = 50.0
 CHUNK_EVENTS = 1 << 18
 """Events decoded per chunk when streaming a file (bounds the memory of streamed reads)."""
 
+SPIKE_CHUNK_PIXELS = 1 << 24
+"""Pixels decoded per chunk when streaming a spike ``.dat`` (167 frames of 400 x 250, 16 MB of bool)."""
+
 PROPHESEE_PLUGIN_SIZES = {
     "hal_plugin_gen3_fx3": (640, 480),
     "hal_plugin_gen31_fx3": (640, 480),
@@ -474,7 +477,8 @@ def spike_layout(path: Path, sensor_size: tuple[int, int] | None) -> SpikeDatLay
 
 def _spike_dat_chunks(path: Path, sensor_size: tuple[int, int] | None) -> Iterator[np.ndarray]:
     layout = spike_layout(path, sensor_size)
-    frames_per_chunk = max(1, CHUNK_EVENTS // 64)
+    width, height = layout.sensor_size
+    frames_per_chunk = max(1, SPIKE_CHUNK_PIXELS // (width * height))
     first_frame = 0
     for frames in iter_spike_dat(path, frames_per_chunk, layout.sensor_size):
         t0_us = layout.t0_us + first_frame * layout.frame_us
