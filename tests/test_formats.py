@@ -225,6 +225,23 @@ def test_spike_dat_round_trip_default_camera_size(tmp_path: Path) -> None:
     assert np.all(recording.events["p"])
 
 
+def test_spike_dat_events_streamed_in_small_chunks_keep_frame_times(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    rng = np.random.default_rng(13)
+    frames = rng.random((30, 16, 24)) < 0.2
+    path = tmp_path / "spikes.dat"
+    formats.write_spike_dat(path, frames)
+    formats.write_spike_sidecar(path, formats.SpikeDatLayout((24, 16), frame_us=25.0, t0_us=500))
+    monkeypatch.setattr(formats, "SPIKE_CHUNK_PIXELS", 24 * 16 * 4)
+    assert len(list(formats.iter_event_chunks(path))) == 8
+    expected = formats.spike_frames_to_events(frames, frame_us=25.0, t0_us=500)
+    assert np.array_equal(formats.read_events(path).events, expected)
+    windows = list(formats.iter_event_windows(path, 100))
+    assert np.array_equal(np.concatenate(windows), expected)
+    assert all(len(np.unique(window["t"] // 100 - 5)) <= 1 for window in windows if len(window))
+
+
 def test_spike_dat_sidecar_sets_size_rate_and_start() -> None:
     frames = np.load(DATA / "spikes_40x16.frames.npy")
     path = DATA / "spikes_40x16.dat"
