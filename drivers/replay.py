@@ -24,7 +24,7 @@ from pathlib import Path
 import numpy as np
 
 from streamdet import formats
-from streamdet.errors import UserFacingError
+from streamdet.errors import FileFormatError, UserFacingError
 
 
 @dataclass(frozen=True)
@@ -149,6 +149,21 @@ def file_sensor_size(path: str | Path, sensor_size: tuple[int, int] | None = Non
     return info.width, info.height
 
 
+def check_inside_sensor(path: str | Path, events: np.ndarray, sensor_size: tuple[int, int]) -> None:
+    """FileFormatError when an event lies outside the ``(W, H)`` sensor (receivers would reject it)."""
+    if len(events) == 0:
+        return
+    width, height = sensor_size
+    x_min, x_max = int(events["x"].min()), int(events["x"].max())
+    y_min, y_max = int(events["y"].min()), int(events["y"].max())
+    if x_min < 0 or y_min < 0 or x_max >= width or y_max >= height:
+        raise FileFormatError(
+            path,
+            f"events reach x {x_min}..{x_max}, y {y_min}..{y_max}, outside the {width}x{height} sensor "
+            "(give the right --sensor-size)",
+        )
+
+
 def shifted(packet: Packet, offset_us: int) -> Packet:
     """``packet`` with its time stamps moved ``offset_us`` microseconds later (looped replays)."""
     if offset_us == 0:
@@ -220,6 +235,7 @@ def replay_file(config: ReplayConfig, *, progress: bool = False) -> ReplayStats:
                     message = wire.spikes_message(config.stream, packet.frames, packet.t0_us, packet.frame_us)
                     frames += len(packet.frames)
                 else:
+                    check_inside_sensor(path, packet.events, sensor_size)
                     message = wire.events_message(
                         config.stream, packet.events, sensor_size, t0_us=packet.t0_us, t1_us=packet.t1_us
                     )

@@ -18,6 +18,7 @@ import pytest
 from streamdet.drivers import replay
 
 from streamdet import formats
+from streamdet.errors import FileFormatError
 from streamdet.events import EVENT_DTYPE
 from streamdet.recorder import DETECTION_RECORD_DTYPE, RecordConfig, box_records, record, streams_all_ended
 
@@ -98,6 +99,12 @@ def test_shifted_packets_move_time_stamps_only() -> None:
     assert np.array_equal(moved.events["t"], packet.events["t"] + 50_000)
     assert np.array_equal(moved.events["x"], packet.events["x"])
     assert replay.shifted(packet, 0) is packet
+
+
+def test_replay_refuses_events_outside_the_given_sensor() -> None:
+    config = replay.ReplayConfig(REAL_FILES[0], ipc_endpoint(), speed=None, sensor_size=(320, 240))
+    with pytest.raises(FileFormatError, match="outside the 320x240 sensor"):
+        replay.replay_file(config)
 
 
 def test_box_records_keep_exact_microsecond_stamps() -> None:
