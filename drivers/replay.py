@@ -67,7 +67,8 @@ class Packet:
 
 @dataclass(frozen=True)
 class ReplayStats:
-    """What a replay sent: packets, events, spike frames, passes over the file, wall time (s)."""
+    """What a replay sent: packets, events, spike frames, passes over the file, and the wall time (s)
+    from the first packet's clock start to the last packet sent."""
 
     packets: int
     events: int
@@ -245,6 +246,7 @@ def replay_file(config: ReplayConfig, *, progress: bool = False) -> ReplayStats:
                 end_us = last_t1_us = packet.t1_us
                 bar.update(1)
             loops += 1
+            wall_s = time.monotonic() - clock_start
             if not config.loop or end_us is None or start_us is None:
                 break
             offset_us = end_us - start_us
@@ -252,6 +254,4 @@ def replay_file(config: ReplayConfig, *, progress: bool = False) -> ReplayStats:
         bar.close()
         publisher.send(wire.eos_message(config.stream, kind, sensor_size, t_us=last_t1_us))
         publisher.close()
-    return ReplayStats(
-        packets=packets, events=events, frames=frames, loops=loops, wall_s=time.monotonic() - clock_start
-    )
+    return ReplayStats(packets=packets, events=events, frames=frames, loops=loops, wall_s=wall_s)

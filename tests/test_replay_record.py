@@ -101,6 +101,16 @@ def test_shifted_packets_move_time_stamps_only() -> None:
     assert replay.shifted(packet, 0) is packet
 
 
+def test_replay_runs_at_the_requested_fraction_of_real_time() -> None:
+    path = REAL / "prophesee_evt3_1280x720.raw"
+    for speed, least_s in ((0.25, 4 * 0.06), (None, 0.0)):
+        stats = replay.replay_file(replay.ReplayConfig(path, ipc_endpoint(), speed=speed, packet_us=10_000))
+        assert stats.packets == 6 and stats.events == 219_596
+        assert stats.wall_s >= least_s * 0.99
+        if speed is None:
+            assert stats.wall_s < 4 * 0.06
+
+
 def test_replay_refuses_events_outside_the_given_sensor() -> None:
     config = replay.ReplayConfig(REAL_FILES[0], ipc_endpoint(), speed=None, sensor_size=(320, 240))
     with pytest.raises(FileFormatError, match="outside the 320x240 sensor"):
