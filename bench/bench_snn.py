@@ -1,0 +1,97 @@
+"""Speed of the spiking runtime: steps per second of the native chunked engine vs step-by-step snntorch.
+
+Usage: ``.venv/bin/python bench/bench_snn.py [--model events-default] [--steps 32] [--chunks 1,8,16]
+[--threads 1] [--json OUT]``. Converts the model with its learned Quant-ReLU clips (no data), feeds a
+random event-like input (10 % of pixels active) at sensor resolution, batch 1, and times ``run`` after
+one warm-up call. Both engines produce the same spikes (tests/test_snn.py); only the speed differs.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import platform
+import time
+
+import torch
+
+from streamdet.convert import ConversionConfig, convert_detector
+from streamdet.model import load_detector, pad_input
+
+
+def steps_per_second(snn, inputs: torch.Tensor, steps: int, chunk: int, backend: str) -> dict[str, float]:
+    """Simulated steps per second of wall time and per second of this process's CPU time, over ``steps``
+    steps in calls of ``chunk`` steps (after one warm-up call). CPU time is the fairer figure on a
+    machine shared with other jobs (wall time then includes waiting for a core)."""
+    state = snn.initial_state(inputs.shape[1], inputs.device)
+    _, state = snn.run(inputs[:chunk], state, backend=backend)
+    if inputs.is_cuda:
+        torch.cuda.synchronize()
+    wall, cpu = time.perf_counter(), time.process_time()
+    done = 0
+    while done < steps:
+        _, state = snn.run(inputs[:chunk], state, backend=backend)
+        done += chunk
+    if inputs.is_cuda:
+        torch.cuda.synchronize()
+    return {
+        "steps_per_s_wall": done / (time.perf_counter() - wall),
+        "steps_per_cpu_s": done / (time.process_time() - cpu),
+    }
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--model", default="events-default")
+    parser.add_argument("--steps", type=int, default=32, help="steps timed per native configuration")
+    parser.add_argument("--reference-steps", type=int, default=8, help="steps timed for snntorch")
+    parser.add_argument("--chunks", default="1,8,16")
+    parser.add_argument("--threads", type=int, default=1)
+    parser.add_argument("--json", default=None)
+    args = parser.parse_args()
+    torch.set_num_threads(args.threads)
+    bundle = load_detector(args.model)
+    snn = convert_detector(bundle, None, ConversionConfig(normalisation="quant"), progress=False)
+    width, height = bundle.sensor_size
+    generator = torch.Generator().manual_seed(0)
+    channels = bundle.config.in_channels
+    chunks = [int(c) for c in args.chunks.split(",")]
+    gpu_chunks = (1, 16, 64)
+    frames = max(chunks + list(gpu_chunks))
+    active = torch.rand(frames, 1, channels, height, width, generator=generator) < 0.1
+    inputs = pad_input(active.float().flatten(0, 1)).unflatten(0, (-1, 1))
+    result = {
+        "model": args.model,
+        "input": f"1 x {channels} x {inputs.shape[-2]} x {inputs.shape[-1]} (sensor {width}x{height} padded)",
+        "machine": f"{platform.processor() or platform.machine()}, torch threads {torch.get_num_threads()}",
+        "populations": len(snn.populations),
+        "cpu": {},
+    }
+    for chunk in chunks:
+        rate = steps_per_second(snn, inputs, args.steps, chunk, "native")
+        result["cpu"][f"native K={chunk}"] = rate
+        print(f"cpu native K={chunk:3d}: {rate}", flush=True)
+    reference = steps_per_second(snn, inputs, args.reference_steps, 1, "snntorch")
+    result["cpu"]["snntorch step-by-step"] = reference
+    print(f"cpu snntorch step-by-step: {reference}", flush=True)
+    best = max(v["steps_per_cpu_s"] for k, v in result["cpu"].items() if k.startswith("native"))
+    result["cpu"]["speed-up (CPU time) of best native over snntorch"] = best / reference["steps_per_cpu_s"]
+    print(f"speed-up (CPU time): {best / reference['steps_per_cpu_s']:.1f}x")
+    if torch.cuda.is_available():
+        snn.to("cuda")
+        gpu_inputs = inputs.cuda()
+        result["gpu"] = {"device": torch.cuda.get_device_name()}
+        for chunk in gpu_chunks:
+            result["gpu"][f"native K={chunk}"] = steps_per_second(snn, gpu_inputs, 4 * chunk, chunk, "native")
+        result["gpu"]["snntorch step-by-step"] = steps_per_second(snn, gpu_inputs, 16, 1, "snntorch")
+        print(json.dumps(result["gpu"], indent=2))
+    else:
+        result["gpu"] = "no CUDA device on this machine"
+        print("gpu: no CUDA device on this machine")
+    if args.json:
+        with open(args.json, "w") as handle:
+            json.dump(result, handle, indent=2)
+
+
+if __name__ == "__main__":
+    main()
