@@ -465,6 +465,7 @@ def emulate_spike_camera(
     spike_frames = np.empty((total, height, width), dtype=bool)
     spike_times = np.empty(total, dtype=np.int64)
     block = max(1, _SPIKE_BLOCK_ELEMENTS // (height * width))
+    buffers = [np.empty((block, height, width), dtype=np.float32) for _ in range(3)]
     t_prev = state.last_time_us
     for frame, t_now in zip(frames, times_us.tolist(), strict=True):
         current = np.clip(frame, 0, 1)
@@ -479,14 +480,16 @@ def emulate_spike_camera(
         fired_before = np.zeros_like(potential)
         for start in range(0, len(times), block):
             stop = min(len(times), start + block)
-            level = np.multiply.outer(steps[start:stop], previous)
-            level += np.multiply.outer(ramp[start:stop], delta)
+            level, product, fired = (buffer[: stop - start] for buffer in buffers)
+            np.multiply(steps[start:stop, None, None], previous, out=level)
+            np.multiply(ramp[start:stop, None, None], delta, out=product)
+            level += product
             level += potential
-            fired = np.floor(level)
+            np.floor(level, out=fired)
             out = spike_frames[cursor + start : cursor + stop]
             np.greater(fired[0], fired_before, out=out[0])
             np.greater(fired[1:], fired[:-1], out=out[1:])
-            fired_before = fired[-1]
+            fired_before = fired[-1].copy()
             if stop == len(times):
                 potential = level[-1] - fired[-1]
         emitted = last_index
