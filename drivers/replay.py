@@ -15,6 +15,7 @@ the file's span, so a detector downstream sees one continuous stream.
 
 from __future__ import annotations
 
+import itertools
 import sys
 import time
 from collections.abc import Iterable, Iterator
@@ -182,10 +183,39 @@ def shifted(packet: Packet, offset_us: int) -> Packet:
     )
 
 
+def iter_replay_packets(config: ReplayConfig) -> Iterator[tuple[int, Packet]]:
+    """``(pass_index, packet)`` for the whole replay: the file's packets (:func:`iter_file_packets`),
+    again and again when ``config.loop``, pass ``k`` shifted by ``k`` times the span of pass 0 (from
+    its first packet's start to its last packet's end), so that time stamps keep increasing."""
+    pass_index = 0
+    offset_us = 0
+    first_start_us: int | None = None
+    while True:
+        last_end_us = None
+        packets = iter_file_packets(
+            config.path,
+            config.packet_us,
+            sensor_size=config.sensor_size,
+            start_us=config.start_us,
+            stop_us=config.stop_us,
+        )
+        for packet in packets:
+            if first_start_us is None:
+                first_start_us = packet.t0_us
+            packet = shifted(packet, offset_us)
+            last_end_us = packet.t1_us
+            yield pass_index, packet
+        if not config.loop or last_end_us is None or first_start_us is None:
+            return
+        offset_us = last_end_us - first_start_us
+        pass_index += 1
+
+
 def replay_file(config: ReplayConfig, *, progress: bool = False) -> ReplayStats:
     """Publish ``config.path`` on ``config.endpoint`` (binds it); returns what was sent.
 
-    Ctrl-C (KeyboardInterrupt) stops the replay after sending end-of-stream, then propagates.
+    The first packet is decoded before the clock starts, so that opening the file does not delay the
+    pace. Ctrl-C (KeyboardInterrupt) stops the replay after sending end-of-stream, then propagates.
     """
     from tqdm import tqdm
 
@@ -199,12 +229,14 @@ def replay_file(config: ReplayConfig, *, progress: bool = False) -> ReplayStats:
         if kind == "spikes"
         else file_sensor_size(path, config.sensor_size)
     )
+    packet_stream = iter_replay_packets(config)
+    first = next(packet_stream, None)
     publisher = bus.Publisher(config.endpoint, lossless=config.lossless)
     packets = events = frames = loops = last_t1_us = 0
+    wall_s = 0.0
     bar = tqdm(
         desc=f"replay {path.name}", unit=" packets", file=sys.stderr, disable=None if progress else True
     )
-    clock_start = time.monotonic()
     try:
         if config.wait_subscribers > 0 and not publisher.wait_for_subscribers(
             config.wait_subscribers, timeout_s=config.wait_timeout_s
@@ -214,42 +246,26 @@ def replay_file(config: ReplayConfig, *, progress: bool = False) -> ReplayStats:
                 f"{config.wait_timeout_s} s"
             )
         clock_start = time.monotonic()
-        start_us: int | None = None
-        offset_us = 0
-        while True:
-            end_us = None
-            packets_of_pass = iter_file_packets(
-                path,
-                config.packet_us,
-                sensor_size=config.sensor_size,
-                start_us=config.start_us,
-                stop_us=config.stop_us,
-            )
-            for packet in packets_of_pass:
-                packet = shifted(packet, offset_us)
-                if start_us is None:
-                    start_us = packet.t0_us
-                delay = packet_due_s(packet.t1_us, start_us, config.speed) - (time.monotonic() - clock_start)
-                if delay > 0:
-                    time.sleep(delay)
-                if packet.frames is not None:
-                    message = wire.spikes_message(config.stream, packet.frames, packet.t0_us, packet.frame_us)
-                    frames += len(packet.frames)
-                else:
-                    check_inside_sensor(path, packet.events, sensor_size)
-                    message = wire.events_message(
-                        config.stream, packet.events, sensor_size, t0_us=packet.t0_us, t1_us=packet.t1_us
-                    )
-                    events += len(packet.events)
-                publisher.send(message)
-                packets += 1
-                end_us = last_t1_us = packet.t1_us
-                bar.update(1)
-            loops += 1
+        start_us = None if first is None else first[1].t0_us
+        for pass_index, packet in itertools.chain([first] if first else [], packet_stream):
+            delay = packet_due_s(packet.t1_us, start_us, config.speed) - (time.monotonic() - clock_start)
+            if delay > 0:
+                time.sleep(delay)
+            if packet.frames is not None:
+                message = wire.spikes_message(config.stream, packet.frames, packet.t0_us, packet.frame_us)
+                frames += len(packet.frames)
+            else:
+                check_inside_sensor(path, packet.events, sensor_size)
+                message = wire.events_message(
+                    config.stream, packet.events, sensor_size, t0_us=packet.t0_us, t1_us=packet.t1_us
+                )
+                events += len(packet.events)
+            publisher.send(message)
+            packets += 1
+            loops = pass_index + 1
+            last_t1_us = packet.t1_us
             wall_s = time.monotonic() - clock_start
-            if not config.loop or end_us is None or start_us is None:
-                break
-            offset_us = end_us - start_us
+            bar.update(1)
     finally:
         bar.close()
         publisher.send(wire.eos_message(config.stream, kind, sensor_size, t_us=last_t1_us))

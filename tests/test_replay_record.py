@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import itertools
 import json
 import os
 import signal
@@ -115,6 +116,18 @@ def test_replay_refuses_events_outside_the_given_sensor() -> None:
     config = replay.ReplayConfig(REAL_FILES[0], ipc_endpoint(), speed=None, sensor_size=(320, 240))
     with pytest.raises(FileFormatError, match="outside the 320x240 sensor"):
         replay.replay_file(config)
+
+
+def test_looped_packets_shift_each_pass_by_the_span() -> None:
+    config = replay.ReplayConfig(DATA / "spikes_40x16.dat", "ipc:///unused", loop=True, packet_us=200)
+    packets = list(itertools.islice(replay.iter_replay_packets(config), 9))
+    assert [index for index, _ in packets] == [0, 0, 0, 1, 1, 1, 2, 2, 2]
+    assert [packet.t0_us for _, packet in packets] == [1000 + 200 * k for k in range(9)]
+    assert all(np.array_equal(packets[k][1].frames, packets[k + 3][1].frames) for k in range(6))
+    once = list(
+        replay.iter_replay_packets(replay.ReplayConfig(DATA / "spikes_40x16.dat", "ipc:///x", packet_us=200))
+    )
+    assert len(once) == 3
 
 
 def test_box_records_keep_exact_microsecond_stamps() -> None:
