@@ -147,6 +147,22 @@ def test_cli_train_resume_and_eval_json(tiny_root: Path, tmp_path: Path, overfit
     summary = json.loads(report.read_text())
     assert summary["model"] == str(overfit_checkpoint) and summary["images"] == 5
     assert set(summary["ap50_per_class"]) == {"boat", "buoy"} and 0.0 <= summary["map50"] <= 1.0
+    snn_report = tmp_path / "snn.json"
+    snn_args = [
+        "--snn",
+        "--steps",
+        "8",
+        "--calibration-windows",
+        "4",
+        "--json",
+        str(snn_report),
+        "--limit",
+        "2",
+    ]
+    assert (
+        main(["eval", "--model", str(overfit_checkpoint), "--data", str(tiny_root / "train"), *snn_args]) == 0
+    )
+    assert 0.0 <= json.loads(snn_report.read_text())["snn"]["8"]["map50"] <= 1.0
 
 
 def test_cli_errors_are_one_line(tiny_root: Path, tmp_path: Path, overfit_checkpoint: Path, capsys) -> None:
