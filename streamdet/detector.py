@@ -45,6 +45,14 @@ DEFAULT_STEPS_PER_WINDOW = 4
 """Steps per model window when ``dt_us`` is not given: ``dt_us = window_us / 4`` (12.5 ms for 50 ms)."""
 
 
+def check_device(device: str) -> None:
+    """UserFacingError unless torch can use ``device`` here (``cpu``, or ``cuda`` with a GPU)."""
+    if device.startswith("cuda") and not torch.cuda.is_available():
+        raise UserFacingError(f"--device {device}: no CUDA device is available here")
+    if not (device == "cpu" or device.startswith("cuda")):
+        raise UserFacingError(f"--device must be cpu or cuda, got {device!r}")
+
+
 @dataclass(frozen=True)
 class DetectorConfig:
     """How the detector steps through a stream.
@@ -312,6 +320,8 @@ class StreamDetector:
         self.streams: dict[str, _StreamState] = {}
         self.dropped_steps = 0
         self.simulated_steps = 0
+        self.busy_s = 0.0
+        """Wall time spent simulating and decoding, seconds (``simulated_steps / busy_s`` = steps/s)."""
 
     def _stream(self, stream: str, modality: str, sensor_size: tuple[int, int]) -> _StreamState:
         if modality != self.snn.modality:
@@ -445,6 +455,7 @@ class StreamDetector:
     def _simulate(
         self, name: str, state: _StreamState, first: int, values: np.ndarray, received_s: float
     ) -> list[WindowDetections]:
+        started = time.perf_counter()
         (cls_steps, box_steps), state.snn_state = self.snn.run(self.step_inputs(values), state.snn_state)
         results = []
         for k in range(len(values)):
@@ -467,6 +478,7 @@ class StreamDetector:
                         latency_ms=(time.monotonic() - received_s) * 1e3,
                     )
                 )
+        self.busy_s += time.perf_counter() - started
         return results
 
 
@@ -506,7 +518,7 @@ MAX_DRAIN_MESSAGES = 10_000
 @dataclass
 class NodeStats:
     """What a detector node did: messages in, windows published, steps simulated and dropped,
-    invalid messages, and the per-window latencies (ms)."""
+    invalid messages, the per-window latencies (ms) and the time spent simulating (s)."""
 
     messages: int = 0
     published: int = 0
@@ -514,11 +526,12 @@ class NodeStats:
     dropped_steps: int = 0
     rejected: int = 0
     latencies_ms: list[float] = field(default_factory=list)
-    started_s: float = field(default_factory=time.monotonic)
+
+    busy_s: float = 0.0
 
     def steps_per_s(self) -> float:
-        elapsed = time.monotonic() - self.started_s
-        return self.simulated_steps / elapsed if elapsed > 0 else 0.0
+        """Simulation throughput: steps simulated per second spent simulating and decoding."""
+        return self.simulated_steps / self.busy_s if self.busy_s > 0 else 0.0
 
 
 class DetectorNode:
@@ -656,6 +669,7 @@ class DetectorNode:
         self._apply_skip_policy()
         self._publish(self.detector.process(max_steps=self.config.max_chunk_steps))
         self.stats.simulated_steps = self.detector.simulated_steps
+        self.stats.busy_s = self.detector.busy_s
         if self.exit_on_eos and self._ended and not self.detector.streams:
             return False
         return True

@@ -177,7 +177,8 @@ class Launcher:
         self.log = log or (lambda line: print(line, file=sys.stderr, flush=True))
         self.children = {p.name: _Child(p) for p in spec.processes}
         self._lock = threading.Lock()
-        self._stopping = False
+        self.interrupted = False
+        """True once SIGINT / SIGTERM stopped :meth:`run`."""
 
     def _start(self, child: _Child) -> None:
         env = {**os.environ, "PYTHONUNBUFFERED": "1", **dict(child.spec.env)}
@@ -259,6 +260,7 @@ class Launcher:
                     break
                 time.sleep(poll_s)
         except KeyboardInterrupt:
+            self.interrupted = True
             self.log("[launch] interrupted; stopping all processes")
         finally:
             self.stop()

@@ -213,6 +213,7 @@ class ViewerConfig:
         show_truth: draw ground truth boxes.
         accumulate_us: events (or spike frames) shown per frame, microseconds.
         scale: image enlargement.
+        min_score: detections below this score are not drawn.
     """
 
     endpoints: tuple[str, ...]
@@ -224,6 +225,7 @@ class ViewerConfig:
     show_truth: bool = True
     accumulate_us: int = 50_000
     scale: int = 2
+    min_score: float = 0.3
 
 
 @dataclass
@@ -264,6 +266,8 @@ class FrameComposer:
         self.config = config
         self.default_class_names = tuple(class_names)
         self.streams: dict[str, _StreamView] = {}
+        self.status_lines: list[str] = []
+        """Extra HUD lines drawn on every frame (e.g. the demo's running score)."""
 
     def _stream(self, message) -> _StreamView:
         if message.stream not in self.streams:
@@ -338,8 +342,10 @@ class FrameComposer:
             base = event_frame(events, view.sensor_size)
         names = view.class_names or self.default_class_names
         truth = self.truth_at(view, t_us) if self.config.show_truth else None
+        if detections is not None:
+            detections = detections[detections[:, 4] >= self.config.min_score]
         view.frames += 1
-        return annotated_frame(base, detections, names, truth, hud, self.config.scale)
+        return annotated_frame(base, detections, names, truth, hud + self.status_lines, self.config.scale)
 
 
 def _frames_between(message, start_us: int, end_us: int) -> np.ndarray:

@@ -13,8 +13,6 @@ import json
 import sys
 import time
 
-from streamdet.errors import UserFacingError
-
 
 def _positive_int(text: str) -> int:
     try:
@@ -24,13 +22,6 @@ def _positive_int(text: str) -> int:
     if value < 1:
         raise argparse.ArgumentTypeError(f"expected a positive integer, got {text!r}")
     return value
-
-
-def _check_device(device: str) -> None:
-    import torch
-
-    if device.startswith("cuda") and not torch.cuda.is_available():
-        raise UserFacingError(f"--device {device}: no CUDA device is available here")
 
 
 def detector_config_from_args(args: argparse.Namespace, window_us: int):
@@ -54,10 +45,10 @@ def run_detect(args: argparse.Namespace) -> int:
     import torch
     from tqdm import tqdm
 
-    from streamdet.detector import DetectorNode
+    from streamdet.detector import DetectorNode, check_device
     from streamdet.snn import load_snn
 
-    _check_device(args.device)
+    check_device(args.device)
     if args.threads:
         torch.set_num_threads(args.threads)
     snn = load_snn(args.model)
@@ -131,10 +122,11 @@ def run_launch(args: argparse.Namespace) -> int:
         for process in spec.processes:
             print(f"{process.name}: {' '.join(process.cmd)} (restart {process.restart})")
         return 0
-    exit_codes = Launcher(spec).run(seconds=args.seconds)
-    failed = {
-        name: codes[-1] for name, codes in exit_codes.items() if codes and codes[-1] not in (0, 130, -2)
-    }
+    launcher = Launcher(spec)
+    exit_codes = launcher.run(seconds=args.seconds)
+    if launcher.interrupted:
+        return 130
+    failed = [name for name, codes in exit_codes.items() if codes and codes[-1] not in (0, 130)]
     return 1 if failed else 0
 
 
@@ -143,7 +135,6 @@ def run_demo(args: argparse.Namespace) -> int:
     from streamdet.demo import DemoConfig
     from streamdet.demo import run_demo as demo
 
-    _check_device(args.device)
     config = DemoConfig(
         seconds=args.seconds,
         model=args.model,

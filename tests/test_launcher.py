@@ -1,0 +1,124 @@
+"""Launcher: launch-file validation, log prefixes, restart with back-off, clean stop on SIGINT."""
+
+from __future__ import annotations
+
+import signal
+import subprocess
+import sys
+import textwrap
+import time
+from pathlib import Path
+
+import pytest
+
+from streamdet.errors import FileFormatError
+from streamdet.launcher import Launcher, LaunchSpec, ProcessSpec, backoff_delay_s, load_launch_file
+
+LAUNCH_DIR = Path(__file__).resolve().parent.parent / "launch"
+
+
+def python_process(name: str, code: str, restart: str = "on-failure") -> ProcessSpec:
+    return ProcessSpec(name=name, cmd=(sys.executable, "-c", textwrap.dedent(code)), restart=restart)
+
+
+def test_backoff_doubles_up_to_the_maximum():
+    assert [backoff_delay_s(n, 0.5, 10.0) for n in range(1, 8)] == [0.5, 1.0, 2.0, 4.0, 8.0, 10.0, 10.0]
+
+
+@pytest.mark.parametrize(
+    ("text", "reason"),
+    [
+        ("[[process]\nname = 1", "not valid TOML"),
+        ("[launch]\nstop_timeout_s = 1", "no [[process]] entries"),
+        ('[[process]]\nname = "a"\ncmd = "streamdet detect"', "'cmd' must be a list of strings"),
+        ('[[process]]\nname = "a"\ncmd = ["x"]\nrestart = "sometimes"', "'restart' must be one of"),
+        ('[[process]]\nname = "a"\ncmd = ["x"]\n[[process]]\nname = "a"\ncmd = ["y"]', "duplicate"),
+        ('[[process]]\nname = "a"\ncmd = ["x"]\nrestrat = "never"', "unknown key(s) ['restrat']"),
+    ],
+)
+def test_bad_launch_files_are_refused_with_the_reason(tmp_path, text, reason):
+    path = tmp_path / "bad.toml"
+    path.write_text(text)
+    with pytest.raises(FileFormatError) as error:
+        load_launch_file(path)
+    assert reason in str(error.value) and str(path) in str(error.value)
+
+
+def test_shipped_launch_files_are_valid():
+    files = sorted(LAUNCH_DIR.glob("*.toml"))
+    assert len(files) >= 6
+    for path in files:
+        spec = load_launch_file(path)
+        assert any("detect" in process.cmd for process in spec.processes), path.name
+
+
+def test_prefixes_output_and_restarts_with_backoff():
+    lines: list[str] = []
+    events: list[str] = []
+    spec = LaunchSpec(
+        processes=(
+            python_process("talker", "print('hello'); import sys; print('to stderr', file=sys.stderr)"),
+            python_process("crasher", "import time; print('up', time.monotonic()); raise SystemExit(3)"),
+            python_process("once", "raise SystemExit(4)", restart="never"),
+        ),
+        backoff_initial_s=0.2,
+        backoff_max_s=0.8,
+    )
+    launcher = Launcher(spec, write=lines.append, log=events.append)
+    codes = launcher.run(seconds=2.6)
+    assert "[talker] hello" in lines and "[talker] to stderr" in lines
+    assert codes["talker"] == [0] and codes["once"] == [4]
+    starts = [float(line.split()[2]) for line in lines if line.startswith("[crasher] up")]
+    gaps = [b - a for a, b in zip(starts, starts[1:], strict=False)]
+    assert len(starts) >= 4 and set(codes["crasher"][: len(starts)]) == {3}
+    for gap, delay in zip(gaps, [0.2, 0.4, 0.8, 0.8], strict=False):
+        assert delay <= gap < delay + 0.5
+    assert any("crasher exited with code 3; restarting in 0.4 s" in e for e in events)
+
+
+def test_always_restarts_a_process_that_ends_cleanly():
+    lines: list[str] = []
+    ticker = python_process("tick", "print('tick')", restart="always")
+    spec = LaunchSpec(processes=(ticker,), backoff_initial_s=0.1)
+    codes = Launcher(spec, write=lines.append, log=lambda line: None).run(seconds=1.0)
+    assert lines.count("[tick] tick") >= 3 and set(codes["tick"]) == {0}
+
+
+def test_sigint_stops_every_process_cleanly_and_kills_stragglers(tmp_path):
+    launch_file = tmp_path / "graph.toml"
+    graceful = (
+        "import time\ntry:\n    print('ready', flush=True); time.sleep(60)\n"
+        "except KeyboardInterrupt:\n    print('clean exit', flush=True)"
+    )
+    stubborn = (
+        "import signal, time\nsignal.signal(signal.SIGINT, signal.SIG_IGN)\n"
+        "print('ready', flush=True)\ntime.sleep(60)"
+    )
+    launch_file.write_text(
+        "[launch]\nstop_timeout_s = 1.0\n"
+        f"[[process]]\nname = 'graceful'\ncmd = [{sys.executable!r}, '-c', {graceful!r}]\n"
+        f"[[process]]\nname = 'stubborn'\ncmd = [{sys.executable!r}, '-c', {stubborn!r}]\n"
+    )
+    launcher = subprocess.Popen(
+        [sys.executable, "-m", "streamdet", "launch", str(launch_file)],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+    ready = 0
+    deadline = time.monotonic() + 60
+    while ready < 2 and time.monotonic() < deadline:
+        line = launcher.stdout.readline()
+        ready += line.endswith("ready\n")
+    assert ready == 2
+    started = time.monotonic()
+    launcher.send_signal(signal.SIGINT)
+    stdout, stderr = launcher.communicate(timeout=30)
+    assert time.monotonic() - started < 5
+    assert "[graceful] clean exit" in stdout
+    assert "stubborn did not stop in 1.0 s; killing it" in stderr
+    pids = [line.split("pid ")[1].rstrip(")") for line in stderr.splitlines() if "started" in line]
+    assert len(pids) == 2
+    for pid in pids:
+        status = Path(f"/proc/{pid}/status")
+        assert not status.exists() or "zombie" in status.read_text().lower()
