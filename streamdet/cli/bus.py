@@ -1,0 +1,191 @@
+"""``streamdet subscribe``, ``streamdet broker`` and ``streamdet curve-keys``: watch and route the wire."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+import time
+
+from streamdet.errors import UserFacingError
+
+
+def _spike_count(message) -> int:
+    """Events in a message: event records, or spikes (set pixels) in spike frames."""
+    if message.kind == "events":
+        return message.count
+    if message.kind == "spikes":
+        return int(message.payload.sum())
+    return 0
+
+
+def _client_keys(args: argparse.Namespace):
+    from streamdet import bus
+
+    if (args.curve_cert is None) != (args.curve_server_key is None):
+        raise UserFacingError("CURVE needs both --curve-cert and --curve-server-key")
+    if args.curve_cert is None:
+        return None
+    return bus.load_client_keys(args.curve_cert, args.curve_server_key)
+
+
+def run_subscribe(args: argparse.Namespace) -> int:
+    """Print one line per message and a summary (rates, rejects, drops) at the end or on Ctrl-C."""
+    from streamdet import bus
+
+    if args.count is not None and args.count < 1:
+        raise UserFacingError(f"--count must be at least 1, got {args.count}")
+    subscriber = bus.Subscriber(args.endpoints, args.topic or [""], hwm=args.hwm, curve=_client_keys(args))
+    messages = events = 0
+    first_at = last_at = None
+    data_topics: set[str] = set()
+    ended_topics: set[str] = set()
+    interrupted = False
+    timeout_ms = None if args.timeout is None else int(args.timeout * 1000)
+    try:
+        while args.count is None or messages < args.count:
+            message = subscriber.receive(timeout_ms)
+            if message is None:
+                break
+            last_at = time.monotonic()
+            first_at = first_at or last_at
+            messages += 1
+            events += _spike_count(message)
+            elapsed = max(last_at - first_at, 1e-9)
+            if not args.quiet:
+                print(
+                    f"{message.kind:<10} {message.stream} seq={message.seq} count={message.count} "
+                    f"t=[{message.t0_us},{message.t1_us}) us "
+                    f"{(messages - 1) / elapsed:.1f} msg/s {events / elapsed:.0f} events/s",
+                    flush=True,
+                )
+            if message.kind == "eos":
+                ended_topics.add(message.topic)
+                if args.until_eos and data_topics <= ended_topics:
+                    break
+            else:
+                data_topics.add(message.topic)
+    except KeyboardInterrupt:
+        interrupted = True
+    finally:
+        stats = subscriber.stats
+        subscriber.close()
+    seconds = 0.0 if first_at is None else last_at - first_at
+    summary = {
+        "messages": messages,
+        "events": events,
+        "seconds": seconds,
+        "messages_per_s": (messages - 1) / seconds if seconds > 0 else 0.0,
+        "events_per_s": events / seconds if seconds > 0 else 0.0,
+        **stats.as_dict(),
+    }
+    if args.json:
+        print(json.dumps(summary), flush=True)
+    else:
+        print(
+            f"summary: {messages} messages, {events} events in {seconds:.3f} s "
+            f"({summary['messages_per_s']:.1f} msg/s, {summary['events_per_s']:.0f} events/s); "
+            f"rejected {stats.rejected_total}{f' {stats.rejected}' if stats.rejected else ''}; "
+            f"dropped {stats.dropped}",
+            flush=True,
+        )
+    return 130 if interrupted else 0
+
+
+def run_broker_command(args: argparse.Namespace) -> int:
+    """Run the XSUB/XPUB proxy until Ctrl-C."""
+    from streamdet import bus
+
+    if args.frontend is None and not args.upstream:
+        raise UserFacingError("a broker needs --frontend or at least one --upstream")
+    server_keys = None
+    if args.curve_cert is not None:
+        server_keys = bus.load_server_keys(args.curve_cert, args.curve_clients)
+    elif args.curve_clients is not None:
+        raise UserFacingError("--curve-clients needs --curve-cert")
+    upstream_keys = None
+    if args.upstream_curve_cert is not None or args.upstream_server_key is not None:
+        if args.upstream_curve_cert is None or args.upstream_server_key is None:
+            raise UserFacingError("upstream CURVE needs --upstream-curve-cert and --upstream-server-key")
+        upstream_keys = bus.load_client_keys(args.upstream_curve_cert, args.upstream_server_key)
+    print(
+        f"broker: publishers at {', '.join(filter(None, [args.frontend, *args.upstream]))}; "
+        f"subscribers at {args.backend}",
+        file=sys.stderr,
+        flush=True,
+    )
+    bus.run_broker(
+        args.frontend,
+        args.backend,
+        upstreams=args.upstream,
+        hwm=args.hwm,
+        curve=server_keys,
+        upstream_curve=upstream_keys,
+    )
+    return 0
+
+
+def run_curve_keys(args: argparse.Namespace) -> int:
+    """Write a CURVE certificate pair and print the paths."""
+    from streamdet import bus
+
+    public, secret = bus.write_curve_certificates(args.directory, args.name)
+    print(f"public key: {public}\nsecret key: {secret}")
+    return 0
+
+
+def register(subparsers: argparse._SubParsersAction) -> None:
+    """Add ``subscribe``, ``broker`` and ``curve-keys`` to the ``streamdet`` parser."""
+    subscribe = subparsers.add_parser(
+        "subscribe",
+        help="print the messages on an endpoint, with rates, rejects and drops",
+        description="Connect to publishers (or a broker's backend) and print one line per valid "
+        "message; ends with a summary after --count messages, --timeout seconds of silence, "
+        "end-of-stream (--until-eos) or Ctrl-C.",
+    )
+    subscribe.add_argument("endpoints", nargs="+", metavar="EP", help="endpoint(s) to connect to")
+    subscribe.add_argument(
+        "--topic",
+        action="append",
+        metavar="T",
+        help="topic filter: a kind ('events') or 'kind/stream'; repeatable (default: everything)",
+    )
+    subscribe.add_argument("--count", type=int, metavar="N", help="stop after N messages")
+    subscribe.add_argument(
+        "--timeout", type=float, metavar="S", help="stop after S seconds without a message"
+    )
+    subscribe.add_argument(
+        "--until-eos", action="store_true", help="stop once every stream seen has sent end-of-stream"
+    )
+    subscribe.add_argument("--hwm", type=int, default=1000, help="receive high-water mark, messages")
+    subscribe.add_argument("--quiet", action="store_true", help="print the summary only")
+    subscribe.add_argument("--json", action="store_true", help="print the summary as one JSON line")
+    subscribe.add_argument("--curve-cert", metavar="FILE", help="own CURVE certificate (.key_secret)")
+    subscribe.add_argument("--curve-server-key", metavar="FILE", help="publisher's CURVE public certificate")
+    subscribe.set_defaults(func=run_subscribe)
+
+    broker = subparsers.add_parser(
+        "broker",
+        help="XSUB/XPUB proxy where many publishers and subscribers meet",
+        description="Forward messages from publishers to subscribers and subscriptions back, until "
+        "Ctrl-C. Publishers either connect to --frontend (Publisher(..., connect=True)) or bind "
+        "their own endpoint, given here as --upstream.",
+    )
+    broker.add_argument("--frontend", metavar="EP", help="endpoint to bind for publishers that connect")
+    broker.add_argument("--backend", required=True, metavar="EP", help="endpoint to bind for subscribers")
+    broker.add_argument(
+        "--upstream", action="append", default=[], metavar="EP", help="a publisher's endpoint to connect to"
+    )
+    broker.add_argument("--hwm", type=int, default=1000, help="high-water mark, messages")
+    broker.add_argument("--curve-cert", metavar="FILE", help="broker's CURVE certificate (.key_secret)")
+    broker.add_argument("--curve-clients", metavar="DIR", help="only admit clients with a certificate here")
+    broker.add_argument("--upstream-curve-cert", metavar="FILE", help="CURVE certificate towards upstreams")
+    broker.add_argument("--upstream-server-key", metavar="FILE", help="upstreams' CURVE public certificate")
+    broker.set_defaults(func=run_broker_command)
+
+    keys = subparsers.add_parser(
+        "curve-keys", help="write a ZeroMQ CURVE certificate pair (NAME.key, NAME.key_secret)"
+    )
+    keys.add_argument("name", help="certificate name")
+    keys.add_argument("--directory", default=".", metavar="DIR", help="where to write (default: here)")
+    keys.set_defaults(func=run_curve_keys)
