@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import subprocess
 import sys
 
@@ -15,6 +16,15 @@ from streamdet.errors import FileFormatError
 from streamdet.model import load_detector, pad_input
 from streamdet.neurons import IFParameters
 from streamdet.snn import SpikingDetector, SpikingNetwork, load_snn, save_snn
+
+
+@pytest.fixture(autouse=True, scope="module")
+def single_thread():
+    """One torch thread: these networks are small, and on a shared machine extra threads only wait."""
+    previous = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(previous)
 
 
 class QuantReLU(nn.Module):
@@ -295,6 +305,7 @@ def test_convert_cli_writes_a_loadable_snn_of_the_shipped_model(tmp_path) -> Non
         capture_output=True,
         text=True,
         timeout=120,
+        env={**os.environ, "OMP_NUM_THREADS": "1"},
     )
     assert done.returncode == 0, done.stderr
     assert f"wrote {out}" in done.stdout
@@ -311,6 +322,7 @@ def test_convert_cli_writes_a_loadable_snn_of_the_shipped_model(tmp_path) -> Non
         capture_output=True,
         text=True,
         timeout=120,
+        env={**os.environ, "OMP_NUM_THREADS": "1"},
     )
     assert refused.returncode == 2
     lines = refused.stderr.strip().splitlines()

@@ -10,6 +10,16 @@ from streamdet.convert import ConversionConfig, convert_network
 from streamdet.neurons import IFParameters
 from streamdet.snn import SpikingNetwork
 
+
+@pytest.fixture(autouse=True, scope="module")
+def single_thread():
+    """One torch thread: these networks are small, and on a shared machine extra threads only wait."""
+    previous = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(previous)
+
+
 DYADIC = 256
 """Parameters are rounded to multiples of 1/256 and inputs to 1/4, so every sum is exact in float32
 whatever the order of summation (the folded and the per-step convolutions may block differently)."""
