@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import signal
 import socket
 import subprocess
 import sys
@@ -185,8 +186,11 @@ def free_tcp_port() -> int:
         return probe.getsockname()[1]
 
 
-def collect_until_eos(subscriber: Subscriber, topics: set[str], timeout_s: float) -> dict[str, list]:
-    """Messages per topic until every topic in ``topics`` has sent end-of-stream."""
+def collect_until_eos(
+    subscriber: Subscriber, topics: set[str], timeout_s: float, on_message=lambda received: None
+) -> dict[str, list]:
+    """Messages per topic, as (arrival time, message), until every topic in ``topics`` has sent
+    end-of-stream; ``on_message(received)`` is called after each data message."""
     received: dict[str, list] = {topic: [] for topic in topics}
     ended: set[str] = set()
     deadline = time.monotonic() + timeout_s
@@ -200,26 +204,35 @@ def collect_until_eos(subscriber: Subscriber, topics: set[str], timeout_s: float
             ended.add(message.topic)
         else:
             received[message.topic].append((time.monotonic(), message))
+            on_message(received)
     return received
 
 
-def test_drive_synthetic_cli_publishes_paced_events_and_truth(tmp_path):
+def test_drive_synthetic_cli_publishes_paced_events_and_truth_until_ctrl_c(tmp_path):
     endpoint = f"ipc://{tmp_path}/synthetic"
-    args = ["--preset", "traffic", "--size", "96x64", "--seconds", "0.4", "--speed", "0.5"]
+    args = ["--preset", "traffic", "--size", "96x64", "--speed", "0.5", "--stream", "street"]
+
+    def interrupt_after_45_packets(received: dict) -> None:
+        if len(received["events/street"]) == 45:
+            process.send_signal(signal.SIGINT)
+
     with Subscriber(endpoint, ["events/street", "truth/street"]) as subscriber:
         process = subprocess.Popen(
-            [STREAMDET, "drive", "synthetic", *args, "--stream", "street", "--endpoint", endpoint]
+            [STREAMDET, "drive", "synthetic", *args, "--endpoint", endpoint]
             + ["--wait-subscribers", "1", "--wait-timeout", "60"],
             stderr=subprocess.PIPE,
             text=True,
         )
-        received = collect_until_eos(subscriber, {"events/street", "truth/street"}, timeout_s=90)
+        received = collect_until_eos(
+            subscriber, {"events/street", "truth/street"}, timeout_s=90, on_message=interrupt_after_45_packets
+        )
         assert subscriber.stats.dropped == 0 and subscriber.stats.rejected_total == 0
-    assert process.wait(timeout=30) == 0, process.stderr.read()
-    events = [message for _, message in received["events/street"]]
+    assert process.wait(timeout=30) == 130
+    assert process.stderr.read().splitlines()[-1] == "streamdet drive: interrupted"
+    events = [message for _, message in received["events/street"]][:40]
     assert [m.seq for m in events] == list(range(40))
     assert [(m.t0_us, m.t1_us) for m in events] == [(k * 10_000, (k + 1) * 10_000) for k in range(40)]
-    arrival = [at for at, _ in received["events/street"]]
+    arrival = [at for at, _ in received["events/street"]][:40]
     # Paced to the wall clock at half speed: the last packet is due 0.78 s after the first one.
     assert arrival[-1] - arrival[0] > 0.5, f"packets arrived within {arrival[-1] - arrival[0]:.3f} s"
     config = SyntheticDriveConfig(
@@ -229,7 +242,7 @@ def test_drive_synthetic_cli_publishes_paced_events_and_truth(tmp_path):
     np.testing.assert_array_equal(
         np.concatenate([m.payload for m in events]), np.concatenate([p.events for p in expected])
     )
-    truths = [message for _, message in received["truth/street"]]
+    truths = [message for _, message in received["truth/street"]][:4]
     assert [m.t1_us for m in truths] == [100_000, 200_000, 300_000, 400_000]
     assert all(tuple(m.extra["class_names"]) == CLASS_NAMES for m in truths)
     expected_truths = [p.truth for p in expected if p.truth is not None]
