@@ -47,12 +47,17 @@ def main() -> None:
     parser.add_argument("--reference-steps", type=int, default=8, help="steps timed for snntorch")
     parser.add_argument("--chunks", default="1,8,16")
     parser.add_argument("--threads", type=int, default=1)
+    parser.add_argument(
+        "--input-size", default=None, metavar="WxH", help="simulate this input size instead of the sensor's"
+    )
     parser.add_argument("--json", default=None)
     args = parser.parse_args()
     torch.set_num_threads(args.threads)
     bundle = load_detector(args.model)
     snn = convert_detector(bundle, None, ConversionConfig(normalisation="quant"), progress=False)
     width, height = bundle.sensor_size
+    if args.input_size:
+        width, height = (int(v) for v in args.input_size.lower().split("x"))
     generator = torch.Generator().manual_seed(0)
     channels = bundle.config.in_channels
     chunks = [int(c) for c in args.chunks.split(",")]
@@ -62,7 +67,7 @@ def main() -> None:
     inputs = pad_input(active.float().flatten(0, 1)).unflatten(0, (-1, 1))
     result = {
         "model": args.model,
-        "input": f"1 x {channels} x {inputs.shape[-2]} x {inputs.shape[-1]} (sensor {width}x{height} padded)",
+        "input": f"1 x {channels} x {inputs.shape[-2]} x {inputs.shape[-1]} ({width}x{height} padded)",
         "machine": f"{platform.processor() or platform.machine()}, torch threads {torch.get_num_threads()}",
         "populations": len(snn.populations),
         "cpu": {},
