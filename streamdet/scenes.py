@@ -1076,7 +1076,8 @@ class TrafficScene(Scene):
         z_bottom = (
             self.camera.focal_px * self.camera.height_m / max(bottom_row - self.camera.horizon_row, 1.0)
         )
-        self.road_near_z = z_bottom + self.sidewalk_m * float(rng.uniform(0.3, 1.0))
+        nearest_z = self.camera.focal_px * 5.0 / (0.8 * self.width)
+        self.road_near_z = max(z_bottom + self.sidewalk_m * float(rng.uniform(0.3, 1.0)), nearest_z)
         self.road_far_z = self.road_near_z + self.lane_count * self.lane_width_m
         self.road_luminance = float(rng.uniform(0.15, 0.55))
         self.crosswalk_x = (

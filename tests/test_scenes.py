@@ -54,10 +54,16 @@ def test_boxes_agree_with_rendered_pixels(preset: str) -> None:
             ys, xs = np.nonzero(labels == truth.track_id)
             assert truth.box == (xs.min(), ys.min(), xs.max() + 1, ys.max() + 1)
             changed, changed_box = _diff_box(frame, scene.render(t_us, exclude=frozenset({truth.track_id})))
-            assert changed_box is not None, f"seed {seed}: object {truth.track_id} changes no pixel"
+            if changed_box is None:
+                assert truth.ignore, f"seed {seed}: labelled object {truth.track_id} changes no pixel"
+                continue
             x1, y1, x2, y2 = truth.box
             outside = changed.copy()
             outside[max(y1 - 1, 0) : y2 + 1, max(x1 - 1, 0) : x2 + 1] = False
+            # The bilinear warp blends in canvas pixels just beyond the sensor edge, which the
+            # nearest-neighbour label map never shows: the outermost sensor pixels are not checked.
+            outside[[0, -1], :] = False
+            outside[:, [0, -1]] = False
             assert not outside.any(), f"seed {seed}: object {truth.track_id} changes pixels outside its box"
             if not truth.ignore and truth.visible_area_px >= 60:
                 ious.append(_iou(changed_box, truth.box))
