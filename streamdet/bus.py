@@ -22,6 +22,7 @@ kind, ``"<kind>/<stream>"`` is exactly that stream (``events/cam1`` does not mat
 from __future__ import annotations
 
 import logging
+import math
 import time
 import uuid
 from collections.abc import Iterator, Sequence
@@ -229,11 +230,11 @@ class Publisher:
         """Wait until at least ``count`` subscribers are connected; False after ``timeout_s`` seconds."""
         deadline = time.monotonic() + timeout_s
         while len(self._subscriber_ids) < count:
-            remaining_ms = int((deadline - time.monotonic()) * 1000)
-            if remaining_ms <= 0:
+            remaining_s = deadline - time.monotonic()
+            if remaining_s <= 0:
                 self._read_subscriptions(0)
                 return len(self._subscriber_ids) >= count
-            self._read_subscriptions(min(remaining_ms, 100))
+            self._read_subscriptions(min(math.ceil(remaining_s * 1000), 100))
         return True
 
     def close(self) -> None:

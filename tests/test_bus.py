@@ -1,0 +1,376 @@
+"""Transport over real ZeroMQ sockets (ipc:// and tcp://127.0.0.1) and real CLI processes: start order,
+subscriber counting, topic filters, drops versus lossless delivery, a receiver fed over 1,000 bad
+messages, the subscribe() iterator, CURVE, and the broker and subscribe commands."""
+
+from __future__ import annotations
+
+import collections
+import json
+import logging
+import random
+import signal
+import socket
+import subprocess
+import sys
+import threading
+import time
+import uuid
+from pathlib import Path
+
+import numpy as np
+import pytest
+import zmq
+
+from streamdet import bus, wire
+from streamdet.errors import UserFacingError
+from streamdet.events import EVENT_DTYPE
+
+SENSOR = (640, 480)
+
+
+def ipc_endpoint() -> str:
+    return f"ipc:///tmp/streamdet-test-bus-{uuid.uuid4().hex[:12]}"
+
+
+def tcp_endpoint() -> str:
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        return f"tcp://127.0.0.1:{probe.getsockname()[1]}"
+
+
+def endpoint(transport: str) -> str:
+    return ipc_endpoint() if transport == "ipc" else tcp_endpoint()
+
+
+def make_events(count: int, seed: int = 0) -> np.ndarray:
+    rng = np.random.default_rng(seed)
+    events = np.empty(count, dtype=EVENT_DTYPE)
+    events["x"] = rng.integers(0, SENSOR[0], count)
+    events["y"] = rng.integers(0, SENSOR[1], count)
+    events["t"] = np.sort(rng.integers(0, 1_000_000, count))
+    events["p"] = rng.integers(0, 2, count).astype(bool)
+    return events
+
+
+def receive_all(subscriber: bus.Subscriber, idle_ms: int = 300) -> list[wire.Message]:
+    """Messages until ``idle_ms`` pass without one."""
+    received = []
+    while (message := subscriber.receive(idle_ms)) is not None:
+        received.append(message)
+    return received
+
+
+@pytest.mark.parametrize("transport", ["ipc", "tcp"])
+@pytest.mark.parametrize("subscriber_first", [True, False], ids=["subscriber-first", "publisher-first"])
+def test_every_message_arrives_in_order_whichever_side_starts_first(
+    transport: str, subscriber_first: bool
+) -> None:
+    address = endpoint(transport)
+    sent_events = [make_events(500 + index, seed=index) for index in range(20)]
+    subscriber = bus.Subscriber(address, ["events/cam0"]) if subscriber_first else None
+    with bus.Publisher(address) as publisher:
+        if subscriber is None:
+            time.sleep(0.05)
+            subscriber = bus.Subscriber(address, ["events/cam0"])
+        assert publisher.wait_for_subscribers(1, timeout_s=5)
+        stamped = [publisher.send(wire.events_message("cam0", events, SENSOR)) for events in sent_events]
+        stamped.append(publisher.send(wire.eos_message("cam0", "events", SENSOR)))
+        with subscriber:
+            received = receive_all(subscriber)
+    assert [message.seq for message in stamped] == list(range(21))
+    assert [message.seq for message in received] == list(range(21))
+    for events, message in zip(sent_events, received, strict=False):
+        assert np.array_equal(message.payload, events)
+    assert received[-1].kind == "eos" and received[-1].topic == "events/cam0"
+    assert subscriber.stats.received == 21 and subscriber.stats.dropped == 0 and not subscriber.stats.rejected
+
+
+def test_publisher_counts_subscribers_as_they_come_and_go() -> None:
+    address = ipc_endpoint()
+    with bus.Publisher(address) as publisher:
+        started = time.monotonic()
+        assert not publisher.wait_for_subscribers(1, timeout_s=0.2)
+        assert 0.2 <= time.monotonic() - started < 1.0
+        first = bus.Subscriber(address, ["events/a", "events/b", "detections"])
+        second = bus.Subscriber([address], ["events/a"])
+        assert publisher.wait_for_subscribers(2, timeout_s=5)
+        assert publisher.subscriber_count == 2
+        assert not publisher.wait_for_subscribers(3, timeout_s=0.1)
+        second.close()
+        deadline = time.monotonic() + 5
+        while publisher.subscriber_count != 1 and time.monotonic() < deadline:
+            time.sleep(0.02)
+        assert publisher.subscriber_count == 1
+        first.close()
+
+
+def test_exact_topics_do_not_match_longer_stream_names() -> None:
+    address = ipc_endpoint()
+    rows = np.array([[0, 0, 4, 4, 0.5, 0]], dtype=np.float32)
+    with bus.Publisher(address) as publisher, bus.Subscriber(address, ["events/cam1", "detections"]) as sub:
+        assert publisher.wait_for_subscribers(1, timeout_s=5)
+        publisher.send(wire.events_message("cam1", make_events(10), SENSOR))
+        publisher.send(wire.events_message("cam10", make_events(10), SENSOR))
+        publisher.send(wire.spikes_message("cam1", np.zeros((2, 4, 8), dtype=bool), 0, 50))
+        publisher.send(wire.detections_message("cam10", rows, ["boat"], SENSOR, 0, 50_000, latency_ms=1.0))
+        received = receive_all(sub)
+    assert [message.topic for message in received] == ["events/cam1", "detections/cam10"]
+    assert sub.stats.ignored == 1 and sub.stats.received == 2
+
+
+def test_slow_subscriber_loses_messages_and_counts_the_gaps() -> None:
+    address = ipc_endpoint()
+    events = make_events(100_000)
+    with bus.Publisher(address, hwm=4) as publisher, bus.Subscriber(address, ["events"], hwm=4) as sub:
+        assert publisher.wait_for_subscribers(1, timeout_s=5)
+        started = time.monotonic()
+        for _ in range(200):
+            publisher.send(wire.events_message("cam0", events, SENSOR))
+        sending_s = time.monotonic() - started
+        received = receive_all(sub)
+    last_seq = received[-1].seq
+    assert len(received) < 200 and sub.stats.dropped > 0
+    assert len(received) + sub.stats.dropped == last_seq + 1
+    assert sub.stats.dropped_by_topic == {"events/cam0": sub.stats.dropped}
+    assert sending_s < 5.0
+
+
+def test_lossless_publisher_waits_for_a_slow_subscriber() -> None:
+    address = ipc_endpoint()
+    events = make_events(100_000)
+    publisher = bus.Publisher(address, hwm=2, lossless=True)
+    subscriber = bus.Subscriber(address, ["events/cam0"], hwm=2)
+    assert publisher.wait_for_subscribers(1, timeout_s=5)
+
+    def send_all() -> None:
+        for _ in range(60):
+            publisher.send(wire.events_message("cam0", events, SENSOR))
+
+    sender = threading.Thread(target=send_all)
+    sender.start()
+    time.sleep(0.5)
+    blocked = sender.is_alive()
+    received = receive_all(subscriber, idle_ms=2000)
+    sender.join()
+    publisher.close()
+    subscriber.close()
+    assert blocked
+    assert [message.seq for message in received] == list(range(60))
+    assert subscriber.stats.dropped == 0
+
+
+def malformed_messages(rng: random.Random, count: int) -> list[list[bytes]]:
+    """Bad messages of the kinds a receiver must survive, then random corruptions of good ones."""
+    good = wire.events_message("cam0", make_events(300), SENSOR).with_seq(0)
+    topic, header, payload = (bytes(frame) for frame in wire.pack(good))
+    fields = json.loads(header)
+    spikes = [
+        bytes(frame) for frame in wire.pack(wire.spikes_message("cam0", np.ones((2, 8, 8), bool), 0, 50))
+    ]
+    boxes = [
+        bytes(frame)
+        for frame in wire.pack(
+            wire.detections_message("cam0", np.ones((3, 6), np.float32), ["a", "b"], SENSOR, 0, 1)
+        )
+    ]
+
+    def with_fields(**changes) -> bytes:
+        return json.dumps({**fields, **changes}).encode()
+
+    templates = [
+        lambda: [topic, with_fields(v=rng.choice([0, 2, 99, "1", None])), payload],
+        lambda: [topic, header, payload[: rng.randrange(len(payload))]],
+        lambda: [
+            topic,
+            with_fields(dtype=rng.choice(["<f4", "int16", "", "x:<i4,y:<i4,t:<i8,p:?"])),
+            payload,
+        ],
+        lambda: [topic, bytes(rng.randrange(256) for _ in range(rng.randint(1, 60))), payload],
+        lambda: [topic, b"{" + header, payload],
+        lambda: [topic, with_fields(count=rng.choice([10**9, 10**12, 2**62])), payload],
+        lambda: [spikes[0], spikes[1].replace(b'"count":2', b'"count":100000000'), spikes[2]],
+        lambda: [topic, with_fields(sensor=[rng.choice([0, -5, 10**6]), 480]), payload],
+        lambda: [topic, header],
+        lambda: [boxes[0], boxes[1], boxes[2][:-4]],
+    ]
+    messages = [rng.choice(templates)() for _ in range(count // 2)]
+    originals = [[topic, header, payload], spikes, boxes]
+    while len(messages) < count:
+        frames = list(rng.choice(originals))
+        index = rng.randrange(3)
+        data = bytearray(frames[index])
+        for _ in range(rng.randint(1, 3)):
+            if data:
+                data[rng.randrange(len(data))] = rng.randrange(256)
+        frames[index] = bytes(data)
+        messages.append(frames)
+    return messages
+
+
+@pytest.mark.parametrize("transport", ["ipc", "tcp"])
+def test_receiver_survives_and_counts_over_a_thousand_malformed_messages(
+    transport: str, caplog: pytest.LogCaptureFixture
+) -> None:
+    address = endpoint(transport)
+    rng = random.Random(7)
+    bad = malformed_messages(rng, 1200)
+    expected: collections.Counter[str] = collections.Counter()
+    passes = 0
+    for frames in bad:
+        try:
+            wire.unpack(frames)
+            passes += 1
+        except wire.WireError as error:
+            expected[error.reason] += 1
+    assert sum(expected.values()) >= 1000 and len(expected) >= 8
+    good = [
+        [
+            bytes(frame)
+            for frame in wire.pack(wire.events_message("cam0", make_events(50, i), SENSOR).with_seq(i))
+        ]
+        for i in range(len(bad) // 20)
+    ]
+    context = zmq.Context()
+    raw = context.socket(zmq.XPUB)
+    raw.setsockopt(zmq.SNDHWM, 0)
+    raw.bind(address)
+    caplog.set_level(logging.WARNING, logger="streamdet.bus")
+    try:
+        with bus.Subscriber(address, [""], hwm=0) as subscriber:
+            raw.recv()
+            for index, frames in enumerate(bad):
+                raw.send_multipart(frames)
+                if index % 20 == 0:
+                    raw.send_multipart(good[index // 20])
+            raw.send_multipart(as_frames(wire.eos_message("cam0", "events", SENSOR).with_seq(len(good))))
+            received = []
+            while (message := subscriber.receive(5000)) is not None:
+                received.append(message)
+                if message.kind == "eos":
+                    break
+    finally:
+        raw.close(linger=0)
+        context.term()
+    assert received[-1].kind == "eos"
+    assert subscriber.stats.rejected == dict(expected)
+    assert subscriber.stats.received == len(good) + passes + 1
+    warnings = [record for record in caplog.records if record.name == "streamdet.bus"]
+    assert 0 < len(warnings) <= 4 * len(expected)
+
+
+def as_frames(message: wire.Message) -> list[bytes]:
+    return [bytes(frame) for frame in wire.pack(message)]
+
+
+def test_subscribe_iterator_ends_when_every_stream_has_ended() -> None:
+    address = ipc_endpoint()
+    collected: list[wire.Message] = []
+    with bus.Publisher(address) as publisher:
+        consumer = threading.Thread(target=lambda: collected.extend(bus.subscribe(address, "events", 10_000)))
+        consumer.start()
+        assert publisher.wait_for_subscribers(1, timeout_s=5)
+        for stream in ("cam0", "cam1", "cam0"):
+            publisher.send(wire.events_message(stream, make_events(20), SENSOR))
+        publisher.send(wire.eos_message("cam0", "events", SENSOR))
+        publisher.send(wire.events_message("cam1", make_events(20), SENSOR))
+        publisher.send(wire.eos_message("cam1", "events", SENSOR))
+        consumer.join(timeout=10)
+    assert not consumer.is_alive()
+    assert [(message.stream, message.seq) for message in collected] == [
+        ("cam0", 0),
+        ("cam1", 0),
+        ("cam0", 1),
+        ("cam1", 1),
+    ]
+
+
+def test_curve_admits_only_clients_with_the_right_keys(tmp_path: Path) -> None:
+    address = tcp_endpoint()
+    clients = tmp_path / "clients"
+    server_public_file, server_secret_file = bus.write_curve_certificates(tmp_path / "server", "broker")
+    _, admitted_secret_file = bus.write_curve_certificates(clients, "viewer")
+    server = bus.load_server_keys(server_secret_file, str(clients))
+    admitted = bus.load_client_keys(admitted_secret_file, server_public_file)
+    stranger = bus.CurveClientKeys(server.public_key, *bus.curve_keypair())
+    with (
+        bus.Publisher(address, curve=server) as publisher,
+        bus.Subscriber(address, curve=admitted) as good,
+        bus.Subscriber(address, curve=stranger) as bad,
+        bus.Subscriber(address) as plain,
+    ):
+        assert publisher.wait_for_subscribers(1, timeout_s=5)
+        assert not publisher.wait_for_subscribers(2, timeout_s=0.3)
+        publisher.send(wire.events_message("cam0", make_events(10), SENSOR))
+        assert good.receive(2000).count == 10
+        assert bad.receive(100) is None and plain.receive(100) is None
+
+
+def test_bad_endpoints_are_user_facing_errors() -> None:
+    address = tcp_endpoint()
+    with bus.Publisher(address):
+        with pytest.raises(UserFacingError, match="cannot bind"):
+            bus.Publisher(address)
+    with pytest.raises(UserFacingError, match="cannot connect"):
+        bus.Subscriber("nowhere://cam")
+    with pytest.raises(UserFacingError, match="frontend"):
+        bus.run_broker(None, ipc_endpoint())
+
+
+def streamdet(*args: str) -> subprocess.Popen:
+    return subprocess.Popen(
+        [sys.executable, "-m", "streamdet", *args], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True
+    )
+
+
+def test_broker_and_subscribe_commands_route_count_and_stop_cleanly() -> None:
+    frontend, backend, upstream, extra = (ipc_endpoint() for _ in range(4))
+    broker = streamdet("broker", "--frontend", frontend, "--backend", backend, "--upstream", upstream)
+    watcher = streamdet("subscribe", backend, extra, "--topic", "events/cam0", "--until-eos", "--json")
+    try:
+        bound = bus.Publisher(upstream)
+        connecting = bus.Publisher(frontend, connect=True)
+        raw_context = zmq.Context()
+        raw = raw_context.socket(zmq.XPUB)
+        raw.bind(extra)
+        with bus.Subscriber(backend, ["events"]) as direct:
+            assert bound.wait_for_subscribers(2, timeout_s=60)
+            assert connecting.wait_for_subscribers(2, timeout_s=10)
+            raw.recv()
+            for _ in range(3):
+                bound.send(wire.events_message("cam0", make_events(100), SENSOR))
+            connecting.send(wire.events_message("cam1", make_events(7), SENSOR))
+            raw.send_multipart([b"events/cam0", b'{"v": 7}', b""])
+            time.sleep(0.3)
+            bound.send(wire.eos_message("cam0", "events", SENSOR))
+            received = receive_all(direct, idle_ms=1000)
+            output, errors = watcher.communicate(timeout=30)
+        bound.close()
+        connecting.close()
+        raw.close(linger=0)
+        raw_context.term()
+        broker.send_signal(signal.SIGINT)
+        _, broker_errors = broker.communicate(timeout=10)
+    finally:
+        for process in (broker, watcher):
+            if process.poll() is None:
+                process.kill()
+    assert sorted((message.stream, message.kind) for message in received) == [
+        ("cam0", "eos"),
+        ("cam0", "events"),
+        ("cam0", "events"),
+        ("cam0", "events"),
+        ("cam1", "events"),
+    ]
+    assert watcher.returncode == 0, errors
+    lines = output.splitlines()
+    assert [line.split()[:3] for line in lines[:4]] == [
+        ["events", "cam0", "seq=0"],
+        ["events", "cam0", "seq=1"],
+        ["events", "cam0", "seq=2"],
+        ["eos", "cam0", "seq=3"],
+    ]
+    assert "events/s" in lines[0]
+    summary = json.loads(lines[-1])
+    assert summary["messages"] == 4 and summary["events"] == 300
+    assert summary["rejected"] == {"bad-version": 1} and summary["dropped"] == 0
+    assert broker.returncode == 130 and "Traceback" not in broker_errors
