@@ -246,22 +246,26 @@ def test_looped_replay_keeps_time_increasing_and_ends_cleanly_on_ctrl_c() -> Non
         )
         try:
             deadline = time.monotonic() + 180
-            span_us = 0
+            interrupted = False
             while time.monotonic() < deadline:
                 message = subscriber.receive(timeout_ms=1000)
                 if message is None:
+                    if process.poll() is not None:
+                        break
                     continue
                 if message.kind == "eos":
                     break
                 received.append(message)
                 span_us = message.t1_us - received[0].t0_us
-                if span_us > 2.5 * (int(whole["t"][-1]) - int(whole["t"][0])) and process.poll() is None:
+                if not interrupted and span_us > 2.5 * (int(whole["t"][-1]) - int(whole["t"][0])):
                     process.send_signal(signal.SIGINT)
+                    interrupted = True
             _, stderr = process.communicate(timeout=60)
         finally:
             if process.poll() is None:
                 process.kill()
-    assert message is not None and message.kind == "eos" and message.extra["ends"] == "events"
+    assert message is not None and message.kind == "eos", stderr
+    assert message.extra["ends"] == "events"
     assert process.returncode == 130
     assert stderr.strip().splitlines()[-1] == "streamdet replay: interrupted"
     assert "Traceback" not in stderr
