@@ -280,6 +280,40 @@ def test_looped_replay_keeps_time_increasing_and_ends_cleanly_on_ctrl_c() -> Non
         assert before.t1_us == after.t0_us
 
 
+def test_record_reports_sequence_gaps_as_drops(tmp_path: Path) -> None:
+    """A raw XPUB socket sends wire frames whose sequence numbers skip 3, 4 and 5 (as a publisher whose
+    high-water mark overflowed would): the recorder writes what came and reports 3 dropped."""
+    import zmq
+
+    from streamdet import wire
+
+    endpoint = ipc_endpoint()
+    events = formats.read_events(DATA / "dvxplorer_346x260.aedat4").events
+    packets = np.array_split(events, 10)
+    context = zmq.Context()
+    socket = context.socket(zmq.XPUB)
+    socket.bind(endpoint)
+    out = tmp_path / "gappy.h5"
+    thread, result = record_in_thread(RecordConfig((endpoint,), out, idle_timeout_s=60))
+    try:
+        assert socket.poll(60_000), "the recorder never subscribed"
+        while socket.poll(200):
+            socket.recv()
+        kept = [seq for seq in range(10) if seq not in (3, 4, 5)]
+        for seq in kept:
+            message = wire.events_message("cam", packets[seq], (346, 260)).with_seq(seq)
+            socket.send_multipart(wire.pack(message))
+        socket.send_multipart(wire.pack(wire.eos_message("cam", "events", (346, 260)).with_seq(10)))
+        thread.join(timeout=60)
+    finally:
+        socket.close(linger=0)
+        context.term()
+    stats = result["stats"]
+    assert stats.ended and stats.dropped == 3 and stats.messages == 7
+    assert "dropped 3" in stats.summary()
+    assert np.array_equal(formats.read_events(out).events, np.concatenate([packets[seq] for seq in kept]))
+
+
 def test_record_ends_cleanly_on_ctrl_c(tmp_path: Path) -> None:
     out = tmp_path / "nothing.npy"
     timer = threading.Timer(0.5, os.kill, (os.getpid(), signal.SIGINT))
