@@ -179,6 +179,21 @@ def test_replay_through_record_gives_back_the_identical_events(
     assert recorded.sensor_size == expected.sensor_size
 
 
+def test_spike_replay_through_record_gives_back_the_identical_frames(tmp_path: Path) -> None:
+    source = DATA / "spikes_40x16.dat"
+    endpoint = free_tcp_endpoint()
+    out = tmp_path / "copy.dat"
+    thread, result = record_in_thread(RecordConfig((endpoint,), out, topics=("spikes",), idle_timeout_s=60))
+    sent = replay.replay_file(
+        replay.ReplayConfig(source, endpoint, stream="spk", speed=None, packet_us=150, wait_subscribers=1)
+    )
+    thread.join(timeout=60)
+    assert sent.frames == 12 and sent.packets == 4
+    assert result["stats"].ended and result["stats"].frames == 12
+    assert np.array_equal(formats.read_spike_dat(out), np.load(DATA / "spikes_40x16.frames.npy"))
+    assert formats.read_spike_sidecar(out) == formats.read_spike_sidecar(source)
+
+
 def test_record_command_over_ipc_and_tcp(tmp_path: Path) -> None:
     """``streamdet record`` as real processes, the two real recordings at once: EVT2 over ipc:// into
     .npy, EVT3 over tcp://127.0.0.1 into .h5 (the replay command runs as a process in the loop test)."""
