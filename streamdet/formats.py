@@ -58,10 +58,9 @@ PROPHESEE_PLUGIN_SIZES = {
     "hal_plugin_gen41_evk3": (1280, 720),
     "hal_plugin_imx636_evk3": (1280, 720),
     "hal_plugin_imx636_evk4": (1280, 720),
-    "hal_plugin_imx8_evk3": (640, 512),
-    "hal_plugin_genx320": (320, 320),
 }
-"""Sensor size of Prophesee camera plugins, for RAW files whose header names the plugin but no size."""
+"""Sensor size of Prophesee camera plugins (Gen3/Gen3.1 VGA, Gen4.1 and IMX636 HD), for RAW files whose
+header names the plugin but no size (older Metavision versions write no geometry line)."""
 
 _AEDAT4_MAGIC = b"#!AER-DAT4.0"
 _NPY_MAGIC = b"\x93NUMPY"
