@@ -7,6 +7,7 @@ import torch
 from torch import nn
 
 from streamdet.convert import ConversionConfig, convert_network
+from streamdet.fidelity import SimulationConfig, simulate_prefix_means, window_means
 from streamdet.neurons import IFParameters
 from streamdet.snn import SpikingNetwork
 
@@ -157,3 +158,18 @@ def test_gpu_engine_matches_cpu() -> None:
     gpu = run_recording(network, stream.cuda(), "native", [8, 8])
     for name in cpu[1]:
         assert torch.equal(cpu[1][name], gpu[1][name].cpu()), name
+
+
+def test_one_long_constant_input_run_scores_every_shorter_window() -> None:
+    """fidelity's protocol: with constant input, steps [0, T) of a T_max run are the T-step simulation."""
+    network = converted_network()
+    x = random_stream(1, batch=2, seed=8)[0]
+    config = SimulationConfig(steps=(4, 12, 20), skip_fraction=0.25, chunk=8)
+    sums = simulate_prefix_means(network, x, config)
+    for steps in config.steps:
+        (cls, box), _ = network.run(x.expand(steps, *x.shape), network.initial_state(2))
+        skip = config.skip_start(steps)
+        for got, want in zip(
+            window_means(sums, steps, skip), (cls[skip:].mean(0), box[skip:].mean(0)), strict=True
+        ):
+            assert torch.allclose(got, want, atol=1e-6)
