@@ -229,6 +229,8 @@ def replay_file(config: ReplayConfig, *, progress: bool = False) -> ReplayStats:
         if kind == "spikes"
         else file_sensor_size(path, config.sensor_size)
     )
+    if min(sensor_size) <= 0:
+        raise FileFormatError(path, "holds no events and states no sensor size (give --sensor-size)")
     packet_stream = iter_replay_packets(config)
     first = next(packet_stream, None)
     publisher = bus.Publisher(config.endpoint, lossless=config.lossless)

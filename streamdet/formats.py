@@ -315,7 +315,10 @@ def header_sensor_size(path: str | Path, fmt: str | None = None) -> tuple[int, i
     fmt = fmt or detect_format(path)
     if fmt in ("evt2", "evt3", "dat"):
         header = _read_percent_header(path, is_dat=fmt == "dat")
-        return _size_from_prophesee_header(header) if header else None
+        try:
+            return _size_from_prophesee_header(header) if header else None
+        except ValueError as error:
+            raise FileFormatError(path, f"bad sensor size in the header: {error}") from None
     if fmt == "aedat4":
         recording = _open_aedat4(path)
         return tuple(int(v) for v in recording.getEventResolution())
