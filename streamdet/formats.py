@@ -652,7 +652,7 @@ class AppendableArrayFile:
     """A 1-D structured array on disk that grows as records arrive: ``.npy`` or an HDF5 dataset.
 
     ``.npy``: the header is written with room for any length and rewritten on :meth:`close`, records
-    are appended as raw bytes (a crash leaves a file whose header says 0 records). HDF5: dataset
+    are appended as raw bytes (a crash leaves the records up to the last :meth:`flush`). HDF5: dataset
     ``dataset`` of ``dtype``, chunked and resizable, in the file at ``path`` (opened in append mode), or
     in the already open ``h5_file`` (which then stays open on :meth:`close`) so that several datasets
     can grow in one file.
@@ -707,8 +707,12 @@ class AppendableArrayFile:
                 self._h5.attrs[key] = value
 
     def flush(self) -> None:
-        """Push what was appended to the operating system."""
+        """Push what was appended to the operating system; an ``.npy`` header then states the records
+        written so far, so a process killed later leaves a readable file up to this point."""
         if self._npy is not None:
+            self._npy.seek(0)
+            self._npy.write(_npy_header(self.dtype, self.length, self._header_bytes))
+            self._npy.seek(0, 2)
             self._npy.flush()
         elif self._h5 is not None:
             self._h5.flush()

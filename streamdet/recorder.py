@@ -48,6 +48,9 @@ DETECTION_RECORD_DTYPE = np.dtype(
 """One recorded box: time span of its message (us) and the wire row ``x1, y1, x2, y2, score, class``."""
 
 BOX_KINDS = ("detections", "truth")
+
+FLUSH_INTERVAL_S = 1.0
+"""How often a recording is flushed to the operating system (a killed recorder loses at most this)."""
 """Message kinds whose payload is float32 box rows."""
 
 
@@ -250,11 +253,14 @@ def record(config: RecordConfig, *, progress: bool = False) -> RecordStats:
     bar = tqdm(
         desc=f"record {recorder.out.name}", unit=" msg", file=sys.stderr, disable=None if progress else True
     )
-    last_message_at = time.monotonic()
+    last_message_at = last_flush_at = time.monotonic()
     try:
         while True:
             message = subscriber.receive(timeout_ms=100)
             now = time.monotonic()
+            if now - last_flush_at > FLUSH_INTERVAL_S:
+                recorder.flush()
+                last_flush_at = now
             if message is None:
                 if config.idle_timeout_s is not None and now - last_message_at > config.idle_timeout_s:
                     break

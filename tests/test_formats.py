@@ -170,9 +170,13 @@ def test_event_writers_round_trip(tmp_path: Path, suffix: str) -> None:
 def test_appending_writer_in_pieces(tmp_path: Path, suffix: str) -> None:
     events = random_events(3_000, (64, 48), seed=8)
     path = tmp_path / f"appended{suffix}"
+    pieces = np.array_split(events, 7)
     with formats.EventFileWriter(path) as writer:
-        for piece in np.array_split(events, 7):
+        for index, piece in enumerate(pieces):
             writer.append(piece)
+            if index == 2 and suffix == ".npy":
+                writer.flush()
+                assert np.array_equal(np.load(path), np.concatenate(pieces[:3]))
         writer.sensor_size = (64, 48)
     recording = formats.read_events(path)
     assert recording.sensor_size == (64, 48)
