@@ -18,7 +18,7 @@ DVS (the v2e model of Hu, Liu and Delbruck 2021, simplified; see ``docs/encoders
     event is dropped. Leak: ``M`` falls by ``leak_rate_hz * theta_on`` per second, giving ON events at
     ``leak_rate_hz`` per pixel in a static scene. Shot noise: independent events at
     ``shot_noise_rate_hz * (1 + (shot_noise_bright_factor - 1) I)`` per pixel (half ON, half OFF)
-    that do not touch ``M``.
+    that do not touch ``M``, drawn from ``(seed, block of stream time)``.
 
 Spike camera (PKU "Vidar")
     Per pixel integrate-and-fire at ``rate_hz`` output frames per second:
@@ -34,9 +34,8 @@ Poisson rate coding (norse's ``poisson_encode``)
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, replace
 from fractions import Fraction
-from typing import Any
 
 import numpy as np
 
@@ -86,7 +85,6 @@ class DVSState:
         last_event_us: time of each pixel's last signal event, microseconds.
         last_frame: the last luminance frame seen.
         last_time_us: its time stamp, microseconds.
-        rng_state: state of the noise generator (``numpy.random.Generator.bit_generator.state``).
     """
 
     memorised_log: np.ndarray
@@ -96,7 +94,6 @@ class DVSState:
     last_event_us: np.ndarray
     last_frame: np.ndarray
     last_time_us: int
-    rng_state: dict[str, Any] = field(repr=False)
 
 
 @dataclass(frozen=True)
@@ -185,7 +182,6 @@ def initial_dvs_state(
         last_event_us=np.full(shape, int(time_us) - int(params.refractory_us) - 1, dtype=np.int64),
         last_frame=frame.copy(),
         last_time_us=int(time_us),
-        rng_state=rng.bit_generator.state,
     )
 
 
@@ -229,17 +225,58 @@ def _signal_events(
     return owner, times, crossings, last_time
 
 
-def _interval_events(
+def _events_sorted_by_time(
     index: list[np.ndarray], times: list[np.ndarray], polarity: list[np.ndarray], width: int
 ) -> np.ndarray:
-    """Events of one frame interval (flat pixel index, time, polarity pieces), stably sorted by time."""
-    flat = np.concatenate(index)
+    """``EVENT_DTYPE`` events from pieces of (flat pixel index, time, polarity), stably sorted by time."""
+    flat = np.concatenate(index) if index else np.zeros(0, dtype=np.int64)
     events = np.empty(len(flat), dtype=EVENT_DTYPE)
     events["x"] = flat % width
     events["y"] = flat // width
-    events["t"] = np.concatenate(times)
-    events["p"] = np.concatenate(polarity)
+    events["t"] = np.concatenate(times) if times else 0
+    events["p"] = np.concatenate(polarity) if polarity else False
     return events[np.argsort(events["t"], kind="stable")]
+
+
+SHOT_NOISE_BLOCK_US = 100_000
+"""Shot noise is drawn in blocks of stream time ``[b B, (b + 1) B)`` from a generator seeded with
+``(seed, b)``, so it does not depend on how a stream is cut into calls."""
+
+
+def _shot_noise_block(params: DVSParams, pixels: int, block: int) -> tuple[np.ndarray, ...]:
+    """Candidate shot-noise events of one block at the dark-pixel rate, sorted by time:
+    (flat pixel index, time in us, polarity, uniform number for thinning by intensity)."""
+    rng = np.random.default_rng([params.seed, block & 0xFFFF_FFFF_FFFF_FFFF])
+    count = int(rng.poisson(params.shot_noise_rate_hz * 1e-6 * SHOT_NOISE_BLOCK_US * pixels))
+    times = block * SHOT_NOISE_BLOCK_US + rng.integers(0, SHOT_NOISE_BLOCK_US, count)
+    index = rng.integers(0, pixels, count)
+    polarity = rng.random(count) < 0.5
+    uniform = rng.random(count, dtype=np.float32)
+    order = np.argsort(times, kind="stable")
+    return index[order], times[order], polarity[order], uniform[order]
+
+
+def _shot_noise(
+    frames: np.ndarray, times_us: np.ndarray, start_us: int, params: DVSParams
+) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Shot-noise events with ``start_us < t <= times_us[-1]``: (flat pixel index, time, polarity).
+
+    Candidates come at ``shot_noise_rate_hz`` per pixel (Poisson, uniform in time) and are kept with
+    probability ``1 + (shot_noise_bright_factor - 1) I``, ``I`` the pixel's intensity in the frame that
+    ends the event's interval; half are ON.
+    """
+    height, width = frames.shape[1:]
+    blocks = range((start_us + 1) // SHOT_NOISE_BLOCK_US, int(times_us[-1]) // SHOT_NOISE_BLOCK_US + 1)
+    index, times, polarity, uniform = (
+        np.concatenate(parts)
+        for parts in zip(*(_shot_noise_block(params, height * width, b) for b in blocks), strict=True)
+    )
+    inside = (times > start_us) & (times <= times_us[-1])
+    index, times, polarity, uniform = index[inside], times[inside], polarity[inside], uniform[inside]
+    frame_of_event = np.searchsorted(times_us, times, side="left")
+    intensity = frames.reshape(len(frames), -1)[frame_of_event, index]
+    keep = uniform < 1 + np.float32(params.shot_noise_bright_factor - 1.0) * intensity
+    return index[keep], times[keep], polarity[keep]
 
 
 def emulate_dvs(
@@ -258,9 +295,10 @@ def emulate_dvs(
         params: emulator parameters.
         state: state returned by the previous call on the same stream, or None to start a stream with
             ``frames[0]`` (which then gives no events itself).
-        rng: generator for the threshold mismatch and the noise; None continues the generator saved in
-            ``state`` (or starts one from ``params.seed``), so that feeding a stream in pieces gives the
-            same events as one call.
+        rng: generator of the per-pixel thresholds and leak phases when a stream starts (``state`` is
+            None); None draws them from ``params.seed``. Shot noise always comes from ``params.seed`` and
+            the stream time (:data:`SHOT_NOISE_BLOCK_US`), so feeding a stream in pieces gives the same
+            events as one call.
 
     Returns:
         ``EVENT_DTYPE`` events sorted by ``t`` (stable sort), ``t`` in ``(t_prev, t_last]``; the new state.
@@ -269,12 +307,8 @@ def emulate_dvs(
     if state is None:
         if len(frames) == 0:
             raise ValueError("a DVS stream must start with at least one frame")
-        rng = np.random.default_rng(params.seed) if rng is None else rng
         state = initial_dvs_state(frames[0], int(times_us[0]), params, rng)
         frames, times_us = frames[1:], times_us[1:]
-    elif rng is None:
-        rng = np.random.default_rng()
-        rng.bit_generator.state = state.rng_state
     if frames.shape[1:] != state.last_frame.shape:
         raise ValueError(f"frame shape {frames.shape[1:]} differs from the stream's {state.last_frame.shape}")
 
@@ -286,15 +320,15 @@ def emulate_dvs(
     neg_flat = state.neg_thresholds.ravel()
     minus_neg = -state.neg_thresholds
     leak_per_us = (params.leak_rate_hz * 1e-6 * state.pos_thresholds).astype(np.float32)
-    noise_per_us_pixel = params.shot_noise_rate_hz * 1e-6
-    bright_slope = np.float32(params.shot_noise_bright_factor - 1.0)
     log_frame = np.empty_like(lowpass)
     speed = np.empty_like(lowpass)
     diff = np.empty_like(lowpass)
     is_on_pixel = np.empty(lowpass.shape, dtype=bool)
     is_off_pixel = np.empty(lowpass.shape, dtype=bool)
     leak_cache: dict[int, np.ndarray] = {}
-    pieces: list[np.ndarray] = []
+    pieces_index: list[np.ndarray] = []
+    pieces_time: list[np.ndarray] = []
+    pieces_polarity: list[np.ndarray] = []
     t_prev = state.last_time_us
     for frame, t_now in zip(frames, times_us.tolist(), strict=True):
         dt = t_now - t_prev
@@ -322,9 +356,6 @@ def emulate_dvs(
         np.less_equal(diff, minus_neg, out=is_off_pixel)
         np.logical_or(is_on_pixel, is_off_pixel, out=is_on_pixel)
         active = np.flatnonzero(is_on_pixel)
-        interval_index: list[np.ndarray] = []
-        interval_time: list[np.ndarray] = []
-        interval_polarity: list[np.ndarray] = []
         if len(active):
             end_diff = diff.ravel()[active]
             start_diff = lowpass.ravel()[active] - start_memorised.ravel()[active]
@@ -343,24 +374,18 @@ def emulate_dvs(
             memorised.ravel()[active] += sign * crossings.astype(np.float32) * thresholds
             fired = last_time >= 0
             last_event.ravel()[active[fired]] = last_time[fired]
-            interval_index.append(active[owner])
-            interval_time.append(times)
-            interval_polarity.append(is_on[owner])
-        if noise_per_us_pixel > 0:
-            count = int(rng.poisson(noise_per_us_pixel * dt * height * width))
-            index = rng.integers(0, height * width, count)
-            keep = rng.random(count, dtype=np.float32) < 1 + bright_slope * frame.ravel()[index]
-            times = t_prev + 1 + rng.integers(0, dt, count)
-            polarity = rng.random(count) < 0.5
-            interval_index.append(index[keep])
-            interval_time.append(times[keep])
-            interval_polarity.append(polarity[keep])
-        if interval_index:
-            pieces.append(_interval_events(interval_index, interval_time, interval_polarity, width))
+            pieces_index.append(active[owner])
+            pieces_time.append(times)
+            pieces_polarity.append(is_on[owner])
         lowpass, new_lowpass = new_lowpass, lowpass
         t_prev = t_now
 
-    events = np.concatenate(pieces) if pieces else np.zeros(0, dtype=EVENT_DTYPE)
+    if params.shot_noise_rate_hz > 0 and len(frames):
+        index, times, polarity = _shot_noise(frames, times_us, state.last_time_us, params)
+        pieces_index.append(index)
+        pieces_time.append(times)
+        pieces_polarity.append(polarity)
+    events = _events_sorted_by_time(pieces_index, pieces_time, pieces_polarity, width)
     new_state = DVSState(
         memorised_log=memorised,
         lowpass_log=lowpass,
@@ -369,7 +394,6 @@ def emulate_dvs(
         last_event_us=last_event,
         last_frame=frames[-1].copy() if len(frames) else state.last_frame,
         last_time_us=t_prev,
-        rng_state=rng.bit_generator.state,
     )
     return events, new_state
 
