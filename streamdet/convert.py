@@ -202,6 +202,11 @@ def _is_add(node: fx.Node) -> bool:
     )
 
 
+def _is_tensor_add(node: fx.Node, meta: dict[str, Any]) -> bool:
+    """An add of two tensors (a NormAdd); an add of a constant is an affine map instead."""
+    return _is_add(node) and len(_tensor_args(node, meta)) == 2
+
+
 def _tensor_args(node: fx.Node, meta: dict[str, Any]) -> list[fx.Node]:
     found: list[fx.Node] = []
     fx.node.map_arg((node.args, node.kwargs), lambda n: found.append(n) if _is_tensor(meta, n) else None)
@@ -236,7 +241,7 @@ class _GraphFacts:
         self.unactivated: set[fx.Node] = set()
         if spike_unactivated:
             for node in nodes:
-                if node in self.bn_of_conv or not (self.is_synaptic(node) or _is_add(node)):
+                if node in self.bn_of_conv or not (self.is_synaptic(node) or _is_tensor_add(node, meta)):
                     continue
                 if not _is_tensor(meta, node) or len(meta[node.name]) != 4:
                     continue
@@ -274,7 +279,7 @@ class _GraphFacts:
         source = site.args[0]
         return (
             isinstance(source, fx.Node)
-            and (self.is_synaptic(source) or _is_add(source))
+            and (self.is_synaptic(source) or _is_tensor_add(source, self.meta))
             and source not in self.bn_of_conv
             and len(source.users) == 1
         )
@@ -747,13 +752,11 @@ def _build_spiking_graph(
                 root.add_module(copied.target, copy.deepcopy(facts.module(node)))
         return copied
 
-    def emit_neurons(
-        node_name: str, source: fx.Node, current: fx.Node, encoding: Encoding, levels: int | None
-    ):
-        name = f"{node_name}_if"
-        out = add_module(name, IFNeurons(levels), (current,))
+    def emit_neurons(source: fx.Node, current: fx.Node, levels: int | None) -> fx.Node:
+        """An IF population fed by ``current``, standing for the ANN node ``source``."""
+        name = f"{source.name}_if"
         sites[name.replace(".", "_")] = source.name
-        return out
+        return add_module(name, IFNeurons(levels), (current,))
 
     for node in gm.graph.nodes:
         if node.op == "placeholder":
@@ -780,7 +783,7 @@ def _build_spiking_graph(
                 )
             out = add_module(node.name, _normalised_copy(module, weight, bias), (layer_input,))
             if node in facts.unactivated:
-                out = emit_neurons(node.name, node, out, target, None)
+                out = emit_neurons(node, out, None)
             env[node] = out
             encoding_of[node] = target
         elif isinstance(facts.module(node), nn.BatchNorm2d):
@@ -802,9 +805,9 @@ def _build_spiking_graph(
                 current = env[source]
             else:
                 current = to_encoding(source, encoding, f"{node.name}_norm")
-            env[node] = emit_neurons(node.name, node, current, encoding, _levels_of(facts, node, config))
+            env[node] = emit_neurons(node, current, _levels_of(facts, node, config))
             encoding_of[node] = encoding
-        elif _is_add(node) and len(_tensor_args(node, facts.meta)) == 2:
+        elif _is_tensor_add(node, facts.meta):
             first, second = _tensor_args(node, facts.meta)
             target = folded_target.get(node)
             width = channels(node)
@@ -818,7 +821,7 @@ def _build_spiking_graph(
             bias = (parts[0].offset + parts[1].offset - out_encoding.offset) / out_encoding.scale
             out = add_module(node.name, NormAdd(scales, bias), (env[first], env[second]))
             if node in facts.unactivated:
-                out = emit_neurons(node.name, node, out, target, None)
+                out = emit_neurons(node, out, None)
             env[node] = out
             encoding_of[node] = target
         elif _carries_encoding(facts, node):
