@@ -4,9 +4,10 @@ and full validation) against raw pyzmq XPUB/SUB sending the same bytes, in one p
 A sender thread publishes ``--messages`` event packets of each size; the main thread receives them.
 Both sides use lossless delivery (``ZMQ_XPUB_NODROP``) and the same high-water mark, so the sender is
 paced by the receiver and nothing is dropped. The rate is counted from the first to the last message
-received. Each (transport, size) pair runs raw and ours alternately ``--repeats`` times; the table
-shows the best run of each (the machine is shared, so slower runs mostly measure other processes) and
-the JSON keeps every run.
+received. ``unpack Mev/s`` is ``wire.unpack`` alone (header checks and event bounds) on the same
+bytes, without sockets. Each (transport, size) pair runs raw and ours alternately ``--repeats``
+times; the table shows the best run of each (the machine is shared, so slower runs mostly measure
+other processes) and the JSON keeps every run.
 
     .venv/bin/python bench/bench_wire.py --json bench/results/wire.json
 """
@@ -115,6 +116,18 @@ def run_ours(transport: str, message: wire.Message, messages: int, hwm: int) -> 
     return rate(first_at, last_at, messages, message.count), stats
 
 
+def unpack_rate(frames: list, count: int, repeats: int) -> float:
+    """Events per second of ``wire.unpack`` alone (validation included) on received-style frames."""
+    frames = [bytes(frame) for frame in frames]
+    best = float("inf")
+    for _ in range(repeats):
+        started = time.perf_counter()
+        for _ in range(10):
+            wire.unpack(frames)
+        best = min(best, (time.perf_counter() - started) / 10)
+    return count / best
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--events", type=int, nargs="+", default=[100_000, 1_000_000])
@@ -126,7 +139,10 @@ def main() -> None:
     args = parser.parse_args()
 
     rows = []
-    print(f"{'transport':>9} {'events/msg':>10} {'raw Mev/s':>10} {'ours Mev/s':>10} {'ratio':>6}")
+    print(
+        f"{'transport':>9} {'events/msg':>10} {'raw Mev/s':>10} {'ours Mev/s':>10} {'ratio':>6} "
+        f"{'unpack Mev/s':>12}"
+    )
     for transport in args.transports:
         for count in args.events:
             messages = args.messages or max(10, 20_000_000 // count)
@@ -140,6 +156,7 @@ def main() -> None:
                 if stats["received"] != messages or stats["rejected"] or stats["dropped"]:
                     raise SystemExit(f"lost or rejected messages: {stats}")
             raw, ours = max(raw_rates), max(our_rates)
+            unpack_only = unpack_rate(frames, count, args.repeats)
             rows.append(
                 {
                     "transport": transport,
@@ -149,11 +166,15 @@ def main() -> None:
                     "ours_events_per_s": ours,
                     "ratio": ours / raw,
                     "median_ratio": statistics.median(our_rates) / statistics.median(raw_rates),
+                    "unpack_events_per_s": unpack_only,
                     "raw_runs": raw_rates,
                     "ours_runs": our_rates,
                 }
             )
-            print(f"{transport:>9} {count:>10} {raw / 1e6:>10.1f} {ours / 1e6:>10.1f} {ours / raw:>6.2f}")
+            print(
+                f"{transport:>9} {count:>10} {raw / 1e6:>10.1f} {ours / 1e6:>10.1f} {ours / raw:>6.2f} "
+                f"{unpack_only / 1e6:>12.1f}"
+            )
     if args.json:
         args.json.parent.mkdir(parents=True, exist_ok=True)
         args.json.write_text(json.dumps({"hwm": args.hwm, "repeats": args.repeats, "rows": rows}, indent=2))
