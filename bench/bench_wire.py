@@ -128,6 +128,27 @@ def unpack_rate(frames: list, count: int, repeats: int) -> float:
     return count / best
 
 
+def bounds_check_ms(count: int, repeats: int) -> dict[str, float]:
+    """Milliseconds per packet of the event bounds check: the two pair views of ``wire._check_events``
+    against one strided maximum per field (``wire._check_event_fields``), cache-warm."""
+    events = random_events(count)
+    payload = memoryview(events.tobytes())
+
+    def best_ms(check) -> float:
+        runs = []
+        for _ in range(repeats):
+            started = time.perf_counter()
+            for _ in range(10):
+                check()
+            runs.append((time.perf_counter() - started) / 10 * 1e3)
+        return min(runs)
+
+    return {
+        "pair_views_ms": best_ms(lambda: wire._check_events(payload, events, *SENSOR_SIZE)),
+        "per_field_ms": best_ms(lambda: wire._check_event_fields(events, *SENSOR_SIZE)),
+    }
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--events", type=int, nargs="+", default=[100_000, 1_000_000])
@@ -175,9 +196,16 @@ def main() -> None:
                 f"{transport:>9} {count:>10} {raw / 1e6:>10.1f} {ours / 1e6:>10.1f} {ours / raw:>6.2f} "
                 f"{unpack_only / 1e6:>12.1f}"
             )
+    bounds = {count: bounds_check_ms(count, args.repeats) for count in args.events}
+    for count, timing in bounds.items():
+        print(
+            f"event bounds check, {count} events: pair views {timing['pair_views_ms']:.3f} ms, "
+            f"per-field maxima {timing['per_field_ms']:.3f} ms"
+        )
     if args.json:
         args.json.parent.mkdir(parents=True, exist_ok=True)
-        args.json.write_text(json.dumps({"hwm": args.hwm, "repeats": args.repeats, "rows": rows}, indent=2))
+        results = {"hwm": args.hwm, "repeats": args.repeats, "rows": rows, "bounds_check": bounds}
+        args.json.write_text(json.dumps(results, indent=2))
 
 
 if __name__ == "__main__":
