@@ -206,22 +206,30 @@ def _signal_events(
         pixel, last kept event time per pixel or -1 where none was kept).
     """
     crossings = np.floor(end_diff / thresholds).astype(np.int64)
-    rise = np.maximum(end_diff - start_diff, np.float32(1e-12)).astype(np.float64)
-    spacing = dt_us * thresholds.astype(np.float64) / rise
-    first_time = t0_us + dt_us * (thresholds.astype(np.float64) - start_diff) / rise
-    allowed_from = last_event_us + refractory_us
-    first_kept = 1 + np.maximum(0, np.ceil((allowed_from - first_time) / spacing)).astype(np.int64)
-    stride = np.maximum(1, np.ceil(refractory_us / spacing)).astype(np.int64) if refractory_us > 0 else 1
-    stride = np.broadcast_to(stride, crossings.shape)
-    kept = np.where(first_kept <= crossings, (crossings - first_kept) // stride + 1, 0)
-    owner = np.repeat(np.arange(len(kept)), kept)
-    rank = np.arange(len(owner)) - np.repeat(np.cumsum(kept) - kept, kept)
-    k = first_kept[owner] + rank * stride[owner]
-    times = np.ceil(first_time[owner] + (k - 1) * spacing[owner])
-    times = np.clip(times, t0_us + 1, t0_us + dt_us).astype(np.int64)
-    last_k = first_kept + (kept - 1) * stride
-    last_time = np.ceil(first_time + (last_k - 1) * spacing)
-    last_time = np.where(kept > 0, np.clip(last_time, t0_us + 1, t0_us + dt_us), -1).astype(np.int64)
+    theta = thresholds.astype(np.float64)
+    us_per_log_unit = dt_us / np.maximum(end_diff.astype(np.float64) - start_diff, 1e-12)
+    spacing = theta * us_per_log_unit
+    first_offset = (theta - start_diff) * us_per_log_unit
+    wait = (last_event_us + (refractory_us - t0_us)) - first_offset
+    first_kept = 1 + np.ceil(np.maximum(wait, 0) / spacing).astype(np.int64)
+    if refractory_us > 0:
+        stride = np.maximum(np.ceil(refractory_us / spacing).astype(np.int64), 1)
+    else:
+        stride = np.ones_like(first_kept)
+    kept = np.maximum((crossings - first_kept) // stride + 1, 0)
+    if kept.max(initial=0) <= 1:
+        owner = np.flatnonzero(kept)
+        k = first_kept[owner]
+    else:
+        owner = np.repeat(np.arange(len(kept)), kept)
+        rank = np.arange(len(owner)) - np.repeat(np.cumsum(kept) - kept, kept)
+        k = first_kept[owner] + rank * stride[owner]
+    times = t0_us + np.clip(np.ceil(first_offset[owner] + (k - 1) * spacing[owner]), 1, dt_us).astype(
+        np.int64
+    )
+    last_time = np.full(len(kept), -1, dtype=np.int64)
+    last_of_owner = np.r_[owner[1:] != owner[:-1], True] if len(owner) else np.zeros(0, dtype=bool)
+    last_time[owner[last_of_owner]] = times[last_of_owner]
     return owner, times, crossings, last_time
 
 
