@@ -23,6 +23,7 @@ the sensor emulators. Different ``(split, i)`` give independent streams, so spli
 from __future__ import annotations
 
 import json
+import math
 import os
 import shutil
 import signal
@@ -225,6 +226,8 @@ def _label_records(scene: Scene, job: SequenceJob, config: BuildConfig) -> tuple
                     "ignore": int(truth.ignore),
                     "track_id": truth.track_id,
                     "visible_fraction": round(truth.visible_fraction, 4),
+                    "contrast": round(truth.contrast, 4),
+                    "motion_px": round(truth.motion_px, 3) if math.isfinite(truth.motion_px) else None,
                 }
             )
     return images, annotations

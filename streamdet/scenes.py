@@ -26,9 +26,15 @@ Ground truth. At a label time the same drawing is repeated into an integer label
 set of sensor pixels that carry its index after occlusion and cropping; its box is
 ``(x_min, y_min, x_max + 1, y_max + 1)`` of those pixels (pixel edges, so ``w = x2 - x1`` counts
 pixels). ``visible_fraction`` is the visible pixel count over the pixel count of the whole object drawn
-alone and uncropped. An object whose visible box has a side shorter than ``min_visible_side_px`` or
-whose visible fraction is below ``min_visible_fraction`` is kept with ``ignore = True`` (COCO
-``iscrowd``/``ignore``); objects with no visible pixel are not listed.
+alone and uncropped. ``contrast`` is the median over the visible pixels of
+``|log(I + 0.02) - log(B + 0.02)|`` (``I`` the frame, ``B`` the scene without objects: what an event
+camera responds to) and ``motion_px`` the largest displacement of any of the object's vertices, in
+sensor pixels, between the label time and four instants spread over the ``motion_window_us`` before
+it (object and camera motion). An
+object is kept with ``ignore = True`` (COCO ``iscrowd``/``ignore``) when its visible box has a side
+shorter than ``min_visible_side_px``, its visible fraction is below ``min_visible_fraction``, its
+contrast is below ``min_contrast`` (lost in the haze) or it moved less than ``min_motion_px`` (an
+event camera cannot see it); objects with no visible pixel are not listed.
 """
 
 from __future__ import annotations
@@ -68,6 +74,9 @@ class SceneConfig:
         duration_us: scene length in microseconds; objects enter over the whole duration.
         min_visible_side_px: visible boxes with a shorter side are marked ignore.
         min_visible_fraction: objects less visible than this (occluded or cropped) are marked ignore.
+        min_contrast: objects with a smaller log contrast against the empty scene are marked ignore.
+        min_motion_px: objects that moved less than this (pixels) in ``motion_window_us`` are marked ignore.
+        motion_window_us: the window before a label time over which motion is measured, microseconds.
     """
 
     preset: str
@@ -76,6 +85,9 @@ class SceneConfig:
     duration_us: int = 10_000_000
     min_visible_side_px: float = 6.0
     min_visible_fraction: float = 0.2
+    min_contrast: float = 0.1
+    min_motion_px: float = 0.3
+    motion_window_us: int = 50_000
 
     def __post_init__(self) -> None:
         if self.preset not in PRESETS:
@@ -97,7 +109,10 @@ class ObjectTruth:
         box: visible box ``(x1, y1, x2, y2)`` in sensor pixels, pixel edges (``x2 - x1`` pixels wide).
         visible_area_px: number of sensor pixels showing the object.
         visible_fraction: ``visible_area_px`` over the object's area when drawn alone and uncropped.
-        ignore: too small or too hidden to be required of a detector (COCO ``iscrowd = ignore = 1``).
+        contrast: median log contrast of its visible pixels against the scene without objects.
+        motion_px: largest vertex displacement over the motion window, sensor pixels (inf: it entered).
+        ignore: too small, hidden, faint or still to be required of a detector (COCO
+            ``iscrowd = ignore = 1``).
     """
 
     track_id: int
@@ -105,6 +120,8 @@ class ObjectTruth:
     box: tuple[int, int, int, int]
     visible_area_px: int
     visible_fraction: float
+    contrast: float
+    motion_px: float
     ignore: bool
 
 
@@ -238,8 +255,7 @@ class Scene:
             exclude: track ids of objects to leave out (the scene behind them shows instead; what they
                 cause but is not part of them, such as a boat's wake, stays).
         """
-        frame, _ = self._render(t_us, exclude, with_labels=False)
-        return frame
+        return self._render(t_us, exclude, with_labels=False)[0]
 
     def render_with_truth(
         self, t_us: int, exclude: frozenset[int] = frozenset()
@@ -251,8 +267,8 @@ class Scene:
             per object with at least one visible pixel; int16 ``[H, W]`` map of the track id visible at
             each pixel (-1 where no object is).
         """
-        frame, labels = self._render(t_us, exclude, with_labels=True)
-        truths = self._truths(t_us * 1e-6, labels)
+        frame, labels, empty = self._render(t_us, exclude, with_labels=True)
+        truths = self._truths(t_us, frame, labels, empty)
         track_ids = np.array([obj.track_id for obj in self.objects] + [-1], dtype=np.int16)
         return frame, truths, track_ids[labels]
 
@@ -262,9 +278,11 @@ class Scene:
 
     def _render(
         self, t_us: int, exclude: frozenset[int], with_labels: bool
-    ) -> tuple[np.ndarray, np.ndarray | None]:
+    ) -> tuple[np.ndarray, np.ndarray | None, np.ndarray | None]:
+        """Frame; with ``with_labels`` also the label map (object index, -1) and the empty scene."""
         t_s = t_us * 1e-6
         canvas = self._background(t_s)
+        empty = canvas.copy() if with_labels else None
         labels = np.full(canvas.shape, -1, dtype=np.int16) if with_labels else None
         for index, drawing in self._drawings(t_s):
             for part in drawing.parts:
@@ -273,15 +291,10 @@ class Scene:
                 _fill(canvas, part.polygon, part.luminance)
                 if labels is not None:
                     _fill(labels, part.polygon, index if part.owner is not None else -1)
-        canvas = self._lighting(canvas, t_s)
-        canvas *= np.float32(self.exposure)
         matrix = self.camera_matrix(t_us)
-        frame = cv2.warpAffine(
-            canvas, matrix, (self.width, self.height), flags=cv2.INTER_LINEAR, borderMode=cv2.BORDER_REPLICATE
-        )
-        np.clip(frame, 0.0, 1.0, out=frame)
+        frame = self._expose(canvas, t_s, matrix)
         if labels is None:
-            return frame, None
+            return frame, None, None
         sensor_labels = cv2.warpAffine(
             labels,
             matrix,
@@ -290,24 +303,72 @@ class Scene:
             borderMode=cv2.BORDER_CONSTANT,
             borderValue=-1,
         )
-        return frame, sensor_labels
+        return frame, sensor_labels, self._expose(empty, t_s, matrix)
 
-    def _truths(self, t_s: float, labels: np.ndarray) -> list[ObjectTruth]:
+    def _expose(self, canvas: np.ndarray, t_s: float, matrix: np.ndarray) -> np.ndarray:
+        """Lighting, exposure and the camera warp: canvas -> sensor frame in [0, 1]."""
+        canvas = self._lighting(canvas, t_s)
+        canvas *= np.float32(self.exposure)
+        frame = cv2.warpAffine(
+            canvas, matrix, (self.width, self.height), flags=cv2.INTER_LINEAR, borderMode=cv2.BORDER_REPLICATE
+        )
+        return np.clip(frame, 0.0, 1.0, out=frame)
+
+    def _truths(
+        self, t_us: int, frame: np.ndarray, labels: np.ndarray, empty: np.ndarray
+    ) -> list[ObjectTruth]:
+        config = self.config
+        t_s = t_us * 1e-6
         flat = labels.ravel().astype(np.int64)
         counts = np.bincount(flat + 1, minlength=len(self.objects) + 1)[1:]
+        log_contrast = np.abs(np.log(frame + np.float32(0.02)) - np.log(empty + np.float32(0.02)))
         truths = []
         for index in np.flatnonzero(counts):
             obj = self.objects[index]
-            ys, xs = np.nonzero(labels == index)
+            mask = labels == index
+            ys, xs = np.nonzero(mask)
             box = (int(xs.min()), int(ys.min()), int(xs.max()) + 1, int(ys.max()) + 1)
             full_area = self._full_area(obj, t_s)
             fraction = min(1.0, float(counts[index]) / max(full_area, 1))
-            small = min(box[2] - box[0], box[3] - box[1]) < self.config.min_visible_side_px
-            hidden = fraction < self.config.min_visible_fraction
+            contrast = float(np.median(log_contrast[mask]))
+            motion = self._motion_px(obj, t_us)
+            ignore = (
+                min(box[2] - box[0], box[3] - box[1]) < config.min_visible_side_px
+                or fraction < config.min_visible_fraction
+                or contrast < config.min_contrast
+                or motion < config.min_motion_px
+            )
             truths.append(
-                ObjectTruth(obj.track_id, obj.class_name, box, int(counts[index]), fraction, small or hidden)
+                ObjectTruth(
+                    obj.track_id, obj.class_name, box, int(counts[index]), fraction, contrast, motion, ignore
+                )
             )
         return truths
+
+    def _motion_px(self, obj, t_us: int) -> float:
+        """Largest displacement (sensor pixels) of the object's vertices between ``t`` and any of
+        ``t - k motion_window_us / 4``, ``k = 1..4``, through the camera poses at those times (so that an
+        oscillation within the window counts); ``inf`` when it was not drawn (or drawn differently)."""
+        now = obj.draw(t_us * 1e-6)
+        now_points = [part.polygon for part in now.parts if part.owner is not None]
+        now_sensor = self._to_sensor(now_points, t_us)
+        largest = 0.0
+        for k in range(1, 5):
+            before_us = t_us - k * self.config.motion_window_us // 4
+            before = obj.draw(before_us * 1e-6)
+            if before is None:
+                return math.inf
+            before_points = [part.polygon for part in before.parts if part.owner is not None]
+            if [len(p) for p in now_points] != [len(p) for p in before_points]:
+                return math.inf
+            moved = now_sensor - self._to_sensor(before_points, before_us)
+            largest = max(largest, float(np.sqrt((moved**2).sum(axis=1)).max()))
+        return largest
+
+    def _to_sensor(self, polygons: list[np.ndarray], t_us: int) -> np.ndarray:
+        """Canvas vertices -> sensor pixels through the camera pose at ``t_us``, ``[K, 2]``."""
+        matrix = self.camera_matrix(t_us)
+        return np.concatenate(polygons) @ matrix[:, :2].T + matrix[:, 2]
 
     @staticmethod
     def _full_area(obj, t_s: float) -> int:
@@ -712,10 +773,12 @@ class MaritimeScene(Scene):
         self._build_static(rng, width, height)
         self._build_waves(rng)
         self.roll_amplitude = math.radians(float(rng.uniform(0.5, 3.0)))
-        self.pitch_amplitude_px = float(rng.uniform(2.0, 8.0))
+        self.pitch_amplitude_px = float(rng.uniform(3.0, 10.0))
         self.yaw_amplitude_px = float(rng.uniform(1.0, 5.0))
-        self.motion_rates = rng.uniform(2 * math.pi / 7.0, 2 * math.pi / 2.0, size=3)
+        self.motion_rates = rng.uniform(2 * math.pi / 6.0, 2 * math.pi / 2.0, size=3)
         self.motion_phases = rng.uniform(0, 2 * math.pi, size=3)
+        self.engine_px = float(rng.uniform(0.1, 0.4))
+        self.engine_rates = rng.uniform(2 * math.pi * 6.0, 2 * math.pi * 15.0, size=2)
         self._populate(rng)
 
     def _build_static(self, rng: np.random.Generator, width: int, height: int) -> None:
@@ -879,11 +942,13 @@ class MaritimeScene(Scene):
         return canvas
 
     def _camera_shift(self, t_s: float) -> tuple[float, float, float]:
+        """Swell (roll, pitch, yaw: sines of 2-6 s) plus engine vibration (6-15 Hz, 0.1-0.4 px)."""
         roll_s, pitch_s, yaw_s = np.sin(self.motion_rates * t_s + self.motion_phases)
+        engine_x, engine_y = self.engine_px * np.sin(self.engine_rates * t_s)
         return (
             self.roll_amplitude * float(roll_s),
-            self.yaw_amplitude_px * float(yaw_s),
-            self.pitch_amplitude_px * float(pitch_s),
+            self.yaw_amplitude_px * float(yaw_s) + float(engine_x),
+            self.pitch_amplitude_px * float(pitch_s) + float(engine_y),
         )
 
 

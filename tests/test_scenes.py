@@ -83,7 +83,9 @@ def test_occlusion_and_ignore_rules() -> None:
                 x1, y1, x2, y2 = truth.box
                 small = min(x2 - x1, y2 - y1) < config.min_visible_side_px
                 hidden = truth.visible_fraction < config.min_visible_fraction
-                assert truth.ignore == (small or hidden)
+                faint = truth.contrast < config.min_contrast
+                still = truth.motion_px < config.min_motion_px
+                assert truth.ignore == (small or hidden or faint or still)
                 assert 0.0 < truth.visible_fraction <= 1.0
                 seen_ignored += truth.ignore
                 inside = 0 < x1 and x2 < scene.width and 0 < y1 and y2 < scene.height
