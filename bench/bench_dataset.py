@@ -7,7 +7,8 @@ workers, 250 rendered frames/s, spike stream at 1 kHz), reports the wall time, t
 the event rate, then deletes the output. ``cpu_s`` is the CPU time of the CLI and its workers
 (user + system); on a machine shared with other jobs, ``cpu_s / 2`` estimates the wall time on two
 free cores. It also times the per-frame parts on one core: scene rendering alone, and rendering +
-DVS + spike-camera emulation.
+DVS + spike-camera emulation. First it counts why boxes are labelled or ignored over 40 seeds
+(``--labels-only`` stops there).
 """
 
 from __future__ import annotations
@@ -47,6 +48,29 @@ def per_frame_costs(preset: str, frames: int = 500, seeds: int = 3) -> dict[str,
         "render_ms_per_frame": round(float(np.median(render_ms)), 2),
         "render_dvs_spikes_ms_per_frame": round(float(np.median(chain_ms)), 2),
     }
+
+
+def ignore_reasons(preset: str, seeds: range = range(200, 240), t_us: int = 1_500_000) -> dict[str, int]:
+    """Why boxes are labelled or ignored, counted over ``seeds`` at ``t_us`` (reasons joined by ``+``)."""
+    counts: dict[str, int] = {}
+    for seed in seeds:
+        scene = make_scene(SceneConfig(preset, seed=seed, duration_us=2 * t_us))
+        config = scene.config
+        for truth in scene.ground_truth(t_us):
+            x1, y1, x2, y2 = truth.box
+            reasons = [
+                name
+                for name, hit in (
+                    ("small", min(x2 - x1, y2 - y1) < config.min_visible_side_px),
+                    ("hidden", truth.visible_fraction < config.min_visible_fraction),
+                    ("faint", truth.contrast < config.min_contrast),
+                    ("still", truth.motion_px < config.min_motion_px),
+                )
+                if hit
+            ]
+            key = "+".join(reasons) or "labelled"
+            counts[key] = counts.get(key, 0) + 1
+    return dict(sorted(counts.items()))
 
 
 def build_time(preset: str, sequences: int, seconds: float, out: Path) -> dict[str, float]:
@@ -97,7 +121,12 @@ def main() -> None:
     parser.add_argument("--sequences", type=int, default=6)
     parser.add_argument("--seconds", type=float, default=10.0)
     parser.add_argument("--out", type=Path, default=Path("/tmp/streamdet-bench"))
+    parser.add_argument("--labels-only", action="store_true", help="only count labelled and ignored boxes")
     args = parser.parse_args()
+    for preset in PRESETS:
+        print(json.dumps({"preset": preset, "boxes_by_reason": ignore_reasons(preset)}), flush=True)
+    if args.labels_only:
+        return
     for preset in PRESETS:
         result = {
             "preset": preset,
