@@ -58,6 +58,20 @@ def spike_agreement(snn, inputs: torch.Tensor) -> dict[str, float]:
     }
 
 
+def convolution_share(snn, inputs: torch.Tensor, chunk: int) -> dict[str, float]:
+    """Share of the native engine's CPU time per operator (torch profiler, one chunk after a warm-up)."""
+    from torch.profiler import profile
+
+    state = snn.initial_state(inputs.shape[1])
+    _, state = snn.run(inputs[:chunk], state)
+    with profile() as profiler:
+        snn.run(inputs[:chunk], state)
+    events = profiler.key_averages()
+    total = sum(e.self_cpu_time_total for e in events)
+    top = sorted(events, key=lambda e: e.self_cpu_time_total, reverse=True)[:6]
+    return {e.key: e.self_cpu_time_total / total for e in top}
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--model", default="events-default")
@@ -69,6 +83,7 @@ def main() -> None:
         "--input-size", default=None, metavar="WxH", help="simulate this input size instead of the sensor's"
     )
     parser.add_argument("--json", default=None)
+    parser.add_argument("--profile", action="store_true", help="also report the CPU time share per operator")
     args = parser.parse_args()
     torch.set_num_threads(args.threads)
     bundle = load_detector(args.model)
@@ -100,6 +115,9 @@ def main() -> None:
     best = max(v["steps_per_cpu_s"] for k, v in result["cpu"].items() if k.startswith("native"))
     result["cpu"]["speed-up (CPU time) of best native over snntorch"] = best / reference["steps_per_cpu_s"]
     print(f"speed-up (CPU time): {best / reference['steps_per_cpu_s']:.1f}x")
+    if args.profile:
+        result["cpu_share_per_operator"] = convolution_share(snn, inputs, max(chunks))
+        print(f"cpu share per operator: {result['cpu_share_per_operator']}", flush=True)
     result["spike_agreement"] = spike_agreement(snn, inputs[: args.reference_steps])
     print(f"native vs snntorch spikes: {result['spike_agreement']}", flush=True)
     if torch.cuda.is_available():
