@@ -59,14 +59,15 @@ def rate(first_at: float, last_at: float, messages: int, events_per_message: int
 
 
 def run_raw(transport: str, frames: list, messages: int, hwm: int) -> float:
-    """Raw pyzmq: XPUB (NODROP) -> SUB, ``send_multipart(copy=False)`` / ``recv_multipart(copy=False)``."""
+    """Raw pyzmq: XPUB (NODROP) -> SUB, ``send_multipart(copy=False)`` / ``recv_multipart(copy=False)``,
+    each socket with a context (an I/O thread) of its own, like ``bus.Publisher`` and ``bus.Subscriber``."""
     endpoint = endpoint_for(transport)
-    context = zmq.Context()
-    publisher = context.socket(zmq.XPUB)
+    publisher_context, subscriber_context = zmq.Context(), zmq.Context()
+    publisher = publisher_context.socket(zmq.XPUB)
     publisher.setsockopt(zmq.SNDHWM, hwm)
     publisher.setsockopt(zmq.XPUB_NODROP, 1)
     publisher.bind(endpoint)
-    subscriber = context.socket(zmq.SUB)
+    subscriber = subscriber_context.socket(zmq.SUB)
     subscriber.setsockopt(zmq.RCVHWM, hwm)
     subscriber.setsockopt(zmq.SUBSCRIBE, b"")
     subscriber.connect(endpoint)
@@ -86,7 +87,8 @@ def run_raw(transport: str, frames: list, messages: int, hwm: int) -> float:
     sender.join()
     publisher.close(linger=0)
     subscriber.close(linger=0)
-    context.term()
+    publisher_context.term()
+    subscriber_context.term()
     count = len(frames[2]) // EVENT_DTYPE.itemsize
     return rate(first_at, last_at, messages, count)
 

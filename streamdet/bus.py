@@ -394,13 +394,16 @@ class Subscriber:
 
         deadline = None if timeout_ms is None else time.monotonic() + timeout_ms / 1000
         while True:
-            try:
-                frames = self._socket.recv_multipart(zmq.NOBLOCK, copy=False)
-            except zmq.Again:
-                wait_ms = -1 if deadline is None else max(0, int((deadline - time.monotonic()) * 1000))
-                if not self._socket.poll(wait_ms, zmq.POLLIN):
-                    return None
-                continue
+            if deadline is None:
+                frames = self._socket.recv_multipart(copy=False)
+            else:
+                try:
+                    frames = self._socket.recv_multipart(zmq.NOBLOCK, copy=False)
+                except zmq.Again:
+                    wait_ms = max(0, math.ceil((deadline - time.monotonic()) * 1000))
+                    if not self._socket.poll(wait_ms, zmq.POLLIN):
+                        return None
+                    continue
             message = self.accept(frames)
             if message is not None:
                 return message
