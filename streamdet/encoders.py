@@ -446,7 +446,7 @@ def initial_spike_camera_state(
     )
 
 
-_SPIKE_BLOCK_ELEMENTS = 1 << 20
+_SPIKE_BLOCK_ELEMENTS = 1 << 18
 """Output frames are computed in blocks of about this many pixels, to stay in the CPU cache."""
 
 
@@ -496,7 +496,7 @@ def emulate_spike_camera(
     )
     spike_frames = np.empty((total, height, width), dtype=bool)
     spike_times = np.empty(total, dtype=np.int64)
-    block = max(1, _SPIKE_BLOCK_ELEMENTS // (height * width))
+    block = max(1, min(total, _SPIKE_BLOCK_ELEMENTS // (height * width)))
     buffers = [np.empty((block, height, width), dtype=np.float32) for _ in range(3)]
     t_prev = state.last_time_us
     for frame, t_now in zip(frames, times_us.tolist(), strict=True):
