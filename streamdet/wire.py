@@ -438,7 +438,7 @@ def _check_events(buffer: memoryview, events: np.ndarray, width: int, height: in
     ``<= 0x01FF``, so every check is ``column max <= limit``: two contiguous max-reductions over the
     whole payload (rows of ``PAIR_TILE`` pairs), much faster than per-field strided maxima.
     """
-    body_pairs = ((len(events) - 1) // 2 // PAIR_TILE) * PAIR_TILE
+    body_pairs = (max(len(events) - 1, 0) // 2 // PAIR_TILE) * PAIR_TILE
     if body_pairs:
         even_limits, odd_limits = _pair_limits(width, height)
         row = 13 * PAIR_TILE

@@ -39,10 +39,12 @@ def sample_messages() -> list[wire.Message]:
         ),
         wire.truth_message("cam0", rows[:1], ["boat", "buoy"], SENSOR, 10, 11),
         wire.eos_message("cam0", "events", SENSOR, t_us=99),
+        wire.events_message("quiet", make_events(0), SENSOR, t0_us=5, t1_us=2_005),
+        wire.detections_message("cam0", np.zeros((0, 6), np.float32), ["boat"], SENSOR, 10, 20),
     ]
 
 
-@pytest.mark.parametrize("message", sample_messages(), ids=lambda message: message.kind)
+@pytest.mark.parametrize("message", sample_messages(), ids=lambda message: f"{message.kind}-{message.count}")
 def test_every_kind_survives_a_round_trip_through_bytes(message: wire.Message) -> None:
     frames = as_bytes(wire.pack(message))
     assert frames[0] == message.topic.encode()

@@ -29,6 +29,14 @@ def _client_keys(args: argparse.Namespace):
     return bus.load_client_keys(args.curve_cert, args.curve_server_key)
 
 
+def rates(messages: int, events: int, first_events: int, seconds: float) -> tuple[float, float]:
+    """Messages/s and events/s between the first and the latest message: what arrived after the first
+    (``messages - 1`` messages, ``events - first_events`` events) over ``seconds``; 0 before a second one."""
+    if messages < 2 or seconds <= 0:
+        return 0.0, 0.0
+    return (messages - 1) / seconds, (events - first_events) / seconds
+
+
 def run_subscribe(args: argparse.Namespace) -> int:
     """Print one line per message and a summary (rates, rejects, drops) at the end or on Ctrl-C."""
     from streamdet import bus
@@ -36,7 +44,7 @@ def run_subscribe(args: argparse.Namespace) -> int:
     if args.count is not None and args.count < 1:
         raise UserFacingError(f"--count must be at least 1, got {args.count}")
     subscriber = bus.Subscriber(args.endpoints, args.topic or [""], hwm=args.hwm, curve=_client_keys(args))
-    messages = events = 0
+    messages = events = first_events = 0
     first_at = last_at = None
     data_topics: set[str] = set()
     ended_topics: set[str] = set()
@@ -48,15 +56,16 @@ def run_subscribe(args: argparse.Namespace) -> int:
             if message is None:
                 break
             last_at = time.monotonic()
-            first_at = first_at or last_at
             messages += 1
             events += _spike_count(message)
-            elapsed = max(last_at - first_at, 1e-9)
+            if first_at is None:
+                first_at, first_events = last_at, events
+            message_rate, event_rate = rates(messages, events, first_events, last_at - first_at)
             if not args.quiet:
                 print(
                     f"{message.kind:<10} {message.stream} seq={message.seq} count={message.count} "
                     f"t=[{message.t0_us},{message.t1_us}) us "
-                    f"{(messages - 1) / elapsed:.1f} msg/s {events / elapsed:.0f} events/s",
+                    f"{message_rate:.1f} msg/s {event_rate:.0f} events/s",
                     flush=True,
                 )
             if message.kind == "eos":
@@ -71,12 +80,13 @@ def run_subscribe(args: argparse.Namespace) -> int:
         stats = subscriber.stats
         subscriber.close()
     seconds = 0.0 if first_at is None else last_at - first_at
+    message_rate, event_rate = rates(messages, events, first_events, seconds)
     summary = {
         "messages": messages,
         "events": events,
         "seconds": seconds,
-        "messages_per_s": (messages - 1) / seconds if seconds > 0 else 0.0,
-        "events_per_s": events / seconds if seconds > 0 else 0.0,
+        "messages_per_s": message_rate,
+        "events_per_s": event_rate,
         **stats.as_dict(),
     }
     if args.json:
