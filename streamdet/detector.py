@@ -549,6 +549,10 @@ class DetectorNode:
         inputs: endpoints to connect to (publishers, or a broker's backend).
         output: endpoint to bind (or to connect to, e.g. a broker's frontend, with ``output_connect``).
         topics: topic prefixes to subscribe to; a worker behind a broker takes some streams only.
+        output_connect: connect the output instead of binding it.
+        output_hwm: detections messages queued per subscriber before that subscriber misses some.
+        wait_subscribers: wait for this many subscribers of the output before subscribing to the inputs.
+        wait_timeout_s: how long to wait for them, seconds (UserFacingError after).
         exit_on_eos: stop once every stream seen has ended.
         log: called with one line of text for warnings (falling behind, rejected messages).
     """
@@ -561,20 +565,27 @@ class DetectorNode:
         output: str,
         topics: Iterable[str] = ("events/", "spikes/"),
         output_connect: bool = False,
+        output_hwm: int = 1000,
+        wait_subscribers: int = 0,
+        wait_timeout_s: float = 10.0,
         exit_on_eos: bool = False,
         log: Callable[[str], None] | None = None,
     ) -> None:
         from streamdet import bus
 
         self.detector = StreamDetector(snn, config)
-        self.detector.warm_up()
         self.config = config
         self.input_kind = "events" if snn.modality == "events" else "spikes"
-        self.subscriber = bus.Subscriber(list(inputs), topics=tuple(topics))
+        self.publisher = bus.Publisher(output, connect=output_connect, hwm=output_hwm)
         try:
-            self.publisher = bus.Publisher(output, connect=output_connect)
-        except Exception:
-            self.subscriber.close()
+            self.detector.warm_up()
+            if wait_subscribers and not self.publisher.wait_for_subscribers(wait_subscribers, wait_timeout_s):
+                raise UserFacingError(
+                    f"{output}: fewer than {wait_subscribers} subscriber(s) after {wait_timeout_s} s"
+                )
+            self.subscriber = bus.Subscriber(list(inputs), topics=tuple(topics))
+        except BaseException:
+            self.publisher.close()
             raise
         self.exit_on_eos = exit_on_eos
         self.log = log or (lambda line: print(line, file=sys.stderr, flush=True))

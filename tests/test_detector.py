@@ -2,6 +2,11 @@
 
 from __future__ import annotations
 
+import subprocess
+import sys
+import threading
+import time
+
 import numpy as np
 import pytest
 import torch
@@ -246,3 +251,116 @@ def test_intensity_model_runs_on_spike_frames():
     results = detector.process()
     assert [r.step for r in results] == [3, 5, 7, 9]
     assert all(r.rows.shape[1] == 6 and len(r.rows) > 0 for r in results)
+
+
+def streamdet_command(*args: str) -> list[str]:
+    return [sys.executable, "-m", "streamdet", *args]
+
+
+def test_replay_detect_record_gives_the_in_process_boxes(snn, tmp_path):
+    """Three real processes over ipc sockets: replay -> detect -> record; the recorded boxes are the ones
+    the in-process API finds on the same events."""
+    from streamdet.formats import write_events
+    from streamdet.recorder import DETECTION_RECORD_DTYPE
+    from streamdet.snn import save_snn
+
+    events = random_events(6000, 40 * DT_US, seed=8, t_start=1_000_000)
+    write_events(tmp_path / "events.npy", events, TINY_SENSOR)
+    save_snn(snn, tmp_path / "tiny.pt")
+    events_endpoint = f"ipc://{tmp_path}/events"
+    detections_endpoint = f"ipc://{tmp_path}/detections"
+    recorder = subprocess.Popen(
+        streamdet_command("record", detections_endpoint, str(tmp_path / "out.npy"), "--topic", "detections"),
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+    detector = subprocess.Popen(
+        streamdet_command(
+            "detect", "--input", events_endpoint, "--output", detections_endpoint,
+            "--model", str(tmp_path / "tiny.pt"), "--dt-us", str(DT_US), "--window-steps", "4",
+            "--publish-every", "2", "--max-chunk-steps", "1", "--max-backlog-steps", "100000",
+            "--wait-subscribers", "1", "--wait-timeout", "120", "--exit-on-eos",
+        ),
+        stderr=subprocess.PIPE,
+        text=True,
+    )  # fmt: skip
+    replay = subprocess.run(
+        streamdet_command(
+            "replay", str(tmp_path / "events.npy"), "--endpoint", events_endpoint, "--stream", "cam",
+            "--speed", "max", "--lossless", "--wait-subscribers", "1", "--wait-timeout", "120",
+        ),
+        capture_output=True,
+        text=True,
+        timeout=180,
+    )  # fmt: skip
+    try:
+        assert replay.returncode == 0, replay.stderr
+        _, detector_log = detector.communicate(timeout=120)
+        _, recorder_log = recorder.communicate(timeout=60)
+    finally:
+        for process in (detector, recorder):
+            if process.poll() is None:
+                process.kill()
+    assert detector.returncode == 0, detector_log
+    assert recorder.returncode == 0, recorder_log
+    recorded = np.load(tmp_path / "out.detections.npy")
+    assert recorded.dtype == DETECTION_RECORD_DTYPE
+
+    expected = detect_events(snn, events, TINY_SENSOR, CONFIG, stream="cam")
+    assert len(expected) == 19  # steps 500..539, first full window ends at step 503, every 2nd step
+    spans = sorted({(int(t0), int(t1)) for t0, t1 in zip(recorded["t0_us"], recorded["t1_us"], strict=True)})
+    assert spans == [(r.t0_us, r.t1_us) for r in expected]
+    for result in expected:
+        rows = recorded[recorded["t1_us"] == result.t1_us]
+        got = np.stack([rows[name] for name in ("x1", "y1", "x2", "y2", "score")], axis=1)
+        np.testing.assert_allclose(got, result.rows[:, :5], rtol=1e-5, atol=1e-4)
+        np.testing.assert_array_equal(rows["label"], result.rows[:, 5].astype(np.int32))
+
+
+def test_late_and_slow_subscribers_never_stall_the_detector(snn, tmp_path):
+    """A subscriber that never reads and one that joins late: the node publishes every window at its own
+    pace and ends; the slow one misses messages (sequence gaps) instead of holding it back."""
+    from streamdet import bus, wire
+    from streamdet.detector import DetectorNode
+
+    events_endpoint = f"ipc://{tmp_path}/events"
+    detections_endpoint = f"ipc://{tmp_path}/detections"
+    config = DetectorConfig(
+        dt_us=DT_US, window_steps=2, publish_every=1, max_backlog_steps=10_000, max_chunk_steps=8
+    )
+    source = bus.Publisher(events_endpoint)
+    node = DetectorNode(snn, config, [events_endpoint], detections_endpoint, output_hwm=20, exit_on_eos=True)
+    slow = bus.Subscriber(detections_endpoint, hwm=1)
+    late = None
+    worker = threading.Thread(target=node.run, daemon=True)
+    steps = 300
+    try:
+        assert source.wait_for_subscribers(1, timeout_s=30)
+        worker.start()
+        for k in range(0, steps, 10):
+            t0 = k * DT_US
+            packet = random_events(400, 10 * DT_US, seed=k, t_start=t0)
+            source.send(wire.events_message("cam", packet, TINY_SENSOR, t0, t0 + 10 * DT_US))
+            while k == steps // 2 and node.stats.published < steps // 4:
+                time.sleep(0.01)
+            if k == steps // 2:
+                late = bus.Subscriber(detections_endpoint)
+        source.send(wire.eos_message("cam", "events", TINY_SENSOR))
+        worker.join(timeout=120)
+        assert not worker.is_alive()
+        assert node.stats.published == steps - 1 and node.stats.dropped_steps == 0
+        late_seen = []
+        while (message := late.receive(timeout_ms=500)) is not None:
+            late_seen.append(message)
+        assert late_seen[0].seq > 0 and late_seen[-1].kind == "eos"
+        assert late_seen[-2].seq == steps - 2
+        slow_seen = []
+        while (message := slow.receive(timeout_ms=500)) is not None:
+            slow_seen.append(message)
+        seqs = [m.seq for m in slow_seen if m.kind == "detections"]
+        assert seqs[:10] == list(range(10)) and len(seqs) < (steps - 1) // 2  # the publisher dropped the rest
+    finally:
+        for socket in (slow, late, source):
+            if socket is not None:
+                socket.close()
+        node.close()

@@ -60,6 +60,8 @@ def run_detect(args: argparse.Namespace) -> int:
         args.output,
         topics=args.topic or ("events/", "spikes/"),
         output_connect=args.output_connect,
+        wait_subscribers=args.wait_subscribers,
+        wait_timeout_s=args.wait_timeout,
         exit_on_eos=args.exit_on_eos,
         log=tqdm.write,
     )
@@ -212,6 +214,16 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         "--output-connect",
         action="store_true",
         help="connect the output (to a broker's frontend) instead of binding",
+    )
+    detect.add_argument(
+        "--wait-subscribers",
+        type=int,
+        default=0,
+        metavar="N",
+        help="wait for N subscribers of the output before reading the input",
+    )
+    detect.add_argument(
+        "--wait-timeout", type=float, default=10.0, metavar="S", help="give up waiting after S s"
     )
     detect.add_argument("--exit-on-eos", action="store_true", help="exit once every stream has ended")
     detect.add_argument("--threads", type=_positive_int, help="torch CPU threads")
