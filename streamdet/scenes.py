@@ -196,7 +196,8 @@ class Scene:
     a ``_Drawn`` or None when out of view) and implement ``_background(t_s)`` (canvas luminance),
     ``_camera_shift(t_s)`` (roll in radians, dx, dy in pixels) and optionally ``_lighting(frame, t_s)``.
     Every frame is scaled by the scene's ``exposure`` (0.7-1; 0.25-0.7 for the 30% of scenes that are
-    dim), so the emulators also see low light, where events are sparser and noisier.
+    dim), so the emulators also see low light, where events are sparser and noisier, and half of the
+    scenes are seen through a soft lens (Gaussian blur, ``blur_sigma_px`` 0.4-1.2 px).
     """
 
     def __init__(self, config: SceneConfig) -> None:
@@ -207,6 +208,7 @@ class Scene:
         self.rng = np.random.default_rng(config.seed)
         dim = self.rng.random() < 0.3
         self.exposure = float(self.rng.uniform(0.25, 0.7) if dim else self.rng.uniform(0.7, 1.0))
+        self.blur_sigma_px = float(self.rng.uniform(0.4, 1.2)) if self.rng.random() < 0.5 else 0.0
         self.objects: list = []
 
     @property
@@ -306,12 +308,14 @@ class Scene:
         return frame, sensor_labels, self._expose(empty, t_s, matrix)
 
     def _expose(self, canvas: np.ndarray, t_s: float, matrix: np.ndarray) -> np.ndarray:
-        """Lighting, exposure and the camera warp: canvas -> sensor frame in [0, 1]."""
+        """Lighting, exposure, the camera warp and lens blur: canvas -> sensor frame in [0, 1]."""
         canvas = self._lighting(canvas, t_s)
         canvas *= np.float32(self.exposure)
         frame = cv2.warpAffine(
             canvas, matrix, (self.width, self.height), flags=cv2.INTER_LINEAR, borderMode=cv2.BORDER_REPLICATE
         )
+        if self.blur_sigma_px > 0.0:
+            frame = cv2.GaussianBlur(frame, (0, 0), self.blur_sigma_px, borderType=cv2.BORDER_REPLICATE)
         return np.clip(frame, 0.0, 1.0, out=frame)
 
     def _truths(

@@ -41,8 +41,10 @@ def test_render_is_deterministic_and_seed_dependent(preset: str) -> None:
 
 @pytest.mark.parametrize("preset", PRESETS)
 def test_boxes_agree_with_rendered_pixels(preset: str) -> None:
-    """Removing an object changes pixels only inside its box (+1 px of interpolation), and its box is
-    close to the box of the changed pixels; the label map holds exactly the visible pixels."""
+    """Removing an object changes pixels only inside its box (+1 px of interpolation, +3 sigma of lens
+    blur), and its box is close to the box of the changed pixels (for objects of clear contrast: a
+    part that matches what is behind it changes nothing); the label map holds exactly the visible
+    pixels."""
     ious = []
     for seed in range(6):
         scene = make_scene(SceneConfig(preset, seed=seed, duration_us=4_000_000))
@@ -59,13 +61,14 @@ def test_boxes_agree_with_rendered_pixels(preset: str) -> None:
                 continue
             x1, y1, x2, y2 = truth.box
             outside = changed.copy()
-            outside[max(y1 - 1, 0) : y2 + 1, max(x1 - 1, 0) : x2 + 1] = False
+            spread = 1 + int(np.ceil(3 * scene.blur_sigma_px))  # bilinear warp, then the lens blur
+            outside[max(y1 - spread, 0) : y2 + spread, max(x1 - spread, 0) : x2 + spread] = False
             # The bilinear warp blends in canvas pixels just beyond the sensor edge, which the
             # nearest-neighbour label map never shows: the outermost sensor pixels are not checked.
             outside[[0, -1], :] = False
             outside[:, [0, -1]] = False
             assert not outside.any(), f"seed {seed}: object {truth.track_id} changes pixels outside its box"
-            if not truth.ignore and truth.visible_area_px >= 60:
+            if not truth.ignore and truth.visible_area_px >= 60 and truth.contrast >= 0.25:
                 ious.append(_iou(changed_box, truth.box))
                 assert ious[-1] > 0.3, (seed, truth, changed_box)
     assert len(ious) >= 10 and np.median(ious) > 0.8, ious
