@@ -34,6 +34,7 @@ Poisson rate coding (norse's ``poisson_encode``)
 from __future__ import annotations
 
 import math
+import threading
 from dataclasses import dataclass, replace
 from fractions import Fraction
 
@@ -131,6 +132,19 @@ class SpikeCameraState:
     last_time_us: int
     start_time_us: int
     frames_emitted: int
+
+
+_SCRATCH = threading.local()
+
+
+def _scratch(name: str, shape: tuple[int, ...], dtype: type) -> np.ndarray:
+    """A work array of this thread, reused across calls: fresh multi-megabyte arrays in every call of a
+    streaming emulator cost a page fault per 4 kB, as much as the arithmetic. Contents are undefined."""
+    arrays = _SCRATCH.__dict__.setdefault("arrays", {})
+    key = (name, tuple(shape), np.dtype(dtype).str)
+    if key not in arrays:
+        arrays[key] = np.empty(shape, dtype=dtype)
+    return arrays[key]
 
 
 def _check_frames(
@@ -328,11 +342,8 @@ def emulate_dvs(
     neg_flat = state.neg_thresholds.ravel()
     minus_neg = -state.neg_thresholds
     leak_per_us = (params.leak_rate_hz * 1e-6 * state.pos_thresholds).astype(np.float32)
-    log_frame = np.empty_like(lowpass)
-    speed = np.empty_like(lowpass)
-    diff = np.empty_like(lowpass)
-    is_on_pixel = np.empty(lowpass.shape, dtype=bool)
-    is_off_pixel = np.empty(lowpass.shape, dtype=bool)
+    log_frame, speed, diff = (_scratch(name, lowpass.shape, np.float32) for name in ("log", "speed", "diff"))
+    is_on_pixel, is_off_pixel = (_scratch(name, lowpass.shape, np.bool_) for name in ("on", "off"))
     leak_cache: dict[int, np.ndarray] = {}
     pieces_index: list[np.ndarray] = []
     pieces_time: list[np.ndarray] = []
@@ -497,7 +508,7 @@ def emulate_spike_camera(
     spike_frames = np.empty((total, height, width), dtype=bool)
     spike_times = np.empty(total, dtype=np.int64)
     block = max(1, min(total, _SPIKE_BLOCK_ELEMENTS // (height * width)))
-    buffers = [np.empty((block, height, width), dtype=np.float32) for _ in range(3)]
+    buffers = [_scratch(name, (block, height, width), np.float32) for name in ("level", "product", "fired")]
     t_prev = state.last_time_us
     for frame, t_now in zip(frames, times_us.tolist(), strict=True):
         current = np.clip(frame, 0, 1)
