@@ -40,6 +40,7 @@ event camera cannot see it); objects with no visible pixel are not listed.
 from __future__ import annotations
 
 import math
+from abc import ABC, abstractmethod
 from dataclasses import dataclass, field
 
 import cv2
@@ -125,7 +126,7 @@ class ObjectTruth:
     ignore: bool
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, eq=False)
 class _Part:
     """One filled polygon of a drawing: canvas pixel vertices ``[K, 2]``, luminance, owner (None: scenery)."""
 
@@ -134,7 +135,7 @@ class _Part:
     owner: int | None
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, eq=False)
 class _Drawn:
     """An object's drawing at one instant: its distance (for draw order) and its parts."""
 
@@ -189,7 +190,7 @@ def _smooth_noise(rng: np.random.Generator, shape: tuple[int, int], cells: tuple
     return np.clip(cv2.resize(coarse, (shape[1], shape[0]), interpolation=cv2.INTER_CUBIC), -1.0, 1.0)
 
 
-class Scene:
+class Scene(ABC):
     """Base of the presets: canvas, camera warp, drawing and ground truth.
 
     Subclasses set ``self.objects`` (each with ``track_id``, ``class_name`` and ``draw(t_s)`` returning
@@ -216,11 +217,13 @@ class Scene:
         """Classes this scene labels."""
         return PRESET_CLASSES[self.config.preset]
 
+    @abstractmethod
     def _background(self, t_s: float) -> np.ndarray:
-        raise AttributeError(f"{type(self).__name__} does not define its background")
+        """Canvas luminance ``[H + 2 m, W + 2 m]`` float32 before objects, at ``t_s`` seconds."""
 
+    @abstractmethod
     def _camera_shift(self, t_s: float) -> tuple[float, float, float]:
-        raise AttributeError(f"{type(self).__name__} does not define its camera motion")
+        """Camera pose at ``t_s`` seconds: roll (radians), dx, dy (pixels)."""
 
     def _lighting(self, frame: np.ndarray, t_s: float) -> np.ndarray:
         return frame
@@ -586,7 +589,7 @@ _BOAT_KINDS = {
 """Boat kinds and their length ranges in metres."""
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, eq=False)
 class _Boat:
     """A boat on a circular arc: heading ``psi(t) = psi0 + omega (t - t0)`` (0 = away from the camera)."""
 
@@ -671,7 +674,7 @@ class _Boat:
         return _Drawn(z_m, parts)
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, eq=False)
 class _Buoy:
     """A moored buoy: fixed ``(x, z)``, bobbing ``y(t) = a sin(w t + phi)`` and tilting."""
 
@@ -1042,7 +1045,7 @@ _VEHICLE_KINDS = {"sedan": (4.2, 5.0), "hatchback": (3.6, 4.3), "van": (4.8, 6.0
 """Vehicle kinds and their length ranges in metres."""
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, eq=False)
 class _Vehicle:
     """A vehicle in a lane at distance ``z_m``: ``x(t) = x0 + v (t - t0)`` metres (v signed)."""
 
@@ -1071,7 +1074,7 @@ class _Vehicle:
         )
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, eq=False)
 class _Pedestrian:
     """A walking figure at ``(x, z)(t) = (x0, z0) + (vx, vz)(t - t0)`` metres, legs swinging with the stride.
 
