@@ -33,6 +33,7 @@ Poisson rate coding (norse's ``poisson_encode``)
 
 from __future__ import annotations
 
+import functools
 import math
 import threading
 from dataclasses import dataclass, replace
@@ -265,17 +266,22 @@ SHOT_NOISE_BLOCK_US = 100_000
 ``(seed, b)``, so it does not depend on how a stream is cut into calls."""
 
 
-def _shot_noise_block(params: DVSParams, pixels: int, block: int) -> tuple[np.ndarray, ...]:
+@functools.lru_cache(maxsize=4)
+def _shot_noise_block(seed: int, rate_hz: float, pixels: int, block: int) -> tuple[np.ndarray, ...]:
     """Candidate shot-noise events of one block at the dark-pixel rate, sorted by time:
-    (flat pixel index, time in us, polarity, uniform number for thinning by intensity)."""
-    rng = np.random.default_rng([params.seed, block & 0xFFFF_FFFF_FFFF_FFFF])
-    count = int(rng.poisson(params.shot_noise_rate_hz * 1e-6 * SHOT_NOISE_BLOCK_US * pixels))
+    (flat pixel index, time in us, polarity, uniform number for thinning by intensity), read-only.
+    Cached: a stream fed one frame at a time asks for the same block many times."""
+    rng = np.random.default_rng([seed, block & 0xFFFF_FFFF_FFFF_FFFF])
+    count = int(rng.poisson(rate_hz * 1e-6 * SHOT_NOISE_BLOCK_US * pixels))
     times = block * SHOT_NOISE_BLOCK_US + rng.integers(0, SHOT_NOISE_BLOCK_US, count)
     index = rng.integers(0, pixels, count)
     polarity = rng.random(count) < 0.5
     uniform = rng.random(count, dtype=np.float32)
     order = np.argsort(times, kind="stable")
-    return index[order], times[order], polarity[order], uniform[order]
+    arrays = (index[order], times[order], polarity[order], uniform[order])
+    for array in arrays:
+        array.setflags(write=False)
+    return arrays
 
 
 def _shot_noise(
@@ -291,7 +297,10 @@ def _shot_noise(
     blocks = range((start_us + 1) // SHOT_NOISE_BLOCK_US, int(times_us[-1]) // SHOT_NOISE_BLOCK_US + 1)
     index, times, polarity, uniform = (
         np.concatenate(parts)
-        for parts in zip(*(_shot_noise_block(params, height * width, b) for b in blocks), strict=True)
+        for parts in zip(
+            *(_shot_noise_block(params.seed, params.shot_noise_rate_hz, height * width, b) for b in blocks),
+            strict=True,
+        )
     )
     inside = (times > start_us) & (times <= times_us[-1])
     index, times, polarity, uniform = index[inside], times[inside], polarity[inside], uniform[inside]
