@@ -65,7 +65,8 @@ def run_subscribe(args: argparse.Namespace) -> int:
                 print(
                     f"{message.kind:<10} {message.stream} seq={message.seq} count={message.count} "
                     f"t=[{message.t0_us},{message.t1_us}) us "
-                    f"{message_rate:.1f} msg/s {event_rate:.0f} events/s",
+                    f"{message_rate:.1f} msg/s {event_rate:.0f} events/s"
+                    + (f" (end of {message.topic})" if message.kind == "eos" else ""),
                     flush=True,
                 )
             if message.kind == "eos":
