@@ -36,6 +36,7 @@ from __future__ import annotations
 import functools
 import math
 import threading
+import warnings
 from dataclasses import dataclass, replace
 from fractions import Fraction
 
@@ -570,7 +571,10 @@ def poisson_encode(intensity: np.ndarray, steps: int, seed: int, max_rate: float
         bool array ``[T, *S]``.
     """
     import torch
-    from norse.torch.functional.encode import poisson_encode as norse_poisson_encode
+
+    with warnings.catch_warnings():  # norse's import uses the deprecated torch.jit.script
+        warnings.simplefilter("ignore", FutureWarning)
+        from norse.torch.functional.encode import poisson_encode as norse_poisson_encode
 
     generator = torch.Generator().manual_seed(int(seed))
     values = torch.as_tensor(np.asarray(intensity, dtype=np.float32))
