@@ -229,6 +229,7 @@ class Publisher:
     def wait_for_subscribers(self, count: int = 1, timeout_s: float = 5.0) -> bool:
         """Wait until at least ``count`` subscribers are connected; False after ``timeout_s`` seconds."""
         deadline = time.monotonic() + timeout_s
+        self._read_subscriptions(0)
         while len(self._subscriber_ids) < count:
             remaining_s = deadline - time.monotonic()
             if remaining_s <= 0:
