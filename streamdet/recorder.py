@@ -32,6 +32,7 @@ import numpy as np
 from streamdet import formats
 from streamdet.errors import UserFacingError
 from streamdet.events import EVENT_DTYPE
+from streamdet.wire import BOX_KINDS, Message
 
 DETECTION_RECORD_DTYPE = np.dtype(
     [
@@ -47,11 +48,8 @@ DETECTION_RECORD_DTYPE = np.dtype(
 )
 """One recorded box: time span of its message (us) and the wire row ``x1, y1, x2, y2, score, class``."""
 
-BOX_KINDS = ("detections", "truth")
-
 FLUSH_INTERVAL_S = 1.0
 """How often a recording is flushed to the operating system (a killed recorder loses at most this)."""
-"""Message kinds whose payload is float32 box rows."""
 
 
 @dataclass(frozen=True)
@@ -155,7 +153,7 @@ class MessageRecorder:
                 self._files[kind] = formats.AppendableArrayFile(path, dtype)
         return self._files[kind]
 
-    def _write_spike_dat(self, message) -> None:
+    def _write_spike_dat(self, message: Message) -> None:
         frames = np.asarray(message.payload, dtype=bool)
         if self._dat is None:
             height, width = frames.shape[1:]
@@ -167,7 +165,7 @@ class MessageRecorder:
             self._dat = self.out.open("wb")
         self._dat.write(formats.encode_spike_frames(frames))
 
-    def write(self, message) -> None:
+    def write(self, message: Message) -> None:
         """Append one data message (``events``, ``spikes``, ``detections`` or ``truth``)."""
         kind = message.kind
         if message.sensor_size is not None and kind in ("events", "spikes"):
