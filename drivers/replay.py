@@ -221,6 +221,12 @@ def replay_file(config: ReplayConfig, *, progress: bool = False) -> ReplayStats:
 
     from streamdet import bus, wire
 
+    if not wire.STREAM_NAME.fullmatch(config.stream):
+        raise UserFacingError(f"stream name {config.stream!r} is not 1-64 of letters, digits, '_', '.', '-'")
+    if config.packet_us <= 0:
+        raise UserFacingError(
+            f"packet duration must be a positive number of microseconds, got {config.packet_us}"
+        )
     path = Path(config.path)
     fmt = formats.detect_format(path)
     kind = "spikes" if fmt == "spike-dat" else "events"

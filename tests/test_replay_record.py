@@ -19,7 +19,7 @@ import pytest
 from streamdet.drivers import replay
 
 from streamdet import formats
-from streamdet.errors import FileFormatError
+from streamdet.errors import FileFormatError, UserFacingError
 from streamdet.events import EVENT_DTYPE
 from streamdet.recorder import DETECTION_RECORD_DTYPE, RecordConfig, box_records, record, streams_all_ended
 
@@ -116,6 +116,10 @@ def test_replay_refuses_events_outside_the_given_sensor() -> None:
     config = replay.ReplayConfig(REAL_FILES[0], ipc_endpoint(), speed=None, sensor_size=(320, 240))
     with pytest.raises(FileFormatError, match="outside the 320x240 sensor"):
         replay.replay_file(config)
+    with pytest.raises(UserFacingError, match="stream name"):
+        replay.replay_file(replay.ReplayConfig(REAL_FILES[0], ipc_endpoint(), stream="two words"))
+    with pytest.raises(UserFacingError, match="positive"):
+        replay.replay_file(replay.ReplayConfig(REAL_FILES[0], ipc_endpoint(), packet_us=0))
 
 
 def test_looped_packets_shift_each_pass_by_the_span() -> None:
