@@ -154,7 +154,7 @@ def bounds_check_ms(count: int, repeats: int) -> dict[str, float]:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--events", type=int, nargs="+", default=[100_000, 1_000_000])
-    parser.add_argument("--messages", type=int, default=0, help="messages per run (0: 20 M events' worth)")
+    parser.add_argument("--messages", type=int, default=0, help="messages per run (0: 50 M events' worth)")
     parser.add_argument("--transports", nargs="+", default=["ipc", "tcp"], choices=["ipc", "tcp"])
     parser.add_argument("--repeats", type=int, default=5)
     parser.add_argument("--hwm", type=int, default=8, help="high-water mark, messages (both sides)")
@@ -168,7 +168,7 @@ def main() -> None:
     )
     for transport in args.transports:
         for count in args.events:
-            messages = args.messages or max(10, 20_000_000 // count)
+            messages = args.messages or max(10, 50_000_000 // count)
             message = wire.events_message("bench", random_events(count), SENSOR_SIZE).with_seq(0)
             frames = [bytes(frame) for frame in wire.pack(message)[:2]] + [message.payload.view(np.uint8)]
             raw_rates, our_rates = [], []
