@@ -6,19 +6,14 @@ Pure functions over numpy arrays and JSON; no sockets (``streamdet.bus`` puts me
   (``extra["ends"]`` names that kind), so a subscriber of ``events/cam0`` sees the end of ``cam0``.
 - ``header``: a UTF-8 JSON object (at most ``MAX_HEADER_BYTES``) with the fields of ``HEADER_FIELDS``
   plus kind-specific fields (``class_names``, ``frame_us``, ``ends``, ``latency_ms``, ``dropped``, ...).
-- ``payload``: raw little-endian bytes, ``count`` items of the kind's layout:
+- ``payload``: raw little-endian bytes, ``count`` items of the kind's layout (``Message.payload``):
 
-  ============== ============================================== ==========================================
-  kind           payload bytes                                  ``Message.payload``
-  ============== ============================================== ==========================================
-  ``events``     ``count * 13``: ``EVENT_DTYPE`` records          ``EVENT_DTYPE [count]``
-  ``spikes``     ``count * H * ceil(W / 8)``: ``np.packbits``    ``bool [count, H, W]``
-                 along x, ``bitorder="little"``
-  ``detections`` ``count * 24``: float32 ``x1 y1 x2 y2 score      ``float32 [count, 6]``
-                 class`` (pixels; class indexes ``class_names``)
-  ``truth``      as ``detections`` (score 1)                    ``float32 [count, 6]``
-  ``eos``        empty                                          ``EVENT_DTYPE [0]``
-  ============== ============================================== ==========================================
+  - ``events``: ``count * 13`` bytes of ``EVENT_DTYPE`` records (``EVENT_DTYPE [count]``);
+  - ``spikes``: ``count * H * ceil(W / 8)`` bytes, frames packed along x with
+    ``np.packbits(..., axis=-1, bitorder="little")`` (bool ``[count, H, W]``, row 0 on top);
+  - ``detections`` and ``truth``: ``count * 24`` bytes, float32 rows ``x1, y1, x2, y2, score, class``
+    in pixels, ``class`` an index into the header's ``class_names`` (float32 ``[count, 6]``);
+  - ``eos``: empty.
 
 ``unpack`` validates every frame before it builds anything and raises ``WireError`` with a short
 ``reason`` (see ``REJECT_REASONS``, in the order the checks run). Its cost is O(1) per message plus
