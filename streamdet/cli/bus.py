@@ -10,7 +10,7 @@ import time
 from streamdet.errors import UserFacingError
 
 
-def _spike_count(message) -> int:
+def events_in(message) -> int:
     """Events in a message: event records, or spikes (set pixels) in spike frames."""
     if message.kind == "events":
         return message.count
@@ -57,7 +57,7 @@ def run_subscribe(args: argparse.Namespace) -> int:
                 break
             last_at = time.monotonic()
             messages += 1
-            events += _spike_count(message)
+            events += events_in(message)
             if first_at is None:
                 first_at, first_events = last_at, events
             message_rate, event_rate = rates(messages, events, first_events, last_at - first_at)
