@@ -2,8 +2,10 @@
 
 Each module in this package defines ``register(subparsers)``, which adds its sub-commands to the
 parser; every sub-command sets ``func`` to a function taking the parsed arguments and returning an
-exit code. Errors that a user can fix (a bad file, a bad option) are raised as ``UserFacingError``
-(or one of its subclasses) and printed as one line, without a traceback.
+exit code. ``COMMAND_MODULES`` says which module holds which command, so that running one command
+imports only its module (several import torch, which takes seconds); ``streamdet --help`` imports all.
+Errors that a user can fix (a bad file, a bad option) are raised as ``UserFacingError`` (or one of its
+subclasses) and printed as one line, without a traceback.
 """
 
 from __future__ import annotations
@@ -15,23 +17,46 @@ import sys
 
 from streamdet.errors import UserFacingError
 
+COMMAND_MODULES: dict[str, str] = {
+    "broker": "bus",
+    "convert": "convert",
+    "curve-keys": "bus",
+    "dataset": "dataset",
+    "demo": "run",
+    "detect": "run",
+    "drive": "drive",
+    "eval": "models",
+    "info": "files",
+    "launch": "run",
+    "record": "files",
+    "replay": "files",
+    "subscribe": "bus",
+    "train": "models",
+    "view": "run",
+}
+"""Sub-command -> module of this package that registers it."""
 
-def build_parser() -> argparse.ArgumentParser:
-    """Parser with the sub-commands of every module of ``streamdet.cli``."""
+
+def build_parser(command: str | None = None) -> argparse.ArgumentParser:
+    """Parser with the sub-commands of ``command``'s module, or of every module when it is unknown or None."""
     parser = argparse.ArgumentParser(
         prog="streamdet",
         description="Spiking object detection on event-camera and spike-camera streams over ZeroMQ.",
     )
     subparsers = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
-    for module_info in sorted(pkgutil.iter_modules(__path__), key=lambda m: m.name):
-        module = importlib.import_module(f"{__name__}.{module_info.name}")
-        module.register(subparsers)
+    if command in COMMAND_MODULES:
+        module_names = [COMMAND_MODULES[command]]
+    else:
+        module_names = sorted(m.name for m in pkgutil.iter_modules(__path__))
+    for module_name in module_names:
+        importlib.import_module(f"{__name__}.{module_name}").register(subparsers)
     return parser
 
 
 def main(argv: list[str] | None = None) -> int:
     """Entry point of the console script; returns the process exit code."""
-    args = build_parser().parse_args(argv)
+    argv = sys.argv[1:] if argv is None else argv
+    args = build_parser(argv[0] if argv else None).parse_args(argv)
     try:
         return int(args.func(args) or 0)
     except UserFacingError as error:
