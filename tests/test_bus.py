@@ -150,8 +150,9 @@ def test_lossless_publisher_waits_for_a_slow_subscriber() -> None:
     sender.start()
     time.sleep(0.5)
     blocked = sender.is_alive()
-    received = receive_all(subscriber, idle_ms=2000)
+    received = [subscriber.receive(5000) for _ in range(30)]
     sender.join()
+    assert subscriber.receive(100) is None
     publisher.close()
     subscriber.close()
     assert blocked
