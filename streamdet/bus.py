@@ -122,9 +122,17 @@ def _apply_client_curve(socket, keys: CurveClientKeys) -> None:
     socket.curve_secretkey = keys.secret_key
 
 
-def _start_authenticator(context, keys: CurveServerKeys | None):
+def _apply_curve(socket, keys: CurveServerKeys | CurveClientKeys) -> None:
+    """Server or client CURVE on ``socket``, by the kind of ``keys``."""
+    if isinstance(keys, CurveServerKeys):
+        _apply_server_curve(socket, keys)
+    else:
+        _apply_client_curve(socket, keys)
+
+
+def _start_authenticator(context, keys: CurveServerKeys | CurveClientKeys | None):
     """A ZAP authenticator thread allowing the certificates in ``keys.authorized_clients``, or None."""
-    if keys is None or keys.authorized_clients is None:
+    if not isinstance(keys, CurveServerKeys) or keys.authorized_clients is None:
         return None
     from zmq.auth.thread import ThreadAuthenticator
 
@@ -155,7 +163,8 @@ class Publisher:
         endpoint: ``ipc://path``, ``tcp://host:port`` or ``inproc://name`` (with a shared ``context``).
         hwm: messages queued per subscriber before dropping (or blocking, if lossless).
         lossless: block in ``send`` instead of dropping when a subscriber's queue is full.
-        curve: CURVE server keys (tcp across hosts).
+        curve: CURVE keys (tcp across hosts): server keys when binding, or client keys when connecting
+            to a broker whose frontend has server keys.
         linger_ms: how long ``close`` keeps trying to deliver queued messages, milliseconds.
         connect: connect instead of binding.
         context: a ``zmq.Context`` to share; by default the publisher owns one and ends it on close.
@@ -167,7 +176,7 @@ class Publisher:
         *,
         hwm: int = DEFAULT_HWM,
         lossless: bool = False,
-        curve: CurveServerKeys | None = None,
+        curve: CurveServerKeys | CurveClientKeys | None = None,
         linger_ms: int = 2000,
         connect: bool = False,
         context=None,
@@ -186,7 +195,7 @@ class Publisher:
         if lossless:
             self._socket.setsockopt(zmq.XPUB_NODROP, 1)
         if curve is not None:
-            _apply_server_curve(self._socket, curve)
+            _apply_curve(self._socket, curve)
         self._next_seq: dict[str, int] = {}
         self._subscriber_ids: set[bytes] = set()
         self.sent = 0
@@ -466,9 +475,11 @@ def run_broker(
 
     An XSUB socket binds ``frontend`` (publishers connect to it with ``Publisher(..., connect=True)``)
     and connects to each of ``upstreams`` (publishers that bind, e.g. the drivers); an XPUB socket binds
-    ``backend`` for subscribers. ``curve`` secures the bound sockets, ``upstream_curve`` the upstream
-    connections. The broker drops for a subscriber whose queue (``hwm``) is full: lossless delivery is
-    end to end only.
+    ``backend`` for subscribers. ``curve`` secures the bound sockets (publishers connecting to the
+    frontend then need ``CurveClientKeys``), ``upstream_curve`` the upstream connections (plain
+    without it). ZeroMQ copies socket options when it binds or connects, so one XSUB socket can be a
+    CURVE server on the frontend and a client, or plain, towards the upstreams. The broker drops for a
+    subscriber whose queue (``hwm``) is full: lossless delivery is end to end only.
     """
     import zmq
 
@@ -490,9 +501,11 @@ def run_broker(
             if curve is not None:
                 _apply_server_curve(xsub, curve)
             _attach(xsub, frontend, bind=True)
+        if upstream_curve is not None:
+            _apply_client_curve(xsub, upstream_curve)
+        elif curve is not None:
+            xsub.curve_server = False
         for upstream in upstreams:
-            if upstream_curve is not None:
-                _apply_client_curve(xsub, upstream_curve)
             _attach(xsub, upstream, bind=False)
         _attach(xpub, backend, bind=True)
         zmq.proxy(xsub, xpub)

@@ -323,17 +323,33 @@ def streamdet(*args: str) -> subprocess.Popen:
     )
 
 
-def test_broker_and_subscribe_commands_route_count_and_stop_cleanly() -> None:
-    frontend, backend, upstream, extra = (ipc_endpoint() for _ in range(4))
-    broker = streamdet("broker", "--frontend", frontend, "--backend", backend, "--upstream", upstream)
-    watcher = streamdet("subscribe", backend, extra, "--topic", "events/cam0", "--json")
+def test_broker_and_subscribe_commands_route_count_and_stop_cleanly(tmp_path: Path) -> None:
+    """A CURVE broker (frontend and backend) between a driver-style publisher that binds, a publisher
+    that connects, and a raw socket sending a bad message; a CURVE `subscribe` process and an
+    in-process subscriber behind it; Ctrl-C ends both commands with a summary / no traceback."""
+    frontend, backend, upstream, bad_upstream = (ipc_endpoint() for _ in range(4))
+    broker_public, broker_secret = bus.write_curve_certificates(tmp_path / "keys", "broker")
+    _, viewer_secret = bus.write_curve_certificates(tmp_path / "clients", "viewer")
+    broker = streamdet(
+        "broker", "--frontend", frontend, "--backend", backend, "--upstream", upstream,
+        "--upstream", bad_upstream, "--curve-cert", str(broker_secret),
+        "--curve-clients", str(tmp_path / "clients"),
+    )  # fmt: skip
+    watcher = streamdet(
+        "subscribe", backend, "--topic", "events/cam0", "--json",
+        "--curve-cert", str(viewer_secret), "--curve-server-key", str(broker_public),
+    )  # fmt: skip
+    client_keys = bus.load_client_keys(viewer_secret, broker_public)
     try:
         bound = bus.Publisher(upstream)
-        connecting = bus.Publisher(frontend, connect=True)
+        connecting = bus.Publisher(frontend, connect=True, curve=client_keys)
         raw_context = zmq.Context()
         raw = raw_context.socket(zmq.XPUB)
-        raw.bind(extra)
-        with bus.Subscriber(backend, ["events"]) as direct:
+        raw.bind(bad_upstream)
+        with (
+            bus.Subscriber(backend, ["events"], curve=client_keys) as direct,
+            bus.Subscriber(backend, ["events"]) as plain,
+        ):
             assert bound.wait_for_subscribers(2, timeout_s=60)
             assert connecting.wait_for_subscribers(2, timeout_s=10)
             raw.recv()
@@ -344,6 +360,7 @@ def test_broker_and_subscribe_commands_route_count_and_stop_cleanly() -> None:
             time.sleep(0.3)
             bound.send(wire.eos_message("cam0", "events", SENSOR))
             received = receive_all(direct, idle_ms=1000)
+            assert plain.receive(0) is None and plain.stats.received == 0
             lines = [watcher.stdout.readline() for _ in range(4)]
             watcher.send_signal(signal.SIGINT)
             output, errors = watcher.communicate(timeout=10)
@@ -364,6 +381,7 @@ def test_broker_and_subscribe_commands_route_count_and_stop_cleanly() -> None:
         ("cam0", "events"),
         ("cam1", "events"),
     ]
+    assert direct.stats.rejected == {"bad-version": 1}
     assert watcher.returncode == 130, errors
     assert [line.split()[:3] for line in lines] == [
         ["events", "cam0", "seq=0"],
@@ -371,7 +389,7 @@ def test_broker_and_subscribe_commands_route_count_and_stop_cleanly() -> None:
         ["events", "cam0", "seq=2"],
         ["eos", "cam0", "seq=3"],
     ]
-    assert "events/s" in lines[0]
+    assert "events/s" in lines[0] and "end of events/cam0" in lines[3]
     summary = json.loads(output.splitlines()[-1])
     assert summary["messages"] == 4 and summary["events"] == 300
     assert summary["rejected"] == {"bad-version": 1} and summary["dropped"] == 0
