@@ -194,8 +194,11 @@ class Scene(ABC):
     """Base of the presets: canvas, camera warp, drawing and ground truth.
 
     Subclasses set ``self.objects`` (each with ``track_id``, ``class_name`` and ``draw(t_s)`` returning
-    a ``_Drawn`` or None when out of view) and implement ``_background(t_s)`` (canvas luminance),
-    ``_camera_shift(t_s)`` (roll in radians, dx, dy in pixels) and optionally ``_lighting(frame, t_s)``.
+    a ``_Drawn`` or None when out of view), optionally ``self.scenery`` (static drawings that occlude
+    objects behind them, such as poles) and ``self.rig`` (sensor-pixel polygons fixed to the camera,
+    such as the bow of the camera's own boat, drawn over everything and never moving), and implement
+    ``_background(t_s)`` (canvas luminance), ``_camera_shift(t_s)`` (roll in radians, dx, dy in
+    pixels) and optionally ``_lighting(frame, t_s)``.
     Every frame is scaled by the scene's ``exposure`` (0.7-1; 0.25-0.7 for the 30% of scenes that are
     dim), so the emulators also see low light, where events are sparser and noisier, and half of the
     scenes are seen through a soft lens (Gaussian blur, ``blur_sigma_px`` 0.4-1.2 px).
@@ -211,6 +214,8 @@ class Scene(ABC):
         self.exposure = float(self.rng.uniform(0.25, 0.7) if dim else self.rng.uniform(0.7, 1.0))
         self.blur_sigma_px = float(self.rng.uniform(0.4, 1.2)) if self.rng.random() < 0.5 else 0.0
         self.objects: list = []
+        self.scenery: list[_Drawn] = []
+        self.rig: list[tuple[np.ndarray, float]] = []
 
     @property
     def class_names(self) -> tuple[str, ...]:
@@ -249,6 +254,7 @@ class Scene(ABC):
             drawing = obj.draw(t_s)
             if drawing is not None:
                 drawn.append((index, drawing))
+        drawn += [(-1, drawing) for drawing in self.scenery]
         drawn.sort(key=lambda item: -item[1].distance)
         return drawn
 
@@ -308,6 +314,8 @@ class Scene(ABC):
             borderMode=cv2.BORDER_CONSTANT,
             borderValue=-1,
         )
+        for polygon, _ in self.rig:
+            _fill(sensor_labels, polygon, -1)
         return frame, sensor_labels, self._expose(empty, t_s, matrix)
 
     def _expose(self, canvas: np.ndarray, t_s: float, matrix: np.ndarray) -> np.ndarray:
@@ -317,6 +325,8 @@ class Scene(ABC):
         frame = cv2.warpAffine(
             canvas, matrix, (self.width, self.height), flags=cv2.INTER_LINEAR, borderMode=cv2.BORDER_REPLICATE
         )
+        for polygon, luminance in self.rig:
+            _fill(frame, polygon, luminance * self.exposure)
         if self.blur_sigma_px > 0.0:
             frame = cv2.GaussianBlur(frame, (0, 0), self.blur_sigma_px, borderType=cv2.BORDER_REPLICATE)
         return np.clip(frame, 0.0, 1.0, out=frame)
@@ -786,7 +796,26 @@ class MaritimeScene(Scene):
         self.motion_phases = rng.uniform(0, 2 * math.pi, size=3)
         self.engine_px = float(rng.uniform(0.1, 0.4))
         self.engine_rates = rng.uniform(2 * math.pi * 6.0, 2 * math.pi * 15.0, size=2)
+        if rng.random() < 0.3:
+            self.rig = self._own_bow(rng)
         self._populate(rng)
+
+    def _own_bow(self, rng: np.random.Generator) -> list[tuple[np.ndarray, float]]:
+        """The bow and railing of the camera's own boat at the bottom of the frame (sensor pixels)."""
+        width, height = self.width, self.height
+        tip_x = float(rng.uniform(0.3, 0.7)) * width
+        tip_y = height * (1.0 - float(rng.uniform(0.08, 0.25)))
+        left, right = float(rng.uniform(-0.2, 0.2)) * width, float(rng.uniform(0.8, 1.2)) * width
+        deck = np.array([[left, height + 1], [tip_x, tip_y], [right, height + 1]], np.float32)
+        deck_luminance = _contrasting_luminance(rng, self.sea_luminance, 0.2)
+        rail = float(rng.uniform(0.02, 0.05)) * height
+        thickness = max(1.0, 0.006 * height)
+        railing = [
+            _segment((left, height - rail), (tip_x, tip_y - rail), thickness),
+            _segment((tip_x, tip_y - rail), (right, height - rail), thickness),
+        ]
+        rail_luminance = _contrasting_luminance(rng, deck_luminance, 0.2)
+        return [(deck, deck_luminance)] + [(segment, rail_luminance) for segment in railing]
 
     def _build_static(self, rng: np.random.Generator, width: int, height: int) -> None:
         rows = np.arange(height, dtype=np.float32)[:, None]
@@ -1163,7 +1192,22 @@ class TrafficScene(Scene):
         self.shadow_depth = float(rng.uniform(0.0, 0.35))
         self.shadow_width_px = float(rng.uniform(0.3, 1.5)) * self.width
         self.shadow_speed_px_s = float(rng.uniform(-40.0, 40.0))
+        self.scenery = [self._pole(rng) for _ in range(int(rng.integers(1, 3)) if rng.random() < 0.4 else 0)]
         self._populate(rng)
+
+    def _pole(self, rng: np.random.Generator) -> _Drawn:
+        """A lamp post or sign post on the near sidewalk: it hides what passes behind it."""
+        z_m = self.road_near_z - float(rng.uniform(0.3, 0.8)) * self.sidewalk_m
+        x_m = float(rng.uniform(-0.45, 0.45)) * self.width * z_m / self.camera.focal_px
+        height_m, half_m = float(rng.uniform(3.0, 6.0)), float(rng.uniform(0.05, 0.12))
+        luminance = _contrasting_luminance(rng, self.road_luminance, 0.2)
+        profile = [(_rect(-half_m, 0.0, half_m, height_m), luminance)]
+        if rng.random() < 0.5:
+            board = float(rng.uniform(0.4, 0.9))
+            profile.append(
+                (_rect(-board, height_m - 1.5 * board, board, height_m), _contrasting_luminance(rng, 0.5))
+            )
+        return _Drawn(z_m, _place(profile, self.camera, x_m, z_m, 0.0, 1.0, 0.0, None, 0.0, 0.0))
 
     def _row_of(self, z_m: float) -> float:
         return self.camera.horizon_row + self.camera.focal_px * self.camera.height_m / z_m

@@ -75,7 +75,8 @@ def test_boxes_agree_with_rendered_pixels(preset: str) -> None:
 
 
 def test_occlusion_and_ignore_rules() -> None:
-    """Occluded objects keep their visible part only; small or hidden ones are kept and marked ignore."""
+    """Occluded objects keep their visible part only (and regain the rest when the occluders are
+    removed); small, hidden, faint or still ones are kept and marked ignore."""
     seen_partial = seen_ignored = 0
     for seed in range(6):
         config = SceneConfig("traffic", seed=seed, duration_us=6_000_000)
@@ -96,10 +97,12 @@ def test_occlusion_and_ignore_rules() -> None:
                     others = frozenset(o.track_id for o in scene.objects if o.track_id != truth.track_id)
                     (alone,) = scene.ground_truth(t_us, exclude=others)
                     assert alone.track_id == truth.track_id
-                    assert alone.visible_fraction > 0.9 and alone.visible_area_px > truth.visible_area_px
+                    assert alone.visible_area_px >= truth.visible_area_px
                     bx1, by1, bx2, by2 = alone.box
                     assert bx1 <= x1 and by1 <= y1 and x2 <= bx2 and y2 <= by2
-                    seen_partial += 1
+                    # Scenery (poles) still hides part of it; other objects no longer do.
+                    grown = alone.visible_area_px > truth.visible_area_px
+                    seen_partial += grown and alone.visible_fraction > 0.9
     assert seen_partial >= 1 and seen_ignored >= 1
 
 
