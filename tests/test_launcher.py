@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import signal
 import subprocess
 import sys
@@ -122,3 +123,66 @@ def test_sigint_stops_every_process_cleanly_and_kills_stragglers(tmp_path):
     for pid in pids:
         status = Path(f"/proc/{pid}/status")
         assert not status.exists() or "zombie" in status.read_text().lower()
+
+
+def test_killed_detector_is_restarted_and_resumes_publishing_within_5_s(tmp_path):
+    """replay (looping) -> detector (with a hot standby) under the launcher; SIGKILL the detector: the
+    launcher promotes the standby and detections flow again within 5 s of the kill."""
+    import threading
+
+    from test_detector import DT_US, TINY_SENSOR, random_events, tiny_spiking_detector
+
+    from streamdet import bus
+    from streamdet.formats import write_events
+    from streamdet.snn import save_snn
+
+    save_snn(tiny_spiking_detector(), tmp_path / "tiny.pt")
+    write_events(tmp_path / "events.npy", random_events(20_000, 2_000_000, seed=1), TINY_SENSOR)
+    events_endpoint = f"ipc://{tmp_path}/events"
+    detections_endpoint = f"ipc://{tmp_path}/detections"
+    streamdet = (sys.executable, "-m", "streamdet")
+    spec = LaunchSpec(
+        processes=(
+            ProcessSpec("replay", (*streamdet, "replay", str(tmp_path / "events.npy"), "--loop", "--endpoint",
+                                   events_endpoint, "--stream", "cam"), restart="always"),
+            ProcessSpec("detector", (*streamdet, "detect", "--input", events_endpoint, "--output",
+                                     detections_endpoint, "--model", str(tmp_path / "tiny.pt"), "--dt-us",
+                                     str(DT_US), "--window-steps", "4", "--publish-every", "5",
+                                     "--threads", "1"),
+                        standby=True),
+        ),
+        backoff_initial_s=0.5,
+        stop_timeout_s=5.0,
+    )  # fmt: skip
+    events: list[str] = []
+    launcher = Launcher(spec, write=lambda line: None, log=events.append)
+    runner = threading.Thread(target=launcher.run, kwargs={"seconds": 300}, daemon=True)
+    subscriber = bus.Subscriber(detections_endpoint, topics=("detections/",))
+    runner.start()
+    try:
+        latest = subscriber.receive(timeout_ms=180_000)
+        assert latest is not None and latest.kind == "detections"
+        deadline = time.monotonic() + 120
+        while not launcher.children["detector"].spare_ready.is_set() and time.monotonic() < deadline:
+            latest = subscriber.receive(timeout_ms=100) or latest
+        while latest.seq < 1:
+            latest = subscriber.receive(timeout_ms=10_000)
+        old_pid = launcher.pid("detector")
+        os.kill(old_pid, signal.SIGKILL)
+        killed_at = time.monotonic()
+        resumed = None
+        while time.monotonic() - killed_at < 30:
+            message = subscriber.receive(timeout_ms=500)
+            if message is None:
+                continue
+            if message.seq < latest.seq:  # a new process numbers its messages from 0 again
+                resumed = time.monotonic() - killed_at
+                break
+            latest = message
+        assert launcher.pid("detector") not in (None, old_pid)
+        assert any("detector exited with code -9; standby took over" in line for line in events)
+        assert resumed is not None and resumed < 5.0, f"resumed after {resumed} s"
+    finally:
+        subscriber.close()
+        launcher.stop()
+        runner.join(timeout=30)

@@ -45,7 +45,8 @@ def run_detect(args: argparse.Namespace) -> int:
     import torch
     from tqdm import tqdm
 
-    from streamdet.detector import DetectorNode, check_device
+    from streamdet.detector import DetectorNode, StreamDetector, check_device
+    from streamdet.launcher import standby_until_promoted
     from streamdet.snn import load_snn
 
     check_device(args.device)
@@ -53,6 +54,7 @@ def run_detect(args: argparse.Namespace) -> int:
         torch.set_num_threads(args.threads)
     snn = load_snn(args.model)
     config = detector_config_from_args(args, snn.window_us)
+    standby_until_promoted(lambda: StreamDetector(snn, config).warm_up())
     node = DetectorNode(
         snn,
         config,
