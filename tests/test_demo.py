@@ -1,0 +1,61 @@
+"""Demo: `streamdet demo --headless --json` end to end (driver, detector node and scorer over ipc sockets),
+and the running score against hand-made ground truth."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+
+import cv2
+import numpy as np
+from test_detector import tiny_spiking_detector
+
+from streamdet import CLASS_NAMES
+from streamdet.demo import RunningScore
+from streamdet.snn import save_snn
+
+
+def test_running_score_is_coco_map_at_matched_times():
+    score = RunningScore(CLASS_NAMES)
+    boat = [10, 10, 30, 20, 1.0, 0]
+    buoy = [50, 40, 56, 50, 1.0, 1]
+    score.add_truth(50_000, np.array([boat, buoy]), (80, 60))
+    score.add_truth(100_000, np.array([boat]), (80, 60))
+    score.add_truth(150_000, np.array([buoy]), (80, 60))  # no detections at this time: not scored
+    score.add_detections(50_000, np.array([[10, 10, 30, 20, 0.9, 0], [50, 40, 56, 50, 0.8, 1]]))
+    score.add_detections(100_000, np.array([[11, 10, 31, 20, 0.7, 0]]))
+    assert score.matched_times() == [50_000, 100_000]
+    perfect = score.metrics()
+    assert perfect["images"] == 2 and perfect["map50"] > 0.99
+    score.add_detections(100_000, np.array([[60, 0, 70, 5, 0.95, 0]]))  # replaces: a miss and a false box
+    assert abs(score.metrics()["ap50_per_class"]["boat"] - 0.5) < 0.02
+
+
+def test_demo_headless_json_writes_video_png_and_scores(tmp_path):
+    save_snn(tiny_spiking_detector(), tmp_path / "tiny.pt")
+    result = subprocess.run(
+        [
+            sys.executable, "-m", "streamdet", "demo", "--model", str(tmp_path / "tiny.pt"),
+            "--seconds", "1.0",
+            "--headless", "--json", "--out", str(tmp_path / "out"), "--dt-us", "5000", "--window-steps", "4",
+            "--publish-every", "2",
+        ],
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )  # fmt: skip
+    assert result.returncode == 0, result.stderr
+    report = json.loads(result.stdout)
+    for key in ("detections", "map50", "latency_ms_p50", "latency_ms_p99", "steps_per_s", "dropped"):
+        assert key in report, key
+    assert report["windows"] >= 20 and report["detections"] > 0
+    assert 0.0 <= report["map50"] <= 1.0 and report["scored_frames"] >= 20
+    assert report["latency_ms_p50"] <= report["latency_ms_p99"] and report["steps_per_s"] > 0
+    capture = cv2.VideoCapture(report["video"])
+    frames = 0
+    while capture.read()[0]:
+        frames += 1
+    assert frames >= report["windows"]
+    snapshot = cv2.imread(report["png"])
+    assert snapshot is not None and snapshot.shape == (96, 128, 3)
