@@ -51,6 +51,7 @@ class DemoConfig:
         quiet: no live lines (``--json``).
         render_fps: scene frames per second fed to the DVS emulator.
         fps: frame rate written into the video file.
+        threads: torch CPU threads of the detector.
     """
 
     seconds: float = 20.0
@@ -67,6 +68,7 @@ class DemoConfig:
     quiet: bool = False
     render_fps: float = 100.0
     fps: float = 20.0
+    threads: int = 1
 
 
 class RunningScore:
@@ -131,6 +133,8 @@ def _percentile(values: list[float], q: float) -> float:
 
 def run_demo(config: DemoConfig) -> dict[str, Any]:
     """Run the demo for ``config.seconds`` of scene time; returns the summary (see ``streamdet demo``)."""
+    import torch
+
     from streamdet import bus
     from streamdet.detector import DEFAULT_STEPS_PER_WINDOW, DetectorConfig, DetectorNode, check_device
     from streamdet.drivers.synthetic import SyntheticDriveConfig, drive_synthetic
@@ -138,6 +142,7 @@ def run_demo(config: DemoConfig) -> dict[str, Any]:
     from streamdet.viewer import FrameComposer, VideoOutput, ViewerConfig, has_display
 
     check_device(config.device)
+    torch.set_num_threads(config.threads)
     if not config.seconds > 0:
         raise UserFacingError(f"--seconds must be positive, got {config.seconds}")
     say = (lambda line: None) if config.quiet else (lambda line: print(line, flush=True))

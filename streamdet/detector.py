@@ -70,7 +70,7 @@ class DetectorConfig:
     dt_us: int = 12_500
     window_steps: int = 8
     publish_every: int = 4
-    max_backlog_steps: int = 40
+    max_backlog_steps: int = 8
     max_chunk_steps: int = 8
     device: str = "cpu"
 

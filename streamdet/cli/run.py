@@ -50,8 +50,7 @@ def run_detect(args: argparse.Namespace) -> int:
     from streamdet.snn import load_snn
 
     check_device(args.device)
-    if args.threads:
-        torch.set_num_threads(args.threads)
+    torch.set_num_threads(args.threads)
     snn = load_snn(args.model)
     config = detector_config_from_args(args, snn.window_us)
     standby_until_promoted(lambda: StreamDetector(snn, config).warm_up())
@@ -152,6 +151,7 @@ def run_demo(args: argparse.Namespace) -> int:
         publish_every=args.publish_every,
         device=args.device,
         quiet=args.json,
+        threads=args.threads,
     )
     started = time.monotonic()
     report = demo(config)
@@ -198,9 +198,9 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     detect.add_argument(
         "--max-backlog-steps",
         type=_positive_int,
-        default=40,
+        default=8,
         metavar="N",
-        help="complete steps allowed to wait per stream before the oldest are dropped (default 40)",
+        help="complete steps allowed to wait per stream before the oldest are dropped (default 8)",
     )
     detect.add_argument(
         "--max-chunk-steps",
@@ -228,7 +228,12 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         "--wait-timeout", type=float, default=10.0, metavar="S", help="give up waiting after S s"
     )
     detect.add_argument("--exit-on-eos", action="store_true", help="exit once every stream has ended")
-    detect.add_argument("--threads", type=_positive_int, help="torch CPU threads")
+    detect.add_argument(
+        "--threads",
+        type=_positive_int,
+        default=1,
+        help="torch CPU threads (default 1: see docs/streaming.md)",
+    )
     detect.set_defaults(func=run_detect)
 
     view = subparsers.add_parser("view", help="draw event/spike frames with boxes (window, or .mp4 + PNG)")
@@ -273,5 +278,6 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     demo.add_argument("--out", default="out", help="folder for demo.mp4 and demo.png (default out)")
     demo.add_argument("--headless", action="store_true", help="no window, even with a display")
     demo.add_argument("--json", action="store_true", help="print one JSON object at the end, no live lines")
+    demo.add_argument("--threads", type=_positive_int, default=1, help="torch CPU threads (default 1)")
     _add_detector_options(demo)
     demo.set_defaults(func=run_demo)
