@@ -44,7 +44,8 @@ class DemoConfig:
         speed: scene pace, multiple of real time.
         out_dir: folder for ``demo.mp4`` and ``demo.png``.
         headless: never open a window.
-        dt_us: step duration, microseconds (None: model window / 4).
+        dt_us: step duration, microseconds (None: the model window, T = 1 step per window, so that
+            the network keeps up with real time on two CPU cores).
         window_steps: ``W``, steps averaged per decode.
         publish_every: ``P``, decode every ``P`` steps.
         device: ``cpu`` or ``cuda``.
@@ -62,8 +63,8 @@ class DemoConfig:
     out_dir: str = "out"
     headless: bool = False
     dt_us: int | None = None
-    window_steps: int = 8
-    publish_every: int = 4
+    window_steps: int = 4
+    publish_every: int = 1
     device: str = "cpu"
     quiet: bool = False
     render_fps: float = 100.0
@@ -136,7 +137,7 @@ def run_demo(config: DemoConfig) -> dict[str, Any]:
     import torch
 
     from streamdet import bus
-    from streamdet.detector import DEFAULT_STEPS_PER_WINDOW, DetectorConfig, DetectorNode, check_device
+    from streamdet.detector import DetectorConfig, DetectorNode, check_device
     from streamdet.drivers.synthetic import SyntheticDriveConfig, drive_synthetic
     from streamdet.snn import load_snn
     from streamdet.viewer import FrameComposer, VideoOutput, ViewerConfig, has_display
@@ -150,7 +151,7 @@ def run_demo(config: DemoConfig) -> dict[str, Any]:
     snn = load_snn(config.model)
     if snn.modality != "events":
         raise UserFacingError(f"the demo emulates a DVS; {config.model} takes {snn.modality} input")
-    dt_us = config.dt_us or snn.window_us // DEFAULT_STEPS_PER_WINDOW
+    dt_us = config.dt_us or snn.window_us
     detector_config = DetectorConfig(
         dt_us=dt_us,
         window_steps=config.window_steps,
@@ -166,9 +167,10 @@ def run_demo(config: DemoConfig) -> dict[str, Any]:
         node = DetectorNode(
             snn, detector_config, [events_endpoint], detections_endpoint, exit_on_eos=True, log=say
         )
-        subscriber = bus.Subscriber(
-            [events_endpoint, detections_endpoint], topics=("events/", "truth/", "detections/")
-        )
+        # Boxes (truth, detections: a few messages per window) and events (100 packets/s, only drawn) have
+        # separate queues, so that a busy drawing loop may miss event packets but never a box.
+        subscriber = bus.Subscriber([events_endpoint, detections_endpoint], topics=("truth/", "detections/"))
+        frames_subscriber = bus.Subscriber([events_endpoint], topics=("events/",))
         drive_config = SyntheticDriveConfig(
             preset=config.preset,
             endpoint=events_endpoint,
@@ -179,7 +181,7 @@ def run_demo(config: DemoConfig) -> dict[str, Any]:
             truth_every_us=dt_us * config.publish_every,
             seconds=config.seconds,
             speed=config.speed,
-            wait_subscribers=2,
+            wait_subscribers=3,
             wait_timeout_s=60.0,
         )
         failures: list[BaseException] = []
@@ -213,7 +215,10 @@ def run_demo(config: DemoConfig) -> dict[str, Any]:
             for thread in threads:
                 thread.start()
             while not stop.is_set():
-                message = subscriber.receive(timeout_ms=200)
+                while (packet := frames_subscriber.receive(timeout_ms=0)) is not None:
+                    for _, image in composer.add(packet):
+                        video.write(image)
+                message = subscriber.receive(timeout_ms=50)
                 now = time.monotonic()
                 if now >= next_line:
                     current = score.metrics()
@@ -263,6 +268,7 @@ def run_demo(config: DemoConfig) -> dict[str, Any]:
                 thread.join(timeout=2.0)
             video.close()
             subscriber.close()
+            frames_subscriber.close()
             node.close()
             if window:
                 import cv2

@@ -167,19 +167,28 @@ def run_demo(args: argparse.Namespace) -> int:
     return 0
 
 
-def _add_detector_options(parser: argparse.ArgumentParser) -> None:
+def _add_detector_options(
+    parser: argparse.ArgumentParser,
+    dt_help: str = "window / 4",
+    window_steps: int = 8,
+    publish_every: int = 4,
+) -> None:
     parser.add_argument(
-        "--dt-us", type=_positive_int, metavar="D", help="step duration, us (default: window / 4)"
+        "--dt-us", type=_positive_int, metavar="D", help=f"step duration, us (default: {dt_help})"
     )
     parser.add_argument(
         "--window-steps",
         type=_positive_int,
-        default=8,
+        default=window_steps,
         metavar="W",
-        help="steps averaged per decode (default 8)",
+        help=f"steps averaged per decode (default {window_steps})",
     )
     parser.add_argument(
-        "--publish-every", type=_positive_int, default=4, metavar="P", help="decode every P steps (default 4)"
+        "--publish-every",
+        type=_positive_int,
+        default=publish_every,
+        metavar="P",
+        help=f"decode every P steps (default {publish_every})",
     )
     parser.add_argument("--device", default="cpu", help="cpu or cuda (default cpu)")
 
@@ -279,5 +288,5 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     demo.add_argument("--headless", action="store_true", help="no window, even with a display")
     demo.add_argument("--json", action="store_true", help="print one JSON object at the end, no live lines")
     demo.add_argument("--threads", type=_positive_int, default=1, help="torch CPU threads (default 1)")
-    _add_detector_options(demo)
+    _add_detector_options(demo, dt_help="the model window", window_steps=4, publish_every=1)
     demo.set_defaults(func=run_demo)
