@@ -3,8 +3,8 @@ trained ANN, data and T list, in one run.
 
 Usage::
 
-    .venv/bin/python bench/peers.py --model events-default --data data/maritime/test \\
-        --steps 4,8,16,32,64 --limit 8 --json docs/peers.json
+    .venv/bin/python bench/peers.py --model events-default --data data/traffic/test \\
+        --steps 4,8,16,32 --limit 8 --json peers.json
 
 - streamdet: ``convert_detector`` with the default ``ConversionConfig`` (Quant-ReLU clips, channel-wise
   percentiles on adds, residual fix).
@@ -87,9 +87,12 @@ def sinabs_stepper(model: nn.Module, calibration: list[torch.Tensor]) -> tuple[S
     parameters = [n.rsplit(".", 1)[0] + ".0" for n in activations]
     facts = {"relu_layers": len(activations), "quant_relu_left_unconverted": count_quant_relu(ann)}
     sample = torch.cat(calibration)[:8]
+    if not activations:
+        facts["normalize_weights"] = "nothing to normalise: no nn.ReLU layers"
     try:
-        normalize_weights(ann, sample, activations, parameters, percentile=99.99)
-        facts["normalize_weights"] = "applied"
+        if activations:
+            normalize_weights(ann, sample, activations, parameters, percentile=99.99)
+            facts["normalize_weights"] = "applied"
     except (KeyError, AttributeError, ValueError, RuntimeError) as error:
         facts["normalize_weights"] = (
             f"failed ({type(error).__name__}: {error}); it looks layers up among the model's direct "
