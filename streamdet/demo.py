@@ -1,7 +1,8 @@
 """The end-to-end demo: synthetic maritime scene -> DVS emulation -> spiking detector -> viewer and score.
 
-Three parts run as threads of one process and talk over real ZeroMQ sockets (``ipc://`` in a temporary
-folder), exactly as separate processes would:
+Three parts talk over real ZeroMQ sockets (``ipc://`` in a temporary folder): the driver in a child
+process (``multiprocessing``, spawn), the detector node in a thread, the viewer/scorer in the main
+thread:
 
 - the synthetic driver (``streamdet.drivers.synthetic.drive_synthetic``) renders the scene, emulates a
   DVS, and publishes ``events/maritime`` packets of 10 ms at the scene's real-time pace plus the ground
@@ -18,6 +19,7 @@ Matching: a detections message covering ``[t0_us, t1_us)`` is scored against the
 
 from __future__ import annotations
 
+import multiprocessing
 import tempfile
 import threading
 import time
@@ -194,11 +196,13 @@ def run_demo(config: DemoConfig) -> dict[str, Any]:
                 failures.append(error)
                 stop.set()
 
+        # The driver renders the scene in numpy with Python loops; in its own process it does not
+        # compete with the detector for the interpreter lock.
+        driver = multiprocessing.get_context("spawn").Process(
+            target=drive_synthetic, args=(drive_config,), daemon=True, name="driver"
+        )
         threads = [
-            threading.Thread(
-                target=guarded, args=(drive_synthetic, drive_config), daemon=True, name="driver"
-            ),
-            threading.Thread(target=guarded, args=(node.run, stop.is_set), daemon=True, name="detector"),
+            threading.Thread(target=guarded, args=(node.run, stop.is_set), daemon=True, name="detector")
         ]
         viewer_config = ViewerConfig(endpoints=(), headless=not window, fps=config.fps)
         composer = FrameComposer(viewer_config, snn.class_names)
@@ -212,6 +216,7 @@ def run_demo(config: DemoConfig) -> dict[str, Any]:
         next_line = started + 1.0
         last_header: dict[str, Any] = {}
         try:
+            driver.start()
             for thread in threads:
                 thread.start()
             while not stop.is_set():
@@ -231,7 +236,9 @@ def run_demo(config: DemoConfig) -> dict[str, Any]:
                             f"{node.stats.steps_per_s():5.1f} steps/s  dropped {node.stats.dropped_steps}"
                         )
                 if message is None:
-                    if not threads[1].is_alive():
+                    if driver.exitcode not in (None, 0):
+                        raise UserFacingError(f"the scene driver failed (exit code {driver.exitcode})")
+                    if not threads[0].is_alive():
                         break
                     continue
                 if message.kind == "eos":
@@ -266,6 +273,9 @@ def run_demo(config: DemoConfig) -> dict[str, Any]:
             stop.set()
             for thread in threads:
                 thread.join(timeout=2.0)
+            if driver.is_alive():
+                driver.terminate()
+            driver.join(timeout=5.0)
             video.close()
             subscriber.close()
             frames_subscriber.close()

@@ -36,6 +36,9 @@ CLASS_COLOURS_BGR: dict[str, tuple[int, int, int]] = {
 }
 """Box colour of each class (BGR); other classes are drawn in :data:`OTHER_COLOUR_BGR`."""
 
+RECENT_DATA_US = 5_000_000
+"""Data kept per stream for drawing, microseconds: detections up to this late still find their events."""
+
 OTHER_COLOUR_BGR = (80, 255, 80)
 TRUTH_COLOUR_BGR = (170, 170, 170)
 BACKGROUND_BGR = (28, 22, 18)
@@ -279,7 +282,7 @@ class FrameComposer:
         if message.kind in ("events", "spikes"):
             view.kind = message.kind
             view.recent.append(message)
-            horizon = message.t1_us - 4 * self.config.accumulate_us - 1_000_000
+            horizon = message.t1_us - self.config.accumulate_us - RECENT_DATA_US
             while view.recent and view.recent[0].t1_us < horizon:
                 view.recent.popleft()
             if view.has_detections:
