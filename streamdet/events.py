@@ -29,8 +29,9 @@ def empty_events() -> np.ndarray:
 
 
 def as_events(array: np.ndarray) -> np.ndarray:
-    """Return ``array`` as ``EVENT_DTYPE`` (fields x, y, t, p copied by name); raises ValueError if one is missing."""
-    missing = [name for name in EVENT_DTYPE.names if array.dtype.names is None or name not in array.dtype.names]
+    """Return ``array`` as ``EVENT_DTYPE``, fields x, y, t, p copied by name; ValueError if one is missing."""
+    fields = array.dtype.names or ()
+    missing = [name for name in EVENT_DTYPE.names if name not in fields]
     if missing:
         raise ValueError(f"event array lacks field(s) {missing}; has {array.dtype}")
     if array.dtype == EVENT_DTYPE:
@@ -64,7 +65,10 @@ def events_to_counts(events: np.ndarray, sensor_size: tuple[int, int]) -> np.nda
 
 
 def events_to_input(events: np.ndarray, sensor_size: tuple[int, int], event_scale: float) -> np.ndarray:
-    """The ``events`` modality input of one window: ``min(counts / event_scale, 1)``, float32 ``[2, H, W]``."""
+    """The ``events`` modality input of one window: ``min(counts / event_scale, 1)``, float32 ``[2, H, W]``.
+
+    ``event_scale`` is the count per pixel and polarity that maps to input 1.0.
+    """
     return np.minimum(events_to_counts(events, sensor_size) / float(event_scale), 1.0)
 
 
