@@ -14,7 +14,9 @@ thread:
   line per second and keeps a running COCO mAP@0.5 of the detections against the truth.
 
 Matching: a detections message covering ``[t0_us, t1_us)`` is scored against the truth at ``t1_us``
-(the driver publishes truth at multiples of ``P * dt``, which are exactly the windows' end times).
+(the driver publishes truth at multiples of ``P * dt``, which are exactly the windows' end times). The
+model covers all four classes; the demo keeps (draws and scores) the boxes of the scene's classes only
+(``streamdet.scenes.PRESET_CLASSES``: boat and buoy at sea), as a deployment at sea would.
 """
 
 from __future__ import annotations
@@ -23,7 +25,7 @@ import multiprocessing
 import tempfile
 import threading
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
 
@@ -144,6 +146,7 @@ def run_demo(config: DemoConfig) -> dict[str, Any]:
     from streamdet import bus
     from streamdet.detector import DetectorConfig, DetectorNode, check_device
     from streamdet.drivers.synthetic import SyntheticDriveConfig, drive_synthetic
+    from streamdet.scenes import PRESET_CLASSES
     from streamdet.snn import load_snn
     from streamdet.viewer import FrameComposer, VideoOutput, ViewerConfig, has_display
 
@@ -211,6 +214,7 @@ def run_demo(config: DemoConfig) -> dict[str, Any]:
         composer = FrameComposer(viewer_config, snn.class_names)
         video = VideoOutput(out_dir / "demo.mp4", config.fps)
         score = RunningScore(snn.class_names)
+        scene_labels = [snn.class_names.index(name) for name in PRESET_CLASSES[config.preset]]
         latencies: list[float] = []
         boxes = windows = 0
         best_frame: tuple[float, np.ndarray] | None = None
@@ -254,6 +258,9 @@ def run_demo(config: DemoConfig) -> dict[str, Any]:
                 if message.kind == "truth":
                     score.add_truth(message.t0_us, message.payload, message.sensor_size)
                 elif message.kind == "detections":
+                    message = replace(
+                        message, payload=message.payload[np.isin(message.payload[:, 5], scene_labels)]
+                    )
                     windows += 1
                     boxes += message.count
                     latencies.append(float(message.extra.get("latency_ms", float("nan"))))
