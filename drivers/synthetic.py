@@ -8,8 +8,10 @@ stamps fall in it (``spikes/<stream>``). Packet ``k`` is published once the wall
 ``(t1_us - 0) / (1e6 * speed)`` seconds after the start (:func:`streamdet.drivers.replay.packet_due_s`).
 
 Ground truth goes out on ``truth/<stream>`` every ``truth_every_us``: the visible boxes at label time
-``t_label`` (a multiple of ``truth_every_us``) of the objects that are not marked ignore, as float32
-rows ``x1, y1, x2, y2, 1.0, class`` with ``class`` an index into ``streamdet.CLASS_NAMES``.
+``t_label`` (a multiple of ``truth_every_us``), as float32 rows ``x1, y1, x2, y2, score, class`` with
+``class`` an index into ``streamdet.CLASS_NAMES`` and ``score`` 1.0 for a labelled object, 0.0 for one the
+scene marks ignore (too small, mostly hidden, faint or still): scorers treat those as crowd regions, as
+the dataset builder's COCO ``iscrowd``, so a detector that finds them is neither rewarded nor punished.
 
 A scene has a finite cast of objects, so the stream is a sequence of episodes of ``episode_s`` seconds:
 episode ``e`` is the scene of seed ``seed + e`` and covers ``[e E, (e + 1) E)``; the sensor keeps its
@@ -106,12 +108,11 @@ class SyntheticPacket:
 
 
 def truth_rows(scene: Scene, t_us: int) -> np.ndarray:
-    """Ground truth of ``scene`` at ``t_us`` as float32 rows ``x1, y1, x2, y2, 1.0, class`` ``[K, 6]``
-    (class: index into ``streamdet.CLASS_NAMES``); objects marked ignore are left out."""
+    """Ground truth of ``scene`` at ``t_us`` as float32 rows ``x1, y1, x2, y2, score, class`` ``[K, 6]``
+    (class: index into ``streamdet.CLASS_NAMES``; score 1.0, or 0.0 for an object marked ignore)."""
     rows = [
-        (*truth.box, 1.0, CLASS_NAMES.index(truth.class_name))
+        (*truth.box, 0.0 if truth.ignore else 1.0, CLASS_NAMES.index(truth.class_name))
         for truth in scene.ground_truth(t_us)
-        if not truth.ignore
     ]
     return np.array(rows, dtype=np.float32).reshape(-1, 6)
 

@@ -84,6 +84,7 @@ class RunningScore:
 
     Image ``i`` is time stamp ``t_i`` (microseconds); its ground truth is the truth message at ``t_i``
     and its detections those of the window ending at ``t_i``. Only time stamps with both are scored.
+    Truth rows with score 0 (objects the scene marks ignore) are crowd regions (``iscrowd = 1``).
     """
 
     def __init__(self, class_names: tuple[str, ...]) -> None:
@@ -109,7 +110,7 @@ class RunningScore:
         images = [{"id": i + 1, "t_us": t, "width": width, "height": height} for i, t in enumerate(times)]
         annotations = []
         for image, t in zip(images, times, strict=True):
-            for x1, y1, x2, y2, _, label in self.truth[t].tolist():
+            for x1, y1, x2, y2, labelled, label in self.truth[t].tolist():
                 annotations.append(
                     {
                         "id": len(annotations) + 1,
@@ -117,7 +118,7 @@ class RunningScore:
                         "category_id": int(label) + 1,
                         "bbox": [x1, y1, x2 - x1, y2 - y1],
                         "area": (x2 - x1) * (y2 - y1),
-                        "iscrowd": 0,
+                        "iscrowd": 0 if labelled else 1,
                     }
                 )
         categories = [{"id": i + 1, "name": name} for i, name in enumerate(self.class_names)]

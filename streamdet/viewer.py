@@ -41,6 +41,8 @@ RECENT_DATA_US = 5_000_000
 
 OTHER_COLOUR_BGR = (80, 255, 80)
 TRUTH_COLOUR_BGR = (170, 170, 170)
+IGNORED_TRUTH_COLOUR_BGR = (90, 90, 90)
+"""Truth rows with score 0 are objects the scene marks ignore (too small, hidden, faint or still)."""
 BACKGROUND_BGR = (28, 22, 18)
 ON_BGR = np.array([235, 245, 255], dtype=np.float32)
 OFF_BGR = np.array([255, 150, 40], dtype=np.float32)
@@ -90,14 +92,16 @@ def draw_boxes(
     truth: bool = False,
 ) -> np.ndarray:
     """Draw box rows ``[N, 6]`` (``x1, y1, x2, y2, score, class`` in sensor pixels) on ``image`` (in place,
-    coordinates multiplied by ``scale``); detections with a ``name score`` label, truth in thin grey."""
+    coordinates multiplied by ``scale``); detections with a ``name score`` label, truth in thin grey
+    (darker for ignored objects)."""
     import cv2
 
     for x1, y1, x2, y2, score, label in np.asarray(rows, dtype=np.float32).reshape(-1, 6):
         corner1 = (int(round(x1 * scale)), int(round(y1 * scale)))
         corner2 = (int(round(x2 * scale)), int(round(y2 * scale)))
         if truth:
-            cv2.rectangle(image, corner1, corner2, TRUTH_COLOUR_BGR, 1, cv2.LINE_8)
+            colour = TRUTH_COLOUR_BGR if score > 0 else IGNORED_TRUTH_COLOUR_BGR
+            cv2.rectangle(image, corner1, corner2, colour, 1, cv2.LINE_8)
             continue
         index = int(label)
         name = class_names[index] if 0 <= index < len(class_names) else str(index)

@@ -34,6 +34,17 @@ def test_running_score_is_coco_map_at_matched_times():
     assert abs(score.metrics()["ap50_per_class"]["boat"] - 51 / 101 * 0.5) < 1e-6
 
 
+def test_ignored_truth_is_a_crowd_region_neither_hit_nor_miss():
+    score = RunningScore(CLASS_NAMES)
+    boat = [10, 10, 30, 20, 1.0, 0]
+    far_boat = [60, 5, 64, 8, 0.0, 0]  # marked ignore by the scene
+    score.add_truth(50_000, np.array([boat, far_boat]), (80, 60))
+    score.add_detections(50_000, np.array([[10, 10, 30, 20, 0.9, 0]]))
+    assert score.metrics()["map50"] > 0.99  # the ignored boat missed: no penalty
+    score.add_detections(50_000, np.array([[60, 5, 64, 8, 0.95, 0], [10, 10, 30, 20, 0.9, 0]]))
+    assert score.metrics()["map50"] > 0.99  # a box on the ignored boat: not a false positive
+
+
 def test_demo_headless_json_writes_video_png_and_scores(tmp_path):
     save_snn(tiny_spiking_detector(), tmp_path / "tiny.pt")
     result = subprocess.run(
