@@ -232,6 +232,7 @@ def test_receiver_survives_and_counts_over_a_thousand_malformed_messages(
         for i in range(len(bad) // 20)
     ]
     context = zmq.Context()
+    context.setsockopt(zmq.LINGER, 0)  # never hang on garbage collection
     raw = context.socket(zmq.XPUB)
     raw.setsockopt(zmq.SNDHWM, 0)
     raw.bind(address)
@@ -344,6 +345,7 @@ def test_broker_and_subscribe_commands_route_count_and_stop_cleanly(tmp_path: Pa
         bound = bus.Publisher(upstream)
         connecting = bus.Publisher(frontend, connect=True, curve=client_keys)
         raw_context = zmq.Context()
+        raw_context.setsockopt(zmq.LINGER, 0)  # never hang on garbage collection
         raw = raw_context.socket(zmq.XPUB)
         raw.bind(bad_upstream)
         with (

@@ -299,6 +299,7 @@ def test_record_reports_sequence_gaps_as_drops(tmp_path: Path) -> None:
     events = formats.read_events(DATA / "dvxplorer_346x260.aedat4").events
     packets = np.array_split(events, 10)
     context = zmq.Context()
+    context.setsockopt(zmq.LINGER, 0)  # never hang on garbage collection
     socket = context.socket(zmq.XPUB)
     socket.bind(endpoint)
     out = tmp_path / "gappy.h5"
