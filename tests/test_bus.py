@@ -341,12 +341,12 @@ def test_broker_and_subscribe_commands_route_count_and_stop_cleanly(tmp_path: Pa
         "--curve-cert", str(viewer_secret), "--curve-server-key", str(broker_public),
     )  # fmt: skip
     client_keys = bus.load_client_keys(viewer_secret, broker_public)
+    bound = bus.Publisher(upstream)
+    connecting = bus.Publisher(frontend, connect=True, curve=client_keys)
+    raw_context = zmq.Context()
+    raw_context.setsockopt(zmq.LINGER, 0)  # never hang on garbage collection
+    raw = raw_context.socket(zmq.XPUB)
     try:
-        bound = bus.Publisher(upstream)
-        connecting = bus.Publisher(frontend, connect=True, curve=client_keys)
-        raw_context = zmq.Context()
-        raw_context.setsockopt(zmq.LINGER, 0)  # never hang on garbage collection
-        raw = raw_context.socket(zmq.XPUB)
         raw.bind(bad_upstream)
         with (
             bus.Subscriber(backend, ["events"], curve=client_keys) as direct,
@@ -366,13 +366,13 @@ def test_broker_and_subscribe_commands_route_count_and_stop_cleanly(tmp_path: Pa
             lines = [watcher.stdout.readline() for _ in range(4)]
             watcher.send_signal(signal.SIGINT)
             output, errors = watcher.communicate(timeout=10)
+        broker.send_signal(signal.SIGINT)
+        _, broker_errors = broker.communicate(timeout=10)
+    finally:
         bound.close()
         connecting.close()
         raw.close(linger=0)
         raw_context.term()
-        broker.send_signal(signal.SIGINT)
-        _, broker_errors = broker.communicate(timeout=10)
-    finally:
         for process in (broker, watcher):
             if process.poll() is None:
                 process.kill()
