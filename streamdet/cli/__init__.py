@@ -13,6 +13,7 @@ from __future__ import annotations
 import argparse
 import importlib
 import pkgutil
+import signal
 import sys
 
 from streamdet.errors import UserFacingError
@@ -55,6 +56,9 @@ def build_parser(command: str | None = None) -> argparse.ArgumentParser:
 
 def main(argv: list[str] | None = None) -> int:
     """Entry point of the console script; returns the process exit code."""
+    # Ctrl-C (SIGINT) ends every command cleanly, also when a non-interactive shell started it in the
+    # background with SIGINT ignored (the launcher and the tests stop processes with SIGINT).
+    signal.signal(signal.SIGINT, signal.default_int_handler)
     argv = sys.argv[1:] if argv is None else argv
     args = build_parser(argv[0] if argv else None).parse_args(argv)
     try:
