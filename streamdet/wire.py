@@ -231,7 +231,8 @@ def truth_message(
     t0_us: int,
     t1_us: int,
 ) -> Message:
-    """A ``truth`` message: ground-truth boxes, same row layout as ``detections_message`` (score 1)."""
+    """A ``truth`` message: ground-truth boxes, same row layout as ``detections_message``; score 1 for a
+    labelled object, 0 for one marked ignore (scorers treat it as a crowd region)."""
     return _box_message("truth", stream, rows, class_names, sensor_size, t0_us, t1_us, {})
 
 
