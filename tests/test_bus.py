@@ -366,13 +366,18 @@ def test_broker_and_subscribe_commands_route_count_and_stop_cleanly(tmp_path: Pa
             lines = [watcher.stdout.readline() for _ in range(4)]
             watcher.send_signal(signal.SIGINT)
             output, errors = watcher.communicate(timeout=10)
+        bound.close()
+        connecting.close()
+        raw.close(linger=0)
+        raw_context.term()
         broker.send_signal(signal.SIGINT)
         _, broker_errors = broker.communicate(timeout=10)
     finally:
         bound.close()
         connecting.close()
-        raw.close(linger=0)
-        raw_context.term()
+        if not raw_context.closed:
+            raw.close(linger=0)
+            raw_context.term()
         for process in (broker, watcher):
             if process.poll() is None:
                 process.kill()
