@@ -332,6 +332,15 @@ def test_late_and_slow_subscribers_never_stall_the_detector(snn, tmp_path):
     node = DetectorNode(snn, config, [events_endpoint], detections_endpoint, output_hwm=20, exit_on_eos=True)
     slow = bus.Subscriber(detections_endpoint, hwm=1)
     late = None
+    late_seen: list = []
+
+    def read_late_until_eos() -> None:  # a late subscriber that keeps up, as a real one would
+        while (message := late.receive(timeout_ms=5000)) is not None:
+            late_seen.append(message)
+            if message.kind == "eos":
+                return
+
+    late_reader = threading.Thread(target=read_late_until_eos, daemon=True)
     worker = threading.Thread(target=node.run, daemon=True)
     steps = 300
     try:
@@ -345,13 +354,12 @@ def test_late_and_slow_subscribers_never_stall_the_detector(snn, tmp_path):
                 time.sleep(0.01)
             if k == steps // 2:
                 late = bus.Subscriber(detections_endpoint)
+                late_reader.start()
         source.send(wire.eos_message("cam", "events", TINY_SENSOR))
         worker.join(timeout=120)
         assert not worker.is_alive()
         assert node.stats.published == steps - 1 and node.stats.dropped_steps == 0
-        late_seen = []
-        while (message := late.receive(timeout_ms=500)) is not None:
-            late_seen.append(message)
+        late_reader.join(timeout=30)
         assert late_seen[0].seq > 0 and late_seen[-1].kind == "eos"
         assert late_seen[-2].seq == steps - 2
         slow_seen = []
@@ -360,6 +368,8 @@ def test_late_and_slow_subscribers_never_stall_the_detector(snn, tmp_path):
         seqs = [m.seq for m in slow_seen if m.kind == "detections"]
         assert seqs[:10] == list(range(10)) and len(seqs) < (steps - 1) // 2  # the publisher dropped the rest
     finally:
+        if late_reader.is_alive():
+            late_reader.join(timeout=10)
         for socket in (slow, late, source):
             if socket is not None:
                 socket.close()
