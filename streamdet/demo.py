@@ -56,6 +56,7 @@ class DemoConfig:
         window_steps: ``W``, steps averaged per decode.
         publish_every: ``P``, decode every ``P`` steps.
         device: ``cpu`` or ``cuda``.
+        membrane_bounds: IF membrane bounds of the detector (``DetectorConfig.membrane_bounds``).
         quiet: no live lines (``--json``).
         render_fps: scene frames per second fed to the DVS emulator.
         fps: frame rate written into the video file.
@@ -73,6 +74,7 @@ class DemoConfig:
     window_steps: int = 4
     publish_every: int = 1
     device: str = "cpu"
+    membrane_bounds: tuple[float, float] | None = (0.0, 1.0)
     quiet: bool = False
     render_fps: float = 100.0
     fps: float = 20.0
@@ -166,6 +168,7 @@ def run_demo(config: DemoConfig) -> dict[str, Any]:
         window_steps=config.window_steps,
         publish_every=config.publish_every,
         device=config.device,
+        membrane_bounds=config.membrane_bounds,
     )
     out_dir = Path(config.out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)

@@ -7,8 +7,9 @@ Time is cut into steps of ``dt_us`` microseconds aligned to multiples of ``dt_us
 
 Per-step network input (``T = window_us / dt_us`` steps per model window):
 
-- ``events``: ``x_k[c, y, x] = count_k(c, y, x) * T / event_scale``, so the mean of ``x_k`` over the ``T``
-  steps of a window is the ANN input ``counts / event_scale`` (before the ANN's clip at 1);
+- ``events``: ``x_k[c, y, x] = min(count_k(c, y, x) * T / event_scale, 1)``, so the mean of ``x_k`` over
+  the ``T`` steps of a window is the ANN input ``min(counts / event_scale, 1)`` whenever a pixel's events
+  spread evenly over the window (exactly so for ``T = 1``); a burst within one step is clipped harder;
 - ``intensity``: ``x_k[0, y, x]`` = fraction of the spike frames time-stamped in step ``k`` in which the
   pixel fired (zero for a step without frames).
 
@@ -65,6 +66,10 @@ class DetectorConfig:
         max_backlog_steps: complete steps allowed to wait per stream; older ones are dropped.
         max_chunk_steps: steps simulated in one call of the network (time folded into the batch).
         device: torch device of the network (``cpu`` or ``cuda``).
+        membrane_bounds: ``(floor, ceiling)`` of every IF membrane in units of the threshold, applied
+            after each reset (``streamdet.neurons``), or None for unbounded membranes. The default
+            ``(0, 1)`` keeps a long stream's past from piling up in the membranes (see
+            ``docs/streaming.md``, "Membrane bounds").
     """
 
     dt_us: int = 12_500
@@ -73,11 +78,18 @@ class DetectorConfig:
     max_backlog_steps: int = 8
     max_chunk_steps: int = 8
     device: str = "cpu"
+    membrane_bounds: tuple[float, float] | None = (0.0, 1.0)
 
     def __post_init__(self) -> None:
         for name in ("dt_us", "window_steps", "publish_every", "max_backlog_steps", "max_chunk_steps"):
             if int(getattr(self, name)) < 1:
                 raise UserFacingError(f"{name} must be at least 1, got {getattr(self, name)}")
+        if self.membrane_bounds is not None:
+            floor, ceiling = self.membrane_bounds
+            if not floor < ceiling:
+                raise UserFacingError(f"membrane bounds must be floor < ceiling, got {self.membrane_bounds}")
+            if not floor <= 1.0:
+                raise UserFacingError(f"the membrane floor must be at most the threshold (1), got {floor}")
 
     def steps_per_window(self, window_us: int) -> float:
         """``T = window_us / dt_us``; UserFacingError unless ``dt_us`` divides ``window_us``."""
@@ -313,6 +325,11 @@ class StreamDetector:
         from streamdet.model import padded_length
 
         self.snn = snn.to(config.device)
+        if config.membrane_bounds is not None:
+            floor, ceiling = config.membrane_bounds
+            self.snn = self.snn.with_neuron(
+                self.snn.neuron._replace(membrane_floor=float(floor), membrane_ceiling=float(ceiling))
+            )
         self.config = config
         self.device = torch.device(config.device)
         self.steps_per_window = config.steps_per_window(snn.window_us)
@@ -428,7 +445,7 @@ class StreamDetector:
         docstring), zero-padded at the bottom and right to the model's padded size."""
         inputs = torch.from_numpy(values).to(self.device)
         if self.snn.modality == "events":
-            inputs = inputs * (self.steps_per_window / self.snn.event_scale)
+            inputs = torch.clamp(inputs * (self.steps_per_window / self.snn.event_scale), max=1.0)
         height, width = inputs.shape[-2:]
         pad_width, pad_height = self.padded_size
         inputs = torch.nn.functional.pad(inputs, (0, pad_width - width, 0, pad_height - height))

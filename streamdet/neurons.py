@@ -11,6 +11,15 @@ with ``v[0] = initial_membrane * v_th`` (0.5 = the "residual fix" of paper 003; 
 step is one time step ``dt = window / T``; the neuron has no leak and no refractory period. Shapes: a
 step works on any tensor ``[B, ...]``; a scan works on ``[K, B, ...]`` (K consecutive steps).
 
+Optional membrane bounds (for streams): after the reset, ``v[t] = clamp(v[t], floor * v_th,
+ceiling * v_th)``. Without them a neuron integrates every input it ever had: one that was inhibited for
+seconds of a stream holds a large negative membrane and stays silent long after its input turned
+positive (and one driven above its maximal rate stores the excess and keeps firing after its input
+stopped), so its rate follows the whole past instead of the recent input. With ``floor = 0`` and
+``ceiling = 1`` the membrane stays in ``[0, v_th]``: a constant input ``z`` in [0, 1] from a state in that
+range gives the same spikes as without bounds, ``z < 0`` gives silence at once when it ends, and ``z > 1``
+fires every step (the ANN's clip at 1).
+
 With reset by subtraction and a constant current ``z`` in [0, 1], the spike count after ``T`` steps is
 ``floor(T * z + initial_membrane)``, so the rate is ``z`` within ``1 / T`` (within ``1 / (2T)`` with the
 residual fix), which is what ANN-to-SNN conversion rests on.
@@ -32,11 +41,27 @@ class IFParameters(NamedTuple):
         threshold: firing threshold ``v_th`` (1.0 after weight normalisation).
         reset: ``"subtract"`` (reset by subtraction) or ``"zero"`` (reset to zero).
         initial_membrane: ``v[0] / v_th``; 0.5 is the residual fix.
+        membrane_floor: lower bound of ``v / v_th`` after the reset (None: unbounded).
+        membrane_ceiling: upper bound of ``v / v_th`` after the reset (None: unbounded).
     """
 
     threshold: float = 1.0
     reset: str = "subtract"
     initial_membrane: float = 0.5
+    membrane_floor: float | None = None
+    membrane_ceiling: float | None = None
+
+    @property
+    def bounded(self) -> bool:
+        return self.membrane_floor is not None or self.membrane_ceiling is not None
+
+    def bound(self, v: torch.Tensor) -> torch.Tensor:
+        """``v`` clamped in place to the membrane bounds (unchanged without bounds); returns ``v``."""
+        if not self.bounded:
+            return v
+        low = None if self.membrane_floor is None else self.membrane_floor * self.threshold
+        high = None if self.membrane_ceiling is None else self.membrane_ceiling * self.threshold
+        return v.clamp_(low, high)
 
 
 class IFState(NamedTuple):
@@ -59,7 +84,7 @@ def if_step(current: torch.Tensor, state: IFState, params: IFParameters) -> tupl
     Args:
         current: input current ``z[t]``, ``[B, ...]``.
         state: membrane ``v[t-1]``, same shape.
-        params: threshold, reset mode, initial membrane.
+        params: threshold, reset mode, initial membrane, membrane bounds.
 
     Returns:
         spikes ``s[t]`` (0./1. in the dtype of ``current``) and the new state ``v[t]``.
@@ -70,7 +95,7 @@ def if_step(current: torch.Tensor, state: IFState, params: IFParameters) -> tupl
         v = v - spikes * params.threshold
     else:
         v = torch.where(spikes > 0, torch.zeros_like(v), v)
-    return spikes, IFState(v=v)
+    return spikes, IFState(v=params.bound(v))
 
 
 def if_scan(currents: torch.Tensor, state: IFState, params: IFParameters) -> tuple[torch.Tensor, IFState]:
@@ -98,4 +123,5 @@ def if_scan(currents: torch.Tensor, state: IFState, params: IFParameters) -> tup
             v.sub_(spikes[k], alpha=params.threshold)
         else:
             v.masked_fill_(spikes[k] > 0, 0.0)
+        params.bound(v)
     return spikes, IFState(v=v)

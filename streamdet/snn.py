@@ -141,6 +141,15 @@ class SpikingNetwork:
         """A fresh simulation for ``batch`` streams (membranes at ``initial_membrane``)."""
         return SNNState(batch=batch, device=None if device is None else torch.device(device))
 
+    def with_neuron(self, neuron: IFParameters) -> SpikingNetwork:
+        """A copy that simulates with other IF parameters (e.g. membrane bounds); it shares the graph and
+        its weights with this one."""
+        import copy
+
+        other = copy.copy(self)
+        other.neuron = neuron
+        return other
+
     def to(self, device) -> SpikingNetwork:
         """Move the parameters to ``device`` (in place); returns self."""
         self.graph_module.to(device)
@@ -268,7 +277,7 @@ class _SnntorchNeuron:
             ).to(current.device)
         spikes, v = self.cells[name](current, v)
         spikes = spikes.to(current.dtype)
-        return spikes, _apply_reset(v, spikes, self.neuron)
+        return spikes, self.neuron.bound(_apply_reset(v, spikes, self.neuron))
 
 
 class _NorseNeuron:
@@ -288,7 +297,7 @@ class _NorseNeuron:
             method="heaviside",
         )
         spikes, state = iaf_feed_forward_step(current, IAFFeedForwardState(v=v), params)
-        return spikes.to(current.dtype), state.v
+        return spikes.to(current.dtype), self.neuron.bound(state.v.clone())
 
 
 def _map_tensors(value: Any, function: Callable[[torch.Tensor], torch.Tensor]) -> Any:

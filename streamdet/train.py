@@ -37,6 +37,7 @@ from streamdet.model import (
     make_anchors,
     model_from_checkpoint,
     pad_input,
+    read_checkpoint,
     save_checkpoint,
 )
 from streamdet.samples import DetectionSamples, Target, collate_samples
@@ -220,6 +221,7 @@ def train_detector(
     device: str | None = None,
     progress: bool = True,
     log=print,
+    init: str | Path | None = None,
 ) -> dict[str, Any]:
     """Train a detector on ``DIR/train`` of every data dir, select on ``DIR/val``, write ``out``.
 
@@ -231,6 +233,8 @@ def train_detector(
         device: ``cuda`` when available unless given.
         progress: tqdm bars on stderr.
         log: called with one line per epoch.
+        init: fine-tune: start from the weights of this checkpoint (name or path; same modality and
+            architecture) with a fresh optimiser and schedule. Ignored with ``resume``.
 
     Returns:
         the ``train`` record stored in the checkpoint (recipe, data, epochs, history, seconds).
@@ -257,6 +261,8 @@ def train_detector(
         quant_levels=config.quant_levels,
     )
     model = build_model(model_config)
+    if init is not None and not resume:
+        model = _initial_weights(init, model_config)
     state: dict[str, Any] = {"epoch": 0, "step": 0, "best_map50": -1.0, "history": [], "seconds": 0.0}
     optimizer = torch.optim.AdamW(parameter_groups(model, config.weight_decay), lr=config.lr)
     last_path = last_state_path(out)
@@ -350,6 +356,18 @@ def train_detector(
         )
         log(" ".join(f"{k}={v}" for k, v in entry.items()))
     return record
+
+
+def _initial_weights(init: str | Path, model_config) -> RetinaNet:
+    """The model of checkpoint ``init`` (``--init``), checked against the architecture being trained."""
+    checkpoint = read_checkpoint(init)
+    model = model_from_checkpoint(checkpoint, init)
+    if model.config != model_config:
+        raise UserFacingError(
+            f"--init {init}: its architecture ({checkpoint.get('modality')}, {model.config}) differs from "
+            f"the one being trained ({model_config}); use the same --modality, --size and activation"
+        )
+    return model
 
 
 def _recipe(config: TrainConfig) -> dict[str, Any]:

@@ -173,12 +173,15 @@ def test_windows_match_a_direct_simulation_and_keep_state(snn):
     inputs = detector.step_inputs(counts)
     np.testing.assert_allclose(
         inputs[:, 0, :, : TINY_SENSOR[1], : TINY_SENSOR[0]].numpy(),
-        counts * steps_per_window / snn.event_scale,
+        np.minimum(counts * steps_per_window / snn.event_scale, 1.0),
     )
-    state = snn.initial_state(1)
+    bounded = detector.snn  # the node simulates with membranes clamped to [0, 1] thresholds
+    assert (bounded.neuron.membrane_floor, bounded.neuron.membrane_ceiling) == (0.0, 1.0)
+    assert snn.neuron.membrane_floor is None  # the caller's network is left as it was
+    state = bounded.initial_state(1)
     outputs = []
     for k in range(12):
-        (cls, box), state = snn.run(inputs[k : k + 1], state)
+        (cls, box), state = bounded.run(inputs[k : k + 1], state)
         outputs.append((cls[0, 0], box[0, 0]))
 
     assert [r.step for r in results] == [3, 5, 7, 9, 11]

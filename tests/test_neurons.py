@@ -89,3 +89,37 @@ def test_residual_fix_halves_the_rate_error() -> None:
     assert errors[0.0].max() <= 1 / steps + 1e-6
     assert errors[0.5].max() <= 1 / (2 * steps) + 1e-6
     assert math.isclose(errors[0.0].mean().item() / errors[0.5].mean().item(), 2.0, rel_tol=0.1)
+
+
+def test_bounded_scan_is_bitwise_equal_to_steps_and_stays_in_bounds() -> None:
+    generator = torch.Generator().manual_seed(3)
+    currents = torch.randn(40, 3, 50, generator=generator) * 1.5
+    for reset in ("subtract", "zero"):
+        params = IFParameters(reset=reset, membrane_floor=0.0, membrane_ceiling=1.0)
+        scan_spikes, scan_state = if_scan(currents, if_initial_state((3, 50), params), params)
+        step_spikes, step_v = simulate_steps(currents, params)
+        assert torch.equal(scan_spikes, step_spikes)
+        assert torch.equal(scan_state.v, step_v)
+        assert scan_state.v.min() >= 0.0 and scan_state.v.max() <= 1.0
+
+
+def test_bounds_leave_a_constant_current_in_range_unchanged() -> None:
+    currents = torch.linspace(0.0, 1.0, 101).expand(64, -1).clone()
+    free = IFParameters()
+    bounded = IFParameters(membrane_floor=0.0, membrane_ceiling=1.0)
+    free_spikes, _ = if_scan(currents, if_initial_state((101,), free), free)
+    bounded_spikes, _ = if_scan(currents, if_initial_state((101,), bounded), bounded)
+    assert torch.equal(free_spikes, bounded_spikes)
+
+
+def test_bounded_neuron_forgets_a_long_inhibition_and_a_long_overdrive() -> None:
+    """The streaming case: after 200 steps of negative (or of saturating) input the input changes to
+    0.5; with bounds the rate is 0.5 at once, without them the past dominates for hundreds of steps."""
+    for before in (-1.0, 3.0):
+        currents = torch.cat([torch.full((200, 1), before), torch.full((40, 1), 0.5)])
+        free = IFParameters()
+        bounded = IFParameters(membrane_floor=0.0, membrane_ceiling=1.0)
+        free_spikes, _ = if_scan(currents, if_initial_state((1,), free), free)
+        bounded_spikes, _ = if_scan(currents, if_initial_state((1,), bounded), bounded)
+        assert abs(float(bounded_spikes[200:].mean()) - 0.5) <= 1 / 40
+        assert abs(float(free_spikes[200:].mean()) - 0.5) >= 0.45  # silent, or firing every step

@@ -115,6 +115,26 @@ def test_native_engine_with_reset_to_zero_spikes_exactly_like_norse() -> None:
     )
 
 
+def test_bounded_membranes_spike_exactly_alike_in_every_engine() -> None:
+    network = converted_network()
+    bounded = network.with_neuron(network.neuron._replace(membrane_floor=0.0, membrane_ceiling=1.0))
+    stream = random_stream(32, seed=5)
+    native = run_recording(bounded, stream, "native", [5, 27])
+    assert_same_simulation(native, run_recording(bounded, stream, "snntorch", [32]))
+    for membrane in native[2].membranes.values():
+        assert membrane.min() >= 0.0 and membrane.max() <= 1.0
+    free = run_recording(network, stream, "native", [32])
+    assert any(m.min() < 0 for m in free[2].membranes.values())  # the bounds did something
+    zero_reset = converted_network(reset="zero", initial_membrane=0.0)
+    zero_bounded = zero_reset.with_neuron(
+        zero_reset.neuron._replace(membrane_floor=0.0, membrane_ceiling=1.0)
+    )
+    assert_same_simulation(
+        run_recording(zero_bounded, stream, "native", [32]),
+        run_recording(zero_bounded, stream, "norse", [32]),
+    )
+
+
 @pytest.mark.parametrize("chunks", [[1] * 30, [7, 7, 7, 9], [3, 17, 10]])
 def test_chunked_streaming_equals_one_chunk(chunks: list[int]) -> None:
     network = converted_network()

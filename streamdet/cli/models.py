@@ -57,6 +57,12 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     )
     train.add_argument("--seed", type=int, default=defaults.seed)
     train.add_argument("--resume", action="store_true", help="continue from OUT.last.pt")
+    train.add_argument(
+        "--init",
+        default=None,
+        metavar="CKPT",
+        help="fine-tune: start from this checkpoint's weights (name or path), fresh optimiser and schedule",
+    )
     train.add_argument("--device", default=None, help="torch device (default cuda when available, else cpu)")
     train.add_argument("--threads", type=int, default=None, help="CPU threads for torch (default: torch's)")
     train.set_defaults(func=run_train)
@@ -116,6 +122,7 @@ def run_train(args: argparse.Namespace) -> int:
         args.data,
         args.out,
         resume=args.resume,
+        init=args.init,
         device=args.device,
         progress=True,
         log=lambda line: print(line, flush=True),

@@ -37,6 +37,7 @@ def detector_config_from_args(args: argparse.Namespace, window_us: int):
         max_backlog_steps=args.max_backlog_steps,
         max_chunk_steps=args.max_chunk_steps,
         device=args.device,
+        membrane_bounds=args.membrane_bounds,
     )
 
 
@@ -150,6 +151,7 @@ def run_demo(args: argparse.Namespace) -> int:
         window_steps=args.window_steps,
         publish_every=args.publish_every,
         device=args.device,
+        membrane_bounds=args.membrane_bounds,
         quiet=args.json,
         threads=args.threads,
     )
@@ -191,6 +193,26 @@ def _add_detector_options(
         help=f"decode every P steps (default {publish_every})",
     )
     parser.add_argument("--device", default="cpu", help="cpu or cuda (default cpu)")
+    parser.add_argument(
+        "--membrane-bounds",
+        type=_membrane_bounds,
+        default=(0.0, 1.0),
+        metavar="LO,HI|none",
+        help="clamp IF membranes to [LO, HI] thresholds after each reset, or none (default 0,1: see "
+        "docs/streaming.md)",
+    )
+
+
+def _membrane_bounds(text: str) -> tuple[float, float] | None:
+    if text.strip().lower() == "none":
+        return None
+    try:
+        floor, ceiling = (float(part) for part in text.split(","))
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected LO,HI (e.g. 0,1) or none, got {text!r}") from None
+    if not floor < ceiling:
+        raise argparse.ArgumentTypeError(f"expected LO < HI, got {text!r}")
+    return floor, ceiling
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:

@@ -1,0 +1,119 @@
+"""Accuracy of the streaming detector on a built test split, against the ANN on the same time stamps.
+
+The detector node's arithmetic without sockets or real time (``streamdet.detector.detect_events``: the
+same binning into steps of ``dt``, one continuous simulation per sequence, a sliding window of ``W``
+steps, nothing dropped). A window ending at a labelled time stamp ``t`` is scored against the labels at
+``t`` (COCO mAP@0.5 with pycocotools, ignored objects as crowd regions); the ANN is scored on the 50 ms
+input window ending at the same ``t``. Labelled time stamps before the first full window are left out
+for both, so the two columns are over the same images.
+
+    .venv/bin/python bench/stream_accuracy.py --model events-default --data data/v3-maritime/test \
+        --dt-us 50000,12500 --window-steps 4,8,16 --json out/stream_accuracy.json
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+import torch
+
+
+def _int_list(text: str) -> list[int]:
+    return [int(part) for part in text.split(",") if part.strip()]
+
+
+def streamed_detections(snn, split, dt_us: int, window_steps: int, progress: bool) -> dict[int, np.ndarray]:
+    """Image id -> rows of the streaming window ending at the image's time stamp (images whose time stamp
+    is not a window end, or before the first full window, are absent)."""
+    from tqdm import tqdm
+
+    from streamdet.detector import DetectorConfig, detect_events
+
+    config = DetectorConfig(dt_us=dt_us, window_steps=window_steps, publish_every=1, max_chunk_steps=8)
+    by_sequence: dict[str, list[dict]] = {}
+    for image in split.images:
+        by_sequence.setdefault(image["sequence"], []).append(image)
+    detections: dict[int, np.ndarray] = {}
+    for sequence, images in tqdm(
+        by_sequence.items(), desc=f"dt={dt_us} W={window_steps}", disable=not progress
+    ):
+        events = split.sequence_events(sequence)
+        windows = {w.t1_us: w.rows for w in detect_events(snn, events, split.sensor_size, config)}
+        for image in images:
+            rows = windows.get(int(image["t_us"]))
+            if rows is not None:
+                detections[int(image["id"])] = rows
+    return detections
+
+
+def ann_detections(bundle, split, image_ids: set[int]) -> dict[int, np.ndarray]:
+    """Image id -> the ANN's rows on the image's 50 ms window."""
+    detections = {}
+    for image in split.images:
+        if int(image["id"]) not in image_ids:
+            continue
+        raw = split.input(image, "events", bundle.event_scale)
+        rows = bundle.detect(torch.from_numpy(raw)[None])[0]
+        detections[int(image["id"])] = rows.detach().cpu().numpy()
+    return detections
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
+    parser.add_argument("--model", default="events-default")
+    parser.add_argument("--data", required=True, help="a built split (e.g. data/v3-maritime/test)")
+    parser.add_argument("--dt-us", type=_int_list, default=[50_000, 12_500])
+    parser.add_argument("--window-steps", type=_int_list, default=[4, 8, 16])
+    parser.add_argument("--threads", type=int, default=2)
+    parser.add_argument("--json", default=None)
+    args = parser.parse_args(argv)
+    torch.set_num_threads(args.threads)
+
+    from streamdet.dataset import DatasetSplit
+    from streamdet.evaluate import coco_from_dict, coco_metrics
+    from streamdet.model import load_detector
+    from streamdet.snn import load_snn
+
+    split = DatasetSplit(args.data)
+    bundle = load_detector(args.model)
+    snn = load_snn(args.model)
+    rows = []
+    for dt_us in args.dt_us:
+        for window_steps in args.window_steps:
+            started = time.perf_counter()
+            snn_rows = streamed_detections(snn, split, dt_us, window_steps, progress=True)
+            seconds = time.perf_counter() - started
+            ids = sorted(snn_rows)
+            coco_gt = coco_from_dict(split.coco, ids)
+            snn_metrics = coco_metrics(coco_gt, snn_rows)
+            ann_metrics = coco_metrics(coco_gt, ann_detections(bundle, split, set(ids)))
+            row = {
+                "dt_us": dt_us,
+                "window_steps": window_steps,
+                "integrated_ms": dt_us * window_steps / 1000,
+                "images": len(ids),
+                "snn_map50": round(snn_metrics["map50"], 4),
+                "ann_map50": round(ann_metrics["map50"], 4),
+                "ratio": round(snn_metrics["map50"] / max(ann_metrics["map50"], 1e-9), 3),
+                "snn_ap50_per_class": {k: round(v, 4) for k, v in snn_metrics["ap50_per_class"].items()},
+                "ann_ap50_per_class": {k: round(v, 4) for k, v in ann_metrics["ap50_per_class"].items()},
+                "wall_s": round(seconds, 1),
+            }
+            rows.append(row)
+            print(json.dumps(row), flush=True)
+    result = {"model": args.model, "data": args.data, "threads": args.threads, "rows": rows}
+    if args.json:
+        Path(args.json).parent.mkdir(parents=True, exist_ok=True)
+        Path(args.json).write_text(json.dumps(result, indent=1) + "\n")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
