@@ -1,8 +1,7 @@
 """The end-to-end demo: synthetic maritime scene -> DVS emulation -> spiking detector -> viewer and score.
 
-Three parts talk over real ZeroMQ sockets (``ipc://`` in a temporary folder): the driver in a child
-process (``multiprocessing``, spawn), the detector node in a thread, the viewer/scorer in the main
-thread:
+Three processes talk over real ZeroMQ sockets (``ipc://`` in a temporary folder): the driver and the
+detector node in child processes (``multiprocessing``, spawn), the viewer/scorer in the main process:
 
 - the synthetic driver (``streamdet.drivers.synthetic.drive_synthetic``) renders the scene, emulates a
   DVS, and publishes ``events/maritime`` packets of 10 ms at the scene's real-time pace plus the ground
@@ -23,7 +22,6 @@ from __future__ import annotations
 
 import multiprocessing
 import tempfile
-import threading
 import time
 from dataclasses import dataclass, replace
 from pathlib import Path
@@ -142,12 +140,68 @@ def _percentile(values: list[float], q: float) -> float:
     return float(np.percentile(values, q)) if values else float("nan")
 
 
+STATS_EVERY_S = 1.0
+"""The detector process reports its statistics this often."""
+
+
+def _stats_record(stats: Any) -> dict[str, Any]:
+    return {
+        "steps_per_s": stats.steps_per_s(),
+        "simulated_steps": stats.simulated_steps,
+        "dropped_steps": stats.dropped_steps,
+        "published": stats.published,
+    }
+
+
+def run_detector_process(
+    model: str,
+    detector_config: Any,
+    events_endpoint: str,
+    detections_endpoint: str,
+    threads: int,
+    stop: Any,
+    reports: Any,
+) -> None:
+    """The demo's detector, in a process of its own: ``DetectorNode`` from ``events_endpoint`` to
+    ``detections_endpoint`` until every stream ended or ``stop`` (a multiprocessing Event) is set.
+
+    ``reports`` (a multiprocessing Queue) receives ``("ready", None)`` once the node listens,
+    ``("stats", {...})`` every ``STATS_EVERY_S`` and at the end, or ``("error", text)``.
+    """
+    import torch
+
+    from streamdet.detector import DetectorNode
+    from streamdet.snn import load_snn
+
+    try:
+        torch.set_num_threads(threads)
+        snn = load_snn(model)
+        node = DetectorNode(
+            snn, detector_config, [events_endpoint], detections_endpoint, exit_on_eos=True, log=lambda _: None
+        )
+    except BaseException as error:  # reported to the parent, which raises it
+        reports.put(("error", f"{type(error).__name__}: {error}"))
+        return
+    reports.put(("ready", None))
+    next_report = time.monotonic() + STATS_EVERY_S
+    try:
+        while not stop.is_set() and node.poll_once():
+            if time.monotonic() >= next_report:
+                reports.put(("stats", _stats_record(node.stats)))
+                next_report = time.monotonic() + STATS_EVERY_S
+    except KeyboardInterrupt:
+        pass
+    finally:
+        reports.put(("stats", _stats_record(node.stats)))
+        node.close()
+
+
 def run_demo(config: DemoConfig) -> dict[str, Any]:
     """Run the demo for ``config.seconds`` of scene time; returns the summary (see ``streamdet demo``)."""
     import torch
 
     from streamdet import bus
-    from streamdet.detector import DetectorConfig, DetectorNode, check_device
+    from streamdet.detector import DetectorConfig, check_device
     from streamdet.drivers.synthetic import SyntheticDriveConfig, drive_synthetic
     from streamdet.scenes import PRESET_CLASSES
     from streamdet.snn import load_snn
@@ -176,9 +230,6 @@ def run_demo(config: DemoConfig) -> dict[str, Any]:
     with tempfile.TemporaryDirectory(prefix="streamdet-demo-") as run_dir:
         events_endpoint = f"ipc://{run_dir}/events"
         detections_endpoint = f"ipc://{run_dir}/detections"
-        node = DetectorNode(
-            snn, detector_config, [events_endpoint], detections_endpoint, exit_on_eos=True, log=say
-        )
         # Boxes (truth, detections: a few messages per window) and events (100 packets/s, only drawn) have
         # separate queues, so that a busy drawing loop may miss event packets but never a box.
         subscriber = bus.Subscriber([events_endpoint, detections_endpoint], topics=("truth/", "detections/"))
@@ -196,24 +247,45 @@ def run_demo(config: DemoConfig) -> dict[str, Any]:
             wait_subscribers=3,
             wait_timeout_s=60.0,
         )
-        failures: list[BaseException] = []
-        stop = threading.Event()
-
-        def guarded(target, *args) -> None:
-            try:
-                target(*args)
-            except BaseException as error:  # reported by the main thread
-                failures.append(error)
-                stop.set()
-
-        # The driver renders the scene in numpy with Python loops; in its own process it does not
-        # compete with the detector for the interpreter lock.
-        driver = multiprocessing.get_context("spawn").Process(
-            target=drive_synthetic, args=(drive_config,), daemon=True, name="driver"
+        # Three processes: the driver renders the scene in numpy with Python loops and the detector runs the
+        # network; each in its own process, neither waits for the other's interpreter lock nor for the
+        # drawing and scoring here.
+        spawn = multiprocessing.get_context("spawn")
+        stop = spawn.Event()
+        reports = spawn.Queue()
+        detector = spawn.Process(
+            target=run_detector_process,
+            args=(
+                config.model,
+                detector_config,
+                events_endpoint,
+                detections_endpoint,
+                config.threads,
+                stop,
+                reports,
+            ),
+            daemon=True,
+            name="detector",
         )
-        threads = [
-            threading.Thread(target=guarded, args=(node.run, stop.is_set), daemon=True, name="detector")
-        ]
+        driver = spawn.Process(target=drive_synthetic, args=(drive_config,), daemon=True, name="driver")
+        node_stats = {"steps_per_s": 0.0, "simulated_steps": 0, "dropped_steps": 0, "published": 0}
+
+        def read_reports(timeout_s: float = 0.0) -> str | None:
+            """Take the detector's reports; returns the last kind read (raises on its error)."""
+            import queue
+
+            kind = None
+            while True:
+                try:
+                    kind, value = reports.get(timeout=timeout_s) if timeout_s else reports.get_nowait()
+                except queue.Empty:
+                    return kind
+                timeout_s = 0.0
+                if kind == "error":
+                    raise UserFacingError(f"the detector process failed: {value}")
+                if kind == "stats":
+                    node_stats.update(value)
+
         viewer_config = ViewerConfig(endpoints=(), headless=not window, fps=config.fps)
         composer = FrameComposer(viewer_config, snn.class_names)
         video = VideoOutput(out_dir / "demo.mp4", config.fps)
@@ -228,16 +300,18 @@ def run_demo(config: DemoConfig) -> dict[str, Any]:
         next_score = started + SCORE_EVERY_S
         last_header: dict[str, Any] = {}
         try:
+            detector.start()
+            if read_reports(timeout_s=120.0) != "ready":
+                raise UserFacingError("the detector process did not start within 120 s")
             driver.start()
-            for thread in threads:
-                thread.start()
-            while not stop.is_set():
+            while True:
                 while (packet := frames_subscriber.receive(timeout_ms=0)) is not None:
                     for _, image in composer.add(packet):
                         video.write(image)
                 message = subscriber.receive(timeout_ms=50)
                 now = time.monotonic()
                 if now >= next_line:
+                    read_reports()
                     if now >= next_score:
                         current = score.metrics()
                         next_score = now + SCORE_EVERY_S
@@ -247,12 +321,17 @@ def run_demo(config: DemoConfig) -> dict[str, Any]:
                             f"t = {last_header.get('t1_us', 0) / 1e6:5.1f} s  windows {windows:4d}  boxes "
                             f"{boxes:5d}  latency p50 {_percentile(latencies, 50):6.1f} ms  mAP@0.5 "
                             f"{current['map50']:.3f} ({current['images']} frames)  "
-                            f"{node.stats.steps_per_s():5.1f} steps/s  dropped {node.stats.dropped_steps}"
+                            f"{node_stats['steps_per_s']:5.1f} steps/s  dropped {node_stats['dropped_steps']}"
                         )
                 if message is None:
                     if driver.exitcode not in (None, 0):
                         raise UserFacingError(f"the scene driver failed (exit code {driver.exitcode})")
-                    if not threads[0].is_alive():
+                    if not detector.is_alive():
+                        read_reports()
+                        if detector.exitcode not in (None, 0):
+                            raise UserFacingError(
+                                f"the detector process failed (exit code {detector.exitcode})"
+                            )
                         break
                     continue
                 if message.kind == "eos":
@@ -288,21 +367,19 @@ def run_demo(config: DemoConfig) -> dict[str, Any]:
                             raise KeyboardInterrupt
         finally:
             stop.set()
-            for thread in threads:
-                thread.join(timeout=2.0)
-            if driver.is_alive():
-                driver.terminate()
-            driver.join(timeout=5.0)
+            detector.join(timeout=10.0)
+            for process in (detector, driver):
+                if process.is_alive():
+                    process.terminate()
+                process.join(timeout=5.0)
+            read_reports()
             video.close()
             subscriber.close()
             frames_subscriber.close()
-            node.close()
             if window:
                 import cv2
 
                 cv2.destroyAllWindows()
-        if failures:
-            raise failures[0]
     png = out_dir / "demo.png"
     if best_frame is not None:
         import cv2
@@ -319,9 +396,9 @@ def run_demo(config: DemoConfig) -> dict[str, Any]:
         "scored_frames": final["images"],
         "latency_ms_p50": round(_percentile(latencies, 50), 2),
         "latency_ms_p99": round(_percentile(latencies, 99), 2),
-        "steps_per_s": round(node.stats.steps_per_s(), 2),
-        "simulated_steps": node.stats.simulated_steps,
-        "dropped": node.stats.dropped_steps,
+        "steps_per_s": round(node_stats["steps_per_s"], 2),
+        "simulated_steps": node_stats["simulated_steps"],
+        "dropped": node_stats["dropped_steps"],
         "dt_us": dt_us,
         "window_steps": config.window_steps,
         "publish_every": config.publish_every,
