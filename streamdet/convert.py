@@ -76,6 +76,8 @@ class ConversionConfig:
         initial_membrane: ``v[0] / v_th`` of every IF neuron (0.5 = residual fix of paper 003, 0 = off).
         reset: ``"subtract"`` or ``"zero"``.
         calibration_windows: at most this many input windows are used for calibration.
+        membrane_bounds: ``(floor, ceiling)`` of the IF membranes in thresholds after each reset, or None
+            (unbounded, as in the papers); the streaming detector sets ``(0, 1)`` itself.
     """
 
     normalisation: str = "auto"
@@ -85,6 +87,7 @@ class ConversionConfig:
     initial_membrane: float = 0.5
     reset: str = "subtract"
     calibration_windows: int = 64
+    membrane_bounds: tuple[float, float] | None = None
 
     def __post_init__(self) -> None:
         if self.normalisation not in NORMALISATIONS:
@@ -897,7 +900,13 @@ def convert_detector(
     )
     return SpikingDetector(
         graph_module=network.graph_module,
-        neuron=IFParameters(threshold=1.0, reset=config.reset, initial_membrane=config.initial_membrane),
+        neuron=IFParameters(
+            threshold=1.0,
+            reset=config.reset,
+            initial_membrane=config.initial_membrane,
+            membrane_floor=None if config.membrane_bounds is None else float(config.membrane_bounds[0]),
+            membrane_ceiling=None if config.membrane_bounds is None else float(config.membrane_bounds[1]),
+        ),
         sites=network.sites,
         modality=bundle.modality,
         class_names=tuple(bundle.class_names),

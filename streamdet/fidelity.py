@@ -324,6 +324,7 @@ ABLATIONS: dict[str, dict[str, Any]] = {
     "percentile (no Quant-ReLU clips)": {"normalisation": "percentile"},
     "reset to zero": {"reset": "zero"},
     "IF on adds off": {"spike_unactivated": False},
+    "membrane bounds [0, 1]": {"membrane_bounds": (0.0, 1.0)},
 }
 """Each ablation changes one field of the evaluated ConversionConfig."""
 
