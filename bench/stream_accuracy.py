@@ -27,14 +27,18 @@ def _int_list(text: str) -> list[int]:
     return [int(part) for part in text.split(",") if part.strip()]
 
 
-def streamed_detections(snn, split, dt_us: int, window_steps: int, progress: bool) -> dict[int, np.ndarray]:
+def streamed_detections(
+    snn, split, dt_us: int, window_steps: int, progress: bool, bounds: tuple[float, float] | None = (0.0, 1.0)
+) -> dict[int, np.ndarray]:
     """Image id -> rows of the streaming window ending at the image's time stamp (images whose time stamp
     is not a window end, or before the first full window, are absent)."""
     from tqdm import tqdm
 
     from streamdet.detector import DetectorConfig, detect_events
 
-    config = DetectorConfig(dt_us=dt_us, window_steps=window_steps, publish_every=1, max_chunk_steps=8)
+    config = DetectorConfig(
+        dt_us=dt_us, window_steps=window_steps, publish_every=1, max_chunk_steps=8, membrane_bounds=bounds
+    )
     by_sequence: dict[str, list[dict]] = {}
     for image in split.images:
         by_sequence.setdefault(image["sequence"], []).append(image)
@@ -72,6 +76,11 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--dt-us", type=_int_list, default=[50_000, 12_500])
     parser.add_argument("--window-steps", type=_int_list, default=[4, 8, 16])
     parser.add_argument("--threads", type=int, default=2)
+    parser.add_argument(
+        "--membrane-bounds",
+        default="0,1",
+        help="IF membrane bounds of the detector, LO,HI or none (default 0,1, the detector's default)",
+    )
     parser.add_argument("--json", default=None)
     args = parser.parse_args(argv)
     torch.set_num_threads(args.threads)
@@ -81,6 +90,9 @@ def main(argv: list[str] | None = None) -> int:
     from streamdet.model import load_detector
     from streamdet.snn import load_snn
 
+    bounds = (
+        None if args.membrane_bounds == "none" else tuple(float(v) for v in args.membrane_bounds.split(","))
+    )
     split = DatasetSplit(args.data)
     bundle = load_detector(args.model)
     snn = load_snn(args.model)
@@ -88,7 +100,7 @@ def main(argv: list[str] | None = None) -> int:
     for dt_us in args.dt_us:
         for window_steps in args.window_steps:
             started = time.perf_counter()
-            snn_rows = streamed_detections(snn, split, dt_us, window_steps, progress=True)
+            snn_rows = streamed_detections(snn, split, dt_us, window_steps, progress=True, bounds=bounds)
             seconds = time.perf_counter() - started
             ids = sorted(snn_rows)
             coco_gt = coco_from_dict(split.coco, ids)
@@ -97,6 +109,7 @@ def main(argv: list[str] | None = None) -> int:
             row = {
                 "dt_us": dt_us,
                 "window_steps": window_steps,
+                "membrane_bounds": bounds,
                 "integrated_ms": dt_us * window_steps / 1000,
                 "images": len(ids),
                 "snn_map50": round(snn_metrics["map50"], 4),

@@ -32,6 +32,8 @@ import numpy as np
 from streamdet.errors import UserFacingError
 
 DEMO_STREAM = "maritime"
+DEMO_STEPS_PER_WINDOW = 2
+"""Default steps per model window (``dt = window / 2`` = 25 ms for the 50 ms models)."""
 SCORE_EVERY_S = 5.0
 """The running mAP is recomputed every this many seconds (pycocotools holds the interpreter lock that the
 detector thread needs)."""
@@ -49,8 +51,8 @@ class DemoConfig:
         speed: scene pace, multiple of real time.
         out_dir: folder for ``demo.mp4`` and ``demo.png``.
         headless: never open a window.
-        dt_us: step duration, microseconds (None: the model window, T = 1 step per window, so that
-            the network keeps up with real time on two CPU cores).
+        dt_us: step duration, microseconds (None: half the model window, T = 2 steps per window: the
+            most steps per window with which the network keeps up with real time on two CPU cores).
         window_steps: ``W``, steps averaged per decode.
         publish_every: ``P``, decode every ``P`` steps.
         device: ``cpu`` or ``cuda``.
@@ -69,8 +71,8 @@ class DemoConfig:
     out_dir: str = "out"
     headless: bool = False
     dt_us: int | None = None
-    window_steps: int = 4
-    publish_every: int = 1
+    window_steps: int = 8
+    publish_every: int = 2
     device: str = "cpu"
     membrane_bounds: tuple[float, float] | None = (0.0, 1.0)
     quiet: bool = False
@@ -216,7 +218,7 @@ def run_demo(config: DemoConfig) -> dict[str, Any]:
     snn = load_snn(config.model)
     if snn.modality != "events":
         raise UserFacingError(f"the demo emulates a DVS; {config.model} takes {snn.modality} input")
-    dt_us = config.dt_us or snn.window_us
+    dt_us = config.dt_us or snn.window_us // DEMO_STEPS_PER_WINDOW
     detector_config = DetectorConfig(
         dt_us=dt_us,
         window_steps=config.window_steps,
