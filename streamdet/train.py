@@ -359,14 +359,20 @@ def train_detector(
 
 
 def _initial_weights(init: str | Path, model_config) -> RetinaNet:
-    """The model of checkpoint ``init`` (``--init``), checked against the architecture being trained."""
+    """The weights of checkpoint ``init`` (``--init``) in a model of ``model_config``: the architecture must
+    be the same; the number of Quant-ReLU levels may differ (fine-tuning to fewer levels for conversion
+    at fewer time steps keeps every weight and clip)."""
+    from dataclasses import replace
+
     checkpoint = read_checkpoint(init)
-    model = model_from_checkpoint(checkpoint, init)
-    if model.config != model_config:
+    source = model_from_checkpoint(checkpoint, init)
+    if replace(source.config, quant_levels=model_config.quant_levels) != model_config:
         raise UserFacingError(
-            f"--init {init}: its architecture ({checkpoint.get('modality')}, {model.config}) differs from "
+            f"--init {init}: its architecture ({checkpoint.get('modality')}, {source.config}) differs from "
             f"the one being trained ({model_config}); use the same --modality, --size and activation"
         )
+    model = build_model(model_config)
+    model.load_state_dict(source.state_dict())
     return model
 
 
