@@ -76,9 +76,12 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--dt-us", type=_int_list, default=[50_000, 12_500])
     parser.add_argument("--window-steps", type=_int_list, default=[4, 8, 16])
     parser.add_argument("--threads", type=int, default=2)
+    from streamdet.cli.run import parse_membrane_bounds
+
     parser.add_argument(
         "--membrane-bounds",
-        default="0,1",
+        type=parse_membrane_bounds,
+        default=(0.0, 1.0),
         help="IF membrane bounds of the detector, LO,HI or none (default 0,1, the detector's default)",
     )
     parser.add_argument("--json", default=None)
@@ -90,9 +93,7 @@ def main(argv: list[str] | None = None) -> int:
     from streamdet.model import load_detector
     from streamdet.snn import load_snn
 
-    bounds = (
-        None if args.membrane_bounds == "none" else tuple(float(v) for v in args.membrane_bounds.split(","))
-    )
+    bounds = args.membrane_bounds
     split = DatasetSplit(args.data)
     bundle = load_detector(args.model)
     snn = load_snn(args.model)

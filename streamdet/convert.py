@@ -901,12 +901,8 @@ def convert_detector(
     return SpikingDetector(
         graph_module=network.graph_module,
         neuron=IFParameters(
-            threshold=1.0,
-            reset=config.reset,
-            initial_membrane=config.initial_membrane,
-            membrane_floor=None if config.membrane_bounds is None else float(config.membrane_bounds[0]),
-            membrane_ceiling=None if config.membrane_bounds is None else float(config.membrane_bounds[1]),
-        ),
+            threshold=1.0, reset=config.reset, initial_membrane=config.initial_membrane
+        ).with_bounds(config.membrane_bounds),
         sites=network.sites,
         modality=bundle.modality,
         class_names=tuple(bundle.class_names),

@@ -36,7 +36,7 @@ DEMO_STEPS_PER_WINDOW = 2
 """Default steps per model window (``dt = window / 2`` = 25 ms for the 50 ms models)."""
 SCORE_EVERY_S = 5.0
 """The running mAP is recomputed every this many seconds (pycocotools holds the interpreter lock that the
-detector thread needs)."""
+drawing loop needs)."""
 
 
 @dataclass(frozen=True)

@@ -326,10 +326,7 @@ class StreamDetector:
 
         self.snn = snn.to(config.device)
         if config.membrane_bounds is not None:
-            floor, ceiling = config.membrane_bounds
-            self.snn = self.snn.with_neuron(
-                self.snn.neuron._replace(membrane_floor=float(floor), membrane_ceiling=float(ceiling))
-            )
+            self.snn = self.snn.with_neuron(self.snn.neuron.with_bounds(config.membrane_bounds))
         self.config = config
         self.device = torch.device(config.device)
         self.steps_per_window = config.steps_per_window(snn.window_us)

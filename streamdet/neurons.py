@@ -51,6 +51,12 @@ class IFParameters(NamedTuple):
     membrane_floor: float | None = None
     membrane_ceiling: float | None = None
 
+    def with_bounds(self, bounds: tuple[float, float] | None) -> IFParameters:
+        """These parameters with membrane bounds ``(floor, ceiling)``, or unbounded for None."""
+        if bounds is None:
+            return self._replace(membrane_floor=None, membrane_ceiling=None)
+        return self._replace(membrane_floor=float(bounds[0]), membrane_ceiling=float(bounds[1]))
+
     @property
     def bounded(self) -> bool:
         return self.membrane_floor is not None or self.membrane_ceiling is not None

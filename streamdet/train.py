@@ -260,9 +260,9 @@ def train_detector(
         activation=config.activation,
         quant_levels=config.quant_levels,
     )
-    model = build_model(model_config)
-    if init is not None and not resume:
-        model = _initial_weights(init, model_config)
+    model = (
+        _initial_weights(init, model_config) if init is not None and not resume else build_model(model_config)
+    )
     state: dict[str, Any] = {"epoch": 0, "step": 0, "best_map50": -1.0, "history": [], "seconds": 0.0}
     optimizer = torch.optim.AdamW(parameter_groups(model, config.weight_decay), lr=config.lr)
     last_path = last_state_path(out)

@@ -195,7 +195,7 @@ def _add_detector_options(
     parser.add_argument("--device", default="cpu", help="cpu or cuda (default cpu)")
     parser.add_argument(
         "--membrane-bounds",
-        type=_membrane_bounds,
+        type=parse_membrane_bounds,
         default=(0.0, 1.0),
         metavar="LO,HI|none",
         help="clamp IF membranes to [LO, HI] thresholds after each reset, or none (default 0,1: see "
@@ -203,7 +203,8 @@ def _add_detector_options(
     )
 
 
-def _membrane_bounds(text: str) -> tuple[float, float] | None:
+def parse_membrane_bounds(text: str) -> tuple[float, float] | None:
+    """``--membrane-bounds``: ``LO,HI`` -> ``(LO, HI)``, ``none`` -> None."""
     if text.strip().lower() == "none":
         return None
     try:
