@@ -45,7 +45,7 @@ class DemoConfig:
 
     Attributes:
         seconds: scene time, seconds.
-        model: SNN or ANN checkpoint name / path (converted on load).
+        model: SNN or ANN checkpoint name / path (converted on load, once, in the main process).
         preset: scene preset (``maritime`` or ``traffic``).
         seed: scene and sensor seed.
         speed: scene pace, multiple of real time.
@@ -156,7 +156,7 @@ def _stats_record(stats: Any) -> dict[str, Any]:
 
 
 def run_detector_process(
-    model: str,
+    snn_path: str,
     detector_config: Any,
     events_endpoint: str,
     detections_endpoint: str,
@@ -164,8 +164,9 @@ def run_detector_process(
     stop: Any,
     reports: Any,
 ) -> None:
-    """The demo's detector, in a process of its own: ``DetectorNode`` from ``events_endpoint`` to
-    ``detections_endpoint`` until every stream ended or ``stop`` (a multiprocessing Event) is set.
+    """The demo's detector, in a process of its own: ``DetectorNode`` running the converted network saved
+    at ``snn_path``, from ``events_endpoint`` to ``detections_endpoint`` until every stream ended or
+    ``stop`` (a multiprocessing Event) is set.
 
     ``reports`` (a multiprocessing Queue) receives ``("ready", None)`` once the node listens,
     ``("stats", {...})`` every ``STATS_EVERY_S`` and at the end, or ``("error", text)``.
@@ -177,7 +178,7 @@ def run_detector_process(
 
     try:
         torch.set_num_threads(threads)
-        snn = load_snn(model)
+        snn = load_snn(snn_path)
         node = DetectorNode(
             snn, detector_config, [events_endpoint], detections_endpoint, exit_on_eos=True, log=lambda _: None
         )
@@ -206,7 +207,7 @@ def run_demo(config: DemoConfig) -> dict[str, Any]:
     from streamdet.detector import DetectorConfig, check_device
     from streamdet.drivers.synthetic import SyntheticDriveConfig, drive_synthetic
     from streamdet.scenes import PRESET_CLASSES
-    from streamdet.snn import load_snn
+    from streamdet.snn import load_snn, save_snn
     from streamdet.viewer import FrameComposer, VideoOutput, ViewerConfig, has_display
 
     check_device(config.device)
@@ -230,6 +231,9 @@ def run_demo(config: DemoConfig) -> dict[str, Any]:
     out_dir.mkdir(parents=True, exist_ok=True)
     window = not config.headless and has_display()
     with tempfile.TemporaryDirectory(prefix="streamdet-demo-") as run_dir:
+        # The child loads the network converted here instead of converting it a second time.
+        snn_path = Path(run_dir) / "detector.snn.pt"
+        save_snn(snn, snn_path)
         events_endpoint = f"ipc://{run_dir}/events"
         detections_endpoint = f"ipc://{run_dir}/detections"
         # Boxes (truth, detections: a few messages per window) and events (100 packets/s, only drawn) have
@@ -258,7 +262,7 @@ def run_demo(config: DemoConfig) -> dict[str, Any]:
         detector = spawn.Process(
             target=run_detector_process,
             args=(
-                config.model,
+                str(snn_path),
                 detector_config,
                 events_endpoint,
                 detections_endpoint,

@@ -29,6 +29,7 @@ from streamdet import CLASS_NAMES
 from streamdet.errors import UserFacingError
 from streamdet.model import (
     MAX_STRIDE,
+    LossConfig,
     RetinaNet,
     build_model,
     checkpoint_dict,
@@ -164,6 +165,7 @@ class TrainConfig:
         event_scale: events per pixel that saturate the events input.
         seed: seed of initialisation, shuffling and augmentation.
         val_limit: validation images used for model selection (``None``: all).
+        box_loss: ``smooth_l1`` (deltas) or ``giou`` (decoded boxes), see :class:`LossConfig`.
         augment: :class:`AugmentConfig`.
     """
 
@@ -179,6 +181,7 @@ class TrainConfig:
     event_scale: float = DEFAULT_EVENT_SCALE
     seed: int = 0
     val_limit: int | None = None
+    box_loss: str = "smooth_l1"
     augment: AugmentConfig = AugmentConfig()
 
 
@@ -284,6 +287,7 @@ def train_detector(
     if crop is not None and (crop[0] % MAX_STRIDE or crop[1] % MAX_STRIDE):
         raise UserFacingError(f"crop size {crop} must be multiples of {MAX_STRIDE}")
     anchors = make_anchors(model_config, crop).to(device)
+    loss_config = LossConfig(box_loss=config.box_loss)
     steps_per_epoch = math.ceil(len(train_set) / config.batch_size)
     total_steps = steps_per_epoch * config.epochs
     train_set.preload(progress)
@@ -304,7 +308,7 @@ def train_detector(
             for group in optimizer.param_groups:
                 group["lr"] = learning_rate(state["step"], total_steps, config)
             cls_logits, box_deltas = model(inputs.to(device))
-            losses = detection_loss(cls_logits, box_deltas, anchors, targets)
+            losses = detection_loss(cls_logits, box_deltas, anchors, targets, loss_config)
             optimizer.zero_grad(set_to_none=True)
             losses["total"].backward()
             torch.nn.utils.clip_grad_norm_(model.parameters(), 10.0)

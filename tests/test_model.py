@@ -98,6 +98,21 @@ def test_focal_loss_on_a_known_case() -> None:
     assert float(only_fg["cls"]) == pytest.approx(0.25 * 0.25 * math.log(2.0), rel=1e-5)
 
 
+def test_giou_box_loss_on_a_known_case() -> None:
+    anchors = torch.tensor([[0.0, 0.0, 10.0, 10.0]])
+    target = {"boxes": anchors.clone(), "labels": torch.tensor([0]), "ignore_boxes": torch.zeros(0, 4)}
+    logits = torch.zeros(1, 1, 1)
+    giou = LossConfig(box_loss="giou")
+    assert float(
+        detection_loss(logits, torch.zeros(1, 1, 4), anchors, [target], giou)["box"]
+    ) == pytest.approx(0.0, abs=1e-6)
+    # delta x = 0.5 moves the box 5 px right: IoU 50 / 150, enclosing box = union, so GIoU loss = 2 / 3
+    shifted = torch.tensor([[[0.5, 0.0, 0.0, 0.0]]])
+    assert float(detection_loss(logits, shifted, anchors, [target], giou)["box"]) == pytest.approx(2 / 3)
+    with pytest.raises(ValueError, match="box_loss"):
+        LossConfig(box_loss="l2")
+
+
 def test_decode_detections_thresholds_nms_and_clipping() -> None:
     anchors = torch.tensor([[0.0, 0.0, 10.0, 10.0], [1.0, 0.0, 11.0, 10.0], [50.0, 50.0, 70.0, 70.0]])
     logits = torch.tensor([[[3.0, -9.0], [2.0, -9.0], [-9.0, 1.0]]])

@@ -20,7 +20,7 @@ def _crop_size(text: str) -> tuple[int, int] | None:
 
 def register(subparsers: argparse._SubParsersAction) -> None:
     """Add ``train`` and ``eval``."""
-    from streamdet.model import MODEL_SIZES
+    from streamdet.model import BOX_LOSSES, MODEL_SIZES
     from streamdet.train import DEFAULT_EVENT_SCALE, AugmentConfig, TrainConfig
 
     defaults = TrainConfig()
@@ -54,6 +54,12 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     )
     train.add_argument(
         "--val-limit", type=int, default=None, help="validation images per epoch (default all)"
+    )
+    train.add_argument(
+        "--box-loss",
+        default=defaults.box_loss,
+        choices=BOX_LOSSES,
+        help="smooth_l1 on box deltas, or giou on the decoded boxes (default %(default)s)",
     )
     train.add_argument("--seed", type=int, default=defaults.seed)
     train.add_argument("--resume", action="store_true", help="continue from OUT.last.pt")
@@ -115,6 +121,7 @@ def run_train(args: argparse.Namespace) -> int:
         event_scale=args.event_scale,
         seed=args.seed,
         val_limit=args.val_limit,
+        box_loss=args.box_loss,
         augment=AugmentConfig(crop_size=args.crop),
     )
     record = train_detector(
