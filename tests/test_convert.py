@@ -311,16 +311,18 @@ def test_convert_cli_writes_a_loadable_snn_of_the_shipped_model(tmp_path) -> Non
     assert f"wrote {out}" in done.stdout
     snn = load_snn(out)
     bundle = load_detector("events-default")
-    x = pad_input(torch.rand(1, 2, *bundle.sensor_size[::-1], generator=torch.Generator().manual_seed(0)))
-    with torch.no_grad():
-        expected = bundle.model(x)
-    # The normalised graph is the ANN up to float rounding; a Quant-ReLU input that lands within rounding
-    # of a level boundary can flip one level and move the outputs in its receptive field, so a small
-    # fraction of outputs may differ (0.8 % for the shipped weights on this input), the rest agree.
-    for got, want in zip(snn.rate_limit(x), expected, strict=True):
-        differs = (got - want).abs() > 1e-4
-        assert differs.float().mean() < 0.02
-        assert (got - want).abs().mean() < 1e-2
+    # In float64: in float32 a Quant-ReLU input that lands within rounding of a level boundary flips one
+    # level in one of the two graphs, and the flip spreads over its receptive field (a quarter of the
+    # outputs for the shipped weights on one of three random inputs); in float64 every output agrees.
+    snn.graph_module.double()
+    bundle.model.double()
+    for seed in range(2):
+        x = torch.rand(1, 2, *bundle.sensor_size[::-1], generator=torch.Generator().manual_seed(seed))
+        x = pad_input(x.double())
+        with torch.no_grad():
+            expected = bundle.model(x)
+        for got, want in zip(snn.rate_limit(x), expected, strict=True):
+            assert torch.allclose(got, want, rtol=1e-5, atol=1e-5)
     refused = subprocess.run(
         [sys.executable, "-m", "streamdet", "convert", "--model", "events-default", "--out", str(out)]
         + ["--normalisation", "percentile"],
