@@ -68,6 +68,8 @@ def ann_detections(bundle, split, image_ids: set[int]) -> dict[int, np.ndarray]:
 
 
 def main(argv: list[str] | None = None) -> int:
+    from streamdet.cli.run import parse_membrane_bounds
+
     parser = argparse.ArgumentParser(
         description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
     )
@@ -76,8 +78,6 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--dt-us", type=_int_list, default=[50_000, 12_500])
     parser.add_argument("--window-steps", type=_int_list, default=[4, 8, 16])
     parser.add_argument("--threads", type=int, default=2)
-    from streamdet.cli.run import parse_membrane_bounds
-
     parser.add_argument(
         "--membrane-bounds",
         type=parse_membrane_bounds,
@@ -93,7 +93,6 @@ def main(argv: list[str] | None = None) -> int:
     from streamdet.model import load_detector
     from streamdet.snn import load_snn
 
-    bounds = args.membrane_bounds
     split = DatasetSplit(args.data)
     bundle = load_detector(args.model)
     snn = load_snn(args.model)
@@ -101,7 +100,9 @@ def main(argv: list[str] | None = None) -> int:
     for dt_us in args.dt_us:
         for window_steps in args.window_steps:
             started = time.perf_counter()
-            snn_rows = streamed_detections(snn, split, dt_us, window_steps, progress=True, bounds=bounds)
+            snn_rows = streamed_detections(
+                snn, split, dt_us, window_steps, progress=True, bounds=args.membrane_bounds
+            )
             seconds = time.perf_counter() - started
             ids = sorted(snn_rows)
             coco_gt = coco_from_dict(split.coco, ids)
@@ -110,7 +111,7 @@ def main(argv: list[str] | None = None) -> int:
             row = {
                 "dt_us": dt_us,
                 "window_steps": window_steps,
-                "membrane_bounds": bounds,
+                "membrane_bounds": args.membrane_bounds,
                 "integrated_ms": dt_us * window_steps / 1000,
                 "images": len(ids),
                 "snn_map50": round(snn_metrics["map50"], 4),

@@ -563,6 +563,9 @@ def match_anchors(
     return matched
 
 
+BOX_LOSSES = ("smooth_l1", "giou")
+
+
 @dataclass(frozen=True)
 class LossConfig:
     """Focal loss (``alpha``, ``gamma``) for classes plus a box loss, both summed over anchors and
@@ -582,9 +585,6 @@ class LossConfig:
     def __post_init__(self) -> None:
         if self.box_loss not in BOX_LOSSES:
             raise ValueError(f"box_loss must be one of {BOX_LOSSES}, not {self.box_loss!r}")
-
-
-BOX_LOSSES = ("smooth_l1", "giou")
 
 
 def detection_loss(
