@@ -53,7 +53,7 @@ class DemoConfig:
         headless: never open a window.
         dt_us: step duration, microseconds (None: half the model window, T = 2 steps per window: the
             most steps per window with which the network keeps up with real time on two CPU cores).
-        window_steps: ``W``, steps averaged per decode.
+        window_steps: ``W``, steps averaged per decode (None: one model window, ``W = T``).
         publish_every: ``P``, decode every ``P`` steps.
         device: ``cpu`` or ``cuda``.
         membrane_bounds: IF membrane bounds of the detector (``DetectorConfig.membrane_bounds``).
@@ -71,7 +71,7 @@ class DemoConfig:
     out_dir: str = "out"
     headless: bool = False
     dt_us: int | None = None
-    window_steps: int = 8
+    window_steps: int | None = None
     publish_every: int = 2
     device: str = "cpu"
     membrane_bounds: tuple[float, float] | None = (0.0, 1.0)
@@ -204,7 +204,7 @@ def run_demo(config: DemoConfig) -> dict[str, Any]:
     import torch
 
     from streamdet import bus
-    from streamdet.detector import DetectorConfig, check_device
+    from streamdet.detector import DetectorConfig, check_device, steps_per_model_window
     from streamdet.drivers.synthetic import SyntheticDriveConfig, drive_synthetic
     from streamdet.scenes import PRESET_CLASSES
     from streamdet.snn import load_snn, save_snn
@@ -220,9 +220,10 @@ def run_demo(config: DemoConfig) -> dict[str, Any]:
     if snn.modality != "events":
         raise UserFacingError(f"the demo emulates a DVS; {config.model} takes {snn.modality} input")
     dt_us = config.dt_us or snn.window_us // DEMO_STEPS_PER_WINDOW
+    window_steps = config.window_steps or steps_per_model_window(snn.window_us, dt_us)
     detector_config = DetectorConfig(
         dt_us=dt_us,
-        window_steps=config.window_steps,
+        window_steps=window_steps,
         publish_every=config.publish_every,
         device=config.device,
         membrane_bounds=config.membrane_bounds,
@@ -356,7 +357,7 @@ def run_demo(config: DemoConfig) -> dict[str, Any]:
                     score.add_detections(message.t1_us, message.payload)
                     last_header = {"t1_us": message.t1_us}
                 composer.status_lines = [
-                    f"spiking RetinaNet  dt {dt_us / 1000:g} ms  window {config.window_steps} steps   "
+                    f"spiking RetinaNet  dt {dt_us / 1000:g} ms  window {window_steps} steps   "
                     f"mAP@0.5 {current['map50']:.2f}"
                 ]
                 for _, image in composer.add(message):
@@ -406,7 +407,7 @@ def run_demo(config: DemoConfig) -> dict[str, Any]:
         "simulated_steps": node_stats["simulated_steps"],
         "dropped": node_stats["dropped_steps"],
         "dt_us": dt_us,
-        "window_steps": config.window_steps,
+        "window_steps": window_steps,
         "publish_every": config.publish_every,
         "model": config.model,
         "seconds": config.seconds,

@@ -61,7 +61,10 @@ class DetectorConfig:
     Attributes:
         dt_us: duration of one simulation step, microseconds; must divide the model window
             (``T = window_us / dt_us`` steps per window).
-        window_steps: ``W``, steps whose output currents are averaged for one decode.
+        window_steps: ``W``, steps whose output currents are averaged for one decode. The CLI and the
+            demo default to one model window, ``W = T`` (:func:`steps_per_model_window`), which
+            integrates the span the ANN was trained on; longer integration makes boxes trail moving
+            objects (``docs/streaming.md``).
         publish_every: ``P``, decode and publish every ``P`` steps (step ``s`` with ``(s + 1) % P == 0``).
         max_backlog_steps: complete steps allowed to wait per stream; older ones are dropped.
         max_chunk_steps: steps simulated in one call of the network (time folded into the batch).
@@ -73,7 +76,7 @@ class DetectorConfig:
     """
 
     dt_us: int = 12_500
-    window_steps: int = 8
+    window_steps: int = 4
     publish_every: int = 4
     max_backlog_steps: int = 8
     max_chunk_steps: int = 8
@@ -93,9 +96,14 @@ class DetectorConfig:
 
     def steps_per_window(self, window_us: int) -> float:
         """``T = window_us / dt_us``; UserFacingError unless ``dt_us`` divides ``window_us``."""
-        if window_us % self.dt_us:
-            raise UserFacingError(f"--dt-us {self.dt_us} must divide the model's window of {window_us} us")
-        return window_us / self.dt_us
+        return float(steps_per_model_window(window_us, self.dt_us))
+
+
+def steps_per_model_window(window_us: int, dt_us: int) -> int:
+    """``T = window_us / dt_us``, steps per model window; UserFacingError unless ``dt_us`` divides it."""
+    if dt_us < 1 or window_us % dt_us:
+        raise UserFacingError(f"--dt-us {dt_us} must divide the model's window of {window_us} us")
+    return window_us // dt_us
 
 
 @dataclass(frozen=True)

@@ -244,6 +244,25 @@ def test_rejects_other_sensor_or_modality(snn):
         StreamDetector(snn, DetectorConfig(dt_us=3000))
 
 
+def test_cli_defaults_integrate_one_model_window():
+    import argparse
+
+    from streamdet.cli.run import _add_detector_options, detector_config_from_args
+
+    parser = argparse.ArgumentParser()
+    _add_detector_options(parser)
+    parser.add_argument("--max-backlog-steps", type=int, default=8)
+    parser.add_argument("--max-chunk-steps", type=int, default=8)
+    config = detector_config_from_args(parser.parse_args([]), window_us=50_000)
+    assert (config.dt_us, config.window_steps) == (12_500, 4)
+    config = detector_config_from_args(parser.parse_args(["--dt-us", "25000"]), window_us=50_000)
+    assert (config.dt_us, config.window_steps) == (25_000, 2)
+    config = detector_config_from_args(parser.parse_args(["--window-steps", "8"]), window_us=50_000)
+    assert config.window_steps == 8
+    with pytest.raises(UserFacingError, match="must divide"):
+        detector_config_from_args(parser.parse_args(["--dt-us", "30000"]), window_us=50_000)
+
+
 def test_intensity_model_runs_on_spike_frames():
     snn = tiny_spiking_detector("intensity", seed=1)
     detector = StreamDetector(snn, CONFIG)

@@ -81,7 +81,8 @@ def test_always_restarts_a_process_that_ends_cleanly():
     lines: list[str] = []
     ticker = python_process("tick", "print('tick')", restart="always")
     spec = LaunchSpec(processes=(ticker,), backoff_initial_s=0.1)
-    codes = Launcher(spec, write=lines.append, log=lambda line: None).run(seconds=1.0)
+    # 3 s leave room for three interpreter start-ups on a loaded machine (0.1 s back-off between them).
+    codes = Launcher(spec, write=lines.append, log=lambda line: None).run(seconds=3.0)
     assert lines.count("[tick] tick") >= 3 and set(codes["tick"]) == {0}
 
 

@@ -26,13 +26,14 @@ def _positive_int(text: str) -> int:
 
 def detector_config_from_args(args: argparse.Namespace, window_us: int):
     """The ``DetectorConfig`` of ``detect`` / ``demo`` options (``--dt-us`` defaults to the model window
-    divided by ``DEFAULT_STEPS_PER_WINDOW``)."""
-    from streamdet.detector import DEFAULT_STEPS_PER_WINDOW, DetectorConfig
+    divided by ``DEFAULT_STEPS_PER_WINDOW``, ``--window-steps`` to one model window)."""
+    from streamdet.detector import DEFAULT_STEPS_PER_WINDOW, DetectorConfig, steps_per_model_window
 
     dt_us = args.dt_us if args.dt_us is not None else window_us // DEFAULT_STEPS_PER_WINDOW
+    steps = steps_per_model_window(window_us, dt_us)
     return DetectorConfig(
         dt_us=dt_us,
-        window_steps=args.window_steps,
+        window_steps=args.window_steps if args.window_steps is not None else steps,
         publish_every=args.publish_every,
         max_backlog_steps=args.max_backlog_steps,
         max_chunk_steps=args.max_chunk_steps,
@@ -172,7 +173,6 @@ def run_demo(args: argparse.Namespace) -> int:
 def _add_detector_options(
     parser: argparse.ArgumentParser,
     dt_help: str = "window / 4",
-    window_steps: int = 8,
     publish_every: int = 4,
 ) -> None:
     parser.add_argument(
@@ -181,9 +181,9 @@ def _add_detector_options(
     parser.add_argument(
         "--window-steps",
         type=_positive_int,
-        default=window_steps,
+        default=None,
         metavar="W",
-        help=f"steps averaged per decode (default {window_steps})",
+        help="steps averaged per decode (default: one model window, window / dt)",
     )
     parser.add_argument(
         "--publish-every",
@@ -311,5 +311,5 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     demo.add_argument("--headless", action="store_true", help="no window, even with a display")
     demo.add_argument("--json", action="store_true", help="print one JSON object at the end, no live lines")
     demo.add_argument("--threads", type=_positive_int, default=1, help="torch CPU threads (default 1)")
-    _add_detector_options(demo, dt_help="half the model window", window_steps=8, publish_every=2)
+    _add_detector_options(demo, dt_help="half the model window", publish_every=2)
     demo.set_defaults(func=run_demo)
