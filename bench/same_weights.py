@@ -17,17 +17,7 @@ from pathlib import Path
 
 import torch
 
-from streamdet.errors import FileFormatError
-
-
-def load_checkpoint(path: Path) -> dict:
-    """A ``streamdet-ann/1`` checkpoint as a dict, or a :class:`FileFormatError` naming the file."""
-    if not path.is_file():
-        raise FileFormatError(path, "no such file")
-    checkpoint = torch.load(path, map_location="cpu", weights_only=False)
-    if not isinstance(checkpoint, dict) or "state_dict" not in checkpoint:
-        raise FileFormatError(path, "not a streamdet-ann checkpoint (no state_dict)")
-    return checkpoint
+from streamdet.model import read_checkpoint
 
 
 def compare_checkpoints(first: dict, second: dict) -> dict:
@@ -68,7 +58,9 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(
         description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
     )
-    parser.add_argument("checkpoints", nargs="+", type=Path, help="pairs of checkpoints: A B [C D ...]")
+    parser.add_argument(
+        "checkpoints", nargs="+", help="pairs of checkpoint paths or shipped model names: A B [C D ...]"
+    )
     parser.add_argument("--json", type=Path, default=None)
     args = parser.parse_args(argv)
     if len(args.checkpoints) % 2:
@@ -76,7 +68,7 @@ def main(argv: list[str] | None = None) -> int:
     results = []
     for first, second in zip(args.checkpoints[::2], args.checkpoints[1::2], strict=True):
         result = {"a": str(first), "b": str(second)}
-        result.update(compare_checkpoints(load_checkpoint(first), load_checkpoint(second)))
+        result.update(compare_checkpoints(read_checkpoint(first), read_checkpoint(second)))
         results.append(result)
         verdict = "identical" if result["identical"] else "DIFFERENT"
         equal = f"{result.get('equal_tensors', 0)}/{result['tensors']}"
