@@ -464,9 +464,17 @@ class DatasetSplit:
     ``(t_us - window_us, t_us]``), ``split.spike_frames(image)`` (the spike frames of that window) and
     ``split.input(image, modality, event_scale)`` (``[2, H, W]`` or ``[1, H, W]`` float32 in [0, 1]).
     Event files are read once per sequence and kept in memory (``cache_events``).
+
+    ``window_us`` overrides the window the split was built with (``built_window_us``): the sequences are
+    continuous recordings and the boxes are the ground truth at ``t_us``, so a model with a longer or
+    shorter window reads its own window ending at ``t_us``. Windows that would start before the
+    recording (``t_us < window_us``) hold only the events since its start, as at the start of a live
+    stream.
     """
 
-    def __init__(self, split_dir: str | Path, cache_events: bool = True) -> None:
+    def __init__(
+        self, split_dir: str | Path, cache_events: bool = True, window_us: int | None = None
+    ) -> None:
         self.split_dir = Path(split_dir)
         path = self.split_dir / "annotations.json"
         if not path.is_file():
@@ -475,10 +483,13 @@ class DatasetSplit:
             self.coco = json.loads(path.read_text())
             self.info = self.coco["info"]
             self.images: list[dict] = self.coco["images"]
-            self.window_us = int(self.info["window_us"])
+            self.built_window_us = int(self.info["window_us"])
             self.sensor_size = (int(self.info["sensor"][0]), int(self.info["sensor"][1]))
         except (ValueError, KeyError, TypeError, IndexError) as error:
             raise FileFormatError(path, f"not a streamdet dataset annotation file: {error!r}") from None
+        if window_us is not None and int(window_us) <= 0:
+            raise UserFacingError(f"{self.split_dir}: window_us must be positive, got {window_us}")
+        self.window_us = int(window_us) if window_us is not None else self.built_window_us
         self._by_image: dict[int, list[dict]] = {image["id"]: [] for image in self.images}
         for annotation in self.coco["annotations"]:
             self._by_image[annotation["image_id"]].append(annotation)

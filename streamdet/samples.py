@@ -63,8 +63,9 @@ class DetectionSamples(torch.utils.data.Dataset):
         split_dirs: split directories (each with ``annotations.json``), e.g. ``data/train``.
         modality: ``events`` or ``intensity``.
         event_scale: events per pixel that map to input 1 (events modality).
-        window_us: the model's window; every split must have been built with it (``None``: take the
-            first split's).
+        window_us: the model's window, ending at each image's ``t_us`` (``None``: the window the first
+            split was built with). It may differ from the window a split was built with
+            (:class:`streamdet.dataset.DatasetSplit`).
         augment: random transform of the raw measurement (training), or ``None``.
         seed: seed of the augmentation random numbers (item ``i`` of epoch ``e`` uses ``(seed, e, i)``).
     """
@@ -89,15 +90,13 @@ class DetectionSamples(torch.utils.data.Dataset):
         self.augment = augment
         self.seed = int(seed)
         self.epoch = 0
-        self.splits = [DatasetSplit(path, cache_events=False) for path in split_dirs]
-        self.window_us = int(window_us if window_us is not None else self.splits[0].window_us)
+        first = DatasetSplit(split_dirs[0], cache_events=False, window_us=window_us)
+        self.window_us = first.window_us
+        self.splits = [first] + [
+            DatasetSplit(path, cache_events=False, window_us=self.window_us) for path in split_dirs[1:]
+        ]
         self.sensor_size = self.splits[0].sensor_size
         for split in self.splits:
-            if split.window_us != self.window_us:
-                raise UserFacingError(
-                    f"{split.split_dir}: built with window_us={split.window_us}, "
-                    f"the model uses {self.window_us}"
-                )
             if split.sensor_size != self.sensor_size:
                 raise UserFacingError(
                     f"{split.split_dir}: sensor {split.sensor_size[0]}x{split.sensor_size[1]} differs from "

@@ -163,6 +163,8 @@ class TrainConfig:
         weight_decay: AdamW weight decay (not applied to BN, biases, Quant-ReLU clips).
         warmup_steps: linear warm-up steps.
         event_scale: events per pixel that saturate the events input.
+        window_us: the model's input window, ending at each label's time (``None``: the window the first
+            training split was built with).
         seed: seed of initialisation, shuffling and augmentation.
         val_limit: validation images used for model selection (``None``: all).
         box_loss: ``smooth_l1`` (deltas) or ``giou`` (decoded boxes), see :class:`LossConfig`.
@@ -179,6 +181,7 @@ class TrainConfig:
     weight_decay: float = 1e-4
     warmup_steps: int = 100
     event_scale: float = DEFAULT_EVENT_SCALE
+    window_us: int | None = None
     seed: int = 0
     val_limit: int | None = None
     box_loss: str = "smooth_l1"
@@ -253,6 +256,7 @@ def train_detector(
         train_dirs,
         config.modality,
         config.event_scale,
+        window_us=config.window_us,
         augment=make_augment(config.modality, config.augment),
         seed=config.seed,
     )

@@ -13,6 +13,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+import torch
 
 from streamdet import CLASS_NAMES
 from streamdet.cli.dataset import parse_sensor_size
@@ -112,6 +113,35 @@ def test_pycocotools_reads_it_and_perfect_detections_score_one(mixed_split: Path
     evaluation.accumulate()
     evaluation.summarize()
     assert evaluation.stats[1] == pytest.approx(1.0)
+
+
+def test_a_model_window_other_than_the_built_one_reads_the_window_ending_at_the_label(
+    mixed_split: Path,
+) -> None:
+    """The sequences are continuous, so a model with a 120 ms window reads (t - 120 ms, t] of the same
+    recording, a superset of the built 50 ms window, with the same boxes; the first label's window is
+    cut at the start of the recording."""
+    from streamdet.samples import DetectionSamples
+
+    built, longer = DatasetSplit(mixed_split), DatasetSplit(mixed_split, window_us=120_000)
+    assert built.window_us == built.built_window_us == 50_000 and longer.built_window_us == 50_000
+    image = built.images[3]
+    short_events, long_events = built.events(image), longer.events(image)
+    assert long_events["t"].min() > image["t_us"] - 120_000 and long_events["t"].max() <= image["t_us"]
+    assert len(long_events) > len(short_events)
+    assert np.isin(short_events["t"], long_events["t"]).all()
+    assert longer.spike_frames(image).shape[0] == 120
+    first = built.images[0]
+    assert longer.events(first)["t"].min() >= 0 and first["t_us"] < 120_000
+    samples = DetectionSamples([mixed_split], "events", 4.0, window_us=120_000)
+    assert samples.window_us == 120_000
+    counts_long, counts_short = samples.raw(3), DetectionSamples([mixed_split], "events", 4.0).raw(3)
+    assert (counts_long >= counts_short).all() and counts_long.sum() > counts_short.sum()
+    assert torch.equal(
+        samples.target(3)["boxes"], DetectionSamples([mixed_split], "events", 4.0).target(3)["boxes"]
+    )
+    with pytest.raises(UserFacingError, match="window_us must be positive"):
+        DatasetSplit(mixed_split, window_us=0)
 
 
 def test_split_loader_windows(mixed_split: Path) -> None:

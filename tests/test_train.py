@@ -133,6 +133,9 @@ def test_same_recipe_trains_identical_weights_and_init_fine_tunes(
         evaluate_split(scratch.detect, tiny_root / "train", "events", WINDOW_US, 3.0, progress=False)["map50"]
         < 0.2
     )
+    longer_window = replace(config, window_us=2 * WINDOW_US)
+    train_detector(longer_window, [tiny_root], tmp_path / "w2.pt", init=overfit_checkpoint, **quiet)
+    assert load_detector(tmp_path / "w2.pt").window_us == 2 * WINDOW_US
     fewer_levels = replace(config, quant_levels=4)
     train_detector(fewer_levels, [tiny_root], tmp_path / "l4.pt", init=overfit_checkpoint, **quiet)
     assert load_detector(tmp_path / "l4.pt").config.quant_levels == 4

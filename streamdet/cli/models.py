@@ -47,6 +47,13 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         "--event-scale", type=float, default=DEFAULT_EVENT_SCALE, help="events per pixel = input 1"
     )
     train.add_argument(
+        "--window-us",
+        type=int,
+        default=None,
+        help="the model's input window in microseconds, ending at each label (default: the window the "
+        "training data was built with)",
+    )
+    train.add_argument(
         "--crop",
         type=_crop_size,
         default=AugmentConfig().crop_size,
@@ -119,6 +126,7 @@ def run_train(args: argparse.Namespace) -> int:
         batch_size=args.batch_size,
         lr=args.lr,
         event_scale=args.event_scale,
+        window_us=args.window_us,
         seed=args.seed,
         val_limit=args.val_limit,
         box_loss=args.box_loss,
