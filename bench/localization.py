@@ -44,8 +44,8 @@ def main(argv: list[str] | None = None) -> int:
     from streamdet.events import events_to_counts
     from streamdet.model import load_detector
 
-    split = DatasetSplit(args.data)
     bundle = load_detector(args.model)
+    split = DatasetSplit(args.data, window_us=bundle.window_us)
     detections, density = {}, {}
     for image in tqdm(split.images, desc="detect", unit="img"):
         counts = events_to_counts(split.events(image), split.sensor_size)

@@ -3,9 +3,9 @@
 The detector node's arithmetic without sockets or real time (``streamdet.detector.detect_events``: the
 same binning into steps of ``dt``, one continuous simulation per sequence, a sliding window of ``W``
 steps, nothing dropped). A window ending at a labelled time stamp ``t`` is scored against the labels at
-``t`` (COCO mAP@0.5 with pycocotools, ignored objects as crowd regions); the ANN is scored on the 50 ms
-input window ending at the same ``t``. Labelled time stamps before the first full window are left out
-for both, so the two columns are over the same images.
+``t`` (COCO mAP@0.5 with pycocotools, ignored objects as crowd regions); the ANN is scored on its own
+input window (the model's ``window_us``) ending at the same ``t``. Labelled time stamps before the first
+full window are left out for both, so the two columns are over the same images.
 
     .venv/bin/python bench/stream_accuracy.py --model events-default --data data/v3-maritime/test \
         --dt-us 50000,12500 --window-steps 4,8,16 --json out/stream_accuracy.json
@@ -56,7 +56,7 @@ def streamed_detections(
 
 
 def ann_detections(bundle, split, image_ids: set[int]) -> dict[int, np.ndarray]:
-    """Image id -> the ANN's rows on the image's 50 ms window."""
+    """Image id -> the ANN's rows on the model window ending at the image's time stamp."""
     detections = {}
     for image in split.images:
         if int(image["id"]) not in image_ids:
@@ -93,8 +93,8 @@ def main(argv: list[str] | None = None) -> int:
     from streamdet.model import load_detector
     from streamdet.snn import load_snn
 
-    split = DatasetSplit(args.data)
     bundle = load_detector(args.model)
+    split = DatasetSplit(args.data, window_us=bundle.window_us)
     snn = load_snn(args.model)
     rows = []
     for dt_us in args.dt_us:
