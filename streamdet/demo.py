@@ -32,11 +32,22 @@ import numpy as np
 from streamdet.errors import UserFacingError
 
 DEMO_STREAM = "maritime"
-DEMO_STEPS_PER_WINDOW = 2
-"""Default steps per model window (``dt = window / 2`` = 25 ms for the 50 ms models)."""
+DEMO_MIN_DT_US = 25_000
+"""The demo's shortest step: 40 steps per second, what the spiking RetinaNet keeps up with in real time at
+346 x 260 on two CPU cores (docs/conversion.md, "Speed")."""
 SCORE_EVERY_S = 5.0
 """The running mAP is recomputed every this many seconds (pycocotools holds the interpreter lock that the
 drawing loop needs)."""
+
+
+def demo_step_us(window_us: int) -> int:
+    """The shortest step that divides the model window and is at least :data:`DEMO_MIN_DT_US` (the whole
+    window when it is shorter than that): ``T = window_us / dt`` steps per window at a pace two CPU cores
+    keep up with."""
+    steps = max(1, window_us // DEMO_MIN_DT_US)
+    while window_us % steps:
+        steps -= 1
+    return window_us // steps
 
 
 @dataclass(frozen=True)
@@ -51,8 +62,8 @@ class DemoConfig:
         speed: scene pace, multiple of real time.
         out_dir: folder for ``demo.mp4`` and ``demo.png``.
         headless: never open a window.
-        dt_us: step duration, microseconds (None: half the model window, T = 2 steps per window: the
-            most steps per window with which the network keeps up with real time on two CPU cores).
+        dt_us: step duration, microseconds (None: :func:`demo_step_us`, the shortest step of at least
+            25 ms that divides the model window: 25 ms for the 50 and 100 ms models).
         window_steps: ``W``, steps averaged per decode (None: one model window, ``W = T``).
         publish_every: ``P``, decode every ``P`` steps.
         device: ``cpu`` or ``cuda``.
@@ -219,7 +230,7 @@ def run_demo(config: DemoConfig) -> dict[str, Any]:
     snn = load_snn(config.model)
     if snn.modality != "events":
         raise UserFacingError(f"the demo emulates a DVS; {config.model} takes {snn.modality} input")
-    dt_us = config.dt_us or snn.window_us // DEMO_STEPS_PER_WINDOW
+    dt_us = config.dt_us or demo_step_us(snn.window_us)
     window_steps = config.window_steps or steps_per_model_window(snn.window_us, dt_us)
     detector_config = DetectorConfig(
         dt_us=dt_us,

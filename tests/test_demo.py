@@ -12,8 +12,16 @@ import numpy as np
 from test_detector import tiny_spiking_detector
 
 from streamdet import CLASS_NAMES
-from streamdet.demo import RunningScore
+from streamdet.demo import RunningScore, demo_step_us
 from streamdet.snn import save_snn
+
+
+def test_demo_step_is_the_shortest_divisor_of_the_window_of_at_least_25_ms():
+    assert [demo_step_us(w) for w in (50_000, 100_000, 150_000, 60_000, 70_000)] == [25_000] * 3 + [
+        30_000,
+        35_000,
+    ]
+    assert demo_step_us(20_000) == 20_000  # a window shorter than 25 ms is one step
 
 
 def test_running_score_is_coco_map_at_matched_times():
