@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import hashlib
+import json
 import math
 from pathlib import Path
 
@@ -24,6 +26,7 @@ from streamdet.model import (
     load_detector,
     make_anchors,
     pad_input,
+    resolve_model_path,
     save_checkpoint,
 )
 
@@ -175,8 +178,13 @@ def test_load_detector_round_trip_and_clear_errors(tmp_path: Path) -> None:
 def test_shipped_models_load_by_name_and_trace(name: str) -> None:
     bundle = load_detector(name)
     assert bundle.modality == name.split("-")[0]
-    assert bundle.class_names == CLASS_NAMES and bundle.window_us == 50_000
-    assert bundle.config.activation == "quant"
+    assert bundle.class_names == CLASS_NAMES and bundle.config.activation == "quant"
+    card = json.loads(resolve_model_path(name).with_suffix(".json").read_text())
+    assert card["sha256"] == hashlib.sha256(resolve_model_path(name).read_bytes()).hexdigest(), (
+        f"streamdet/weights/{name}.json describes other weights; regenerate it with bench/weights_card.py"
+    )
+    assert (card["window_us"], card["event_scale"]) == (bundle.window_us, bundle.event_scale)
+    assert card["config"]["quant_levels"] == bundle.config.quant_levels
     torch.fx.symbolic_trace(bundle.model)
     width, height = bundle.sensor_size
     (rows,) = bundle.detect(torch.zeros(1, bundle.config.in_channels, height, width))

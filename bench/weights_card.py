@@ -1,0 +1,86 @@
+"""Write the JSON card beside a shipped checkpoint (``streamdet/weights/<name>.json``) from the checkpoint
+itself and ``streamdet eval --json`` reports, so the card cannot drift from the weights.
+
+    .venv/bin/python bench/weights_card.py events-default --eval out/eval/events-*.json \\
+        --command "streamdet train ..." --out streamdet/weights/events-default.json
+
+The card holds what the checkpoint records (modality, classes, window, event scale, sensor, architecture,
+the training record of the last stage: recipe, data, per-epoch loss and validation mAP, selected epoch),
+the SHA-256 of the weights file, the test figures of every ``--eval`` report (keyed by split), the
+commands of the last training stage, and a pointer to docs/model-card.md for the whole chain.
+"""
+
+from __future__ import annotations
+
+import argparse
+import hashlib
+import json
+from pathlib import Path
+
+
+def _same_model(model: str, name: str, digest: str) -> bool:
+    """``model`` (as a report names it) is ``name`` or a file with the same bytes."""
+    if model == name:
+        return True
+    path = Path(model)
+    return path.is_file() and hashlib.sha256(path.read_bytes()).hexdigest() == digest
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
+    parser.add_argument("name", help="shipped model name, e.g. events-default")
+    parser.add_argument("--eval", nargs="*", default=[], help="streamdet eval --json reports of this model")
+    parser.add_argument("--command", action="append", default=[], help="a command of the last stage")
+    parser.add_argument("--machine", default="2-core CPU sandbox (AMD EPYC), no GPU")
+    parser.add_argument("--out", required=True)
+    args = parser.parse_args(argv)
+
+    from dataclasses import asdict
+
+    from streamdet.model import load_detector, resolve_model_path
+
+    bundle = load_detector(args.name)
+    path = Path(resolve_model_path(args.name))
+    train = dict(bundle.metadata.get("train", {}))
+    digest = hashlib.sha256(path.read_bytes()).hexdigest()
+    tests = {}
+    for report_path in args.eval:
+        report = json.loads(Path(report_path).read_text())
+        # streamdet eval --json (one split) or bench/window_sweep.py (rows; the model's own window)
+        entries = (
+            [report]
+            if "rows" not in report
+            else [row for row in report["rows"] if row["window_ms"] == row["trained_window_ms"]]
+        )
+        for entry in entries:
+            if not _same_model(entry["model"], args.name, digest):
+                raise SystemExit(
+                    f"error: {report_path} scores {entry['model']}, not the weights of {args.name}"
+                )
+            tests[entry["data"]] = {
+                key: entry[key] for key in ("images", "map50", "map", "ap50_per_class") if key in entry
+            }
+    card = {
+        "name": args.name,
+        "sha256": digest,
+        "modality": bundle.modality,
+        "class_names": list(bundle.class_names),
+        "window_us": bundle.window_us,
+        "event_scale": bundle.event_scale,
+        "sensor_size": list(bundle.sensor_size),
+        "config": asdict(bundle.config),
+        "train": {**train, "commands": args.command},
+        "test": tests,
+        "eval_command": f"streamdet eval --model {args.name} --data DIR/test --json OUT",
+        "machine": args.machine,
+        "card": "docs/model-card.md",
+    }
+    Path(args.out).write_text(json.dumps(card, indent=2) + "\n")
+    print(f"wrote {args.out} ({len(tests)} test splits)")
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
