@@ -64,7 +64,8 @@ class DemoConfig:
         headless: never open a window.
         dt_us: step duration, microseconds (None: :func:`demo_step_us`, the shortest step of at least
             25 ms that divides the model window: 25 ms for the 50 and 100 ms models).
-        window_steps: ``W``, steps averaged per decode (None: one model window, ``W = T``).
+        window_steps: ``W``, steps averaged per decode (None: 50 ms of output,
+            :func:`streamdet.detector.default_window_steps`).
         publish_every: ``P``, decode every ``P`` steps.
         device: ``cpu`` or ``cuda``.
         membrane_bounds: IF membrane bounds of the detector (``DetectorConfig.membrane_bounds``).
@@ -215,7 +216,12 @@ def run_demo(config: DemoConfig) -> dict[str, Any]:
     import torch
 
     from streamdet import bus
-    from streamdet.detector import DetectorConfig, check_device, steps_per_model_window
+    from streamdet.detector import (
+        DetectorConfig,
+        check_device,
+        default_window_steps,
+        steps_per_model_window,
+    )
     from streamdet.drivers.synthetic import SyntheticDriveConfig, drive_synthetic
     from streamdet.scenes import PRESET_CLASSES
     from streamdet.snn import load_snn, save_snn
@@ -231,7 +237,8 @@ def run_demo(config: DemoConfig) -> dict[str, Any]:
     if snn.modality != "events":
         raise UserFacingError(f"the demo emulates a DVS; {config.model} takes {snn.modality} input")
     dt_us = config.dt_us or demo_step_us(snn.window_us)
-    window_steps = config.window_steps or steps_per_model_window(snn.window_us, dt_us)
+    steps_per_model_window(snn.window_us, dt_us)  # dt must divide the model window
+    window_steps = config.window_steps or default_window_steps(dt_us)
     detector_config = DetectorConfig(
         dt_us=dt_us,
         window_steps=window_steps,

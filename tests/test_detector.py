@@ -244,7 +244,7 @@ def test_rejects_other_sensor_or_modality(snn):
         StreamDetector(snn, DetectorConfig(dt_us=3000))
 
 
-def test_cli_defaults_integrate_one_model_window():
+def test_cli_defaults_integrate_50_ms_of_output():
     import argparse
 
     from streamdet.cli.run import _add_detector_options, detector_config_from_args
@@ -261,6 +261,9 @@ def test_cli_defaults_integrate_one_model_window():
     assert config.window_steps == 8
     with pytest.raises(UserFacingError, match="must divide"):
         detector_config_from_args(parser.parse_args(["--dt-us", "30000"]), window_us=50_000)
+    # a 100 ms model: dt = 25 ms (T = 4 steps per model window), still 50 ms of output per decode
+    config = detector_config_from_args(parser.parse_args([]), window_us=100_000)
+    assert (config.dt_us, config.window_steps) == (25_000, 2)
 
 
 def test_intensity_model_runs_on_spike_frames():

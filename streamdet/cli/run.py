@@ -26,14 +26,19 @@ def _positive_int(text: str) -> int:
 
 def detector_config_from_args(args: argparse.Namespace, window_us: int):
     """The ``DetectorConfig`` of ``detect`` / ``demo`` options (``--dt-us`` defaults to the model window
-    divided by ``DEFAULT_STEPS_PER_WINDOW``, ``--window-steps`` to one model window)."""
-    from streamdet.detector import DEFAULT_STEPS_PER_WINDOW, DetectorConfig, steps_per_model_window
+    divided by ``DEFAULT_STEPS_PER_WINDOW``, ``--window-steps`` to 50 ms of output)."""
+    from streamdet.detector import (
+        DEFAULT_STEPS_PER_WINDOW,
+        DetectorConfig,
+        default_window_steps,
+        steps_per_model_window,
+    )
 
     dt_us = args.dt_us if args.dt_us is not None else window_us // DEFAULT_STEPS_PER_WINDOW
-    steps = steps_per_model_window(window_us, dt_us)
+    steps_per_model_window(window_us, dt_us)  # dt must divide the model window
     return DetectorConfig(
         dt_us=dt_us,
-        window_steps=args.window_steps if args.window_steps is not None else steps,
+        window_steps=args.window_steps if args.window_steps is not None else default_window_steps(dt_us),
         publish_every=args.publish_every,
         max_backlog_steps=args.max_backlog_steps,
         max_chunk_steps=args.max_chunk_steps,
@@ -183,7 +188,7 @@ def _add_detector_options(
         type=_positive_int,
         default=None,
         metavar="W",
-        help="steps averaged per decode (default: one model window, window / dt)",
+        help="steps averaged per decode (default: 50 ms of output, round(50000 / dt))",
     )
     parser.add_argument(
         "--publish-every",
