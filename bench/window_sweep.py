@@ -10,6 +10,9 @@ and how much a fine-tuned longer-window model gains.
     OMP_NUM_THREADS=1 .venv/bin/python bench/window_sweep.py --models events-default \\
         --windows native,100:4,150:6 --data data/v3-maritime/test data/v3-traffic/test \\
         --json out/window_sweep.json
+    # one bar chart of earlier runs (this bench's --json or streamdet eval --json reports; no evaluation)
+    .venv/bin/python bench/window_sweep.py --from-json out/eval/giou2-events-*.json \
+        out/window/stage5.json out/window/w100.json --plot docs/window_sweep.png
 """
 
 from __future__ import annotations
@@ -46,28 +49,70 @@ def main(argv: list[str] | None = None) -> int:
     )
     parser.add_argument("--models", nargs="+", default=["events-default"])
     parser.add_argument("--windows", type=parse_windows, default=parse_windows("native,100:4,150:6"))
-    parser.add_argument("--data", nargs="+", required=True, help="built splits, e.g. data/v3-maritime/test")
+    parser.add_argument("--data", nargs="+", help="built splits, e.g. data/v3-maritime/test")
+    parser.add_argument("--from-json", nargs="+", default=None, help="rows of earlier runs instead of --data")
+    parser.add_argument("--plot", default=None, metavar="PNG", help="bar chart of mAP@0.5 by split")
     parser.add_argument("--limit", type=int, default=None, help="first N images of each split")
     parser.add_argument("--threads", type=int, default=1)
     parser.add_argument("--json", default=None)
     args = parser.parse_args(argv)
     torch.set_num_threads(args.threads)
 
+    if args.from_json:
+        rows = [row for path in args.from_json for row in rows_of_report(Path(path))]
+    elif args.data:
+        rows = sweep(args.models, args.windows, args.data, args.limit)
+    else:
+        parser.error("give --data (evaluate) or --from-json (earlier rows)")
+    if args.json:
+        Path(args.json).parent.mkdir(parents=True, exist_ok=True)
+        Path(args.json).write_text(json.dumps({"threads": args.threads, "rows": rows}, indent=1) + "\n")
+    if args.plot:
+        plot_rows(rows, args.plot)
+        print(f"wrote {args.plot}")
+    return 0
+
+
+def rows_of_report(path: Path) -> list[dict]:
+    """Rows of this bench's ``--json``, or the one row of a ``streamdet eval --json`` report (one split,
+    scored on the model's own window)."""
+    report = json.loads(path.read_text())
+    if "rows" in report:
+        return report["rows"]
+    from streamdet.model import load_detector
+
+    bundle = load_detector(report["model"])
+    window_ms = bundle.window_us / 1000
+    keys = ("images", "map50", "map", "ap50_per_class")
+    return [
+        {
+            "model": report["model"],
+            "trained_window_ms": window_ms,
+            "window_ms": window_ms,
+            "event_scale": bundle.event_scale,
+            "data": report["data"],
+            **{key: report[key] for key in keys},
+        }
+    ]
+
+
+def sweep(models: list[str], windows: list[tuple[int, float] | None], splits: list[str], limit: int | None):
+    """One row per (model, window, split): mAP@0.5, mAP@[.5:.95] and AP@0.5 per class."""
     from streamdet.evaluate import evaluate_split
     from streamdet.model import load_detector
 
     rows = []
-    for model in args.models:
+    for model in models:
         bundle = load_detector(model)
         if bundle.modality != "events":
             raise SystemExit(f"error: {model} takes {bundle.modality} input; this bench sweeps event windows")
-        for window in args.windows:
+        for window in windows:
             window_us, scale = window if window is not None else (bundle.window_us, bundle.event_scale)
-            for split in args.data:
+            for split in splits:
                 started = time.perf_counter()
                 with torch.no_grad():
                     metrics = evaluate_split(
-                        bundle.detect, split, "events", window_us, scale, limit=args.limit, progress=False
+                        bundle.detect, split, "events", window_us, scale, limit=limit, progress=False
                     )
                 row = {
                     "model": model,
@@ -83,10 +128,48 @@ def main(argv: list[str] | None = None) -> int:
                 }
                 rows.append(row)
                 print(json.dumps(row), flush=True)
-    if args.json:
-        Path(args.json).parent.mkdir(parents=True, exist_ok=True)
-        Path(args.json).write_text(json.dumps({"threads": args.threads, "rows": rows}, indent=1) + "\n")
-    return 0
+    return rows
+
+
+def plot_rows(rows: list[dict], path: str) -> None:
+    """Grouped bars: one group per split, one bar per (model, window, event scale)."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    splits = list(dict.fromkeys(row["data"] for row in rows))
+    settings = list(
+        dict.fromkeys(
+            (row["model"], row["trained_window_ms"], row["window_ms"], row["event_scale"]) for row in rows
+        )
+    )
+    value = {
+        (row["data"], (row["model"], row["trained_window_ms"], row["window_ms"], row["event_scale"])): row[
+            "map50"
+        ]
+        for row in rows
+    }
+    width = 0.8 / len(settings)
+    figure, axes = plt.subplots(figsize=(max(8.0, 1.6 * len(splits)), 4.5))
+    for k, setting in enumerate(settings):
+        model, trained, window, scale = setting
+        heights = [value.get((split, setting), float("nan")) for split in splits]
+        positions = [i + (k - (len(settings) - 1) / 2) * width for i in range(len(splits))]
+        name = Path(model).parent.name or model
+        label = f"{name} (trained {trained:g} ms) read at {window:g} ms, scale {scale:g}"
+        axes.bar(positions, heights, width=width, label=label)
+    axes.axhline(0.8, color="grey", linestyle="--", linewidth=1)
+    axes.set_xticks(range(len(splits)))
+    axes.set_xticklabels([Path(split).parent.name for split in splits])
+    axes.set_ylabel("mAP@0.5")
+    axes.set_ylim(0, 1)
+    axes.set_title("events models by input window (dashed: the 0.80 target)")
+    axes.legend(fontsize=7, loc="lower left")
+    figure.tight_layout()
+    Path(path).parent.mkdir(parents=True, exist_ok=True)
+    figure.savefig(path, dpi=120)
+    plt.close(figure)
 
 
 if __name__ == "__main__":
