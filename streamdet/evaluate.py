@@ -132,14 +132,16 @@ def evaluate_split(
         predict: batch of model inputs ``[B, C, H, W]`` -> detections per image (see :data:`Predict`).
         split_dir: a built split (``annotations.json`` + sequences).
         modality: ``events`` or ``intensity``: which input is built from the window.
-        window_us: input window, microseconds; must be the one the split was built with.
+        window_us: the model's input window, microseconds, ending at each image's time stamp (it may
+            differ from the window the split was built with).
         event_scale: events per pixel that saturate the events input.
         limit: evaluate only the first ``limit`` images.
         batch_size: images per ``predict`` call.
         progress: tqdm bar on stderr.
 
     Returns:
-        ``{"images": N, "map50", "map", "ap50_per_class", "ap_per_class", "presets": [...]}``.
+        ``{"images": N, "map50", "map", "ap50_per_class", "ap_per_class", "presets": [...],
+        "window_us": window_us}``.
     """
     from tqdm import tqdm
 
@@ -161,4 +163,4 @@ def evaluate_split(
     coco_gt = coco_from_dict(samples.splits[0].coco, list(detections))
     metrics = coco_metrics(coco_gt, detections)
     presets = sorted({samples.image(i).get("preset", "") for i in range(count)})
-    return {"images": count, **metrics, "presets": presets}
+    return {"images": count, **metrics, "presets": presets, "window_us": samples.window_us}

@@ -180,7 +180,8 @@ def run_eval(args: argparse.Namespace) -> int:
         results.append(entry)
         per_class = " ".join(f"{name}={ap:.3f}" for name, ap in metrics["ap50_per_class"].items())
         print(
-            f"{split_dir}: {metrics['images']} images  mAP@0.5={metrics['map50']:.3f}  "
+            f"{split_dir}: {metrics['images']} images ({metrics['window_us'] / 1000:g} ms windows)  "
+            f"mAP@0.5={metrics['map50']:.3f}  "
             f"mAP@[.5:.95]={metrics['map']:.3f}  AP@0.5 {per_class}"
         )
     summary = (
