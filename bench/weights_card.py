@@ -39,6 +39,8 @@ def main(argv: list[str] | None = None) -> int:
 
     from dataclasses import asdict
 
+    from window_sweep import rows_of_report
+
     from streamdet.model import load_detector, resolve_model_path
 
     bundle = load_detector(args.name)
@@ -47,21 +49,15 @@ def main(argv: list[str] | None = None) -> int:
     digest = hashlib.sha256(path.read_bytes()).hexdigest()
     tests = {}
     for report_path in args.eval:
-        report = json.loads(Path(report_path).read_text())
-        # streamdet eval --json (one split) or bench/window_sweep.py (rows; the model's own window)
-        entries = (
-            [report]
-            if "rows" not in report
-            else [row for row in report["rows"] if row["window_ms"] == row["trained_window_ms"]]
-        )
-        for entry in entries:
+        # streamdet eval --json (one split) or bench/window_sweep.py rows; only the model's own window
+        for entry in rows_of_report(Path(report_path)):
+            if entry["window_ms"] != entry["trained_window_ms"]:
+                continue
             if not _same_model(entry["model"], args.name, digest):
                 raise SystemExit(
                     f"error: {report_path} scores {entry['model']}, not the weights of {args.name}"
                 )
-            tests[entry["data"]] = {
-                key: entry[key] for key in ("images", "map50", "map", "ap50_per_class") if key in entry
-            }
+            tests[entry["data"]] = {key: entry[key] for key in ("images", "map50", "map", "ap50_per_class")}
     card = {
         "name": args.name,
         "sha256": digest,

@@ -216,12 +216,7 @@ def run_demo(config: DemoConfig) -> dict[str, Any]:
     import torch
 
     from streamdet import bus
-    from streamdet.detector import (
-        DetectorConfig,
-        check_device,
-        default_window_steps,
-        steps_per_model_window,
-    )
+    from streamdet.detector import DetectorConfig, check_device, resolve_window_steps
     from streamdet.drivers.synthetic import SyntheticDriveConfig, drive_synthetic
     from streamdet.scenes import PRESET_CLASSES
     from streamdet.snn import load_snn, save_snn
@@ -237,8 +232,7 @@ def run_demo(config: DemoConfig) -> dict[str, Any]:
     if snn.modality != "events":
         raise UserFacingError(f"the demo emulates a DVS; {config.model} takes {snn.modality} input")
     dt_us = config.dt_us or demo_step_us(snn.window_us)
-    steps_per_model_window(snn.window_us, dt_us)  # dt must divide the model window
-    window_steps = config.window_steps or default_window_steps(dt_us)
+    window_steps = resolve_window_steps(snn.window_us, dt_us, config.window_steps)
     detector_config = DetectorConfig(
         dt_us=dt_us,
         window_steps=window_steps,

@@ -108,6 +108,13 @@ def default_window_steps(dt_us: int) -> int:
     return max(1, round(DEFAULT_OUTPUT_WINDOW_US / dt_us))
 
 
+def resolve_window_steps(window_us: int, dt_us: int, window_steps: int | None) -> int:
+    """``W`` for a model window and step: ``window_steps`` when given, else :func:`default_window_steps`;
+    UserFacingError unless ``dt_us`` divides the model window (checked before any process starts)."""
+    steps_per_model_window(window_us, dt_us)
+    return window_steps if window_steps is not None else default_window_steps(dt_us)
+
+
 def steps_per_model_window(window_us: int, dt_us: int) -> int:
     """``T = window_us / dt_us``, steps per model window; UserFacingError unless ``dt_us`` divides it."""
     if dt_us < 1 or window_us % dt_us:

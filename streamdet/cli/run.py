@@ -27,18 +27,12 @@ def _positive_int(text: str) -> int:
 def detector_config_from_args(args: argparse.Namespace, window_us: int):
     """The ``DetectorConfig`` of ``detect`` / ``demo`` options (``--dt-us`` defaults to the model window
     divided by ``DEFAULT_STEPS_PER_WINDOW``, ``--window-steps`` to 50 ms of output)."""
-    from streamdet.detector import (
-        DEFAULT_STEPS_PER_WINDOW,
-        DetectorConfig,
-        default_window_steps,
-        steps_per_model_window,
-    )
+    from streamdet.detector import DEFAULT_STEPS_PER_WINDOW, DetectorConfig, resolve_window_steps
 
     dt_us = args.dt_us if args.dt_us is not None else window_us // DEFAULT_STEPS_PER_WINDOW
-    steps_per_model_window(window_us, dt_us)  # dt must divide the model window
     return DetectorConfig(
         dt_us=dt_us,
-        window_steps=args.window_steps if args.window_steps is not None else default_window_steps(dt_us),
+        window_steps=resolve_window_steps(window_us, dt_us, args.window_steps),
         publish_every=args.publish_every,
         max_backlog_steps=args.max_backlog_steps,
         max_chunk_steps=args.max_chunk_steps,
