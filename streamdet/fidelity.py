@@ -105,9 +105,9 @@ def add_conversion_arguments(parser: argparse.ArgumentParser) -> None:
     group.add_argument(
         "--spike-unactivated",
         choices=("on", "off"),
-        default="on",
-        help="IF neurons on adds / convolutions without an activation that feed another layer (on, needs "
-        "calibration data), or pass them on as currents (off)",
+        default="off",
+        help="IF neurons on adds / convolutions without an activation that feed another layer (on: paper "
+        "001's NormAdd + IF, needs calibration data), or pass them on as currents (off, the default)",
     )
     group.add_argument("--calibration-windows", type=int, default=32, help="input windows calibrated on (32)")
 
@@ -323,7 +323,7 @@ ABLATIONS: dict[str, dict[str, Any]] = {
     "layer-wise": {"granularity": "layer"},
     "percentile (no Quant-ReLU clips)": {"normalisation": "percentile"},
     "reset to zero": {"reset": "zero"},
-    "IF on adds off": {"spike_unactivated": False},
+    "IF on adds on (NormAdd + IF)": {"spike_unactivated": True},
     "membrane bounds [0, 1]": {"membrane_bounds": (0.0, 1.0)},
 }
 """Each ablation changes one field of the evaluated ConversionConfig."""
