@@ -28,10 +28,18 @@ def _int_list(text: str) -> list[int]:
 
 
 def streamed_detections(
-    snn, split, dt_us: int, window_steps: int, progress: bool, bounds: tuple[float, float] | None = (0.0, 1.0)
-) -> dict[int, np.ndarray]:
-    """Image id -> rows of the streaming window ending at the image's time stamp (images whose time stamp
-    is not a window end, or before the first full window, are absent)."""
+    snn,
+    split,
+    dt_us: int,
+    window_steps: int,
+    progress: bool,
+    bounds: tuple[float, float] | None = (0.0, 1.0),
+    lags_us: tuple[int, ...] = (0,),
+) -> dict[int, dict[int, np.ndarray]]:
+    """Lag -> image id -> rows of the streaming window ending ``lag`` after the image's time stamp
+    (images whose shifted time stamp is not a window end, or before the first full window, are
+    absent). A lag above 0 scores later windows against earlier labels: if that scores higher, the
+    stream's boxes trail the objects by about that lag."""
     from tqdm import tqdm
 
     from streamdet.detector import DetectorConfig, detect_events
@@ -42,16 +50,17 @@ def streamed_detections(
     by_sequence: dict[str, list[dict]] = {}
     for image in split.images:
         by_sequence.setdefault(image["sequence"], []).append(image)
-    detections: dict[int, np.ndarray] = {}
+    detections: dict[int, dict[int, np.ndarray]] = {lag: {} for lag in lags_us}
     for sequence, images in tqdm(
         by_sequence.items(), desc=f"dt={dt_us} W={window_steps}", disable=not progress
     ):
         events = split.sequence_events(sequence)
         windows = {w.t1_us: w.rows for w in detect_events(snn, events, split.sensor_size, config)}
-        for image in images:
-            rows = windows.get(int(image["t_us"]))
-            if rows is not None:
-                detections[int(image["id"])] = rows
+        for lag in lags_us:
+            for image in images:
+                rows = windows.get(int(image["t_us"]) + lag)
+                if rows is not None:
+                    detections[lag][int(image["id"])] = rows
     return detections
 
 
@@ -84,6 +93,13 @@ def main(argv: list[str] | None = None) -> int:
         default=(0.0, 1.0),
         help="IF membrane bounds of the detector, LO,HI or none (default 0,1, the detector's default)",
     )
+    parser.add_argument(
+        "--lags-ms",
+        type=_int_list,
+        default=[0],
+        help="also score the window ending this many ms after each label (comma list; default 0): how far "
+        "the stream's boxes trail the objects. Every lag is scored on the time stamps all lags have",
+    )
     parser.add_argument("--json", default=None)
     args = parser.parse_args(argv)
     torch.set_num_threads(args.threads)
@@ -100,14 +116,20 @@ def main(argv: list[str] | None = None) -> int:
     for dt_us in args.dt_us:
         for window_steps in args.window_steps:
             started = time.perf_counter()
-            snn_rows = streamed_detections(
-                snn, split, dt_us, window_steps, progress=True, bounds=args.membrane_bounds
+            lags_us = tuple(1000 * lag for lag in args.lags_ms)
+            by_lag = streamed_detections(
+                snn, split, dt_us, window_steps, progress=True, bounds=args.membrane_bounds, lags_us=lags_us
             )
             seconds = time.perf_counter() - started
-            ids = sorted(snn_rows)
+            ids = sorted(set.intersection(*(set(rows) for rows in by_lag.values())))
             coco_gt = coco_from_dict(split.coco, ids)
-            snn_metrics = coco_metrics(coco_gt, snn_rows)
+            snn_rows = by_lag[lags_us[0]]
+            snn_metrics = coco_metrics(coco_gt, {i: snn_rows[i] for i in ids})
             ann_metrics = coco_metrics(coco_gt, ann_detections(bundle, split, set(ids)))
+            lagged = {
+                str(lag // 1000): round(coco_metrics(coco_gt, {i: by_lag[lag][i] for i in ids})["map50"], 4)
+                for lag in lags_us
+            }
             row = {
                 "dt_us": dt_us,
                 "window_steps": window_steps,
@@ -119,6 +141,7 @@ def main(argv: list[str] | None = None) -> int:
                 "ratio": round(snn_metrics["map50"] / max(ann_metrics["map50"], 1e-9), 3),
                 "snn_ap50_per_class": {k: round(v, 4) for k, v in snn_metrics["ap50_per_class"].items()},
                 "ann_ap50_per_class": {k: round(v, 4) for k, v in ann_metrics["ap50_per_class"].items()},
+                "snn_map50_by_lag_ms": lagged,
                 "wall_s": round(seconds, 1),
             }
             rows.append(row)
