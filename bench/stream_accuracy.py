@@ -27,19 +27,10 @@ def _int_list(text: str) -> list[int]:
     return [int(part) for part in text.split(",") if part.strip()]
 
 
-def streamed_detections(
-    snn,
-    split,
-    dt_us: int,
-    window_steps: int,
-    progress: bool,
-    bounds: tuple[float, float] | None = (0.0, 1.0),
-    lags_us: tuple[int, ...] = (0,),
-) -> dict[int, dict[int, np.ndarray]]:
-    """Lag -> image id -> rows of the streaming window ending ``lag`` after the image's time stamp
-    (images whose shifted time stamp is not a window end, or before the first full window, are
-    absent). A lag above 0 scores later windows against earlier labels: if that scores higher, the
-    stream's boxes trail the objects by about that lag."""
+def streamed_windows(
+    snn, split, dt_us: int, window_steps: int, progress: bool, bounds: tuple[float, float] | None = (0.0, 1.0)
+) -> dict[str, list]:
+    """Sequence -> every window the detector decodes over it (``publish_every = 1``), in step order."""
     from tqdm import tqdm
 
     from streamdet.detector import DetectorConfig, detect_events
@@ -47,20 +38,23 @@ def streamed_detections(
     config = DetectorConfig(
         dt_us=dt_us, window_steps=window_steps, publish_every=1, max_chunk_steps=8, membrane_bounds=bounds
     )
-    by_sequence: dict[str, list[dict]] = {}
+    sequences = sorted({image["sequence"] for image in split.images})
+    return {
+        sequence: detect_events(snn, split.sequence_events(sequence), split.sensor_size, config)
+        for sequence in tqdm(sequences, desc=f"dt={dt_us} W={window_steps}", disable=not progress)
+    }
+
+
+def rows_at_labels(windows: dict[str, list], split, lag_us: int = 0) -> dict[int, np.ndarray]:
+    """Image id -> rows of the window ending ``lag_us`` after the image's time stamp (images whose
+    shifted time stamp is not a window end are absent). A lag above 0 scores later windows against
+    earlier labels: if that scores higher, the stream's boxes trail the objects by about that lag."""
+    by_end = {sequence: {w.t1_us: w.rows for w in decoded} for sequence, decoded in windows.items()}
+    detections: dict[int, np.ndarray] = {}
     for image in split.images:
-        by_sequence.setdefault(image["sequence"], []).append(image)
-    detections: dict[int, dict[int, np.ndarray]] = {lag: {} for lag in lags_us}
-    for sequence, images in tqdm(
-        by_sequence.items(), desc=f"dt={dt_us} W={window_steps}", disable=not progress
-    ):
-        events = split.sequence_events(sequence)
-        windows = {w.t1_us: w.rows for w in detect_events(snn, events, split.sensor_size, config)}
-        for lag in lags_us:
-            for image in images:
-                rows = windows.get(int(image["t_us"]) + lag)
-                if rows is not None:
-                    detections[lag][int(image["id"])] = rows
+        rows = by_end.get(image["sequence"], {}).get(int(image["t_us"]) + lag_us)
+        if rows is not None:
+            detections[int(image["id"])] = rows
     return detections
 
 
@@ -116,20 +110,21 @@ def main(argv: list[str] | None = None) -> int:
     for dt_us in args.dt_us:
         for window_steps in args.window_steps:
             started = time.perf_counter()
-            lags_us = tuple(1000 * lag for lag in args.lags_ms)
-            by_lag = streamed_detections(
-                snn, split, dt_us, window_steps, progress=True, bounds=args.membrane_bounds, lags_us=lags_us
+            windows = streamed_windows(
+                snn, split, dt_us, window_steps, progress=True, bounds=args.membrane_bounds
             )
             seconds = time.perf_counter() - started
+            lags_us = tuple(1000 * lag for lag in args.lags_ms)
+            by_lag = {lag: rows_at_labels(windows, split, lag) for lag in lags_us}
             ids = sorted(set.intersection(*(set(rows) for rows in by_lag.values())))
             coco_gt = coco_from_dict(split.coco, ids)
-            snn_rows = by_lag[lags_us[0]]
-            snn_metrics = coco_metrics(coco_gt, {i: snn_rows[i] for i in ids})
+
+            def map50(rows_by_id: dict[int, np.ndarray], coco_gt=coco_gt, ids=ids) -> float:
+                return round(coco_metrics(coco_gt, {i: rows_by_id[i] for i in ids})["map50"], 4)
+
+            snn_metrics = coco_metrics(coco_gt, {i: by_lag[lags_us[0]][i] for i in ids})
             ann_metrics = coco_metrics(coco_gt, ann_detections(bundle, split, set(ids)))
-            lagged = {
-                str(lag // 1000): round(coco_metrics(coco_gt, {i: by_lag[lag][i] for i in ids})["map50"], 4)
-                for lag in lags_us
-            }
+            lagged = {str(lag // 1000): map50(by_lag[lag]) for lag in lags_us}
             row = {
                 "dt_us": dt_us,
                 "window_steps": window_steps,
