@@ -22,6 +22,7 @@ import itertools
 import json
 import sys
 from collections import deque
+from dataclasses import replace
 from pathlib import Path
 
 import numpy as np
@@ -146,7 +147,7 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
     torch.set_num_threads(args.threads)
     sys.path.insert(0, str(Path(__file__).parent))
-    from stream_accuracy import streamed_windows
+    from stream_accuracy import rows_at_labels, streamed_windows
 
     from streamdet.dataset import DatasetSplit
     from streamdet.evaluate import coco_from_dict, coco_metrics
@@ -158,15 +159,11 @@ def main(argv: list[str] | None = None) -> int:
     windows = streamed_windows(load_snn(args.model), split, args.dt_us, args.window_steps, progress=True)
 
     def at_labels(lead: float, track: int, min_speed: float) -> dict[int, np.ndarray]:
-        by_end = {}
+        shifted = {}
         for sequence, decoded in windows.items():
             extrapolator = BoxExtrapolator(lead, track, split.sensor_size, min_speed=min_speed)
-            by_end[sequence] = {w.t1_us: extrapolator(w.step, w.rows) for w in decoded}
-        return {
-            int(image["id"]): by_end[image["sequence"]][int(image["t_us"])]
-            for image in split.images
-            if int(image["t_us"]) in by_end.get(image["sequence"], {})
-        }
+            shifted[sequence] = [replace(w, rows=extrapolator(w.step, w.rows)) for w in decoded]
+        return rows_at_labels(shifted, split)
 
     unshifted = at_labels(0.0, 1, 0.0)
     ids = sorted(unshifted)
