@@ -110,6 +110,20 @@ def add_conversion_arguments(parser: argparse.ArgumentParser) -> None:
         "001's NormAdd + IF, needs calibration data), or pass them on as currents (off, the default)",
     )
     group.add_argument("--calibration-windows", type=int, default=32, help="input windows calibrated on (32)")
+    group.add_argument(
+        "--bias-calibration-steps",
+        type=int,
+        default=0,
+        metavar="T",
+        help="after conversion, add per-channel currents that match each IF population's mean rate at T "
+        "steps to the ANN's (Li et al. 2021; streamdet.bias_calibration); 0 = off (default)",
+    )
+    group.add_argument(
+        "--bias-calibration-windows",
+        type=int,
+        default=64,
+        help="input windows, spread evenly over the calibration split, for bias calibration (64)",
+    )
 
 
 def add_snn_arguments(parser: argparse.ArgumentParser) -> None:
@@ -180,6 +194,45 @@ def split_inputs(
 def calibration_inputs(split_dir: str | Path, bundle: Any, windows: int) -> Iterable[torch.Tensor]:
     """Padded input windows of a split for calibration (the first ``windows`` of the split)."""
     return (inputs for _, inputs in split_inputs(split_dir, bundle, windows, batch_size=8))
+
+
+def spread_inputs(
+    split_dir: str | Path, bundle: Any, windows: int, batch_size: int = 8
+) -> list[torch.Tensor]:
+    """Batches of padded input windows ``[B, C, H, W]``: ``windows`` windows evenly spaced over the split
+    (every sequence and preset, not just the first ones)."""
+    from streamdet.model import pad_input
+    from streamdet.samples import DetectionSamples
+
+    samples = DetectionSamples([split_dir], bundle.modality, bundle.event_scale, window_us=bundle.window_us)
+    count = min(int(windows), len(samples))
+    indices = sorted({round(i * (len(samples) - 1) / max(count - 1, 1)) for i in range(count)})
+    return [
+        pad_input(torch.stack([samples[i][0] for i in indices[start : start + batch_size]]))
+        for start in range(0, len(indices), batch_size)
+    ]
+
+
+def bias_calibrate_from_args(
+    snn: SpikingDetector, bundle: Any, args: argparse.Namespace, split_dir: str | Path | None
+) -> None:
+    """Apply ``--bias-calibration-steps`` (if set) on ``--bias-calibration-windows`` windows of
+    ``split_dir`` and record it in ``snn.conversion["bias_calibration"]``."""
+    from streamdet.bias_calibration import calibrate_biases
+
+    steps = getattr(args, "bias_calibration_steps", 0)
+    if not steps:
+        return
+    if split_dir is None:
+        raise UserFacingError("--bias-calibration-steps needs a split to calibrate on (--calibration-data)")
+    if not (Path(split_dir) / "annotations.json").is_file():
+        raise UserFacingError(f"{split_dir}: not a built split (no annotations.json) to bias-calibrate on")
+    if args.bias_calibration_windows < 1:
+        raise UserFacingError(f"--bias-calibration-windows must be >= 1, got {args.bias_calibration_windows}")
+    device = next(bundle.model.parameters()).device
+    windows = [x.to(device) for x in spread_inputs(split_dir, bundle, args.bias_calibration_windows)]
+    calibration = calibrate_biases(snn, windows, steps)
+    snn.conversion["bias_calibration"] = {**calibration.to_dict(), "data": str(split_dir)}
 
 
 def needs_calibration(bundle: Any, config: ConversionConfig) -> bool:
@@ -288,19 +341,26 @@ def score_snn(
     return scores
 
 
-def evaluate_snn(args: argparse.Namespace, bundle: Any, split_dir: str | Path) -> dict:
+def evaluate_snn(
+    args: argparse.Namespace, bundle: Any, split_dir: str | Path, snn: SpikingDetector | None = None
+) -> tuple[dict, SpikingDetector]:
     """``streamdet eval --snn``: convert ``bundle`` and score the SNN on ``split_dir`` at each ``--steps``.
+
+    Args:
+        snn: a conversion of ``bundle`` with these arguments to reuse (one made for another split with
+            the same ``--calibration-data``), or None to convert (and bias-calibrate) here.
 
     Returns:
         ``{"<T>": {"map50", "map"}}`` (``--skip-transient off`` or ``both``: averaged over all T steps;
         ``on``: over the steps after the transient); with ``both`` each entry also holds
-        ``"transient_skipped": {"map50", "map", "skipped_steps"}``.
+        ``"transient_skipped": {"map50", "map", "skipped_steps"}``; and the SNN that was scored.
     """
-    config = conversion_config_from_args(args)
     simulation = SimulationConfig(steps=tuple(args.steps), skip_fraction=args.skip_fraction, chunk=args.chunk)
-    calibration_dir = args.calibration_data or split_dir
-    snn = convert_for_evaluation(bundle, config, calibration_dir)
-    snn.to(next(bundle.model.parameters()).device)
+    if snn is None:
+        calibration_dir = args.calibration_data or split_dir
+        snn = convert_for_evaluation(bundle, conversion_config_from_args(args), calibration_dir)
+        snn.to(next(bundle.model.parameters()).device)
+        bias_calibrate_from_args(snn, bundle, args, args.calibration_data)
     limit = args.snn_limit if args.snn_limit is not None else args.limit
     scores = score_snn(snn, split_dir, bundle, simulation, limit)
     result: dict[str, Any] = {}
@@ -315,7 +375,7 @@ def evaluate_snn(args: argparse.Namespace, bundle: Any, split_dir: str | Path) -
                 result[key]["transient_skipped"] = skipped
     if args.snn_report:
         write_report(args, bundle, Path(split_dir), snn, simulation, limit, Path(args.snn_report))
-    return result
+    return result, snn
 
 
 ABLATIONS: dict[str, dict[str, Any]] = {

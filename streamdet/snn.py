@@ -49,11 +49,27 @@ class IFNeurons(nn.Module):
     The runtime simulates it (``streamdet.neurons``); called as a plain module it returns the rate the
     population converges to, ``clamp(x, 0, 1)`` (quantised to ``floor(x * levels + 0.5) / levels`` when
     it replaced a Quant-ReLU with ``levels`` levels), so the graph called directly is the normalised ANN.
+
+    ``current_offset`` (``[C]`` or None) is a per-channel current the simulation adds at every step,
+    in thresholds per step; set by bias calibration (``streamdet.bias_calibration``). The rate limit
+    above ignores it: it is a correction of the simulation towards that limit.
     """
 
     def __init__(self, levels: int | None = None) -> None:
         super().__init__()
         self.levels = levels
+        self.register_buffer("current_offset", None)
+
+    def set_current_offset(self, offset: torch.Tensor | None) -> None:
+        """Store ``offset`` ``[C]`` (a float32 buffer, saved with the graph) or remove it (None)."""
+        self.register_buffer("current_offset", None if offset is None else offset.detach().float().clone())
+
+    def offset_current(self, current: torch.Tensor) -> torch.Tensor:
+        """``current + current_offset`` over channel axis 1 (``current`` unchanged without an offset)."""
+        offset = getattr(self, "current_offset", None)
+        if offset is None:
+            return current
+        return current + offset.to(current.device, current.dtype).view((1, -1) + (1,) * (current.dim() - 2))
 
     def forward(self, current: torch.Tensor) -> torch.Tensor:
         rate = current.clamp(0.0, 1.0)
@@ -215,6 +231,7 @@ class SpikingNetwork:
         steps, batch = inputs.shape[:2]
 
         def neurons(name: str, current: torch.Tensor) -> torch.Tensor:
+            current = self._plan.modules[name].offset_current(current)
             per_step = current.reshape(steps, batch, *current.shape[1:])
             spikes, new_state = if_scan(per_step, self._membrane(membranes, name, per_step[0]), self.neuron)
             membranes[name] = new_state.v
@@ -234,6 +251,7 @@ class SpikingNetwork:
         for k in range(inputs.shape[0]):
 
             def neurons(name: str, current: torch.Tensor) -> torch.Tensor:
+                current = self._plan.modules[name].offset_current(current)
                 state = self._membrane(membranes, name, current)
                 spikes, membranes[name] = step_neuron(name, current, state.v)
                 if probe is not None:

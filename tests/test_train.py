@@ -208,6 +208,14 @@ def test_cli_train_resume_and_eval_json(tiny_root: Path, tmp_path: Path, overfit
         main(["eval", "--model", str(overfit_checkpoint), "--data", str(tiny_root / "train"), *snn_args]) == 0
     )
     assert 0.0 <= json.loads(snn_report.read_text())["snn"]["8"]["map50"] <= 1.0
+    calibrated = [*snn_args, "--bias-calibration-steps", "8", "--bias-calibration-windows", "3"]
+    calibrated += ["--calibration-data", str(tiny_root / "train")]
+    assert (
+        main(["eval", "--model", str(overfit_checkpoint), "--data", str(tiny_root / "train"), *calibrated])
+        == 0
+    )
+    conversion = json.loads(snn_report.read_text())["snn_conversion"]
+    assert conversion["bias_calibration"]["steps"] == 8 and conversion["bias_calibration"]["windows"] == 3
 
 
 def test_cli_errors_are_one_line(tiny_root: Path, tmp_path: Path, overfit_checkpoint: Path, capsys) -> None:

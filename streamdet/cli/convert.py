@@ -24,7 +24,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         default=None,
         metavar="SPLIT_DIR",
         help="split whose input windows calibrate the activation ranges (not needed when every activation "
-        "is a Quant-ReLU and --normalisation is auto or quant)",
+        "is a Quant-ReLU and --normalisation is auto or quant) and the biases (--bias-calibration-steps)",
     )
     convert.add_argument("--out", required=True, metavar="SNN", help="file to write (.pt)")
     add_conversion_arguments(convert)
@@ -37,11 +37,13 @@ def run_convert(args: argparse.Namespace) -> int:
 
     from streamdet.convert import convert_detector
     from streamdet.errors import UserFacingError
-    from streamdet.fidelity import calibration_inputs, conversion_config_from_args
+    from streamdet.fidelity import bias_calibrate_from_args, calibration_inputs, conversion_config_from_args
     from streamdet.model import load_detector
     from streamdet.snn import save_snn
 
     config = conversion_config_from_args(args)
+    if args.bias_calibration_steps and args.data is None:
+        raise UserFacingError("--bias-calibration-steps needs --data (the split whose windows calibrate)")
     bundle = load_detector(args.model)
     data = None
     if args.data is not None:
@@ -49,9 +51,18 @@ def run_convert(args: argparse.Namespace) -> int:
             raise UserFacingError(f"--data {args.data}: not a built split (no annotations.json)")
         data = calibration_inputs(args.data, bundle, config.calibration_windows)
     snn = convert_detector(bundle, data, config)
+    bias_calibrate_from_args(snn, bundle, args, args.data)
     out = Path(args.out)
     out.parent.mkdir(parents=True, exist_ok=True)
     save_snn(snn, out)
-    settings = ", ".join(f"{key}={value}" for key, value in snn.conversion.items())
+    settings = ", ".join(f"{k}={v}" for k, v in snn.conversion.items() if k != "bias_calibration")
     print(f"wrote {out} ({len(snn.populations)} IF populations; {settings})")
+    if "bias_calibration" in snn.conversion:
+        calibration = snn.conversion["bias_calibration"]
+        errors = calibration["mean_abs_error"].values()
+        print(
+            f"bias calibration at T={calibration['steps']} on {calibration['windows']} windows of "
+            f"{calibration['data']}: mean rate error before correction {min(errors):.4f}-{max(errors):.4f} "
+            "thresholds per population"
+        )
     return 0

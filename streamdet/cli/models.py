@@ -162,6 +162,7 @@ def run_eval(args: argparse.Namespace) -> int:
             f"takes {bundle.modality} input"
         )
     results = []
+    snn = None
     for split_dir in args.data:
         metrics = evaluate_split(
             bundle.detect,
@@ -176,7 +177,10 @@ def run_eval(args: argparse.Namespace) -> int:
         if getattr(args, "snn", False):
             from streamdet.fidelity import evaluate_snn
 
-            entry["snn"] = evaluate_snn(args, bundle, Path(split_dir))
+            # one conversion serves every split when it is calibrated on a fixed split
+            reuse = snn if args.calibration_data else None
+            entry["snn"], snn = evaluate_snn(args, bundle, Path(split_dir), reuse)
+            entry["snn_conversion"] = snn.conversion
         results.append(entry)
         per_class = " ".join(f"{name}={ap:.3f}" for name, ap in metrics["ap50_per_class"].items())
         print(
