@@ -77,6 +77,12 @@ def main(argv: list[str] | None = None) -> int:
         description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
     )
     parser.add_argument("--model", default="events-default")
+    parser.add_argument(
+        "--snn",
+        default=None,
+        help="a converted SNN file of --model (e.g. from `streamdet convert --bias-calibration-steps`); "
+        "default: --model converted with its learned clips, as the detector node does",
+    )
     parser.add_argument("--data", required=True, help="a built split (e.g. data/v3-maritime/test)")
     parser.add_argument("--dt-us", type=_int_list, default=[50_000, 12_500])
     parser.add_argument("--window-steps", type=_int_list, default=[4, 8, 16])
@@ -105,7 +111,7 @@ def main(argv: list[str] | None = None) -> int:
 
     bundle = load_detector(args.model)
     split = DatasetSplit(args.data, window_us=bundle.window_us)
-    snn = load_snn(args.model)
+    snn = load_snn(args.snn or args.model)
     rows = []
     for dt_us in args.dt_us:
         for window_steps in args.window_steps:
@@ -141,7 +147,7 @@ def main(argv: list[str] | None = None) -> int:
             }
             rows.append(row)
             print(json.dumps(row), flush=True)
-    result = {"model": args.model, "data": args.data, "threads": args.threads, "rows": rows}
+    result = {"model": args.model, "snn": args.snn, "data": args.data, "threads": args.threads, "rows": rows}
     if args.json:
         Path(args.json).parent.mkdir(parents=True, exist_ok=True)
         Path(args.json).write_text(json.dumps(result, indent=1) + "\n")

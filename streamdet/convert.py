@@ -37,7 +37,7 @@ import copy
 import math
 import operator
 from collections.abc import Callable, Iterable
-from dataclasses import dataclass, replace
+from dataclasses import dataclass
 from typing import Any
 
 import torch
@@ -659,9 +659,8 @@ def convert_network(
     Args:
         model: the ANN; ``forward(x [B, C, H, W])`` -> tensor or tuple of tensors.
         calibration_inputs: batches of ANN input windows ``[B, C, H, W]`` in [0, 1]; may be None when every
-            activation is a Quant-ReLU converted with ``normalisation`` ``"quant"`` / ``"auto"``; then adds
-            and convolutions without an activation pass currents on (``spike_unactivated`` becomes False
-            in the returned config).
+            activation is a Quant-ReLU converted with ``normalisation`` ``"quant"`` / ``"auto"`` and
+            ``spike_unactivated`` is False (a site without a learned range raises ``ConversionError``).
         config: conversion settings.
         example_input: one input batch used to find the shapes when no calibration data is given.
         progress: show calibration progress on stderr.
@@ -680,19 +679,17 @@ def convert_network(
         for n in facts.sites()
         if not (facts.activations.get(n) == "quant" and config.normalisation in ("auto", "quant"))
     ]
-    if (
-        needs_data
-        and first is None
-        and all(n in facts.unactivated for n in facts.sites() if n.name in needs_data)
-    ):
-        # no data: adds / convolutions without an activation pass their currents on (no IF, no range)
-        facts.unactivated = set()
-        needs_data = []
-        config = replace(config, spike_unactivated=False)
     ranges = {}
     if needs_data:
         if first is None:
-            raise ConversionError(needs_data[0], "needs calibration data (it is not a Quant-ReLU)")
+            unactivated = {n.name for n in facts.unactivated}
+            reason = (
+                "needs calibration data: spike_unactivated puts IF neurons on adds / convolutions without an "
+                "activation, whose ranges come from percentiles (give data, or pass them on as currents)"
+                if needs_data[0] in unactivated
+                else "needs calibration data (it is not a Quant-ReLU)"
+            )
+            raise ConversionError(needs_data[0], reason)
         ranges = calibrate_percentiles(gm, needs_data, _chain(first, batches), config, progress)
     encodings = site_encodings(gm, facts, ranges, config)
     return _build_spiking_graph(gm, facts, encodings, config)

@@ -5,6 +5,7 @@ from __future__ import annotations
 import os
 import subprocess
 import sys
+from dataclasses import replace
 
 import pytest
 import torch
@@ -185,6 +186,9 @@ def test_quant_models_convert_without_data_and_relu_sites_need_it() -> None:
     plain = trained_like(TinyDetector())
     with pytest.raises(ConversionError, match="stem_act.*calibration data"):
         convert_network(plain, None, ConversionConfig(), example_input=x)
+    # IF neurons on the adds were asked for: no silent fallback to currents without data
+    with pytest.raises(ConversionError, match="calibration data: spike_unactivated"):
+        convert_network(model, None, replace(config, spike_unactivated=True), example_input=x)
 
 
 def test_channel_wise_normalisation_raises_firing_rates() -> None:

@@ -53,6 +53,16 @@ def run_detect(args: argparse.Namespace) -> int:
     check_device(args.device)
     torch.set_num_threads(args.threads)
     snn = load_snn(args.model)
+    if "bias_calibration" in snn.conversion:
+        print(
+            f"detect: warning: {args.model} is bias-calibrated for windows of "
+            f"{snn.conversion['bias_calibration']['steps']} steps from a fresh state; a stream never "
+            "restarts, and on the validation split such offsets lowered streaming mAP@0.5 "
+            '(docs/conversion.md, "Bias calibration"). Convert without --bias-calibration-steps for the '
+            "detector node.",
+            file=sys.stderr,
+            flush=True,
+        )
     config = detector_config_from_args(args, snn.window_us)
     standby_until_promoted(lambda: StreamDetector(snn, config).warm_up())
     node = DetectorNode(
