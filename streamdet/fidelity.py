@@ -528,6 +528,8 @@ def write_report(
         except UserFacingError as error:
             curves[label] = {"error": str(error)}
             continue
+        # every ablation changes one setting; bias calibration, when asked for, applies to each
+        bias_calibrate_from_args(converted, bundle, args, args.calibration_data)
         curves[label] = score_snn(converted, split_dir, bundle, simulation, limit)
     _, first_batch = next(split_inputs(split_dir, bundle, limit, simulation.batch_size))
     layers = layer_statistics(snn, first_batch, simulation.steps, simulation.chunk)
