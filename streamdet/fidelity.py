@@ -177,16 +177,26 @@ def conversion_config_from_args(args: argparse.Namespace) -> ConversionConfig:
 
 
 def split_inputs(
-    split_dir: str | Path, bundle: Any, limit: int | None, batch_size: int
+    split_dir: str | Path,
+    bundle: Any,
+    limit: int | None,
+    batch_size: int,
+    spread: bool = False,
 ) -> Iterator[tuple[list[int], torch.Tensor]]:
-    """Batches ``(image ids, padded ANN inputs [B, C, H, W])`` of a split's windows, in file order."""
+    """Batches ``(image ids, padded ANN inputs [B, C, H, W])`` of a split's windows: the first ``limit``
+    in file order, or with ``spread`` ``limit`` windows evenly spaced over the split (every sequence and
+    preset, not just the first ones)."""
     from streamdet.model import pad_input
     from streamdet.samples import DetectionSamples
 
     samples = DetectionSamples([split_dir], bundle.modality, bundle.event_scale, window_us=bundle.window_us)
     count = len(samples) if limit is None else max(0, min(int(limit), len(samples)))
-    for start in range(0, count, batch_size):
-        indices = range(start, min(start + batch_size, count))
+    if spread:
+        chosen = sorted({round(i * (len(samples) - 1) / max(count - 1, 1)) for i in range(count)})
+    else:
+        chosen = list(range(count))
+    for start in range(0, len(chosen), batch_size):
+        indices = chosen[start : start + batch_size]
         ids = [int(samples.image(i)["id"]) for i in indices]
         yield ids, pad_input(torch.stack([samples[i][0] for i in indices]))
 
@@ -194,23 +204,6 @@ def split_inputs(
 def calibration_inputs(split_dir: str | Path, bundle: Any, windows: int) -> Iterable[torch.Tensor]:
     """Padded input windows of a split for calibration (the first ``windows`` of the split)."""
     return (inputs for _, inputs in split_inputs(split_dir, bundle, windows, batch_size=8))
-
-
-def spread_inputs(
-    split_dir: str | Path, bundle: Any, windows: int, batch_size: int = 8
-) -> list[torch.Tensor]:
-    """Batches of padded input windows ``[B, C, H, W]``: ``windows`` windows evenly spaced over the split
-    (every sequence and preset, not just the first ones)."""
-    from streamdet.model import pad_input
-    from streamdet.samples import DetectionSamples
-
-    samples = DetectionSamples([split_dir], bundle.modality, bundle.event_scale, window_us=bundle.window_us)
-    count = min(int(windows), len(samples))
-    indices = sorted({round(i * (len(samples) - 1) / max(count - 1, 1)) for i in range(count)})
-    return [
-        pad_input(torch.stack([samples[i][0] for i in indices[start : start + batch_size]]))
-        for start in range(0, len(indices), batch_size)
-    ]
 
 
 def bias_calibrate_from_args(
@@ -230,7 +223,8 @@ def bias_calibrate_from_args(
     if args.bias_calibration_windows < 1:
         raise UserFacingError(f"--bias-calibration-windows must be >= 1, got {args.bias_calibration_windows}")
     device = next(bundle.model.parameters()).device
-    windows = [x.to(device) for x in spread_inputs(split_dir, bundle, args.bias_calibration_windows)]
+    batches = split_inputs(split_dir, bundle, args.bias_calibration_windows, batch_size=8, spread=True)
+    windows = [x.to(device) for _, x in batches]
     calibration = calibrate_biases(snn, windows, steps)
     snn.conversion["bias_calibration"] = {**calibration.to_dict(), "data": str(split_dir)}
 

@@ -13,13 +13,7 @@ from streamdet.convert import ConversionConfig, convert_network
 from streamdet.neurons import IFParameters
 from streamdet.snn import IFNeurons, SpikingDetector, SpikingNetwork, load_snn, save_snn
 
-
-@pytest.fixture(autouse=True, scope="module")
-def single_thread():
-    previous = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(previous)
+pytestmark = pytest.mark.usefixtures("single_thread")
 
 
 class DeepNet(nn.Module):

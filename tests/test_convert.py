@@ -18,14 +18,7 @@ from streamdet.model import load_detector, pad_input
 from streamdet.neurons import IFParameters
 from streamdet.snn import SpikingDetector, SpikingNetwork, load_snn, save_snn
 
-
-@pytest.fixture(autouse=True, scope="module")
-def single_thread():
-    """One torch thread: these networks are small, and on a shared machine extra threads only wait."""
-    previous = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(previous)
+pytestmark = pytest.mark.usefixtures("single_thread")
 
 
 class QuantReLU(nn.Module):

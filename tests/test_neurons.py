@@ -9,14 +9,7 @@ import torch
 
 from streamdet.neurons import IFParameters, IFState, if_initial_state, if_scan, if_step
 
-
-@pytest.fixture(autouse=True, scope="module")
-def single_thread():
-    """One torch thread: these networks are small, and on a shared machine extra threads only wait."""
-    previous = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(previous)
+pytestmark = pytest.mark.usefixtures("single_thread")
 
 
 def simulate_steps(currents: torch.Tensor, params: IFParameters) -> tuple[torch.Tensor, torch.Tensor]:

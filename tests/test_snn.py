@@ -11,14 +11,7 @@ from streamdet.fidelity import SimulationConfig, simulate_prefix_means, window_m
 from streamdet.neurons import IFParameters
 from streamdet.snn import SpikingNetwork
 
-
-@pytest.fixture(autouse=True, scope="module")
-def single_thread():
-    """One torch thread: these networks are small, and on a shared machine extra threads only wait."""
-    previous = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(previous)
+pytestmark = pytest.mark.usefixtures("single_thread")
 
 
 DYADIC = 256
