@@ -106,6 +106,11 @@ class RetinaNetConfig:
             raise UserFacingError(f"upsample must be 'nearest' or 'transposed', got {self.upsample!r}")
         if self.quant_levels < 1:
             raise UserFacingError(f"quant_levels must be at least 1, got {self.quant_levels}")
+        if not self.anchor_min_size > 0:
+            raise UserFacingError(f"anchor_min_size must be positive, got {self.anchor_min_size}")
+        ratios = self.anchor_aspect_ratios
+        if not ratios or any(not r > 0 for r in ratios) or len(set(ratios)) != len(ratios):
+            raise UserFacingError(f"anchor_aspect_ratios must be distinct positive numbers, got {ratios}")
 
     @property
     def anchors_per_location(self) -> int:
@@ -397,6 +402,35 @@ def count_macs(model: RetinaNet, height: int, width: int) -> int:
 def anchor_sizes(config: RetinaNetConfig) -> list[list[float]]:
     """Anchor sides per level, pixels: ``anchor_min_size * 2 ** (k / 2)``, ``k = 3 l .. 3 l + 2``."""
     return [[config.anchor_min_size * 2 ** ((3 * level + k) / 2) for k in range(3)] for level in range(3)]
+
+
+def carry_over_anchors(
+    state_dict: dict[str, Tensor], source: RetinaNetConfig, target: RetinaNetConfig
+) -> dict[str, Tensor]:
+    """``state_dict`` of a model with ``source``'s anchors, made to fit ``target``'s anchors.
+
+    Only the two heads' predictors depend on the anchors (``A * outputs`` channels, anchor-major, anchor
+    ``a = size * R + ratio``). Each anchor of ``target`` takes the predictor rows of ``source``'s anchor
+    of the same size index whose aspect ratio is nearest in log scale, so a ratio both configs have keeps
+    its rows exactly and a new ratio starts from its nearest neighbour. Everything else is unchanged.
+    """
+    nearest = [
+        min(
+            range(len(source.anchor_aspect_ratios)),
+            key=lambda i: abs(math.log(source.anchor_aspect_ratios[i] / ratio)),
+        )
+        for ratio in target.anchor_aspect_ratios
+    ]
+    source_count, target_count = len(source.anchor_aspect_ratios), len(target.anchor_aspect_ratios)
+    rows = [size * source_count + nearest[r] for size in range(3) for r in range(target_count)]
+    result = dict(state_dict)
+    for head in ("cls_head", "box_head"):
+        for name in ("weight", "bias"):
+            key = f"{head}.predictor.{name}"
+            tensor = state_dict[key]
+            per_anchor = tensor.unflatten(0, (source.anchors_per_location, -1))
+            result[key] = per_anchor[rows].flatten(0, 1).clone()
+    return result
 
 
 def make_anchors(config: RetinaNetConfig, image_size: tuple[int, int] | None = None) -> Tensor:

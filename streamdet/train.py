@@ -32,6 +32,7 @@ from streamdet.model import (
     LossConfig,
     RetinaNet,
     build_model,
+    carry_over_anchors,
     checkpoint_dict,
     config_for,
     detection_loss,
@@ -168,6 +169,9 @@ class TrainConfig:
         seed: seed of initialisation, shuffling and augmentation.
         val_limit: validation images used for model selection (``None``: all).
         box_loss: ``smooth_l1`` (deltas) or ``giou`` (decoded boxes), see :class:`LossConfig`.
+        anchor_min_size: side of the smallest anchor in pixels (``None``: the ``--init`` checkpoint's,
+            else the model default), see ``streamdet.model.RetinaNetConfig``.
+        anchor_aspect_ratios: anchor height / width ratios (``None``: as ``anchor_min_size``).
         augment: :class:`AugmentConfig`.
     """
 
@@ -185,6 +189,8 @@ class TrainConfig:
     seed: int = 0
     val_limit: int | None = None
     box_loss: str = "smooth_l1"
+    anchor_min_size: float | None = None
+    anchor_aspect_ratios: tuple[float, ...] | None = None
     augment: AugmentConfig = AugmentConfig()
 
 
@@ -266,6 +272,7 @@ def train_detector(
         input_size=train_set.sensor_size,
         activation=config.activation,
         quant_levels=config.quant_levels,
+        **_anchor_settings(config, init if not resume else None),
     )
     model = (
         _initial_weights(init, model_config) if init is not None and not resume else build_model(model_config)
@@ -366,21 +373,45 @@ def train_detector(
     return record
 
 
+def _anchor_settings(config: TrainConfig, init: str | Path | None) -> dict[str, Any]:
+    """The anchor fields of the model being trained: the recipe's, else ``init``'s, else the defaults."""
+    inherited: dict[str, Any] = {}
+    if init is not None:
+        source = read_checkpoint(init)["config"]
+        inherited = {key: source[key] for key in ("anchor_min_size", "anchor_aspect_ratios") if key in source}
+    if config.anchor_min_size is not None:
+        inherited["anchor_min_size"] = config.anchor_min_size
+    if config.anchor_aspect_ratios is not None:
+        inherited["anchor_aspect_ratios"] = config.anchor_aspect_ratios
+    if "anchor_min_size" in inherited:
+        inherited["anchor_min_size"] = float(inherited["anchor_min_size"])
+    if "anchor_aspect_ratios" in inherited:
+        inherited["anchor_aspect_ratios"] = tuple(float(r) for r in inherited["anchor_aspect_ratios"])
+    return inherited
+
+
 def _initial_weights(init: str | Path, model_config) -> RetinaNet:
     """The weights of checkpoint ``init`` (``--init``) in a model of ``model_config``: the architecture must
-    be the same; the number of Quant-ReLU levels may differ (fine-tuning to fewer levels for conversion
-    at fewer time steps keeps every weight and clip)."""
+    be the same. The number of Quant-ReLU levels may differ (fine-tuning to fewer levels for conversion
+    at fewer time steps keeps every weight and clip), and so may the anchors: the heads' predictors are
+    carried over anchor by anchor (``streamdet.model.carry_over_anchors``)."""
     from dataclasses import replace
 
     checkpoint = read_checkpoint(init)
     source = model_from_checkpoint(checkpoint, init)
-    if replace(source.config, quant_levels=model_config.quant_levels) != model_config:
+    comparable = replace(
+        source.config,
+        quant_levels=model_config.quant_levels,
+        anchor_min_size=model_config.anchor_min_size,
+        anchor_aspect_ratios=model_config.anchor_aspect_ratios,
+    )
+    if comparable != model_config:
         raise UserFacingError(
             f"--init {init}: its architecture ({checkpoint.get('modality')}, {source.config}) differs from "
             f"the one being trained ({model_config}); use the same --modality, --size and activation"
         )
     model = build_model(model_config)
-    model.load_state_dict(source.state_dict())
+    model.load_state_dict(carry_over_anchors(source.state_dict(), source.config, model_config))
     return model
 
 

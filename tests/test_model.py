@@ -19,6 +19,7 @@ from streamdet.model import (
     LossConfig,
     QuantReLU,
     build_model,
+    carry_over_anchors,
     checkpoint_dict,
     config_for,
     decode_detections,
@@ -68,6 +69,32 @@ def test_anchor_layout_matches_the_head_outputs() -> None:
     anchor_in_cell = torch.arange(len(anchors)) % per_location
     expected = anchor_in_cell[:, None] * 4 + torch.arange(4)[None]
     assert torch.equal(cls_logits[0], expected.float())
+
+
+def test_carry_over_anchors_keeps_shared_ratios_and_seeds_new_ones_from_the_nearest() -> None:
+    """Fine-tuning to other anchors: a ratio both configs have keeps its predictor rows exactly, so its
+    outputs do not change; a new ratio (3) starts as the nearest old one (2)."""
+    from dataclasses import replace
+
+    torch.manual_seed(0)
+    source = build_model(config_for("events", **TINY)).eval()
+    target_config = replace(source.config, anchor_min_size=12.0, anchor_aspect_ratios=(0.5, 1.0, 2.0, 3.0))
+    target = build_model(target_config).eval()
+    target.load_state_dict(carry_over_anchors(source.state_dict(), source.config, target_config))
+    x = torch.rand(1, 2, 64, 64)
+    with torch.no_grad():
+        (old_cls, old_box), (new_cls, new_box) = source(x), target(x)
+    old_cls, old_box = old_cls.unflatten(1, (-1, 9)), old_box.unflatten(1, (-1, 9))
+    new_cls, new_box = new_cls.unflatten(1, (-1, 12)), new_box.unflatten(1, (-1, 12))
+    for size in range(3):
+        for new_ratio, old_ratio in ((0, 0), (1, 1), (2, 2), (3, 2)):
+            assert torch.equal(new_cls[:, :, 4 * size + new_ratio], old_cls[:, :, 3 * size + old_ratio])
+            assert torch.equal(new_box[:, :, 4 * size + new_ratio], old_box[:, :, 3 * size + old_ratio])
+    assert len(make_anchors(target_config)) == new_cls.shape[1] * 12
+    with pytest.raises(UserFacingError, match="anchor_aspect_ratios"):
+        replace(source.config, anchor_aspect_ratios=(1.0, 1.0))
+    with pytest.raises(UserFacingError, match="anchor_min_size"):
+        replace(source.config, anchor_min_size=0.0)
 
 
 def test_quant_relu_levels_and_straight_through_gradients() -> None:

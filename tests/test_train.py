@@ -139,6 +139,12 @@ def test_same_recipe_trains_identical_weights_and_init_fine_tunes(
     fewer_levels = replace(config, quant_levels=4)
     train_detector(fewer_levels, [tiny_root], tmp_path / "l4.pt", init=overfit_checkpoint, **quiet)
     assert load_detector(tmp_path / "l4.pt").config.quant_levels == 4
+    taller = replace(config, anchor_min_size=12.0, anchor_aspect_ratios=(0.5, 1.0, 2.0, 3.0))
+    train_detector(taller, [tiny_root], tmp_path / "r3.pt", init=overfit_checkpoint, **quiet)
+    assert load_detector(tmp_path / "r3.pt").config.anchor_aspect_ratios == (0.5, 1.0, 2.0, 3.0)
+    train_detector(config, [tiny_root], tmp_path / "r3b.pt", init=tmp_path / "r3.pt", **quiet)
+    inherited = load_detector(tmp_path / "r3b.pt").config
+    assert (inherited.anchor_min_size, inherited.anchor_aspect_ratios) == (12.0, (0.5, 1.0, 2.0, 3.0))
     with pytest.raises(UserFacingError, match="--init .*architecture"):
         train_detector(
             replace(config, size="small"), [tiny_root], tmp_path / "c.pt", init=overfit_checkpoint, **quiet
@@ -226,6 +232,12 @@ def test_cli_errors_are_one_line(tiny_root: Path, tmp_path: Path, overfit_checkp
     assert "no annotations" in capsys.readouterr().err
     assert main([*train, "--data", str(tmp_path / "nowhere"), "--out", str(tmp_path / "x.pt")]) == 2
     assert "no annotations.json" in capsys.readouterr().err
+    with pytest.raises(SystemExit):
+        main([*train, "--data", str(tiny_root), "--out", str(tmp_path / "x.pt"), "--anchor-ratios", "1,a"])
+    assert "comma-separated numbers" in capsys.readouterr().err
+    out = str(tmp_path / "x.pt")
+    assert main([*train, "--data", str(tiny_root), "--out", out, "--anchor-ratios", "1,1"]) == 2
+    assert "distinct positive" in capsys.readouterr().err
     resumed = tmp_path / "r.pt"
     assert main([*train, "--data", str(tiny_root), "--out", str(resumed), "--batch-size", "8"]) == 0
     other = ["train", "--modality", "intensity", "--size", "tiny", "--crop", "none", "--epochs", "2"]

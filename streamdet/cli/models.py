@@ -18,6 +18,17 @@ def _crop_size(text: str) -> tuple[int, int] | None:
     return width, height
 
 
+def _ratios(text: str) -> tuple[float, ...]:
+    """``--anchor-ratios``: comma-separated positive numbers."""
+    try:
+        ratios = tuple(float(part) for part in text.split(","))
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected comma-separated numbers like 0.5,1,2, got {text!r}") from None
+    if any(not r > 0 for r in ratios):
+        raise argparse.ArgumentTypeError(f"anchor ratios must be positive, got {text!r}")
+    return ratios
+
+
 def register(subparsers: argparse._SubParsersAction) -> None:
     """Add ``train`` and ``eval``."""
     from streamdet.model import BOX_LOSSES, MODEL_SIZES
@@ -67,6 +78,20 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         default=defaults.box_loss,
         choices=BOX_LOSSES,
         help="smooth_l1 on box deltas, or giou on the decoded boxes (default %(default)s)",
+    )
+    train.add_argument(
+        "--anchor-min-size",
+        type=float,
+        default=None,
+        metavar="PX",
+        help="side of the smallest anchor (default: the --init checkpoint's, else 10)",
+    )
+    train.add_argument(
+        "--anchor-ratios",
+        type=_ratios,
+        default=None,
+        metavar="R,R,...",
+        help="anchor height/width ratios, e.g. 0.5,1,2,3 (default: the --init checkpoint's, else 0.5,1,2)",
     )
     train.add_argument("--seed", type=int, default=defaults.seed)
     train.add_argument("--resume", action="store_true", help="continue from OUT.last.pt")
@@ -130,6 +155,8 @@ def run_train(args: argparse.Namespace) -> int:
         seed=args.seed,
         val_limit=args.val_limit,
         box_loss=args.box_loss,
+        anchor_min_size=args.anchor_min_size,
+        anchor_aspect_ratios=args.anchor_ratios,
         augment=AugmentConfig(crop_size=args.crop),
     )
     record = train_detector(
