@@ -23,7 +23,8 @@ def _ratios(text: str) -> tuple[float, ...]:
     try:
         ratios = tuple(float(part) for part in text.split(","))
     except ValueError:
-        raise argparse.ArgumentTypeError(f"expected comma-separated numbers like 0.5,1,2, got {text!r}") from None
+        message = f"expected comma-separated numbers like 0.5,1,2, got {text!r}"
+        raise argparse.ArgumentTypeError(message) from None
     if any(not r > 0 for r in ratios):
         raise argparse.ArgumentTypeError(f"anchor ratios must be positive, got {text!r}")
     return ratios
