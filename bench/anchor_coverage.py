@@ -63,6 +63,7 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--data", nargs="+", required=True, metavar="SPLIT", help="built split directories")
     parser.add_argument("--anchors", nargs="+", required=True, metavar="MIN:R,R,...", help="anchor settings")
+    parser.add_argument("--every", type=int, default=1, metavar="N", help="every Nth object only (faster)")
     parser.add_argument("--json", default=None, metavar="OUT")
     args = parser.parse_args(argv)
 
@@ -73,11 +74,17 @@ def main(argv: list[str] | None = None) -> int:
         split_boxes, split_classes = labelled_boxes(split)
         boxes.append(split_boxes)
         classes += split_classes
-    all_boxes = torch.cat(boxes)
+    all_boxes = torch.cat(boxes)[:: args.every]
+    classes = classes[:: args.every]
     names = sorted(set(classes))
     masks = {name: torch.tensor([c == name for c in classes]) for name in names}
     base = config_for("events")
-    report = {"data": args.data, "objects": {name: int(masks[name].sum()) for name in names}, "settings": []}
+    report = {
+        "data": args.data,
+        "every": args.every,
+        "objects": {name: int(masks[name].sum()) for name in names},
+        "settings": [],
+    }
     print(f"{len(all_boxes)} objects: " + ", ".join(f"{n} {report['objects'][n]}" for n in names))
     print(f"{'anchors':<22} {'per location':>12}  " + "  ".join(f"{n + ' >=0.5 / n':>22}" for n in names))
     for text in args.anchors:
