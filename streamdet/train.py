@@ -31,6 +31,7 @@ from streamdet.model import (
     MAX_STRIDE,
     LossConfig,
     RetinaNet,
+    RetinaNetConfig,
     build_model,
     carry_over_anchors,
     checkpoint_dict,
@@ -266,16 +267,20 @@ def train_detector(
         augment=make_augment(config.modality, config.augment),
         seed=config.seed,
     )
+    init_checkpoint = read_checkpoint(init) if init is not None and not resume else None
+    init_model = model_from_checkpoint(init_checkpoint, init) if init_checkpoint is not None else None
     model_config = config_for(
         config.modality,
         config.size,
         input_size=train_set.sensor_size,
         activation=config.activation,
         quant_levels=config.quant_levels,
-        **_anchor_settings(config, init if not resume else None),
+        **_anchor_settings(config, init_model.config if init_model is not None else None),
     )
     model = (
-        _initial_weights(init, model_config) if init is not None and not resume else build_model(model_config)
+        _initial_weights(init_model, init_checkpoint, init, model_config)
+        if init_model is not None
+        else build_model(model_config)
     )
     state: dict[str, Any] = {"epoch": 0, "step": 0, "best_map50": -1.0, "history": [], "seconds": 0.0}
     optimizer = torch.optim.AdamW(parameter_groups(model, config.weight_decay), lr=config.lr)
@@ -373,32 +378,32 @@ def train_detector(
     return record
 
 
-def _anchor_settings(config: TrainConfig, init: str | Path | None) -> dict[str, Any]:
-    """The anchor fields of the model being trained: the recipe's, else ``init``'s, else the defaults."""
-    inherited: dict[str, Any] = {}
-    if init is not None:
-        source = read_checkpoint(init)["config"]
-        inherited = {key: source[key] for key in ("anchor_min_size", "anchor_aspect_ratios") if key in source}
+def _anchor_settings(config: TrainConfig, source: RetinaNetConfig | None) -> dict[str, Any]:
+    """The anchor fields of the model being trained: the recipe's, else the ``--init`` model's (``source``),
+    else none (the model defaults)."""
+    settings: dict[str, Any] = {}
+    if source is not None:
+        settings = {
+            "anchor_min_size": source.anchor_min_size,
+            "anchor_aspect_ratios": source.anchor_aspect_ratios,
+        }
     if config.anchor_min_size is not None:
-        inherited["anchor_min_size"] = config.anchor_min_size
+        settings["anchor_min_size"] = config.anchor_min_size
     if config.anchor_aspect_ratios is not None:
-        inherited["anchor_aspect_ratios"] = config.anchor_aspect_ratios
-    if "anchor_min_size" in inherited:
-        inherited["anchor_min_size"] = float(inherited["anchor_min_size"])
-    if "anchor_aspect_ratios" in inherited:
-        inherited["anchor_aspect_ratios"] = tuple(float(r) for r in inherited["anchor_aspect_ratios"])
-    return inherited
+        settings["anchor_aspect_ratios"] = tuple(config.anchor_aspect_ratios)
+    return settings
 
 
-def _initial_weights(init: str | Path, model_config) -> RetinaNet:
-    """The weights of checkpoint ``init`` (``--init``) in a model of ``model_config``: the architecture must
-    be the same. The number of Quant-ReLU levels may differ (fine-tuning to fewer levels for conversion
-    at fewer time steps keeps every weight and clip), and so may the anchors: the heads' predictors are
-    carried over anchor by anchor (``streamdet.model.carry_over_anchors``)."""
+def _initial_weights(
+    source: RetinaNet, checkpoint: dict[str, Any], init: str | Path, model_config: RetinaNetConfig
+) -> RetinaNet:
+    """The weights of the ``--init`` model ``source`` (read from ``checkpoint`` at ``init``) in a model of
+    ``model_config``: the architecture must be the same. The number of Quant-ReLU levels may differ
+    (fine-tuning to fewer levels for conversion at fewer time steps keeps every weight and clip), and so
+    may the anchors: the heads' predictors are carried over anchor by anchor
+    (``streamdet.model.carry_over_anchors``)."""
     from dataclasses import replace
 
-    checkpoint = read_checkpoint(init)
-    source = model_from_checkpoint(checkpoint, init)
     comparable = replace(
         source.config,
         quant_levels=model_config.quant_levels,
