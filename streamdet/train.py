@@ -298,6 +298,7 @@ def train_detector(
         optimizer = torch.optim.AdamW(parameter_groups(model, config.weight_decay), lr=config.lr)
         optimizer.load_state_dict(saved["optimizer"])
         state = saved["state"]
+    model_config = model.config  # a resumed model keeps the anchors it was started with
     model.to(device)
     crop = config.augment.crop_size
     if crop is not None and (crop[0] % MAX_STRIDE or crop[1] % MAX_STRIDE):

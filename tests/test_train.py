@@ -145,6 +145,8 @@ def test_same_recipe_trains_identical_weights_and_init_fine_tunes(
     train_detector(config, [tiny_root], tmp_path / "r3b.pt", init=tmp_path / "r3.pt", **quiet)
     inherited = load_detector(tmp_path / "r3b.pt").config
     assert (inherited.anchor_min_size, inherited.anchor_aspect_ratios) == (12.0, (0.5, 1.0, 2.0, 3.0))
+    train_detector(replace(config, epochs=2), [tiny_root], tmp_path / "r3b.pt", resume=True, **quiet)
+    assert load_detector(tmp_path / "r3b.pt").config.anchor_aspect_ratios == (0.5, 1.0, 2.0, 3.0)
     with pytest.raises(UserFacingError, match="--init .*architecture"):
         train_detector(
             replace(config, size="small"), [tiny_root], tmp_path / "c.pt", init=overfit_checkpoint, **quiet
