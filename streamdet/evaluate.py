@@ -125,6 +125,7 @@ def evaluate_split(
     limit: int | None = None,
     batch_size: int = 8,
     progress: bool = True,
+    history_windows: int = 0,
 ) -> dict[str, Any]:
     """Run ``predict`` on the images of a split (in file order, the first ``limit`` ones) and score it.
 
@@ -138,6 +139,7 @@ def evaluate_split(
         limit: evaluate only the first ``limit`` images.
         batch_size: images per ``predict`` call.
         progress: tqdm bar on stderr.
+        history_windows: earlier windows the model reads as extra channels (``streamdet.samples``).
 
     Returns:
         ``{"images": N, "map50", "map", "ap50_per_class", "ap_per_class", "presets": [...],
@@ -148,7 +150,9 @@ def evaluate_split(
     from streamdet.errors import UserFacingError
     from streamdet.samples import DetectionSamples
 
-    samples = DetectionSamples([split_dir], modality, event_scale, window_us=window_us)
+    samples = DetectionSamples(
+        [split_dir], modality, event_scale, window_us=window_us, history_windows=history_windows
+    )
     count = len(samples) if limit is None else max(0, min(int(limit), len(samples)))
     if count == 0:
         raise UserFacingError(f"{split_dir}: no images to evaluate (--limit {limit})")

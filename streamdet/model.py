@@ -36,7 +36,17 @@ CHECKPOINT_FORMAT = "streamdet-ann/1"
 """``format`` field of an ANN checkpoint (``docs/architecture.md``, "Checkpoints and shipped weights")."""
 
 MODALITY_CHANNELS: dict[str, int] = {"events": 2, "intensity": 1}
-"""Input channels of each modality."""
+"""Input channels of each modality over one window."""
+
+
+def input_channels(modality: str, history_windows: int = 0) -> int:
+    """Input channels of a model that reads its window and ``history_windows`` windows before it, each
+    as :data:`MODALITY_CHANNELS` channels (newest window first)."""
+    if modality not in MODALITY_CHANNELS:
+        raise UserFacingError(f"unknown modality {modality!r}; choose events or intensity")
+    if int(history_windows) < 0:
+        raise UserFacingError(f"history windows must be 0 or more, got {history_windows}")
+    return MODALITY_CHANNELS[modality] * (1 + int(history_windows))
 
 FPN_STRIDES: tuple[int, ...] = (8, 16, 32)
 """Strides of the FPN levels P3, P4, P5 in input pixels."""
@@ -168,15 +178,19 @@ MODEL_SIZES: dict[str, dict[str, Any]] = {
 
 
 def config_for(
-    modality: str, size: str = "small", input_size: tuple[int, int] = (346, 260), **overrides: Any
+    modality: str,
+    size: str = "small",
+    input_size: tuple[int, int] = (346, 260),
+    history_windows: int = 0,
+    **overrides: Any,
 ) -> RetinaNetConfig:
-    """The config of a ``size`` preset (:data:`MODEL_SIZES`) for ``modality``'s input channels."""
-    if modality not in MODALITY_CHANNELS:
-        raise UserFacingError(f"unknown modality {modality!r}; choose events or intensity")
+    """The config of a ``size`` preset (:data:`MODEL_SIZES`) for ``modality``'s input channels over its
+    window and ``history_windows`` earlier windows (:func:`input_channels`)."""
+    channels = input_channels(modality, history_windows)
     if size not in MODEL_SIZES:
         raise UserFacingError(f"unknown model size {size!r}; choose from {', '.join(MODEL_SIZES)}")
     values = {**MODEL_SIZES[size], **overrides}
-    return RetinaNetConfig(in_channels=MODALITY_CHANNELS[modality], input_size=tuple(input_size), **values)
+    return RetinaNetConfig(in_channels=channels, input_size=tuple(input_size), **values)
 
 
 def padded_length(length: int) -> int:
@@ -431,6 +445,24 @@ def carry_over_anchors(
             per_anchor = tensor.unflatten(0, (source.anchors_per_location, -1))
             result[key] = per_anchor[rows].flatten(0, 1).clone()
     return result
+
+
+def carry_over_input_channels(
+    state_dict: dict[str, Tensor], source: RetinaNetConfig, target: RetinaNetConfig
+) -> dict[str, Tensor]:
+    """``state_dict`` of a model with ``source.in_channels`` inputs, made to read ``target.in_channels``.
+
+    Only the stem's convolution sees the input. Input channels are windows stacked newest first
+    (``streamdet.samples``), so the channels both configs have keep their weights and extra (older)
+    windows get zero weights: the new model computes exactly what the old one did until training
+    teaches it to use the extra windows. Fewer channels than the source drop the oldest windows.
+    """
+    key = "backbone.stem.0.weight"
+    weight = state_dict[key]
+    kept = min(source.in_channels, target.in_channels)
+    carried = weight.new_zeros((weight.shape[0], target.in_channels, *weight.shape[2:]))
+    carried[:, :kept] = weight[:, :kept]
+    return {**state_dict, key: carried}
 
 
 def make_anchors(config: RetinaNetConfig, image_size: tuple[int, int] | None = None) -> Tensor:
@@ -690,6 +722,7 @@ def checkpoint_dict(
     event_scale: float,
     sensor_size: tuple[int, int],
     train: dict[str, Any] | None = None,
+    history_windows: int = 0,
 ) -> dict[str, Any]:
     """The checkpoint of ``docs/architecture.md`` ("Checkpoints and shipped weights")."""
     return {
@@ -699,6 +732,7 @@ def checkpoint_dict(
         "class_names": list(class_names),
         "window_us": int(window_us),
         "event_scale": float(event_scale),
+        "history_windows": int(history_windows),
         "sensor_size": [int(sensor_size[0]), int(sensor_size[1])],
         "state_dict": {name: value.detach().cpu() for name, value in model.state_dict().items()},
         "train": dict(train or {}),
@@ -755,11 +789,14 @@ def read_checkpoint(name_or_path: str | Path) -> dict[str, Any]:
 def model_from_checkpoint(checkpoint: dict[str, Any], source: object) -> RetinaNet:
     """Rebuild the model of a checkpoint; ``UserFacingError`` when the config and weights disagree."""
     config = RetinaNetConfig.from_dict(checkpoint["config"])
-    expected_channels = MODALITY_CHANNELS[checkpoint["modality"]]
+    history = checkpoint.get("history_windows", 0)
+    if not isinstance(history, int) or history < 0:
+        raise UserFacingError(f"{source}: history_windows must be an integer >= 0, got {history!r}")
+    expected_channels = input_channels(checkpoint["modality"], history)
     if config.in_channels != expected_channels:
         raise UserFacingError(
             f"{source}: config has {config.in_channels} input channels but modality "
-            f"{checkpoint['modality']!r} has {expected_channels}"
+            f"{checkpoint['modality']!r} over {1 + history} window(s) has {expected_channels}"
         )
     if config.num_classes != len(checkpoint["class_names"]):
         raise UserFacingError(
@@ -795,6 +832,7 @@ class DetectorBundle:
     event_scale: float
     sensor_size: tuple[int, int]
     anchors: Tensor
+    history_windows: int = 0
     metadata: dict[str, Any] = field(default_factory=dict)
     score_thresh: float = 0.05
     nms_thresh: float = 0.5
@@ -856,6 +894,7 @@ def bundle_from_checkpoint(
         event_scale=float(checkpoint.get("event_scale", 1.0)),
         sensor_size=sensor_size,
         anchors=make_anchors(config),
+        history_windows=int(checkpoint.get("history_windows", 0)),
         metadata={"source": str(source), "train": checkpoint.get("train", {})},
     )
 

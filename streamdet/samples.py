@@ -9,6 +9,11 @@ is a linear map (clipped):
 - ``intensity``: ``raw = rate [1, H, W]`` (fraction of spike frames in which the pixel fired), input
   ``raw`` (:func:`streamdet.events.spike_frames_to_input`).
 
+A model with ``history_windows = N`` also reads the ``N`` windows before it, ``(t_us - (k + 1) window_us,
+t_us - k window_us]`` for ``k = 1..N``, each mapped the same way and stacked after the newest window's
+channels: ``[OFF, ON]`` of the newest window, then of the one before, ... A window that starts before
+the recording holds only what was recorded (zeros before its start), as at the start of a live stream.
+
 Augmentations (``streamdet.train``) act on the raw measurement before this map, so "twice as many
 events" or "a brighter scene" stay physically meaningful.
 """
@@ -24,7 +29,7 @@ from torch import Tensor
 
 from streamdet.errors import UserFacingError
 from streamdet.events import events_to_counts, spike_frames_to_input
-from streamdet.model import MODALITY_CHANNELS
+from streamdet.model import MODALITY_CHANNELS, input_channels
 
 Target = dict[str, Tensor]
 """``{"boxes": float32 [G, 4], "labels": int64 [G], "ignore_boxes": float32 [M, 4], "image_id": int64 []}``
@@ -68,6 +73,8 @@ class DetectionSamples(torch.utils.data.Dataset):
             (:class:`streamdet.dataset.DatasetSplit`).
         augment: random transform of the raw measurement (training), or ``None``.
         seed: seed of the augmentation random numbers (item ``i`` of epoch ``e`` uses ``(seed, e, i)``).
+        history_windows: earlier windows stacked as extra channels (module docstring). Windows are
+            cached by their end time, so a history window that is another image's window is read once.
     """
 
     def __init__(
@@ -78,11 +85,14 @@ class DetectionSamples(torch.utils.data.Dataset):
         window_us: int | None = None,
         augment: Augment | None = None,
         seed: int = 0,
+        history_windows: int = 0,
     ) -> None:
         from streamdet.dataset import DatasetSplit
 
         if modality not in MODALITY_CHANNELS:
             raise UserFacingError(f"unknown modality {modality!r}; choose events or intensity")
+        input_channels(modality, history_windows)  # validates history_windows
+        self.history_windows = int(history_windows)
         if not split_dirs:
             raise UserFacingError("no dataset split given")
         self.modality = modality
@@ -108,7 +118,7 @@ class DetectionSamples(torch.utils.data.Dataset):
                     "(0 boxes that are not ignored)"
                 )
         self.index = [(s, image) for s, split in enumerate(self.splits) for image in split.images]
-        self._cache: dict[int, np.ndarray] = {}
+        self._cache: dict[tuple[int, str, int], np.ndarray] = {}
         self._events: dict[tuple[int, str], np.ndarray] = {}
 
     def __len__(self) -> int:
@@ -116,34 +126,47 @@ class DetectionSamples(torch.utils.data.Dataset):
 
     @property
     def channels(self) -> int:
-        """Input channels of the modality."""
-        return MODALITY_CHANNELS[self.modality]
+        """Input channels: the modality's, times the windows read (1 + ``history_windows``)."""
+        return input_channels(self.modality, self.history_windows)
 
     def image(self, i: int) -> dict:
         """The COCO image record of sample ``i``."""
         return self.index[i][1]
 
-    def _events_of(self, split_index: int, image: dict) -> np.ndarray:
-        key = (split_index, image["sequence"])
+    def _events_of(self, split_index: int, sequence: str, t_us: int) -> np.ndarray:
+        key = (split_index, sequence)
         if key not in self._events:
             self._events.clear()
-            self._events[key] = self.splits[split_index].sequence_events(image["sequence"])
+            self._events[key] = self.splits[split_index].sequence_events(sequence)
         events = self._events[key]
-        t_us = int(image["t_us"])
         lo, hi = np.searchsorted(events["t"], [t_us - self.window_us, t_us], side="right")
         return events[lo:hi]
 
-    def raw(self, i: int) -> Tensor:
-        """Raw measurement of sample ``i``: counts ``[2, H, W]`` or rate ``[1, H, W]``, float32."""
-        if i not in self._cache:
-            split_index, image = self.index[i]
+    def _window(self, split_index: int, image: dict, t_us: int) -> np.ndarray:
+        """Raw measurement of the window ending at ``t_us`` of the image's sequence (cached)."""
+        key = (split_index, image["sequence"], t_us)
+        if key not in self._cache:
             if self.modality == "events":
-                counts = events_to_counts(self._events_of(split_index, image), self.sensor_size)
-                self._cache[i] = np.minimum(counts, 255).astype(np.uint8)
+                events = self._events_of(split_index, image["sequence"], t_us)
+                counts = events_to_counts(events, self.sensor_size)
+                self._cache[key] = np.minimum(counts, 255).astype(np.uint8)
+            elif t_us <= 0:
+                width, height = self.sensor_size
+                self._cache[key] = np.zeros((1, height, width), dtype=np.float16)
             else:
-                frames = self.splits[split_index].spike_frames(image)
-                self._cache[i] = spike_frames_to_input(frames).astype(np.float16)
-        return torch.from_numpy(self._cache[i].astype(np.float32))
+                frames = self.splits[split_index].spike_frames({**image, "t_us": t_us})
+                self._cache[key] = spike_frames_to_input(frames).astype(np.float16)
+        return self._cache[key]
+
+    def raw(self, i: int) -> Tensor:
+        """Raw measurement of sample ``i``: counts ``[2, H, W]`` or rate ``[1, H, W]`` per window read
+        (newest first), float32."""
+        split_index, image = self.index[i]
+        t_us = int(image["t_us"])
+        windows = [
+            self._window(split_index, image, t_us - k * self.window_us) for k in range(1 + self.history_windows)
+        ]
+        return torch.from_numpy(np.concatenate(windows).astype(np.float32))
 
     def preload(self, progress: bool = False) -> None:
         """Read every sample's raw measurement into the cache, sequence by sequence (each file read once)."""

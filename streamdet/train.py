@@ -34,6 +34,7 @@ from streamdet.model import (
     RetinaNetConfig,
     build_model,
     carry_over_anchors,
+    carry_over_input_channels,
     checkpoint_dict,
     config_for,
     detection_loss,
@@ -138,8 +139,8 @@ def make_augment(modality: str, config: AugmentConfig):
             raw = raw * float(rng.uniform(*config.count_scale))
             rate = torch.full_like(raw, float(rng.uniform(0.0, config.noise_rate)))
             raw = raw + torch.poisson(rate, generator=generator)
-            if rng.random() < config.polarity_swap:
-                raw = raw.flip(0)
+            if rng.random() < config.polarity_swap:  # OFF <-> ON in every window read
+                raw = raw.unflatten(0, (-1, 2)).flip(1).flatten(0, 1)
         else:
             raw = raw * float(rng.uniform(*config.brightness))
             raw = raw + torch.rand(raw.shape, generator=generator) * float(
@@ -173,6 +174,9 @@ class TrainConfig:
         anchor_min_size: side of the smallest anchor in pixels (``None``: the ``--init`` checkpoint's,
             else the model default), see ``streamdet.model.RetinaNetConfig``.
         anchor_aspect_ratios: anchor height / width ratios (``None``: as ``anchor_min_size``).
+        history_windows: earlier windows read as extra input channels (``streamdet.samples``; ``None``:
+            the ``--init`` checkpoint's, else 0). ``--init`` from fewer windows starts the new windows'
+            stem weights at zero (``streamdet.model.carry_over_input_channels``).
         augment: :class:`AugmentConfig`.
     """
 
@@ -192,6 +196,7 @@ class TrainConfig:
     box_loss: str = "smooth_l1"
     anchor_min_size: float | None = None
     anchor_aspect_ratios: tuple[float, ...] | None = None
+    history_windows: int | None = None
     augment: AugmentConfig = AugmentConfig()
 
 
@@ -259,6 +264,10 @@ def train_detector(
     train_dirs = _check_splits([root / "train" for root in roots], "train")
     val_dirs = [root / "val" for root in roots if (root / "val" / "annotations.json").is_file()]
     torch.manual_seed(config.seed)
+    init_checkpoint = read_checkpoint(init) if init is not None and not resume else None
+    init_model = model_from_checkpoint(init_checkpoint, init) if init_checkpoint is not None else None
+    saved = _read_resume_state(last_state_path(out), config) if resume else None
+    history_windows = _history_windows(config, init_checkpoint, saved)
     train_set = DetectionSamples(
         train_dirs,
         config.modality,
@@ -266,13 +275,13 @@ def train_detector(
         window_us=config.window_us,
         augment=make_augment(config.modality, config.augment),
         seed=config.seed,
+        history_windows=history_windows,
     )
-    init_checkpoint = read_checkpoint(init) if init is not None and not resume else None
-    init_model = model_from_checkpoint(init_checkpoint, init) if init_checkpoint is not None else None
     model_config = config_for(
         config.modality,
         config.size,
         input_size=train_set.sensor_size,
+        history_windows=history_windows,
         activation=config.activation,
         quant_levels=config.quant_levels,
         **_anchor_settings(config, init_model.config if init_model is not None else None),
@@ -285,15 +294,7 @@ def train_detector(
     state: dict[str, Any] = {"epoch": 0, "step": 0, "best_map50": -1.0, "history": [], "seconds": 0.0}
     optimizer = torch.optim.AdamW(parameter_groups(model, config.weight_decay), lr=config.lr)
     last_path = last_state_path(out)
-    if resume:
-        if not last_path.is_file():
-            raise UserFacingError(f"--resume: no training state {last_path} (run without --resume first)")
-        saved = torch.load(last_path, map_location="cpu", weights_only=False)
-        if saved["recipe"]["modality"] != config.modality:
-            raise UserFacingError(
-                f"--resume: {last_path} trains the {saved['recipe']['modality']} modality, "
-                f"not {config.modality}"
-            )
+    if saved is not None:
         model = model_from_checkpoint(saved["checkpoint"], last_path)
         optimizer = torch.optim.AdamW(parameter_groups(model, config.weight_decay), lr=config.lr)
         optimizer.load_state_dict(saved["optimizer"])
@@ -362,6 +363,7 @@ def train_detector(
             config.event_scale,
             train_set.sensor_size,
             train=record,
+            history_windows=history_windows,
         )
         if score >= state["best_map50"]:
             state["best_map50"] = score
@@ -377,6 +379,32 @@ def train_detector(
         )
         log(" ".join(f"{k}={v}" for k, v in entry.items()))
     return record
+
+
+def _read_resume_state(last_path: Path, config: TrainConfig) -> dict[str, Any]:
+    """The ``--resume`` state at ``last_path``; ``UserFacingError`` if missing or of another modality."""
+    if not last_path.is_file():
+        raise UserFacingError(f"--resume: no training state {last_path} (run without --resume first)")
+    saved = torch.load(last_path, map_location="cpu", weights_only=False)
+    if saved["recipe"]["modality"] != config.modality:
+        raise UserFacingError(
+            f"--resume: {last_path} trains the {saved['recipe']['modality']} modality, not {config.modality}"
+        )
+    return saved
+
+
+def _history_windows(
+    config: TrainConfig, init_checkpoint: dict[str, Any] | None, saved: dict[str, Any] | None
+) -> int:
+    """Windows before the model's own that it reads: a resumed run's, else the recipe's, else the
+    ``--init`` checkpoint's, else 0."""
+    if saved is not None:
+        return int(saved["checkpoint"].get("history_windows", 0))
+    if config.history_windows is not None:
+        return int(config.history_windows)
+    if init_checkpoint is not None:
+        return int(init_checkpoint.get("history_windows", 0))
+    return 0
 
 
 def _anchor_settings(config: TrainConfig, source: RetinaNetConfig | None) -> dict[str, Any]:
@@ -402,11 +430,13 @@ def _initial_weights(
     ``model_config``: the architecture must be the same. The number of Quant-ReLU levels may differ
     (fine-tuning to fewer levels for conversion at fewer time steps keeps every weight and clip), and so
     may the anchors: the heads' predictors are carried over anchor by anchor
-    (``streamdet.model.carry_over_anchors``)."""
+    (``streamdet.model.carry_over_anchors``), and the windows read (the stem's input channels,
+    ``streamdet.model.carry_over_input_channels``)."""
     from dataclasses import replace
 
     comparable = replace(
         source.config,
+        in_channels=model_config.in_channels,
         quant_levels=model_config.quant_levels,
         anchor_min_size=model_config.anchor_min_size,
         anchor_aspect_ratios=model_config.anchor_aspect_ratios,
@@ -417,7 +447,8 @@ def _initial_weights(
             f"the one being trained ({model_config}); use the same --modality, --size and activation"
         )
     model = build_model(model_config)
-    model.load_state_dict(carry_over_anchors(source.state_dict(), source.config, model_config))
+    state_dict = carry_over_anchors(source.state_dict(), source.config, model_config)
+    model.load_state_dict(carry_over_input_channels(state_dict, source.config, model_config))
     return model
 
 
@@ -457,6 +488,7 @@ def _validate(
             config.event_scale,
             limit=config.val_limit,
             progress=progress,
+            history_windows=train_set.history_windows,
         )["map50"]
         for split in val_dirs
     ]

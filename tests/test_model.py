@@ -199,6 +199,12 @@ def test_load_detector_round_trip_and_clear_errors(tmp_path: Path) -> None:
     torch.save(swapped, tmp_path / "swapped.pt")
     with pytest.raises(UserFacingError, match="input channels"):
         load_detector(tmp_path / "swapped.pt")
+    torch.save({**checkpoint, "history_windows": 1}, tmp_path / "history.pt")
+    with pytest.raises(UserFacingError, match="2 window"):
+        load_detector(tmp_path / "history.pt")
+    torch.save({**checkpoint, "history_windows": "one"}, tmp_path / "history-type.pt")
+    with pytest.raises(UserFacingError, match="history_windows must be an integer"):
+        load_detector(tmp_path / "history-type.pt")
 
 
 @pytest.mark.parametrize("name", SHIPPED_MODELS)

@@ -17,7 +17,14 @@ from test_evaluate import WINDOW_US, write_tiny_split
 from streamdet.cli import main
 from streamdet.errors import UserFacingError
 from streamdet.evaluate import evaluate_split
-from streamdet.model import load_detector
+from streamdet.model import (
+    build_model,
+    carry_over_input_channels,
+    config_for,
+    load_detector,
+    pad_input,
+)
+from streamdet.samples import DetectionSamples
 from streamdet.train import AugmentConfig, TrainConfig, horizontal_flip, random_crop, train_detector
 
 NO_AUGMENT = AugmentConfig(
@@ -147,10 +154,63 @@ def test_same_recipe_trains_identical_weights_and_init_fine_tunes(
     assert (inherited.anchor_min_size, inherited.anchor_aspect_ratios) == (12.0, (0.5, 1.0, 2.0, 3.0))
     train_detector(replace(config, epochs=2), [tiny_root], tmp_path / "r3b.pt", resume=True, **quiet)
     assert load_detector(tmp_path / "r3b.pt").config.anchor_aspect_ratios == (0.5, 1.0, 2.0, 3.0)
+    history = replace(config, history_windows=1)
+    train_detector(history, [tiny_root], tmp_path / "h1.pt", init=overfit_checkpoint, **quiet)
+    with_history = load_detector(tmp_path / "h1.pt")
+    assert (with_history.history_windows, with_history.config.in_channels) == (1, 4)
+    score = evaluate_split(
+        with_history.detect, tiny_root / "train", "events", WINDOW_US, 3.0, progress=False, history_windows=1
+    )
+    assert score["map50"] >= 0.8, score  # starts as the --init model, which reads only its own window
+    train_detector(config, [tiny_root], tmp_path / "h1b.pt", init=tmp_path / "h1.pt", **quiet)
+    assert load_detector(tmp_path / "h1b.pt").history_windows == 1
+    train_detector(replace(config, epochs=2), [tiny_root], tmp_path / "h1b.pt", resume=True, **quiet)
+    assert load_detector(tmp_path / "h1b.pt").history_windows == 1
     with pytest.raises(UserFacingError, match="--init .*architecture"):
         train_detector(
             replace(config, size="small"), [tiny_root], tmp_path / "c.pt", init=overfit_checkpoint, **quiet
         )
+
+
+def test_history_windows_stack_earlier_windows_newest_first(tiny_root: Path) -> None:
+    """With ``history_windows = 2`` a sample is its own window then the two before it; the tiny split's
+    windows are back to back, so those are the previous images' windows, and zeros before the start."""
+    for modality, channels in (("events", 2), ("intensity", 1)):
+        plain = DetectionSamples([tiny_root / "train"], modality, 3.0)
+        stacked = DetectionSamples([tiny_root / "train"], modality, 3.0, history_windows=2)
+        assert stacked.channels == 3 * channels and stacked[0][0].shape[0] == 3 * channels
+        for i in range(len(plain)):
+            raw = stacked.raw(i).unflatten(0, (3, channels))
+            for k in range(3):
+                expected = plain.raw(i - k) if i - k >= 0 else torch.zeros_like(plain.raw(0))
+                assert torch.equal(raw[k], expected), (modality, i, k)
+    with pytest.raises(UserFacingError, match="history windows"):
+        DetectionSamples([tiny_root / "train"], "events", 3.0, history_windows=-1)
+
+
+def test_polarity_swap_swaps_on_and_off_in_every_window() -> None:
+    from streamdet.train import make_augment
+
+    always = AugmentConfig(flip=0.0, crop_size=None, count_scale=(1.0, 1.0), noise_rate=0.0, polarity_swap=1.0)
+    raw = torch.arange(4.0).reshape(4, 1, 1).expand(4, 8, 8).clone()  # OFF, ON of two windows
+    swapped, _ = make_augment("events", always)(raw, _target([], []), np.random.default_rng(0))
+    assert swapped[:, 0, 0].tolist() == [1.0, 0.0, 3.0, 2.0]
+
+
+def test_carried_stem_ignores_new_windows_until_trained() -> None:
+    """``carry_over_input_channels`` gives the older windows zero weight: the wider model computes what
+    the source model did, whatever the extra channels hold."""
+    torch.manual_seed(0)
+    source_config = config_for("events", "tiny", input_size=(64, 64))
+    source = build_model(source_config).eval()
+    target_config = config_for("events", "tiny", input_size=(64, 64), history_windows=1)
+    target = build_model(target_config).eval()
+    target.load_state_dict(carry_over_input_channels(source.state_dict(), source_config, target_config))
+    newest = pad_input(torch.rand(2, 2, 64, 64))
+    older = pad_input(torch.rand(2, 2, 64, 64))
+    with torch.no_grad():
+        for expected, got in zip(source(newest), target(torch.cat([newest, older], 1)), strict=True):
+            assert torch.allclose(expected, got, atol=1e-6)
 
 
 def test_cli_train_resume_and_eval_json(tiny_root: Path, tmp_path: Path, overfit_checkpoint: Path) -> None:

@@ -92,6 +92,14 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         metavar="R,R,...",
         help="anchor height/width ratios, e.g. 0.5,1,2,3 (default: the --init checkpoint's, else 0.5,1,2)",
     )
+    train.add_argument(
+        "--history-windows",
+        type=int,
+        default=None,
+        metavar="N",
+        help="also read the N windows before the model's window, as extra input channels "
+        "(default: the --init checkpoint's, else 0)",
+    )
     train.add_argument("--seed", type=int, default=defaults.seed)
     train.add_argument("--resume", action="store_true", help="continue from OUT.last.pt")
     train.add_argument(
@@ -156,6 +164,7 @@ def run_train(args: argparse.Namespace) -> int:
         box_loss=args.box_loss,
         anchor_min_size=args.anchor_min_size,
         anchor_aspect_ratios=args.anchor_ratios,
+        history_windows=args.history_windows,
         augment=AugmentConfig(crop_size=args.crop),
     )
     record = train_detector(
@@ -198,6 +207,7 @@ def run_eval(args: argparse.Namespace) -> int:
             bundle.event_scale,
             limit=args.limit,
             batch_size=args.batch_size,
+            history_windows=bundle.history_windows,
         )
         entry = {"data": str(split_dir), **metrics}
         if getattr(args, "snn", False):
