@@ -48,6 +48,7 @@ def input_channels(modality: str, history_windows: int = 0) -> int:
         raise UserFacingError(f"history windows must be 0 or more, got {history_windows}")
     return MODALITY_CHANNELS[modality] * (1 + int(history_windows))
 
+
 FPN_STRIDES: tuple[int, ...] = (8, 16, 32)
 """Strides of the FPN levels P3, P4, P5 in input pixels."""
 

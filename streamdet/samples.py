@@ -164,7 +164,8 @@ class DetectionSamples(torch.utils.data.Dataset):
         split_index, image = self.index[i]
         t_us = int(image["t_us"])
         windows = [
-            self._window(split_index, image, t_us - k * self.window_us) for k in range(1 + self.history_windows)
+            self._window(split_index, image, t_us - k * self.window_us)
+            for k in range(1 + self.history_windows)
         ]
         return torch.from_numpy(np.concatenate(windows).astype(np.float32))
 

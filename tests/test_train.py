@@ -189,9 +189,9 @@ def test_history_windows_stack_earlier_windows_newest_first(tiny_root: Path) -> 
 
 
 def test_polarity_swap_swaps_on_and_off_in_every_window() -> None:
-    from streamdet.train import make_augment
+    from streamdet.train import make_augment  # noqa: PLC0415
 
-    always = AugmentConfig(flip=0.0, crop_size=None, count_scale=(1.0, 1.0), noise_rate=0.0, polarity_swap=1.0)
+    always = replace(NO_AUGMENT, polarity_swap=1.0)
     raw = torch.arange(4.0).reshape(4, 1, 1).expand(4, 8, 8).clone()  # OFF, ON of two windows
     swapped, _ = make_augment("events", always)(raw, _target([], []), np.random.default_rng(0))
     assert swapped[:, 0, 0].tolist() == [1.0, 0.0, 3.0, 2.0]
