@@ -25,7 +25,14 @@ from streamdet.model import (
     pad_input,
 )
 from streamdet.samples import DetectionSamples
-from streamdet.train import AugmentConfig, TrainConfig, horizontal_flip, random_crop, train_detector
+from streamdet.train import (
+    AugmentConfig,
+    TrainConfig,
+    horizontal_flip,
+    make_augment,
+    random_crop,
+    train_detector,
+)
 
 NO_AUGMENT = AugmentConfig(
     flip=0.0, crop_size=None, count_scale=(1.0, 1.0), noise_rate=0.0, polarity_swap=0.0
@@ -189,8 +196,6 @@ def test_history_windows_stack_earlier_windows_newest_first(tiny_root: Path) -> 
 
 
 def test_polarity_swap_swaps_on_and_off_in_every_window() -> None:
-    from streamdet.train import make_augment  # noqa: PLC0415
-
     always = replace(NO_AUGMENT, polarity_swap=1.0)
     raw = torch.arange(4.0).reshape(4, 1, 1).expand(4, 8, 8).clone()  # OFF, ON of two windows
     swapped, _ = make_augment("events", always)(raw, _target([], []), np.random.default_rng(0))
