@@ -49,7 +49,7 @@ def main(argv: list[str] | None = None) -> int:
     detections, density = {}, {}
     for image in tqdm(split.images, desc="detect", unit="img"):
         counts = events_to_counts(split.events(image), split.sensor_size)
-        model_input = split.input(image, bundle.modality, bundle.event_scale)
+        model_input = split.input(image, bundle.modality, bundle.event_scale, bundle.history_windows)
         detections[image["id"]] = bundle.detect(torch.from_numpy(model_input)[None])[0]
         per_pixel = counts.sum(0)
         for annotation in split._by_image[image["id"]]:

@@ -141,7 +141,13 @@ def score_stepper(
                     detections[t][image_id] = rows
         simulated += max(steps) * inputs.shape[0]
         ids_seen += ids
-    samples = DetectionSamples([split_dir], bundle.modality, bundle.event_scale, window_us=bundle.window_us)
+    samples = DetectionSamples(
+        [split_dir],
+        bundle.modality,
+        bundle.event_scale,
+        window_us=bundle.window_us,
+        history_windows=bundle.history_windows,
+    )
     coco_gt = coco_from_dict(samples.splits[0].coco, ids_seen)
     scores = {
         str(t): {k: coco_metrics(coco_gt, d)[k] for k in ("map50", "map")} for t, d in detections.items()
@@ -193,12 +199,24 @@ def main() -> None:
     calibration = [inputs for _, inputs in split_inputs(args.data, bundle, args.calibration_windows, 4)]
     report: dict = {"model": args.model, "data": args.data, "steps": list(args.steps), "limit": args.limit}
     ann = evaluate_split(
-        bundle.detect, args.data, bundle.modality, bundle.window_us, bundle.event_scale, args.limit
+        bundle.detect,
+        args.data,
+        bundle.modality,
+        bundle.window_us,
+        bundle.event_scale,
+        args.limit,
+        history_windows=bundle.history_windows,
     )
     relu_bundle = copy.copy(bundle)
     object.__setattr__(relu_bundle, "model", relu_variant(bundle.model))
     relu_ann = evaluate_split(
-        relu_bundle.detect, args.data, bundle.modality, bundle.window_us, bundle.event_scale, args.limit
+        relu_bundle.detect,
+        args.data,
+        bundle.modality,
+        bundle.window_us,
+        bundle.event_scale,
+        args.limit,
+        history_windows=bundle.history_windows,
     )
     report["ann"] = {"map50": ann["map50"], "map": ann["map"]}
     report["ann_relu_variant"] = {"map50": relu_ann["map50"], "map": relu_ann["map"]}

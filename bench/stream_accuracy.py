@@ -64,7 +64,7 @@ def ann_detections(bundle, split, image_ids: set[int]) -> dict[int, np.ndarray]:
     for image in split.images:
         if int(image["id"]) not in image_ids:
             continue
-        raw = split.input(image, "events", bundle.event_scale)
+        raw = split.input(image, "events", bundle.event_scale, bundle.history_windows)
         rows = bundle.detect(torch.from_numpy(raw)[None])[0]
         detections[int(image["id"])] = rows.detach().cpu().numpy()
     return detections

@@ -112,7 +112,14 @@ def sweep(models: list[str], windows: list[tuple[int, float] | None], splits: li
                 started = time.perf_counter()
                 with torch.no_grad():
                     metrics = evaluate_split(
-                        bundle.detect, split, "events", window_us, scale, limit=limit, progress=False
+                        bundle.detect,
+                        split,
+                        "events",
+                        window_us,
+                        scale,
+                        limit=limit,
+                        progress=False,
+                        history_windows=bundle.history_windows,
                     )
                 row = {
                     "model": model,

@@ -869,11 +869,6 @@ def _carries_encoding(facts: _GraphFacts, node: fx.Node) -> bool:
     return node.op == "call_method" and node.target == "contiguous"
 
 
-def modality_channels(modality: str) -> int:
-    """Input channels of a modality: ``events`` 2 (OFF, ON), ``intensity`` 1."""
-    return {"events": 2, "intensity": 1}[modality]
-
-
 def convert_detector(
     bundle: Any,
     calibration_inputs: Iterable[torch.Tensor] | None,
@@ -894,7 +889,7 @@ def convert_detector(
     from streamdet.model import pad_input
 
     width, height = bundle.sensor_size
-    example = pad_input(torch.zeros(1, modality_channels(bundle.modality), height, width))
+    example = pad_input(torch.zeros(1, bundle.config.in_channels, height, width))
     network = convert_network(
         bundle.model, calibration_inputs, config, example_input=example, progress=progress
     )
@@ -917,4 +912,5 @@ def convert_detector(
             "nms_thresh": bundle.nms_thresh,
             "max_dets": bundle.max_dets,
         },
+        history_windows=bundle.history_windows,
     )

@@ -462,7 +462,8 @@ class DatasetSplit:
     ``split = DatasetSplit("data/train")``; ``split.images`` (COCO image records),
     ``split.targets(image)`` (boxes, labels, ignore flags), ``split.events(image)`` (the events of
     ``(t_us - window_us, t_us]``), ``split.spike_frames(image)`` (the spike frames of that window) and
-    ``split.input(image, modality, event_scale)`` (``[2, H, W]`` or ``[1, H, W]`` float32 in [0, 1]).
+    ``split.input(image, modality, event_scale)`` (``[2, H, W]`` or ``[1, H, W]`` float32 in [0, 1], more
+    channels for a model that reads earlier windows too).
     Event files are read once per sequence and kept in memory (``cache_events``).
 
     ``window_us`` overrides the window the split was built with (``built_window_us``): the sequences are
@@ -557,10 +558,21 @@ class DatasetSplit:
             data = file.read(max(last - first + 1, 0) * frame_bytes)
         return decode_spike_frames(data, layout.sensor_size)
 
-    def input(self, image: dict, modality: str, event_scale: float = 1.0) -> np.ndarray:
-        """Model input of one image: ``events`` -> ``[2, H, W]``, ``intensity`` -> ``[1, H, W]``, float32."""
-        if modality == "events":
-            return events_to_input(self.events(image), self.sensor_size, event_scale)
-        if modality == "intensity":
-            return spike_frames_to_input(self.spike_frames(image))
-        raise UserFacingError(f"unknown modality {modality!r} (events or intensity)")
+    def input(
+        self, image: dict, modality: str, event_scale: float = 1.0, history_windows: int = 0
+    ) -> np.ndarray:
+        """Model input of one image: ``events`` -> ``[2, H, W]``, ``intensity`` -> ``[1, H, W]``, float32;
+        with ``history_windows = N`` the ``N`` windows before it follow as more channels, newest first
+        (``streamdet.samples``)."""
+        if modality not in ("events", "intensity"):
+            raise UserFacingError(f"unknown modality {modality!r} (events or intensity)")
+        windows = []
+        for k in range(1 + int(history_windows)):
+            earlier = {**image, "t_us": int(image["t_us"]) - k * self.window_us}
+            if modality == "events":
+                windows.append(events_to_input(self.events(earlier), self.sensor_size, event_scale))
+            elif earlier["t_us"] <= 0:
+                windows.append(np.zeros((1, self.sensor_size[1], self.sensor_size[0]), dtype=np.float32))
+            else:
+                windows.append(spike_frames_to_input(self.spike_frames(earlier)))
+        return np.concatenate(windows)

@@ -13,6 +13,11 @@ Per-step network input (``T = window_us / dt_us`` steps per model window):
 - ``intensity``: ``x_k[0, y, x]`` = fraction of the spike frames time-stamped in step ``k`` in which the
   pixel fired (zero for a step without frames).
 
+A model that reads ``N`` earlier windows too (``history_windows``, ``streamdet.samples``) gets, after
+step ``k``'s channels, those of steps ``k - T``, ..., ``k - N T`` (:class:`StepHistory`), so its mean
+input over a window is the ANN's input stack of that window and the ``N`` before it. Steps before the
+stream's first and steps dropped by the skip policy count as empty.
+
 The network is simulated with its membranes kept across messages (one state per stream). Its per-step
 output currents ``(cls [A, nc], box [A, 4])`` go into a :class:`SlidingWindow` of the last ``W`` steps;
 every ``P`` steps, once the window is full (the initial transient is skipped), the window's mean currents
@@ -303,6 +308,39 @@ class SlidingWindow:
         return cls_mean, box_mean
 
 
+class StepHistory:
+    """Delay line of one stream's per-step values, for a model that reads ``windows`` earlier windows of
+    ``lag`` steps each: :meth:`stack` appends to every step ``k`` the values of steps ``k - lag``, ...,
+    ``k - windows * lag`` as more channels. Steps never given (before the first, or skipped) are zeros.
+    """
+
+    def __init__(self, lag: int, windows: int) -> None:
+        self.lag = int(lag)
+        self.windows = int(windows)
+        self.depth = self.lag * self.windows
+        self._values: np.ndarray | None = None
+        self._next_step: int | None = None
+
+    def stack(self, first: int, values: np.ndarray) -> np.ndarray:
+        """``values [K, C, H, W]`` of steps ``first..first + K - 1`` -> ``[K, C * (1 + windows), H, W]``."""
+        if self.windows == 0:
+            return values
+        if self._values is None or self._next_step is None:
+            past = np.zeros((self.depth, *values.shape[1:]), dtype=values.dtype)
+        else:
+            gap = min(max(first - self._next_step, 0), self.depth)
+            past = np.concatenate([self._values[gap:], np.zeros_like(self._values[:gap])])
+        combined = np.concatenate([past, values])
+        count = len(values)
+        windows = [
+            combined[self.depth - j * self.lag : self.depth - j * self.lag + count]
+            for j in range(1 + self.windows)
+        ]
+        self._values = combined[-self.depth :]
+        self._next_step = first + count
+        return np.concatenate(windows, axis=1)
+
+
 @dataclass(frozen=True)
 class WindowDetections:
     """Boxes of one stream over one window.
@@ -333,6 +371,7 @@ class _StreamState:
     binner: StepBinner
     snn_state: Any
     window: SlidingWindow
+    history: StepHistory
     queue: deque = field(default_factory=deque)
     dropped_steps: int = 0
     simulated_steps: int = 0
@@ -376,6 +415,7 @@ class StreamDetector:
                 binner=StepBinner(modality, tuple(sensor_size), self.config.dt_us),
                 snn_state=self.snn.initial_state(1, self.device),
                 window=SlidingWindow(self.config.window_steps),
+                history=StepHistory(self.steps_per_window, getattr(self.snn, "history_windows", 0)),
             )
         return self.streams[stream]
 
@@ -450,8 +490,7 @@ class StreamDetector:
         """Run one step of zeros and one decode on a throwaway state, so that lazy initialisation (kernel
         selection, the first NMS) does not count as latency of the first window."""
         width, height = self.snn.sensor_size
-        channels = 2 if self.snn.modality == "events" else 1
-        zeros = np.zeros((1, channels, height, width), dtype=np.float32)
+        zeros = np.zeros((1, self.snn.in_channels, height, width), dtype=np.float32)
         (cls_steps, box_steps), _ = self.snn.run(
             self.step_inputs(zeros), self.snn.initial_state(1, self.device)
         )
@@ -494,7 +533,8 @@ class StreamDetector:
         self, name: str, state: _StreamState, first: int, values: np.ndarray, received_s: float
     ) -> list[WindowDetections]:
         started = time.perf_counter()
-        (cls_steps, box_steps), state.snn_state = self.snn.run(self.step_inputs(values), state.snn_state)
+        inputs = self.step_inputs(state.history.stack(first, values))
+        (cls_steps, box_steps), state.snn_state = self.snn.run(inputs, state.snn_state)
         results = []
         for k in range(len(values)):
             step = first + k

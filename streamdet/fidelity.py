@@ -189,7 +189,13 @@ def split_inputs(
     from streamdet.model import pad_input
     from streamdet.samples import DetectionSamples
 
-    samples = DetectionSamples([split_dir], bundle.modality, bundle.event_scale, window_us=bundle.window_us)
+    samples = DetectionSamples(
+        [split_dir],
+        bundle.modality,
+        bundle.event_scale,
+        window_us=bundle.window_us,
+        history_windows=bundle.history_windows,
+    )
     count = len(samples) if limit is None else max(0, min(int(limit), len(samples)))
     if spread:
         chosen = sorted({round(i * (len(samples) - 1) / max(count - 1, 1)) for i in range(count)})
@@ -326,7 +332,13 @@ def score_snn(
                     for image_id, found in zip(ids, rows, strict=True):
                         detections[(policy, steps)][image_id] = found.detach().cpu()
             bar.update(len(ids))
-    samples = DetectionSamples([split_dir], bundle.modality, bundle.event_scale, window_us=bundle.window_us)
+    samples = DetectionSamples(
+        [split_dir],
+        bundle.modality,
+        bundle.event_scale,
+        window_us=bundle.window_us,
+        history_windows=bundle.history_windows,
+    )
     coco_gt = coco_from_dict(samples.splits[0].coco, [i for ids, _ in batches for i in ids])
     scores: dict[str, dict[str, dict[str, float]]] = {p: {} for p in policies}
     for (policy, steps), found in detections.items():
@@ -510,7 +522,13 @@ def write_report(
     config = conversion_config_from_args(args)
     calibration_dir = args.calibration_data or split_dir
     ann = evaluate_split(
-        bundle.detect, split_dir, bundle.modality, bundle.window_us, bundle.event_scale, limit
+        bundle.detect,
+        split_dir,
+        bundle.modality,
+        bundle.window_us,
+        bundle.event_scale,
+        limit,
+        history_windows=bundle.history_windows,
     )
     curves = {"converted": score_snn(snn, split_dir, bundle, simulation, limit)}
     for label, change in ABLATIONS.items():

@@ -407,6 +407,7 @@ class SpikingDetector(SpikingNetwork):
         model_config: dict,
         conversion: dict,
         decoding: dict | None = None,
+        history_windows: int = 0,
     ) -> None:
         super().__init__(graph_module, neuron, sites)
         self.modality = modality
@@ -418,6 +419,14 @@ class SpikingDetector(SpikingNetwork):
         self.model_config = dict(model_config)
         self.conversion = dict(conversion)
         self.decoding = dict(decoding or {})
+        self.history_windows = int(history_windows)
+
+    @property
+    def in_channels(self) -> int:
+        """Input channels per step: the modality's for the current step and for each history window."""
+        from streamdet.model import input_channels
+
+        return input_channels(self.modality, self.history_windows)
 
     def to(self, device) -> SpikingDetector:
         super().to(device)
@@ -460,6 +469,7 @@ def save_snn(snn: SpikingDetector, path: str | Path) -> None:
             "model_config": snn.model_config,
             "conversion": snn.conversion,
             "decoding": snn.decoding,
+            "history_windows": snn.history_windows,
         },
         Path(path),
     )
@@ -501,4 +511,5 @@ def load_snn(name_or_path: str | Path) -> SpikingDetector:
         model_config=payload["model_config"],
         conversion=payload["conversion"],
         decoding=payload.get("decoding", {}),
+        history_windows=int(payload.get("history_windows", 0)),
     )

@@ -16,6 +16,7 @@ from streamdet.detector import (
     DetectorConfig,
     SlidingWindow,
     StepBinner,
+    StepHistory,
     StreamDetector,
     detect_events,
     events_to_step_counts,
@@ -30,7 +31,9 @@ TINY_SENSOR = (64, 48)
 """Sensor size of the tiny detector, (width, height) pixels."""
 
 
-def tiny_spiking_detector(modality: str = "events", seed: int = 0) -> SpikingDetector:
+def tiny_spiking_detector(
+    modality: str = "events", seed: int = 0, history_windows: int = 0
+) -> SpikingDetector:
     """A converted RetinaNet of a few hundred parameters for a 64x48 sensor, window 20 ms.
 
     Calibrated on random sparse inputs; the class predictor's bias is 0 and its weights large, so the
@@ -41,6 +44,7 @@ def tiny_spiking_detector(modality: str = "events", seed: int = 0) -> SpikingDet
     config = config_for(
         modality,
         input_size=TINY_SENSOR,
+        history_windows=history_windows,
         stem_channels=4,
         stage_channels=(4, 6, 6, 6),
         stage_blocks=(0, 0, 0, 0),
@@ -62,6 +66,7 @@ def tiny_spiking_detector(modality: str = "events", seed: int = 0) -> SpikingDet
         event_scale=2.0,
         sensor_size=TINY_SENSOR,
         anchors=make_anchors(config),
+        history_windows=history_windows,
     )
     generator = torch.Generator().manual_seed(seed)
     channels = config.in_channels
@@ -195,6 +200,52 @@ def test_windows_match_a_direct_simulation_and_keep_state(snn):
         np.testing.assert_allclose(result.rows, expected, rtol=1e-5, atol=1e-4)
         assert result.dropped_steps == 0 and result.latency_ms >= 0
     assert len({r.rows.tobytes() for r in results}) == len(results)
+
+
+def test_step_history_appends_the_steps_whole_windows_earlier():
+    """Lag 2, two earlier windows: step k carries steps k, k - 2, k - 4; steps never given are zeros,
+    whatever the chunking, and a gap (skipped steps) counts as empty."""
+    values = np.arange(1, 11, dtype=np.float32).reshape(10, 1, 1, 1)  # step k holds k + 1
+    for cuts in ([0, 10], [0, 1, 4, 5, 10], list(range(11))):
+        history = StepHistory(lag=2, windows=2)
+        out = np.concatenate(
+            [history.stack(a, values[a:b]) for a, b in zip(cuts[:-1], cuts[1:], strict=True)]
+        )
+        expected = [[k + 1, k - 1 if k >= 2 else 0, k - 3 if k >= 4 else 0] for k in range(10)]
+        assert out[:, :, 0, 0].tolist() == expected
+    history = StepHistory(lag=2, windows=1)
+    history.stack(0, values[:2])
+    after_gap = history.stack(3, values[3:5])  # step 2 was skipped
+    assert after_gap[:, :, 0, 0].tolist() == [[4, 2], [5, 0]]
+    assert StepHistory(lag=2, windows=0).stack(0, values) is values
+
+
+def test_model_with_history_streams_its_earlier_windows():
+    """A model reading one earlier window gets, per step, the step's counts and those one window
+    earlier; the node's boxes are those of that direct simulation."""
+    snn = tiny_spiking_detector("events", seed=1, history_windows=1)
+    assert snn.in_channels == 4
+    events = random_events(8000, 24 * DT_US, seed=5)
+    detector = StreamDetector(snn, CONFIG)
+    detector.warm_up()
+    results = feed_in_packets(detector, events, [0, 5000, 17_000, 30_000, 48_000], "cam")
+    lag = snn.window_us // DT_US
+    counts = events_to_step_counts(events, TINY_SENSOR, DT_US, 0, 24)
+    earlier = np.concatenate([np.zeros_like(counts[:lag]), counts[:-lag]])
+    inputs = detector.step_inputs(np.concatenate([counts, earlier], axis=1))
+    state = detector.snn.initial_state(1)
+    outputs = []
+    for k in range(24):
+        (cls, box), state = detector.snn.run(inputs[k : k + 1], state)
+        outputs.append((cls[0, 0], box[0, 0]))
+    assert [r.step for r in results] == list(range(3, 24, 2))
+    for result in results:
+        window = outputs[result.step - 3 : result.step + 1]
+        cls_mean = torch.stack([c for c, _ in window]).mean(0)
+        box_mean = torch.stack([b for _, b in window]).mean(0)
+        np.testing.assert_allclose(
+            result.rows, snn.decode(cls_mean[None], box_mean[None])[0].numpy(), rtol=1e-5, atol=1e-4
+        )
 
 
 def test_streams_keep_separate_state(snn):

@@ -191,6 +191,11 @@ def test_history_windows_stack_earlier_windows_newest_first(tiny_root: Path) -> 
             for k in range(3):
                 expected = plain.raw(i - k) if i - k >= 0 else torch.zeros_like(plain.raw(0))
                 assert torch.equal(raw[k], expected), (modality, i, k)
+            image = stacked.image(i)
+            one_image = stacked.splits[0].input(
+                image, modality, 3.0, history_windows=2
+            )  # rates: float16 cache
+            assert torch.allclose(torch.from_numpy(one_image), stacked[i][0], atol=1e-3), (modality, i)
     with pytest.raises(UserFacingError, match="history windows"):
         DetectionSamples([tiny_root / "train"], "events", 3.0, history_windows=-1)
 
