@@ -38,7 +38,7 @@ def object_rows(bundle, samples, score: float) -> list[dict]:
         indices = range(start, min(start + 8, len(samples)))
         detections = bundle.detect(torch.stack([samples[i][0] for i in indices]))
         for i, found in zip(indices, detections, strict=True):
-            raw = samples.raw(i)
+            raw = samples.raw(i)  # the model's own window is channels 0-1, any earlier windows follow
             for annotation in by_image.get(int(samples.image(i)["id"]), []):
                 x, y, w, h = annotation["bbox"]
                 same_class = found[found[:, 5] == annotation["category_id"] - 1]
@@ -47,7 +47,7 @@ def object_rows(bundle, samples, score: float) -> list[dict]:
                     iou = box_iou(torch.tensor([[x, y, x + w, y + h]]), same_class[:, :4])[0]
                     best_iou = float(iou.max())
                     hit = bool(((iou >= 0.5) & (same_class[:, 4] >= score)).any())
-                window = raw[:, int(max(0, y)) : int(y + h) + 1, int(max(0, x)) : int(x + w) + 1]
+                window = raw[:2, int(max(0, y)) : int(y + h) + 1, int(max(0, x)) : int(x + w) + 1]
                 rows.append(
                     {
                         "class": bundle.class_names[annotation["category_id"] - 1],
@@ -97,7 +97,13 @@ def main(argv: list[str] | None = None) -> int:
     from streamdet.samples import DetectionSamples
 
     bundle = load_detector(args.model)
-    samples = DetectionSamples([args.data], bundle.modality, bundle.event_scale, window_us=bundle.window_us)
+    samples = DetectionSamples(
+        [args.data],
+        bundle.modality,
+        bundle.event_scale,
+        window_us=bundle.window_us,
+        history_windows=bundle.history_windows,
+    )
     with torch.no_grad():
         rows = object_rows(bundle, samples, args.score)
     result = {"model": args.model, "data": args.data, "score": args.score, "objects": len(rows)}
