@@ -208,8 +208,9 @@ def split_inputs(
 
 
 def calibration_inputs(split_dir: str | Path, bundle: Any, windows: int) -> Iterable[torch.Tensor]:
-    """Padded input windows of a split for calibration (the first ``windows`` of the split)."""
-    return (inputs for _, inputs in split_inputs(split_dir, bundle, windows, batch_size=8))
+    """Padded input windows of a split for calibration: ``windows`` of them spread evenly over the split,
+    so every sequence and preset takes part (not only the first sequence's opening seconds)."""
+    return (inputs for _, inputs in split_inputs(split_dir, bundle, windows, batch_size=8, spread=True))
 
 
 def bias_calibrate_from_args(
