@@ -65,6 +65,7 @@ def main(argv: list[str] | None = None) -> int:
         "class_names": list(bundle.class_names),
         "window_us": bundle.window_us,
         "event_scale": bundle.event_scale,
+        "history_windows": bundle.history_windows,
         "sensor_size": list(bundle.sensor_size),
         "config": asdict(bundle.config),
         "train": {**train, "commands": args.command},

@@ -314,7 +314,12 @@ def test_convert_cli_writes_a_loadable_snn_of_the_shipped_model(tmp_path) -> Non
     snn.graph_module.double()
     bundle.model.double()
     for seed in range(2):
-        x = torch.rand(1, 2, *bundle.sensor_size[::-1], generator=torch.Generator().manual_seed(seed))
+        x = torch.rand(
+            1,
+            bundle.config.in_channels,
+            *bundle.sensor_size[::-1],
+            generator=torch.Generator().manual_seed(seed),
+        )
         x = pad_input(x.double())
         with torch.no_grad():
             expected = bundle.model(x)

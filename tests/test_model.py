@@ -217,6 +217,7 @@ def test_shipped_models_load_by_name_and_trace(name: str) -> None:
         f"streamdet/weights/{name}.json describes other weights; regenerate it with bench/weights_card.py"
     )
     assert (card["window_us"], card["event_scale"]) == (bundle.window_us, bundle.event_scale)
+    assert card.get("history_windows", 0) == bundle.history_windows
     assert card["config"]["quant_levels"] == bundle.config.quant_levels
     torch.fx.symbolic_trace(bundle.model)
     width, height = bundle.sensor_size
