@@ -240,6 +240,7 @@ def train_detector(
     progress: bool = True,
     log=print,
     init: str | Path | None = None,
+    val_splits: list[str | Path] | None = None,
 ) -> dict[str, Any]:
     """Train a detector on ``DIR/train`` of every data dir, select on ``DIR/val``, write ``out``.
 
@@ -253,6 +254,8 @@ def train_detector(
         log: called with one line per epoch.
         init: fine-tune: start from the weights of this checkpoint (name or path; same modality and
             architecture) with a fresh optimiser and schedule. Ignored with ``resume``.
+        val_splits: split directories that select the best epoch instead of every ``DIR/val``
+            (each must hold ``annotations.json``).
 
     Returns:
         the ``train`` record stored in the checkpoint (recipe, data, epochs, history, seconds).
@@ -262,7 +265,11 @@ def train_detector(
     device = device or ("cuda" if torch.cuda.is_available() else "cpu")
     roots = [Path(p) for p in data_dirs]
     train_dirs = _check_splits([root / "train" for root in roots], "train")
-    val_dirs = [root / "val" for root in roots if (root / "val" / "annotations.json").is_file()]
+    val_dirs = (
+        _check_splits([Path(p) for p in val_splits], "validation")
+        if val_splits is not None
+        else [root / "val" for root in roots if (root / "val" / "annotations.json").is_file()]
+    )
     torch.manual_seed(config.seed)
     init_checkpoint = read_checkpoint(init) if init is not None and not resume else None
     init_model = model_from_checkpoint(init_checkpoint, init) if init_checkpoint is not None else None
@@ -350,6 +357,7 @@ def train_detector(
         record = {
             "recipe": _recipe(config),
             "data": [str(p) for p in roots],
+            "val": [str(p) for p in val_dirs],
             "epochs": state["epoch"],
             "history": state["history"],
             "seconds": round(state["seconds"], 1),

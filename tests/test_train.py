@@ -330,3 +330,22 @@ def test_cli_errors_are_one_line(tiny_root: Path, tmp_path: Path, overfit_checkp
         == 2
     )
     assert "modality mismatch" in capsys.readouterr().err
+
+
+def test_val_splits_select_the_epoch_and_a_missing_one_is_named(tiny_root: Path, tmp_path: Path) -> None:
+    torch.set_num_threads(1)
+    config = TrainConfig(
+        modality="events", size="tiny", epochs=2, batch_size=4, lr=2e-2, warmup_steps=2, augment=NO_AUGMENT
+    )
+    out = tmp_path / "val.pt"
+    record = train_detector(
+        config, [tiny_root], out, progress=False, log=lambda line: None, val_splits=[tiny_root / "train"]
+    )
+    assert record["val"] == [str(tiny_root / "train")]
+    assert all(0.0 <= entry["val_map50"] <= 1.0 for entry in record["history"])
+    best = max(entry["val_map50"] for entry in record["history"])
+    latest_best = [entry["epoch"] for entry in record["history"] if entry["val_map50"] == best][-1]
+    assert load_detector(out).metadata["train"]["selected_epoch"] == latest_best
+    missing = tmp_path / "nowhere" / "val"
+    with pytest.raises(UserFacingError, match=r"nowhere/val: no annotations.json \(validation split"):
+        train_detector(config, [tiny_root], tmp_path / "x.pt", progress=False, val_splits=[missing])

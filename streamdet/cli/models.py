@@ -37,8 +37,9 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     train = subparsers.add_parser(
         "train",
         help="train the SNN-friendly RetinaNet on built dataset splits",
-        description="Train a detector on DIR/train of every --data DIR (DIR/val, when present, selects the "
-        "best epoch by mAP@0.5). Writes OUT (best checkpoint) and OUT.last.pt (state for --resume).",
+        description="Train a detector on DIR/train of every --data DIR (DIR/val, when present, or the --val "
+        "splits select the best epoch by mAP@0.5). Writes OUT (best checkpoint) and OUT.last.pt (state "
+        "for --resume).",
     )
     train.add_argument("--modality", required=True, choices=("events", "intensity"))
     train.add_argument(
@@ -68,6 +69,14 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         type=_crop_size,
         default=AugmentConfig().crop_size,
         help="random crop WxH (multiples of 32) or none",
+    )
+    train.add_argument(
+        "--val",
+        nargs="+",
+        action="extend",
+        default=None,
+        metavar="SPLIT_DIR",
+        help="validation split(s) that select the best epoch (default: DIR/val of every --data DIR)",
     )
     train.add_argument(
         "--val-limit", type=int, default=None, help="validation images per epoch (default all)"
@@ -173,6 +182,7 @@ def run_train(args: argparse.Namespace) -> int:
         args.out,
         resume=args.resume,
         init=args.init,
+        val_splits=args.val,
         device=args.device,
         progress=True,
         log=lambda line: print(line, flush=True),
