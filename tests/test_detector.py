@@ -220,19 +220,22 @@ def test_step_history_appends_the_steps_whole_windows_earlier():
     assert StepHistory(lag=2, windows=0).stack(0, values) is values
 
 
-def test_model_with_history_streams_its_earlier_windows():
-    """A model reading one earlier window gets, per step, the step's counts and those one window
-    earlier; the node's boxes are those of that direct simulation."""
-    snn = tiny_spiking_detector("events", seed=1, history_windows=1)
-    assert snn.in_channels == 4
+@pytest.mark.parametrize("windows", [1, 2])
+def test_model_with_history_streams_its_earlier_windows(windows: int):
+    """A model reading earlier windows gets, per step, the step's counts and those one, two, ...
+    windows earlier (newest first); the node's boxes are those of that direct simulation."""
+    snn = tiny_spiking_detector("events", seed=1, history_windows=windows)
+    assert snn.in_channels == 2 * (1 + windows)
     events = random_events(8000, 24 * DT_US, seed=5)
     detector = StreamDetector(snn, CONFIG)
     detector.warm_up()
     results = feed_in_packets(detector, events, [0, 5000, 17_000, 30_000, 48_000], "cam")
     lag = snn.window_us // DT_US
     counts = events_to_step_counts(events, TINY_SENSOR, DT_US, 0, 24)
-    earlier = np.concatenate([np.zeros_like(counts[:lag]), counts[:-lag]])
-    inputs = detector.step_inputs(np.concatenate([counts, earlier], axis=1))
+    earlier = [
+        np.concatenate([np.zeros_like(counts[: lag * k]), counts[: -lag * k]]) for k in range(1, windows + 1)
+    ]
+    inputs = detector.step_inputs(np.concatenate([counts, *earlier], axis=1))
     state = detector.snn.initial_state(1)
     outputs = []
     for k in range(24):
