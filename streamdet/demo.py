@@ -40,14 +40,45 @@ SCORE_EVERY_S = 5.0
 drawing loop needs)."""
 
 
-def demo_step_us(window_us: int) -> int:
+DEMO_REAL_TIME_HEADROOM = 1.2
+"""How much faster than real time the network must step alone for the demo to keep up: in the demo the
+driver and the viewer share the two cores with it (measured on the 2-core sandbox: a network stepping 50
+steps/s alone ran 38-40 steps/s inside the demo; docs/demo.md)."""
+
+
+def demo_step_us(window_us: int, steps_per_s: float | None = None) -> int:
     """The shortest step that divides the model window and is at least :data:`DEMO_MIN_DT_US` (the whole
     window when it is shorter than that): ``T = window_us / dt`` steps per window at a pace two CPU cores
-    keep up with."""
-    steps = max(1, window_us // DEMO_MIN_DT_US)
-    while window_us % steps:
-        steps -= 1
-    return window_us // steps
+    keep up with.
+
+    With ``steps_per_s``, the network's step rate measured alone on this machine
+    (:func:`measure_step_rate`), the shortest such step that it runs :data:`DEMO_REAL_TIME_HEADROOM`
+    times faster than real time; the whole window when even that is too fast for it.
+    """
+    for steps in range(max(1, window_us // DEMO_MIN_DT_US), 0, -1):
+        if window_us % steps:
+            continue
+        dt_us = window_us // steps
+        if steps_per_s is None or steps_per_s >= DEMO_REAL_TIME_HEADROOM * 1e6 / dt_us:
+            return dt_us
+    return window_us
+
+
+def measure_step_rate(snn, steps: int = 12, seed: int = 0) -> float:
+    """Steps per second of ``snn`` alone on the CPU at its (padded) sensor size, batch 1 (random input
+    currents in [0, 0.5), after one warm-up step that is not timed)."""
+    import torch
+
+    from streamdet.model import padded_length
+
+    width, height = (padded_length(length) for length in snn.sensor_size)
+    generator = torch.Generator().manual_seed(seed)
+    inputs = 0.5 * torch.rand((1, 1, snn.in_channels, height, width), generator=generator)
+    _, state = snn.run(inputs, snn.initial_state(1))
+    started = time.perf_counter()
+    for _ in range(steps):
+        _, state = snn.run(inputs, state)
+    return steps / (time.perf_counter() - started)
 
 
 @dataclass(frozen=True)
@@ -63,7 +94,9 @@ class DemoConfig:
         out_dir: folder for ``demo.mp4`` and ``demo.png``.
         headless: never open a window.
         dt_us: step duration, microseconds (None: :func:`demo_step_us`, the shortest step of at least
-            25 ms that divides the model window: 25 ms for the 50 and 100 ms models).
+            25 ms that divides the model window and that this machine keeps up with, measured at start
+            on the CPU with :func:`measure_step_rate`: 25 ms for the 50 and 100 ms models on a CPU that
+            steps the network 48 times a second alone, 50 ms on a slower one).
         window_steps: ``W``, steps averaged per decode (None: 50 ms of output,
             :func:`streamdet.detector.default_window_steps`).
         publish_every: ``P``, decode every ``P`` steps.
@@ -231,7 +264,11 @@ def run_demo(config: DemoConfig) -> dict[str, Any]:
     snn = load_snn(config.model)
     if snn.modality != "events":
         raise UserFacingError(f"the demo emulates a DVS; {config.model} takes {snn.modality} input")
-    dt_us = config.dt_us or demo_step_us(snn.window_us)
+    measured = None
+    if config.dt_us is None and config.device == "cpu":
+        measured = measure_step_rate(snn)
+        say(f"demo: the network steps {measured:.0f} times a second alone on this CPU")
+    dt_us = config.dt_us or demo_step_us(snn.window_us, measured)
     window_steps = resolve_window_steps(snn.window_us, dt_us, config.window_steps)
     detector_config = DetectorConfig(
         dt_us=dt_us,
@@ -419,6 +456,7 @@ def run_demo(config: DemoConfig) -> dict[str, Any]:
         "simulated_steps": node_stats["simulated_steps"],
         "dropped": node_stats["dropped_steps"],
         "dt_us": dt_us,
+        "measured_steps_per_s": None if measured is None else round(measured, 1),
         "window_steps": window_steps,
         "publish_every": config.publish_every,
         "model": config.model,

@@ -12,7 +12,7 @@ import numpy as np
 from test_detector import tiny_spiking_detector
 
 from streamdet import CLASS_NAMES
-from streamdet.demo import RunningScore, demo_step_us
+from streamdet.demo import DEMO_REAL_TIME_HEADROOM, RunningScore, demo_step_us, measure_step_rate
 from streamdet.snn import save_snn
 
 
@@ -22,6 +22,20 @@ def test_demo_step_is_the_shortest_divisor_of_the_window_of_at_least_25_ms():
         35_000,
     ]
     assert demo_step_us(20_000) == 20_000  # a window shorter than 25 ms is one step
+
+
+def test_demo_step_is_the_shortest_that_the_measured_rate_keeps_up_with():
+    need_25ms = DEMO_REAL_TIME_HEADROOM * 40  # steps/s for 25 ms steps, with headroom
+    assert demo_step_us(100_000, steps_per_s=need_25ms) == 25_000
+    assert demo_step_us(100_000, steps_per_s=need_25ms - 1) == 50_000  # 100 / 3 ms does not divide
+    assert demo_step_us(100_000, steps_per_s=DEMO_REAL_TIME_HEADROOM * 20 - 1) == 100_000
+    assert demo_step_us(100_000, steps_per_s=1.0) == 100_000  # never longer than the window
+    assert demo_step_us(150_000, steps_per_s=DEMO_REAL_TIME_HEADROOM * 40 - 1) == 30_000
+
+
+def test_step_rate_is_measured_on_the_network():
+    rate = measure_step_rate(tiny_spiking_detector("events", history_windows=1), steps=3)
+    assert np.isfinite(rate) and rate > 0
 
 
 def test_running_score_is_coco_map_at_matched_times():

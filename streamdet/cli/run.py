@@ -321,6 +321,9 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     demo.add_argument("--json", action="store_true", help="print one JSON object at the end, no live lines")
     demo.add_argument("--threads", type=_positive_int, default=1, help="torch CPU threads (default 1)")
     _add_detector_options(
-        demo, dt_help="25 ms, or the shortest step above it that divides the model window", publish_every=2
+        demo,
+        dt_help="the shortest step of at least 25 ms that divides the model window and that this CPU keeps "
+        "up with, measured at start",
+        publish_every=2,
     )
     demo.set_defaults(func=run_demo)
