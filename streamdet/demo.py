@@ -267,9 +267,13 @@ def run_demo(config: DemoConfig) -> dict[str, Any]:
     measured = None
     if config.dt_us is None and config.device == "cpu":
         measured = measure_step_rate(snn)
-        say(f"demo: the network steps {measured:.0f} times a second alone on this CPU")
     dt_us = config.dt_us or demo_step_us(snn.window_us, measured)
     window_steps = resolve_window_steps(snn.window_us, dt_us, config.window_steps)
+    if measured is not None:
+        say(
+            f"demo: the network steps {measured:.0f} times a second alone on this CPU: steps of "
+            f"{dt_us / 1000:g} ms, {window_steps} per output window (--dt-us to choose)"
+        )
     detector_config = DetectorConfig(
         dt_us=dt_us,
         window_steps=window_steps,
