@@ -27,10 +27,12 @@ import math
 import os
 import shutil
 import signal
+import sys
 from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
+import cv2
 import numpy as np
 
 from streamdet import CLASS_NAMES
@@ -348,6 +350,19 @@ def _build_one(arguments: tuple[SequenceJob, BuildConfig, Path]) -> dict:
     return build_sequence(*arguments)
 
 
+def renderer_versions() -> dict[str, str]:
+    """Versions of the code that decides a split's pixels: the same seeds give other events under another
+    OpenCV (its warps and blur round differently) or numpy, so a split records them."""
+    from importlib.metadata import PackageNotFoundError, version
+
+    versions = {"python": sys.version.split()[0], "numpy": np.__version__, "opencv": cv2.__version__}
+    try:
+        versions["streamdet"] = version("streamdet")
+    except PackageNotFoundError:  # run from a checkout that is not installed
+        versions["streamdet"] = "not installed"
+    return versions
+
+
 def build_split(
     config: BuildConfig,
     out_dir: str | Path,
@@ -442,6 +457,7 @@ def write_annotations(config: BuildConfig, split_dir: Path, results: list[dict])
         "split_codes": SPLIT_CODES,
         "dvs": asdict(config.dvs),
         "randomise_sensor": config.randomise_sensor,
+        "built_with": renderer_versions(),
         "sequences": sequences,
     }
     coco = {"info": info, "images": images, "annotations": annotations, "categories": coco_categories()}

@@ -11,6 +11,7 @@ import sys
 import time
 from pathlib import Path
 
+import cv2
 import numpy as np
 import pytest
 import torch
@@ -66,6 +67,7 @@ def test_layout_and_coco_records(mixed_split: Path) -> None:
     assert [s["name"] for s in info["sequences"]] == ["maritime-0000", "traffic-0001"]
     sensors = [sequence["dvs"] for sequence in info["sequences"]]
     assert sensors[0] != sensors[1] and info["randomise_sensor"] is True
+    assert info["built_with"]["opencv"] == cv2.__version__ and info["built_with"]["numpy"] == np.__version__
     assert all(0.15 <= sensor["pos_threshold"] <= 0.35 for sensor in sensors)
     assert [sensor["seed"] for sensor in sensors] == [s["sensor_seed"] for s in info["sequences"]]
     for image in coco["images"]:
