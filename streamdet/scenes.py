@@ -294,7 +294,8 @@ class Scene(ABC):
         t_s = t_us * 1e-6
         canvas = self._background(t_s)
         empty = canvas.copy() if with_labels else None
-        labels = np.full(canvas.shape, -1, dtype=np.int16) if with_labels else None
+        # int32, not int16: OpenCV 4.13's nearest-neighbour warpAffine of int16 maps misplaces labels
+        labels = np.full(canvas.shape, -1, dtype=np.int32) if with_labels else None
         for index, drawing in self._drawings(t_s):
             for part in drawing.parts:
                 if part.owner is not None and part.owner in exclude:
