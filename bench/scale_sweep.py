@@ -20,7 +20,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import time
 from functools import partial
 from pathlib import Path
 
@@ -69,8 +68,9 @@ def detect_at_scales(
             max_dets=bundle.max_dets,
             image_size=(resized.shape[-1], resized.shape[-2]),
         )
+        stretch = torch.tensor([resized.shape[-1] / width, resized.shape[-2] / height] * 2)
         for rows in detections:
-            rows[:, :4] /= torch.tensor([resized.shape[-1] / width, resized.shape[-2] / height] * 2)
+            rows[:, :4] /= stretch
         per_scale.append(detections)
     if len(scales) == 1:
         return per_scale[0]
@@ -84,38 +84,23 @@ def detect_at_scales(
 
 def sweep(models, scale_sets, splits, limit, mode):
     """One row per (model, scale set, split): mAP@0.5, mAP@[.5:.95], AP@0.5 per class, wall time."""
-    from streamdet.evaluate import evaluate_split
+    from window_sweep import score_split
+
     from streamdet.model import load_detector
 
     rows = []
     for model in models:
         bundle = load_detector(model)
         for scales in scale_sets:
+            predict = partial(detect_at_scales, bundle, scales=scales, mode=mode)
             for split in splits:
-                started = time.perf_counter()
-                predict = partial(detect_at_scales, bundle, scales=scales, mode=mode)
-                with torch.no_grad():
-                    metrics = evaluate_split(
-                        predict,
-                        split,
-                        bundle.modality,
-                        bundle.window_us,
-                        bundle.event_scale,
-                        limit=limit,
-                        progress=False,
-                        history_windows=bundle.history_windows,
-                    )
                 row = {
                     "model": model,
                     "scales": list(scales),
                     "resize": mode,
                     "cost_vs_native": round(sum(scale * scale for scale in scales), 3),
                     "data": split,
-                    "images": metrics["images"],
-                    "map50": round(metrics["map50"], 4),
-                    "map": round(metrics["map"], 4),
-                    "ap50_per_class": {k: round(v, 4) for k, v in metrics["ap50_per_class"].items()},
-                    "wall_s": round(time.perf_counter() - started, 1),
+                    **score_split(predict, bundle, split, bundle.window_us, bundle.event_scale, limit),
                 }
                 rows.append(row)
                 print(json.dumps(row), flush=True)

@@ -96,9 +96,34 @@ def rows_of_report(path: Path) -> list[dict]:
     ]
 
 
+def score_split(predict, bundle, split: str, window_us: int, event_scale: float, limit: int | None) -> dict:
+    """``images``, ``map50``, ``map``, ``ap50_per_class`` (rounded) and ``wall_s`` of ``predict`` on a
+    split, read as ``bundle``'s modality and history over windows of ``window_us``."""
+    from streamdet.evaluate import evaluate_split
+
+    started = time.perf_counter()
+    with torch.no_grad():
+        metrics = evaluate_split(
+            predict,
+            split,
+            bundle.modality,
+            window_us,
+            event_scale,
+            limit=limit,
+            progress=False,
+            history_windows=bundle.history_windows,
+        )
+    return {
+        "images": metrics["images"],
+        "map50": round(metrics["map50"], 4),
+        "map": round(metrics["map"], 4),
+        "ap50_per_class": {k: round(v, 4) for k, v in metrics["ap50_per_class"].items()},
+        "wall_s": round(time.perf_counter() - started, 1),
+    }
+
+
 def sweep(models: list[str], windows: list[tuple[int, float] | None], splits: list[str], limit: int | None):
     """One row per (model, window, split): mAP@0.5, mAP@[.5:.95] and AP@0.5 per class."""
-    from streamdet.evaluate import evaluate_split
     from streamdet.model import load_detector
 
     rows = []
@@ -109,29 +134,13 @@ def sweep(models: list[str], windows: list[tuple[int, float] | None], splits: li
         for window in windows:
             window_us, scale = window if window is not None else (bundle.window_us, bundle.event_scale)
             for split in splits:
-                started = time.perf_counter()
-                with torch.no_grad():
-                    metrics = evaluate_split(
-                        bundle.detect,
-                        split,
-                        "events",
-                        window_us,
-                        scale,
-                        limit=limit,
-                        progress=False,
-                        history_windows=bundle.history_windows,
-                    )
                 row = {
                     "model": model,
                     "trained_window_ms": bundle.window_us / 1000,
                     "window_ms": window_us / 1000,
                     "event_scale": scale,
                     "data": split,
-                    "images": metrics["images"],
-                    "map50": round(metrics["map50"], 4),
-                    "map": round(metrics["map"], 4),
-                    "ap50_per_class": {k: round(v, 4) for k, v in metrics["ap50_per_class"].items()},
-                    "wall_s": round(time.perf_counter() - started, 1),
+                    **score_split(bundle.detect, bundle, split, window_us, scale, limit),
                 }
                 rows.append(row)
                 print(json.dumps(row), flush=True)
