@@ -502,3 +502,73 @@ def _validate(
     ]
     model.train()
     return round(float(np.mean(scores)), 4)
+
+
+AVERAGED_FIELDS = (
+    "modality",
+    "config",
+    "class_names",
+    "window_us",
+    "event_scale",
+    "history_windows",
+    "sensor_size",
+)
+"""Checkpoint fields that must agree for two checkpoints' weights to be averaged."""
+
+
+def average_checkpoints(checkpoints: list[dict[str, Any]], sources: list[str]) -> dict[str, Any]:
+    """One checkpoint whose weights are the element-wise mean of ``checkpoints`` ("model soup").
+
+    Meant for runs fine-tuned from one starting point (same architecture, anchors, input windows), whose
+    weights lie in one basin: floating-point tensors (weights, BN statistics, Quant-ReLU clips) are
+    averaged; integer tensors (BN's batch counters) are taken from the first. The ``train`` record lists
+    the sources and their own records.
+
+    Raises:
+        UserFacingError: fewer than two checkpoints, or one whose fields (:data:`AVERAGED_FIELDS`) or
+            tensor names and shapes differ from the first's, naming the file.
+    """
+    if len(checkpoints) < 2:
+        raise UserFacingError(f"averaging needs at least two checkpoints, got {len(checkpoints)}")
+    first = checkpoints[0]
+    for checkpoint, source in zip(checkpoints[1:], sources[1:], strict=True):
+        for field in AVERAGED_FIELDS:
+            if checkpoint.get(field) != first.get(field):
+                raise UserFacingError(
+                    f"{source}: {field} {checkpoint.get(field)!r} differs from {sources[0]}'s "
+                    f"{first.get(field)!r}; only runs of one architecture and input can be averaged"
+                )
+        if _tensor_shapes(checkpoint) != _tensor_shapes(first):
+            raise UserFacingError(
+                f"{source}: its weight tensors differ in names or shapes from {sources[0]}'s"
+            )
+    state_dict = {}
+    for name, tensor in first["state_dict"].items():
+        if tensor.is_floating_point():
+            stacked = torch.stack([checkpoint["state_dict"][name].double() for checkpoint in checkpoints])
+            state_dict[name] = stacked.mean(dim=0).to(tensor.dtype)
+        else:
+            state_dict[name] = tensor.clone()
+    averaged = {key: value for key, value in first.items() if key not in ("state_dict", "train")}
+    averaged["state_dict"] = state_dict
+    averaged["train"] = {
+        "averaged_from": [
+            {"source": source, "train": checkpoint.get("train", {})}
+            for checkpoint, source in zip(checkpoints, sources, strict=True)
+        ]
+    }
+    return averaged
+
+
+def _tensor_shapes(checkpoint: dict[str, Any]) -> dict[str, tuple[int, ...]]:
+    return {name: tuple(tensor.shape) for name, tensor in checkpoint["state_dict"].items()}
+
+
+def average_checkpoint_files(paths: list[str | Path], out: str | Path) -> dict[str, Any]:
+    """Read ``paths`` (names or files), write their average (:func:`average_checkpoints`) to ``out``."""
+    checkpoints = [read_checkpoint(path) for path in paths]
+    for checkpoint, path in zip(checkpoints, paths, strict=True):
+        model_from_checkpoint(checkpoint, path)  # config and weights agree
+    averaged = average_checkpoints(checkpoints, [str(path) for path in paths])
+    save_checkpoint(out, averaged)
+    return averaged

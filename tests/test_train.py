@@ -349,3 +349,50 @@ def test_val_splits_select_the_epoch_and_a_missing_one_is_named(tiny_root: Path,
     missing = tmp_path / "nowhere" / "val"
     with pytest.raises(UserFacingError, match=r"nowhere/val: no annotations.json \(validation split"):
         train_detector(config, [tiny_root], tmp_path / "x.pt", progress=False, val_splits=[missing])
+
+
+def test_average_is_the_mean_of_fine_tunes_and_refuses_other_architectures(
+    tiny_root: Path, tmp_path: Path, overfit_checkpoint: Path, capsys
+) -> None:
+    """``streamdet average`` writes the element-wise mean of runs fine-tuned from one checkpoint (a
+    model soup) that loads and detects like them; a checkpoint of another architecture is named."""
+    torch.set_num_threads(1)
+    quiet = {"progress": False, "log": lambda line: None}
+    for seed in (1, 2):
+        config = TrainConfig(
+            modality="events",
+            size="tiny",
+            epochs=1,
+            batch_size=4,
+            lr=1e-3,
+            warmup_steps=1,
+            event_scale=3.0,
+            seed=seed,
+            augment=AugmentConfig(crop_size=None),
+        )
+        train_detector(config, [tiny_root], tmp_path / f"s{seed}.pt", init=overfit_checkpoint, **quiet)
+    sources = [str(tmp_path / "s1.pt"), str(tmp_path / "s2.pt")]
+    assert main(["average", *sources, "--out", str(tmp_path / "soup.pt")]) == 0
+    soup = load_detector(tmp_path / "soup.pt")
+    first, second = (load_detector(path).model.state_dict() for path in sources)
+    differing = [name for name in first if not torch.equal(first[name], second[name])]
+    assert differing, "the two seeds should give different weights"
+    for name, tensor in soup.model.state_dict().items():
+        if tensor.is_floating_point():
+            torch.testing.assert_close(tensor, (first[name] + second[name]) / 2)
+    saved = torch.load(tmp_path / "soup.pt", weights_only=True)
+    assert [entry["source"] for entry in saved["train"]["averaged_from"]] == sources
+    score = evaluate_split(soup.detect, tiny_root / "train", "events", WINDOW_US, 3.0, progress=False)
+    assert score["map50"] >= 0.8, score
+
+    other = TrainConfig(
+        modality="events", size="tiny", epochs=1, batch_size=8, augment=NO_AUGMENT, quant_levels=4
+    )
+    train_detector(other, [tiny_root], tmp_path / "l4.pt", init=overfit_checkpoint, **quiet)
+    capsys.readouterr()
+    assert main(["average", sources[0], str(tmp_path / "l4.pt"), "--out", str(tmp_path / "bad.pt")]) == 2
+    error = capsys.readouterr().err
+    assert "l4.pt: config" in error and "differs" in error, error
+    assert main(["average", sources[0], "--out", str(tmp_path / "one.pt")]) == 2
+    assert "at least two" in capsys.readouterr().err
+    assert not (tmp_path / "bad.pt").exists() and not (tmp_path / "one.pt").exists()

@@ -19,6 +19,7 @@ import sys
 from streamdet.errors import UserFacingError
 
 COMMAND_MODULES: dict[str, str] = {
+    "average": "models",
     "broker": "bus",
     "convert": "convert",
     "curve-keys": "bus",

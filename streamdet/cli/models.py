@@ -29,7 +29,7 @@ def _ratios(text: str) -> tuple[float, ...]:
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:
-    """Add ``train`` and ``eval``."""
+    """Add ``train``, ``average`` and ``eval``."""
     from streamdet.model import BOX_LOSSES, MODEL_SIZES
     from streamdet.train import DEFAULT_EVENT_SCALE, AugmentConfig, TrainConfig
 
@@ -121,6 +121,19 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     train.add_argument("--threads", type=int, default=None, help="CPU threads for torch (default: torch's)")
     train.set_defaults(func=run_train)
 
+    average = subparsers.add_parser(
+        "average",
+        help="average the weights of runs fine-tuned from one checkpoint (a model soup)",
+        description="Write a checkpoint whose weights (and BN statistics, Quant-ReLU clips) are the mean "
+        "of the given checkpoints'. They must share modality, architecture, anchors and input windows, "
+        "as runs started with --init from one checkpoint do.",
+    )
+    average.add_argument(
+        "models", nargs="+", metavar="CKPT", help="checkpoints (names or paths), two or more"
+    )
+    average.add_argument("--out", required=True, metavar="CKPT", help="checkpoint to write (.pt)")
+    average.set_defaults(func=run_average)
+
     evaluate = subparsers.add_parser(
         "eval",
         help="COCO mAP of a detector on a test split",
@@ -188,6 +201,15 @@ def run_train(args: argparse.Namespace) -> int:
         log=lambda line: print(line, flush=True),
     )
     print(f"wrote {args.out} ({record.get('epochs', 0)} epochs, {record.get('seconds', 0)} s)")
+    return 0
+
+
+def run_average(args: argparse.Namespace) -> int:
+    """``streamdet average``."""
+    from streamdet.train import average_checkpoint_files
+
+    average_checkpoint_files(args.models, args.out)
+    print(f"wrote {args.out} (mean of {len(args.models)} checkpoints)")
     return 0
 
 
