@@ -14,11 +14,14 @@ import contextlib
 import io
 from collections.abc import Callable
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 import torch
 from torch import Tensor
+
+if TYPE_CHECKING:
+    from streamdet.samples import Augment
 
 Predict = Callable[[Tensor], list[Tensor]]
 """``inputs [B, C, H, W] -> per image [D, 6]`` rows ``x1, y1, x2, y2, score, class`` (pixels)."""
@@ -126,6 +129,7 @@ def evaluate_split(
     batch_size: int = 8,
     progress: bool = True,
     history_windows: int = 0,
+    perturb: Augment | None = None,
 ) -> dict[str, Any]:
     """Run ``predict`` on the images of a split (in file order, the first ``limit`` ones) and score it.
 
@@ -140,6 +144,9 @@ def evaluate_split(
         batch_size: images per ``predict`` call.
         progress: tqdm bar on stderr.
         history_windows: earlier windows the model reads as extra channels (``streamdet.samples``).
+        perturb: a transform of each image's raw measurement before it becomes the model input (a
+            ``streamdet.samples.Augment``, seeded per image, so a run is repeatable), e.g. the sensor
+            changes of ``bench/robustness.py``; ``None`` scores the recording as it is.
 
     Returns:
         ``{"images": N, "map50", "map", "ap50_per_class", "ap_per_class", "presets": [...],
@@ -151,7 +158,12 @@ def evaluate_split(
     from streamdet.samples import DetectionSamples
 
     samples = DetectionSamples(
-        [split_dir], modality, event_scale, window_us=window_us, history_windows=history_windows
+        [split_dir],
+        modality,
+        event_scale,
+        window_us=window_us,
+        history_windows=history_windows,
+        augment=perturb,
     )
     count = len(samples) if limit is None else max(0, min(int(limit), len(samples)))
     if count == 0:

@@ -58,7 +58,17 @@ class AugmentConfig:
         flip: probability of a horizontal flip.
         crop_size: ``(width, height)`` of the random crop, multiples of 32 pixels (``None``: no crop).
         count_scale: events: counts multiplied by ``U(lo, hi)`` (a busier or quieter sensor).
-        noise_rate: events: Poisson noise events added per pixel and channel, rate ``U(0, noise_rate)``.
+        noise_rate: events: Poisson noise events added per pixel and channel (one polarity of one window),
+            rate ``noise_rate * u ** noise_power`` with ``u ~ U(0, 1)`` (power 1: ``U(0, noise_rate)``;
+            larger powers favour low rates while still reaching ``noise_rate``).
+        noise_power: see ``noise_rate``.
+        thinning: events: probability of binomial thinning, each event kept with probability
+            ``U(*thin_keep)`` (a less sensitive sensor: fewer events on the same edges, unlike
+            ``count_scale``, which dims every count alike).
+        thin_keep: range of the keep probability of ``thinning``.
+        hot_pixels: events: hot pixels, a fraction ``U(0, hot_pixels)`` of the pixels firing
+            ``U(*hot_pixel_hz)`` events per second in one random polarity in every window read.
+        hot_pixel_hz: range of a hot pixel's rate, events per second.
         polarity_swap: events: probability of swapping the OFF and ON channels.
         brightness: intensity: rate multiplied by ``U(lo, hi)``.
         spike_noise: intensity: uniform rate noise ``U(0, spike_noise)`` added per pixel.
@@ -69,6 +79,11 @@ class AugmentConfig:
     crop_size: tuple[int, int] | None = (256, 192)
     count_scale: tuple[float, float] = (0.6, 1.6)
     noise_rate: float = 0.05
+    noise_power: float = 1.0
+    thinning: float = 0.0
+    thin_keep: tuple[float, float] = (0.3, 1.0)
+    hot_pixels: float = 0.0
+    hot_pixel_hz: tuple[float, float] = (50.0, 200.0)
     polarity_swap: float = 0.2
     brightness: tuple[float, float] = (0.6, 1.4)
     spike_noise: float = 0.05
@@ -125,9 +140,29 @@ def random_crop(
     }
 
 
-def make_augment(modality: str, config: AugmentConfig):
+def thin_events(raw: Tensor, keep: float, generator: torch.Generator) -> Tensor:
+    """Each event of the counts ``raw`` kept with probability ``keep`` (binomial thinning)."""
+    return torch.binomial(raw, torch.full_like(raw, keep), generator=generator)
+
+
+def add_hot_pixels(
+    raw: Tensor, fraction: float, counts_per_window: float, generator: torch.Generator
+) -> Tensor:
+    """Hot pixels: a ``fraction`` of the pixels of ``raw`` (``[2 W, H, W]``, OFF / ON per window) fire
+    Poisson(``counts_per_window``) events in one random polarity in every window."""
+    windows = raw.shape[0] // 2
+    hot = torch.rand(raw.shape[1:], generator=generator) < fraction
+    on = torch.randint(0, 2, raw.shape[1:], generator=generator).bool()
+    out = raw.unflatten(0, (windows, 2)).clone()
+    for polarity, mask in ((0, hot & ~on), (1, hot & on)):
+        rate = torch.full((windows, int(mask.sum())), counts_per_window)
+        out[:, polarity][:, mask] += torch.poisson(rate, generator=generator)
+    return out.flatten(0, 1)
+
+
+def make_augment(modality: str, config: AugmentConfig, window_us: int | None = None):
     """The training transform ``(raw, target, rng) -> (raw, target)`` of ``modality`` (see
-    :class:`AugmentConfig`)."""
+    :class:`AugmentConfig`); ``window_us`` (one window's length) sets a hot pixel's count per window."""
 
     def augment(raw: Tensor, target: Target, rng: np.random.Generator) -> tuple[Tensor, Target]:
         if rng.random() < config.flip:
@@ -136,9 +171,20 @@ def make_augment(modality: str, config: AugmentConfig):
             raw, target = random_crop(raw, target, config.crop_size, rng, config.min_visible)
         generator = torch.Generator().manual_seed(int(rng.integers(0, 2**62)))
         if modality == "events":
+            if config.thinning > 0 and rng.random() < config.thinning:
+                raw = thin_events(raw, float(rng.uniform(*config.thin_keep)), generator)
             raw = raw * float(rng.uniform(*config.count_scale))
-            rate = torch.full_like(raw, float(rng.uniform(0.0, config.noise_rate)))
+            draw = float(rng.uniform(0.0, config.noise_rate))  # noise_rate * u
+            if config.noise_power != 1.0 and config.noise_rate > 0:
+                draw = config.noise_rate * (draw / config.noise_rate) ** config.noise_power
+            rate = torch.full_like(raw, draw)
             raw = raw + torch.poisson(rate, generator=generator)
+            if config.hot_pixels > 0:
+                if window_us is None:
+                    raise ValueError("hot-pixel augmentation needs window_us")
+                fraction = float(rng.uniform(0.0, config.hot_pixels))
+                hz = float(rng.uniform(*config.hot_pixel_hz))
+                raw = add_hot_pixels(raw, fraction, hz * window_us / 1e6, generator)
             if rng.random() < config.polarity_swap:  # OFF <-> ON in every window read
                 raw = raw.unflatten(0, (-1, 2)).flip(1).flatten(0, 1)
         else:
@@ -280,10 +326,10 @@ def train_detector(
         config.modality,
         config.event_scale,
         window_us=config.window_us,
-        augment=make_augment(config.modality, config.augment),
         seed=config.seed,
         history_windows=history_windows,
     )
+    train_set.augment = make_augment(config.modality, config.augment, train_set.window_us)
     model_config = config_for(
         config.modality,
         config.size,

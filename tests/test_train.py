@@ -28,9 +28,11 @@ from streamdet.samples import DetectionSamples
 from streamdet.train import (
     AugmentConfig,
     TrainConfig,
+    add_hot_pixels,
     horizontal_flip,
     make_augment,
     random_crop,
+    thin_events,
     train_detector,
 )
 
@@ -396,3 +398,39 @@ def test_average_is_the_mean_of_fine_tunes_and_refuses_other_architectures(
     assert main(["average", sources[0], "--out", str(tmp_path / "one.pt")]) == 2
     assert "at least two" in capsys.readouterr().err
     assert not (tmp_path / "bad.pt").exists() and not (tmp_path / "one.pt").exists()
+
+
+def test_sensor_augmentations_thin_add_noise_and_hot_pixels() -> None:
+    """Thinning keeps a binomial share of the events (never more), noise drawn with a power favours low
+    rates, and hot pixels fire in one polarity at the same pixels in every window; the defaults leave
+    all three off."""
+    defaults = AugmentConfig()
+    assert (defaults.thinning, defaults.hot_pixels, defaults.noise_power) == (0.0, 0.0, 1.0)
+    generator = torch.Generator().manual_seed(0)
+    raw = torch.poisson(torch.full((4, 40, 50), 3.0), generator=generator)
+    thinned = thin_events(raw, 0.5, generator)
+    assert torch.all(thinned <= raw)
+    assert float(thinned.sum() / raw.sum()) == pytest.approx(0.5, abs=0.02)
+    hot = add_hot_pixels(torch.zeros(4, 40, 50), 0.05, 20.0, generator)
+    fired = hot > 0
+    assert torch.equal(fired[0] | fired[1], fired[2] | fired[3]), "the same pixels in both windows"
+    assert not torch.any(fired[0] & fired[1]), "one polarity per hot pixel"
+    assert 0.02 < float((fired[0] | fired[1]).float().mean()) < 0.08
+    assert float(hot[fired].mean()) == pytest.approx(20.0, rel=0.1)
+
+    quiet = replace(NO_AUGMENT, noise_rate=1.0)
+    squared = replace(quiet, noise_power=2.0)
+    empty = torch.zeros(2, 30, 30)
+    rates = [
+        [
+            float(make_augment("events", c)(empty, _target([], []), np.random.default_rng(i))[0].mean())
+            for i in range(40)
+        ]
+        for c in (quiet, squared)
+    ]
+    assert np.mean(rates[1]) < 0.8 * np.mean(rates[0])
+    with_all = replace(NO_AUGMENT, thinning=1.0, hot_pixels=0.01)
+    out, _ = make_augment("events", with_all, window_us=100_000)(
+        raw, _target([], []), np.random.default_rng(1)
+    )
+    assert out.shape == raw.shape and float(out.sum()) < float(raw.sum())

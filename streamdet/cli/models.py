@@ -70,6 +70,36 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         default=AugmentConfig().crop_size,
         help="random crop WxH (multiples of 32) or none",
     )
+    augment_defaults = AugmentConfig()
+    train.add_argument(
+        "--aug-noise",
+        type=float,
+        default=augment_defaults.noise_rate,
+        metavar="RATE",
+        help="events: most Poisson noise events added per pixel, polarity and window (default "
+        f"{augment_defaults.noise_rate})",
+    )
+    train.add_argument(
+        "--aug-noise-power",
+        type=float,
+        default=augment_defaults.noise_power,
+        metavar="X",
+        help="events: noise rate drawn as RATE * u**X, u ~ U(0, 1) (default 1: uniform)",
+    )
+    train.add_argument(
+        "--aug-thinning",
+        type=float,
+        default=augment_defaults.thinning,
+        metavar="P",
+        help="events: probability of keeping each event with probability U(0.3, 1) (default 0: never)",
+    )
+    train.add_argument(
+        "--aug-hot-pixels",
+        type=float,
+        default=augment_defaults.hot_pixels,
+        metavar="F",
+        help="events: hot pixels, a fraction U(0, F) of the pixels at 50-200 Hz (default 0: none)",
+    )
     train.add_argument(
         "--val",
         nargs="+",
@@ -187,7 +217,13 @@ def run_train(args: argparse.Namespace) -> int:
         anchor_min_size=args.anchor_min_size,
         anchor_aspect_ratios=args.anchor_ratios,
         history_windows=args.history_windows,
-        augment=AugmentConfig(crop_size=args.crop),
+        augment=AugmentConfig(
+            crop_size=args.crop,
+            noise_rate=args.aug_noise,
+            noise_power=args.aug_noise_power,
+            thinning=args.aug_thinning,
+            hot_pixels=args.aug_hot_pixels,
+        ),
     )
     record = train_detector(
         config,

@@ -1,0 +1,77 @@
+"""bench/robustness.py: events perturbed as another sensor would record them, scored like `streamdet eval`."""
+
+from __future__ import annotations
+
+import argparse
+import importlib.util
+import json
+from pathlib import Path
+
+import pytest
+import torch
+from test_evaluate import write_tiny_split
+
+from streamdet.evaluate import evaluate_split
+from streamdet.model import load_detector
+from streamdet.train import AugmentConfig, TrainConfig, train_detector
+
+pytestmark = pytest.mark.usefixtures("single_thread")
+
+
+def _robustness():
+    path = Path(__file__).resolve().parents[1] / "bench" / "robustness.py"
+    spec = importlib.util.spec_from_file_location("robustness", path)
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+def test_perturbations_parse_and_scale_counts_in_whole_events() -> None:
+    bench = _robustness()
+    assert bench.parse_perturbation("noise:1,2.5") == ("noise", [1.0, 2.5])
+    for text in ("blur:1", "noise", "scale:x", "hot:-1"):
+        with pytest.raises(argparse.ArgumentTypeError):
+            bench.parse_perturbation(text)
+    generator = torch.Generator().manual_seed(0)
+    raw = torch.poisson(torch.full((2, 50, 50), 4.0), generator=generator)
+    assert torch.equal(bench.scale_counts(raw, 1.0, generator), raw)
+    assert torch.equal(bench.scale_counts(raw, 3.0, generator), 3 * raw)
+    half = bench.scale_counts(raw, 0.5, generator)
+    assert torch.equal(half, half.round()) and torch.all(half <= raw)
+    assert float(half.sum() / raw.sum()) == pytest.approx(0.5, abs=0.02)
+    noisy = bench.add_noise(torch.zeros(2, 100, 100), 2.0, 100_000, generator)  # 0.2 per pixel, window
+    assert float(noisy.mean()) == pytest.approx(0.2, rel=0.05)
+
+
+def test_sweep_scores_the_unperturbed_split_as_eval_does_and_noise_costs(tmp_path: Path) -> None:
+    split = write_tiny_split(tmp_path / "data", "train", images=8, seed=0)
+    config = TrainConfig(
+        modality="events",
+        size="tiny",
+        epochs=20,
+        batch_size=4,
+        lr=2e-2,
+        warmup_steps=5,
+        event_scale=3.0,
+        augment=AugmentConfig(
+            flip=0.0, crop_size=None, count_scale=(1.0, 1.0), noise_rate=0.0, polarity_swap=0.0
+        ),
+    )
+    checkpoint = tmp_path / "tiny.pt"
+    train_detector(config, [tmp_path / "data"], checkpoint, progress=False, log=lambda line: None)
+    bench = _robustness()
+    report, plot = tmp_path / "robust.json", tmp_path / "robust.png"
+    argv = ["--models", str(checkpoint), "--data", str(split), "--perturb", "noise:200", "hot:0.01"]
+    assert bench.main([*argv, "--json", str(report), "--plot", str(plot)]) == 0
+    rows = json.loads(report.read_text())["rows"]
+    assert [(row["perturbation"], row["level"]) for row in rows] == [
+        ("none", 0.0),
+        ("noise", 200.0),
+        ("hot", 0.01),
+    ]
+    bundle = load_detector(checkpoint)
+    with torch.no_grad():
+        plain = evaluate_split(bundle.detect, split, "events", bundle.window_us, 3.0, progress=False)
+    assert rows[0]["map50"] == round(plain["map50"], 4) and rows[0]["map50"] >= 0.8
+    assert rows[1]["map50"] < rows[0]["map50"] - 0.2, "20 noise events per pixel drown a tiny model"
+    assert plot.stat().st_size > 10_000
