@@ -148,6 +148,9 @@ def plot_rows(rows: list[dict], path: str) -> None:
         "hot": "hot pixels, fraction of the pixels",
     }
     keys = list(dict.fromkeys((row["model"], row["data"]) for row in rows))
+    models = list(dict.fromkeys(model for model, _ in keys))
+    splits = list(dict.fromkeys(split for _, split in keys))
+    styles = ["-", "--", ":", "-."]
     for axis, kind in zip(axes[0], kinds, strict=True):
         for model, split in keys:
             points = {
@@ -157,13 +160,19 @@ def plot_rows(rows: list[dict], path: str) -> None:
             }
             xs = sorted(points)
             name = Path(split).parent.name if Path(split).name in ("test", "val") else Path(split).name
-            label = name if len({m for m, _ in keys}) == 1 else f"{Path(model).stem} {name}"
-            axis.plot(xs, [points[x] for x in xs], marker="o", label=label)
+            axis.plot(
+                xs,
+                [points[x] for x in xs],
+                marker="o",
+                color=f"C{splits.index(split)}",
+                linestyle=styles[models.index(model) % len(styles)],
+                label=name if len(models) == 1 else f"{model}: {name}",
+            )
         if kind == "scale":
             axis.set_xscale("log", base=2)
-            axis.axvspan(0.6, 1.6, color="0.9", zorder=0, label="training range")
+            axis.axvspan(0.6, 1.6, color="0.9", zorder=0, label="training: counts x U(0.6, 1.6)")
         elif kind == "noise":
-            axis.axvspan(0.0, 0.5, color="0.9", zorder=0, label="training range")
+            axis.axvspan(0.0, 0.5, color="0.9", zorder=0, label="training: added noise (default)")
         elif kind == "hot":
             axis.set_xscale("symlog", linthresh=1e-4)
         axis.axhline(0.8, color="0.5", linestyle="--", linewidth=0.8)
@@ -171,7 +180,8 @@ def plot_rows(rows: list[dict], path: str) -> None:
         axis.set_ylabel("mAP@0.5")
         axis.set_ylim(0, 1)
         axis.grid(alpha=0.3)
-    axes[0][0].legend(fontsize=7, loc="lower left")
+    for axis in axes[0][:2]:
+        axis.legend(fontsize=6, loc="lower left")
     figure.suptitle(
         f"{', '.join(dict.fromkeys(Path(m).stem for m, _ in keys))}: events perturbed", fontsize=10
     )

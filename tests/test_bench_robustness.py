@@ -3,31 +3,20 @@
 from __future__ import annotations
 
 import argparse
-import importlib.util
 import json
 from pathlib import Path
 
 import pytest
 import torch
-from test_evaluate import write_tiny_split
 
 from streamdet.evaluate import evaluate_split
 from streamdet.model import load_detector
-from streamdet.train import AugmentConfig, TrainConfig, train_detector
 
 pytestmark = pytest.mark.usefixtures("single_thread")
 
 
-def _robustness():
-    path = Path(__file__).resolve().parents[1] / "bench" / "robustness.py"
-    spec = importlib.util.spec_from_file_location("robustness", path)
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
-
-
-def test_perturbations_parse_and_scale_counts_in_whole_events() -> None:
-    bench = _robustness()
+def test_perturbations_parse_and_scale_counts_in_whole_events(load_bench) -> None:
+    bench = load_bench("robustness")
     assert bench.parse_perturbation("noise:1,2.5") == ("noise", [1.0, 2.5])
     for text in ("blur:1", "noise", "scale:x", "hot:-1"):
         with pytest.raises(argparse.ArgumentTypeError):
@@ -43,23 +32,11 @@ def test_perturbations_parse_and_scale_counts_in_whole_events() -> None:
     assert float(noisy.mean()) == pytest.approx(0.2, rel=0.05)
 
 
-def test_sweep_scores_the_unperturbed_split_as_eval_does_and_noise_costs(tmp_path: Path) -> None:
-    split = write_tiny_split(tmp_path / "data", "train", images=8, seed=0)
-    config = TrainConfig(
-        modality="events",
-        size="tiny",
-        epochs=20,
-        batch_size=4,
-        lr=2e-2,
-        warmup_steps=5,
-        event_scale=3.0,
-        augment=AugmentConfig(
-            flip=0.0, crop_size=None, count_scale=(1.0, 1.0), noise_rate=0.0, polarity_swap=0.0
-        ),
-    )
-    checkpoint = tmp_path / "tiny.pt"
-    train_detector(config, [tmp_path / "data"], checkpoint, progress=False, log=lambda line: None)
-    bench = _robustness()
+def test_sweep_scores_the_unperturbed_split_as_eval_does_and_noise_costs(
+    tiny_root: Path, overfit_checkpoint: Path, tmp_path: Path, load_bench
+) -> None:
+    split, checkpoint = tiny_root / "train", overfit_checkpoint
+    bench = load_bench("robustness")
     report, plot = tmp_path / "robust.json", tmp_path / "robust.png"
     argv = ["--models", str(checkpoint), "--data", str(split), "--perturb", "noise:200", "hot:0.01"]
     assert bench.main([*argv, "--json", str(report), "--plot", str(plot)]) == 0

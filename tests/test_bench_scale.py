@@ -3,8 +3,6 @@
 from __future__ import annotations
 
 import argparse
-import importlib.util
-from pathlib import Path
 
 import pytest
 import torch
@@ -12,14 +10,6 @@ import torch
 from streamdet.model import load_detector
 
 pytestmark = pytest.mark.usefixtures("single_thread")
-
-
-def _scale_sweep():
-    path = Path(__file__).resolve().parents[1] / "bench" / "scale_sweep.py"
-    spec = importlib.util.spec_from_file_location("scale_sweep", path)
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
 
 
 def _inputs(bundle) -> torch.Tensor:
@@ -30,8 +20,8 @@ def _inputs(bundle) -> torch.Tensor:
     return counts
 
 
-def test_scale_one_is_the_detector_and_scales_map_boxes_back() -> None:
-    bench = _scale_sweep()
+def test_scale_one_is_the_detector_and_scales_map_boxes_back(load_bench) -> None:
+    bench = load_bench("scale_sweep")
     bundle = load_detector("events-default")
     inputs = _inputs(bundle)
     with torch.no_grad():
@@ -49,8 +39,8 @@ def test_scale_one_is_the_detector_and_scales_map_boxes_back() -> None:
     assert torch.all(merged[:-1, 4] >= merged[1:, 4])
 
 
-def test_scale_sets_parse_and_reject_bad_text() -> None:
-    bench = _scale_sweep()
+def test_scale_sets_parse_and_reject_bad_text(load_bench) -> None:
+    bench = load_bench("scale_sweep")
     assert bench.parse_scale_set("1+2") == (1.0, 2.0)
     assert bench.parse_scale_set("1.5") == (1.5,)
     for text in ("1+x", "0", "-2"):

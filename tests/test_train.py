@@ -39,31 +39,7 @@ from streamdet.train import (
 NO_AUGMENT = AugmentConfig(
     flip=0.0, crop_size=None, count_scale=(1.0, 1.0), noise_rate=0.0, polarity_swap=0.0
 )
-
-
-@pytest.fixture(scope="module")
-def tiny_root(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    root = tmp_path_factory.mktemp("tiny-data")
-    write_tiny_split(root, "train", images=8, seed=0)
-    return root
-
-
-@pytest.fixture(scope="module")
-def overfit_checkpoint(tiny_root: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
-    torch.set_num_threads(1)
-    out = tmp_path_factory.mktemp("ckpt") / "tiny.pt"
-    config = TrainConfig(
-        modality="events",
-        size="tiny",
-        epochs=20,
-        batch_size=4,
-        lr=2e-2,
-        warmup_steps=5,
-        event_scale=3.0,
-        augment=NO_AUGMENT,
-    )
-    train_detector(config, [tiny_root], out, progress=False, log=lambda line: None)
-    return out
+"""The fixed transform of ``overfit_checkpoint`` (tests/conftest.py)."""
 
 
 def _target(boxes: list[list[float]], labels: list[int], ignore: list[list[float]] | None = None) -> dict:
