@@ -172,7 +172,7 @@ def plot_rows(rows: list[dict], path: str) -> None:
             axis.set_xscale("log", base=2)
             axis.axvspan(0.6, 1.6, color="0.9", zorder=0, label="training: counts x U(0.6, 1.6)")
         elif kind == "noise":
-            axis.axvspan(0.0, 0.5, color="0.9", zorder=0, label="training: added noise (default)")
+            axis.axvspan(0.0, 0.5, color="0.9", zorder=0, label="training: added noise (default recipe)")
         elif kind == "hot":
             axis.set_xscale("symlog", linthresh=1e-4)
         axis.axhline(0.8, color="0.5", linestyle="--", linewidth=0.8)
@@ -182,9 +182,7 @@ def plot_rows(rows: list[dict], path: str) -> None:
         axis.grid(alpha=0.3)
     for axis in axes[0][:2]:
         axis.legend(fontsize=6, loc="lower left")
-    figure.suptitle(
-        f"{', '.join(dict.fromkeys(Path(m).stem for m, _ in keys))}: events perturbed", fontsize=10
-    )
+    figure.suptitle(f"mAP@0.5 with the events perturbed: {', '.join(models)}", fontsize=10)
     figure.tight_layout()
     Path(path).parent.mkdir(parents=True, exist_ok=True)
     figure.savefig(path, dpi=110)
