@@ -89,6 +89,20 @@ class AugmentConfig:
     spike_noise: float = 0.05
     min_visible: float = 0.5
 
+    def __post_init__(self) -> None:
+        for name in ("flip", "thinning", "hot_pixels", "polarity_swap"):
+            if not 0.0 <= getattr(self, name) <= 1.0:
+                raise UserFacingError(f"augmentation {name} must be in [0, 1], got {getattr(self, name)}")
+        if self.noise_rate < 0 or self.noise_power <= 0:
+            raise UserFacingError(
+                f"augmentation noise rate must be >= 0 and its power > 0, got {self.noise_rate} and "
+                f"{self.noise_power}"
+            )
+        if not 0.0 < self.thin_keep[0] <= self.thin_keep[1] <= 1.0:
+            raise UserFacingError(
+                f"augmentation thin_keep must satisfy 0 < lo <= hi <= 1, got {self.thin_keep}"
+            )
+
 
 def horizontal_flip(raw: Tensor, target: Target) -> tuple[Tensor, Target]:
     """Mirror ``raw [C, H, W]`` left-right; boxes ``x1' = W - x2``, ``x2' = W - x1``."""

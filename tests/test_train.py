@@ -410,3 +410,12 @@ def test_sensor_augmentations_thin_add_noise_and_hot_pixels() -> None:
         raw, _target([], []), np.random.default_rng(1)
     )
     assert out.shape == raw.shape and float(out.sum()) < float(raw.sum())
+
+
+def test_bad_augmentation_settings_are_named(tiny_root: Path, tmp_path: Path, capsys) -> None:
+    for flag, value in (("--aug-thinning", "1.5"), ("--aug-noise", "-0.1"), ("--aug-hot-pixels", "-1")):
+        command = ["train", "--modality", "events", "--data", str(tiny_root), "--out", str(tmp_path / "x.pt")]
+        assert main([*command, "--epochs", "1", flag, value]) == 2
+        error = capsys.readouterr().err
+        assert "augmentation" in error and value.lstrip("-") in error, error
+    assert not (tmp_path / "x.pt").exists()

@@ -91,7 +91,8 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         type=float,
         default=augment_defaults.thinning,
         metavar="P",
-        help="events: probability of keeping each event with probability U(0.3, 1) (default 0: never)",
+        help="events: probability of thinning a sample, each event kept with probability U(0.3, 1) "
+        "(default 0: never)",
     )
     train.add_argument(
         "--aug-hot-pixels",
