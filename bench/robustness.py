@@ -1,17 +1,26 @@
-"""How an events model holds up on another sensor or renderer: mAP@0.5 when each window's events are
-changed the way a different camera would change them.
+"""How a model holds up on another sensor or renderer: mAP@0.5 when each window's measurement is
+changed the way a different camera would change it.
 
-Each perturbation acts on the raw OFF / ON event counts of every window the model reads (its own and its
-history windows), before they are scaled into the input, seeded per image (repeatable):
+Each perturbation acts on the raw measurement of every window the model reads (its own and its history
+windows), before it is scaled into the input, seeded per image (repeatable). For ``events`` models (the
+OFF / ON event counts):
 
 - ``scale:S``: a more or less sensitive sensor. Each event is kept ``floor(S)`` times plus once more with
   probability ``S - floor(S)`` (binomial thinning below 1: a higher contrast threshold drops events; 2:
   every edge fires twice as many, as a lower threshold does). Training saw counts x U(0.6, 1.6).
 - ``noise:HZ``: background-activity noise, Poisson events at ``HZ`` per pixel and polarity per second
-  (real DVS: about 0.1-1 Hz in daylight, more in the dark). Training saw up to 0.5 Hz (0.05 per pixel
-  and polarity in a 100 ms window).
+  (real DVS: about 0.1-1 Hz in daylight, more in the dark). The default recipe adds up to 0.5 Hz
+  (0.05 per pixel and polarity in a 100 ms window).
 - ``hot:F``: hot pixels, a fraction ``F`` of the pixels firing 100 Hz in one polarity (random pixels and
-  polarity per image). Training saw none.
+  polarity per image). The default recipe adds none.
+
+For ``intensity`` models (the spike camera's firing rate, the fraction of frames a pixel fired):
+
+- ``scale:S``: another gain or a brighter / darker scene, rate x S (clipped to 1 by the input).
+  Training saw x U(0.6, 1.4).
+- ``noise:R``: spurious spikes, a firing rate drawn per pixel from U(0, 2 R) (mean R) added. Training
+  saw U(0, U(0, 0.05)).
+- ``hot:F``: a fraction ``F`` of the pixels firing in every frame (rate 1).
 
 ``none`` (the recording as it is) is always scored first. Scores go through
 ``streamdet.evaluate.evaluate_split`` (pycocotools), like ``streamdet eval``.
@@ -20,6 +29,10 @@ history windows), before they are scaled into the input, seeded per image (repea
         --data data/fresh-maritime/test data/fresh-traffic/test \\
         --perturb scale:0.25,0.5,2,3 noise:1,2,5 hot:0.0005,0.002 \\
         --json out/robustness/events-default.json --plot docs/robustness.png
+    OMP_NUM_THREADS=1 .venv/bin/python bench/robustness.py --models intensity-default \\
+        --data data/fresh-maritime/test data/fresh-traffic/test \\
+        --perturb scale:0.5,0.75,1.5,2 noise:0.05,0.1,0.2 hot:0.0005,0.002 \\
+        --json out/robustness/intensity-default.json --plot docs/robustness-intensity.png
 """
 
 from __future__ import annotations
@@ -41,6 +54,32 @@ HOT_PIXEL_HZ = 100.0
 """Rate of a hot pixel, events per second."""
 
 KINDS = ("scale", "noise", "hot")
+
+PLOT_LABELS = {
+    "events": {
+        "scale": "events x S (sensitivity)",
+        "noise": "background noise, Hz per pixel and polarity",
+        "hot": "hot pixels, fraction of the pixels",
+    },
+    "intensity": {
+        "scale": "firing rate x S (gain, brightness)",
+        "noise": "spurious firing rate, mean per pixel and frame",
+        "hot": "hot pixels (always firing), fraction of the pixels",
+    },
+}
+"""x-axis labels of the plot by modality and perturbation kind."""
+
+TRAINING_RANGES = {
+    "events": {
+        "scale": (0.6, 1.6, "training: counts x U(0.6, 1.6)"),
+        "noise": (0.0, 0.5, "training: added noise (default recipe)"),
+    },
+    "intensity": {
+        "scale": (0.6, 1.4, "training: rate x U(0.6, 1.4)"),
+        "noise": (0.0, 0.025, "training: mean added rate up to 0.025"),
+    },
+}
+"""What the default training recipe's augmentation covers, shaded in the plot."""
 
 
 def parse_perturbation(text: str) -> tuple[str, list[float]]:
@@ -70,11 +109,25 @@ def add_noise(raw: Tensor, rate_hz: float, window_us: int, generator: torch.Gene
     return raw + torch.poisson(torch.full_like(raw, rate_hz * window_us / 1e6), generator=generator)
 
 
-def make_perturbation(kind: str, level: float, window_us: int):
+def perturb_rate(raw: Tensor, kind: str, level: float, generator: torch.Generator) -> Tensor:
+    """A spike camera's firing rate ``raw`` (``[C, H, W]``, fraction of frames fired) under one
+    perturbation (see the module text)."""
+    if kind == "scale":
+        return raw * level
+    if kind == "noise":
+        return raw + torch.rand(raw.shape, generator=generator) * (2 * level)
+    out = raw.clone()
+    out[..., torch.rand(raw.shape[-2:], generator=generator) < level] = 1.0
+    return out
+
+
+def make_perturbation(kind: str, level: float, window_us: int, modality: str = "events"):
     """The ``streamdet.samples.Augment`` of one perturbation (the target is left as it is)."""
 
     def perturb(raw: Tensor, target: dict, rng: np.random.Generator) -> tuple[Tensor, dict]:
         generator = torch.Generator().manual_seed(int(rng.integers(0, 2**62)))
+        if modality == "intensity":
+            return perturb_rate(raw, kind, level, generator), target
         if kind == "scale":
             return scale_counts(raw, level, generator), target
         if kind == "noise":
@@ -96,8 +149,6 @@ def sweep(models: list[str], splits: list[str], perturbations: list[tuple[str, l
     bar = tqdm(total=len(models) * len(splits) * len(cases), desc="robustness", unit="run")
     for model in models:
         bundle = load_detector(model)
-        if bundle.modality != "events":
-            raise SystemExit(f"error: {model} takes {bundle.modality} input; this bench perturbs events")
         for split in splits:
             for kind, level in cases:
                 started = time.perf_counter()
@@ -105,16 +156,19 @@ def sweep(models: list[str], splits: list[str], perturbations: list[tuple[str, l
                     metrics = evaluate_split(
                         bundle.detect,
                         split,
-                        "events",
+                        bundle.modality,
                         bundle.window_us,
                         bundle.event_scale,
                         limit=limit,
                         progress=False,
                         history_windows=bundle.history_windows,
-                        perturb=None if kind == "none" else make_perturbation(kind, level, bundle.window_us),
+                        perturb=None
+                        if kind == "none"
+                        else make_perturbation(kind, level, bundle.window_us, bundle.modality),
                     )
                 row = {
                     "model": model,
+                    "modality": bundle.modality,
                     "data": split,
                     "perturbation": kind,
                     "level": level,
@@ -142,11 +196,8 @@ def plot_rows(rows: list[dict], path: str) -> None:
     kinds = [kind for kind in KINDS if any(row["perturbation"] == kind for row in rows)]
     figure, axes = plt.subplots(1, len(kinds), figsize=(4.2 * len(kinds), 3.6), squeeze=False)
     baseline = {"scale": 1.0, "noise": 0.0, "hot": 0.0}
-    labels = {
-        "scale": "events x S (sensitivity)",
-        "noise": "background noise, Hz per pixel and polarity",
-        "hot": "hot pixels, fraction of the pixels",
-    }
+    modality = rows[0].get("modality", "events")
+    labels = PLOT_LABELS[modality]
     keys = list(dict.fromkeys((row["model"], row["data"]) for row in rows))
     models = list(dict.fromkeys(model for model, _ in keys))
     splits = list(dict.fromkeys(split for _, split in keys))
@@ -170,11 +221,11 @@ def plot_rows(rows: list[dict], path: str) -> None:
             )
         if kind == "scale":
             axis.set_xscale("log", base=2)
-            axis.axvspan(0.6, 1.6, color="0.9", zorder=0, label="training: counts x U(0.6, 1.6)")
-        elif kind == "noise":
-            axis.axvspan(0.0, 0.5, color="0.9", zorder=0, label="training: added noise (default recipe)")
         elif kind == "hot":
             axis.set_xscale("symlog", linthresh=1e-4)
+        if kind in TRAINING_RANGES[modality]:
+            low, high, text = TRAINING_RANGES[modality][kind]
+            axis.axvspan(low, high, color="0.9", zorder=0, label=text)
         axis.axhline(0.8, color="0.5", linestyle="--", linewidth=0.8)
         axis.set_xlabel(labels[kind])
         axis.set_ylabel("mAP@0.5")
@@ -182,7 +233,8 @@ def plot_rows(rows: list[dict], path: str) -> None:
         axis.grid(alpha=0.3)
     for axis in axes[0][:2]:
         axis.legend(fontsize=6, loc="lower left")
-    figure.suptitle(f"mAP@0.5 with the events perturbed: {', '.join(models)}", fontsize=10)
+    measured = "events" if modality == "events" else "spike rates"
+    figure.suptitle(f"mAP@0.5 with the {measured} perturbed: {', '.join(models)}", fontsize=10)
     figure.tight_layout()
     Path(path).parent.mkdir(parents=True, exist_ok=True)
     figure.savefig(path, dpi=110)

@@ -52,3 +52,14 @@ def test_sweep_scores_the_unperturbed_split_as_eval_does_and_noise_costs(
     assert rows[0]["map50"] == round(plain["map50"], 4) and rows[0]["map50"] >= 0.8
     assert rows[1]["map50"] < rows[0]["map50"] - 0.2, "20 noise events per pixel drown a tiny model"
     assert plot.stat().st_size > 10_000
+
+
+def test_spike_rates_are_perturbed_as_a_spike_camera_would_be(load_bench) -> None:
+    bench = load_bench("robustness")
+    generator = torch.Generator().manual_seed(0)
+    rate = torch.full((1, 60, 80), 0.2)
+    assert torch.allclose(bench.perturb_rate(rate, "scale", 2.0, generator), rate * 2)
+    noisy = bench.perturb_rate(rate, "noise", 0.1, generator)
+    assert float((noisy - rate).mean()) == pytest.approx(0.1, abs=0.01) and torch.all(noisy >= rate)
+    hot = bench.perturb_rate(rate, "hot", 0.05, generator)
+    assert 0.02 < float((hot == 1.0).float().mean()) < 0.08 and torch.equal(hot[hot != 1.0], rate[hot != 1.0])
