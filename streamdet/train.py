@@ -93,6 +93,8 @@ class AugmentConfig:
         for name in ("flip", "thinning", "hot_pixels", "polarity_swap"):
             if not 0.0 <= getattr(self, name) <= 1.0:
                 raise UserFacingError(f"augmentation {name} must be in [0, 1], got {getattr(self, name)}")
+        if self.spike_noise < 0:
+            raise UserFacingError(f"augmentation spike_noise must be >= 0, got {self.spike_noise}")
         if self.noise_rate < 0 or self.noise_power <= 0:
             raise UserFacingError(
                 f"augmentation noise rate must be >= 0 and its power > 0, got {self.noise_rate} and "

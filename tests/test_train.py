@@ -413,7 +413,8 @@ def test_sensor_augmentations_thin_add_noise_and_hot_pixels() -> None:
 
 
 def test_bad_augmentation_settings_are_named(tiny_root: Path, tmp_path: Path, capsys) -> None:
-    for flag, value in (("--aug-thinning", "1.5"), ("--aug-noise", "-0.1"), ("--aug-hot-pixels", "-1")):
+    settings = (("--aug-thinning", "1.5"), ("--aug-noise", "-0.1"), ("--aug-hot-pixels", "-1"))
+    for flag, value in (*settings, ("--aug-spike-noise", "-0.2")):
         command = ["train", "--modality", "events", "--data", str(tiny_root), "--out", str(tmp_path / "x.pt")]
         assert main([*command, "--epochs", "1", flag, value]) == 2
         error = capsys.readouterr().err

@@ -102,6 +102,14 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         help="events: hot pixels, a fraction U(0, F) of the pixels at 50-200 Hz (default 0: none)",
     )
     train.add_argument(
+        "--aug-spike-noise",
+        type=float,
+        default=augment_defaults.spike_noise,
+        metavar="R",
+        help="intensity: most spurious firing rate added, drawn per sample as U(0, R) and per pixel "
+        f"as U(0, that) (default {augment_defaults.spike_noise})",
+    )
+    train.add_argument(
         "--val",
         nargs="+",
         action="extend",
@@ -224,6 +232,7 @@ def run_train(args: argparse.Namespace) -> int:
             noise_power=args.aug_noise_power,
             thinning=args.aug_thinning,
             hot_pixels=args.aug_hot_pixels,
+            spike_noise=args.aug_spike_noise,
         ),
     )
     record = train_detector(
