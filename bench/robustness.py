@@ -48,7 +48,7 @@ import numpy as np
 import torch
 from torch import Tensor
 
-from streamdet.train import add_hot_pixels, thin_events
+from streamdet.train import add_hot_pixels, add_poisson_noise, thin_events
 
 HOT_PIXEL_HZ = 100.0
 """Rate of a hot pixel, events per second."""
@@ -106,7 +106,7 @@ def scale_counts(raw: Tensor, factor: float, generator: torch.Generator) -> Tens
 def add_noise(raw: Tensor, rate_hz: float, window_us: int, generator: torch.Generator) -> Tensor:
     """Poisson background events at ``rate_hz`` per pixel and channel (one channel is one polarity of
     one window of ``window_us``)."""
-    return raw + torch.poisson(torch.full_like(raw, rate_hz * window_us / 1e6), generator=generator)
+    return add_poisson_noise(raw, rate_hz * window_us / 1e6, generator)
 
 
 def perturb_rate(raw: Tensor, kind: str, level: float, generator: torch.Generator) -> Tensor:

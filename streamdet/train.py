@@ -161,6 +161,11 @@ def thin_events(raw: Tensor, keep: float, generator: torch.Generator) -> Tensor:
     return torch.binomial(raw, torch.full_like(raw, keep), generator=generator)
 
 
+def add_poisson_noise(raw: Tensor, rate: float, generator: torch.Generator) -> Tensor:
+    """Poisson(``rate``) noise events added to every pixel and channel of the counts ``raw``."""
+    return raw + torch.poisson(torch.full_like(raw, rate), generator=generator)
+
+
 def add_hot_pixels(
     raw: Tensor, fraction: float, counts_per_window: float, generator: torch.Generator
 ) -> Tensor:
@@ -190,11 +195,11 @@ def make_augment(modality: str, config: AugmentConfig, window_us: int | None = N
             if config.thinning > 0 and rng.random() < config.thinning:
                 raw = thin_events(raw, float(rng.uniform(*config.thin_keep)), generator)
             raw = raw * float(rng.uniform(*config.count_scale))
-            draw = float(rng.uniform(0.0, config.noise_rate))  # noise_rate * u
+            rate = float(rng.uniform(0.0, config.noise_rate))  # noise_rate * u
             if config.noise_power != 1.0 and config.noise_rate > 0:
-                draw = config.noise_rate * (draw / config.noise_rate) ** config.noise_power
-            rate = torch.full_like(raw, draw)
-            raw = raw + torch.poisson(rate, generator=generator)
+                # noise_rate * u ** power, computed from the draw as stage 12 was trained (bit for bit)
+                rate = config.noise_rate * (rate / config.noise_rate) ** config.noise_power
+            raw = add_poisson_noise(raw, rate, generator)
             if config.hot_pixels > 0:
                 if window_us is None:
                     raise ValueError("hot-pixel augmentation needs window_us")
