@@ -63,6 +63,9 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--data", nargs="+", required=True, metavar="SPLIT", help="built split directories")
     parser.add_argument("--anchors", nargs="+", required=True, metavar="MIN:R,R,...", help="anchor settings")
+    parser.add_argument(
+        "--finest-stride", type=int, choices=(4, 8), default=8, help="8: P3..P5; 4: a P2 level too"
+    )
     parser.add_argument("--every", type=int, default=1, metavar="N", help="every Nth object only (faster)")
     parser.add_argument("--json", default=None, metavar="OUT")
     args = parser.parse_args(argv)
@@ -78,10 +81,11 @@ def main(argv: list[str] | None = None) -> int:
     classes = classes[:: args.every]
     names = sorted(set(classes))
     masks = {name: torch.tensor([c == name for c in classes]) for name in names}
-    base = config_for("events")
+    base = config_for("events", finest_stride=args.finest_stride)
     report = {
         "data": args.data,
         "every": args.every,
+        "finest_stride": args.finest_stride,
         "objects": {name: int(masks[name].sum()) for name in names},
         "settings": [],
     }

@@ -50,7 +50,8 @@ def input_channels(modality: str, history_windows: int = 0) -> int:
 
 
 FPN_STRIDES: tuple[int, ...] = (8, 16, 32)
-"""Strides of the FPN levels P3, P4, P5 in input pixels."""
+"""Strides of the FPN levels P3, P4, P5 in input pixels (a model with ``finest_stride = 4`` adds P2 at
+stride 4 before them, :func:`pyramid_strides`)."""
 
 MAX_STRIDE = FPN_STRIDES[-1]
 """Input height and width must be multiples of this (see :func:`pad_input`)."""
@@ -82,11 +83,14 @@ class RetinaNetConfig:
         quant_levels: ``L`` of every Quant-ReLU (activation resolution ``clip / L``).
         quant_clip_init: initial clip value of every Quant-ReLU.
         upsample: ``"nearest"`` (``nn.Upsample``) or ``"transposed"`` (learned 2x2 ``ConvTranspose2d``).
-        anchor_min_size: side of the smallest anchor, pixels; anchor ``k = 0..8`` has side
-            ``anchor_min_size * 2 ** (k / 2)``, three per level (P3: k = 0..2, P4: 3..5, P5: 6..8).
+        anchor_min_size: side of the smallest anchor of P3, pixels; anchor ``k = 0..8`` has side
+            ``anchor_min_size * 2 ** (k / 2)``, three per level (P3: k = 0..2, P4: 3..5, P5: 6..8);
+            P2 (``finest_stride = 4``) continues the series one octave down (``k = -2..0``).
         anchor_aspect_ratios: height / width ratios of the anchors at every size.
         prior_probability: initial foreground probability of the class head (its bias
             ``-log((1 - p) / p)``).
+        finest_stride: stride of the finest FPN level: 8 (P3..P5) or 4 (P2..P5: a level on C2 for
+            small objects, whose boxes fall between the centres of the stride-8 grid).
     """
 
     in_channels: int = 2
@@ -104,6 +108,7 @@ class RetinaNetConfig:
     anchor_min_size: float = 10.0
     anchor_aspect_ratios: tuple[float, ...] = (0.5, 1.0, 2.0)
     prior_probability: float = 0.01
+    finest_stride: int = 8
 
     def __post_init__(self) -> None:
         if len(self.stage_channels) != 4 or len(self.stage_blocks) != 4:
@@ -115,6 +120,8 @@ class RetinaNetConfig:
             raise UserFacingError(f"activation must be 'relu' or 'quant', got {self.activation!r}")
         if self.upsample not in ("nearest", "transposed"):
             raise UserFacingError(f"upsample must be 'nearest' or 'transposed', got {self.upsample!r}")
+        if self.finest_stride not in (4, 8):
+            raise UserFacingError(f"finest_stride must be 4 or 8, got {self.finest_stride}")
         if self.quant_levels < 1:
             raise UserFacingError(f"quant_levels must be at least 1, got {self.quant_levels}")
         if not self.anchor_min_size > 0:
@@ -192,6 +199,12 @@ def config_for(
         raise UserFacingError(f"unknown model size {size!r}; choose from {', '.join(MODEL_SIZES)}")
     values = {**MODEL_SIZES[size], **overrides}
     return RetinaNetConfig(in_channels=channels, input_size=tuple(input_size), **values)
+
+
+def pyramid_strides(config: RetinaNetConfig) -> tuple[int, ...]:
+    """Strides of the model's FPN levels, finest first: :data:`FPN_STRIDES`, with 4 before them when
+    ``config.finest_stride`` is 4."""
+    return (4, *FPN_STRIDES) if config.finest_stride == 4 else FPN_STRIDES
 
 
 def padded_length(length: int) -> int:
@@ -288,7 +301,7 @@ class ResidualBlock(nn.Module):
 
 
 class Backbone(nn.Module):
-    """Stem (stride 2) and four stages (strides 4, 8, 16, 32); returns C3, C4, C5."""
+    """Stem (stride 2) and four stages (strides 4, 8, 16, 32); returns C2, C3, C4, C5."""
 
     def __init__(self, config: RetinaNetConfig) -> None:
         super().__init__()
@@ -302,18 +315,20 @@ class Backbone(nn.Module):
             in_channels = channels
         self.stages = nn.ModuleList(stages)
 
-    def forward(self, x: Tensor) -> tuple[Tensor, Tensor, Tensor]:
+    def forward(self, x: Tensor) -> tuple[Tensor, Tensor, Tensor, Tensor]:
         c2 = self.stages[0](self.stem(x))
         c3 = self.stages[1](c2)
         c4 = self.stages[2](c3)
         c5 = self.stages[3](c4)
-        return c3, c4, c5
+        return c2, c3, c4, c5
 
 
 class FeaturePyramid(nn.Module):
     """FPN with non-negative levels: ``L_i = act(BN(conv1x1(C_i)))``, ``M_5 = L_5``,
     ``M_i = L_i + up(M_{i+1})``, ``P_i = act(BN(conv3x3(M_i)))``; ``up`` is nearest 2x or a
-    transposed 2x2 convolution followed by BN and the activation."""
+    transposed 2x2 convolution followed by BN and the activation. With ``finest_stride = 4`` the
+    series goes on to ``M_2``, ``P_2`` (modules ``lateral_fine``, ``upsample_fine``, ``output_fine``, so
+    the P3..P5 modules keep their names and a stride-8 model's weights load into them)."""
 
     def __init__(self, config: RetinaNetConfig) -> None:
         super().__init__()
@@ -323,6 +338,11 @@ class FeaturePyramid(nn.Module):
         )
         self.output = nn.ModuleList([ConvBNAct(width, width, config) for _ in FPN_STRIDES])
         self.upsample = nn.ModuleList([self._make_upsample(config) for _ in FPN_STRIDES[1:]])
+        self.fine = config.finest_stride == 4
+        if self.fine:
+            self.lateral_fine = ConvBNAct(config.stage_channels[0], width, config, kernel=1)
+            self.upsample_fine = self._make_upsample(config)
+            self.output_fine = ConvBNAct(width, width, config)
 
     @staticmethod
     def _make_upsample(config: RetinaNetConfig) -> nn.Module:
@@ -335,11 +355,15 @@ class FeaturePyramid(nn.Module):
             make_activation(config),
         )
 
-    def forward(self, c3: Tensor, c4: Tensor, c5: Tensor) -> tuple[Tensor, Tensor, Tensor]:
+    def forward(self, c2: Tensor, c3: Tensor, c4: Tensor, c5: Tensor) -> tuple[Tensor, ...]:
         m5 = self.lateral[2](c5)
         m4 = self.lateral[1](c4) + self.upsample[1](m5)
         m3 = self.lateral[0](c3) + self.upsample[0](m4)
-        return self.output[0](m3), self.output[1](m4), self.output[2](m5)
+        levels = (self.output[0](m3), self.output[1](m4), self.output[2](m5))
+        if not self.fine:
+            return levels
+        m2 = self.lateral_fine(c2) + self.upsample_fine(m3)
+        return (self.output_fine(m2), *levels)
 
 
 class Head(nn.Module):
@@ -365,7 +389,7 @@ class Head(nn.Module):
 
 
 class RetinaNet(nn.Module):
-    """Backbone -> FPN (P3, P4, P5) -> shared class and box heads.
+    """Backbone -> FPN (P3, P4, P5, or P2..P5) -> shared class and box heads.
 
     ``forward(x [B, C, H, W]) -> (cls_logits [B, N, num_classes], box_deltas [B, N, 4])`` with
     ``N = sum over levels of (H / s) * (W / s) * A`` and ``A = config.anchors_per_location``.
@@ -381,9 +405,9 @@ class RetinaNet(nn.Module):
         self.box_head = Head(config, 4)
 
     def forward(self, x: Tensor) -> tuple[Tensor, Tensor]:
-        p3, p4, p5 = self.fpn(*self.backbone(x))
-        cls_logits = torch.cat([self.cls_head(p3), self.cls_head(p4), self.cls_head(p5)], dim=1)
-        box_deltas = torch.cat([self.box_head(p3), self.box_head(p4), self.box_head(p5)], dim=1)
+        levels = self.fpn(*self.backbone(x))
+        cls_logits = torch.cat([self.cls_head(p) for p in levels], dim=1)
+        box_deltas = torch.cat([self.box_head(p) for p in levels], dim=1)
         return cls_logits, box_deltas
 
 
@@ -415,8 +439,13 @@ def count_macs(model: RetinaNet, height: int, width: int) -> int:
 
 
 def anchor_sizes(config: RetinaNetConfig) -> list[list[float]]:
-    """Anchor sides per level, pixels: ``anchor_min_size * 2 ** (k / 2)``, ``k = 3 l .. 3 l + 2``."""
-    return [[config.anchor_min_size * 2 ** ((3 * level + k) / 2) for k in range(3)] for level in range(3)]
+    """Anchor sides per level (finest first), pixels: ``anchor_min_size * 2 ** (k / 2)`` with
+    ``k = 3 l .. 3 l + 2`` for P3 (``l = 0``) to P5, and ``k = -2 .. 0`` for P2 when there is one."""
+    first = -1 if config.finest_stride == 4 else 0
+    return [
+        [config.anchor_min_size * 2 ** ((3 * level + k + (level < 0)) / 2) for k in range(3)]
+        for level in range(first, 3)
+    ]
 
 
 def carry_over_anchors(
@@ -466,6 +495,36 @@ def carry_over_input_channels(
     return {**state_dict, key: carried}
 
 
+def carry_over_finest_level(
+    state_dict: dict[str, Tensor], source: RetinaNetConfig, target: RetinaNetConfig, model: RetinaNet
+) -> dict[str, Tensor]:
+    """``state_dict`` of a model with ``source``'s FPN levels, made to fit ``model`` (built from
+    ``target``).
+
+    A stride-8 source gives a stride-4 target its P2 modules as follows: ``output_fine`` (and a
+    transposed ``upsample_fine``) copy P3's, and ``lateral_fine`` keeps ``model``'s fresh convolution
+    with its BN scale and shift at zero, so it adds nothing yet and P2 starts as P3's features
+    upsampled: the shared heads, which see an object twice as many cells wide against anchors half as
+    large, then predict at P2 what they predict at P3. Training teaches ``lateral_fine`` to add C2's
+    finer detail. A target without P2 drops the source's P2 modules; same levels: unchanged.
+    """
+    result = {
+        key: value for key, value in state_dict.items() if "_fine." not in key or target.finest_stride == 4
+    }
+    if source.finest_stride == 4 or target.finest_stride != 4:
+        return result
+    for key, value in model.state_dict().items():
+        if key.startswith("fpn.lateral_fine."):
+            result[key] = value.clone()
+    result["fpn.lateral_fine.1.weight"] = torch.zeros_like(result["fpn.lateral_fine.1.weight"])
+    result["fpn.lateral_fine.1.bias"] = torch.zeros_like(result["fpn.lateral_fine.1.bias"])
+    for fine, coarse in (("fpn.output_fine.", "fpn.output.0."), ("fpn.upsample_fine.", "fpn.upsample.0.")):
+        for key, value in state_dict.items():
+            if key.startswith(coarse):
+                result[fine + key[len(coarse) :]] = value.clone()
+    return result
+
+
 def make_anchors(config: RetinaNetConfig, image_size: tuple[int, int] | None = None) -> Tensor:
     """Anchor boxes ``[N, 4]`` (x1, y1, x2, y2, pixels) in the order of the model's outputs.
 
@@ -480,7 +539,7 @@ def make_anchors(config: RetinaNetConfig, image_size: tuple[int, int] | None = N
     width, height = image_size or config.padded_size
     ratios = torch.tensor(config.anchor_aspect_ratios, dtype=torch.float32)
     levels = []
-    for stride, sizes in zip(FPN_STRIDES, anchor_sizes(config), strict=True):
+    for stride, sizes in zip(pyramid_strides(config), anchor_sizes(config), strict=True):
         side = torch.tensor(sizes, dtype=torch.float32)
         half_w = (side[:, None] / ratios.sqrt()[None, :]).flatten() / 2
         half_h = (side[:, None] * ratios.sqrt()[None, :]).flatten() / 2

@@ -34,6 +34,7 @@ from streamdet.model import (
     RetinaNetConfig,
     build_model,
     carry_over_anchors,
+    carry_over_finest_level,
     carry_over_input_channels,
     checkpoint_dict,
     config_for,
@@ -241,6 +242,9 @@ class TrainConfig:
         anchor_min_size: side of the smallest anchor in pixels (``None``: the ``--init`` checkpoint's,
             else the model default), see ``streamdet.model.RetinaNetConfig``.
         anchor_aspect_ratios: anchor height / width ratios (``None``: as ``anchor_min_size``).
+        finest_stride: 4 adds a stride-4 FPN level P2 (``None``: as ``anchor_min_size``; the model
+            default is 8). ``--init`` from a stride-8 model starts P2 as P3 upsampled
+            (``streamdet.model.carry_over_finest_level``).
         history_windows: earlier windows read as extra input channels (``streamdet.samples``; ``None``:
             the ``--init`` checkpoint's, else 0). ``--init`` from fewer windows starts the new windows'
             stem weights at zero (``streamdet.model.carry_over_input_channels``).
@@ -263,6 +267,7 @@ class TrainConfig:
     box_loss: str = "smooth_l1"
     anchor_min_size: float | None = None
     anchor_aspect_ratios: tuple[float, ...] | None = None
+    finest_stride: int | None = None
     history_windows: int | None = None
     augment: AugmentConfig = AugmentConfig()
 
@@ -483,18 +488,21 @@ def _history_windows(
 
 
 def _anchor_settings(config: TrainConfig, source: RetinaNetConfig | None) -> dict[str, Any]:
-    """The anchor fields of the model being trained: the recipe's, else the ``--init`` model's (``source``),
-    else none (the model defaults)."""
+    """The anchor and pyramid fields of the model being trained: the recipe's, else the ``--init``
+    model's (``source``), else none (the model defaults)."""
     settings: dict[str, Any] = {}
     if source is not None:
         settings = {
             "anchor_min_size": source.anchor_min_size,
             "anchor_aspect_ratios": source.anchor_aspect_ratios,
+            "finest_stride": source.finest_stride,
         }
     if config.anchor_min_size is not None:
         settings["anchor_min_size"] = config.anchor_min_size
     if config.anchor_aspect_ratios is not None:
         settings["anchor_aspect_ratios"] = tuple(config.anchor_aspect_ratios)
+    if config.finest_stride is not None:
+        settings["finest_stride"] = config.finest_stride
     return settings
 
 
@@ -505,8 +513,9 @@ def _initial_weights(
     ``model_config``: the architecture must be the same. The number of Quant-ReLU levels may differ
     (fine-tuning to fewer levels for conversion at fewer time steps keeps every weight and clip), and so
     may the anchors: the heads' predictors are carried over anchor by anchor
-    (``streamdet.model.carry_over_anchors``), and the windows read (the stem's input channels,
-    ``streamdet.model.carry_over_input_channels``)."""
+    (``streamdet.model.carry_over_anchors``), the windows read (the stem's input channels,
+    ``streamdet.model.carry_over_input_channels``) and the finest level (a stride-4 P2 added to a
+    stride-8 model, ``streamdet.model.carry_over_finest_level``)."""
     from dataclasses import replace
 
     comparable = replace(
@@ -515,6 +524,7 @@ def _initial_weights(
         quant_levels=model_config.quant_levels,
         anchor_min_size=model_config.anchor_min_size,
         anchor_aspect_ratios=model_config.anchor_aspect_ratios,
+        finest_stride=model_config.finest_stride,
     )
     if comparable != model_config:
         raise UserFacingError(
@@ -523,7 +533,8 @@ def _initial_weights(
         )
     model = build_model(model_config)
     state_dict = carry_over_anchors(source.state_dict(), source.config, model_config)
-    model.load_state_dict(carry_over_input_channels(state_dict, source.config, model_config))
+    state_dict = carry_over_input_channels(state_dict, source.config, model_config)
+    model.load_state_dict(carry_over_finest_level(state_dict, source.config, model_config, model))
     return model
 
 

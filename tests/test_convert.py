@@ -184,6 +184,24 @@ def test_quant_models_convert_without_data_and_relu_sites_need_it() -> None:
         convert_network(model, None, replace(config, spike_unactivated=True), example_input=x)
 
 
+def test_a_detector_with_a_stride_4_level_converts_exactly() -> None:
+    """The P2 level (its own lateral, upsample and output modules, the shared heads on one more level)
+    traces and converts like the rest: with Quant-ReLU the SNN's rate limit is the ANN's output."""
+    from streamdet.model import build_model, config_for
+
+    config = config_for("events", size="tiny", input_size=(64, 64), finest_stride=4, quant_levels=4)
+    model = trained_like(build_model(config), seed=4)
+    x = torch.rand(2, 2, 64, 64, generator=torch.Generator().manual_seed(1))
+    config = ConversionConfig(normalisation="quant", spike_unactivated=False)
+    converted = convert_network(model, None, config, example_input=x)
+    with torch.no_grad():
+        expected = model(x)
+    network = SpikingNetwork(converted.graph_module, IFParameters(), converted.sites)
+    for got, want in zip(network.rate_limit(x), expected, strict=True):
+        assert got.shape == want.shape
+        assert torch.allclose(got, want, atol=1e-4), (got - want).abs().max()
+
+
 def test_channel_wise_normalisation_raises_firing_rates() -> None:
     model = trained_like(TinyDetector())
     data = windows()

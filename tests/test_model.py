@@ -18,8 +18,10 @@ from streamdet.model import (
     BoxCoder,
     LossConfig,
     QuantReLU,
+    anchor_sizes,
     build_model,
     carry_over_anchors,
+    carry_over_finest_level,
     checkpoint_dict,
     config_for,
     decode_detections,
@@ -95,6 +97,52 @@ def test_carry_over_anchors_keeps_shared_ratios_and_seeds_new_ones_from_the_near
         replace(source.config, anchor_aspect_ratios=(1.0, 1.0))
     with pytest.raises(UserFacingError, match="anchor_min_size"):
         replace(source.config, anchor_min_size=0.0)
+
+
+def test_stride_4_level_anchor_layout_and_sizes() -> None:
+    """``finest_stride = 4`` puts P2 first: a 16 x 16 grid on a 64 px input, sides one octave below P3's."""
+    config = config_for("events", **TINY, finest_stride=4)
+    anchors = make_anchors(config)
+    assert anchor_sizes(config)[0] == pytest.approx([5.0, 5 * math.sqrt(2), 10.0])
+    assert anchor_sizes(config)[1:] == anchor_sizes(config_for("events", **TINY))
+    assert len(anchors) == (16 * 16 + 8 * 8 + 4 * 4 + 2 * 2) * 9
+    # P2, row 2, column 3, anchor 4 = size index 1 (side 5 * sqrt(2)), ratio 1, centred at (14, 10)
+    side = 5 * math.sqrt(2)
+    assert anchors[(2 * 16 + 3) * 9 + 4].tolist() == pytest.approx(
+        [14 - side / 2, 10 - side / 2, 14 + side / 2, 10 + side / 2]
+    )
+    with torch.no_grad():
+        cls_logits, box_deltas = build_model(config).eval()(torch.zeros(1, 2, 64, 64))
+    assert cls_logits.shape == (1, len(anchors), 4) and box_deltas.shape == (1, len(anchors), 4)
+    with pytest.raises(UserFacingError, match="finest_stride must be 4 or 8"):
+        config_for("events", **TINY, finest_stride=2)
+
+
+def test_carry_over_finest_level_keeps_p3_to_p5_and_starts_p2_as_p3_upsampled() -> None:
+    """A stride-8 model's weights in a stride-4 model: the P3..P5 outputs are exactly the old ones, and
+    P2 is P3's output convolution on the upsampled ``M_3`` (the new lateral adds nothing yet)."""
+    from dataclasses import replace
+
+    torch.manual_seed(0)
+    source = build_model(config_for("events", **TINY)).eval()
+    target_config = replace(source.config, finest_stride=4)
+    target = build_model(target_config)
+    target.load_state_dict(carry_over_finest_level(source.state_dict(), source.config, target_config, target))
+    target.eval()
+    x = torch.rand(1, 2, 64, 64)
+    with torch.no_grad():
+        (old_cls, old_box), (new_cls, new_box) = source(x), target(x)
+        fine = 16 * 16 * 9
+        assert torch.equal(new_cls[:, fine:], old_cls) and torch.equal(new_box[:, fine:], old_box)
+        c2, c3, c4, c5 = target.backbone(x)
+        m4 = target.fpn.lateral[1](c4) + target.fpn.upsample[1](target.fpn.lateral[2](c5))
+        m3 = target.fpn.lateral[0](c3) + target.fpn.upsample[0](m4)
+        p2 = source.fpn.output[0](torch.nn.functional.interpolate(m3, scale_factor=2, mode="nearest"))
+        assert torch.allclose(new_cls[:, :fine], source.cls_head(p2), atol=1e-6)
+    # and back: a stride-8 target drops the P2 modules
+    back = carry_over_finest_level(target.state_dict(), target_config, source.config, source)
+    assert not [key for key in back if "_fine." in key]
+    source.load_state_dict(back)
 
 
 def test_quant_relu_levels_and_straight_through_gradients() -> None:

@@ -141,6 +141,14 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         help="anchor height/width ratios, e.g. 0.5,1,2,3 (default: the --init checkpoint's, else 0.5,1,2)",
     )
     train.add_argument(
+        "--finest-stride",
+        type=int,
+        choices=(4, 8),
+        default=None,
+        help="4 adds a stride-4 pyramid level for small objects, about 2.6x the compute "
+        "(default: the --init checkpoint's, else 8)",
+    )
+    train.add_argument(
         "--history-windows",
         type=int,
         default=None,
@@ -225,6 +233,7 @@ def run_train(args: argparse.Namespace) -> int:
         box_loss=args.box_loss,
         anchor_min_size=args.anchor_min_size,
         anchor_aspect_ratios=args.anchor_ratios,
+        finest_stride=args.finest_stride,
         history_windows=args.history_windows,
         augment=AugmentConfig(
             crop_size=args.crop,
