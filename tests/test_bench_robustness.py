@@ -63,3 +63,50 @@ def test_spike_rates_are_perturbed_as_a_spike_camera_would_be(load_bench) -> Non
     assert float((noisy - rate).mean()) == pytest.approx(0.1, abs=0.01) and torch.all(noisy >= rate)
     hot = bench.perturb_rate(rate, "hot", 0.05, generator)
     assert 0.02 < float((hot == 1.0).float().mean()) < 0.08 and torch.equal(hot[hot != 1.0], rate[hot != 1.0])
+
+
+def test_shifted_inputs_pool_detections_in_sensor_coordinates(
+    tiny_root: Path, overfit_checkpoint: Path, tmp_path: Path, load_bench
+) -> None:
+    """bench/shifted_inputs.py: no shift is `streamdet eval`; a shifted input's boxes come back to the
+    sensor's coordinates, where the unshifted model put them; bad shifts are refused."""
+    from torchvision.ops import box_iou
+
+    from streamdet.samples import DetectionSamples
+
+    split, checkpoint = tiny_root / "train", overfit_checkpoint
+    bench = load_bench("shifted_inputs")
+    bundle = load_detector(checkpoint)
+    inputs = torch.stack([DetectionSamples([split], "events", 3.0)[i][0] for i in range(4)])
+    plain = bundle.detect(inputs)
+    for got, want in zip(bench.pooled_predict(bundle, [(0, 0)])(inputs), plain, strict=True):
+        assert torch.equal(got, want)
+    shifted = torch.zeros_like(inputs)
+    shifted[..., 4:, 8:] = inputs[..., :-4, :-8]  # 8 px right, 4 px down
+    for got, want in zip(bench.pooled_predict(bundle, [(8, 4)])(inputs), bundle.detect(shifted), strict=True):
+        assert torch.equal(got[0, 4:], want[0, 4:])  # same score and class
+        assert torch.allclose(got[0, :4] + torch.tensor([8.0, 4.0, 8.0, 4.0]), want[0, :4], atol=1e-4)
+    report = tmp_path / "shifted.json"
+    assert (
+        bench.main(
+            [
+                "--model",
+                str(checkpoint),
+                "--data",
+                str(split),
+                "--shifts",
+                "0,0",
+                "8,8",
+                "--json",
+                str(report),
+            ]
+        )
+        == 0
+    )
+    rows = json.loads(report.read_text())["rows"]
+    reference = evaluate_split(bundle.detect, split, "events", bundle.window_us, 3.0, progress=False)
+    assert [row["shifts"] for row in rows] == [[[0, 0]], [[0, 0], [8, 8]]]
+    assert rows[0]["map50"] == reference["map50"] and rows[1]["map50"] >= 0.8 * reference["map50"]
+    for text in ("4", "4,x", "-1,0", "32,0"):
+        with pytest.raises(argparse.ArgumentTypeError):
+            bench.parse_shift(text)
