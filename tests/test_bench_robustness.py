@@ -70,7 +70,6 @@ def test_shifted_inputs_pool_detections_in_sensor_coordinates(
 ) -> None:
     """bench/shifted_inputs.py: no shift is `streamdet eval`; a shifted input's boxes come back to the
     sensor's coordinates, where the unshifted model put them; bad shifts are refused."""
-    from torchvision.ops import box_iou
 
     from streamdet.samples import DetectionSamples
 

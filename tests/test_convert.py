@@ -166,16 +166,23 @@ def test_quant_relu_layer_is_exact_at_as_many_steps_as_levels() -> None:
     assert not torch.allclose(simulate(without_fix, x, levels)[0], expected, atol=1e-2)
 
 
-def test_quant_models_convert_without_data_and_relu_sites_need_it() -> None:
-    model = trained_like(TinyDetector(quant=True))
-    x = windows(1)[0]
+def assert_converts_without_data_exactly(model: nn.Module, x: torch.Tensor, atol: float) -> None:
+    """A Quant-ReLU model converted from its clips alone (no data): the SNN's rate limit is the ANN."""
     config = ConversionConfig(normalisation="quant", spike_unactivated=False)
     converted = convert_network(model, None, config, example_input=x)
     with torch.no_grad():
         expected = model(x)
     network = SpikingNetwork(converted.graph_module, IFParameters(), converted.sites)
     for got, want in zip(network.rate_limit(x), expected, strict=True):
-        assert torch.allclose(got, want, atol=1e-5)
+        assert got.shape == want.shape
+        assert torch.allclose(got, want, atol=atol), (got - want).abs().max()
+
+
+def test_quant_models_convert_without_data_and_relu_sites_need_it() -> None:
+    model = trained_like(TinyDetector(quant=True))
+    x = windows(1)[0]
+    assert_converts_without_data_exactly(model, x, atol=1e-5)
+    config = ConversionConfig(normalisation="quant", spike_unactivated=False)
     plain = trained_like(TinyDetector())
     with pytest.raises(ConversionError, match="stem_act.*calibration data"):
         convert_network(plain, None, ConversionConfig(), example_input=x)
@@ -192,14 +199,7 @@ def test_a_detector_with_a_stride_4_level_converts_exactly() -> None:
     config = config_for("events", size="tiny", input_size=(64, 64), finest_stride=4, quant_levels=4)
     model = trained_like(build_model(config), seed=4)
     x = torch.rand(2, 2, 64, 64, generator=torch.Generator().manual_seed(1))
-    config = ConversionConfig(normalisation="quant", spike_unactivated=False)
-    converted = convert_network(model, None, config, example_input=x)
-    with torch.no_grad():
-        expected = model(x)
-    network = SpikingNetwork(converted.graph_module, IFParameters(), converted.sites)
-    for got, want in zip(network.rate_limit(x), expected, strict=True):
-        assert got.shape == want.shape
-        assert torch.allclose(got, want, atol=1e-4), (got - want).abs().max()
+    assert_converts_without_data_exactly(model, x, atol=1e-4)
 
 
 def test_channel_wise_normalisation_raises_firing_rates() -> None:
