@@ -9,7 +9,8 @@ no pooling and no data-dependent control flow in ``forward``, so ``torch.fx.symb
 Shapes. Input ``x`` is ``[B, C, H, W]`` with ``H`` and ``W`` multiples of :data:`MAX_STRIDE` (see
 :func:`pad_input`); ``C = 2`` for the ``events`` modality (OFF, ON counts / ``event_scale``, clipped
 to [0, 1]) and ``C = 1`` for ``intensity`` (spike rate in [0, 1]). ``forward`` returns the raw head
-outputs over all FPN levels P3, P4, P5 (strides 8, 16, 32), concatenated level after level, each
+outputs over all FPN levels P3, P4, P5 (strides 8, 16, 32; P2 at stride 4 first when the config's
+``finest_stride`` is 4), concatenated level after level, each
 level in ``(y, x, anchor)`` order: ``cls_logits [B, N_anchors, num_classes]`` and
 ``box_deltas [B, N_anchors, 4]``. :func:`make_anchors` lists the anchors in the same order.
 
@@ -441,11 +442,10 @@ def count_macs(model: RetinaNet, height: int, width: int) -> int:
 def anchor_sizes(config: RetinaNetConfig) -> list[list[float]]:
     """Anchor sides per level (finest first), pixels: ``anchor_min_size * 2 ** (k / 2)`` with
     ``k = 3 l .. 3 l + 2`` for P3 (``l = 0``) to P5, and ``k = -2 .. 0`` for P2 when there is one."""
-    first = -1 if config.finest_stride == 4 else 0
-    return [
-        [config.anchor_min_size * 2 ** ((3 * level + k + (level < 0)) / 2) for k in range(3)]
-        for level in range(first, 3)
-    ]
+    exponents = [[3 * level + k for k in range(3)] for level in range(3)]
+    if config.finest_stride == 4:
+        exponents.insert(0, [-2, -1, 0])
+    return [[config.anchor_min_size * 2 ** (k / 2) for k in level] for level in exponents]
 
 
 def carry_over_anchors(

@@ -139,6 +139,12 @@ def test_same_recipe_trains_identical_weights_and_init_fine_tunes(
     assert (inherited.anchor_min_size, inherited.anchor_aspect_ratios) == (12.0, (0.5, 1.0, 2.0, 3.0))
     train_detector(replace(config, epochs=2), [tiny_root], tmp_path / "r3b.pt", resume=True, **quiet)
     assert load_detector(tmp_path / "r3b.pt").config.anchor_aspect_ratios == (0.5, 1.0, 2.0, 3.0)
+    finer = replace(config, finest_stride=4)
+    train_detector(finer, [tiny_root], tmp_path / "p2.pt", init=overfit_checkpoint, **quiet)
+    with_p2 = load_detector(tmp_path / "p2.pt")
+    assert with_p2.config.finest_stride == 4
+    train_detector(config, [tiny_root], tmp_path / "p2b.pt", init=tmp_path / "p2.pt", **quiet)
+    assert load_detector(tmp_path / "p2b.pt").config.finest_stride == 4  # inherited from --init
     history = replace(config, history_windows=1)
     train_detector(history, [tiny_root], tmp_path / "h1.pt", init=overfit_checkpoint, **quiet)
     with_history = load_detector(tmp_path / "h1.pt")
