@@ -496,22 +496,20 @@ def carry_over_input_channels(
 
 
 def carry_over_finest_level(
-    state_dict: dict[str, Tensor], source: RetinaNetConfig, target: RetinaNetConfig, model: RetinaNet
+    state_dict: dict[str, Tensor], source: RetinaNetConfig, model: RetinaNet
 ) -> dict[str, Tensor]:
-    """``state_dict`` of a model with ``source``'s FPN levels, made to fit ``model`` (built from
-    ``target``).
+    """``state_dict`` of a model with ``source``'s FPN levels, made to fit ``model``'s.
 
-    A stride-8 source gives a stride-4 target its P2 modules as follows: ``output_fine`` (and a
+    A stride-8 source gives a stride-4 ``model`` its P2 modules as follows: ``output_fine`` (and a
     transposed ``upsample_fine``) copy P3's, and ``lateral_fine`` keeps ``model``'s fresh convolution
     with its BN scale and shift at zero, so it adds nothing yet and P2 starts as P3's features
     upsampled: the shared heads, which see an object twice as many cells wide against anchors half as
     large, then predict at P2 what they predict at P3. Training teaches ``lateral_fine`` to add C2's
-    finer detail. A target without P2 drops the source's P2 modules; same levels: unchanged.
+    finer detail. A ``model`` without P2 drops the source's P2 modules; same levels: unchanged.
     """
-    result = {
-        key: value for key, value in state_dict.items() if "_fine." not in key or target.finest_stride == 4
-    }
-    if source.finest_stride == 4 or target.finest_stride != 4:
+    fine = model.config.finest_stride == 4
+    result = {key: value for key, value in state_dict.items() if fine or "_fine." not in key}
+    if source.finest_stride == 4 or not fine:
         return result
     for key, value in model.state_dict().items():
         if key.startswith("fpn.lateral_fine."):

@@ -534,7 +534,7 @@ def _initial_weights(
     model = build_model(model_config)
     state_dict = carry_over_anchors(source.state_dict(), source.config, model_config)
     state_dict = carry_over_input_channels(state_dict, source.config, model_config)
-    model.load_state_dict(carry_over_finest_level(state_dict, source.config, model_config, model))
+    model.load_state_dict(carry_over_finest_level(state_dict, source.config, model))
     return model
 
 

@@ -127,7 +127,7 @@ def test_carry_over_finest_level_keeps_p3_to_p5_and_starts_p2_as_p3_upsampled() 
     source = build_model(config_for("events", **TINY)).eval()
     target_config = replace(source.config, finest_stride=4)
     target = build_model(target_config)
-    target.load_state_dict(carry_over_finest_level(source.state_dict(), source.config, target_config, target))
+    target.load_state_dict(carry_over_finest_level(source.state_dict(), source.config, target))
     target.eval()
     x = torch.rand(1, 2, 64, 64)
     with torch.no_grad():
@@ -140,7 +140,7 @@ def test_carry_over_finest_level_keeps_p3_to_p5_and_starts_p2_as_p3_upsampled() 
         p2 = source.fpn.output[0](torch.nn.functional.interpolate(m3, scale_factor=2, mode="nearest"))
         assert torch.allclose(new_cls[:, :fine], source.cls_head(p2), atol=1e-6)
     # and back: a stride-8 target drops the P2 modules
-    back = carry_over_finest_level(target.state_dict(), target_config, source.config, source)
+    back = carry_over_finest_level(target.state_dict(), target_config, source)
     assert not [key for key in back if "_fine." in key]
     source.load_state_dict(back)
 

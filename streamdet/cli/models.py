@@ -145,7 +145,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         type=int,
         choices=(4, 8),
         default=None,
-        help="4 adds a stride-4 pyramid level for small objects, about 2.6x the compute "
+        help="4 adds a stride-4 pyramid level for small objects, about 2.7x the compute "
         "(default: the --init checkpoint's, else 8)",
     )
     train.add_argument(
