@@ -80,6 +80,9 @@ class RetinaNetConfig:
         stage_blocks: residual blocks after the strided convolution of each stage.
         fpn_channels: width of P3..P5 and of the heads.
         head_convs: conv-BN-activation layers in each head before its final (linear) convolution.
+        head_blocks: residual blocks (:class:`ResidualBlock`) in each head after those layers: depth
+            for telling objects from clutter, which :func:`carry_over_head_blocks` adds to a trained
+            model without changing what it computes.
         activation: ``"relu"`` or ``"quant"`` (:class:`QuantReLU`).
         quant_levels: ``L`` of every Quant-ReLU (activation resolution ``clip / L``).
         quant_clip_init: initial clip value of every Quant-ReLU.
@@ -102,6 +105,7 @@ class RetinaNetConfig:
     stage_blocks: tuple[int, int, int, int] = (0, 1, 1, 1)
     fpn_channels: int = 48
     head_convs: int = 1
+    head_blocks: int = 0
     activation: str = "quant"
     quant_levels: int = 8
     quant_clip_init: float = 3.0
@@ -123,6 +127,10 @@ class RetinaNetConfig:
             raise UserFacingError(f"upsample must be 'nearest' or 'transposed', got {self.upsample!r}")
         if self.finest_stride not in (4, 8):
             raise UserFacingError(f"finest_stride must be 4 or 8, got {self.finest_stride}")
+        if self.head_convs < 0 or self.head_blocks < 0:
+            raise UserFacingError(
+                f"head_convs and head_blocks must be at least 0, got {self.head_convs} and {self.head_blocks}"
+            )
         if self.quant_levels < 1:
             raise UserFacingError(f"quant_levels must be at least 1, got {self.quant_levels}")
         if not self.anchor_min_size > 0:
@@ -368,7 +376,8 @@ class FeaturePyramid(nn.Module):
 
 
 class Head(nn.Module):
-    """A subnet shared by all FPN levels: ``head_convs`` conv-BN-activation layers, then a linear 3x3
+    """A subnet shared by all FPN levels: ``head_convs`` conv-BN-activation layers and ``head_blocks``
+    residual blocks (the ``tower``), then a linear 3x3
     convolution (``predictor``, no activation: where the SNN integrates) with ``A * outputs`` channels.
 
     ``forward(p) -> [B, H * W * A, outputs]`` in ``(y, x, anchor)`` order.
@@ -378,7 +387,9 @@ class Head(nn.Module):
         super().__init__()
         width = config.fpn_channels
         self.outputs = outputs
-        self.tower = nn.Sequential(*[ConvBNAct(width, width, config) for _ in range(config.head_convs)])
+        layers: list[nn.Module] = [ConvBNAct(width, width, config) for _ in range(config.head_convs)]
+        layers += [ResidualBlock(width, config) for _ in range(config.head_blocks)]
+        self.tower = nn.Sequential(*layers)
         self.predictor = nn.Conv2d(width, config.anchors_per_location * outputs, 3, padding=1)
         nn.init.normal_(self.predictor.weight, std=0.01)
         nn.init.constant_(self.predictor.bias, bias_init)
@@ -495,6 +506,18 @@ def carry_over_input_channels(
     return {**state_dict, key: carried}
 
 
+def _silence(state_dict: dict[str, Tensor], layer: str, config: RetinaNetConfig) -> None:
+    """Make the conv-BN-activation ``layer`` (a :class:`ConvBNAct`'s prefix in ``state_dict``) output
+    zero everywhere while it still learns: BN scale 0 and a shift a quarter of a Quant-ReLU level
+    above zero (``clip / (4 L)``, which the activation rounds down to 0, in training as in evaluation)
+    or ``1e-3`` for a plain ReLU (its output is then ``1e-3``, not 0). A shift of exactly 0 would sit
+    on the activation's kink, where its gradient is zero, and the layer would never learn."""
+    clip_key = f"{layer}.2.clip"
+    shift = float(state_dict[clip_key].abs()) / (4 * config.quant_levels) if clip_key in state_dict else 1e-3
+    state_dict[f"{layer}.1.weight"] = torch.zeros_like(state_dict[f"{layer}.1.weight"])
+    state_dict[f"{layer}.1.bias"] = torch.full_like(state_dict[f"{layer}.1.bias"], shift)
+
+
 def carry_over_finest_level(
     state_dict: dict[str, Tensor], source: RetinaNetConfig, model: RetinaNet
 ) -> dict[str, Tensor]:
@@ -502,7 +525,7 @@ def carry_over_finest_level(
 
     A stride-8 source gives a stride-4 ``model`` its P2 modules as follows: ``output_fine`` (and a
     transposed ``upsample_fine``) copy P3's, and ``lateral_fine`` keeps ``model``'s fresh convolution
-    with its BN scale and shift at zero, so it adds nothing yet and P2 starts as P3's features
+    silenced (:func:`_silence`), so it adds nothing yet and P2 starts as P3's features
     upsampled: the shared heads, which see an object twice as many cells wide against anchors half as
     large, then predict at P2 what they predict at P3. Training teaches ``lateral_fine`` to add C2's
     finer detail. A ``model`` without P2 drops the source's P2 modules; same levels: unchanged.
@@ -514,12 +537,52 @@ def carry_over_finest_level(
     for key, value in model.state_dict().items():
         if key.startswith("fpn.lateral_fine."):
             result[key] = value.clone()
-    result["fpn.lateral_fine.1.weight"] = torch.zeros_like(result["fpn.lateral_fine.1.weight"])
-    result["fpn.lateral_fine.1.bias"] = torch.zeros_like(result["fpn.lateral_fine.1.bias"])
+    _silence(result, "fpn.lateral_fine", model.config)
     for fine, coarse in (("fpn.output_fine.", "fpn.output.0."), ("fpn.upsample_fine.", "fpn.upsample.0.")):
         for key, value in state_dict.items():
             if key.startswith(coarse):
                 result[fine + key[len(coarse) :]] = value.clone()
+    return result
+
+
+def carry_over_head_blocks(
+    state_dict: dict[str, Tensor], source: RetinaNetConfig, model: RetinaNet
+) -> dict[str, Tensor]:
+    """``state_dict`` of a model with ``source``'s head towers, made to fit ``model``'s head blocks.
+
+    Blocks ``model`` has beyond ``source``'s keep ``model``'s fresh convolutions with their last layer
+    silenced (:func:`_silence`): the residual branch outputs 0, so each new block passes its input
+    through unchanged, in training as in evaluation, and a Quant-ReLU model computes exactly what the
+    source did until training grows the branch. Blocks beyond ``model``'s are dropped. Both configs must
+    have the same ``head_convs``.
+    """
+    target = model.config
+    if source.head_convs != target.head_convs:
+        raise UserFacingError(
+            f"head_convs differ ({source.head_convs} vs {target.head_convs}); only head_blocks can change"
+        )
+    kept = min(source.head_blocks, target.head_blocks)
+
+    def block_of(key: str) -> int | None:
+        """The head block a key belongs to (0 = the first block), or ``None``."""
+        parts = key.split(".")
+        if parts[0] in ("cls_head", "box_head") and parts[1] == "tower":
+            index = int(parts[2]) - target.head_convs
+            return index if index >= 0 else None
+        return None
+
+    result = {}
+    for key, value in state_dict.items():
+        block = block_of(key)
+        if block is None or block < kept:
+            result[key] = value
+    for key, value in model.state_dict().items():
+        block = block_of(key)
+        if block is not None and block >= kept:
+            result[key] = value.clone()
+    for head in ("cls_head", "box_head"):
+        for block in range(kept, target.head_blocks):
+            _silence(result, f"{head}.tower.{target.head_convs + block}.body.1", target)
     return result
 
 

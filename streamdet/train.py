@@ -35,6 +35,7 @@ from streamdet.model import (
     build_model,
     carry_over_anchors,
     carry_over_finest_level,
+    carry_over_head_blocks,
     carry_over_input_channels,
     checkpoint_dict,
     config_for,
@@ -245,6 +246,9 @@ class TrainConfig:
         finest_stride: 4 adds a stride-4 FPN level P2 (``None``: as ``anchor_min_size``; the model
             default is 8). ``--init`` from a stride-8 model starts P2 as P3 upsampled
             (``streamdet.model.carry_over_finest_level``).
+        head_blocks: residual blocks in each head after its conv layers (``None``: the ``--init``
+            checkpoint's, else 0). ``--init`` from fewer blocks adds blocks that pass their input through
+            unchanged until trained (``streamdet.model.carry_over_head_blocks``).
         history_windows: earlier windows read as extra input channels (``streamdet.samples``; ``None``:
             the ``--init`` checkpoint's, else 0). ``--init`` from fewer windows starts the new windows'
             stem weights at zero (``streamdet.model.carry_over_input_channels``).
@@ -268,6 +272,7 @@ class TrainConfig:
     anchor_min_size: float | None = None
     anchor_aspect_ratios: tuple[float, ...] | None = None
     finest_stride: int | None = None
+    head_blocks: int | None = None
     history_windows: int | None = None
     augment: AugmentConfig = AugmentConfig()
 
@@ -363,7 +368,7 @@ def train_detector(
         history_windows=history_windows,
         activation=config.activation,
         quant_levels=config.quant_levels,
-        **_anchor_settings(config, init_model.config if init_model is not None else None),
+        **_inherited_settings(config, init_model.config if init_model is not None else None),
     )
     model = (
         _initial_weights(init_model, init_checkpoint, init, model_config)
@@ -487,15 +492,16 @@ def _history_windows(
     return 0
 
 
-def _anchor_settings(config: TrainConfig, source: RetinaNetConfig | None) -> dict[str, Any]:
-    """The anchor and pyramid fields of the model being trained: the recipe's, else the ``--init``
-    model's (``source``), else none (the model defaults)."""
+def _inherited_settings(config: TrainConfig, source: RetinaNetConfig | None) -> dict[str, Any]:
+    """The anchor, pyramid and head-depth fields of the model being trained: the recipe's, else the
+    ``--init`` model's (``source``), else none (the model defaults)."""
     settings: dict[str, Any] = {}
     if source is not None:
         settings = {
             "anchor_min_size": source.anchor_min_size,
             "anchor_aspect_ratios": source.anchor_aspect_ratios,
             "finest_stride": source.finest_stride,
+            "head_blocks": source.head_blocks,
         }
     if config.anchor_min_size is not None:
         settings["anchor_min_size"] = config.anchor_min_size
@@ -503,6 +509,8 @@ def _anchor_settings(config: TrainConfig, source: RetinaNetConfig | None) -> dic
         settings["anchor_aspect_ratios"] = tuple(config.anchor_aspect_ratios)
     if config.finest_stride is not None:
         settings["finest_stride"] = config.finest_stride
+    if config.head_blocks is not None:
+        settings["head_blocks"] = config.head_blocks
     return settings
 
 
@@ -514,8 +522,9 @@ def _initial_weights(
     (fine-tuning to fewer levels for conversion at fewer time steps keeps every weight and clip), and so
     may the anchors: the heads' predictors are carried over anchor by anchor
     (``streamdet.model.carry_over_anchors``), the windows read (the stem's input channels,
-    ``streamdet.model.carry_over_input_channels``) and the finest level (a stride-4 P2 added to a
-    stride-8 model, ``streamdet.model.carry_over_finest_level``)."""
+    ``streamdet.model.carry_over_input_channels``), the finest level (a stride-4 P2 added to a
+    stride-8 model, ``streamdet.model.carry_over_finest_level``) and the heads' residual blocks
+    (``streamdet.model.carry_over_head_blocks``)."""
     from dataclasses import replace
 
     comparable = replace(
@@ -525,6 +534,7 @@ def _initial_weights(
         anchor_min_size=model_config.anchor_min_size,
         anchor_aspect_ratios=model_config.anchor_aspect_ratios,
         finest_stride=model_config.finest_stride,
+        head_blocks=model_config.head_blocks,
     )
     if comparable != model_config:
         raise UserFacingError(
@@ -534,7 +544,8 @@ def _initial_weights(
     model = build_model(model_config)
     state_dict = carry_over_anchors(source.state_dict(), source.config, model_config)
     state_dict = carry_over_input_channels(state_dict, source.config, model_config)
-    model.load_state_dict(carry_over_finest_level(state_dict, source.config, model))
+    state_dict = carry_over_finest_level(state_dict, source.config, model)
+    model.load_state_dict(carry_over_head_blocks(state_dict, source.config, model))
     return model
 
 

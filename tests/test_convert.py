@@ -191,12 +191,14 @@ def test_quant_models_convert_without_data_and_relu_sites_need_it() -> None:
         convert_network(model, None, replace(config, spike_unactivated=True), example_input=x)
 
 
-def test_a_detector_with_a_stride_4_level_converts_exactly() -> None:
+@pytest.mark.parametrize("extra", [{"finest_stride": 4}, {"head_blocks": 1}], ids=["p2", "head-block"])
+def test_a_detector_with_a_stride_4_level_or_head_blocks_converts_exactly(extra: dict) -> None:
     """The P2 level (its own lateral, upsample and output modules, the shared heads on one more level)
-    traces and converts like the rest: with Quant-ReLU the SNN's rate limit is the ANN's output."""
+    and residual blocks in the heads (adds inside a module called once per level) trace and convert like
+    the rest: with Quant-ReLU the SNN's rate limit is the ANN's output."""
     from streamdet.model import build_model, config_for
 
-    config = config_for("events", size="tiny", input_size=(64, 64), finest_stride=4, quant_levels=4)
+    config = config_for("events", size="tiny", input_size=(64, 64), quant_levels=4, **extra)
     model = trained_like(build_model(config), seed=4)
     x = torch.rand(2, 2, 64, 64, generator=torch.Generator().manual_seed(1))
     assert_converts_without_data_exactly(model, x, atol=1e-4)

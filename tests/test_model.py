@@ -22,6 +22,7 @@ from streamdet.model import (
     build_model,
     carry_over_anchors,
     carry_over_finest_level,
+    carry_over_head_blocks,
     checkpoint_dict,
     config_for,
     decode_detections,
@@ -139,10 +140,44 @@ def test_carry_over_finest_level_keeps_p3_to_p5_and_starts_p2_as_p3_upsampled() 
         m3 = target.fpn.lateral[0](c3) + target.fpn.upsample[0](m4)
         p2 = source.fpn.output[0](torch.nn.functional.interpolate(m3, scale_factor=2, mode="nearest"))
         assert torch.allclose(new_cls[:, :fine], source.cls_head(p2), atol=1e-6)
+        # the new lateral outputs 0 but learns
+        target.train()
+        assert not target.fpn.lateral_fine(c2).any()
+    target.cls_head(target.fpn(*target.backbone(x))[0]).sum().backward()
+    assert target.fpn.lateral_fine[1].weight.grad.abs().sum() > 0
     # and back: a stride-8 target drops the P2 modules
     back = carry_over_finest_level(target.state_dict(), target_config, source)
     assert not [key for key in back if "_fine." in key]
     source.load_state_dict(back)
+
+
+def test_carry_over_head_blocks_adds_identity_blocks_that_learn() -> None:
+    """New head blocks pass their input through: the same outputs as the source in evaluation and in
+    training mode (batch statistics), and the zeroed BN of each new block still gets a gradient."""
+    from dataclasses import replace
+
+    torch.manual_seed(0)
+    source = build_model(config_for("events", **TINY))
+    source.train()(torch.rand(4, 2, 64, 64))  # running statistics away from their initial values
+    target_config = replace(source.config, head_blocks=2)
+    target = build_model(target_config)
+    target.load_state_dict(carry_over_head_blocks(source.state_dict(), source.config, target))
+    x = torch.rand(2, 2, 64, 64)
+    for mode in ("eval", "train"):
+        getattr(source, mode)(), getattr(target, mode)()
+        (old_cls, old_box), (new_cls, new_box) = source(x), target(x)
+        assert torch.equal(new_cls, old_cls) and torch.equal(new_box, old_box), mode
+    new_cls.sum().backward()
+    assert target.cls_head.tower[1].body[1][1].weight.grad.abs().sum() > 0
+    assert target.cls_head.tower[1].body[1][1].bias.grad.abs().sum() > 0
+    assert len(target.cls_head.tower) == 3 and len(target.box_head.tower) == 3
+    # fewer blocks drop the extra ones; other head depths are refused
+    source.load_state_dict(carry_over_head_blocks(target.state_dict(), target_config, source))
+    deeper = build_model(replace(source.config, head_convs=2))
+    with pytest.raises(UserFacingError, match="head_convs differ"):
+        carry_over_head_blocks(source.state_dict(), source.config, deeper)
+    with pytest.raises(UserFacingError, match="head_blocks must be at least 0|at least 0"):
+        replace(source.config, head_blocks=-1)
 
 
 def test_quant_relu_levels_and_straight_through_gradients() -> None:

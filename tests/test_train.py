@@ -145,6 +145,11 @@ def test_same_recipe_trains_identical_weights_and_init_fine_tunes(
     assert with_p2.config.finest_stride == 4
     train_detector(config, [tiny_root], tmp_path / "p2b.pt", init=tmp_path / "p2.pt", **quiet)
     assert load_detector(tmp_path / "p2b.pt").config.finest_stride == 4  # inherited from --init
+    deeper = replace(config, head_blocks=1)
+    train_detector(deeper, [tiny_root], tmp_path / "hb.pt", init=overfit_checkpoint, **quiet)
+    assert len(load_detector(tmp_path / "hb.pt").model.cls_head.tower) == 2
+    train_detector(config, [tiny_root], tmp_path / "hb2.pt", init=tmp_path / "hb.pt", **quiet)
+    assert load_detector(tmp_path / "hb2.pt").config.head_blocks == 1  # inherited from --init
     history = replace(config, history_windows=1)
     train_detector(history, [tiny_root], tmp_path / "h1.pt", init=overfit_checkpoint, **quiet)
     with_history = load_detector(tmp_path / "h1.pt")

@@ -149,6 +149,14 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         "(default: the --init checkpoint's, else 8)",
     )
     train.add_argument(
+        "--head-blocks",
+        type=int,
+        default=None,
+        metavar="N",
+        help="residual blocks in each head after its conv layer, for telling objects from clutter "
+        "(default: the --init checkpoint's, else 0; --init adds them as identities)",
+    )
+    train.add_argument(
         "--history-windows",
         type=int,
         default=None,
@@ -234,6 +242,7 @@ def run_train(args: argparse.Namespace) -> int:
         anchor_min_size=args.anchor_min_size,
         anchor_aspect_ratios=args.anchor_ratios,
         finest_stride=args.finest_stride,
+        head_blocks=args.head_blocks,
         history_windows=args.history_windows,
         augment=AugmentConfig(
             crop_size=args.crop,
