@@ -586,6 +586,18 @@ def carry_over_head_blocks(
     return result
 
 
+def new_layers(source: RetinaNetConfig, target: RetinaNetConfig) -> tuple[str, ...]:
+    """Prefixes of the modules that a ``target`` model carried over from a ``source`` model starts
+    fresh (:func:`carry_over_finest_level`'s P2 lateral, :func:`carry_over_head_blocks`' new blocks):
+    layers to train from scratch while the rest fine-tunes."""
+    prefixes = []
+    if source.finest_stride == 8 and target.finest_stride == 4:
+        prefixes.append("fpn.lateral_fine.")
+    for block in range(source.head_blocks, target.head_blocks):
+        prefixes += [f"{head}.tower.{target.head_convs + block}." for head in ("cls_head", "box_head")]
+    return tuple(prefixes)
+
+
 def make_anchors(config: RetinaNetConfig, image_size: tuple[int, int] | None = None) -> Tensor:
     """Anchor boxes ``[N, 4]`` (x1, y1, x2, y2, pixels) in the order of the model's outputs.
 

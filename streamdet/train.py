@@ -42,6 +42,7 @@ from streamdet.model import (
     detection_loss,
     make_anchors,
     model_from_checkpoint,
+    new_layers,
     pad_input,
     read_checkpoint,
     save_checkpoint,
@@ -249,6 +250,9 @@ class TrainConfig:
         head_blocks: residual blocks in each head after its conv layers (``None``: the ``--init``
             checkpoint's, else 0). ``--init`` from fewer blocks adds blocks that pass their input through
             unchanged until trained (``streamdet.model.carry_over_head_blocks``).
+        new_layer_lr: peak learning rate of the layers an ``--init`` model lacks (a P2 lateral, new head
+            blocks: ``streamdet.model.new_layers``), which start silenced and learn from scratch while
+            the rest fine-tunes at ``lr`` (at a fine-tuning rate they barely grow out of silence).
         history_windows: earlier windows read as extra input channels (``streamdet.samples``; ``None``:
             the ``--init`` checkpoint's, else 0). ``--init`` from fewer windows starts the new windows'
             stem weights at zero (``streamdet.model.carry_over_input_channels``).
@@ -273,6 +277,7 @@ class TrainConfig:
     anchor_aspect_ratios: tuple[float, ...] | None = None
     finest_stride: int | None = None
     head_blocks: int | None = None
+    new_layer_lr: float = 2e-3
     history_windows: int | None = None
     augment: AugmentConfig = AugmentConfig()
 
@@ -285,11 +290,26 @@ def learning_rate(step: int, total_steps: int, config: TrainConfig) -> float:
     return config.lr * 0.5 * (1.0 + math.cos(math.pi * min(1.0, progress)))
 
 
-def parameter_groups(model: RetinaNet, weight_decay: float) -> list[dict[str, Any]]:
-    """AdamW groups: convolution weights decay, everything one-dimensional (BN, biases, clips) does not."""
-    decay = [p for p in model.parameters() if p.ndim > 1]
-    no_decay = [p for p in model.parameters() if p.ndim <= 1]
-    return [{"params": decay, "weight_decay": weight_decay}, {"params": no_decay, "weight_decay": 0.0}]
+def parameter_groups(
+    model: RetinaNet, weight_decay: float, new_prefixes: tuple[str, ...] = (), new_layer_scale: float = 1.0
+) -> list[dict[str, Any]]:
+    """AdamW groups: convolution weights decay, everything one-dimensional (BN, biases, clips) does not.
+    Parameters under the ``new_prefixes`` form groups of their own whose ``lr_scale`` is
+    ``new_layer_scale`` (their learning rate over the schedule's); the others have ``lr_scale`` 1."""
+    groups = []
+    for new in (False, True):
+        named = [(n, p) for n, p in model.named_parameters() if n.startswith(new_prefixes) == new]
+        for decays in (True, False):
+            params = [p for _, p in named if (p.ndim > 1) == decays]
+            if params:
+                groups.append(
+                    {
+                        "params": params,
+                        "weight_decay": weight_decay if decays else 0.0,
+                        "lr_scale": new_layer_scale if new else 1.0,
+                    }
+                )
+    return groups
 
 
 def last_state_path(out: str | Path) -> Path:
@@ -375,14 +395,26 @@ def train_detector(
         if init_model is not None
         else build_model(model_config)
     )
-    state: dict[str, Any] = {"epoch": 0, "step": 0, "best_map50": -1.0, "history": [], "seconds": 0.0}
-    optimizer = torch.optim.AdamW(parameter_groups(model, config.weight_decay), lr=config.lr)
+    state: dict[str, Any] = {
+        "epoch": 0,
+        "step": 0,
+        "best_map50": -1.0,
+        "history": [],
+        "seconds": 0.0,
+        "new_layers": list(new_layers(init_model.config, model_config)) if init_model is not None else [],
+    }
     last_path = last_state_path(out)
     if saved is not None:
         model = model_from_checkpoint(saved["checkpoint"], last_path)
-        optimizer = torch.optim.AdamW(parameter_groups(model, config.weight_decay), lr=config.lr)
+        state = {"new_layers": [], **saved["state"]}
+    optimizer = torch.optim.AdamW(
+        parameter_groups(
+            model, config.weight_decay, tuple(state["new_layers"]), config.new_layer_lr / config.lr
+        ),
+        lr=config.lr,
+    )
+    if saved is not None:
         optimizer.load_state_dict(saved["optimizer"])
-        state = saved["state"]
     model_config = model.config  # a resumed model keeps the anchors it was started with
     model.to(device)
     crop = config.augment.crop_size
@@ -408,7 +440,7 @@ def train_detector(
             inputs, targets = collate_samples([train_set[int(i)] for i in indices])
             targets = [{k: v.to(device) for k, v in t.items()} for t in targets]
             for group in optimizer.param_groups:
-                group["lr"] = learning_rate(state["step"], total_steps, config)
+                group["lr"] = learning_rate(state["step"], total_steps, config) * group.get("lr_scale", 1.0)
             cls_logits, box_deltas = model(inputs.to(device))
             losses = detection_loss(cls_logits, box_deltas, anchors, targets, loss_config)
             optimizer.zero_grad(set_to_none=True)

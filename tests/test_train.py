@@ -145,9 +145,18 @@ def test_same_recipe_trains_identical_weights_and_init_fine_tunes(
     assert with_p2.config.finest_stride == 4
     train_detector(config, [tiny_root], tmp_path / "p2b.pt", init=tmp_path / "p2.pt", **quiet)
     assert load_detector(tmp_path / "p2b.pt").config.finest_stride == 4  # inherited from --init
-    deeper = replace(config, head_blocks=1)
+    deeper = replace(config, head_blocks=1, new_layer_lr=1e-2)
     train_detector(deeper, [tiny_root], tmp_path / "hb.pt", init=overfit_checkpoint, **quiet)
     assert len(load_detector(tmp_path / "hb.pt").model.cls_head.tower) == 2
+    # the new blocks learn at new_layer_lr, the rest at lr; a resumed run keeps the split
+    saved = torch.load(tmp_path / "hb.pt.last.pt", weights_only=False)
+    assert saved["state"]["new_layers"] == ["cls_head.tower.1.", "box_head.tower.1."]
+    scales = sorted({group["lr_scale"] for group in saved["optimizer"]["param_groups"]})
+    assert scales == pytest.approx([1.0, 1e-2 / 1e-4])
+    train_detector(replace(deeper, epochs=2), [tiny_root], tmp_path / "hb.pt", resume=True, **quiet)
+    saved = torch.load(tmp_path / "hb.pt.last.pt", weights_only=False)
+    lrs = {group["lr_scale"]: group["lr"] for group in saved["optimizer"]["param_groups"]}
+    assert lrs[1e-2 / 1e-4] == pytest.approx(lrs[1.0] * 100)
     train_detector(config, [tiny_root], tmp_path / "hb2.pt", init=tmp_path / "hb.pt", **quiet)
     assert load_detector(tmp_path / "hb2.pt").config.head_blocks == 1  # inherited from --init
     history = replace(config, history_windows=1)

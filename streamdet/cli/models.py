@@ -157,6 +157,14 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         "(default: the --init checkpoint's, else 0; --init adds them as identities)",
     )
     train.add_argument(
+        "--new-layer-lr",
+        type=float,
+        default=defaults.new_layer_lr,
+        metavar="LR",
+        help="peak learning rate of the layers --init's model lacks (a P2 lateral, new head blocks), "
+        f"which learn from scratch while the rest fine-tunes at --lr (default {defaults.new_layer_lr:g})",
+    )
+    train.add_argument(
         "--history-windows",
         type=int,
         default=None,
@@ -243,6 +251,7 @@ def run_train(args: argparse.Namespace) -> int:
         anchor_aspect_ratios=args.anchor_ratios,
         finest_stride=args.finest_stride,
         head_blocks=args.head_blocks,
+        new_layer_lr=args.new_layer_lr,
         history_windows=args.history_windows,
         augment=AugmentConfig(
             crop_size=args.crop,
