@@ -109,3 +109,38 @@ def test_shifted_inputs_pool_detections_in_sensor_coordinates(
     for text in ("4", "4,x", "-1,0", "32,0"):
         with pytest.raises(argparse.ArgumentTypeError):
             bench.parse_shift(text)
+
+
+def test_selection_score_is_the_mean_of_clean_and_perturbed_means(load_bench, tmp_path: Path) -> None:
+    bench = load_bench("selection_score")
+    window = tmp_path / "window.json"
+    window.write_text(
+        json.dumps(
+            {
+                "rows": [
+                    {"model": "m", "data": "a/val", "map50": 0.8},
+                    {"model": "m", "data": "b/val", "map50": 0.6},
+                    {"model": "only-clean", "data": "a/val", "map50": 0.9},
+                ]
+            }
+        )
+    )
+    robustness = tmp_path / "robustness.json"
+    robustness.write_text(
+        json.dumps(
+            {
+                "rows": [
+                    {"model": "m", "perturbation": "none", "level": 0.0, "map50": 0.8},
+                    {"model": "m", "perturbation": "scale", "level": 0.5, "map50": 0.5},
+                    {"model": "m", "perturbation": "noise", "level": 2.0, "map50": 0.3},
+                ]
+            }
+        )
+    )
+    out = tmp_path / "scores.json"
+    assert bench.main(["--window", str(window), "--robustness", str(robustness), "--json", str(out)]) == 0
+    (record,) = json.loads(out.read_text())
+    assert record["model"] == "m" and record["perturbed"] == {"scale:0.5": 0.5, "noise:2": 0.3}
+    assert (record["clean_mean"], record["perturbed_mean"], record["score"]) == (0.7, 0.4, 0.55)
+    with pytest.raises(SystemExit, match="not a bench JSON"):
+        bench.main(["--window", str(tmp_path / "missing.json"), "--robustness", str(robustness)])
