@@ -5,7 +5,8 @@ perturbed mAP@0.5 (mean over the perturbed rows of a `bench/robustness.py` JSON)
     .venv/bin/python bench/selection_score.py --window out/window/val-s14h.json \
         --robustness out/robustness/val9-s14h.json
 
-Several files of each kind may be given; rows are matched by model name. Prints one line per model
+Several files of each kind may be given; rows are matched by model name (the path a bench was given),
+so score two files of one path, such as a run and its re-run, in separate calls. Prints one line per model
 (the clean split figures, the perturbed ones, the two means and the score), best last; `--json OUT`
 writes the same as a list of records.
 """

@@ -652,9 +652,15 @@ def average_checkpoints(checkpoints: list[dict[str, Any]], sources: list[str]) -
     if len(checkpoints) < 2:
         raise UserFacingError(f"averaging needs at least two checkpoints, got {len(checkpoints)}")
     first = checkpoints[0]
+
+    def field_of(checkpoint: dict[str, Any], field: str) -> Any:
+        """The field, with a config's defaults filled in (files written before a field existed lack it)."""
+        value = checkpoint.get(field)
+        return RetinaNetConfig.from_dict(value).to_dict() if field == "config" and value else value
+
     for checkpoint, source in zip(checkpoints[1:], sources[1:], strict=True):
         for field in AVERAGED_FIELDS:
-            if checkpoint.get(field) != first.get(field):
+            if field_of(checkpoint, field) != field_of(first, field):
                 raise UserFacingError(
                     f"{source}: {field} {checkpoint.get(field)!r} differs from {sources[0]}'s "
                     f"{first.get(field)!r}; only runs of one architecture and input can be averaged"
