@@ -654,8 +654,9 @@ def average_checkpoints(checkpoints: list[dict[str, Any]], sources: list[str]) -
     first = checkpoints[0]
 
     def field_of(checkpoint: dict[str, Any], field: str) -> Any:
-        """The field, with a config's defaults filled in (files written before a field existed lack it)."""
-        value = checkpoint.get(field)
+        """The field, defaults filled in: files written before a field existed lack it (no
+        ``history_windows``: none; a config without ``head_blocks``: the config's default)."""
+        value = checkpoint.get(field, 0 if field == "history_windows" else None)
         return RetinaNetConfig.from_dict(value).to_dict() if field == "config" and value else value
 
     for checkpoint, source in zip(checkpoints[1:], sources[1:], strict=True):

@@ -382,9 +382,9 @@ def test_average_is_the_mean_of_fine_tunes_and_refuses_other_architectures(
     assert [entry["source"] for entry in saved["train"]["averaged_from"]] == sources
     score = evaluate_split(soup.detect, tiny_root / "train", "events", WINDOW_US, 3.0, progress=False)
     assert score["map50"] >= 0.8, score
-    # a file written before a config field existed (no "head_blocks") averages with one that has it
+    # a file from before a field existed (no "head_blocks", no "history_windows") averages with a newer one
     older = torch.load(sources[0], weights_only=True)
-    del older["config"]["head_blocks"]
+    del older["config"]["head_blocks"], older["history_windows"]
     torch.save(older, tmp_path / "older.pt")
     assert main(["average", str(tmp_path / "older.pt"), sources[1], "--out", str(tmp_path / "soup2.pt")]) == 0
 
