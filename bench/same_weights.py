@@ -17,6 +17,7 @@ from pathlib import Path
 
 import torch
 
+from streamdet.errors import UserFacingError
 from streamdet.model import read_checkpoint
 
 
@@ -68,7 +69,10 @@ def main(argv: list[str] | None = None) -> int:
     results = []
     for first, second in zip(args.checkpoints[::2], args.checkpoints[1::2], strict=True):
         result = {"a": str(first), "b": str(second)}
-        result.update(compare_checkpoints(read_checkpoint(first), read_checkpoint(second)))
+        try:
+            result.update(compare_checkpoints(read_checkpoint(first), read_checkpoint(second)))
+        except UserFacingError as error:
+            parser.exit(2, f"same_weights: error: {error}\n")
         results.append(result)
         verdict = "identical" if result["identical"] else "DIFFERENT"
         equal = f"{result.get('equal_tensors', 0)}/{result['tensors']}"
