@@ -153,8 +153,9 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         type=int,
         default=None,
         metavar="N",
-        help="residual blocks in each head after its conv layer, for telling objects from clutter "
-        "(default: the --init checkpoint's, else 0; --init adds them as identities)",
+        help="residual blocks in each head after its conv layer, 1.43x the compute for one "
+        "(default: the --init checkpoint's, else 0; --init adds them as identities, which stayed off "
+        "in one-epoch fine-tunes: docs/model-card.md, Stage 13)",
     )
     train.add_argument(
         "--new-layer-lr",
