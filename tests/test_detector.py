@@ -318,6 +318,14 @@ def test_cli_defaults_integrate_50_ms_of_output():
     # a 100 ms model: dt = 25 ms (T = 4 steps per model window), still 50 ms of output per decode
     config = detector_config_from_args(parser.parse_args([]), window_us=100_000)
     assert (config.dt_us, config.window_steps) == (25_000, 2)
+    # --dt-us auto: the demo's rule from the measured step rate (25 ms when nothing was measured)
+    auto = parser.parse_args(["--dt-us", "auto"])
+    assert detector_config_from_args(auto, window_us=100_000).dt_us == 25_000
+    config = detector_config_from_args(auto, window_us=100_000, steps_per_s=30.0)
+    assert (config.dt_us, config.window_steps) == (50_000, 1)
+    assert detector_config_from_args(auto, window_us=100_000, steps_per_s=60.0).dt_us == 25_000
+    with pytest.raises(SystemExit):
+        parser.parse_args(["--dt-us", "fast"])
 
 
 def test_intensity_model_runs_on_spike_frames():
@@ -394,6 +402,41 @@ def test_replay_detect_record_gives_the_in_process_boxes(snn, tmp_path):
         got = np.stack([rows[name] for name in ("x1", "y1", "x2", "y2", "score")], axis=1)
         np.testing.assert_allclose(got, result.rows[:, :5], rtol=1e-5, atol=1e-4)
         np.testing.assert_array_equal(rows["label"], result.rows[:, 5].astype(np.int32))
+
+
+def test_detect_dt_auto_measures_the_network_and_says_the_step(snn, tmp_path):
+    """``streamdet detect --dt-us auto`` (a real process): it times the network, prints the rate and the
+    step it took (the tiny model's 20 ms window is one step), runs, and stops cleanly on Ctrl-C."""
+    import signal
+
+    from streamdet.snn import save_snn
+
+    save_snn(snn, tmp_path / "tiny.pt")
+    detector = subprocess.Popen(
+        streamdet_command(
+            "detect", "--input", f"ipc://{tmp_path}/events", "--output", f"ipc://{tmp_path}/detections",
+            "--model", str(tmp_path / "tiny.pt"), "--dt-us", "auto",
+        ),
+        stderr=subprocess.PIPE,
+        text=True,
+    )  # fmt: skip
+    lines = []
+    try:
+        deadline = time.monotonic() + 120
+        while time.monotonic() < deadline and not any(" dt " in line for line in lines):
+            line = detector.stderr.readline()
+            if not line:
+                break
+            lines.append(line)
+        detector.send_signal(signal.SIGINT)
+        _, rest = detector.communicate(timeout=60)
+    finally:
+        if detector.poll() is None:
+            detector.kill()
+    log = "".join(lines) + rest
+    assert "times a second alone" in log, log
+    assert "dt 20000 us" in log, log
+    assert detector.returncode == 130, log
 
 
 def test_late_and_slow_subscribers_never_stall_the_detector(snn, tmp_path):

@@ -24,12 +24,24 @@ def _positive_int(text: str) -> int:
     return value
 
 
-def detector_config_from_args(args: argparse.Namespace, window_us: int):
+def _dt_us(text: str) -> int | str:
+    """``--dt-us``: a positive number of microseconds, or ``auto``."""
+    return "auto" if text == "auto" else _positive_int(text)
+
+
+def detector_config_from_args(args: argparse.Namespace, window_us: int, steps_per_s: float | None = None):
     """The ``DetectorConfig`` of ``detect`` / ``demo`` options (``--dt-us`` defaults to the model window
-    divided by ``DEFAULT_STEPS_PER_WINDOW``, ``--window-steps`` to 50 ms of output)."""
+    divided by ``DEFAULT_STEPS_PER_WINDOW``, ``--window-steps`` to 50 ms of output). ``--dt-us auto`` is
+    the demo's rule (``streamdet.demo.demo_step_us``): the shortest step of at least 25 ms that divides the
+    window and that a network stepping ``steps_per_s`` times a second alone keeps up with (25 ms when
+    ``steps_per_s`` is None)."""
+    from streamdet.demo import demo_step_us
     from streamdet.detector import DEFAULT_STEPS_PER_WINDOW, DetectorConfig, resolve_window_steps
 
-    dt_us = args.dt_us if args.dt_us is not None else window_us // DEFAULT_STEPS_PER_WINDOW
+    if args.dt_us == "auto":
+        dt_us = demo_step_us(window_us, steps_per_s)
+    else:
+        dt_us = args.dt_us if args.dt_us is not None else window_us // DEFAULT_STEPS_PER_WINDOW
     return DetectorConfig(
         dt_us=dt_us,
         window_steps=resolve_window_steps(window_us, dt_us, args.window_steps),
@@ -63,7 +75,15 @@ def run_detect(args: argparse.Namespace) -> int:
             file=sys.stderr,
             flush=True,
         )
-    config = detector_config_from_args(args, snn.window_us)
+    steps_per_s = None
+    if args.dt_us == "auto" and args.device == "cpu":
+        from streamdet.demo import measure_step_rate
+
+        steps_per_s = measure_step_rate(snn)
+        print(
+            f"detect: the network steps {steps_per_s:.0f} times a second alone", file=sys.stderr, flush=True
+        )
+    config = detector_config_from_args(args, snn.window_us, steps_per_s)
     standby_until_promoted(lambda: StreamDetector(snn, config).warm_up())
     node = DetectorNode(
         snn,
@@ -157,7 +177,7 @@ def run_demo(args: argparse.Namespace) -> int:
         speed=args.speed,
         out_dir=args.out,
         headless=args.headless,
-        dt_us=args.dt_us,
+        dt_us=None if args.dt_us == "auto" else args.dt_us,
         window_steps=args.window_steps,
         publish_every=args.publish_every,
         device=args.device,
@@ -185,7 +205,11 @@ def _add_detector_options(
     publish_every: int = 4,
 ) -> None:
     parser.add_argument(
-        "--dt-us", type=_positive_int, metavar="D", help=f"step duration, us (default: {dt_help})"
+        "--dt-us",
+        type=_dt_us,
+        metavar="D",
+        help=f"step duration, us, or 'auto': the shortest step of at least 25 ms that divides the model "
+        f"window and that this CPU keeps up with, measured at start (default: {dt_help})",
     )
     parser.add_argument(
         "--window-steps",
