@@ -652,16 +652,11 @@ def average_checkpoints(checkpoints: list[dict[str, Any]], sources: list[str]) -
     if len(checkpoints) < 2:
         raise UserFacingError(f"averaging needs at least two checkpoints, got {len(checkpoints)}")
     first = checkpoints[0]
-
-    def field_of(checkpoint: dict[str, Any], field: str) -> Any:
-        """The field, defaults filled in: files written before a field existed lack it (no
-        ``history_windows``: none; a config without ``head_blocks``: the config's default)."""
-        value = checkpoint.get(field, 0 if field == "history_windows" else None)
-        return RetinaNetConfig.from_dict(value).to_dict() if field == "config" and value else value
-
+    first_fields = _averaged_fields(first)
     for checkpoint, source in zip(checkpoints[1:], sources[1:], strict=True):
+        fields = _averaged_fields(checkpoint)
         for field in AVERAGED_FIELDS:
-            if field_of(checkpoint, field) != field_of(first, field):
+            if fields[field] != first_fields[field]:
                 raise UserFacingError(
                     f"{source}: {field} {checkpoint.get(field)!r} differs from {sources[0]}'s "
                     f"{first.get(field)!r}; only runs of one architecture and input can be averaged"
@@ -686,6 +681,16 @@ def average_checkpoints(checkpoints: list[dict[str, Any]], sources: list[str]) -
         ]
     }
     return averaged
+
+
+def _averaged_fields(checkpoint: dict[str, Any]) -> dict[str, Any]:
+    """``checkpoint``'s :data:`AVERAGED_FIELDS`, defaults filled in: files written before a field existed
+    lack it (no ``history_windows``: none; a config without ``head_blocks``: the config's default)."""
+    fields = {field: checkpoint.get(field) for field in AVERAGED_FIELDS}
+    fields["history_windows"] = checkpoint.get("history_windows", 0)
+    if fields["config"]:
+        fields["config"] = RetinaNetConfig.from_dict(fields["config"]).to_dict()
+    return fields
 
 
 def _tensor_shapes(checkpoint: dict[str, Any]) -> dict[str, tuple[int, ...]]:
