@@ -99,7 +99,8 @@ class DemoConfig:
             steps the network 48 times a second alone, 50 ms on a slower one).
         window_steps: ``W``, steps averaged per decode (None: 50 ms of output,
             :func:`streamdet.detector.default_window_steps`).
-        publish_every: ``P``, decode every ``P`` steps.
+        publish_every: ``P``, decode every ``P`` steps (None: every 50 ms of stream time,
+            :func:`streamdet.detector.default_publish_every`).
         device: ``cpu`` or ``cuda``.
         membrane_bounds: IF membrane bounds of the detector (``DetectorConfig.membrane_bounds``).
         quiet: no live lines (``--json``).
@@ -117,7 +118,7 @@ class DemoConfig:
     headless: bool = False
     dt_us: int | None = None
     window_steps: int | None = None
-    publish_every: int = 2
+    publish_every: int | None = None
     device: str = "cpu"
     membrane_bounds: tuple[float, float] | None = (0.0, 1.0)
     quiet: bool = False
@@ -249,7 +250,7 @@ def run_demo(config: DemoConfig) -> dict[str, Any]:
     import torch
 
     from streamdet import bus
-    from streamdet.detector import DetectorConfig, check_device, resolve_window_steps
+    from streamdet.detector import DetectorConfig, check_device, default_publish_every, resolve_window_steps
     from streamdet.drivers.synthetic import SyntheticDriveConfig, drive_synthetic
     from streamdet.scenes import PRESET_CLASSES
     from streamdet.snn import load_snn, save_snn
@@ -269,6 +270,7 @@ def run_demo(config: DemoConfig) -> dict[str, Any]:
         measured = measure_step_rate(snn)
     dt_us = config.dt_us or demo_step_us(snn.window_us, measured)
     window_steps = resolve_window_steps(snn.window_us, dt_us, config.window_steps)
+    publish_every = config.publish_every or default_publish_every(dt_us)
     if measured is not None:
         say(
             f"demo: the network steps {measured:.0f} times a second alone on this CPU: steps of "
@@ -277,7 +279,7 @@ def run_demo(config: DemoConfig) -> dict[str, Any]:
     detector_config = DetectorConfig(
         dt_us=dt_us,
         window_steps=window_steps,
-        publish_every=config.publish_every,
+        publish_every=publish_every,
         device=config.device,
         membrane_bounds=config.membrane_bounds,
     )
@@ -301,7 +303,7 @@ def run_demo(config: DemoConfig) -> dict[str, Any]:
             sensor_size=snn.sensor_size,
             seed=config.seed,
             render_fps=config.render_fps,
-            truth_every_us=dt_us * config.publish_every,
+            truth_every_us=dt_us * publish_every,
             seconds=config.seconds,
             speed=config.speed,
             wait_subscribers=3,
@@ -462,7 +464,7 @@ def run_demo(config: DemoConfig) -> dict[str, Any]:
         "dt_us": dt_us,
         "measured_steps_per_s": None if measured is None else round(measured, 1),
         "window_steps": window_steps,
-        "publish_every": config.publish_every,
+        "publish_every": publish_every,
         "model": config.model,
         "seconds": config.seconds,
         "wall_s": round(elapsed, 2),

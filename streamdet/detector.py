@@ -113,6 +113,17 @@ def default_window_steps(dt_us: int) -> int:
     return max(1, round(DEFAULT_OUTPUT_WINDOW_US / dt_us))
 
 
+DEFAULT_PUBLISH_US = DEFAULT_OUTPUT_WINDOW_US
+"""Stream time between box messages without ``--publish-every`` (:func:`default_publish_every`)."""
+
+
+def default_publish_every(dt_us: int) -> int:
+    """``P = round(50 ms / dt)``, at least 1: a box message every 50 ms of stream time (one per default
+    output window, so that every step's output is published once), whatever step ``--dt-us auto`` chose
+    (2 steps of 25 ms, 1 of 50 ms)."""
+    return max(1, round(DEFAULT_PUBLISH_US / dt_us))
+
+
 def resolve_window_steps(window_us: int, dt_us: int, window_steps: int | None) -> int:
     """``W`` for a model window and step: ``window_steps`` when given, else :func:`default_window_steps`;
     UserFacingError unless ``dt_us`` divides the model window (checked before any process starts)."""

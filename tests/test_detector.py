@@ -298,7 +298,7 @@ def test_rejects_other_sensor_or_modality(snn):
         StreamDetector(snn, DetectorConfig(dt_us=3000))
 
 
-def test_cli_defaults_integrate_50_ms_of_output():
+def test_cli_defaults_integrate_and_publish_50_ms_of_output():
     import argparse
 
     from streamdet.cli.run import _add_detector_options, detector_config_from_args
@@ -308,11 +308,13 @@ def test_cli_defaults_integrate_50_ms_of_output():
     parser.add_argument("--max-backlog-steps", type=int, default=8)
     parser.add_argument("--max-chunk-steps", type=int, default=8)
     config = detector_config_from_args(parser.parse_args([]), window_us=50_000)
-    assert (config.dt_us, config.window_steps) == (12_500, 4)
+    assert (config.dt_us, config.window_steps, config.publish_every) == (12_500, 4, 4)
     config = detector_config_from_args(parser.parse_args(["--dt-us", "25000"]), window_us=50_000)
-    assert (config.dt_us, config.window_steps) == (25_000, 2)
+    assert (config.dt_us, config.window_steps, config.publish_every) == (25_000, 2, 2)
     config = detector_config_from_args(parser.parse_args(["--window-steps", "8"]), window_us=50_000)
-    assert config.window_steps == 8
+    assert (config.window_steps, config.publish_every) == (8, 4)
+    config = detector_config_from_args(parser.parse_args(["--publish-every", "3"]), window_us=50_000)
+    assert config.publish_every == 3
     with pytest.raises(UserFacingError, match="must divide"):
         detector_config_from_args(parser.parse_args(["--dt-us", "30000"]), window_us=50_000)
     # a 100 ms model: dt = 25 ms (T = 4 steps per model window), still 50 ms of output per decode
@@ -322,7 +324,8 @@ def test_cli_defaults_integrate_50_ms_of_output():
     auto = parser.parse_args(["--dt-us", "auto"])
     assert detector_config_from_args(auto, window_us=100_000).dt_us == 25_000
     config = detector_config_from_args(auto, window_us=100_000, steps_per_s=30.0)
-    assert (config.dt_us, config.window_steps) == (50_000, 1)
+    # a slower CPU takes 50 ms steps and still publishes every 50 ms of stream, not every 200 ms
+    assert (config.dt_us, config.window_steps, config.publish_every) == (50_000, 1, 1)
     assert detector_config_from_args(auto, window_us=100_000, steps_per_s=60.0).dt_us == 25_000
     with pytest.raises(SystemExit):
         parser.parse_args(["--dt-us", "fast"])

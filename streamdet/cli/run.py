@@ -36,7 +36,12 @@ def detector_config_from_args(args: argparse.Namespace, window_us: int, steps_pe
     window and that a network stepping ``steps_per_s`` times a second alone keeps up with (25 ms when
     ``steps_per_s`` is None)."""
     from streamdet.demo import demo_step_us
-    from streamdet.detector import DEFAULT_STEPS_PER_WINDOW, DetectorConfig, resolve_window_steps
+    from streamdet.detector import (
+        DEFAULT_STEPS_PER_WINDOW,
+        DetectorConfig,
+        default_publish_every,
+        resolve_window_steps,
+    )
 
     if args.dt_us == "auto":
         dt_us = demo_step_us(window_us, steps_per_s)
@@ -45,7 +50,7 @@ def detector_config_from_args(args: argparse.Namespace, window_us: int, steps_pe
     return DetectorConfig(
         dt_us=dt_us,
         window_steps=resolve_window_steps(window_us, dt_us, args.window_steps),
-        publish_every=args.publish_every,
+        publish_every=args.publish_every or default_publish_every(dt_us),
         max_backlog_steps=args.max_backlog_steps,
         max_chunk_steps=args.max_chunk_steps,
         device=args.device,
@@ -199,11 +204,7 @@ def run_demo(args: argparse.Namespace) -> int:
     return 0
 
 
-def _add_detector_options(
-    parser: argparse.ArgumentParser,
-    dt_help: str = "window / 4",
-    publish_every: int = 4,
-) -> None:
+def _add_detector_options(parser: argparse.ArgumentParser, dt_help: str = "window / 4") -> None:
     parser.add_argument(
         "--dt-us",
         type=_dt_us,
@@ -221,9 +222,9 @@ def _add_detector_options(
     parser.add_argument(
         "--publish-every",
         type=_positive_int,
-        default=publish_every,
+        default=None,
         metavar="P",
-        help=f"decode every P steps (default {publish_every})",
+        help="decode and publish every P steps (default: every 50 ms of stream, round(50000 / dt))",
     )
     parser.add_argument("--device", default="cpu", help="cpu or cuda (default cpu)")
     parser.add_argument(
@@ -348,6 +349,5 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         demo,
         dt_help="the shortest step of at least 25 ms that divides the model window and that this CPU keeps "
         "up with, measured at start",
-        publish_every=2,
     )
     demo.set_defaults(func=run_demo)
