@@ -81,13 +81,33 @@ def measure_step_rate(snn, steps: int = 12, seed: int = 0) -> float:
     return steps / (time.perf_counter() - started)
 
 
+DEMO_AUTO_MODELS = ("events-default", "events-fast")
+"""``--model auto`` (the demo's default), best detector first: stage 13, then stage 12 at 0.37 of its
+compute (docs/model-card.md). The demo runs the first that this machine steps at the finest demo step."""
+
+
+def pick_demo_model(candidates: list[tuple[str, int, float | None]]) -> str:
+    """The name of the first ``(name, window_us, steps_per_s)`` whose :func:`demo_step_us` at its measured
+    rate is the finest step its window allows (:func:`demo_step_us` without a rate), or of the first
+    candidate when none keeps up with its finest step: a better network at a coarser step scored 0.10
+    map50 below the faster one at the finest step on two CPU cores (docs/demo.md)."""
+    if not candidates:
+        raise ValueError("no candidate models")
+    for name, window_us, steps_per_s in candidates:
+        if demo_step_us(window_us, steps_per_s) == demo_step_us(window_us):
+            return name
+    return candidates[0][0]
+
+
 @dataclass(frozen=True)
 class DemoConfig:
     """What the demo runs.
 
     Attributes:
         seconds: scene time, seconds.
-        model: SNN or ANN checkpoint name / path (converted on load, once, in the main process).
+        model: SNN or ANN checkpoint name / path (converted on load, once, in the main process), or
+            ``auto``: the first of :data:`DEMO_AUTO_MODELS` that this CPU steps at the finest step
+            (:func:`pick_demo_model`; ``events-default`` on a GPU or with ``dt_us`` given).
         preset: scene preset (``maritime`` or ``traffic``).
         seed: scene and sensor seed.
         speed: scene pace, multiple of real time.
@@ -110,7 +130,7 @@ class DemoConfig:
     """
 
     seconds: float = 20.0
-    model: str = "events-default"
+    model: str = "auto"
     preset: str = "maritime"
     seed: int = 7
     speed: float = 1.0
@@ -245,6 +265,30 @@ def run_detector_process(
         node.close()
 
 
+def _load_demo_model(name: str, measure: bool, say) -> tuple[str, Any, float | None]:
+    """``(name, converted network, steps per second alone or None)`` of ``--model``; for ``auto`` the
+    :data:`DEMO_AUTO_MODELS` are loaded and timed in turn until :func:`pick_demo_model` settles (only the
+    first without ``measure``: a GPU, or ``--dt-us`` given)."""
+    from streamdet.snn import load_snn
+
+    names = DEMO_AUTO_MODELS if name == "auto" else (name,)
+    loaded = []
+    for candidate in names if measure else names[:1]:
+        say(f"demo: loading {candidate} and converting it to a spiking network ...")
+        snn = load_snn(candidate)
+        if snn.modality != "events":
+            raise UserFacingError(f"the demo emulates a DVS; {candidate} takes {snn.modality} input")
+        rate = measure_step_rate(snn) if measure else None
+        loaded.append((candidate, snn, rate))
+        if demo_step_us(snn.window_us, rate) == demo_step_us(snn.window_us):
+            break  # keeps up with its finest step: no later candidate is needed
+    chosen = pick_demo_model([(n, s.window_us, r) for n, s, r in loaded])
+    if len(loaded) > 1:
+        rates = ", ".join(f"{n} {r:.0f}" for n, _, r in loaded)
+        say(f"demo: --model auto: steps per second alone on this CPU: {rates}; running {chosen}")
+    return next(entry for entry in loaded if entry[0] == chosen)
+
+
 def run_demo(config: DemoConfig) -> dict[str, Any]:
     """Run the demo for ``config.seconds`` of scene time; returns the summary (see ``streamdet demo``)."""
     import torch
@@ -253,7 +297,7 @@ def run_demo(config: DemoConfig) -> dict[str, Any]:
     from streamdet.detector import DetectorConfig, check_device, default_publish_every, resolve_window_steps
     from streamdet.drivers.synthetic import SyntheticDriveConfig, drive_synthetic
     from streamdet.scenes import PRESET_CLASSES
-    from streamdet.snn import load_snn, save_snn
+    from streamdet.snn import save_snn
     from streamdet.viewer import FrameComposer, VideoOutput, ViewerConfig, has_display
 
     check_device(config.device)
@@ -261,13 +305,8 @@ def run_demo(config: DemoConfig) -> dict[str, Any]:
     if not config.seconds > 0:
         raise UserFacingError(f"--seconds must be positive, got {config.seconds}")
     say = (lambda line: None) if config.quiet else (lambda line: print(line, flush=True))
-    say(f"demo: loading {config.model} and converting it to a spiking network ...")
-    snn = load_snn(config.model)
-    if snn.modality != "events":
-        raise UserFacingError(f"the demo emulates a DVS; {config.model} takes {snn.modality} input")
-    measured = None
-    if config.dt_us is None and config.device == "cpu":
-        measured = measure_step_rate(snn)
+    measure = config.dt_us is None and config.device == "cpu"
+    model, snn, measured = _load_demo_model(config.model, measure, say)
     dt_us = config.dt_us or demo_step_us(snn.window_us, measured)
     window_steps = resolve_window_steps(snn.window_us, dt_us, config.window_steps)
     publish_every = config.publish_every or default_publish_every(dt_us)
@@ -465,7 +504,7 @@ def run_demo(config: DemoConfig) -> dict[str, Any]:
         "measured_steps_per_s": None if measured is None else round(measured, 1),
         "window_steps": window_steps,
         "publish_every": publish_every,
-        "model": config.model,
+        "model": model,
         "seconds": config.seconds,
         "wall_s": round(elapsed, 2),
         "video": str(out_dir / "demo.mp4"),

@@ -94,3 +94,29 @@ def test_demo_headless_json_writes_video_png_and_scores(tmp_path):
     assert frames >= report["windows"]
     snapshot = cv2.imread(report["png"])
     assert snapshot is not None and snapshot.shape == (96, 128, 3)
+
+
+def test_auto_model_is_the_first_that_keeps_up_with_the_finest_step():
+    from streamdet.demo import pick_demo_model
+
+    fast_enough = DEMO_REAL_TIME_HEADROOM * 40  # 25 ms steps of a 100 ms window
+    too_slow = fast_enough - 1
+    assert pick_demo_model([("best", 100_000, fast_enough), ("fast", 100_000, 70.0)]) == "best"
+    assert pick_demo_model([("best", 100_000, too_slow), ("fast", 100_000, fast_enough)]) == "fast"
+    # neither keeps up: the better network at its coarser step
+    assert pick_demo_model([("best", 100_000, 10.0), ("fast", 100_000, too_slow)]) == "best"
+    # not measured (a GPU, or --dt-us given): the first
+    assert pick_demo_model([("best", 100_000, None), ("fast", 100_000, None)]) == "best"
+    # a 20 ms window is one step whatever the rate
+    assert pick_demo_model([("best", 20_000, 1.0), ("fast", 100_000, 200.0)]) == "best"
+
+
+def test_auto_model_without_a_measurement_loads_only_events_default():
+    """On a GPU or with ``--dt-us`` given nothing is timed: ``auto`` is the shipped ``events-default``,
+    and ``events-fast`` is never converted."""
+    from streamdet.demo import _load_demo_model
+
+    said = []
+    name, snn, rate = _load_demo_model("auto", measure=False, say=said.append)
+    assert (name, rate, snn.modality) == ("events-default", None, "events")
+    assert said == ["demo: loading events-default and converting it to a spiking network ..."]

@@ -335,7 +335,12 @@ def register(subparsers: argparse._SubParsersAction) -> None:
 
     demo = subparsers.add_parser("demo", help="synthetic maritime scene -> DVS -> spiking detector -> video")
     demo.add_argument("--seconds", type=float, default=20.0, help="scene time to run, seconds (default 20)")
-    demo.add_argument("--model", default="events-default", help="model name or file (default events-default)")
+    demo.add_argument(
+        "--model",
+        default="auto",
+        help="model name or file, or auto (the default): events-default, or events-fast where this CPU "
+        "steps only that one at 25 ms",
+    )
     demo.add_argument("--preset", default="maritime", help="scene preset (default maritime)")
     demo.add_argument("--seed", type=int, default=7, help="scene seed (default 7)")
     demo.add_argument(
