@@ -265,8 +265,9 @@ def run_detector_process(
         node.close()
 
 
-def _load_demo_model(name: str, measure: bool, say) -> tuple[str, Any, float | None]:
-    """``(name, converted network, steps per second alone or None)`` of ``--model``; for ``auto`` the
+def _load_demo_model(name: str, measure: bool, say) -> tuple[str, Any, dict[str, float | None]]:
+    """``(name, converted network, {name: steps per second alone or None} of every network loaded)`` of
+    ``--model``; for ``auto`` the
     :data:`DEMO_AUTO_MODELS` are loaded and timed in turn until :func:`pick_demo_model` settles (only the
     first without ``measure``: a GPU, or ``--dt-us`` given)."""
     from streamdet.snn import load_snn
@@ -283,10 +284,11 @@ def _load_demo_model(name: str, measure: bool, say) -> tuple[str, Any, float | N
         if demo_step_us(snn.window_us, rate) == demo_step_us(snn.window_us):
             break  # keeps up with its finest step: no later candidate is needed
     chosen = pick_demo_model([(n, s.window_us, r) for n, s, r in loaded])
+    rates = {n: r for n, _, r in loaded}
     if len(loaded) > 1:
-        rates = ", ".join(f"{n} {r:.0f}" for n, _, r in loaded)
-        say(f"demo: --model auto: steps per second alone on this CPU: {rates}; running {chosen}")
-    return next(entry for entry in loaded if entry[0] == chosen)
+        listed = ", ".join(f"{n} {r:.0f}" for n, r in rates.items())
+        say(f"demo: --model auto: steps per second alone on this CPU: {listed}; running {chosen}")
+    return chosen, next(snn for n, snn, _ in loaded if n == chosen), rates
 
 
 def run_demo(config: DemoConfig) -> dict[str, Any]:
@@ -306,7 +308,8 @@ def run_demo(config: DemoConfig) -> dict[str, Any]:
         raise UserFacingError(f"--seconds must be positive, got {config.seconds}")
     say = (lambda line: None) if config.quiet else (lambda line: print(line, flush=True))
     measure = config.dt_us is None and config.device == "cpu"
-    model, snn, measured = _load_demo_model(config.model, measure, say)
+    model, snn, rates = _load_demo_model(config.model, measure, say)
+    measured = rates[model]
     dt_us = config.dt_us or demo_step_us(snn.window_us, measured)
     window_steps = resolve_window_steps(snn.window_us, dt_us, config.window_steps)
     publish_every = config.publish_every or default_publish_every(dt_us)
@@ -502,6 +505,7 @@ def run_demo(config: DemoConfig) -> dict[str, Any]:
         "dropped": node_stats["dropped_steps"],
         "dt_us": dt_us,
         "measured_steps_per_s": None if measured is None else round(measured, 1),
+        "measured_models": {n: None if r is None else round(r, 1) for n, r in rates.items()},
         "window_steps": window_steps,
         "publish_every": publish_every,
         "model": model,

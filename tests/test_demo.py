@@ -87,6 +87,10 @@ def test_demo_headless_json_writes_video_png_and_scores(tmp_path):
     assert report["windows"] >= 20 and report["detections"] > 0
     assert 0.0 <= report["map50"] <= 1.0 and report["scored_frames"] >= 20
     assert report["latency_ms_p50"] <= report["latency_ms_p99"] and report["steps_per_s"] > 0
+    # --dt-us given: nothing was timed, the model named is the model run
+    assert report["model"] == str(tmp_path / "tiny.pt")
+    assert report["measured_models"] == {str(tmp_path / "tiny.pt"): None}
+    assert (report["dt_us"], report["window_steps"], report["publish_every"]) == (5000, 4, 2)
     capture = cv2.VideoCapture(report["video"])
     frames = 0
     while capture.read()[0]:
@@ -117,6 +121,6 @@ def test_auto_model_without_a_measurement_loads_only_events_default():
     from streamdet.demo import _load_demo_model
 
     said = []
-    name, snn, rate = _load_demo_model("auto", measure=False, say=said.append)
-    assert (name, rate, snn.modality) == ("events-default", None, "events")
+    name, snn, rates = _load_demo_model("auto", measure=False, say=said.append)
+    assert (name, rates, snn.modality) == ("events-default", {"events-default": None}, "events")
     assert said == ["demo: loading events-default and converting it to a spiking network ..."]
