@@ -267,9 +267,9 @@ def run_detector_process(
 
 def _load_demo_model(name: str, measure: bool, say) -> tuple[str, Any, dict[str, float | None]]:
     """``(name, converted network, {name: steps per second alone or None} of every network loaded)`` of
-    ``--model``; for ``auto`` the
-    :data:`DEMO_AUTO_MODELS` are loaded and timed in turn until :func:`pick_demo_model` settles (only the
-    first without ``measure``: a GPU, or ``--dt-us`` given)."""
+    ``--model``. For ``auto`` the :data:`DEMO_AUTO_MODELS` are loaded and timed in turn until one keeps up
+    with its finest step, and :func:`pick_demo_model` chooses among those loaded (only the first is
+    loaded without ``measure``: a GPU, or ``--dt-us`` given)."""
     from streamdet.snn import load_snn
 
     names = DEMO_AUTO_MODELS if name == "auto" else (name,)
