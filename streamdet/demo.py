@@ -86,15 +86,20 @@ DEMO_AUTO_MODELS = ("events-default", "events-fast")
 compute (docs/model-card.md). The demo runs the first that this machine steps at the finest demo step."""
 
 
+def keeps_up_with_finest_step(window_us: int, steps_per_s: float | None) -> bool:
+    """Whether :func:`demo_step_us` at this measured rate is the finest step the window allows (its value
+    without a rate; always so when nothing was measured)."""
+    return demo_step_us(window_us, steps_per_s) == demo_step_us(window_us)
+
+
 def pick_demo_model(candidates: list[tuple[str, int, float | None]]) -> str:
-    """The name of the first ``(name, window_us, steps_per_s)`` whose :func:`demo_step_us` at its measured
-    rate is the finest step its window allows (:func:`demo_step_us` without a rate), or of the first
-    candidate when none keeps up with its finest step: a better network at a coarser step scored 0.10
-    map50 below the faster one at the finest step on two CPU cores (docs/demo.md)."""
+    """The name of the first ``(name, window_us, steps_per_s)`` that :func:`keeps_up_with_finest_step`, or
+    of the first candidate when none does: a better network at a coarser step scored 0.10 map50 below the
+    faster one at the finest step on two CPU cores (docs/demo.md)."""
     if not candidates:
         raise ValueError("no candidate models")
     for name, window_us, steps_per_s in candidates:
-        if demo_step_us(window_us, steps_per_s) == demo_step_us(window_us):
+        if keeps_up_with_finest_step(window_us, steps_per_s):
             return name
     return candidates[0][0]
 
@@ -268,21 +273,21 @@ def run_detector_process(
 def _load_demo_model(name: str, measure: bool, say) -> tuple[str, Any, dict[str, float | None]]:
     """``(name, converted network, {name: steps per second alone or None} of every network loaded)`` of
     ``--model``. For ``auto`` the :data:`DEMO_AUTO_MODELS` are loaded and timed in turn until one keeps up
-    with its finest step, and :func:`pick_demo_model` chooses among those loaded (only the first is
-    loaded without ``measure``: a GPU, or ``--dt-us`` given)."""
+    with its finest step, and :func:`pick_demo_model` chooses among those loaded (without ``measure``, on a
+    GPU or with ``--dt-us`` given, nothing is timed and the first keeps up)."""
     from streamdet.snn import load_snn
 
     names = DEMO_AUTO_MODELS if name == "auto" else (name,)
     loaded = []
-    for candidate in names if measure else names[:1]:
+    for candidate in names:
         say(f"demo: loading {candidate} and converting it to a spiking network ...")
         snn = load_snn(candidate)
         if snn.modality != "events":
             raise UserFacingError(f"the demo emulates a DVS; {candidate} takes {snn.modality} input")
         rate = measure_step_rate(snn) if measure else None
         loaded.append((candidate, snn, rate))
-        if demo_step_us(snn.window_us, rate) == demo_step_us(snn.window_us):
-            break  # keeps up with its finest step: no later candidate is needed
+        if keeps_up_with_finest_step(snn.window_us, rate):
+            break  # no later candidate is needed
     chosen = pick_demo_model([(n, s.window_us, r) for n, s, r in loaded])
     rates = {n: r for n, _, r in loaded}
     if len(loaded) > 1:
