@@ -911,6 +911,7 @@ def convert_detector(
             "score_thresh": bundle.score_thresh,
             "nms_thresh": bundle.nms_thresh,
             "max_dets": bundle.max_dets,
+            "vote_iou": bundle.vote_iou,
         },
         history_windows=bundle.history_windows,
     )

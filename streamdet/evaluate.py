@@ -130,6 +130,7 @@ def evaluate_split(
     progress: bool = True,
     history_windows: int = 0,
     perturb: Augment | None = None,
+    keep_detections: bool = False,
 ) -> dict[str, Any]:
     """Run ``predict`` on the images of a split (in file order, the first ``limit`` ones) and score it.
 
@@ -147,6 +148,8 @@ def evaluate_split(
         perturb: a transform of each image's raw measurement before it becomes the model input (a
             ``streamdet.samples.Augment``, seeded per image, so a run is repeatable), e.g. the sensor
             changes of ``bench/robustness.py``; ``None`` scores the recording as it is.
+        keep_detections: also return ``"detections"``: image id -> ``predict``'s rows, in the order
+            the images were predicted.
 
     Returns:
         ``{"images": N, "map50", "map", "ap50_per_class", "ap_per_class", "presets": [...],
@@ -179,4 +182,5 @@ def evaluate_split(
     coco_gt = coco_from_dict(samples.splits[0].coco, list(detections))
     metrics = coco_metrics(coco_gt, detections)
     presets = sorted({samples.image(i).get("preset", "") for i in range(count)})
-    return {"images": count, **metrics, "presets": presets, "window_us": samples.window_us}
+    result = {"images": count, **metrics, "presets": presets, "window_us": samples.window_us}
+    return {**result, "detections": detections} if keep_detections else result

@@ -660,6 +660,59 @@ class BoxCoder:
         return torch.stack([cx - 0.5 * w, cy - 0.5 * h, cx + 0.5 * w, cy + 0.5 * h], dim=-1)
 
 
+def detection_candidates(
+    logits: Tensor,
+    deltas: Tensor,
+    anchors: Tensor,
+    score_thresh: float = 0.05,
+    topk: int = 1000,
+    image_size: tuple[int, int] | None = None,
+    box_coder: BoxCoder | None = None,
+) -> tuple[Tensor, Tensor, Tensor]:
+    """One image's candidates before suppression: ``(boxes [C, 4], scores [C], labels [C])`` for the
+    ``topk`` highest (anchor, class) sigmoid scores above ``score_thresh``, from its ``logits [N, K]``
+    and ``deltas [N, 4]`` (see :func:`decode_detections`)."""
+    from torchvision.ops import clip_boxes_to_image
+
+    coder = box_coder or BoxCoder()
+    num_classes = logits.shape[-1]
+    scores = torch.sigmoid(logits.float()).flatten()
+    candidates = torch.nonzero(scores > score_thresh).squeeze(1)
+    if candidates.numel() > topk:
+        candidates = candidates[scores[candidates].topk(topk).indices]
+    anchor_index = candidates // num_classes
+    boxes = coder.decode(deltas[anchor_index].float(), anchors[anchor_index].to(deltas.device))
+    if image_size is not None:
+        boxes = clip_boxes_to_image(boxes, (image_size[1], image_size[0]))
+    return boxes, scores[candidates], candidates % num_classes
+
+
+def select_detections(
+    boxes: Tensor,
+    scores: Tensor,
+    labels: Tensor,
+    nms_thresh: float = 0.5,
+    max_dets: int = 100,
+    vote_iou: float | None = None,
+) -> Tensor:
+    """Class-wise NMS (``torchvision.ops.batched_nms``) of one image's candidates, the best
+    ``max_dets`` kept, as ``[D, 6]`` rows ``x1, y1, x2, y2, score, class`` sorted by decreasing score.
+
+    With ``vote_iou``, each kept box becomes the score-weighted mean of the candidates of its class
+    that overlap it with IoU >= ``vote_iou`` (itself included): box voting (Gidaris and Komodakis,
+    2015). Its score stays the kept candidate's.
+    """
+    from torchvision.ops import batched_nms, box_iou
+
+    keep = batched_nms(boxes, scores, labels, nms_thresh)[:max_dets]
+    kept = boxes[keep]
+    if vote_iou is not None and keep.numel():
+        same_class = labels[keep, None] == labels[None, :]
+        weights = scores[None, :] * ((box_iou(kept, boxes) >= vote_iou) & same_class)
+        kept = weights @ boxes / weights.sum(dim=1, keepdim=True)
+    return torch.cat([kept, scores[keep, None], labels[keep, None].float()], dim=1)
+
+
 def decode_detections(
     cls_logits: Tensor,
     box_deltas: Tensor,
@@ -670,8 +723,10 @@ def decode_detections(
     max_dets: int = 100,
     image_size: tuple[int, int] | None = None,
     box_coder: BoxCoder | None = None,
+    vote_iou: float | None = None,
 ) -> list[Tensor]:
-    """Boxes from raw head outputs, per image: sigmoid scores, threshold, top-k, decode, class-wise NMS.
+    """Boxes from raw head outputs, per image: sigmoid scores, threshold, top-k, decode, class-wise NMS
+    (:func:`detection_candidates`, then :func:`select_detections`).
 
     Args:
         cls_logits: ``[B, N, K]`` class logits.
@@ -684,30 +739,21 @@ def decode_detections(
         max_dets: boxes kept per image after NMS.
         image_size: ``(width, height)``; when given, boxes are clipped to the image.
         box_coder: the coder used in training (default ``BoxCoder()``).
+        vote_iou: when given, box voting over the candidates at this IoU (:func:`select_detections`).
 
     Returns:
         per image a float32 ``[D, 6]`` tensor of rows ``x1, y1, x2, y2, score, class`` (pixels, class
         index), sorted by decreasing score.
     """
-    from torchvision.ops import batched_nms, clip_boxes_to_image
-
-    coder = box_coder or BoxCoder()
-    num_classes = cls_logits.shape[-1]
-    results = []
-    for logits, deltas in zip(cls_logits, box_deltas, strict=True):
-        scores = torch.sigmoid(logits.float()).flatten()
-        candidates = torch.nonzero(scores > score_thresh).squeeze(1)
-        if candidates.numel() > topk:
-            candidates = candidates[scores[candidates].topk(topk).indices]
-        anchor_index = candidates // num_classes
-        labels = candidates % num_classes
-        boxes = coder.decode(deltas[anchor_index].float(), anchors[anchor_index].to(deltas.device))
-        if image_size is not None:
-            boxes = clip_boxes_to_image(boxes, (image_size[1], image_size[0]))
-        kept_scores = scores[candidates]
-        keep = batched_nms(boxes, kept_scores, labels, nms_thresh)[:max_dets]
-        results.append(torch.cat([boxes[keep], kept_scores[keep, None], labels[keep, None].float()], dim=1))
-    return results
+    return [
+        select_detections(
+            *detection_candidates(logits, deltas, anchors, score_thresh, topk, image_size, box_coder),
+            nms_thresh=nms_thresh,
+            max_dets=max_dets,
+            vote_iou=vote_iou,
+        )
+        for logits, deltas in zip(cls_logits, box_deltas, strict=True)
+    ]
 
 
 # --------------------------------------------------------------------------------------------------
@@ -970,6 +1016,7 @@ class DetectorBundle:
     score_thresh: float = 0.05
     nms_thresh: float = 0.5
     max_dets: int = 100
+    vote_iou: float | None = None
 
     @cached_property
     def _device(self) -> torch.device:
@@ -1001,6 +1048,7 @@ class DetectorBundle:
             nms_thresh=self.nms_thresh,
             max_dets=self.max_dets,
             image_size=self.sensor_size,
+            vote_iou=self.vote_iou,
         )
 
     @torch.no_grad()

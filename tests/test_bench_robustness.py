@@ -144,3 +144,43 @@ def test_selection_score_is_the_mean_of_clean_and_perturbed_means(load_bench, tm
     assert (record["clean_mean"], record["perturbed_mean"], record["score"]) == (0.7, 0.4, 0.55)
     with pytest.raises(SystemExit, match="not a bench JSON"):
         bench.main(["--window", str(tmp_path / "missing.json"), "--robustness", str(robustness)])
+
+
+def test_decode_sweep_baseline_is_eval_and_settings_are_scored(
+    tiny_root: Path, overfit_checkpoint: Path, tmp_path: Path, load_bench
+) -> None:
+    split, checkpoint = tiny_root / "train", overfit_checkpoint
+    bench = load_bench("decode_sweep")
+    assert bench.parse_vote("none") is None and bench.parse_vote("0.6") == 0.6
+    report = tmp_path / "decode.json"
+    argv = ["--model", str(checkpoint), "--data", str(split), "--perturb-data", str(split)]
+    argv += [
+        "--perturb",
+        "noise:200",
+        "--score-thresh",
+        "0.05",
+        "0.01",
+        "--nms",
+        "0.5",
+        "--vote",
+        "none",
+        "0.5",
+    ]
+    assert bench.main([*argv, "--json", str(report)]) == 0
+    result = json.loads(report.read_text())
+    assert len(result["rows"]) == 2 * 4 and len(result["scores"]) == 4
+    bundle = load_detector(checkpoint)
+    with torch.no_grad():
+        plain = evaluate_split(bundle.detect, split, "events", bundle.window_us, 3.0, progress=False)
+    (baseline,) = [
+        row
+        for row in result["rows"]
+        if (row["score_thresh"], row["vote_iou"], row["perturbation"]) == (0.05, None, "none")
+    ]
+    assert baseline["map50"] == round(plain["map50"], 4) and baseline["map"] == round(plain["map"], 4)
+    for record in result["scores"]:
+        assert record["score"] == pytest.approx(
+            (record["clean_mean"] + record["perturbed_mean"]) / 2, abs=1e-4
+        )
+        assert record["perturbed_mean"] < record["clean_mean"], "20 noise events per pixel cost"
+    assert [r["score"] for r in result["scores"]] == sorted(r["score"] for r in result["scores"])

@@ -32,6 +32,7 @@ from streamdet.model import (
     pad_input,
     resolve_model_path,
     save_checkpoint,
+    select_detections,
 )
 
 TINY = dict(size="tiny", input_size=(64, 64))
@@ -237,6 +238,27 @@ def test_decode_detections_thresholds_nms_and_clipping() -> None:
     assert rows[1].tolist() == pytest.approx([60, 50, 75, 70, float(torch.sigmoid(torch.tensor(1.0))), 1])
     (none,) = decode_detections(torch.full((1, 3, 2), -9.0), deltas, anchors)
     assert none.shape == (0, 6)
+
+
+def test_box_voting_averages_overlapping_candidates_of_the_same_class_only() -> None:
+    boxes = torch.tensor(
+        [[0.0, 0.0, 10.0, 10.0], [2.0, 0.0, 12.0, 10.0], [1.0, 0.0, 11.0, 10.0], [40.0, 40.0, 50.0, 50.0]]
+    )
+    scores = torch.tensor([0.6, 0.2, 0.9, 0.5])
+    labels = torch.tensor([0, 0, 1, 0])
+    plain = select_detections(boxes, scores, labels, nms_thresh=0.5)
+    # NMS alone: the second box is suppressed by the first (IoU 0.67); the class-1 box survives beside them
+    assert plain[:, :4].tolist() == [[1, 0, 11, 10], [0, 0, 10, 10], [40, 40, 50, 50]]
+    voted = select_detections(boxes, scores, labels, nms_thresh=0.5, vote_iou=0.6)
+    # the class-0 box at x1 = 0 becomes (0.6 * 0 + 0.2 * 2) / 0.8 = 0.5 wide of it; the class-1 box, which
+    # overlaps both, votes only with itself; scores, classes and order are unchanged
+    assert voted[1, :4].tolist() == pytest.approx([0.5, 0.0, 10.5, 10.0])
+    assert voted[0, :4].tolist() == [1, 0, 11, 10]
+    assert voted[2, :4].tolist() == [40, 40, 50, 50]
+    assert torch.equal(voted[:, 4:], plain[:, 4:])
+    # a voting IoU above every overlap changes nothing
+    assert torch.equal(select_detections(boxes, scores, labels, vote_iou=0.7), plain)
+    assert select_detections(boxes[:0], scores[:0], labels[:0], vote_iou=0.6).shape == (0, 6)
 
 
 def test_model_traces_with_fx_and_matches_eager() -> None:
