@@ -67,6 +67,7 @@ def detect_at_scales(
             nms_thresh=bundle.nms_thresh,
             max_dets=bundle.max_dets,
             image_size=(resized.shape[-1], resized.shape[-2]),
+            vote_iou=bundle.vote_iou,
         )
         stretch = torch.tensor([resized.shape[-1] / width, resized.shape[-2] / height] * 2)
         for rows in detections:

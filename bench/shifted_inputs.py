@@ -4,7 +4,7 @@ copies of it shifted by a few pixels are pooled.
 A model with P3 as its finest level centres its anchors every 8 pixels, so a small object (a buoy 6 px
 wide) usually sits between centres and no anchor overlaps it well. Shifting the input by 4 px moves
 the grid to the half-way points; pooling the detections of the original and the shifted inputs
-(the candidates of each view shifted back and clipped, then one class-wise NMS at the model's IoU, at
+(the candidates of each view shifted back and clipped, then the model's NMS and box voting, at
 most its ``max_dets`` per image, as ``streamdet eval`` decodes one view) scores the
 model as if it had a stride-4 grid, at four times the cost. If the pooled score is clearly higher,
 a stride-4 level (``streamdet train --finest-stride 4``) is worth training. Part of any gain is the
@@ -45,9 +45,9 @@ def pooled_predict(bundle, shifts: list[tuple[int, int]]):
     """A ``streamdet.evaluate.Predict`` that runs ``bundle`` on the input shifted by each of ``shifts``
     (zero padding, inside the model's padded frame: the sensor is padded up to multiples of 32 and the
     shift must fit in that margin or the far edge is cut), shifts the boxes back and pools them."""
-    from torchvision.ops import batched_nms, clip_boxes_to_image
+    from torchvision.ops import clip_boxes_to_image
 
-    from streamdet.model import decode_detections, pad_input
+    from streamdet.model import decode_detections, pad_input, select_detections
 
     width, height = bundle.sensor_size
 
@@ -69,6 +69,7 @@ def pooled_predict(bundle, shifts: list[tuple[int, int]]):
                 nms_thresh=1.0,
                 topk=1000,
                 max_dets=1000,
+                vote_iou=None,
             )
             for image_rows in rows:
                 image_rows[:, [0, 2]] -= dx
@@ -78,8 +79,16 @@ def pooled_predict(bundle, shifts: list[tuple[int, int]]):
         pooled = []
         for image_rows in zip(*per_shift, strict=True):
             rows = torch.cat(image_rows)
-            keep = batched_nms(rows[:, :4], rows[:, 4], rows[:, 5].long(), bundle.nms_thresh)
-            pooled.append(rows[keep[: bundle.max_dets]])
+            pooled.append(
+                select_detections(
+                    rows[:, :4],
+                    rows[:, 4],
+                    rows[:, 5].long(),
+                    bundle.nms_thresh,
+                    bundle.max_dets,
+                    bundle.vote_iou,
+                )
+            )
         return pooled
 
     return predict

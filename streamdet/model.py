@@ -60,6 +60,15 @@ MAX_STRIDE = FPN_STRIDES[-1]
 SHIPPED_MODELS: tuple[str, ...] = ("events-default", "events-fast", "intensity-default")
 """Names of the weights shipped in ``streamdet/weights``."""
 
+SCORE_THRESH = 0.01
+"""Sigmoid score below which a candidate box is dropped before NMS (the default decoding)."""
+NMS_THRESH = 0.4
+"""IoU above which class-wise NMS suppresses a lower-scored box (the default decoding)."""
+VOTE_IOU: float | None = 0.5
+"""Box voting IoU of the default decoding (:func:`select_detections`); ``None`` turns voting off. The
+three were chosen on validation for both shipped modalities (``bench/decode_sweep.py``;
+docs/model-card.md, "Decoding: NMS 0.4 and box voting")."""
+
 
 # --------------------------------------------------------------------------------------------------
 # configuration
@@ -664,7 +673,7 @@ def detection_candidates(
     logits: Tensor,
     deltas: Tensor,
     anchors: Tensor,
-    score_thresh: float = 0.05,
+    score_thresh: float = SCORE_THRESH,
     topk: int = 1000,
     image_size: tuple[int, int] | None = None,
     box_coder: BoxCoder | None = None,
@@ -691,9 +700,9 @@ def select_detections(
     boxes: Tensor,
     scores: Tensor,
     labels: Tensor,
-    nms_thresh: float = 0.5,
+    nms_thresh: float = NMS_THRESH,
     max_dets: int = 100,
-    vote_iou: float | None = None,
+    vote_iou: float | None = VOTE_IOU,
 ) -> Tensor:
     """Class-wise NMS (``torchvision.ops.batched_nms``) of one image's candidates, the best
     ``max_dets`` kept, as ``[D, 6]`` rows ``x1, y1, x2, y2, score, class`` sorted by decreasing score.
@@ -707,9 +716,10 @@ def select_detections(
     keep = batched_nms(boxes, scores, labels, nms_thresh)[:max_dets]
     kept = boxes[keep]
     if vote_iou is not None and keep.numel():
-        same_class = labels[keep, None] == labels[None, :]
-        weights = scores[None, :] * ((box_iou(kept, boxes) >= vote_iou) & same_class)
-        kept = weights @ boxes / weights.sum(dim=1, keepdim=True)
+        voters = (box_iou(kept, boxes) >= vote_iou) & (labels[keep, None] == labels[None, :])
+        voters[torch.arange(keep.numel()), keep] = True  # a box with no area has IoU 0 with itself
+        weights = scores[None, :].double() * voters  # float64: a mean of boxes inside the image stays inside
+        kept = (weights @ boxes.double() / weights.sum(dim=1, keepdim=True)).to(boxes.dtype)
     return torch.cat([kept, scores[keep, None], labels[keep, None].float()], dim=1)
 
 
@@ -717,13 +727,13 @@ def decode_detections(
     cls_logits: Tensor,
     box_deltas: Tensor,
     anchors: Tensor,
-    score_thresh: float = 0.05,
-    nms_thresh: float = 0.5,
+    score_thresh: float = SCORE_THRESH,
+    nms_thresh: float = NMS_THRESH,
     topk: int = 1000,
     max_dets: int = 100,
     image_size: tuple[int, int] | None = None,
     box_coder: BoxCoder | None = None,
-    vote_iou: float | None = None,
+    vote_iou: float | None = VOTE_IOU,
 ) -> list[Tensor]:
     """Boxes from raw head outputs, per image: sigmoid scores, threshold, top-k, decode, class-wise NMS
     (:func:`detection_candidates`, then :func:`select_detections`).
@@ -1013,10 +1023,10 @@ class DetectorBundle:
     anchors: Tensor
     history_windows: int = 0
     metadata: dict[str, Any] = field(default_factory=dict)
-    score_thresh: float = 0.05
-    nms_thresh: float = 0.5
+    score_thresh: float = SCORE_THRESH
+    nms_thresh: float = NMS_THRESH
     max_dets: int = 100
-    vote_iou: float | None = None
+    vote_iou: float | None = VOTE_IOU
 
     @cached_property
     def _device(self) -> torch.device:

@@ -232,10 +232,15 @@ def test_decode_detections_thresholds_nms_and_clipping() -> None:
     logits = torch.tensor([[[3.0, -9.0], [2.0, -9.0], [-9.0, 1.0]]])
     deltas = torch.zeros(1, 3, 4)
     deltas[0, 2] = torch.tensor([0.5, 0.0, 0.0, 0.0])  # shifts the third box right by 10 px
-    (rows,) = decode_detections(logits, deltas, anchors, image_size=(75, 80))
+    (rows,) = decode_detections(logits, deltas, anchors, nms_thresh=0.5, image_size=(75, 80), vote_iou=None)
     assert rows.shape == (2, 6)
     assert rows[0].tolist() == pytest.approx([0, 0, 10, 10, float(torch.sigmoid(torch.tensor(3.0))), 0])
     assert rows[1].tolist() == pytest.approx([60, 50, 75, 70, float(torch.sigmoid(torch.tensor(1.0))), 1])
+    # the default decoding votes: the first box moves towards the suppressed one by its share of the scores
+    (voted,) = decode_detections(logits, deltas, anchors, image_size=(75, 80))
+    share = float(torch.sigmoid(torch.tensor(2.0)) / torch.sigmoid(torch.tensor([3.0, 2.0])).sum())
+    assert voted[0, :4].tolist() == pytest.approx([share, 0, 10 + share, 10])
+    assert torch.equal(voted[:, 4:], rows[:, 4:]) and torch.allclose(voted[1], rows[1])
     (none,) = decode_detections(torch.full((1, 3, 2), -9.0), deltas, anchors)
     assert none.shape == (0, 6)
 
@@ -246,7 +251,7 @@ def test_box_voting_averages_overlapping_candidates_of_the_same_class_only() -> 
     )
     scores = torch.tensor([0.6, 0.2, 0.9, 0.5])
     labels = torch.tensor([0, 0, 1, 0])
-    plain = select_detections(boxes, scores, labels, nms_thresh=0.5)
+    plain = select_detections(boxes, scores, labels, nms_thresh=0.5, vote_iou=None)
     # NMS alone: the second box is suppressed by the first (IoU 0.67); the class-1 box survives beside them
     assert plain[:, :4].tolist() == [[1, 0, 11, 10], [0, 0, 10, 10], [40, 40, 50, 50]]
     voted = select_detections(boxes, scores, labels, nms_thresh=0.5, vote_iou=0.6)
@@ -257,7 +262,7 @@ def test_box_voting_averages_overlapping_candidates_of_the_same_class_only() -> 
     assert voted[2, :4].tolist() == [40, 40, 50, 50]
     assert torch.equal(voted[:, 4:], plain[:, 4:])
     # a voting IoU above every overlap changes nothing
-    assert torch.equal(select_detections(boxes, scores, labels, vote_iou=0.7), plain)
+    assert torch.equal(select_detections(boxes, scores, labels, nms_thresh=0.5, vote_iou=0.7), plain)
     assert select_detections(boxes[:0], scores[:0], labels[:0], vote_iou=0.6).shape == (0, 6)
 
 
