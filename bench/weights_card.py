@@ -6,7 +6,8 @@ itself and ``streamdet eval --json`` reports, so the card cannot drift from the 
 
 The card holds what the checkpoint records (modality, classes, window, event scale, sensor, architecture,
 the training record of the last stage: recipe, data, per-epoch loss and validation mAP, selected epoch),
-the SHA-256 of the weights file, the test figures of every ``--eval`` report (keyed by split), the
+the SHA-256 of the weights file, the test figures of every ``--eval`` report (keyed by split) and the
+decoding they were measured with (the current default's), the
 commands of the last training stage, and a pointer to docs/model-card.md for the whole chain.
 """
 
@@ -70,6 +71,12 @@ def main(argv: list[str] | None = None) -> int:
         "config": asdict(bundle.config),
         "train": {**train, "commands": args.command},
         "test": tests,
+        "decoding": {
+            "score_thresh": bundle.score_thresh,
+            "nms_thresh": bundle.nms_thresh,
+            "vote_iou": bundle.vote_iou,
+            "max_dets": bundle.max_dets,
+        },
         "eval_command": f"streamdet eval --model {args.name} --data DIR/test --json OUT",
         "machine": args.machine,
         "card": "docs/model-card.md",
