@@ -270,20 +270,21 @@ def run_detector_process(
         node.close()
 
 
-def _load_demo_model(name: str, measure: bool, say) -> tuple[str, Any, dict[str, float | None]]:
+def load_live_model(
+    name: str, measure: bool, say, who: str = "demo"
+) -> tuple[str, Any, dict[str, float | None]]:
     """``(name, converted network, {name: steps per second alone or None} of every network loaded)`` of
-    ``--model``. For ``auto`` the :data:`DEMO_AUTO_MODELS` are loaded and timed in turn until one keeps up
-    with its finest step, and :func:`pick_demo_model` chooses among those loaded (without ``measure``, on a
-    GPU or with ``--dt-us`` given, nothing is timed and the first keeps up)."""
+    ``--model`` for ``streamdet demo`` and ``streamdet detect`` (``who`` starts each line ``say`` gets).
+    For ``auto`` the :data:`DEMO_AUTO_MODELS` are loaded and timed in turn until one keeps up with its
+    finest step, and :func:`pick_demo_model` chooses among those loaded (without ``measure``, on a GPU or
+    with ``--dt-us`` given, nothing is timed and the first keeps up)."""
     from streamdet.snn import load_snn
 
     names = DEMO_AUTO_MODELS if name == "auto" else (name,)
     loaded = []
     for candidate in names:
-        say(f"demo: loading {candidate} and converting it to a spiking network ...")
+        say(f"{who}: loading {candidate} and converting it to a spiking network ...")
         snn = load_snn(candidate)
-        if snn.modality != "events":
-            raise UserFacingError(f"the demo emulates a DVS; {candidate} takes {snn.modality} input")
         rate = measure_step_rate(snn) if measure else None
         loaded.append((candidate, snn, rate))
         if keeps_up_with_finest_step(snn.window_us, rate):
@@ -292,7 +293,7 @@ def _load_demo_model(name: str, measure: bool, say) -> tuple[str, Any, dict[str,
     rates = {n: r for n, _, r in loaded}
     if len(loaded) > 1:
         listed = ", ".join(f"{n} {r:.0f}" for n, r in rates.items())
-        say(f"demo: --model auto: steps per second alone on this CPU: {listed}; running {chosen}")
+        say(f"{who}: --model auto: steps per second alone on this CPU: {listed}; running {chosen}")
     return chosen, next(snn for n, snn, _ in loaded if n == chosen), rates
 
 
@@ -313,7 +314,9 @@ def run_demo(config: DemoConfig) -> dict[str, Any]:
         raise UserFacingError(f"--seconds must be positive, got {config.seconds}")
     say = (lambda line: None) if config.quiet else (lambda line: print(line, flush=True))
     measure = config.dt_us is None and config.device == "cpu"
-    model, snn, rates = _load_demo_model(config.model, measure, say)
+    model, snn, rates = load_live_model(config.model, measure, say)
+    if snn.modality != "events":
+        raise UserFacingError(f"the demo emulates a DVS; {model} takes {snn.modality} input")
     measured = rates[model]
     dt_us = config.dt_us or demo_step_us(snn.window_us, measured)
     window_steps = resolve_window_steps(snn.window_us, dt_us, config.window_steps)

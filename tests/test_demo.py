@@ -118,9 +118,9 @@ def test_auto_model_is_the_first_that_keeps_up_with_the_finest_step():
 def test_auto_model_without_a_measurement_loads_only_events_default():
     """On a GPU or with ``--dt-us`` given nothing is timed: ``auto`` is the shipped ``events-default``,
     and ``events-fast`` is never converted."""
-    from streamdet.demo import _load_demo_model
+    from streamdet.demo import load_live_model
 
     said = []
-    name, snn, rates = _load_demo_model("auto", measure=False, say=said.append)
+    name, snn, rates = load_live_model("auto", measure=False, say=said.append)
     assert (name, rates, snn.modality) == ("events-default", {"events-default": None}, "events")
     assert said == ["demo: loading events-default and converting it to a spiking network ..."]

@@ -442,6 +442,38 @@ def test_detect_dt_auto_measures_the_network_and_says_the_step(snn, tmp_path):
     assert detector.returncode == 130, log
 
 
+def test_detect_model_auto_runs_a_shipped_events_network(tmp_path):
+    """``streamdet detect --model auto`` (a real process): with the step given nothing is timed and it runs
+    the shipped ``events-default``, as the demo does; it says so and stops cleanly on Ctrl-C."""
+    import signal
+
+    detector = subprocess.Popen(
+        streamdet_command(
+            "detect", "--input", f"ipc://{tmp_path}/events", "--output", f"ipc://{tmp_path}/detections",
+            "--model", "auto", "--dt-us", "25000",
+        ),
+        stderr=subprocess.PIPE,
+        text=True,
+    )  # fmt: skip
+    lines = []
+    try:
+        deadline = time.monotonic() + 180
+        while time.monotonic() < deadline and not any(" dt " in line for line in lines):
+            line = detector.stderr.readline()
+            if not line:
+                break
+            lines.append(line)
+        detector.send_signal(signal.SIGINT)
+        _, rest = detector.communicate(timeout=60)
+    finally:
+        if detector.poll() is None:
+            detector.kill()
+    log = "".join(lines) + rest
+    assert "detect: loading events-default" in log and "events-fast" not in log, log
+    assert "detect: events-default (events, 346x260), dt 25000 us, window 2 steps" in log, log
+    assert detector.returncode == 130, log
+
+
 def test_late_and_slow_subscribers_never_stall_the_detector(snn, tmp_path):
     """A subscriber that never reads and one that joins late: the node publishes every window at its own
     pace and ends; the slow one misses messages (sequence gaps) instead of holding it back."""
