@@ -60,7 +60,7 @@ MAX_STRIDE = FPN_STRIDES[-1]
 SHIPPED_MODELS: tuple[str, ...] = ("events-default", "events-fast", "intensity-default")
 """Names of the weights shipped in ``streamdet/weights``."""
 
-SCORE_THRESH = 0.01
+SCORE_THRESH = 0.05
 """Sigmoid score below which a candidate box is dropped before NMS (the default decoding)."""
 NMS_THRESH = 0.4
 """IoU above which class-wise NMS suppresses a lower-scored box (the default decoding)."""

@@ -166,7 +166,7 @@ def test_decode_sweep_baseline_is_eval_and_settings_are_scored(
     (baseline,) = [
         row
         for row in result["rows"]
-        if (row["score_thresh"], row["vote_iou"], row["perturbation"]) == (0.01, 0.5, "none")  # the default
+        if (row["score_thresh"], row["vote_iou"], row["perturbation"]) == (0.05, 0.5, "none")  # the default
     ]
     assert baseline["map50"] == round(plain["map50"], 4) and baseline["map"] == round(plain["map"], 4)
     for record in result["scores"]:
