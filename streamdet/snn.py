@@ -510,6 +510,7 @@ def load_snn(name_or_path: str | Path) -> SpikingDetector:
         anchors=payload["anchors"],
         model_config=payload["model_config"],
         conversion=payload["conversion"],
-        decoding=payload.get("decoding", {}),
+        # files converted before box voting (2026-11-25) decode as they did: without it
+        decoding={"vote_iou": None, **payload.get("decoding", {})},
         history_windows=int(payload.get("history_windows", 0)),
     )

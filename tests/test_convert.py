@@ -309,6 +309,7 @@ def test_converted_detector_saves_and_loads_as_one_file(tmp_path) -> None:
     got, _ = loaded.run(x, loaded.initial_state(4))
     for a, b in zip(got, want, strict=True):
         assert torch.equal(a, b)
+    assert loaded.decoding == {"vote_iou": None}, "a file naming no decoding decodes without voting"
     bad = tmp_path / "bad.pt"
     torch.save({"format": "something-else"}, bad)
     with pytest.raises(FileFormatError, match="streamdet-snn/1"):
@@ -328,6 +329,7 @@ def test_convert_cli_writes_a_loadable_snn_of_the_shipped_model(tmp_path) -> Non
     assert f"wrote {out}" in done.stdout
     snn = load_snn(out)
     bundle = load_detector("events-default")
+    assert snn.decoding == {"score_thresh": 0.05, "nms_thresh": 0.4, "max_dets": 100, "vote_iou": 0.5}
     # In float64: in float32 a Quant-ReLU input that lands within rounding of a level boundary flips one
     # level in one of the two graphs, and the flip spreads over its receptive field (a quarter of the
     # outputs for the shipped weights on one of three random inputs); in float64 every output agrees.
