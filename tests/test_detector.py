@@ -407,25 +407,22 @@ def test_replay_detect_record_gives_the_in_process_boxes(snn, tmp_path):
         np.testing.assert_array_equal(rows["label"], result.rows[:, 5].astype(np.int32))
 
 
-def test_detect_dt_auto_measures_the_network_and_says_the_step(snn, tmp_path):
-    """``streamdet detect --dt-us auto`` (a real process): it times the network, prints the rate and the
-    step it took (the tiny model's 20 ms window is one step), runs, and stops cleanly on Ctrl-C."""
+def _detect_until_it_says_its_step(tmp_path, *options: str, timeout_s: float = 120) -> tuple[str, int]:
+    """Start ``streamdet detect`` (a real process) with ``options``, read its stderr until it prints the
+    line with its step (`` dt ``), stop it with Ctrl-C: ``(its log, its exit code)``."""
     import signal
 
-    from streamdet.snn import save_snn
-
-    save_snn(snn, tmp_path / "tiny.pt")
     detector = subprocess.Popen(
         streamdet_command(
             "detect", "--input", f"ipc://{tmp_path}/events", "--output", f"ipc://{tmp_path}/detections",
-            "--model", str(tmp_path / "tiny.pt"), "--dt-us", "auto",
+            *options,
         ),
         stderr=subprocess.PIPE,
         text=True,
     )  # fmt: skip
     lines = []
     try:
-        deadline = time.monotonic() + 120
+        deadline = time.monotonic() + timeout_s
         while time.monotonic() < deadline and not any(" dt " in line for line in lines):
             line = detector.stderr.readline()
             if not line:
@@ -436,42 +433,29 @@ def test_detect_dt_auto_measures_the_network_and_says_the_step(snn, tmp_path):
     finally:
         if detector.poll() is None:
             detector.kill()
-    log = "".join(lines) + rest
+    return "".join(lines) + rest, detector.returncode
+
+
+def test_detect_dt_auto_measures_the_network_and_says_the_step(snn, tmp_path):
+    """``streamdet detect --dt-us auto`` (a real process): it times the network, prints the rate and the
+    step it took (the tiny model's 20 ms window is one step), runs, and stops cleanly on Ctrl-C."""
+    from streamdet.snn import save_snn
+
+    save_snn(snn, tmp_path / "tiny.pt")
+    model = str(tmp_path / "tiny.pt")
+    log, code = _detect_until_it_says_its_step(tmp_path, "--model", model, "--dt-us", "auto")
     assert "times a second alone" in log, log
     assert "dt 20000 us" in log, log
-    assert detector.returncode == 130, log
+    assert code == 130, log
 
 
 def test_detect_model_auto_runs_a_shipped_events_network(tmp_path):
     """``streamdet detect --model auto`` (a real process): with the step given nothing is timed and it runs
     the shipped ``events-default``, as the demo does; it says so and stops cleanly on Ctrl-C."""
-    import signal
-
-    detector = subprocess.Popen(
-        streamdet_command(
-            "detect", "--input", f"ipc://{tmp_path}/events", "--output", f"ipc://{tmp_path}/detections",
-            "--model", "auto", "--dt-us", "25000",
-        ),
-        stderr=subprocess.PIPE,
-        text=True,
-    )  # fmt: skip
-    lines = []
-    try:
-        deadline = time.monotonic() + 180
-        while time.monotonic() < deadline and not any(" dt " in line for line in lines):
-            line = detector.stderr.readline()
-            if not line:
-                break
-            lines.append(line)
-        detector.send_signal(signal.SIGINT)
-        _, rest = detector.communicate(timeout=60)
-    finally:
-        if detector.poll() is None:
-            detector.kill()
-    log = "".join(lines) + rest
+    log, code = _detect_until_it_says_its_step(tmp_path, "--model", "auto", "--dt-us", "25000", timeout_s=180)
     assert "detect: loading events-default" in log and "events-fast" not in log, log
     assert "detect: events-default (events, 346x260), dt 25000 us, window 2 steps" in log, log
-    assert detector.returncode == 130, log
+    assert code == 130, log
 
 
 def test_late_and_slow_subscribers_never_stall_the_detector(snn, tmp_path):
