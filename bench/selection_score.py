@@ -5,6 +5,11 @@ perturbed mAP@0.5 (mean over the perturbed rows of a `bench/robustness.py` JSON)
     .venv/bin/python bench/selection_score.py --window out/window/val-s14h.json \
         --robustness out/robustness/val9-s14h.json
 
+Without `--window`, the clean figures are the `none` rows of the `--robustness` files (a robustness run
+over the validation splits scores both, as the intensity model's rules do):
+
+    .venv/bin/python bench/selection_score.py --robustness out/robustness/val-i6a.json
+
 Several files of each kind may be given; rows are matched by model name (the path a bench was given),
 so score two files of one path, such as a run and its re-run, in separate calls. Prints one line per model
 (the clean split figures, the perturbed ones, the two means and the score), best last; `--json OUT`
@@ -22,14 +27,16 @@ from pathlib import Path
 
 def selection_scores(window_rows: list[dict], robustness_rows: list[dict]) -> list[dict]:
     """One record per model present in both row lists: ``clean`` (``{split: map50}``), ``perturbed``
-    (``{"kind:level": map50}``), their means and ``score`` (the mean of the two means), sorted by score."""
+    (``{"split kind:level": map50}``, the split left out of rows that name none, so perturbations of
+    several splits all count), their means and ``score`` (the mean of the two means), sorted by score."""
     clean: dict[str, dict[str, float]] = defaultdict(dict)
     for row in window_rows:
         clean[row["model"]][row["data"]] = row["map50"]
     perturbed: dict[str, dict[str, float]] = defaultdict(dict)
     for row in robustness_rows:
         if row["perturbation"] != "none":
-            perturbed[row["model"]][f"{row['perturbation']}:{row['level']:g}"] = row["map50"]
+            split = f"{row['data']} " if "data" in row else ""
+            perturbed[row["model"]][f"{split}{row['perturbation']}:{row['level']:g}"] = row["map50"]
     records = []
     for model in clean.keys() & perturbed.keys():
         clean_mean = sum(clean[model].values()) / len(clean[model])
@@ -59,15 +66,26 @@ def _rows(paths: list[Path]) -> list[dict]:
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--window", type=Path, nargs="+", required=True, help="bench/window_sweep.py JSON(s)")
+    parser.add_argument(
+        "--window",
+        type=Path,
+        nargs="+",
+        default=None,
+        help="bench/window_sweep.py JSON(s) (default: the 'none' rows of the --robustness files)",
+    )
     parser.add_argument(
         "--robustness", type=Path, nargs="+", required=True, help="bench/robustness.py JSON(s)"
     )
     parser.add_argument("--json", type=Path, default=None, help="write the records here")
     args = parser.parse_args(argv)
-    records = selection_scores(_rows(args.window), _rows(args.robustness))
+    robustness_rows = _rows(args.robustness)
+    if args.window is None:
+        window_rows = [row for row in robustness_rows if row["perturbation"] == "none"]
+    else:
+        window_rows = _rows(args.window)
+    records = selection_scores(window_rows, robustness_rows)
     if not records:
-        sys.exit("error: no model appears in both the --window and the --robustness files")
+        sys.exit("error: no model has both clean and perturbed rows in the files given")
     for record in records:
         clean = " / ".join(f"{value:.3f}" for value in record["clean"].values())
         perturbed = " / ".join(f"{value:.3f}" for value in record["perturbed"].values())

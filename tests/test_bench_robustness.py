@@ -147,6 +147,25 @@ def test_selection_score_is_the_mean_of_clean_and_perturbed_means(load_bench, tm
         bench.main(["--window", str(tmp_path / "missing.json"), "--robustness", str(robustness)])
 
 
+def test_selection_score_takes_clean_figures_from_robustness_none_rows(load_bench, tmp_path: Path) -> None:
+    bench = load_bench("selection_score")
+    robustness = tmp_path / "robustness.json"
+    rows = [
+        {"model": "m", "data": "a/val", "perturbation": "none", "level": 0.0, "map50": 0.9},
+        {"model": "m", "data": "a/val", "perturbation": "noise", "level": 0.1, "map50": 0.5},
+        {"model": "m", "data": "b/val", "perturbation": "none", "level": 0.0, "map50": 0.7},
+        {"model": "m", "data": "b/val", "perturbation": "noise", "level": 0.1, "map50": 0.3},
+        {"model": "no-perturbation", "data": "a/val", "perturbation": "none", "level": 0.0, "map50": 1.0},
+    ]
+    robustness.write_text(json.dumps({"rows": rows}))
+    out = tmp_path / "scores.json"
+    assert bench.main(["--robustness", str(robustness), "--json", str(out)]) == 0
+    (record,) = json.loads(out.read_text())
+    assert record["clean"] == {"a/val": 0.9, "b/val": 0.7}
+    assert record["perturbed"] == {"a/val noise:0.1": 0.5, "b/val noise:0.1": 0.3}
+    assert (record["clean_mean"], record["perturbed_mean"], record["score"]) == (0.8, 0.4, 0.6)
+
+
 def test_decode_sweep_baseline_is_eval_and_settings_are_scored(
     tiny_root: Path, overfit_checkpoint: Path, tmp_path: Path, load_bench
 ) -> None:
