@@ -57,7 +57,7 @@ stride 4 before them, :func:`pyramid_strides`)."""
 MAX_STRIDE = FPN_STRIDES[-1]
 """Input height and width must be multiples of this (see :func:`pad_input`)."""
 
-SHIPPED_MODELS: tuple[str, ...] = ("events-default", "events-fast", "intensity-default")
+SHIPPED_MODELS: tuple[str, ...] = ("events-default", "events-fast", "intensity-default", "intensity-fast")
 """Names of the weights shipped in ``streamdet/weights``."""
 
 SCORE_THRESH = 0.05
