@@ -2,8 +2,8 @@
 
 For every labelled object (not ignored) of a built split, the ANN's best detection of the same class:
 its IoU, and whether one with IoU >= 0.5 scores at least ``--score``. Recall and mean best IoU are then
-reported per class in buckets of the box's shorter side (pixels), of the events inside the box in the
-model's window, and of the label's ``motion_px``.
+reported per class in buckets of the box's shorter side (pixels), of its height / width ratio, of the
+events inside the box in the model's window and of the label's ``motion_px``, and per class and sequence.
 
     .venv/bin/python bench/recall_by_size.py --model events-default --data data/v3-maritime/test \
         --json out/recall/events-v3-maritime.json
@@ -22,6 +22,7 @@ from torchvision.ops import box_iou
 
 BUCKETS = {
     "min_side_px": [0, 6, 8, 10, 12, 16, 24, 32, 64, 1e9],
+    "aspect_hw": [0, 0.25, 0.35, 0.5, 0.7, 1, 1.4, 2, 3, 1e9],
     "events_in_box": [0, 10, 30, 100, 300, 1000, 1e9],
     "motion_px": [0, 1, 2, 4, 8, 16, 1e9],
 }
@@ -51,7 +52,9 @@ def object_rows(bundle, samples, score: float) -> list[dict]:
                 rows.append(
                     {
                         "class": bundle.class_names[annotation["category_id"] - 1],
+                        "sequence": samples.image(i).get("sequence"),
                         "min_side_px": min(w, h),
+                        "aspect_hw": h / w if w > 0 else None,
                         "events_in_box": float(window.sum()),
                         "motion_px": annotation.get("motion_px"),
                         "best_iou": best_iou,
@@ -78,6 +81,24 @@ def bucket_table(rows: list[dict], key: str, edges: list[float]) -> list[dict]:
                         "mean_best_iou": round(float(np.mean([r["best_iou"] for r in inside])), 3),
                     }
                 )
+    return table
+
+
+def group_table(rows: list[dict], key: str) -> list[dict]:
+    """Per class and value of ``key`` (e.g. the sequence): objects, recall, mean best IoU."""
+    table = []
+    for name in sorted({r["class"] for r in rows}):
+        for value in sorted({r[key] for r in rows if r["class"] == name and r[key] is not None}):
+            inside = [r for r in rows if r["class"] == name and r[key] == value]
+            table.append(
+                {
+                    "class": name,
+                    key: value,
+                    "objects": len(inside),
+                    "recall": round(float(np.mean([r["found"] for r in inside])), 3),
+                    "mean_best_iou": round(float(np.mean([r["best_iou"] for r in inside])), 3),
+                }
+            )
     return table
 
 
@@ -111,6 +132,9 @@ def main(argv: list[str] | None = None) -> int:
         result[key] = bucket_table(rows, key, edges)
         for entry in result[key]:
             print(key, json.dumps(entry))
+    result["sequence"] = group_table(rows, "sequence")
+    for entry in result["sequence"]:
+        print("sequence", json.dumps(entry))
     if args.json:
         Path(args.json).parent.mkdir(parents=True, exist_ok=True)
         Path(args.json).write_text(json.dumps(result, indent=1) + "\n")

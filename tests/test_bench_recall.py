@@ -1,0 +1,65 @@
+"""bench/recall_by_size.py: which labelled objects a detector misses, by size, shape, events and sequence."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+
+pytestmark = pytest.mark.usefixtures("single_thread")
+
+
+def rows_of(*specs: tuple[str, str, float, bool]) -> list[dict]:
+    return [
+        {
+            "class": name,
+            "sequence": sequence,
+            "aspect_hw": aspect,
+            "best_iou": 0.6 if found else 0.1,
+            "found": found,
+        }
+        for name, sequence, aspect, found in specs
+    ]
+
+
+def test_bucket_and_group_tables_count_recall_per_class(load_bench) -> None:
+    bench = load_bench("recall_by_size")
+    rows = rows_of(
+        ("boat", "s0", 0.3, False),
+        ("boat", "s0", 0.3, True),
+        ("boat", "s1", 1.5, True),
+        ("buoy", "s1", 2.5, True),
+    )
+    table = bench.bucket_table(rows, "aspect_hw", [0, 0.5, 2, 1e9])
+    assert table == [
+        {"class": "boat", "from": 0, "to": 0.5, "objects": 2, "recall": 0.5, "mean_best_iou": 0.35},
+        {"class": "boat", "from": 0.5, "to": 2, "objects": 1, "recall": 1.0, "mean_best_iou": 0.6},
+        {"class": "buoy", "from": 2, "to": 1e9, "objects": 1, "recall": 1.0, "mean_best_iou": 0.6},
+    ]
+    by_sequence = bench.group_table(rows, "sequence")
+    assert [(e["class"], e["sequence"], e["objects"], e["recall"]) for e in by_sequence] == [
+        ("boat", "s0", 2, 0.5),
+        ("boat", "s1", 1, 1.0),
+        ("buoy", "s1", 1, 1.0),
+    ]
+
+
+def test_recall_report_on_a_built_split(
+    load_bench, tiny_root: Path, overfit_checkpoint: Path, tmp_path
+) -> None:
+    bench = load_bench("recall_by_size")
+    out = tmp_path / "recall.json"
+    split = tiny_root / "train"
+    assert bench.main(["--model", str(overfit_checkpoint), "--data", str(split), "--json", str(out)]) == 0
+    report = json.loads(out.read_text())
+    labelled = [
+        a for a in json.loads((split / "annotations.json").read_text())["annotations"] if not a.get("ignore")
+    ]
+    assert report["objects"] == len(labelled)
+    for key in ("min_side_px", "aspect_hw", "events_in_box", "sequence"):
+        assert sum(entry["objects"] for entry in report[key]) == len(labelled), key
+    assert {entry["sequence"] for entry in report["sequence"]} == {"toy-0000"}
+    # the tiny model fits its own training split, so it finds nearly every object there
+    found = sum(entry["recall"] * entry["objects"] for entry in report["sequence"])
+    assert found >= 0.8 * len(labelled)
