@@ -63,3 +63,41 @@ def test_recall_report_on_a_built_split(
     # the tiny model fits its own training split, so it finds nearly every object there
     found = sum(entry["recall"] * entry["objects"] for entry in report["sequence"])
     assert found >= 0.8 * len(labelled)
+
+
+def test_label_shapes_counts_wide_boxes_and_their_size(load_bench, tmp_path) -> None:
+    bench = load_bench("label_shapes")
+    coco = {
+        "categories": [{"id": 1, "name": "boat"}, {"id": 2, "name": "buoy"}],
+        "annotations": [
+            {"category_id": 1, "bbox": [0, 0, 40, 10], "contrast": 0.2},  # wide
+            {"category_id": 1, "bbox": [0, 0, 30, 12], "contrast": 0.4},  # wide
+            {"category_id": 1, "bbox": [0, 0, 20, 30], "contrast": 0.6},
+            {"category_id": 1, "bbox": [0, 0, 50, 5], "ignore": 1},  # not counted
+            {"category_id": 2, "bbox": [0, 0, 8, 16]},  # no contrast label
+        ],
+    }
+    boat, buoy = bench.split_shapes(coco, 0.5)
+    assert boat == {
+        "class": "boat",
+        "objects": 3,
+        "wide_share": 0.667,
+        "wide_min_side_p50": 11.0,
+        "wide_contrast_p50": 0.3,
+        "rest_min_side_p50": 20.0,
+        "rest_contrast_p50": 0.6,
+    }
+    assert (
+        buoy["wide_share"] == 0.0 and buoy["wide_min_side_p50"] is None and buoy["rest_contrast_p50"] is None
+    )
+    split = tmp_path / "split"
+    split.mkdir()
+    with pytest.raises(SystemExit, match="no annotations.json"):
+        bench.main(["--data", str(split)])
+    (split / "annotations.json").write_text("{not json")
+    with pytest.raises(SystemExit, match="not valid JSON"):
+        bench.main(["--data", str(split)])
+    (split / "annotations.json").write_text(json.dumps(coco))
+    out = tmp_path / "shapes.json"
+    assert bench.main(["--data", str(split), "--json", str(out)]) == 0
+    assert json.loads(out.read_text())["splits"][str(split)][0] == boat
