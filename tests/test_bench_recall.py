@@ -101,3 +101,34 @@ def test_label_shapes_counts_wide_boxes_and_their_size(load_bench, tmp_path) -> 
     out = tmp_path / "shapes.json"
     assert bench.main(["--data", str(split), "--json", str(out)]) == 0
     assert json.loads(out.read_text())["splits"][str(split)][0] == boat
+
+
+def test_plot_recall_orders_buckets_drops_small_ones_and_writes_a_png(load_bench, tmp_path) -> None:
+    bench = load_bench("plot_recall")
+    report = {
+        "model": "events-default",
+        "data": "data/fresh-maritime/test",
+        "aspect_hw": [
+            {"class": "boat", "from": 1, "to": 1.4, "objects": 20, "recall": 0.9, "mean_best_iou": 0.8},
+            {"class": "boat", "from": 0.25, "to": 0.35, "objects": 30, "recall": 0.5, "mean_best_iou": 0.6},
+            {"class": "boat", "from": 3, "to": 1e9, "objects": 2, "recall": 0.0, "mean_best_iou": 0.1},
+        ],
+    }
+    assert bench.recall_series(report, "aspect_hw", "boat", min_objects=10) == (
+        ["0.25-0.35", "1-1.4"],
+        [0.5, 0.9],
+        [30, 20],
+    )
+    assert bench.recall_series(report, "aspect_hw", "boat")[0][-1] == ">= 3"
+    assert bench.series_name(report) == "events-default: fresh-maritime"
+    path = tmp_path / "recall.json"
+    path.write_text(json.dumps(report))
+    out = tmp_path / "plot.png"
+    assert bench.main([str(path), "--key", "aspect_hw", "--counts", "--out", str(out)]) == 0
+    assert out.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+    with pytest.raises(SystemExit, match="no 'motion_px' table"):
+        bench.main([str(path), "--key", "motion_px", "--out", str(out)])
+    with pytest.raises(SystemExit, match="car in none of the files"):
+        bench.main([str(path), "--classes", "car", "--out", str(out)])
+    with pytest.raises(SystemExit, match="cannot read"):
+        bench.main([str(tmp_path / "missing.json"), "--out", str(out)])
