@@ -83,7 +83,8 @@ def measure_step_rate(snn, steps: int = 12, seed: int = 0) -> float:
 
 DEMO_AUTO_MODELS = ("events-default", "events-fast")
 """``--model auto`` (the demo's default), best detector first: stage 13, then stage 12 at 0.37 of its
-compute (docs/model-card.md). The demo runs the first that this machine steps at the finest demo step."""
+compute (docs/model-card.md). The demo runs the first that this machine steps at the finest demo step,
+or the faster one when neither keeps up with it (:func:`pick_demo_model`)."""
 
 
 def keeps_up_with_finest_step(window_us: int, steps_per_s: float | None) -> bool:
@@ -93,15 +94,18 @@ def keeps_up_with_finest_step(window_us: int, steps_per_s: float | None) -> bool
 
 
 def pick_demo_model(candidates: list[tuple[str, int, float | None]]) -> str:
-    """The name of the first ``(name, window_us, steps_per_s)`` that :func:`keeps_up_with_finest_step`, or
-    of the first candidate when none does: a better network at a coarser step scored 0.10 map50 below the
-    faster one at the finest step on two CPU cores (docs/demo.md)."""
+    """The name of the first ``(name, window_us, steps_per_s)`` that :func:`keeps_up_with_finest_step`
+    (a better network at a coarser step scored 0.10 map50 below the faster one at the finest step on two
+    CPU cores), or, when none does, of the one that steps fastest, which then takes the finest step it
+    keeps up with: on a slow hour of the 2-core sandbox ``events-default`` at 50 ms steps fell behind
+    (0.79 map50, 141 ms median latency, 60 of 400 steps dropped) where ``events-fast`` at 50 ms kept up
+    (0.84, 50 ms, 11 dropped; docs/demo.md)."""
     if not candidates:
         raise ValueError("no candidate models")
     for name, window_us, steps_per_s in candidates:
         if keeps_up_with_finest_step(window_us, steps_per_s):
             return name
-    return candidates[0][0]
+    return max(candidates, key=lambda candidate: candidate[2])[0]
 
 
 @dataclass(frozen=True)
@@ -111,8 +115,9 @@ class DemoConfig:
     Attributes:
         seconds: scene time, seconds.
         model: SNN or ANN checkpoint name / path (converted on load, once, in the main process), or
-            ``auto``: the first of :data:`DEMO_AUTO_MODELS` that this CPU steps at the finest step
-            (:func:`pick_demo_model`; ``events-default`` on a GPU or with ``dt_us`` given).
+            ``auto``: the first of :data:`DEMO_AUTO_MODELS` that this CPU steps at the finest step, else
+            the one it steps fastest (:func:`pick_demo_model`; ``events-default`` on a GPU or with
+            ``dt_us`` given).
         preset: scene preset (``maritime`` or ``traffic``).
         seed: scene and sensor seed.
         speed: scene pace, multiple of real time.

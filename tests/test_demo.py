@@ -107,8 +107,9 @@ def test_auto_model_is_the_first_that_keeps_up_with_the_finest_step():
     too_slow = fast_enough - 1
     assert pick_demo_model([("best", 100_000, fast_enough), ("fast", 100_000, 70.0)]) == "best"
     assert pick_demo_model([("best", 100_000, too_slow), ("fast", 100_000, fast_enough)]) == "fast"
-    # neither keeps up: the better network at its coarser step
-    assert pick_demo_model([("best", 100_000, 10.0), ("fast", 100_000, too_slow)]) == "best"
+    # neither keeps up: the one that steps fastest, at the finest step it keeps up with
+    assert pick_demo_model([("best", 100_000, 10.0), ("fast", 100_000, too_slow)]) == "fast"
+    assert pick_demo_model([("best", 100_000, too_slow), ("fast", 100_000, 10.0)]) == "best"
     # not measured (a GPU, or --dt-us given): the first
     assert pick_demo_model([("best", 100_000, None), ("fast", 100_000, None)]) == "best"
     # a 20 ms window is one step whatever the rate
