@@ -259,7 +259,8 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         "--model",
         default="events-default",
         help="model name or file (default events-default), or auto: events-default, or events-fast where "
-        "this CPU steps only that one at 25 ms (timed with --dt-us auto, as the demo does)",
+        "this CPU steps only that one at 25 ms, or the faster of the two where neither keeps up (timed with "
+        "--dt-us auto, as the demo does)",
     )
     _add_detector_options(detect)
     detect.add_argument(
