@@ -8,6 +8,8 @@ pixels, height / width ratios):
 
     .venv/bin/python bench/anchor_coverage.py --data data/v3/train data/v3m/train data/v1x/train \
         data/v2x/train --anchors 10:0.5,1,2 12:0.5,1,2,3 --json out/anchors/train.json
+
+``--split-wide 0.5`` reports the boxes wider than twice their height apart (``boat (h/w < 0.5)``).
 """
 
 from __future__ import annotations
@@ -45,6 +47,16 @@ def labelled_boxes(split: Path) -> tuple[torch.Tensor, list[str]]:
     return torch.tensor(boxes, dtype=torch.float32).reshape(-1, 4), classes
 
 
+def split_wide_classes(boxes: torch.Tensor, classes: list[str], ratio: float) -> list[str]:
+    """The class names with ``" (h/w < R)"`` added to those of boxes whose height / width is under
+    ``ratio`` (e.g. boats seen side-on), so that they are reported apart."""
+    heights, widths = boxes[:, 3] - boxes[:, 1], boxes[:, 2] - boxes[:, 0]
+    wide = (heights < ratio * widths).tolist()
+    return [
+        f"{name} (h/w < {ratio:g})" if is_wide else name for name, is_wide in zip(classes, wide, strict=True)
+    ]
+
+
 def coverage(
     boxes: torch.Tensor, anchors: torch.Tensor, chunk: int = 2048
 ) -> tuple[torch.Tensor, torch.Tensor]:
@@ -67,6 +79,9 @@ def main(argv: list[str] | None = None) -> int:
         "--finest-stride", type=int, choices=(4, 8), default=8, help="8: P3..P5; 4: a P2 level too"
     )
     parser.add_argument("--every", type=int, default=1, metavar="N", help="every Nth object only (faster)")
+    parser.add_argument(
+        "--split-wide", type=float, default=None, metavar="R", help="report boxes of height / width < R apart"
+    )
     parser.add_argument("--json", default=None, metavar="OUT")
     args = parser.parse_args(argv)
 
@@ -79,6 +94,8 @@ def main(argv: list[str] | None = None) -> int:
         classes += split_classes
     all_boxes = torch.cat(boxes)[:: args.every]
     classes = classes[:: args.every]
+    if args.split_wide is not None:
+        classes = split_wide_classes(all_boxes, classes, args.split_wide)
     names = sorted(set(classes))
     masks = {name: torch.tensor([c == name for c in classes]) for name in names}
     base = config_for("events", finest_stride=args.finest_stride)
