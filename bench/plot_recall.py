@@ -35,8 +35,6 @@ def recall_series(
 ) -> tuple[list[str], list[float], list[int]]:
     """The buckets of one class in one report that hold at least ``min_objects`` objects: labels,
     recall and object counts, in bucket order."""
-    if key not in report:
-        raise ValueError(f"no {key!r} table (a file of an older bench/recall_by_size.py?)")
     rows = sorted(
         (r for r in report[key] if r["class"] == name and r["objects"] >= min_objects),
         key=lambda r: r["from"],

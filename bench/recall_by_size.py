@@ -64,6 +64,15 @@ def object_rows(bundle, samples, score: float) -> list[dict]:
     return rows
 
 
+def recall_summary(rows: list[dict]) -> dict:
+    """Objects, recall and mean best IoU of a non-empty group of object rows."""
+    return {
+        "objects": len(rows),
+        "recall": round(float(np.mean([r["found"] for r in rows])), 3),
+        "mean_best_iou": round(float(np.mean([r["best_iou"] for r in rows])), 3),
+    }
+
+
 def bucket_table(rows: list[dict], key: str, edges: list[float]) -> list[dict]:
     """Per class and bucket ``[lo, hi)`` of ``key``: objects, recall, mean best IoU."""
     table = []
@@ -71,16 +80,7 @@ def bucket_table(rows: list[dict], key: str, edges: list[float]) -> list[dict]:
         for lo, hi in zip(edges[:-1], edges[1:], strict=True):
             inside = [r for r in rows if r["class"] == name and r[key] is not None and lo <= r[key] < hi]
             if inside:
-                table.append(
-                    {
-                        "class": name,
-                        "from": lo,
-                        "to": hi,
-                        "objects": len(inside),
-                        "recall": round(float(np.mean([r["found"] for r in inside])), 3),
-                        "mean_best_iou": round(float(np.mean([r["best_iou"] for r in inside])), 3),
-                    }
-                )
+                table.append({"class": name, "from": lo, "to": hi, **recall_summary(inside)})
     return table
 
 
@@ -90,15 +90,7 @@ def group_table(rows: list[dict], key: str) -> list[dict]:
     for name in sorted({r["class"] for r in rows}):
         for value in sorted({r[key] for r in rows if r["class"] == name and r[key] is not None}):
             inside = [r for r in rows if r["class"] == name and r[key] == value]
-            table.append(
-                {
-                    "class": name,
-                    key: value,
-                    "objects": len(inside),
-                    "recall": round(float(np.mean([r["found"] for r in inside])), 3),
-                    "mean_best_iou": round(float(np.mean([r["best_iou"] for r in inside])), 3),
-                }
-            )
+            table.append({"class": name, key: value, **recall_summary(inside)})
     return table
 
 
