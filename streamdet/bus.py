@@ -15,6 +15,11 @@
 - ``tcp://`` links can be encrypted and authenticated with ZeroMQ CURVE (``CurveServerKeys`` on the
   binding side, ``CurveClientKeys`` on the connecting side).
 
+Ctrl-C: pyzmq checks for signals in every call, also while it frees a received or sent frame
+(``Frame.__dealloc__``), where Python cannot raise: a Ctrl-C landing there would be printed and dropped,
+and the process would go on. ``keep_swallowed_interrupt`` (the command line's ``sys.unraisablehook``)
+remembers it, and the next ``Publisher.send`` or ``Subscriber.receive`` raises it.
+
 Topic filters: ``""`` is everything, a kind (``"events"`` or ``"events/"``) is every stream of that
 kind, ``"<kind>/<stream>"`` is exactly that stream (``events/cam1`` does not match ``events/cam10``).
 """
@@ -23,6 +28,7 @@ from __future__ import annotations
 
 import logging
 import math
+import sys
 import time
 import uuid
 from collections.abc import Iterator, Sequence
@@ -41,6 +47,35 @@ DEFAULT_HWM = 1000
 """Default high-water mark: messages queued per peer before a publisher drops (or blocks if lossless)."""
 
 REJECT_LOG_INTERVAL_S = 1.0
+
+INTERRUPT_CHECK_MS = 100
+"""A receive that waits looks at least this often (milliseconds) for a Ctrl-C kept from a finalizer."""
+
+_swallowed_interrupt = False
+"""A ``KeyboardInterrupt`` was raised where Python had to drop it; ``raise_swallowed_interrupt`` raises it."""
+
+
+def keep_swallowed_interrupt(unraisable: object) -> None:
+    """``sys.unraisablehook`` that keeps a Ctrl-C raised in a finalizer for the next send or receive.
+
+    pyzmq 27's ``_check_rc`` calls ``PyErr_CheckSignals`` in every call, also in ``Frame.__dealloc__``:
+    a SIGINT arriving while a frame is freed raises its ``KeyboardInterrupt`` there, Python prints and
+    drops it, and a detector on a busy stream ignored Ctrl-C this way. The interrupt cannot be raised
+    again from here (it would land in this hook and be dropped too), so it is only remembered, by an
+    assignment, which checks no signal. Other exceptions go to the default hook."""
+    global _swallowed_interrupt
+    if getattr(unraisable, "exc_type", None) is KeyboardInterrupt:
+        _swallowed_interrupt = True
+    else:
+        sys.__unraisablehook__(unraisable)
+
+
+def raise_swallowed_interrupt() -> None:
+    """Raise the ``KeyboardInterrupt`` that ``keep_swallowed_interrupt`` kept, once; else nothing."""
+    global _swallowed_interrupt
+    if _swallowed_interrupt:
+        _swallowed_interrupt = False
+        raise KeyboardInterrupt
 
 
 @dataclass(frozen=True)
@@ -208,6 +243,7 @@ class Publisher:
     def send(self, message: wire.Message) -> wire.Message:
         """Stamp ``message`` with the next sequence number of its topic, send it, return the stamped
         message. Event and box arrays are sent without a copy: do not change them afterwards."""
+        raise_swallowed_interrupt()
         topic = message.topic
         stamped = message.with_seq(self._next_seq.get(topic, 0))
         self._socket.send_multipart(wire.pack(stamped), copy=False)
@@ -404,16 +440,19 @@ class Subscriber:
 
         deadline = None if timeout_ms is None else time.monotonic() + timeout_ms / 1000
         while True:
-            if deadline is None:
-                frames = self._socket.recv_multipart(copy=False)
-            else:
-                try:
-                    frames = self._socket.recv_multipart(zmq.NOBLOCK, copy=False)
-                except zmq.Again:
-                    wait_ms = max(0, math.ceil((deadline - time.monotonic()) * 1000))
-                    if not self._socket.poll(wait_ms, zmq.POLLIN):
-                        return None
-                    continue
+            raise_swallowed_interrupt()
+            try:
+                frames = self._socket.recv_multipart(zmq.NOBLOCK, copy=False)
+            except zmq.Again:
+                # Wait in slices, so that a Ctrl-C kept by keep_swallowed_interrupt is raised in time.
+                remaining_ms = None
+                if deadline is not None:
+                    remaining_ms = max(0, math.ceil((deadline - time.monotonic()) * 1000))
+                if remaining_ms is None or remaining_ms > INTERRUPT_CHECK_MS:
+                    self._socket.poll(INTERRUPT_CHECK_MS, zmq.POLLIN)
+                elif not self._socket.poll(remaining_ms, zmq.POLLIN):
+                    return None
+                continue
             message = self.accept(frames)
             if message is not None:
                 return message

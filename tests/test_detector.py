@@ -429,7 +429,14 @@ def _detect_until_it_says_its_step(tmp_path, *options: str, timeout_s: float = 1
                 break
             lines.append(line)
         detector.send_signal(signal.SIGINT)
-        _, rest = detector.communicate(timeout=60)
+        try:
+            detector.wait(timeout=60)
+        except subprocess.TimeoutExpired:
+            detector.kill()
+            detector.wait()
+            log = "".join(lines) + detector.stderr.read()
+            raise AssertionError(f"streamdet detect went on after Ctrl-C:\n{log}") from None
+        rest = detector.stderr.read()  # not communicate(): it would skip what readline has buffered
     finally:
         if detector.poll() is None:
             detector.kill()

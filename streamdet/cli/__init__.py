@@ -16,6 +16,7 @@ import pkgutil
 import signal
 import sys
 
+from streamdet.bus import keep_swallowed_interrupt
 from streamdet.errors import UserFacingError
 
 COMMAND_MODULES: dict[str, str] = {
@@ -58,8 +59,10 @@ def build_parser(command: str | None = None) -> argparse.ArgumentParser:
 def main(argv: list[str] | None = None) -> int:
     """Entry point of the console script; returns the process exit code."""
     # Ctrl-C (SIGINT) ends every command cleanly, also when a non-interactive shell started it in the
-    # background with SIGINT ignored (the launcher and the tests stop processes with SIGINT).
+    # background with SIGINT ignored (the launcher and the tests stop processes with SIGINT), and also
+    # when it lands in a pyzmq frame's finalizer (see streamdet.bus).
     signal.signal(signal.SIGINT, signal.default_int_handler)
+    sys.unraisablehook = keep_swallowed_interrupt
     argv = sys.argv[1:] if argv is None else argv
     args = build_parser(argv[0] if argv else None).parse_args(argv)
     try:
