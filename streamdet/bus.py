@@ -26,9 +26,12 @@ kind, ``"<kind>/<stream>"`` is exactly that stream (``events/cam1`` does not mat
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import math
+import signal
 import sys
+import threading
 import time
 import uuid
 from collections.abc import Iterator, Sequence
@@ -165,6 +168,17 @@ def _apply_curve(socket, keys: CurveServerKeys | CurveClientKeys) -> None:
         _apply_client_curve(socket, keys)
 
 
+@contextlib.contextmanager
+def _stop_signals_blocked() -> Iterator[None]:
+    """Block SIGINT and SIGTERM in the calling thread for the block (threads started in it inherit the
+    mask and keep them blocked), then restore the mask."""
+    previous = signal.pthread_sigmask(signal.SIG_BLOCK, {signal.SIGINT, signal.SIGTERM})
+    try:
+        yield
+    finally:
+        signal.pthread_sigmask(signal.SIG_SETMASK, previous)
+
+
 def _start_authenticator(context, keys: CurveServerKeys | CurveClientKeys | None):
     """A ZAP authenticator thread allowing the certificates in ``keys.authorized_clients``, or None."""
     if not isinstance(keys, CurveServerKeys) or keys.authorized_clients is None:
@@ -172,7 +186,11 @@ def _start_authenticator(context, keys: CurveServerKeys | CurveClientKeys | None
     from zmq.auth.thread import ThreadAuthenticator
 
     authenticator = ThreadAuthenticator(context, log=LOG)
-    authenticator.start()
+    # The thread starts with Ctrl-C and SIGTERM blocked, so the kernel hands them to the main thread:
+    # one delivered to this thread would leave the main thread asleep in libzmq (the broker's
+    # zmq.proxy), the signal noted but never acted on.
+    with _stop_signals_blocked():
+        authenticator.start()
     authenticator.configure_curve(domain="*", location=keys.authorized_clients)
     return authenticator
 
@@ -519,6 +537,11 @@ def run_broker(
     without it). ZeroMQ copies socket options when it binds or connects, so one XSUB socket can be a
     CURVE server on the frontend and a client, or plain, towards the upstreams. The broker drops for a
     subscriber whose queue (``hwm``) is full: lossless delivery is end to end only.
+
+    libzmq's proxy forwards in a thread of its own, stopped through a control socket; the calling
+    thread waits in Python, looking every ``INTERRUPT_CHECK_MS``. (With the proxy in the main thread, a
+    Ctrl-C arriving while it forwarded, outside its wait, was noted but never acted on: it went back
+    to sleep in C.)
     """
     import zmq
 
@@ -528,8 +551,14 @@ def run_broker(
     authenticator = _start_authenticator(context, curve)
     xsub = context.socket(zmq.XSUB)
     xpub = context.socket(zmq.XPUB)
+    control_endpoint = f"inproc://streamdet-broker-control-{uuid.uuid4().hex}"
+    control = context.socket(zmq.PAIR)
+    control.bind(control_endpoint)
+    steering = context.socket(zmq.PAIR)
+    steering.connect(control_endpoint)
+    proxy = None
     try:
-        for socket in (xsub, xpub):
+        for socket in (xsub, xpub, control, steering):
             socket.setsockopt(zmq.SNDHWM, hwm)
             socket.setsockopt(zmq.RCVHWM, hwm)
             socket.setsockopt(zmq.LINGER, 0)
@@ -547,12 +576,38 @@ def run_broker(
         for upstream in upstreams:
             _attach(xsub, upstream, bind=False)
         _attach(xpub, backend, bind=True)
-        zmq.proxy(xsub, xpub)
-    except zmq.ContextTerminated:
-        return
+        proxy = _ProxyThread(xsub, xpub, control)
+        with _stop_signals_blocked():
+            proxy.start()
+        while proxy.is_alive():
+            proxy.join(INTERRUPT_CHECK_MS / 1000)
     finally:
-        xsub.close()
-        xpub.close()
+        if proxy is not None and proxy.is_alive():
+            steering.send(b"TERMINATE")
+            proxy.join()
+        for socket in (xsub, xpub, control, steering):
+            socket.close()
         if authenticator is not None:
             authenticator.stop()
         context.term()
+    if proxy.error is not None:
+        raise proxy.error
+
+
+class _ProxyThread(threading.Thread):
+    """``zmq.proxy_steerable(frontend, backend, control=control)`` in a daemon thread, which ends when
+    ``control`` receives ``TERMINATE``; an error it raised is kept in ``error``."""
+
+    def __init__(self, frontend, backend, control) -> None:
+        super().__init__(name="streamdet-broker-proxy", daemon=True)
+        self._sockets = (frontend, backend, control)
+        self.error: BaseException | None = None
+
+    def run(self) -> None:
+        import zmq
+
+        frontend, backend, control = self._sockets
+        try:
+            zmq.proxy_steerable(frontend, backend, control=control)
+        except Exception as error:  # noqa: BLE001 - handed to the thread that waits
+            self.error = error
