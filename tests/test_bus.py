@@ -357,7 +357,7 @@ def streamdet(*args: str) -> subprocess.Popen:
 def test_broker_stops_on_a_ctrl_c_that_wakes_no_system_call() -> None:
     """The broker routes a message, then gets a Ctrl-C that interrupts no system call (as one does that
     arrives while libzmq forwards rather than waits; ``_thread.interrupt_main`` only notes it): it
-    stops within a second. (With the proxy in the calling thread it slept on in C.)"""
+    stops. (With the proxy in the calling thread it slept on in C until the test's timeout.)"""
     frontend, backend = ipc_endpoint(), ipc_endpoint()
     outcome: dict[str, object] = {}
 
@@ -379,7 +379,7 @@ def test_broker_stops_on_a_ctrl_c_that_wakes_no_system_call() -> None:
     stopped_after_s = time.monotonic() - outcome["pressed_at"]
     sender.join()
     assert outcome["received"] is not None and outcome["received"].count == 20
-    assert stopped_after_s < 1.0
+    assert stopped_after_s < 5.0  # generous for a busy machine: it takes one INTERRUPT_CHECK_MS
 
 
 def test_broker_and_subscribe_commands_route_count_and_stop_cleanly(tmp_path: Path) -> None:
@@ -477,7 +477,7 @@ def test_a_kept_ctrl_c_is_raised_by_the_next_receive_and_send_once() -> None:
             started = time.monotonic()
             with pytest.raises(KeyboardInterrupt):
                 subscriber.receive()  # no message comes: only the kept Ctrl-C ends the wait
-            assert time.monotonic() - started < 0.3 + 10 * bus.INTERRUPT_CHECK_MS / 1000
+            assert time.monotonic() - started < 10  # without the check it waits for ever
             bus.keep_swallowed_interrupt(pressed)
             with pytest.raises(KeyboardInterrupt):
                 publisher.send(wire.events_message("cam0", make_events(5), SENSOR))
