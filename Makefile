@@ -4,7 +4,7 @@ PYTHON ?= python3
 VENV := .venv
 STAMP := $(VENV)/.installed
 
-.PHONY: demo test lint venv
+.PHONY: demo test lint venv bench bench-short
 
 $(STAMP): pyproject.toml
 	test -x $(VENV)/bin/python || $(PYTHON) -m venv $(VENV)
@@ -25,4 +25,56 @@ test: $(STAMP)
 	$(VENV)/bin/python -m pytest -q
 
 lint: $(STAMP)
-	$(VENV)/bin/ruff check streamdet drivers tests bench
+	$(VENV)/bin/ruff check streamdet drivers tests bench experiments tools
+
+# The maintained benchmarks whose figures the docs quote (bench/), with the docs' commands; not part of
+# `make test`. JSON results go to $(BENCH_OUT). Two inputs are optional, the rows that need them are
+# skipped without: BENCH_DATA, a built split (`streamdet dataset build`, e.g. data/v3-maritime/test) for
+# the streaming accuracy and peer converters; BENCH_RECORDINGS, a folder of Prophesee .raw recordings for
+# the file-reader rows. The peer converters also need `pip install -e '.[peers]'`.
+# `make bench-short` runs every benchmark on small sizes (about two minutes): a check that they run, as
+# in CI, not figures to quote.
+BENCH_OUT ?= out/bench
+BENCH_DATA ?=
+BENCH_RECORDINGS ?=
+BENCH_PY := OMP_NUM_THREADS=1 $(VENV)/bin/python
+HAVE_PEERS = $(VENV)/bin/python -c "import spikingjelly, sinabs" 2>/dev/null
+
+bench: $(STAMP)
+	mkdir -p $(BENCH_OUT)
+	$(BENCH_PY) bench/bench_wire.py --repeats 5 --json $(BENCH_OUT)/wire.json
+	$(BENCH_PY) bench/ctrl_c_stress.py --tries 100 --json $(BENCH_OUT)/ctrl_c_stress.json
+	$(BENCH_PY) bench/formats_throughput.py $(if $(BENCH_RECORDINGS),--recordings $(BENCH_RECORDINGS))
+	$(BENCH_PY) bench/encoder_physics.py
+	$(BENCH_PY) bench/bench_encoders.py --frames 300
+	$(BENCH_PY) bench/bench_dataset.py --out $(BENCH_OUT)/dataset
+	$(BENCH_PY) bench/model_cost.py --sizes tiny,small --repeats 3 \
+		--models events-default,events-fast,intensity-default,intensity-fast
+	$(BENCH_PY) bench/bench_snn.py --steps 32 --reference-steps 8 --chunks 1,8,16 --json $(BENCH_OUT)/snn.json
+	$(BENCH_PY) bench/bench_latency.py --seconds 8 --dt-us 25000 --window-steps 8 --publish-every 2 \
+		--threads 1 --json $(BENCH_OUT)/latency.json
+ifneq ($(BENCH_DATA),)
+	$(BENCH_PY) bench/stream_accuracy.py --data $(BENCH_DATA) --dt-us 25000 --window-steps 4 --threads 1 \
+		--json $(BENCH_OUT)/stream_accuracy.json
+	if $(HAVE_PEERS); then $(BENCH_PY) bench/peers.py --data $(BENCH_DATA) --steps 4,8,16,32 --limit 8 \
+		--json $(BENCH_OUT)/peers.json; else echo "bench: peers skipped (pip install -e '.[peers]')"; fi
+else
+	@echo "bench: stream_accuracy and peers skipped (set BENCH_DATA to a built split)"
+endif
+
+bench-short: $(STAMP)
+	mkdir -p $(BENCH_OUT)
+	$(BENCH_PY) bench/bench_wire.py --events 100000 --messages 100 --transports ipc --repeats 1
+	$(BENCH_PY) bench/ctrl_c_stress.py --tries 2
+	$(BENCH_PY) bench/formats_throughput.py $(if $(BENCH_RECORDINGS),--recordings $(BENCH_RECORDINGS))
+	$(BENCH_PY) bench/encoder_physics.py
+	$(BENCH_PY) bench/bench_encoders.py --frames 20 --spike-frames 5
+	$(BENCH_PY) bench/bench_dataset.py --sequences 1 --seconds 1 --out $(BENCH_OUT)/dataset-short
+	$(BENCH_PY) bench/model_cost.py --sizes tiny --repeats 1 --models events-fast
+	$(BENCH_PY) bench/bench_snn.py --model events-fast --steps 4 --reference-steps 2 --chunks 1,4
+	$(BENCH_PY) bench/bench_latency.py --model events-fast --seconds 2 --threads 1
+ifneq ($(BENCH_DATA),)
+	$(BENCH_PY) bench/stream_accuracy.py --data $(BENCH_DATA) --dt-us 25000 --window-steps 4 --threads 1
+else
+	@echo "bench-short: stream_accuracy skipped (set BENCH_DATA to a built split)"
+endif

@@ -2,9 +2,7 @@
 
 from __future__ import annotations
 
-import importlib.util
 from pathlib import Path
-from types import ModuleType
 
 import pytest
 import torch
@@ -54,17 +52,3 @@ def overfit_checkpoint(tiny_root: Path, tmp_path_factory: pytest.TempPathFactory
     train_detector(config, [tiny_root], out, progress=False, log=lambda line: None)
     torch.set_num_threads(previous)
     return out
-
-
-@pytest.fixture(scope="session")
-def load_bench():
-    """``load_bench("robustness")``: the module of ``bench/robustness.py`` (bench/ is not a package)."""
-
-    def load(name: str) -> ModuleType:
-        path = Path(__file__).resolve().parents[1] / "bench" / f"{name}.py"
-        spec = importlib.util.spec_from_file_location(name, path)
-        module = importlib.util.module_from_spec(spec)
-        spec.loader.exec_module(module)
-        return module
-
-    return load

@@ -2,14 +2,14 @@
 
 The events model's smallest anchors sit on the stride-8 level, and at sea it misses small buoys
 (docs/model-card.md, "What the events model misses at sea"). Enlarging the input by ``s`` shows the
-same network every object ``s`` times larger, on a finer grid; this bench asks how much that alone
+same network every object ``s`` times larger, on a finer grid; this experiment asks how much that alone
 recovers, without re-training. For each model, scale set and split it scores the images with
 ``streamdet.evaluate.evaluate_split``: the input ``[B, C, H, W]`` is resized by each scale of the set
 (``torch.nn.functional.interpolate``), padded, run, decoded with the anchors of the enlarged size, the
 boxes divided by the scale; the detections of all scales of a set are merged by class-wise NMS
 (``torchvision.ops.batched_nms``, the model's NMS threshold) and the best ``max_dets`` kept.
 
-    OMP_NUM_THREADS=1 .venv/bin/python bench/scale_sweep.py --models events-default \\
+    OMP_NUM_THREADS=1 .venv/bin/python -m experiments.scale_sweep --models events-default \\
         --scales 1 2 1+2 --data data/val9/val --json out/scale/val9.json
 
 ``1+2`` is one set: the native and the doubled input, merged. The cost of a set is the sum of its
@@ -85,8 +85,7 @@ def detect_at_scales(
 
 def sweep(models, scale_sets, splits, limit, mode):
     """One row per (model, scale set, split): mAP@0.5, mAP@[.5:.95], AP@0.5 per class, wall time."""
-    from window_sweep import score_split
-
+    from experiments.window_sweep import score_split
     from streamdet.model import load_detector
 
     rows = []

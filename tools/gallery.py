@@ -1,6 +1,6 @@
 """Write docs/gallery/<preset>.png: luminance frame | DVS event frame | spike-rate frame, with true boxes.
 
-Run: ``.venv/bin/python bench/gallery.py [--seeds 3] [--out docs/gallery]``
+Run: ``.venv/bin/python -m tools.gallery [--seeds 3] [--out docs/gallery]``
 
 Each row is one scene (seeds 0, 1, 2, ...) at ``t = 1.0 s``; the event frame shows the events of the
 50 ms window ``(t - 50 ms, t]`` (ON white, OFF black, grey where none) and the spike-rate frame the

@@ -5,7 +5,7 @@ twice its height (height / width < ``--wide``, 0.5: a boat seen side-on), and th
 (pixels) and median ``contrast`` label of those wide objects and of the rest. Used to compare a test
 split's objects with the training data's (docs/model-card.md, "Which boats the models miss"):
 
-    .venv/bin/python bench/label_shapes.py --data data/v3m/train data/fresh-maritime/test \
+    .venv/bin/python -m experiments.label_shapes --data data/v3m/train data/fresh-maritime/test \
         --json out/labels/shapes.json
 """
 

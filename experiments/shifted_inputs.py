@@ -10,7 +10,7 @@ model as if it had a stride-4 grid, at four times the cost. If the pooled score 
 a stride-4 level (``streamdet train --finest-stride 4``) is worth training. Part of any gain is the
 plain ensembling of four views, so this is an upper-bound style check, not a substitute for the level.
 
-    OMP_NUM_THREADS=1 .venv/bin/python bench/shifted_inputs.py --model events-default \\
+    OMP_NUM_THREADS=1 .venv/bin/python -m experiments.shifted_inputs --model events-default \\
         --data data/val9/val data/val-v1/val data/val-v2/val --shifts 0,0 4,0 0,4 4,4 \\
         --json out/shifted/events-default-val.json
 

@@ -1,16 +1,16 @@
 """The events model's selection score (stage 12's rule, docs/model-card.md): for each model, the mean
-of its clean mAP@0.5 (mean over the validation splits of a `bench/window_sweep.py` JSON) and its
-perturbed mAP@0.5 (mean over the perturbed rows of a `bench/robustness.py` JSON).
+of its clean mAP@0.5 (mean over the validation splits of a `experiments/window_sweep.py` JSON) and its
+perturbed mAP@0.5 (mean over the perturbed rows of a `experiments/robustness.py` JSON).
 
-    .venv/bin/python bench/selection_score.py --window out/window/val-s14h.json \
+    .venv/bin/python -m experiments.selection_score --window out/window/val-s14h.json \
         --robustness out/robustness/val9-s14h.json
 
 Without `--window`, the clean figures are the `none` rows of the `--robustness` files (a robustness run
 over the validation splits scores both, as the intensity model's rules do):
 
-    .venv/bin/python bench/selection_score.py --robustness out/robustness/val-i6a.json
+    .venv/bin/python -m experiments.selection_score --robustness out/robustness/val-i6a.json
 
-Several files of each kind may be given; rows are matched by model name (the path a bench was given),
+Several files of each kind may be given; rows are matched by model name (the path an experiment was given),
 so score two files of one path, such as a run and its re-run, in separate calls. Prints one line per model
 (the clean split figures, the perturbed ones, the two means and the score), best last; `--json OUT`
 writes the same as a list of records.
@@ -60,7 +60,7 @@ def _rows(paths: list[Path]) -> list[dict]:
         try:
             rows += json.loads(path.read_text())["rows"]
         except (OSError, ValueError, KeyError) as error:
-            sys.exit(f"error: {path}: not a bench JSON with 'rows' ({error})")
+            sys.exit(f"error: {path}: not an experiment JSON with 'rows' ({error})")
     return rows
 
 
@@ -71,10 +71,10 @@ def main(argv: list[str] | None = None) -> int:
         type=Path,
         nargs="+",
         default=None,
-        help="bench/window_sweep.py JSON(s) (default: the 'none' rows of the --robustness files)",
+        help="experiments/window_sweep.py JSON(s) (default: the 'none' rows of the --robustness files)",
     )
     parser.add_argument(
-        "--robustness", type=Path, nargs="+", required=True, help="bench/robustness.py JSON(s)"
+        "--robustness", type=Path, nargs="+", required=True, help="experiments/robustness.py JSON(s)"
     )
     parser.add_argument("--json", type=Path, default=None, help="write the records here")
     args = parser.parse_args(argv)

@@ -6,7 +6,7 @@ gain from ignoring event-less objects means the labels ask for objects the senso
 labels' own statistics per class (box height and width, and ``motion_px``: how far the object moved on
 the sensor over the 50 ms before its label, object and camera motion) come beside them.
 
-    .venv/bin/python bench/localization.py --model events-default --data data/v3-maritime/test
+    .venv/bin/python -m experiments.localization --model events-default --data data/v3-maritime/test
 """
 
 from __future__ import annotations

@@ -1,4 +1,5 @@
-"""bench/recall_by_size.py: which labelled objects a detector misses, by size, shape, events and sequence."""
+"""experiments/recall_by_size.py: which labelled objects a detector misses, by size, shape, events and
+sequence."""
 
 from __future__ import annotations
 
@@ -6,6 +7,8 @@ import json
 from pathlib import Path
 
 import pytest
+
+from experiments import label_shapes, plot_recall, recall_by_size
 
 pytestmark = pytest.mark.usefixtures("single_thread")
 
@@ -23,21 +26,20 @@ def rows_of(*specs: tuple[str, str, float, bool]) -> list[dict]:
     ]
 
 
-def test_bucket_and_group_tables_count_recall_per_class(load_bench) -> None:
-    bench = load_bench("recall_by_size")
+def test_bucket_and_group_tables_count_recall_per_class() -> None:
     rows = rows_of(
         ("boat", "s0", 0.3, False),
         ("boat", "s0", 0.3, True),
         ("boat", "s1", 1.5, True),
         ("buoy", "s1", 2.5, True),
     )
-    table = bench.bucket_table(rows, "aspect_hw", [0, 0.5, 2, 1e9])
+    table = recall_by_size.bucket_table(rows, "aspect_hw", [0, 0.5, 2, 1e9])
     assert table == [
         {"class": "boat", "from": 0, "to": 0.5, "objects": 2, "recall": 0.5, "mean_best_iou": 0.35},
         {"class": "boat", "from": 0.5, "to": 2, "objects": 1, "recall": 1.0, "mean_best_iou": 0.6},
         {"class": "buoy", "from": 2, "to": 1e9, "objects": 1, "recall": 1.0, "mean_best_iou": 0.6},
     ]
-    by_sequence = bench.group_table(rows, "sequence")
+    by_sequence = recall_by_size.group_table(rows, "sequence")
     assert [(e["class"], e["sequence"], e["objects"], e["recall"]) for e in by_sequence] == [
         ("boat", "s0", 2, 0.5),
         ("boat", "s1", 1, 1.0),
@@ -46,12 +48,12 @@ def test_bucket_and_group_tables_count_recall_per_class(load_bench) -> None:
 
 
 def test_recall_report_on_a_built_split(
-    load_bench, tiny_root: Path, overfit_checkpoint: Path, tmp_path
+    tiny_root: Path, overfit_checkpoint: Path, tmp_path
 ) -> None:
-    bench = load_bench("recall_by_size")
     out = tmp_path / "recall.json"
     split = tiny_root / "train"
-    assert bench.main(["--model", str(overfit_checkpoint), "--data", str(split), "--json", str(out)]) == 0
+    argv = ["--model", str(overfit_checkpoint), "--data", str(split), "--json", str(out)]
+    assert recall_by_size.main(argv) == 0
     report = json.loads(out.read_text())
     labelled = [
         a for a in json.loads((split / "annotations.json").read_text())["annotations"] if not a.get("ignore")
@@ -65,8 +67,7 @@ def test_recall_report_on_a_built_split(
     assert found >= 0.8 * len(labelled)
 
 
-def test_label_shapes_counts_wide_boxes_and_their_size(load_bench, tmp_path) -> None:
-    bench = load_bench("label_shapes")
+def test_label_shapes_counts_wide_boxes_and_their_size(tmp_path) -> None:
     coco = {
         "categories": [{"id": 1, "name": "boat"}, {"id": 2, "name": "buoy"}],
         "annotations": [
@@ -77,7 +78,7 @@ def test_label_shapes_counts_wide_boxes_and_their_size(load_bench, tmp_path) -> 
             {"category_id": 2, "bbox": [0, 0, 8, 16]},  # no contrast label
         ],
     }
-    boat, buoy = bench.split_shapes(coco, 0.5)
+    boat, buoy = label_shapes.split_shapes(coco, 0.5)
     assert boat == {
         "class": "boat",
         "objects": 3,
@@ -93,18 +94,17 @@ def test_label_shapes_counts_wide_boxes_and_their_size(load_bench, tmp_path) -> 
     split = tmp_path / "split"
     split.mkdir()
     with pytest.raises(SystemExit, match="no annotations.json"):
-        bench.main(["--data", str(split)])
+        label_shapes.main(["--data", str(split)])
     (split / "annotations.json").write_text("{not json")
     with pytest.raises(SystemExit, match="not valid JSON"):
-        bench.main(["--data", str(split)])
+        label_shapes.main(["--data", str(split)])
     (split / "annotations.json").write_text(json.dumps(coco))
     out = tmp_path / "shapes.json"
-    assert bench.main(["--data", str(split), "--json", str(out)]) == 0
+    assert label_shapes.main(["--data", str(split), "--json", str(out)]) == 0
     assert json.loads(out.read_text())["splits"][str(split)][0] == boat
 
 
-def test_plot_recall_orders_buckets_drops_small_ones_and_writes_a_png(load_bench, tmp_path) -> None:
-    bench = load_bench("plot_recall")
+def test_plot_recall_orders_buckets_drops_small_ones_and_writes_a_png(tmp_path) -> None:
     report = {
         "model": "events-default",
         "data": "data/fresh-maritime/test",
@@ -114,21 +114,21 @@ def test_plot_recall_orders_buckets_drops_small_ones_and_writes_a_png(load_bench
             {"class": "boat", "from": 3, "to": 1e9, "objects": 2, "recall": 0.0, "mean_best_iou": 0.1},
         ],
     }
-    assert bench.recall_series(report, "aspect_hw", "boat", min_objects=10) == (
+    assert plot_recall.recall_series(report, "aspect_hw", "boat", min_objects=10) == (
         ["0.25-0.35", "1-1.4"],
         [0.5, 0.9],
         [30, 20],
     )
-    assert bench.recall_series(report, "aspect_hw", "boat")[0][-1] == ">= 3"
-    assert bench.series_name(report) == "events-default: fresh-maritime"
+    assert plot_recall.recall_series(report, "aspect_hw", "boat")[0][-1] == ">= 3"
+    assert plot_recall.series_name(report) == "events-default: fresh-maritime"
     path = tmp_path / "recall.json"
     path.write_text(json.dumps(report))
     out = tmp_path / "plot.png"
-    assert bench.main([str(path), "--key", "aspect_hw", "--counts", "--out", str(out)]) == 0
+    assert plot_recall.main([str(path), "--key", "aspect_hw", "--counts", "--out", str(out)]) == 0
     assert out.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
     with pytest.raises(SystemExit, match="no 'motion_px' table"):
-        bench.main([str(path), "--key", "motion_px", "--out", str(out)])
+        plot_recall.main([str(path), "--key", "motion_px", "--out", str(out)])
     with pytest.raises(SystemExit, match="car in none of the files"):
-        bench.main([str(path), "--classes", "car", "--out", str(out)])
+        plot_recall.main([str(path), "--classes", "car", "--out", str(out)])
     with pytest.raises(SystemExit, match="cannot read"):
-        bench.main([str(tmp_path / "missing.json"), "--out", str(out)])
+        plot_recall.main([str(tmp_path / "missing.json"), "--out", str(out)])

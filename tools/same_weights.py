@@ -4,8 +4,8 @@ Prints, for each pair of files: how many weight tensors there are, how many are 
 (``torch.equal``), the largest absolute difference, and the two runs' per-epoch training loss and
 validation mAP@0.5 side by side (from each checkpoint's ``train`` record). Exits 1 when a pair differs.
 
-    .venv/bin/python bench/same_weights.py runs/repro/events.pt streamdet/weights/events-default.pt
-    .venv/bin/python bench/same_weights.py A.pt B.pt C.pt D.pt --json out/same.json   # A vs B, C vs D
+    .venv/bin/python -m tools.same_weights runs/repro/events.pt streamdet/weights/events-default.pt
+    .venv/bin/python -m tools.same_weights A.pt B.pt C.pt D.pt --json out/same.json   # A vs B, C vs D
 """
 
 from __future__ import annotations

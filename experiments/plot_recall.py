@@ -1,10 +1,10 @@
-"""Plot recall against a box property from the JSON files of ``bench/recall_by_size.py``.
+"""Plot recall against a box property from the JSON files of ``experiments/recall_by_size.py``.
 
 One panel per class, one line per file (model and split), recall on the y axis against the buckets of
 ``--key`` (``aspect_hw``, ``min_side_px``, ``events_in_box`` or ``motion_px``), each point labelled with
 its number of objects when ``--counts`` is given (buckets of fewer than ``--min-objects`` left out):
 
-    .venv/bin/python bench/plot_recall.py out/recall/events-default-fresh-maritime.json \\
+    .venv/bin/python -m experiments.plot_recall out/recall/events-default-fresh-maritime.json \\
         out/recall/intensity-default-fresh-maritime.json --key aspect_hw --classes boat \\
         --out docs/recall-boats-aspect.png
 """
@@ -102,7 +102,9 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(
         description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
     )
-    parser.add_argument("reports", nargs="+", metavar="JSON", help="files of bench/recall_by_size.py --json")
+    parser.add_argument(
+        "reports", nargs="+", metavar="JSON", help="files of experiments/recall_by_size.py --json"
+    )
     parser.add_argument("--key", choices=KEYS, default="aspect_hw")
     parser.add_argument("--classes", default=None, help="comma-separated classes (default: every class)")
     parser.add_argument("--counts", action="store_true", help="label each point with its number of objects")
@@ -118,7 +120,7 @@ def main(argv: list[str] | None = None) -> int:
         except (OSError, json.JSONDecodeError) as error:
             raise SystemExit(f"{path}: cannot read ({error})") from None
         if args.key not in report:
-            raise SystemExit(f"{path}: no {args.key!r} table (a file of an older bench/recall_by_size.py?)")
+            raise SystemExit(f"{path}: no {args.key!r} table (a file of an older recall_by_size.py?)")
         reports.append(report)
     present = sorted({r["class"] for report in reports for r in report[args.key]})
     classes = args.classes.split(",") if args.classes else present

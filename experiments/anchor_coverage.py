@@ -6,7 +6,7 @@ An object whose best anchor stays below 0.5 is trained only through its single b
 low-quality match). Reported per class, for each anchor setting ``MIN:R,R,...`` (smallest side in
 pixels, height / width ratios):
 
-    .venv/bin/python bench/anchor_coverage.py --data data/v3/train data/v3m/train data/v1x/train \
+    .venv/bin/python -m experiments.anchor_coverage --data data/v3/train data/v3m/train data/v1x/train \
         data/v2x/train --anchors 10:0.5,1,2 12:0.5,1,2,3 --json out/anchors/train.json
 
 ``--split-wide 0.5`` reports the boxes wider than twice their height apart (``boat (h/w < 0.5)``).

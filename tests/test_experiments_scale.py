@@ -1,4 +1,4 @@
-"""bench/scale_sweep.py: test-time input scales on the shipped events model."""
+"""experiments/scale_sweep.py: test-time input scales on the shipped events model."""
 
 from __future__ import annotations
 
@@ -7,6 +7,7 @@ import argparse
 import pytest
 import torch
 
+from experiments import scale_sweep
 from streamdet.model import load_detector
 
 pytestmark = pytest.mark.usefixtures("single_thread")
@@ -20,15 +21,14 @@ def _inputs(bundle) -> torch.Tensor:
     return counts
 
 
-def test_scale_one_is_the_detector_and_scales_map_boxes_back(load_bench) -> None:
-    bench = load_bench("scale_sweep")
+def test_scale_one_is_the_detector_and_scales_map_boxes_back() -> None:
     bundle = load_detector("events-default")
     inputs = _inputs(bundle)
     with torch.no_grad():
         native = bundle.detect(inputs)[0]
-        one = bench.detect_at_scales(bundle, inputs, (1.0,), "nearest")[0]
-        doubled = bench.detect_at_scales(bundle, inputs, (2.0,), "nearest")[0]
-        merged = bench.detect_at_scales(bundle, inputs, (1.0, 2.0), "nearest")[0]
+        one = scale_sweep.detect_at_scales(bundle, inputs, (1.0,), "nearest")[0]
+        doubled = scale_sweep.detect_at_scales(bundle, inputs, (2.0,), "nearest")[0]
+        merged = scale_sweep.detect_at_scales(bundle, inputs, (1.0, 2.0), "nearest")[0]
     assert torch.equal(native, one)
     width, height = bundle.sensor_size
     assert doubled.shape[0] > 0
@@ -39,10 +39,9 @@ def test_scale_one_is_the_detector_and_scales_map_boxes_back(load_bench) -> None
     assert torch.all(merged[:-1, 4] >= merged[1:, 4])
 
 
-def test_scale_sets_parse_and_reject_bad_text(load_bench) -> None:
-    bench = load_bench("scale_sweep")
-    assert bench.parse_scale_set("1+2") == (1.0, 2.0)
-    assert bench.parse_scale_set("1.5") == (1.5,)
+def test_scale_sets_parse_and_reject_bad_text() -> None:
+    assert scale_sweep.parse_scale_set("1+2") == (1.0, 2.0)
+    assert scale_sweep.parse_scale_set("1.5") == (1.5,)
     for text in ("1+x", "0", "-2"):
         with pytest.raises(argparse.ArgumentTypeError, match="scale set"):
-            bench.parse_scale_set(text)
+            scale_sweep.parse_scale_set(text)

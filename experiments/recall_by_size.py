@@ -5,7 +5,7 @@ its IoU, and whether one with IoU >= 0.5 scores at least ``--score``. Recall and
 reported per class in buckets of the box's shorter side (pixels), of its height / width ratio, of the
 events inside the box in the model's window and of the label's ``motion_px``, and per class and sequence.
 
-    .venv/bin/python bench/recall_by_size.py --model events-default --data data/v3-maritime/test \
+    .venv/bin/python -m experiments.recall_by_size --model events-default --data data/v3-maritime/test \
         --json out/recall/events-v3-maritime.json
 """
 

@@ -1,7 +1,7 @@
 """Write the JSON card beside a shipped checkpoint (``streamdet/weights/<name>.json``) from the checkpoint
 itself and ``streamdet eval --json`` reports, so the card cannot drift from the weights.
 
-    .venv/bin/python bench/weights_card.py events-default --eval out/eval/events-*.json \\
+    .venv/bin/python -m tools.weights_card events-default --eval out/eval/events-*.json \\
         --command "streamdet train ..." --out streamdet/weights/events-default.json
 
 The card holds what the checkpoint records (modality, classes, window, event scale, sensor, architecture,
@@ -40,8 +40,7 @@ def main(argv: list[str] | None = None) -> int:
 
     from dataclasses import asdict
 
-    from window_sweep import rows_of_report
-
+    from experiments.window_sweep import rows_of_report
     from streamdet.model import load_detector, resolve_model_path
 
     bundle = load_detector(args.name)
@@ -50,7 +49,7 @@ def main(argv: list[str] | None = None) -> int:
     digest = hashlib.sha256(path.read_bytes()).hexdigest()
     tests = {}
     for report_path in args.eval:
-        # streamdet eval --json (one split) or bench/window_sweep.py rows; only the model's own window
+        # streamdet eval --json (one split) or experiments/window_sweep.py rows; only the model's own window
         for entry in rows_of_report(Path(report_path)):
             if entry["window_ms"] != entry["trained_window_ms"]:
                 continue

@@ -1,15 +1,15 @@
 """How the decoding after the network (score threshold, candidates kept before NMS, NMS IoU, box
 voting) changes mAP, for one model over validation splits, clean and under the sensor changes of
-`bench/robustness.py`.
+`experiments/robustness.py`.
 
 The network runs once per split and perturbation; every candidate above the lowest score threshold
 (the most of them asked for) is kept, and each decoding setting is then applied to those candidates
 (`streamdet.model.select_detections`, the code `streamdet eval`, `detect` and the SNN decode with) and
 scored with pycocotools (`streamdet.evaluate.coco_metrics`). Each setting gets the selection score
-of `bench/selection_score.py`: the mean of its clean mAP@0.5 (mean over `--data`) and its perturbed
+of `experiments/selection_score.py`: the mean of its clean mAP@0.5 (mean over `--data`) and its perturbed
 mAP@0.5 (mean over `--perturb` on `--perturb-data`).
 
-    OMP_NUM_THREADS=1 .venv/bin/python bench/decode_sweep.py --model events-default \\
+    OMP_NUM_THREADS=1 .venv/bin/python -m experiments.decode_sweep --model events-default \\
         --data data/val9/val data/val-v1/val data/val-v2/val \\
         --perturb-data data/val9/val --perturb scale:0.5 noise:2 hot:0.002 \\
         --score-thresh 0.05 0.02 0.01 --topk 1000 3000 --nms 0.4 0.5 0.6 --vote none 0.5 0.6 0.7 \\
@@ -31,9 +31,7 @@ from pathlib import Path
 import torch
 from torch import Tensor
 
-sys.path.insert(0, str(Path(__file__).resolve().parent))
-
-from robustness import make_perturbation, parse_perturbation  # noqa: E402
+from experiments.robustness import make_perturbation, parse_perturbation
 
 Candidates = tuple[Tensor, Tensor, Tensor]
 

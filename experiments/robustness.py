@@ -25,11 +25,11 @@ For ``intensity`` models (the spike camera's firing rate, the fraction of frames
 ``none`` (the recording as it is) is always scored first. Scores go through
 ``streamdet.evaluate.evaluate_split`` (pycocotools), like ``streamdet eval``.
 
-    OMP_NUM_THREADS=1 .venv/bin/python bench/robustness.py --models events-default \\
+    OMP_NUM_THREADS=1 .venv/bin/python -m experiments.robustness --models events-default \\
         --data data/fresh-maritime/test data/fresh-traffic/test \\
         --perturb scale:0.25,0.5,2,3 noise:1,2,5 hot:0.0005,0.002 \\
         --json out/robustness/events-default.json --plot docs/robustness.png
-    OMP_NUM_THREADS=1 .venv/bin/python bench/robustness.py --models intensity-default \\
+    OMP_NUM_THREADS=1 .venv/bin/python -m experiments.robustness --models intensity-default \\
         --data data/fresh-maritime/test data/fresh-traffic/test \\
         --perturb scale:0.5,0.75,1.5,2 noise:0.05,0.1,0.2 hot:0.0005,0.002 \\
         --json out/robustness/intensity-default.json --plot docs/robustness-intensity.png

@@ -7,11 +7,11 @@ mAP@[.5:.95] with pycocotools). ``native`` in ``--windows`` stands for the model
 scale. It answers whether a model sees more of slow objects in a longer window without re-training,
 and how much a fine-tuned longer-window model gains.
 
-    OMP_NUM_THREADS=1 .venv/bin/python bench/window_sweep.py --models events-default \\
+    OMP_NUM_THREADS=1 .venv/bin/python -m experiments.window_sweep --models events-default \\
         --windows native,100:4,150:6 --data data/v3-maritime/test data/v3-traffic/test \\
         --json out/window_sweep.json
-    # one bar chart of earlier runs (this bench's --json or streamdet eval --json reports; no evaluation)
-    .venv/bin/python bench/window_sweep.py --from-json out/eval/giou2-events-*.json \
+    # one bar chart of earlier runs (this experiment's --json or streamdet eval --json reports; no evaluation)
+    .venv/bin/python -m experiments.window_sweep --from-json out/eval/giou2-events-*.json \
         out/window/stage5.json out/window/w100.json --plot docs/window_sweep.png
 """
 
@@ -74,7 +74,7 @@ def main(argv: list[str] | None = None) -> int:
 
 
 def rows_of_report(path: Path) -> list[dict]:
-    """Rows of this bench's ``--json``, or the one row of a ``streamdet eval --json`` report (one split,
+    """Rows of this experiment's ``--json``, or the one row of a ``streamdet eval --json`` report (one split,
     scored on the model's own window)."""
     report = json.loads(path.read_text())
     if "rows" in report:
@@ -130,7 +130,7 @@ def sweep(models: list[str], windows: list[tuple[int, float] | None], splits: li
     for model in models:
         bundle = load_detector(model)
         if bundle.modality != "events":
-            raise SystemExit(f"error: {model} takes {bundle.modality} input; this bench sweeps event windows")
+            raise SystemExit(f"error: {model} takes {bundle.modality} input; only event windows are swept")
         for window in windows:
             window_us, scale = window if window is not None else (bundle.window_us, bundle.event_scale)
             for split in splits:
