@@ -23,6 +23,40 @@ fires every step (the ANN's clip at 1).
 With reset by subtraction and a constant current ``z`` in [0, 1], the spike count after ``T`` steps is
 ``floor(T * z + initial_membrane)``, so the rate is ``z`` within ``1 / T`` (within ``1 / (2T)`` with the
 residual fix), which is what ANN-to-SNN conversion rests on.
+
+Burst (multi-threshold) IF neurons (``burst_step`` / ``burst_scan``) may emit up to ``N`` spikes in one
+step, ``N = max_spikes``; each spike carries ``1 / N`` of the rate, so the population's output per step is
+``s[t] / N`` in [0, 1] (Li and Zeng 2022, burst spikes; Chen et al. 2025, one-timestep conversion):
+
+    v[t] = v[t-1] + N * z[t]                  N sub-steps' worth of the current z[t]
+    s[t] = clamp(floor(v[t] / v_th), 0, N)    spike count of the step
+    v[t] = v[t] - v_th * s[t]                 reset by subtraction
+    v[t] = clamp(v[t], floor * v_th, ceiling * v_th)   optional membrane bounds, as for IF
+
+with ``v[0] = initial_membrane * v_th``. One burst step is ``N`` steps of the IF neuron above with the
+same current ``z[t]`` at each (its membrane and its spike count summed over the ``N`` sub-steps), in exact
+arithmetic, when either
+
+- the membrane is unbounded and starts the step in ``[0, v_th)``: then for ``z <= 0`` no sub-step fires,
+  for ``0 <= z <= v_th`` every sub-step ends in ``[0, v_th)`` (the count is ``floor((v + N z) / v_th)``),
+  and for ``z > v_th`` every sub-step fires (``N``); a constant current in [0, 1], the conversion's
+  setting, keeps the membrane in ``[0, v_th)`` from ``v[0] = 0.5 v_th``, so it holds at every step; or
+- the membrane is bounded to ``[0, v_th]`` (``floor = 0``, ``ceiling = 1``, the streaming detector's
+  default) and starts the step in that range, for any ``z``: the bound binds at most once, at the end.
+
+It does not hold for an unbounded membrane outside ``[0, v_th)`` meeting a current of the other sign:
+``v = 2.5``, ``z = -1``, ``N = 2`` gives 1 spike over two IF sub-steps (the first fires before the
+negative current arrives) but 0 in one burst step; ``v = -1``, ``z = 1.5`` gives 1 against 2. Nor for
+reset to zero (an IF sub-step that fires forgets the charge the later sub-steps would add to), so burst
+neurons reset by subtraction only. In floating point the burst rounds twice per step (``N z`` and the
+add) where ``N`` sub-steps round ``N`` times: the spikes are bit for bit the IF's when every product
+and partial sum is exact (e.g. dyadic currents, ``tests/test_neurons.py``), else a membrane within a
+few ulp of a multiple of ``v_th`` may give one spike more or fewer.
+
+A Quant-ReLU with ``L`` levels, ``y = floor(clamp(q, 0, 1) * L + 0.5) / L`` in normalised units
+(``L + 1`` values ``0, 1/L, ..., 1``), is exactly one burst step with ``N = L`` and ``v[0] = 0.5 v_th``:
+``s = clamp(floor(L q + 0.5), 0, L)`` and ``s / L = y`` for every ``q``. Over ``T`` burst steps of a
+constant current the count is ``floor(T N q + 0.5)`` (clamped to ``T N``), a rate within ``1 / (2 T N)``.
 """
 
 from __future__ import annotations
@@ -131,3 +165,93 @@ def if_scan(currents: torch.Tensor, state: IFState, params: IFParameters) -> tup
             v.masked_fill_(spikes[k] > 0, 0.0)
         params.bound(v)
     return spikes, IFState(v=v)
+
+
+class BurstParameters(NamedTuple):
+    """Parameters of a burst IF population (equations in the module docstring).
+
+    Attributes:
+        max_spikes: ``N``, the most spikes one neuron emits in one step (each worth ``1 / N`` of the rate).
+        threshold: ``v_th`` of one spike (1.0 after weight normalisation).
+        initial_membrane: ``v[0] / v_th``; 0.5 is the residual fix.
+        membrane_floor: lower bound of ``v / v_th`` after the reset (None: unbounded).
+        membrane_ceiling: upper bound of ``v / v_th`` after the reset (None: unbounded).
+    """
+
+    max_spikes: int
+    threshold: float = 1.0
+    initial_membrane: float = 0.5
+    membrane_floor: float | None = None
+    membrane_ceiling: float | None = None
+
+    @classmethod
+    def from_if(cls, params: IFParameters, max_spikes: int) -> BurstParameters:
+        """A burst population with ``params``' threshold, initial membrane and bounds, ``N = max_spikes``.
+
+        Raises ValueError for ``max_spikes < 1`` or reset to zero (no burst form, module docstring).
+        """
+        if int(max_spikes) < 1:
+            raise ValueError(f"max_spikes must be >= 1, got {max_spikes}")
+        if params.reset != "subtract":
+            raise ValueError(f"burst neurons reset by subtraction only, got reset={params.reset!r}")
+        return cls(
+            max_spikes=int(max_spikes),
+            threshold=params.threshold,
+            initial_membrane=params.initial_membrane,
+            membrane_floor=params.membrane_floor,
+            membrane_ceiling=params.membrane_ceiling,
+        )
+
+    def bound(self, v: torch.Tensor) -> torch.Tensor:
+        """``v`` clamped in place to the membrane bounds (as ``IFParameters.bound``); returns ``v``."""
+        bounds = IFParameters(
+            threshold=self.threshold,
+            membrane_floor=self.membrane_floor,
+            membrane_ceiling=self.membrane_ceiling,
+        )
+        return bounds.bound(v)
+
+
+def burst_step(
+    current: torch.Tensor, state: IFState, params: BurstParameters
+) -> tuple[torch.Tensor, IFState]:
+    """One step of the burst IF neuron (equations in the module docstring).
+
+    Args:
+        current: input current ``z[t]``, ``[B, ...]``, in rate units (1 = one spike of a plain IF per step).
+        state: membrane ``v[t-1]`` (an ``IFState``: burst and IF membranes are the same quantity).
+        params: ``N``, threshold, initial membrane, membrane bounds.
+
+    Returns:
+        spike counts ``s[t]`` in ``{0, ..., N}`` (in the dtype of ``current``; the rate is ``s / N``) and
+        the new state ``v[t]``.
+    """
+    v = state.v + current * params.max_spikes
+    counts = torch.floor(v / params.threshold).clamp_(0, params.max_spikes)
+    v = v - counts * params.threshold
+    return counts, IFState(v=params.bound(v))
+
+
+def burst_scan(
+    currents: torch.Tensor, state: IFState, params: BurstParameters
+) -> tuple[torch.Tensor, IFState]:
+    """``K`` consecutive burst steps over the leading time axis, bit for bit ``K`` calls of
+    :func:`burst_step`, updating the membrane in place on a private copy.
+
+    Args:
+        currents: ``[K, B, ...]`` input currents of K consecutive steps.
+        state: membrane before the first of them, ``[B, ...]``.
+        params: ``N``, threshold, initial membrane, membrane bounds.
+
+    Returns:
+        spike counts ``[K, B, ...]`` in ``{0, ..., N}`` and the membrane after the last step.
+    """
+    v = state.v.clone()
+    counts = torch.empty_like(currents)
+    for k in range(currents.shape[0]):
+        v.add_(currents[k] * params.max_spikes)
+        torch.floor(v / params.threshold, out=counts[k])
+        counts[k].clamp_(0, params.max_spikes)
+        v.sub_(counts[k] * params.threshold)
+        params.bound(v)
+    return counts, IFState(v=v)
