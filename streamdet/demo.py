@@ -30,82 +30,12 @@ from typing import Any
 import numpy as np
 
 from streamdet.errors import UserFacingError
+from streamdet.live import live_step_us, load_live_model
 
 DEMO_STREAM = "maritime"
-DEMO_MIN_DT_US = 25_000
-"""The demo's shortest step: 40 steps per second, what the spiking RetinaNet keeps up with in real time at
-346 x 260 on two CPU cores (docs/conversion.md, "Speed")."""
 SCORE_EVERY_S = 5.0
 """The running mAP is recomputed every this many seconds (pycocotools holds the interpreter lock that the
 drawing loop needs)."""
-
-
-DEMO_REAL_TIME_HEADROOM = 1.2
-"""How much faster than real time the network must step alone for the demo to keep up: in the demo the
-driver and the viewer share the two cores with it (measured on the 2-core sandbox: a network stepping 50
-steps/s alone ran 38-40 steps/s inside the demo; docs/demo.md)."""
-
-
-def demo_step_us(window_us: int, steps_per_s: float | None = None) -> int:
-    """The shortest step that divides the model window and is at least :data:`DEMO_MIN_DT_US` (the whole
-    window when it is shorter than that): ``T = window_us / dt`` steps per window at a pace two CPU cores
-    keep up with.
-
-    With ``steps_per_s``, the network's step rate measured alone on this machine
-    (:func:`measure_step_rate`), the shortest such step that it runs :data:`DEMO_REAL_TIME_HEADROOM`
-    times faster than real time; the whole window when even that is too fast for it.
-    """
-    for steps in range(max(1, window_us // DEMO_MIN_DT_US), 0, -1):
-        if window_us % steps:
-            continue
-        dt_us = window_us // steps
-        if steps_per_s is None or steps_per_s >= DEMO_REAL_TIME_HEADROOM * 1e6 / dt_us:
-            return dt_us
-    return window_us
-
-
-def measure_step_rate(snn, steps: int = 12, seed: int = 0) -> float:
-    """Steps per second of ``snn`` alone on the CPU at its (padded) sensor size, batch 1 (random input
-    currents in [0, 0.5), after one warm-up step that is not timed)."""
-    import torch
-
-    from streamdet.model import padded_length
-
-    width, height = (padded_length(length) for length in snn.sensor_size)
-    generator = torch.Generator().manual_seed(seed)
-    inputs = 0.5 * torch.rand((1, 1, snn.in_channels, height, width), generator=generator)
-    _, state = snn.run(inputs, snn.initial_state(1))
-    started = time.perf_counter()
-    for _ in range(steps):
-        _, state = snn.run(inputs, state)
-    return steps / (time.perf_counter() - started)
-
-
-DEMO_AUTO_MODELS = ("events-default", "events-fast")
-"""``--model auto`` (the demo's default), best detector first: stage 13, then stage 12 at 0.37 of its
-compute (docs/model-card.md). The demo runs the first that this machine steps at the finest demo step,
-or the faster one when neither keeps up with it (:func:`pick_demo_model`)."""
-
-
-def keeps_up_with_finest_step(window_us: int, steps_per_s: float | None) -> bool:
-    """Whether :func:`demo_step_us` at this measured rate is the finest step the window allows (its value
-    without a rate; always so when nothing was measured)."""
-    return demo_step_us(window_us, steps_per_s) == demo_step_us(window_us)
-
-
-def pick_demo_model(candidates: list[tuple[str, int, float | None]]) -> str:
-    """The name of the first ``(name, window_us, steps_per_s)`` that :func:`keeps_up_with_finest_step`
-    (a better network at a coarser step scored 0.10 map50 below the faster one at the finest step on two
-    CPU cores), or, when none does, of the one that steps fastest, which then takes the finest step it
-    keeps up with: on a slow hour of the 2-core sandbox ``events-default`` at 50 ms steps fell behind
-    (0.79 map50, 141 ms median latency, 60 of 400 steps dropped) where ``events-fast`` at 50 ms kept up
-    (0.84, 50 ms, 11 dropped; docs/demo.md)."""
-    if not candidates:
-        raise ValueError("no candidate models")
-    for name, window_us, steps_per_s in candidates:
-        if keeps_up_with_finest_step(window_us, steps_per_s):
-            return name
-    return max(candidates, key=lambda candidate: candidate[2])[0]
 
 
 @dataclass(frozen=True)
@@ -115,18 +45,18 @@ class DemoConfig:
     Attributes:
         seconds: scene time, seconds.
         model: SNN or ANN checkpoint name / path (converted on load, once, in the main process), or
-            ``auto``: the first of :data:`DEMO_AUTO_MODELS` that this CPU steps at the finest step, else
-            the one it steps fastest (:func:`pick_demo_model`; ``events-default`` on a GPU or with
-            ``dt_us`` given).
+            ``auto``: the first of :data:`streamdet.live.AUTO_MODELS` that this CPU steps at the finest
+            step, else the one it steps fastest (:func:`streamdet.live.pick_live_model`;
+            ``events-default`` on a GPU or with ``dt_us`` given).
         preset: scene preset (``maritime`` or ``traffic``).
         seed: scene and sensor seed.
         speed: scene pace, multiple of real time.
         out_dir: folder for ``demo.mp4`` and ``demo.png``.
         headless: never open a window.
-        dt_us: step duration, microseconds (None: :func:`demo_step_us`, the shortest step of at least
-            25 ms that divides the model window and that this machine keeps up with, measured at start
-            on the CPU with :func:`measure_step_rate`: 25 ms for the 50 and 100 ms models on a CPU that
-            steps the network 48 times a second alone, 50 ms on a slower one).
+        dt_us: step duration, microseconds (None: :func:`streamdet.live.live_step_us`, the shortest step
+            of at least 25 ms that divides the model window and that this machine keeps up with, measured
+            at start on the CPU with :func:`streamdet.live.measure_step_rate`: 25 ms for the 50 and 100 ms
+            models on a CPU that steps the network 48 times a second alone, 50 ms on a slower one).
         window_steps: ``W``, steps averaged per decode (None: 50 ms of output,
             :func:`streamdet.detector.default_window_steps`).
         publish_every: ``P``, decode every ``P`` steps (None: every 50 ms of stream time,
@@ -275,33 +205,6 @@ def run_detector_process(
         node.close()
 
 
-def load_live_model(
-    name: str, measure: bool, say, who: str = "demo"
-) -> tuple[str, Any, dict[str, float | None]]:
-    """``(name, converted network, {name: steps per second alone or None} of every network loaded)`` of
-    ``--model`` for ``streamdet demo`` and ``streamdet detect`` (``who`` starts each line ``say`` gets).
-    For ``auto`` the :data:`DEMO_AUTO_MODELS` are loaded and timed in turn until one keeps up with its
-    finest step, and :func:`pick_demo_model` chooses among those loaded (without ``measure``, on a GPU or
-    with ``--dt-us`` given, nothing is timed and the first keeps up)."""
-    from streamdet.snn import load_snn
-
-    names = DEMO_AUTO_MODELS if name == "auto" else (name,)
-    loaded = []
-    for candidate in names:
-        say(f"{who}: loading {candidate} and converting it to a spiking network ...")
-        snn = load_snn(candidate)
-        rate = measure_step_rate(snn) if measure else None
-        loaded.append((candidate, snn, rate))
-        if keeps_up_with_finest_step(snn.window_us, rate):
-            break  # no later candidate is needed
-    chosen = pick_demo_model([(n, s.window_us, r) for n, s, r in loaded])
-    rates = {n: r for n, _, r in loaded}
-    if len(loaded) > 1:
-        listed = ", ".join(f"{n} {r:.0f}" for n, r in rates.items())
-        say(f"{who}: --model auto: steps per second alone on this CPU: {listed}; running {chosen}")
-    return chosen, next(snn for n, snn, _ in loaded if n == chosen), rates
-
-
 def run_demo(config: DemoConfig) -> dict[str, Any]:
     """Run the demo for ``config.seconds`` of scene time; returns the summary (see ``streamdet demo``)."""
     import torch
@@ -319,11 +222,11 @@ def run_demo(config: DemoConfig) -> dict[str, Any]:
         raise UserFacingError(f"--seconds must be positive, got {config.seconds}")
     say = (lambda line: None) if config.quiet else (lambda line: print(line, flush=True))
     measure = config.dt_us is None and config.device == "cpu"
-    model, snn, rates = load_live_model(config.model, measure, say)
+    model, snn, rates = load_live_model(config.model, measure, say, who="demo")
     if snn.modality != "events":
         raise UserFacingError(f"the demo emulates a DVS; {model} takes {snn.modality} input")
     measured = rates[model]
-    dt_us = config.dt_us or demo_step_us(snn.window_us, measured)
+    dt_us = config.dt_us or live_step_us(snn.window_us, measured)
     window_steps = resolve_window_steps(snn.window_us, dt_us, config.window_steps)
     publish_every = config.publish_every or default_publish_every(dt_us)
     if measured is not None:

@@ -32,19 +32,19 @@ def _dt_us(text: str) -> int | str:
 def detector_config_from_args(args: argparse.Namespace, window_us: int, steps_per_s: float | None = None):
     """The ``DetectorConfig`` of ``detect`` / ``demo`` options (``--dt-us`` defaults to the model window
     divided by ``DEFAULT_STEPS_PER_WINDOW``, ``--window-steps`` to 50 ms of output). ``--dt-us auto`` is
-    the demo's rule (``streamdet.demo.demo_step_us``): the shortest step of at least 25 ms that divides the
+    the live rule (``streamdet.live.live_step_us``): the shortest step of at least 25 ms that divides the
     window and that a network stepping ``steps_per_s`` times a second alone keeps up with (25 ms when
     ``steps_per_s`` is None)."""
-    from streamdet.demo import demo_step_us
     from streamdet.detector import (
         DEFAULT_STEPS_PER_WINDOW,
         DetectorConfig,
         default_publish_every,
         resolve_window_steps,
     )
+    from streamdet.live import live_step_us
 
     if args.dt_us == "auto":
-        dt_us = demo_step_us(window_us, steps_per_s)
+        dt_us = live_step_us(window_us, steps_per_s)
     else:
         dt_us = args.dt_us if args.dt_us is not None else window_us // DEFAULT_STEPS_PER_WINDOW
     return DetectorConfig(
@@ -63,9 +63,9 @@ def run_detect(args: argparse.Namespace) -> int:
     import torch
     from tqdm import tqdm
 
-    from streamdet.demo import load_live_model
     from streamdet.detector import DetectorNode, StreamDetector, check_device
     from streamdet.launcher import standby_until_promoted
+    from streamdet.live import load_live_model
 
     check_device(args.device)
     torch.set_num_threads(args.threads)

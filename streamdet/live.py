@@ -1,0 +1,116 @@
+"""The live-model choice: which network and which step a live detector runs on this machine.
+
+``streamdet detect`` (``--model auto``, ``--dt-us auto``) and ``streamdet demo`` share these rules:
+
+- the step: the shortest step of at least :data:`MIN_STEP_US` that divides the model window and that the
+  network, timed alone at start (:func:`measure_step_rate`), runs :data:`REAL_TIME_HEADROOM` times faster
+  than real time (:func:`live_step_us`);
+- the model (``auto``): the first of :data:`AUTO_MODELS` that keeps up with its finest step, else the
+  one that steps fastest (:func:`pick_live_model`, :func:`load_live_model`).
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    from streamdet.snn import SpikingDetector
+
+MIN_STEP_US = 25_000
+"""The shortest live step: 40 steps per second, what the spiking RetinaNet keeps up with in real time at
+346 x 260 on two CPU cores (docs/conversion.md, "Speed")."""
+
+REAL_TIME_HEADROOM = 1.2
+"""How much faster than real time the network must step alone for a live run to keep up: in the demo the
+driver and the viewer share the two cores with it (measured on the 2-core sandbox: a network stepping 50
+steps/s alone ran 38-40 steps/s inside the demo; docs/demo.md)."""
+
+AUTO_MODELS = ("events-default", "events-fast")
+"""``--model auto`` (the demo's default), best detector first: ``events-default``, then ``events-fast``
+at 0.37 of its compute (docs/model-card.md). The first that this machine steps at the finest live step
+runs, or the faster one when neither keeps up with it (:func:`pick_live_model`)."""
+
+
+def live_step_us(window_us: int, steps_per_s: float | None = None) -> int:
+    """The shortest step that divides the model window and is at least :data:`MIN_STEP_US` (the whole
+    window when it is shorter than that): ``T = window_us / dt`` steps per window at a pace two CPU cores
+    keep up with.
+
+    With ``steps_per_s``, the network's step rate measured alone on this machine
+    (:func:`measure_step_rate`), the shortest such step ``dt`` (microseconds) with
+    ``steps_per_s >= REAL_TIME_HEADROOM * 1e6 / dt``; the whole window when even that is too fast for it.
+    """
+    for steps in range(max(1, window_us // MIN_STEP_US), 0, -1):
+        if window_us % steps:
+            continue
+        dt_us = window_us // steps
+        if steps_per_s is None or steps_per_s >= REAL_TIME_HEADROOM * 1e6 / dt_us:
+            return dt_us
+    return window_us
+
+
+def measure_step_rate(snn: SpikingDetector, steps: int = 12, seed: int = 0) -> float:
+    """Steps per second of ``snn`` alone on the CPU at its (padded) sensor size, batch 1 (random input
+    currents in [0, 0.5), after one warm-up step that is not timed)."""
+    import torch
+
+    from streamdet.model import padded_length
+
+    width, height = (padded_length(length) for length in snn.sensor_size)
+    generator = torch.Generator().manual_seed(seed)
+    inputs = 0.5 * torch.rand((1, 1, snn.in_channels, height, width), generator=generator)
+    _, state = snn.run(inputs, snn.initial_state(1))
+    started = time.perf_counter()
+    for _ in range(steps):
+        _, state = snn.run(inputs, state)
+    return steps / (time.perf_counter() - started)
+
+
+def keeps_up_with_finest_step(window_us: int, steps_per_s: float | None) -> bool:
+    """Whether :func:`live_step_us` at this measured rate is the finest step the window allows (its value
+    without a rate; always so when nothing was measured)."""
+    return live_step_us(window_us, steps_per_s) == live_step_us(window_us)
+
+
+def pick_live_model(candidates: list[tuple[str, int, float | None]]) -> str:
+    """The name of the first ``(name, window_us, steps_per_s)`` that :func:`keeps_up_with_finest_step`
+    (a better network at a coarser step scored 0.10 map50 below the faster one at the finest step on two
+    CPU cores), or, when none does, of the one that steps fastest, which then takes the finest step it
+    keeps up with: on a slow hour of the 2-core sandbox ``events-default`` at 50 ms steps fell behind
+    (0.79 map50, 141 ms median latency, 60 of 400 steps dropped) where ``events-fast`` at 50 ms kept up
+    (0.84, 50 ms, 11 dropped; docs/demo.md)."""
+    if not candidates:
+        raise ValueError("no candidate models")
+    for name, window_us, steps_per_s in candidates:
+        if keeps_up_with_finest_step(window_us, steps_per_s):
+            return name
+    return max(candidates, key=lambda candidate: candidate[2])[0]
+
+
+def load_live_model(
+    name: str, measure: bool, say: Callable[[str], None], who: str
+) -> tuple[str, SpikingDetector, dict[str, float | None]]:
+    """``(name, converted network, {name: steps per second alone or None} of every network loaded)`` of
+    ``--model`` for ``streamdet demo`` and ``streamdet detect`` (``who`` starts each line ``say`` gets).
+    For ``auto`` the :data:`AUTO_MODELS` are loaded and timed in turn until one keeps up with its finest
+    step, and :func:`pick_live_model` chooses among those loaded (without ``measure``, on a GPU or with
+    ``--dt-us`` given, nothing is timed and the first keeps up)."""
+    from streamdet.snn import load_snn
+
+    names = AUTO_MODELS if name == "auto" else (name,)
+    loaded = []
+    for candidate in names:
+        say(f"{who}: loading {candidate} and converting it to a spiking network ...")
+        snn = load_snn(candidate)
+        rate = measure_step_rate(snn) if measure else None
+        loaded.append((candidate, snn, rate))
+        if keeps_up_with_finest_step(snn.window_us, rate):
+            break  # no later candidate is needed
+    chosen = pick_live_model([(n, s.window_us, r) for n, s, r in loaded])
+    rates = {n: r for n, _, r in loaded}
+    if len(loaded) > 1:
+        listed = ", ".join(f"{n} {r:.0f}" for n, r in rates.items())
+        say(f"{who}: --model auto: steps per second alone on this CPU: {listed}; running {chosen}")
+    return chosen, next(snn for n, snn, _ in loaded if n == chosen), rates

@@ -1,0 +1,60 @@
+"""The live-model choice shared by `streamdet detect` and `streamdet demo`: the step a machine keeps up
+with, the measured step rate, and `--model auto`."""
+
+from __future__ import annotations
+
+import numpy as np
+from test_detector import tiny_spiking_detector
+
+from streamdet.live import (
+    REAL_TIME_HEADROOM,
+    live_step_us,
+    load_live_model,
+    measure_step_rate,
+    pick_live_model,
+)
+
+
+def test_live_step_is_the_shortest_divisor_of_the_window_of_at_least_25_ms():
+    assert [live_step_us(w) for w in (50_000, 100_000, 150_000, 60_000, 70_000)] == [25_000] * 3 + [
+        30_000,
+        35_000,
+    ]
+    assert live_step_us(20_000) == 20_000  # a window shorter than 25 ms is one step
+
+
+def test_live_step_is_the_shortest_that_the_measured_rate_keeps_up_with():
+    need_25ms = REAL_TIME_HEADROOM * 40  # steps/s for 25 ms steps, with headroom
+    assert live_step_us(100_000, steps_per_s=need_25ms) == 25_000
+    assert live_step_us(100_000, steps_per_s=need_25ms - 1) == 50_000  # 100 / 3 ms does not divide
+    assert live_step_us(100_000, steps_per_s=REAL_TIME_HEADROOM * 20 - 1) == 100_000
+    assert live_step_us(100_000, steps_per_s=1.0) == 100_000  # never longer than the window
+    assert live_step_us(150_000, steps_per_s=REAL_TIME_HEADROOM * 40 - 1) == 30_000
+
+
+def test_step_rate_is_measured_on_the_network():
+    rate = measure_step_rate(tiny_spiking_detector("events", history_windows=1), steps=3)
+    assert np.isfinite(rate) and rate > 0
+
+
+def test_auto_model_is_the_first_that_keeps_up_with_the_finest_step():
+    fast_enough = REAL_TIME_HEADROOM * 40  # 25 ms steps of a 100 ms window
+    too_slow = fast_enough - 1
+    assert pick_live_model([("best", 100_000, fast_enough), ("fast", 100_000, 70.0)]) == "best"
+    assert pick_live_model([("best", 100_000, too_slow), ("fast", 100_000, fast_enough)]) == "fast"
+    # neither keeps up: the one that steps fastest, at the finest step it keeps up with
+    assert pick_live_model([("best", 100_000, 10.0), ("fast", 100_000, too_slow)]) == "fast"
+    assert pick_live_model([("best", 100_000, too_slow), ("fast", 100_000, 10.0)]) == "best"
+    # not measured (a GPU, or --dt-us given): the first
+    assert pick_live_model([("best", 100_000, None), ("fast", 100_000, None)]) == "best"
+    # a 20 ms window is one step whatever the rate
+    assert pick_live_model([("best", 20_000, 1.0), ("fast", 100_000, 200.0)]) == "best"
+
+
+def test_auto_model_without_a_measurement_loads_only_events_default():
+    """On a GPU or with ``--dt-us`` given nothing is timed: ``auto`` is the shipped ``events-default``,
+    and ``events-fast`` is never converted."""
+    said = []
+    name, snn, rates = load_live_model("auto", measure=False, say=said.append, who="demo")
+    assert (name, rates, snn.modality) == ("events-default", {"events-default": None}, "events")
+    assert said == ["demo: loading events-default and converting it to a spiking network ..."]
