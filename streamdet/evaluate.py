@@ -21,6 +21,8 @@ import torch
 from torch import Tensor
 
 if TYPE_CHECKING:
+    from streamdet.model import DetectorBundle
+    from streamdet.prophesee_boxes import ClassMap, Letterbox
     from streamdet.samples import Augment
 
 Predict = Callable[[Tensor], list[Tensor]]
@@ -184,3 +186,107 @@ def evaluate_split(
     presets = sorted({samples.image(i).get("preset", "") for i in range(count)})
     result = {"images": count, **metrics, "presets": presets, "window_us": samples.window_us}
     return {**result, "detections": detections} if keep_detections else result
+
+
+def evaluate_prophesee_folder(
+    bundle: DetectorBundle,
+    folder: str | Path,
+    class_map: ClassMap | str,
+    limit: int | None = None,
+    batch_size: int = 8,
+    progress: bool = True,
+    keep_detections: bool = False,
+) -> dict[str, Any]:
+    """Score an events detector on a folder of Prophesee recordings (``<stem>_bbox.npy`` beside
+    ``<stem>_td.dat`` / ``.raw`` / ``.h5``; ``streamdet.prophesee_boxes``).
+
+    Each distinct box time ``t`` of a recording is one image; its input is built as :func:`evaluate_split`
+    builds a split's: the events of ``(t - k window_us - window_us, t - k window_us]`` for
+    ``k = 0..history_windows``, binned by :func:`streamdet.events.events_to_input`. A sensor other than
+    the model's is first letterboxed into it (``prophesee_boxes.letterbox``: scaled down by
+    ``s = min(1, W_m / W_s, H_m / H_s)``, centred, counts area-pooled with ``event_scale / s**2``), and
+    the detections are mapped back, so boxes are scored in the recording's own pixels.
+
+    Args:
+        bundle: an ``events`` detector (``streamdet.model.load_detector``).
+        folder: the folder of recordings.
+        class_map: ``prophesee_boxes.ClassMap`` or its text (``gen1``, ``1mpx``, ``0=car,1=pedestrian``).
+        limit: score only the first ``limit`` images (recordings by name, times increasing).
+        batch_size: images per ``bundle.detect`` call.
+        progress: tqdm bar on stderr.
+        keep_detections: also return ``"detections"``: image id -> rows in sensor pixels.
+
+    Returns:
+        ``{"images", "map50", "map", "ap50_per_class", "ap_per_class", "window_us", "recordings":
+        [{"name", "sensor", "scale", "images"}]}`` (plus ``"detections"``, ``"ground_truth"`` (the COCO
+        dict) when ``keep_detections``).
+    """
+    from tqdm import tqdm
+
+    from streamdet import formats
+    from streamdet import prophesee_boxes as boxes
+    from streamdet.errors import UserFacingError
+
+    if bundle.modality != "events":
+        raise UserFacingError(f"Prophesee recordings hold events; the model takes {bundle.modality} input")
+    if isinstance(class_map, str):
+        class_map = boxes.parse_class_map(class_map)
+    recordings = boxes.find_recordings(folder)
+    sensor_sizes = {r.name: boxes.recording_sensor_size(r.events_path) for r in recordings}
+    coco, order = boxes.folder_ground_truth(folder, class_map, bundle.class_names, sensor_sizes)
+    count = len(order) if limit is None else max(0, min(int(limit), len(order)))
+    if count == 0:
+        raise UserFacingError(f"{folder}: no images to evaluate (--limit {limit})")
+    detections: dict[int, np.ndarray] = {}
+    summary = []
+    with tqdm(total=count, desc="eval", unit="img", disable=not progress) as bar:
+        for recording in recordings:
+            ids_times = [
+                (coco["images"][i]["id"], t_us)
+                for i, (rec, t_us) in enumerate(order[:count])
+                if rec.name == recording.name
+            ]
+            if not ids_times:
+                continue
+            read = formats.read_events(recording.events_path, sensor_size=sensor_sizes[recording.name])
+            events = read.events
+            fit = boxes.letterbox(read.sensor_size, bundle.sensor_size)
+            event_scale = boxes.letterbox_event_scale(bundle.event_scale, fit)
+            summary.append(
+                {
+                    "name": recording.name,
+                    "sensor": list(read.sensor_size),
+                    "scale": fit.scale,
+                    "images": len(ids_times),
+                }
+            )
+            for start in range(0, len(ids_times), batch_size):
+                batch = ids_times[start : start + batch_size]
+                inputs = torch.from_numpy(
+                    np.stack(
+                        [_letterboxed_input(bundle, events, t_us, fit, event_scale) for _, t_us in batch]
+                    )
+                )
+                for (image_id, _), rows in zip(batch, bundle.detect(inputs), strict=True):
+                    detections[image_id] = boxes.boxes_to_sensor(rows.detach().cpu().numpy(), fit)
+                bar.update(len(batch))
+    metrics = coco_metrics(coco_from_dict(coco, list(detections)), detections)
+    result = {"images": count, **metrics, "window_us": bundle.window_us, "recordings": summary}
+    return {**result, "detections": detections, "ground_truth": coco} if keep_detections else result
+
+
+def _letterboxed_input(
+    bundle: DetectorBundle, events: np.ndarray, t_us: int, fit: Letterbox, event_scale: float
+) -> np.ndarray:
+    """The model input of the image at ``t_us`` of a recording: for ``k = 0..history_windows`` the
+    events of ``(t_us - (k + 1) window_us, t_us - k window_us]`` (``events`` sorted by time), moved into
+    the model's pixels by ``fit`` and binned with ``event_scale``; ``[C, H, W]`` float32."""
+    from streamdet.events import events_to_input
+    from streamdet.prophesee_boxes import letterbox_events
+
+    windows = []
+    for k in range(1 + bundle.history_windows):
+        end = t_us - k * bundle.window_us
+        lo, hi = np.searchsorted(events["t"], [end - bundle.window_us, end], side="right")
+        windows.append(events_to_input(letterbox_events(events[lo:hi], fit), bundle.sensor_size, event_scale))
+    return np.concatenate(windows)

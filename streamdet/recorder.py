@@ -16,6 +16,9 @@ message at ``t0_us + n * frame_us``). Detections and truth rows are stored as
 microseconds) and the row ``x1, y1, x2, y2, score`` (float32 pixels) and ``label`` (class index);
 the class names go to the HDF5 attribute ``class_names`` or to ``<stem>.<kind>.json``.
 HDF5 files carry ``width``, ``height`` attributes.
+
+An ``out`` named ``*_bbox.npy`` records only ``detections``, as a Prophesee box file
+(``streamdet.prophesee_boxes.BBOX_DTYPE``, ``t = t1_us``), class names in ``<stem>.json``.
 """
 
 from __future__ import annotations
@@ -136,6 +139,22 @@ class MessageRecorder:
         self._class_names: dict[str, list[str]] = {}
         self._h5 = None
         self._dat = None
+        self.prophesee_boxes = self.out.name.lower().endswith("_bbox.npy")
+        if self.prophesee_boxes:
+            from streamdet.prophesee_boxes import BBOX_DTYPE
+
+            self._files["detections"] = formats.AppendableArrayFile(self.out, BBOX_DTYPE)
+
+    def _write_prophesee_boxes(self, message: Message) -> None:
+        """``*_bbox.npy``: a detections message becomes Prophesee box records stamped ``t1_us``
+        (``streamdet.prophesee_boxes.detections_to_bbox``); other kinds are not recorded there."""
+        from streamdet.prophesee_boxes import detections_to_bbox
+
+        records = detections_to_bbox(message.payload, message.t1_us)
+        self._files["detections"].append(records)
+        self.boxes["detections"] = self.boxes.get("detections", 0) + len(records)
+        if "class_names" in message.extra:
+            self._class_names["detections"] = list(message.extra["class_names"])
 
     def _array_file(self, kind: str, dtype: np.dtype) -> formats.AppendableArrayFile:
         """The growing array for ``kind``, opened on first use."""
@@ -170,7 +189,11 @@ class MessageRecorder:
         kind = message.kind
         if message.sensor_size is not None and kind in ("events", "spikes"):
             self.sensor_size = tuple(int(v) for v in message.sensor_size)
-        if self.suffix == ".dat":
+        if self.prophesee_boxes:
+            if kind != "detections":
+                return
+            self._write_prophesee_boxes(message)
+        elif self.suffix == ".dat":
             if kind != "spikes":
                 raise UserFacingError(f"{self.out}: a spike .dat records spikes messages only, got {kind!r}")
             self._write_spike_dat(message)

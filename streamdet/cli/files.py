@@ -155,7 +155,11 @@ def register(subparsers: argparse._SubParsersAction) -> None:
 
     record_parser = subparsers.add_parser("record", help="record messages from the wire to .npy or .h5")
     record_parser.add_argument("endpoint", nargs="+", help="endpoint(s) to connect to")
-    record_parser.add_argument("out", help="output file: .npy or .h5 (spike frames: also .dat)")
+    record_parser.add_argument(
+        "out",
+        help="output file: .npy or .h5 (spike frames: also .dat; NAME_bbox.npy: detections as a "
+        "Prophesee box file)",
+    )
     record_parser.add_argument(
         "--topic", action="append", help="topic prefix to record (repeatable; default all)"
     )

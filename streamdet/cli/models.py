@@ -210,6 +210,18 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     evaluate.add_argument(
         "--data", required=True, action="append", metavar="SPLIT_DIR", help="split directory, e.g. data/test"
     )
+    evaluate.add_argument(
+        "--format",
+        default="split",
+        choices=("split", "prophesee"),
+        help="split: a built split; prophesee: a folder of *_bbox.npy + *_td.dat/.raw/.h5 recordings",
+    )
+    evaluate.add_argument(
+        "--class-map",
+        default=None,
+        metavar="MAP",
+        help="--format prophesee: gen1, 1mpx or ID=NAME,... (ID=ignore:NAME for ignore regions)",
+    )
     evaluate.add_argument("--json", default=None, metavar="OUT", help="write the metrics as JSON")
     evaluate.add_argument("--limit", type=int, default=None, help="evaluate the first N images")
     evaluate.add_argument(
@@ -292,7 +304,7 @@ def run_eval(args: argparse.Namespace) -> int:
     import torch
 
     from streamdet.errors import UserFacingError
-    from streamdet.evaluate import evaluate_split
+    from streamdet.evaluate import evaluate_prophesee_folder, evaluate_split
     from streamdet.model import load_detector
 
     device = args.device or ("cuda" if torch.cuda.is_available() else "cpu")
@@ -304,17 +316,24 @@ def run_eval(args: argparse.Namespace) -> int:
         )
     results = []
     snn = None
+    if args.format == "prophesee" and (args.class_map is None or getattr(args, "snn", False)):
+        raise UserFacingError("--format prophesee needs --class-map (gen1, 1mpx, ID=NAME,...) and no --snn")
     for split_dir in args.data:
-        metrics = evaluate_split(
-            bundle.detect,
-            split_dir,
-            bundle.modality,
-            bundle.window_us,
-            bundle.event_scale,
-            limit=args.limit,
-            batch_size=args.batch_size,
-            history_windows=bundle.history_windows,
-        )
+        if args.format == "prophesee":
+            metrics = evaluate_prophesee_folder(
+                bundle, split_dir, args.class_map, limit=args.limit, batch_size=args.batch_size
+            )
+        else:
+            metrics = evaluate_split(
+                bundle.detect,
+                split_dir,
+                bundle.modality,
+                bundle.window_us,
+                bundle.event_scale,
+                limit=args.limit,
+                batch_size=args.batch_size,
+                history_windows=bundle.history_windows,
+            )
         entry = {"data": str(split_dir), **metrics}
         if getattr(args, "snn", False):
             from streamdet.fidelity import evaluate_snn
