@@ -959,9 +959,9 @@ def read_checkpoint(name_or_path: str | Path) -> dict[str, Any]:
     try:
         checkpoint = torch.load(path, map_location="cpu", weights_only=True)
     except Exception as error:  # torch.load raises pickle, zip and runtime errors for non-checkpoints
-        raise UserFacingError(
-            f"{path}: not a streamdet checkpoint ({type(error).__name__}: {error})"
-        ) from None
+        from streamdet.safe_unpickle import torch_load_reason
+
+        raise UserFacingError(f"{path}: not a streamdet checkpoint ({torch_load_reason(error)})") from None
     if not isinstance(checkpoint, dict) or checkpoint.get("format") != CHECKPOINT_FORMAT:
         found = checkpoint.get("format") if isinstance(checkpoint, dict) else type(checkpoint).__name__
         raise UserFacingError(

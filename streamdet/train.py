@@ -502,7 +502,9 @@ def _read_resume_state(last_path: Path, config: TrainConfig) -> dict[str, Any]:
     """The ``--resume`` state at ``last_path``; ``UserFacingError`` if missing or of another modality."""
     if not last_path.is_file():
         raise UserFacingError(f"--resume: no training state {last_path} (run without --resume first)")
-    saved = torch.load(last_path, map_location="cpu", weights_only=False)
+    from streamdet.safe_unpickle import load_weights_file
+
+    saved = load_weights_file(last_path)
     if saved["recipe"]["modality"] != config.modality:
         raise UserFacingError(
             f"--resume: {last_path} trains the {saved['recipe']['modality']} modality, not {config.modality}"
