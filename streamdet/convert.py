@@ -81,6 +81,12 @@ class ConversionConfig:
         calibration_windows: at most this many input windows are used for calibration.
         membrane_bounds: ``(floor, ceiling)`` of the IF membranes in thresholds after each reset, or None
             (unbounded, as in the papers); the streaming detector sets ``(0, 1)`` itself.
+        burst: burst (multi-threshold) IF neurons that emit up to ``N`` spikes per step
+            (``streamdet.neurons.burst_scan``): ``N = L`` at a Quant-ReLU site with ``L`` levels converted
+            with its clip (one step then reproduces the Quant-ReLU exactly), ``burst_spikes`` elsewhere.
+            Needs ``reset="subtract"``. False: plain IF neurons (one spike per step at most).
+        burst_spikes: ``N`` of burst populations at sites without Quant-ReLU levels (percentile-normalised
+            ReLUs, IF neurons on adds).
     """
 
     normalisation: str = "auto"
@@ -91,6 +97,8 @@ class ConversionConfig:
     reset: str = "subtract"
     calibration_windows: int = 64
     membrane_bounds: tuple[float, float] | None = None
+    burst: bool = False
+    burst_spikes: int = 8
 
     def __post_init__(self) -> None:
         if self.normalisation not in NORMALISATIONS:
@@ -106,6 +114,10 @@ class ConversionConfig:
             raise UserFacingError(f"reset must be 'subtract' or 'zero', got {self.reset!r}")
         if self.calibration_windows < 1:
             raise UserFacingError(f"calibration_windows must be >= 1, got {self.calibration_windows}")
+        if self.burst_spikes < 1:
+            raise UserFacingError(f"burst_spikes must be >= 1, got {self.burst_spikes}")
+        if self.burst and self.reset != "subtract":
+            raise UserFacingError(f"burst neurons reset by subtraction only, got reset={self.reset!r}")
 
 
 @dataclass(frozen=True)
@@ -756,10 +768,12 @@ def _build_spiking_graph(
         return copied
 
     def emit_neurons(source: fx.Node, current: fx.Node, levels: int | None) -> fx.Node:
-        """An IF population fed by ``current``, standing for the ANN node ``source``."""
+        """An IF population fed by ``current``, standing for the ANN node ``source`` (bursting up to
+        ``levels`` or ``config.burst_spikes`` spikes per step with ``config.burst``)."""
         name = f"{source.name}_if"
         sites[name.replace(".", "_")] = source.name
-        return add_module(name, IFNeurons(levels), (current,))
+        max_spikes = (levels or config.burst_spikes) if config.burst else None
+        return add_module(name, IFNeurons(levels, max_spikes), (current,))
 
     for node in gm.graph.nodes:
         if node.op == "placeholder":

@@ -20,6 +20,13 @@ Engines (``backend=``):
 - ``"norse"``: step-by-step on ``norse.torch.functional.iaf_feed_forward_step`` (reset to zero, strict
   ``>``, threshold ``nextafter(1, 0)``); only for networks converted with ``reset="zero"`` (the ablation).
 
+Burst populations (``IFNeurons.max_spikes = N``, ``ConversionConfig(burst=True)``) emit up to ``N`` spikes
+per step and pass ``counts / N`` on (``streamdet.neurons.burst_scan``). The native engine scans them like
+IF populations; ``"snntorch"`` runs each burst step as ``N`` sub-steps of its ``Leaky`` neuron with the same
+current and sums the spikes (the definition the burst neuron is equivalent to, ``streamdet.neurons``);
+``"norse"`` refuses them: its IAF neuron resets to zero, and burst neurons reset by subtraction only. A
+probe receives the spike counts of a burst population.
+
 The engines give the same spikes whenever the convolutions give the same sums; float32 convolutions of
 a batch of ``K * B`` and of ``B`` may round differently in the last bit (different blocking), so a
 membrane that lands within one ulp of the threshold can fire one step apart. With dyadic weights
@@ -37,7 +44,7 @@ import torch
 from torch import fx, nn
 
 from streamdet.errors import FileFormatError, UserFacingError
-from streamdet.neurons import IFParameters, IFState, if_initial_state, if_scan
+from streamdet.neurons import BurstParameters, IFParameters, IFState, burst_scan, if_initial_state, if_scan
 
 SNN_FORMAT = "streamdet-snn/1"
 BACKENDS = ("native", "snntorch", "norse")
@@ -53,12 +60,22 @@ class IFNeurons(nn.Module):
     ``current_offset`` (``[C]`` or None) is a per-channel current the simulation adds at every step,
     in thresholds per step; set by bias calibration (``streamdet.bias_calibration``). The rate limit
     above ignores it: it is a correction of the simulation towards that limit.
+
+    ``max_spikes`` (``N``, or None for plain IF neurons) makes the population burst: up to ``N`` spikes per
+    step, each worth ``1 / N`` (``streamdet.neurons.burst_scan``); with ``N = levels`` one step reproduces
+    the Quant-ReLU it replaced.
     """
 
-    def __init__(self, levels: int | None = None) -> None:
+    def __init__(self, levels: int | None = None, max_spikes: int | None = None) -> None:
         super().__init__()
         self.levels = levels
+        self.max_spikes = max_spikes
         self.register_buffer("current_offset", None)
+
+    @property
+    def spikes_per_step(self) -> int:
+        """The most spikes a neuron emits per step: ``max_spikes``, 1 for IF (and graphs saved without it)."""
+        return int(getattr(self, "max_spikes", None) or 1)
 
     def set_current_offset(self, offset: torch.Tensor | None) -> None:
         """Store ``offset`` ``[C]`` (a float32 buffer, saved with the graph) or remove it (None)."""
@@ -78,7 +95,7 @@ class IFNeurons(nn.Module):
         return rate
 
     def extra_repr(self) -> str:
-        return f"levels={self.levels}"
+        return f"levels={self.levels}, max_spikes={getattr(self, 'max_spikes', None)}"
 
 
 class NormAdd(nn.Module):
@@ -152,6 +169,16 @@ class SpikingNetwork:
     def populations(self) -> list[str]:
         """Names of the IF populations in graph order."""
         return [name for name, module in self._plan.modules.items() if isinstance(module, IFNeurons)]
+
+    @property
+    def spikes_per_step(self) -> dict[str, int]:
+        """Population name -> most spikes per neuron per step (``N`` of a burst population, 1 for IF)."""
+        return {name: self._plan.modules[name].spikes_per_step for name in self.populations}
+
+    @property
+    def burst(self) -> bool:
+        """Whether any population bursts (more than one spike per step)."""
+        return any(n > 1 for n in self.spikes_per_step.values())
 
     def initial_state(self, batch: int = 1, device=None) -> SNNState:
         """A fresh simulation for ``batch`` streams (membranes at ``initial_membrane``)."""
@@ -231,19 +258,31 @@ class SpikingNetwork:
         steps, batch = inputs.shape[:2]
 
         def neurons(name: str, current: torch.Tensor) -> torch.Tensor:
-            current = self._plan.modules[name].offset_current(current)
+            module = self._plan.modules[name]
+            current = module.offset_current(current)
             per_step = current.reshape(steps, batch, *current.shape[1:])
-            spikes, new_state = if_scan(per_step, self._membrane(membranes, name, per_step[0]), self.neuron)
+            state = self._membrane(membranes, name, per_step[0])
+            burst = module.spikes_per_step
+            if burst > 1:
+                spikes, new_state = burst_scan(per_step, state, BurstParameters.from_if(self.neuron, burst))
+            else:
+                spikes, new_state = if_scan(per_step, state, self.neuron)
             membranes[name] = new_state.v
             if probe is not None:
                 probe(name, spikes)
-            return spikes.reshape(current.shape)
+            return (spikes / burst if burst > 1 else spikes).reshape(current.shape)
 
         folded = inputs.reshape(steps * batch, *inputs.shape[2:])
         outputs = self._plan.execute(folded, neurons)
         return _map_tensors(outputs, lambda t: t.reshape(steps, batch, *t.shape[1:]))
 
     def _run_stepwise(self, inputs: torch.Tensor, membranes: dict, probe: Probe | None, backend: str) -> Any:
+        if backend == "norse" and self.burst:
+            raise UserFacingError(
+                "the norse backend cannot run burst neurons (up to "
+                f"{max(self.spikes_per_step.values())} spikes per step): its IAF neuron resets to zero, "
+                "and burst neurons reset by subtraction"
+            )
         if backend == "norse" and self.neuron.reset != "zero":
             raise UserFacingError("the norse backend simulates reset to zero; convert with reset='zero'")
         step_neuron = _SnntorchNeuron(self.neuron) if backend == "snntorch" else _NorseNeuron(self.neuron)
@@ -251,12 +290,14 @@ class SpikingNetwork:
         for k in range(inputs.shape[0]):
 
             def neurons(name: str, current: torch.Tensor) -> torch.Tensor:
-                current = self._plan.modules[name].offset_current(current)
+                module = self._plan.modules[name]
+                burst = module.spikes_per_step
+                current = module.offset_current(current)
                 state = self._membrane(membranes, name, current)
-                spikes, membranes[name] = step_neuron(name, current, state.v)
+                spikes, membranes[name] = step_neuron(name, current, state.v, burst)
                 if probe is not None:
                     probe(name, spikes[None])
-                return spikes
+                return spikes / burst if burst > 1 else spikes
 
             per_step_outputs.append(self._plan.execute(inputs[k], neurons))
         return _stack_steps(per_step_outputs)
@@ -275,14 +316,15 @@ def _apply_reset(v: torch.Tensor, spikes: torch.Tensor, neuron: IFParameters) ->
 
 
 class _SnntorchNeuron:
-    """One ``snntorch.Leaky`` (beta 1, threshold just below 1, no internal reset) per population."""
+    """One ``snntorch.Leaky`` (beta 1, threshold just below 1, no internal reset) per population; a burst
+    step is ``sub_steps`` calls of it with the same current, and returns the summed spikes."""
 
     def __init__(self, neuron: IFParameters) -> None:
         self.neuron = neuron
         self.cells: dict[str, nn.Module] = {}
 
     def __call__(
-        self, name: str, current: torch.Tensor, v: torch.Tensor
+        self, name: str, current: torch.Tensor, v: torch.Tensor, sub_steps: int = 1
     ) -> tuple[torch.Tensor, torch.Tensor]:
         import snntorch
 
@@ -293,9 +335,13 @@ class _SnntorchNeuron:
                 reset_mechanism="none",
                 reset_delay=False,
             ).to(current.device)
-        spikes, v = self.cells[name](current, v)
-        spikes = spikes.to(current.dtype)
-        return spikes, self.neuron.bound(_apply_reset(v, spikes, self.neuron))
+        total = torch.zeros_like(current)
+        for _ in range(sub_steps):
+            spikes, v = self.cells[name](current, v)
+            spikes = spikes.to(current.dtype)
+            v = self.neuron.bound(_apply_reset(v, spikes, self.neuron))
+            total = total + spikes
+        return total, v
 
 
 class _NorseNeuron:
@@ -305,7 +351,7 @@ class _NorseNeuron:
         self.neuron = neuron
 
     def __call__(
-        self, name: str, current: torch.Tensor, v: torch.Tensor
+        self, name: str, current: torch.Tensor, v: torch.Tensor, sub_steps: int = 1
     ) -> tuple[torch.Tensor, torch.Tensor]:
         from norse.torch.functional.iaf import IAFFeedForwardState, IAFParameters, iaf_feed_forward_step
 

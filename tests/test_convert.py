@@ -13,7 +13,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from streamdet.convert import ConversionConfig, ConversionError, ExtremeValues, convert_network
-from streamdet.errors import FileFormatError
+from streamdet.errors import FileFormatError, UserFacingError
 from streamdet.model import load_detector, pad_input
 from streamdet.neurons import IFParameters
 from streamdet.snn import SpikingDetector, SpikingNetwork, load_snn, save_snn
@@ -358,3 +358,35 @@ def test_convert_cli_writes_a_loadable_snn_of_the_shipped_model(tmp_path) -> Non
     assert refused.returncode == 2
     lines = refused.stderr.strip().splitlines()
     assert len(lines) == 1 and "cannot convert layer" in lines[0] and "calibration data" in lines[0]
+
+
+def test_burst_conversion_of_a_quant_model_is_the_ann_in_one_step() -> None:
+    """N = L per Quant-ReLU site: one burst step reproduces every Quant-ReLU, so the SNN's output at T = 1
+    is the ANN's (up to float rounding of the normalised weights); plain IF neurons need T = L for it."""
+    model = trained_like(TinyDetector(quant=True), seed=5)
+    x = windows(1)[0]
+    with torch.no_grad():
+        expected = model(x)
+    config = ConversionConfig(normalisation="quant", burst=True)
+    converted = convert_network(model, None, config, example_input=x)
+    network = SpikingNetwork(converted.graph_module, IFParameters(), converted.sites)
+    assert set(network.spikes_per_step.values()) == {8}  # TinyDetector's Quant-ReLUs have 8 levels
+    for got, want in zip(simulate(network, x, 1), expected, strict=True):
+        close = torch.isclose(got, want, atol=1e-4)
+        assert close.float().mean() > 0.99, (got - want).abs().max()
+    plain = convert_network(model, None, replace(config, burst=False), example_input=x)
+    one_if_step = simulate(SpikingNetwork(plain.graph_module, IFParameters(), plain.sites), x, 1)
+    assert not torch.allclose(one_if_step[0], expected[0], atol=1e-2)
+
+
+def test_burst_needs_reset_by_subtraction_and_is_recorded_in_the_conversion() -> None:
+    with pytest.raises(UserFacingError, match="burst neurons reset by subtraction only, got reset='zero'"):
+        ConversionConfig(burst=True, reset="zero")
+    with pytest.raises(UserFacingError, match="burst_spikes must be >= 1, got 0"):
+        ConversionConfig(burst=True, burst_spikes=0)
+    from streamdet.convert import convert_detector
+
+    config = ConversionConfig(normalisation="quant", burst=True)
+    snn = convert_detector(load_detector("events-fast"), None, config, progress=False)
+    assert snn.conversion["burst"] is True and set(snn.spikes_per_step.values()) == {4}
+    assert snn.burst

@@ -7,6 +7,7 @@ import torch
 from torch import nn
 
 from streamdet.convert import ConversionConfig, convert_network
+from streamdet.errors import UserFacingError
 from streamdet.fidelity import SimulationConfig, simulate_prefix_means, window_means
 from streamdet.neurons import IFParameters
 from streamdet.snn import SpikingNetwork
@@ -193,3 +194,50 @@ def test_one_long_constant_input_run_scores_every_shorter_window() -> None:
             window_means(sums, steps, skip), (cls[skip:].mean(0), box[skip:].mean(0)), strict=True
         ):
             assert torch.allclose(got, want, atol=1e-6)
+
+
+def burst_network(max_spikes: int = 4, burst: bool = True) -> SpikingNetwork:
+    """SmallNet converted with burst neurons (``max_spikes`` at its ReLU sites), or with plain IF neurons,
+    dyadic parameters, membranes bounded to [0, 1]."""
+    torch.manual_seed(0)
+    calibration = [torch.rand(4, 2, 16, 20, generator=torch.Generator().manual_seed(1))]
+    config = ConversionConfig(burst=burst, burst_spikes=max_spikes)
+    converted = convert_network(SmallNet().eval(), calibration, config, progress=False)
+    with torch.no_grad():
+        for tensor in list(converted.graph_module.parameters()) + list(converted.graph_module.buffers()):
+            tensor.copy_(torch.round(tensor * DYADIC) / DYADIC)
+    neuron = IFParameters(initial_membrane=0.5).with_bounds((0.0, 1.0))
+    return SpikingNetwork(converted.graph_module, neuron, converted.sites)
+
+
+def test_burst_native_engine_equals_snntorch_sub_steps() -> None:
+    """Bounded to [0, 1] the burst step is exactly N IF sub-steps (streamdet.neurons): the native burst
+    scan and snntorch's Leaky run N times per step give the same counts, membranes and outputs."""
+    network = burst_network(4)
+    assert network.burst and set(network.spikes_per_step.values()) == {4}
+    stream = random_stream(12, seed=9)
+    native = run_recording(network, stream, "native", [5, 7])
+    assert_same_simulation(native, run_recording(network, stream, "snntorch", [12]))
+    counts = torch.cat([s.flatten() for s in native[1].values()])
+    assert counts.max() == 4 and 0.02 < (counts > 0).float().mean() < 0.9
+    assert torch.equal(counts, counts.round())
+
+
+def test_burst_step_is_n_plain_if_steps_of_the_same_network() -> None:
+    """The first population sees the same current at every step: one burst step (N = 4) fires what 4 IF
+    steps of the same network fire there. Deeper populations differ by design: their IF versions see a
+    spike train, their burst versions one step's counts."""
+    burst, plain = burst_network(4), burst_network(4, burst=False)
+    assert not plain.burst and set(plain.spikes_per_step.values()) == {1}
+    x = random_stream(1, seed=10)[0]
+    _, if_spikes, _ = run_recording(plain, x.expand(4, *x.shape), "native", [4])
+    _, counts, _ = run_recording(burst, x[None], "native", [1])
+    first = burst.populations[0]
+    assert torch.equal(counts[first][0], if_spikes[first].sum(0))
+    assert counts[first].max() > 1
+
+
+def test_norse_refuses_burst_populations() -> None:
+    network = burst_network(4)
+    with pytest.raises(UserFacingError, match="norse backend cannot run burst neurons .up to 4 spikes"):
+        network.run(random_stream(2), network.initial_state(2), backend="norse")
