@@ -85,8 +85,13 @@ def latency(args: argparse.Namespace, packets: list, sensor_size: tuple[int, int
         collector = threading.Thread(target=collect, daemon=True)
         collector.start()
         try:
-            if not publisher.wait_for_subscribers(1, timeout_s=300):
-                raise SystemExit("the detector did not subscribe within 300 s")
+            waited_s = 0.0
+            while not publisher.wait_for_subscribers(1, timeout_s=1.0):
+                waited_s += 1.0
+                if detector.poll() is not None:
+                    raise SystemExit(f"the detector exited ({detector.returncode}): {detector.stderr.read()}")
+                if waited_s >= 300:
+                    raise SystemExit("the detector did not subscribe within 300 s")
             start = time.monotonic()
             for packet in packets:
                 delay = start + packet.t1_us / 1e6 - time.monotonic()
@@ -135,7 +140,7 @@ def main() -> None:
         torch.set_num_threads(args.threads)
 
     from streamdet.detector import DEFAULT_STEPS_PER_WINDOW, DetectorConfig
-    from streamdet.snn import load_snn
+    from streamdet.loading import load_snn
 
     snn = load_snn(args.model)
     dt_us = args.dt_us or snn.window_us // DEFAULT_STEPS_PER_WINDOW
