@@ -7,7 +7,10 @@ import importlib
 import subprocess
 import sys
 
+import pytest
+
 from streamdet.cli import COMMAND_MODULES, build_parser
+from streamdet.cli.options import parse_size, positive_int
 
 
 def _commands(parser: argparse.ArgumentParser) -> set[str]:
@@ -35,3 +38,34 @@ def test_user_error_is_one_line_without_traceback(tmp_path) -> None:
     assert result.returncode == 2
     lines = result.stderr.strip().splitlines()
     assert len(lines) == 1 and str(missing) in lines[0] and "Traceback" not in result.stderr
+
+
+def test_sizes_are_width_x_height_in_positive_pixels() -> None:
+    assert parse_size("400x250") == (400, 250)
+    assert parse_size(" 346X260 ") == (346, 260)
+    for text in ("12x", "x5", "0x5", "-5x3", "4.5x3", "3x4x5", "346,260", ""):
+        with pytest.raises(argparse.ArgumentTypeError, match="expected WxH"):
+            parse_size(text)
+
+
+def test_positive_integers() -> None:
+    assert positive_int("3") == 3
+    for text in ("0", "-1", "1.5", "many"):
+        with pytest.raises(argparse.ArgumentTypeError, match="expected a positive integer"):
+            positive_int(text)
+
+
+@pytest.mark.parametrize(
+    "command",
+    [
+        ["drive", "synthetic", "--endpoint", "ipc:///tmp/unused", "--size", "346"],
+        ["info", "missing.raw", "--sensor-size", "640x"],
+        ["train", "--modality", "events", "--data", "d", "--out", "o.pt", "--crop", "256"],
+    ],
+)
+def test_every_size_option_takes_the_one_parser(command: list[str]) -> None:
+    """``drive --size``, ``info --sensor-size`` and ``train --crop`` reject a malformed size while
+    parsing, with the same message, before any work starts."""
+    result = subprocess.run([sys.executable, "-m", "streamdet", *command], capture_output=True, text=True)
+    assert result.returncode == 2
+    assert "expected WxH such as 346x260" in result.stderr and "Traceback" not in result.stderr

@@ -17,7 +17,7 @@ import pytest
 import torch
 
 from streamdet import CLASS_NAMES
-from streamdet.cli.dataset import parse_sensor_size
+from streamdet.cli.options import parse_size
 from streamdet.dataset import SPLITS, BuildConfig, DatasetSplit, build_split, sequence_jobs, sequence_seeds
 from streamdet.errors import UserFacingError
 from streamdet.formats import read_events, read_spike_dat, read_spike_sidecar
@@ -196,8 +196,8 @@ def test_user_errors_are_one_line(tmp_path: Path, mixed_split: Path) -> None:
     with pytest.raises(UserFacingError, match="exists and is not empty"):
         build_split(BuildConfig(split="val", seconds=0.1), mixed_split.parent)
     with pytest.raises(argparse.ArgumentTypeError, match="expected WxH"):
-        parse_sensor_size("12x")
-    assert parse_sensor_size("400x250") == (400, 250)
+        parse_size("12x")
+    assert parse_size("400x250") == (400, 250)
     with pytest.raises(UserFacingError, match="shorter than one input window"):
         BuildConfig(seconds=0.01)
 

@@ -4,6 +4,7 @@ Each module in this package defines ``register(subparsers)``, which adds its sub
 parser; every sub-command sets ``func`` to a function taking the parsed arguments and returning an
 exit code. ``COMMAND_MODULES`` says which module holds which command, so that running one command
 imports only its module (several import torch, which takes seconds); ``streamdet --help`` imports all.
+``options`` holds option types and groups that several command modules share.
 Errors that a user can fix (a bad file, a bad option) are raised as ``UserFacingError`` (or one of its
 subclasses) and printed as one line, without a traceback.
 """
@@ -12,7 +13,6 @@ from __future__ import annotations
 
 import argparse
 import importlib
-import pkgutil
 import signal
 import sys
 
@@ -50,7 +50,7 @@ def build_parser(command: str | None = None) -> argparse.ArgumentParser:
     if command in COMMAND_MODULES:
         module_names = [COMMAND_MODULES[command]]
     else:
-        module_names = sorted(m.name for m in pkgutil.iter_modules(__path__))
+        module_names = sorted(set(COMMAND_MODULES.values()))
     for module_name in module_names:
         importlib.import_module(f"{__name__}.{module_name}").register(subparsers)
     return parser

@@ -5,16 +5,8 @@ from __future__ import annotations
 import argparse
 import sys
 
+from streamdet.cli.options import parse_size
 from streamdet.errors import UserFacingError
-
-
-def parse_sensor_size(text: str) -> tuple[int, int]:
-    """``"WxH"`` -> ``(W, H)`` pixels; argparse type of ``--size``."""
-    try:
-        width, height = (int(value) for value in text.lower().split("x"))
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"expected WxH such as 346x260, got {text!r}") from None
-    return width, height
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:
@@ -41,7 +33,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     build.add_argument("--out", required=True, help="dataset root directory; the split goes in OUT/SPLIT")
     build.add_argument(
         "--size",
-        type=parse_sensor_size,
+        type=parse_size,
         default=(346, 260),
         help="sensor size WxH (default 346x260, DAVIS346; 400x250 Vidar, 304x240 Gen1)",
     )

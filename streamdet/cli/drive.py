@@ -13,15 +13,8 @@ from __future__ import annotations
 import argparse
 import sys
 
+from streamdet.cli.options import parse_size
 from streamdet.errors import UserFacingError
-
-
-def _size(text: str) -> tuple[int, int]:
-    """``"WxH"`` -> ``(W, H)``."""
-    width, separator, height = text.lower().partition("x")
-    if not separator or not width.isdigit() or not height.isdigit() or int(width) <= 0 or int(height) <= 0:
-        raise UserFacingError(f"size must look like 346x260, got {text!r}")
-    return int(width), int(height)
 
 
 def _speed(text: str) -> float | None:
@@ -55,7 +48,7 @@ def run_synthetic(args: argparse.Namespace) -> int:
         endpoint=args.endpoint,
         sensor=args.sensor,
         stream=args.stream or args.preset,
-        sensor_size=_size(args.size),
+        sensor_size=args.size,
         seed=args.seed,
         render_fps=args.render_fps,
         packet_us=args.packet_us,
@@ -85,7 +78,7 @@ def run_video(args: argparse.Namespace) -> int:
         endpoint=args.endpoint,
         encode=args.encode,
         stream=args.stream,
-        size=_size(args.size) if args.size else None,
+        size=args.size,
         loop=args.loop,
         speed=_speed(args.speed),
         seconds=args.seconds,
@@ -161,7 +154,9 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         "--sensor", choices=("dvs", "spike"), default="dvs", help="emulated sensor (default dvs)"
     )
     _add_wire_options(synthetic, None)
-    synthetic.add_argument("--size", default="346x260", help="sensor size WxH (default 346x260)")
+    synthetic.add_argument(
+        "--size", type=parse_size, default="346x260", help="sensor size WxH (default 346x260)"
+    )
     synthetic.add_argument("--seed", type=int, default=0, help="seed of the scene and the sensor (default 0)")
     synthetic.add_argument(
         "--render-fps",
@@ -199,7 +194,9 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         "--encode", choices=("dvs", "spike", "poisson"), default="dvs", help="encoding (default dvs)"
     )
     _add_wire_options(video, "video")
-    video.add_argument("--size", metavar="WxH", help="resize frames to WxH (default: the source's size)")
+    video.add_argument(
+        "--size", type=parse_size, metavar="WxH", help="resize frames to WxH (default: the source's size)"
+    )
     video.add_argument("--loop", action="store_true", help="start a file again at its end")
     video.add_argument("--speed", default="1.0", help="multiple of the file's pace, or 'max' (default 1.0)")
     video.add_argument(

@@ -13,15 +13,8 @@ import json
 import sys
 from dataclasses import asdict
 
+from streamdet.cli.options import parse_size
 from streamdet.errors import UserFacingError
-
-
-def parse_sensor_size(text: str) -> tuple[int, int]:
-    """``"WxH"`` -> ``(W, H)``; UserFacingError for anything else."""
-    width, separator, height = text.lower().partition("x")
-    if not separator or not width.isdigit() or not height.isdigit() or int(width) <= 0 or int(height) <= 0:
-        raise UserFacingError(f"--sensor-size must look like 640x480, got {text!r}")
-    return int(width), int(height)
 
 
 def parse_speed(text: str) -> float | None:
@@ -43,7 +36,7 @@ def run_info(args: argparse.Namespace) -> int:
 
     from streamdet.formats import recording_info
 
-    sensor_size = parse_sensor_size(args.sensor_size) if args.sensor_size else None
+    sensor_size = args.sensor_size
     for index, path in enumerate(args.file):
         with tqdm(
             desc=f"reading {path}",
@@ -83,7 +76,7 @@ def run_replay(args: argparse.Namespace) -> int:
         wait_subscribers=args.wait_subscribers,
         wait_timeout_s=args.wait_timeout,
         lossless=args.lossless,
-        sensor_size=parse_sensor_size(args.sensor_size) if args.sensor_size else None,
+        sensor_size=args.sensor_size,
         start_us=args.start_us,
         stop_us=args.stop_us,
     )
@@ -105,7 +98,7 @@ def run_record(args: argparse.Namespace) -> int:
         out=args.out,
         topics=tuple(args.topic) if args.topic else ("",),
         idle_timeout_s=args.idle_timeout,
-        sensor_size=parse_sensor_size(args.sensor_size) if args.sensor_size else None,
+        sensor_size=args.sensor_size,
     )
     stats = record(config, progress=True)
     print(stats.summary(), file=sys.stderr)
@@ -121,7 +114,9 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         "file", nargs="+", help="event file(s) (.raw EVT2/EVT3, .dat, .aedat4, spike .dat, .npy, .h5)"
     )
     info.add_argument("--json", action="store_true", help="print one JSON object per file, one per line")
-    info.add_argument("--sensor-size", metavar="WxH", help="override the sensor size (e.g. 400x250)")
+    info.add_argument(
+        "--sensor-size", type=parse_size, metavar="WxH", help="override the sensor size (e.g. 400x250)"
+    )
     info.set_defaults(func=run_info)
 
     replay = subparsers.add_parser("replay", help="publish an event or spike file onto the wire")
@@ -148,7 +143,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     replay.add_argument(
         "--lossless", action="store_true", help="block instead of dropping when a subscriber lags"
     )
-    replay.add_argument("--sensor-size", metavar="WxH", help="override the sensor size")
+    replay.add_argument("--sensor-size", type=parse_size, metavar="WxH", help="override the sensor size")
     replay.add_argument("--start-us", type=int, metavar="T", help="replay from file time T, us")
     replay.add_argument("--stop-us", type=int, metavar="T", help="replay up to file time T (excluded), us")
     replay.set_defaults(func=run_replay)
@@ -166,5 +161,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     record_parser.add_argument(
         "--idle-timeout", type=float, metavar="S", help="stop after S s without a message"
     )
-    record_parser.add_argument("--sensor-size", metavar="WxH", help="sensor size if no message states it")
+    record_parser.add_argument(
+        "--sensor-size", type=parse_size, metavar="WxH", help="sensor size if no message states it"
+    )
     record_parser.set_defaults(func=run_record)

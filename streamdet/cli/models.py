@@ -7,15 +7,12 @@ import importlib.util
 import json
 from pathlib import Path
 
+from streamdet.cli.options import parse_size
+
 
 def _crop_size(text: str) -> tuple[int, int] | None:
-    if text.lower() == "none":
-        return None
-    try:
-        width, height = (int(v) for v in text.lower().split("x"))
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"expected WxH (e.g. 256x192) or none, got {text!r}") from None
-    return width, height
+    """``--crop``: ``WxH`` or ``none``."""
+    return None if text.strip().lower() == "none" else parse_size(text)
 
 
 def _ratios(text: str) -> tuple[float, ...]:

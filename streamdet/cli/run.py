@@ -13,20 +13,12 @@ import json
 import sys
 import time
 
-
-def _positive_int(text: str) -> int:
-    try:
-        value = int(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"expected a positive integer, got {text!r}") from None
-    if value < 1:
-        raise argparse.ArgumentTypeError(f"expected a positive integer, got {text!r}")
-    return value
+from streamdet.cli.options import positive_int
 
 
 def _dt_us(text: str) -> int | str:
     """``--dt-us``: a positive number of microseconds, or ``auto``."""
-    return "auto" if text == "auto" else _positive_int(text)
+    return "auto" if text == "auto" else positive_int(text)
 
 
 def detector_config_from_args(args: argparse.Namespace, window_us: int, steps_per_s: float | None = None):
@@ -212,14 +204,14 @@ def _add_detector_options(parser: argparse.ArgumentParser, dt_help: str = "windo
     )
     parser.add_argument(
         "--window-steps",
-        type=_positive_int,
+        type=positive_int,
         default=None,
         metavar="W",
         help="steps averaged per decode (default: 50 ms of output, round(50000 / dt))",
     )
     parser.add_argument(
         "--publish-every",
-        type=_positive_int,
+        type=positive_int,
         default=None,
         metavar="P",
         help="decode and publish every P steps (default: every 50 ms of stream, round(50000 / dt))",
@@ -265,14 +257,14 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     _add_detector_options(detect)
     detect.add_argument(
         "--max-backlog-steps",
-        type=_positive_int,
+        type=positive_int,
         default=8,
         metavar="N",
         help="complete steps allowed to wait per stream before the oldest are dropped (default 8)",
     )
     detect.add_argument(
         "--max-chunk-steps",
-        type=_positive_int,
+        type=positive_int,
         default=8,
         metavar="K",
         help="steps per network call (default 8)",
@@ -298,7 +290,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     detect.add_argument("--exit-on-eos", action="store_true", help="exit once every stream has ended")
     detect.add_argument(
         "--threads",
-        type=_positive_int,
+        type=positive_int,
         default=1,
         help="torch CPU threads (default 1: see docs/streaming.md)",
     )
@@ -351,7 +343,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     demo.add_argument("--out", default="out", help="folder for demo.mp4 and demo.png (default out)")
     demo.add_argument("--headless", action="store_true", help="no window, even with a display")
     demo.add_argument("--json", action="store_true", help="print one JSON object at the end, no live lines")
-    demo.add_argument("--threads", type=_positive_int, default=1, help="torch CPU threads (default 1)")
+    demo.add_argument("--threads", type=positive_int, default=1, help="torch CPU threads (default 1)")
     _add_detector_options(
         demo,
         dt_help="the shortest step of at least 25 ms that divides the model window and that this CPU keeps "
