@@ -1,4 +1,5 @@
-"""``streamdet dataset build``: synthetic maritime/traffic sequences with events, spikes and COCO boxes."""
+"""``streamdet dataset build``: synthetic maritime/traffic sequences with events, spikes and COCO boxes;
+``streamdet dataset import``: labelled real footage through the same emulators (docs/importing.md)."""
 
 from __future__ import annotations
 
@@ -62,6 +63,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     build.add_argument("--workers", type=int, default=2, help="parallel processes over sequences (default 2)")
     build.add_argument("--overwrite", action="store_true", help="replace an existing OUT/SPLIT")
     build.set_defaults(func=run_build)
+    register_import(actions)
 
 
 def run_build(args: argparse.Namespace) -> int:
@@ -102,5 +104,157 @@ def run_build(args: argparse.Namespace) -> int:
     print(
         f"{path}: {config.sequences} sequences, {totals['images']} images, {totals['boxes']} boxes, "
         f"{totals['events']} events"
+    )
+    return 0
+
+
+def register_import(actions: argparse._SubParsersAction) -> None:
+    """Add ``dataset import`` (labelled real footage -> one split) to the ``dataset`` actions."""
+    from streamdet.importing import FITS, INTERPOLATIONS, LAYOUTS, STILL_MOTIONS
+
+    importer = actions.add_parser(
+        "import",
+        help="turn labelled videos or stills (MOT gt.txt, COCO json, YOLO txt) into one split",
+        description="Emulate a DVS and a spike camera over labelled real footage and write one split in "
+        "the layout `dataset build` writes (DIR/SPLIT/annotations.json and one folder per sequence). "
+        "See docs/importing.md.",
+    )
+    importer.add_argument("layout", choices=LAYOUTS, help="label layout")
+    importer.add_argument(
+        "sources",
+        nargs="+",
+        metavar="SOURCE",
+        help="mot: sequence folders (gt/gt.txt, img1/, seqinfo.ini) or video files; coco: annotation "
+        "json files; yolo: image folders",
+    )
+    importer.add_argument("--out", required=True, help="dataset root directory; the split goes in OUT/SPLIT")
+    importer.add_argument("--split", default="train", help="train, val or test (default train)")
+    importer.add_argument(
+        "--labels",
+        help="mot: the gt.txt of a video file (default <video stem>.txt); yolo: the labels folder "
+        "(default: images/ -> labels/, else the images folder); one SOURCE only",
+    )
+    importer.add_argument(
+        "--images", help="coco: folder the file_name of each image is under (default: the json's)"
+    )
+    importer.add_argument(
+        "--names", help="yolo: data.yaml or a names file (default: data.yaml near the images, classes.txt)"
+    )
+    importer.add_argument(
+        "--fps",
+        type=float,
+        help="frame rate where the source states none (overrides it); yolo: read each folder as one video",
+    )
+    importer.add_argument(
+        "--classes-map",
+        default="",
+        help="SOURCE=CLASS pairs, comma-separated, on top of the defaults (docs/importing.md); CLASS is "
+        "boat, buoy, car or pedestrian, CLASS:ignore for an ignore region, '-' to drop",
+    )
+    importer.add_argument(
+        "--drop-unmapped", action="store_true", help="drop boxes of unmapped classes instead of stopping"
+    )
+    importer.add_argument(
+        "--size", type=parse_size, default=(346, 260), help="sensor size WxH (default 346x260)"
+    )
+    importer.add_argument(
+        "--fit",
+        choices=FITS,
+        default="pad",
+        help="keep the aspect ratio and pad (default) or crop the centre; stretch: like drive video --size",
+    )
+    importer.add_argument(
+        "--interpolate",
+        choices=INTERPOLATIONS,
+        default="flow",
+        help="frames between video frames further apart than 1/render-fps: optical-flow warping (default) "
+        "or none (the frames as drive video feeds them)",
+    )
+    importer.add_argument(
+        "--render-fps", type=float, default=250.0, help="least frame rate fed to the emulators (default 250)"
+    )
+    importer.add_argument("--still-motion", choices=STILL_MOTIONS, default="saccades", help="how stills move")
+    importer.add_argument(
+        "--saccade-px", type=float, default=4.0, help="saccade triangle side, px (default 4)"
+    )
+    importer.add_argument("--saccade-ms", type=float, default=100.0, help="one saccade, ms (default 100)")
+    importer.add_argument("--pan-px-per-s", type=float, default=40.0, help="pan speed, px/s (default 40)")
+    importer.add_argument(
+        "--still-seconds", type=float, default=0.3, help="length of a still's sequence, s (default 0.3)"
+    )
+    importer.add_argument(
+        "--label-every-ms", type=float, default=100.0, help="label spacing, ms (default 100)"
+    )
+    importer.add_argument(
+        "--window-us", type=int, default=50_000, help="input window, microseconds (default 50000)"
+    )
+    importer.add_argument(
+        "--spike-rate-hz", type=float, default=1000.0, help="spike-camera frame rate (default 1000)"
+    )
+    importer.add_argument(
+        "--min-motion-px",
+        type=float,
+        default=0.3,
+        help="boxes that moved less in the 50 ms before a label are ignored (default 0.3; 0 keeps them)",
+    )
+    importer.add_argument(
+        "--fixed-sensor",
+        action="store_true",
+        help="default DVS parameters for every sequence (as drive video)",
+    )
+    importer.add_argument("--seed", type=int, default=0, help="root seed of the sensor emulators (default 0)")
+    importer.add_argument("--overwrite", action="store_true", help="replace an existing OUT/SPLIT")
+    importer.set_defaults(func=run_import)
+
+
+def run_import(args: argparse.Namespace) -> int:
+    """Import one split; prints the path of annotations.json and a one-line summary."""
+    import json
+
+    from tqdm import tqdm
+
+    from streamdet.importing import (
+        ImportConfig,
+        StillMotion,
+        default_class_map,
+        import_split,
+        parse_class_map,
+        read_sources,
+        source_frame_count,
+    )
+
+    config = ImportConfig(
+        split=args.split,
+        seed=args.seed,
+        sensor_size=args.size,
+        fit=args.fit,
+        window_us=args.window_us,
+        label_every_ms=args.label_every_ms,
+        spike_rate_hz=args.spike_rate_hz,
+        render_fps=args.render_fps,
+        interpolation=args.interpolate,
+        still_motion=StillMotion(
+            kind=args.still_motion,
+            amplitude_px=args.saccade_px,
+            saccade_ms=args.saccade_ms,
+            pan_px_per_s=args.pan_px_per_s,
+            seconds=args.still_seconds,
+        ),
+        class_map={**default_class_map(args.layout), **parse_class_map(args.classes_map)},
+        drop_unmapped=args.drop_unmapped,
+        min_motion_px=args.min_motion_px,
+        randomise_sensor=not args.fixed_sensor,
+    )
+    sources = read_sources(args.layout, args.sources, args.labels, args.images, args.names, args.fps)
+    total = sum(source_frame_count(source) for source in sources) or None
+    with tqdm(total=total, unit="frame", desc=f"import {config.split}", file=sys.stderr) as bar:
+        path = import_split(
+            sources, config, args.out, args.layout, overwrite=args.overwrite, progress=bar.update
+        )
+    coco = json.loads(path.read_text())
+    ignored = sum(1 for annotation in coco["annotations"] if annotation["ignore"])
+    print(
+        f"{path}: {len(coco['info']['sequences'])} sequences, {len(coco['images'])} images, "
+        f"{len(coco['annotations'])} boxes ({ignored} ignored)"
     )
     return 0

@@ -1,0 +1,1522 @@
+"""Import labelled real footage into a split, through streamdet's own sensor emulators.
+
+``streamdet dataset import`` (user guide: ``docs/importing.md``) reads videos or stills with boxes in
+one of three label layouts and writes a split in the layout of ``docs/architecture.md`` ("Datasets on
+disk"), so ``streamdet train`` and ``streamdet eval`` read it like a built one:
+
+- ``mot``: a MOT-challenge sequence folder (``gt/gt.txt``, ``img1/``, ``seqinfo.ini``) or a video file
+  with a ``gt.txt``-style file; rows ``frame, id, x, y, w, h, conf, class, visibility`` (frames from 1).
+- ``coco``: a COCO json; images with a ``video_id`` are frames of videos, the others stills.
+- ``yolo``: a folder of images with one ``.txt`` per image (``class cx cy w h``, normalised), class
+  names from ``data.yaml`` or a names file; stills, or one video per folder with ``--fps``.
+
+Pipeline of one sequence:
+
+1. Frames become luminance as in ``streamdet drive video``: ``Y = (0.299 R + 0.587 G + 0.114 B) / 255``
+   (OpenCV ``COLOR_BGR2GRAY``), scaled with area interpolation and placed on the sensor
+   (:class:`FitMapping`: ``x' = s_x x + o_x``, ``y' = s_y y + o_y``); boxes map the same way.
+2. Video frame ``k`` is at ``t_k = round((k - k_0) 1e6 / fps)`` microseconds. Where
+   ``t_{k+1} - t_k`` exceeds ``1e6 / render_fps``, ``n = ceil((t_{k+1} - t_k) render_fps / 1e6) - 1``
+   frames are interpolated at ``t_k + round(j (t_{k+1} - t_k) / (n + 1))`` by optical-flow warping
+   (:func:`flow_interpolate`), so a moving edge sweeps over the pixels between its two positions as
+   it would before a real event camera, rather than fading out at one place and in at the other.
+3. Stills are moved under the sensor (:class:`StillMotion`): three saccades along a triangle, as the
+   N-MNIST and N-Caltech101 recordings did, or a slow pan; boxes move with the picture.
+4. The frames feed :func:`streamdet.encoders.emulate_dvs` and
+   :func:`streamdet.encoders.emulate_spike_camera` in chunks, with their state carried over, and the
+   streams are written like the builder's (``events.h5``, ``spikes.dat`` + ``spikes.json``).
+5. Label time stamps are frame times: the first labelled frame at or after each
+   ``window_us + m * label_every_us``. A box is kept with ``iscrowd = ignore = 1`` (the dataset card's
+   rules, thresholds of :class:`streamdet.scenes.SceneConfig`) when its visible box on the sensor has a
+   side under 6 px, its visible fraction (the source's visibility times the part left after cropping
+   by the sensor) is under 0.2, it moved less than 0.3 px in the 50 ms before the label (the largest
+   displacement of a box corner, from the boxes of its track, or the still's motion), or the source or
+   the class map marks it ignore. Boxes with no part on the sensor are not listed.
+
+Errors a user can act on (:class:`streamdet.errors.FileFormatError`, naming the file and the reason): a
+label file naming a frame beyond its video, a box outside the image, an image whose size is not the one
+the labels state, a class the class map does not map, an unreadable image or video.
+"""
+
+from __future__ import annotations
+
+import ast
+import configparser
+import json
+import math
+import re
+import shutil
+from collections.abc import Callable, Iterator
+from dataclasses import asdict, dataclass, field, replace
+from pathlib import Path
+
+import cv2
+import numpy as np
+
+from streamdet import CLASS_NAMES
+from streamdet.dataset import (
+    ANNOTATIONS_VERSION,
+    SPLIT_CODES,
+    SPLITS,
+    coco_categories,
+    randomised_dvs_params,
+    renderer_versions,
+    sequence_seeds,
+)
+from streamdet.encoders import DVSParams, SpikeCameraParams, emulate_dvs, emulate_spike_camera
+from streamdet.errors import FileFormatError, UserFacingError
+from streamdet.events import DEFAULT_WINDOW_US
+from streamdet.scenes import SceneConfig
+
+LAYOUTS: tuple[str, ...] = ("mot", "coco", "yolo")
+"""Label layouts ``streamdet dataset import`` reads."""
+
+FITS: tuple[str, ...] = ("pad", "crop", "stretch")
+"""How a frame is fitted to the sensor: scale to fit and pad, scale to fill and crop the centre, or
+scale each axis to the sensor (``streamdet drive video --size``)."""
+
+INTERPOLATIONS: tuple[str, ...] = ("flow", "none")
+"""How frames are added between video frames further apart than ``1 / render_fps``."""
+
+STILL_MOTIONS: tuple[str, ...] = ("saccades", "pan")
+"""How a still image is moved under the sensor."""
+
+IMAGE_SUFFIXES: tuple[str, ...] = (".jpg", ".jpeg", ".png", ".bmp", ".tif", ".tiff", ".webp")
+"""File suffixes read as images (case-insensitive)."""
+
+VIDEO_SUFFIXES: tuple[str, ...] = (".mp4", ".avi", ".mov", ".mkv", ".webm", ".m4v", ".mpg", ".mpeg")
+"""File suffixes read as videos (case-insensitive)."""
+
+IMPORTED_PRESET = "imported"
+"""``preset`` of the image records of an imported split (built splits say ``maritime`` / ``traffic``)."""
+
+MOT_CLASS_MAP: dict[str, str] = {
+    "1": "pedestrian",
+    "2": "pedestrian:ignore",
+    "3": "car",
+    "4": "-",
+    "5": "-",
+    "6": "-",
+    "7": "pedestrian:ignore",
+    "8": "pedestrian:ignore",
+    "9": "-",
+    "10": "-",
+    "11": "-",
+    "12": "pedestrian:ignore",
+    "13": "pedestrian:ignore",
+}
+"""Default class map of MOT class ids (MOT16/17/20 ``gt.txt``): 1 pedestrian, 3 car; 2 person on a
+vehicle, 7 static person, 8 distractor, 12 reflection and 13 crowd are ignore regions (MOT's own
+evaluation neither rewards nor punishes them); 4 bicycle, 5 motorbike, 6 non-motorised vehicle and the
+occluders 9-11 are dropped."""
+
+NAME_CLASS_MAP: dict[str, str] = {
+    "person": "pedestrian",
+    "pedestrian": "pedestrian",
+    "people": "pedestrian",
+    "car": "car",
+    "bus": "car",
+    "truck": "car",
+    "van": "car",
+    "boat": "boat",
+    "ship": "boat",
+    "buoy": "buoy",
+}
+"""Default class map of class names (COCO json, YOLO names): COCO's person, car, bus, truck and boat,
+and the names of our own four classes. Any other class must be mapped or dropped
+(``--classes-map``, ``--drop-unmapped``)."""
+
+
+# --------------------------------------------------------------------------------------------------
+# settings
+
+
+@dataclass(frozen=True)
+class ClassTarget:
+    """What a source class becomes: one of ``CLASS_NAMES`` (``name``), kept as an ignore region
+    (``ignore``), or dropped (``name`` None)."""
+
+    name: str | None
+    ignore: bool = False
+
+    def __post_init__(self) -> None:
+        if self.name is not None and self.name not in CLASS_NAMES:
+            raise UserFacingError(
+                f"class map target {self.name!r} is not one of {', '.join(CLASS_NAMES)} (or '-' to drop)"
+            )
+
+
+def parse_class_target(text: str) -> ClassTarget:
+    """``"car"`` -> car, ``"pedestrian:ignore"`` -> an ignore region of class pedestrian, ``"-"`` -> drop."""
+    text = text.strip().lower()
+    if text == "-":
+        return ClassTarget(None)
+    name, _, flag = text.partition(":")
+    if flag not in ("", "ignore"):
+        raise UserFacingError(f"class map target {text!r}: the only flag is ':ignore'")
+    return ClassTarget(name.strip(), ignore=flag == "ignore")
+
+
+def parse_class_map(text: str) -> dict[str, ClassTarget]:
+    """``"person=pedestrian,ship=boat,4=-,7=pedestrian:ignore"`` -> ``{source key: ClassTarget}``.
+
+    Keys are source class names (COCO, YOLO) or MOT class ids, compared in lower case.
+    """
+    mapping: dict[str, ClassTarget] = {}
+    for item in text.split(","):
+        if not item.strip():
+            continue
+        key, equals, target = item.partition("=")
+        if not equals or not key.strip():
+            raise UserFacingError(f"--classes-map entry {item.strip()!r}: expected SOURCE=TARGET")
+        mapping[key.strip().lower()] = parse_class_target(target)
+    return mapping
+
+
+def default_class_map(layout: str) -> dict[str, ClassTarget]:
+    """The built-in class map of a layout: :data:`MOT_CLASS_MAP` for ``mot``, :data:`NAME_CLASS_MAP`
+    otherwise."""
+    table = MOT_CLASS_MAP if layout == "mot" else NAME_CLASS_MAP
+    return {key: parse_class_target(target) for key, target in table.items()}
+
+
+@dataclass(frozen=True)
+class StillMotion:
+    """How a still image moves under the sensor (the picture moves, the sensor stays).
+
+    ``saccades``: the picture's offset runs at constant speed around an equilateral triangle of side
+    ``amplitude_px`` (vertices ``(0, 0)``, ``(A, 0)``, ``(A/2, A sqrt(3)/2)``, centred on its centroid),
+    one side per ``saccade_ms``: three saccades per cycle, like N-MNIST's three microsaccades. The
+    speed is ``A / saccade_ms``, 2 px per 50 ms at the defaults, above the 0.3 px the ignore rule asks.
+    ``pan``: ``offset_x(t) = v (t - T / 2)``, ``v = pan_px_per_s``, over the still's ``seconds`` ``T``.
+
+    Attributes:
+        kind: ``saccades`` or ``pan``.
+        amplitude_px: saccade triangle side, sensor pixels.
+        saccade_ms: duration of one saccade, milliseconds.
+        pan_px_per_s: pan speed, sensor pixels per second.
+        seconds: length of the sequence made of one still, seconds.
+    """
+
+    kind: str = "saccades"
+    amplitude_px: float = 4.0
+    saccade_ms: float = 100.0
+    pan_px_per_s: float = 40.0
+    seconds: float = 0.3
+
+    def __post_init__(self) -> None:
+        if self.kind not in STILL_MOTIONS:
+            raise UserFacingError(f"--still-motion {self.kind!r}: choose one of {', '.join(STILL_MOTIONS)}")
+        if not (self.amplitude_px >= 0 and self.saccade_ms > 0 and self.seconds > 0):
+            raise UserFacingError(
+                f"still motion: need --saccade-px >= 0, --saccade-ms > 0 and --still-seconds > 0, got "
+                f"{self.amplitude_px}, {self.saccade_ms}, {self.seconds}"
+            )
+
+
+@dataclass(frozen=True)
+class ImportConfig:
+    """How to turn labelled footage into one split.
+
+    Attributes:
+        split: ``train``, ``val`` or ``test``.
+        seed: the split's root seed; sequence ``i`` gets the builder's sensor seed of ``(split, i)``.
+        sensor_size: ``(width, height)`` of both emulated sensors, pixels.
+        fit: ``pad``, ``crop`` or ``stretch`` (:data:`FITS`).
+        window_us: detector input window, microseconds; the first label is at or after it.
+        label_every_ms: spacing of the label time stamps, milliseconds.
+        spike_rate_hz: spike-camera frame rate written to ``spikes.dat``.
+        render_fps: least frame rate fed to the emulators; slower videos are interpolated.
+        interpolation: ``flow`` or ``none`` (:data:`INTERPOLATIONS`).
+        still_motion: how stills move.
+        class_map: source class key (lower case) -> target; keys absent are unmapped.
+        drop_unmapped: drop boxes of unmapped classes instead of stopping with an error.
+        min_side_px: visible boxes with a shorter side are marked ignore.
+        min_visible_fraction: boxes less visible than this are marked ignore.
+        min_motion_px: boxes that moved less than this in ``motion_window_us`` are marked ignore
+            (0 keeps still objects, e.g. for a split only intensity models read).
+        motion_window_us: the window before a label over which motion is measured, microseconds.
+        chunk_frames: frames per emulator call.
+        dvs: DVS emulator parameters; the seed is replaced per sequence.
+        randomise_sensor: draw each sequence's DVS parameters around ``dvs`` like the builder.
+    """
+
+    split: str = "train"
+    seed: int = 0
+    sensor_size: tuple[int, int] = (346, 260)
+    fit: str = "pad"
+    window_us: int = DEFAULT_WINDOW_US
+    label_every_ms: float = 100.0
+    spike_rate_hz: float = 1000.0
+    render_fps: float = 250.0
+    interpolation: str = "flow"
+    still_motion: StillMotion = field(default_factory=StillMotion)
+    class_map: dict[str, ClassTarget] = field(default_factory=dict)
+    drop_unmapped: bool = False
+    min_side_px: float = SceneConfig.min_visible_side_px
+    min_visible_fraction: float = SceneConfig.min_visible_fraction
+    min_motion_px: float = SceneConfig.min_motion_px
+    motion_window_us: int = SceneConfig.motion_window_us
+    chunk_frames: int = 125
+    dvs: DVSParams = field(default_factory=DVSParams)
+    randomise_sensor: bool = True
+
+    def __post_init__(self) -> None:
+        if self.split not in SPLITS:
+            raise UserFacingError(f"unknown split {self.split!r}; choose one of {', '.join(SPLITS)}")
+        if self.fit not in FITS:
+            raise UserFacingError(f"--fit {self.fit!r}: choose one of {', '.join(FITS)}")
+        if self.interpolation not in INTERPOLATIONS:
+            raise UserFacingError(
+                f"--interpolate {self.interpolation!r}: choose one of {', '.join(INTERPOLATIONS)}"
+            )
+        width, height = self.sensor_size
+        if width < 32 or height < 32 or (width * height) % 8:
+            raise UserFacingError(
+                f"sensor size {width}x{height}: need at least 32x32 and W*H a multiple of 8"
+            )
+        if min(self.label_every_ms, self.spike_rate_hz, self.render_fps, self.window_us) <= 0:
+            raise UserFacingError(
+                "--label-every-ms, --spike-rate-hz, --render-fps and --window-us must be positive"
+            )
+        if self.min_motion_px < 0 or self.min_side_px < 0 or self.chunk_frames < 2:
+            raise UserFacingError("--min-motion-px and the minimum box side must be >= 0")
+
+    @property
+    def label_every_us(self) -> int:
+        """Label spacing, microseconds."""
+        return int(round(self.label_every_ms * 1000))
+
+    @property
+    def render_interval_us(self) -> float:
+        """Longest interval between two frames fed to the emulators, microseconds."""
+        return 1e6 / self.render_fps
+
+
+# --------------------------------------------------------------------------------------------------
+# sources
+
+
+@dataclass(frozen=True)
+class SourceBox:
+    """One labelled box as the source states it.
+
+    Attributes:
+        class_key: source class (MOT class id, COCO or YOLO name), lower case; after
+            :func:`map_classes`, one of ``CLASS_NAMES``.
+        box: ``(x1, y1, x2, y2)`` in source image pixels (edges: ``x2 - x1`` is the width).
+        where: where it was read, for error messages (``gt.txt line 12``).
+        track_id: the object's track id, -1 where the source has none.
+        visibility: visible fraction the source states (MOT), 1.0 where it states none.
+        ignore: the source marks it as not to be scored (MOT ``conf = 0``, COCO ``iscrowd``).
+    """
+
+    class_key: str
+    box: tuple[float, float, float, float]
+    where: str
+    track_id: int = -1
+    visibility: float = 1.0
+    ignore: bool = False
+
+
+@dataclass(frozen=True)
+class VideoSource:
+    """A labelled video: image files or one video file, and boxes per frame index.
+
+    Attributes:
+        name: sequence name in the split.
+        label_file: the file the boxes came from.
+        fps: frame rate; frame ``k`` is at ``(k - first frame) 1e6 / fps`` microseconds.
+        size: ``(width, height)`` of the frames the labels refer to, pixels.
+        frame_files: ``(frame index, image file)`` in order, or empty for a video file.
+        video: the video file, or None for image files.
+        frame_count: frames the source holds (0 where a video file does not say).
+        boxes: frame index -> boxes.
+        labelled: frame indices whose boxes are complete (label images are taken among them); None:
+            every frame (a frame without boxes shows none).
+    """
+
+    name: str
+    label_file: Path
+    fps: float
+    size: tuple[int, int]
+    frame_files: tuple[tuple[int, Path], ...] = ()
+    video: Path | None = None
+    frame_count: int = 0
+    boxes: dict[int, tuple[SourceBox, ...]] = field(default_factory=dict)
+    labelled: frozenset[int] | None = None
+
+
+@dataclass(frozen=True)
+class StillSource:
+    """A labelled still image."""
+
+    name: str
+    label_file: Path
+    image: Path
+    size: tuple[int, int]
+    boxes: tuple[SourceBox, ...] = ()
+
+
+Source = VideoSource | StillSource
+
+
+def _image_files(folder: Path) -> list[Path]:
+    """Image files directly in ``folder``, sorted by name."""
+    return sorted(p for p in folder.iterdir() if p.is_file() and p.suffix.lower() in IMAGE_SUFFIXES)
+
+
+def image_size(path: Path) -> tuple[int, int]:
+    """``(width, height)`` of an image file from its header; FileFormatError when it is no image."""
+    from PIL import Image, UnidentifiedImageError
+
+    if not path.is_file():
+        raise FileFormatError(path, "no such image file")
+    try:
+        with Image.open(path) as image:
+            return int(image.width), int(image.height)
+    except (UnidentifiedImageError, OSError) as error:
+        raise FileFormatError(path, f"cannot be read as an image ({error})") from None
+
+
+def video_properties(path: Path) -> tuple[float, tuple[int, int], int]:
+    """``(fps, (width, height), frame count)`` a video file states (0 where it states none)."""
+    from streamdet.drivers.video import open_capture
+
+    capture = open_capture(path)
+    try:
+        fps = float(capture.get(cv2.CAP_PROP_FPS) or 0.0)
+        size = (int(capture.get(cv2.CAP_PROP_FRAME_WIDTH)), int(capture.get(cv2.CAP_PROP_FRAME_HEIGHT)))
+        count = max(int(capture.get(cv2.CAP_PROP_FRAME_COUNT) or 0), 0)
+    finally:
+        capture.release()
+    if size[0] <= 0 or size[1] <= 0:
+        raise FileFormatError(path, "OpenCV reads no frame size from it: not a readable video")
+    return fps, size, count
+
+
+def sequence_name(text: str) -> str:
+    """A folder name for a sequence: characters other than letters, digits, ``.``, ``_`` and ``-`` become
+    ``_``."""
+    name = re.sub(r"[^A-Za-z0-9._-]+", "_", text).strip("._")
+    return name or "sequence"
+
+
+def _float_fields(line: str, path: Path, number: int, least: int) -> list[float]:
+    parts = [part for part in re.split(r"[,\s]+", line.strip()) if part]
+    try:
+        values = [float(part) for part in parts]
+    except ValueError:
+        raise FileFormatError(path, f"line {number}: expected numbers, got {line.strip()!r}") from None
+    if len(values) < least:
+        raise FileFormatError(path, f"line {number}: expected at least {least} values, got {len(values)}")
+    return values
+
+
+def read_mot_labels(path: Path) -> dict[int, tuple[SourceBox, ...]]:
+    """Boxes of a MOT ``gt.txt`` by 0-based frame index (MOT counts frames from 1).
+
+    Rows ``frame, id, x, y, w, h[, conf[, class[, visibility]]]`` (MOT16/17/20 ground truth; extra
+    columns are ignored). ``conf = 0`` marks a box not to be scored. Without a class column (or in the
+    10-column results layout, whose last three columns are -1) the class is 1 (pedestrian).
+    """
+    if not path.is_file():
+        raise FileFormatError(path, "no such label file")
+    boxes: dict[int, list[SourceBox]] = {}
+    for number, line in enumerate(path.read_text().splitlines(), start=1):
+        if not line.strip() or line.lstrip().startswith("#"):
+            continue
+        values = _float_fields(line, path, number, 6)
+        frame, track, x, y, w, h = values[:6]
+        if frame < 1 or frame != int(frame):
+            raise FileFormatError(path, f"line {number}: frame {frame:g} is not a frame number (from 1)")
+        if w <= 0 or h <= 0:
+            raise FileFormatError(path, f"line {number}: box width {w:g} / height {h:g} must be positive")
+        results_layout = len(values) == 10 and values[7:10] == [-1.0, -1.0, -1.0]
+        has_class = len(values) >= 8 and not results_layout
+        boxes.setdefault(int(frame) - 1, []).append(
+            SourceBox(
+                class_key=str(int(values[7])) if has_class else "1",
+                box=(x, y, x + w, y + h),
+                where=f"{path} line {number}",
+                track_id=int(track),
+                visibility=float(np.clip(values[8], 0.0, 1.0)) if has_class and len(values) >= 9 else 1.0,
+                ignore=has_class and values[6] == 0,
+            )
+        )
+    return {frame: tuple(rows) for frame, rows in boxes.items()}
+
+
+def _read_seqinfo(path: Path) -> dict[str, str]:
+    """The ``[Sequence]`` section of a MOT ``seqinfo.ini`` (keys lower case), empty when absent."""
+    if not path.is_file():
+        return {}
+    parser = configparser.ConfigParser()
+    try:
+        parser.read(path)
+    except configparser.Error as error:
+        raise FileFormatError(path, f"not a seqinfo.ini: {error}") from None
+    return {key.lower(): value for key, value in parser["Sequence"].items()} if "Sequence" in parser else {}
+
+
+def read_mot(source: str | Path, labels: str | Path | None = None, fps: float | None = None) -> VideoSource:
+    """A MOT sequence: a folder (``gt/gt.txt``, frames in ``img1/`` or seqinfo's ``imDir``,
+    ``seqinfo.ini`` with ``frameRate``, ``seqLength``, ``imWidth``, ``imHeight``) or a video file (labels
+    in ``labels``, default ``<video stem>.txt`` beside it). ``fps`` overrides the stated frame rate."""
+    source = Path(source)
+    if source.is_dir():
+        info = _read_seqinfo(source / "seqinfo.ini")
+        label_file = Path(labels) if labels else source / "gt" / "gt.txt"
+        frame_dir = source / info.get("imdir", "img1")
+        if not frame_dir.is_dir():
+            raise FileFormatError(
+                source, f"no frame folder {frame_dir.name}/ (a MOT sequence keeps its frames in img1/)"
+            )
+        files = _image_files(frame_dir)
+        if not files:
+            raise FileFormatError(frame_dir, "holds no image files")
+        if "seqlength" in info and int(info["seqlength"]) != len(files):
+            raise FileFormatError(
+                source / "seqinfo.ini",
+                f"seqLength {info['seqlength']} but {frame_dir} holds {len(files)} frames",
+            )
+        actual = image_size(files[0])
+        if "imwidth" in info and "imheight" in info:
+            stated = (int(info["imwidth"]), int(info["imheight"]))
+            if stated != actual:
+                raise FileFormatError(
+                    files[0], f"is {actual[0]}x{actual[1]} but seqinfo.ini states {stated[0]}x{stated[1]}"
+                )
+        rate = fps or (float(info["framerate"]) if "framerate" in info else None)
+        if not rate:
+            raise UserFacingError(f"{source}: no seqinfo.ini frameRate; pass --fps")
+        return VideoSource(
+            name=sequence_name(info.get("name", source.name)),
+            label_file=label_file,
+            fps=rate,
+            size=actual,
+            frame_files=tuple(enumerate(files)),
+            frame_count=len(files),
+            boxes=read_mot_labels(label_file),
+        )
+    if not source.is_file():
+        raise FileFormatError(source, "no such MOT sequence folder or video file")
+    label_file = Path(labels) if labels else source.with_suffix(".txt")
+    stated_fps, size, count = video_properties(source)
+    rate = fps or stated_fps
+    if not rate:
+        raise UserFacingError(f"{source}: the video states no frame rate; pass --fps")
+    return VideoSource(
+        name=sequence_name(source.stem),
+        label_file=label_file,
+        fps=rate,
+        size=size,
+        video=source,
+        frame_count=count,
+        boxes=read_mot_labels(label_file),
+    )
+
+
+def _coco_track_id(annotation: dict) -> int:
+    for key in ("track_id", "instance_id"):
+        if annotation.get(key) is not None:
+            return int(annotation[key])
+    attributes = annotation.get("attributes") or {}
+    return int(attributes["track_id"]) if attributes.get("track_id") is not None else -1
+
+
+def _coco_frame_index(image: dict, position: int) -> int:
+    for key in ("frame_id", "frame_index", "frame_idx", "frame"):
+        if isinstance(image.get(key), int | float):
+            return int(image[key])
+    return position
+
+
+def _load_coco(path: Path) -> tuple[dict, dict[int, str], dict[int, dict], dict[int, list[dict]]]:
+    """The json, category id -> name, image id -> image, image id -> its annotations."""
+    if not path.is_file():
+        raise FileFormatError(path, "no such COCO annotation file")
+    try:
+        coco = json.loads(path.read_text())
+        names = {int(c["id"]): str(c["name"]).strip().lower() for c in coco["categories"]}
+        images = {int(image["id"]): image for image in coco["images"]}
+        annotations = coco.get("annotations", [])
+    except (ValueError, KeyError, TypeError) as error:
+        raise FileFormatError(path, f"not a COCO annotation file: {error!r}") from None
+    by_image: dict[int, list[dict]] = {image_id: [] for image_id in images}
+    for annotation in annotations:
+        image_id = annotation.get("image_id")
+        if image_id not in by_image:
+            raise FileFormatError(
+                path, f"annotation {annotation.get('id')} names image_id {image_id}, which no image has"
+            )
+        if annotation.get("category_id") not in names:
+            raise FileFormatError(
+                path,
+                f"annotation {annotation.get('id')} names category_id {annotation.get('category_id')}, "
+                "which no category has",
+            )
+        by_image[image_id].append(annotation)
+    return coco, names, images, by_image
+
+
+def _coco_boxes(path: Path, names: dict[int, str], annotations: list[dict]) -> tuple[SourceBox, ...]:
+    boxes = []
+    for annotation in annotations:
+        try:
+            x, y, w, h = (float(v) for v in annotation["bbox"])
+        except (KeyError, TypeError, ValueError):
+            raise FileFormatError(path, f"annotation {annotation.get('id')}: no bbox [x, y, w, h]") from None
+        if w <= 0 or h <= 0:
+            continue
+        boxes.append(
+            SourceBox(
+                class_key=names[annotation["category_id"]],
+                box=(x, y, x + w, y + h),
+                where=f"{path} annotation {annotation.get('id')}",
+                track_id=_coco_track_id(annotation),
+                ignore=bool(annotation.get("iscrowd", 0) or annotation.get("ignore", 0)),
+            )
+        )
+    return tuple(boxes)
+
+
+def _coco_size(path: Path, image: dict) -> tuple[int, int]:
+    try:
+        return int(image["width"]), int(image["height"])
+    except (KeyError, TypeError, ValueError):
+        raise FileFormatError(path, f"image {image.get('id')} states no width and height") from None
+
+
+def read_coco(
+    path: str | Path, images_dir: str | Path | None = None, fps: float | None = None
+) -> list[Source]:
+    """Sequences and stills of a COCO json; image files are ``images_dir / file_name`` (default: the
+    json's folder).
+
+    Images with a ``video_id`` are frames of that video, ordered by ``frame_id`` (or ``frame_index``,
+    else their order in the file); the frame rate is the video record's ``fps``, else ``fps``. Track ids
+    come from ``track_id``, ``instance_id`` or ``attributes.track_id``. Other images are stills.
+    """
+    path = Path(path)
+    root = Path(images_dir) if images_dir is not None else path.parent
+    coco, names, images, by_image = _load_coco(path)
+    videos = {int(v["id"]): v for v in coco.get("videos", []) if "id" in v}
+    frames_of: dict[int, list[dict]] = {}
+    sources: list[Source] = []
+    for image in images.values():
+        if image.get("video_id") is None:
+            sources.append(
+                StillSource(
+                    name=sequence_name(Path(str(image.get("file_name", image["id"]))).stem),
+                    label_file=path,
+                    image=root / str(image.get("file_name", "")),
+                    size=_coco_size(path, image),
+                    boxes=_coco_boxes(path, names, by_image[int(image["id"])]),
+                )
+            )
+        else:
+            frames_of.setdefault(int(image["video_id"]), []).append(image)
+    for video_id, frames in frames_of.items():
+        video = videos.get(video_id, {})
+        indexed = sorted(
+            ((_coco_frame_index(image, position), image) for position, image in enumerate(frames)),
+            key=lambda item: item[0],
+        )
+        rate = fps or video.get("fps")
+        if not rate:
+            raise UserFacingError(f"{path}: video {video_id} states no fps; pass --fps")
+        sizes = {_coco_size(path, image) for _, image in indexed}
+        if len(sizes) > 1:
+            raise FileFormatError(path, f"video {video_id}: frames of different sizes {sorted(sizes)}")
+        length = int(video.get("length") or 0)
+        first_file = Path(str(indexed[0][1].get("file_name", "")))
+        default_name = first_file.parent.name or f"video{video_id}"
+        sources.append(
+            VideoSource(
+                name=sequence_name(str(video.get("name") or video.get("file_name") or default_name)),
+                label_file=path,
+                fps=float(rate),
+                size=sizes.pop(),
+                frame_files=tuple(
+                    (index, root / str(image.get("file_name", ""))) for index, image in indexed
+                ),
+                frame_count=length or indexed[-1][0] + 1,
+                boxes={
+                    index: _coco_boxes(path, names, by_image[int(image["id"])]) for index, image in indexed
+                },
+                labelled=frozenset(index for index, _ in indexed),
+            )
+        )
+    return sources
+
+
+def read_names(path: str | Path) -> list[str]:
+    """Class names of a YOLO ``data.yaml`` (``names:`` as a list, ``[a, b]`` or ``{0: a, 1: b}``, or a
+    block of ``- a`` / ``0: a`` lines) or of a names file (one name per line: ``classes.txt``,
+    ``obj.names``)."""
+    path = Path(path)
+    if not path.is_file():
+        raise FileFormatError(path, "no such class names file")
+    lines = path.read_text().splitlines()
+    if path.suffix.lower() not in (".yaml", ".yml"):
+        return [line.strip() for line in lines if line.strip()]
+    for number, line in enumerate(lines):
+        match = re.match(r"^names\s*:\s*(.*)$", line)
+        if not match:
+            continue
+        inline = match.group(1).split("#")[0].strip()
+        if inline:
+            entries = [e.strip() for e in inline.strip("[]{}").split(",") if e.strip()]
+        else:
+            entries = []
+            for item in lines[number + 1 :]:
+                if item.strip() and not item[0].isspace() and not item.startswith("-"):
+                    break
+                if item.strip():
+                    entries.append(item.strip().removeprefix("-").strip())
+        names = []
+        for entry in entries:
+            key, colon, value = entry.partition(":")
+            text = value if colon and key.strip().isdigit() else entry
+            text = text.strip()
+            try:
+                text = str(ast.literal_eval(text)) if text[:1] in "'\"" else text
+            except (ValueError, SyntaxError):
+                pass
+            names.append(text)
+        if names:
+            return names
+    raise FileFormatError(path, "has no names: list")
+
+
+def find_yolo_names(images_dir: Path, labels_dir: Path) -> Path | None:
+    """A names file near a YOLO folder: ``data.yaml`` / ``dataset.yaml`` in the images folder or up to two
+    folders above it, or ``classes.txt`` / ``obj.names`` in the labels folder."""
+    for folder in (images_dir, images_dir.parent, images_dir.parent.parent):
+        for name in ("data.yaml", "dataset.yaml"):
+            if (folder / name).is_file():
+                return folder / name
+    for name in ("classes.txt", "obj.names"):
+        if (labels_dir / name).is_file():
+            return labels_dir / name
+    return None
+
+
+def yolo_labels_dir(images_dir: Path) -> Path:
+    """Where YOLO keeps the labels of ``images_dir``: the same path with its last ``images`` component
+    replaced by ``labels`` (Ultralytics), else the images folder itself (darknet)."""
+    parts = list(images_dir.parts)
+    for position in range(len(parts) - 1, -1, -1):
+        if parts[position] == "images":
+            parts[position] = "labels"
+            return Path(*parts)
+    return images_dir
+
+
+def read_yolo_labels(path: Path, size: tuple[int, int], names: list[str] | None) -> tuple[SourceBox, ...]:
+    """Boxes of one YOLO ``.txt``: ``class cx cy w h`` normalised to the image (a polygon ``class x1 y1
+    x2 y2 ...`` gives its bounding box); values beyond [0, 1] mean the file is not this image's."""
+    width, height = size
+    boxes = []
+    for number, line in enumerate(path.read_text().splitlines(), start=1):
+        if not line.strip():
+            continue
+        values = _float_fields(line, path, number, 5)
+        index = values[0]
+        if index != int(index) or index < 0 or (names is not None and index >= len(names)):
+            known = f" (the names list has {len(names)})" if names is not None else ""
+            raise FileFormatError(path, f"line {number}: class {index:g} is not a class index{known}")
+        if len(values) in (5, 6):
+            cx, cy, w, h = values[1:5]
+            x1, y1, x2, y2 = cx - w / 2, cy - h / 2, cx + w / 2, cy + h / 2
+        else:
+            xs, ys = values[1::2], values[2::2]
+            x1, y1, x2, y2 = min(xs), min(ys), max(xs), max(ys)
+        if min(x1, y1) < -0.01 or max(x2, y2) > 1.01:
+            raise FileFormatError(
+                path,
+                f"line {number}: box ({x1:.3f}, {y1:.3f}, {x2:.3f}, {y2:.3f}) lies beyond the image "
+                "(YOLO coordinates are fractions of the image, 0 to 1)",
+            )
+        boxes.append(
+            SourceBox(
+                class_key=names[int(index)].lower() if names is not None else str(int(index)),
+                box=(x1 * width, y1 * height, x2 * width, y2 * height),
+                where=f"{path} line {number}",
+            )
+        )
+    return tuple(boxes)
+
+
+def read_yolo(
+    images_dir: str | Path,
+    labels_dir: str | Path | None = None,
+    names_file: str | Path | None = None,
+    fps: float | None = None,
+) -> list[Source]:
+    """Stills of a YOLO folder (one per image), or with ``fps`` one video of its images in name order.
+
+    Labels: ``labels_dir / <image stem>.txt`` (default :func:`yolo_labels_dir`); an image without one
+    shows no object; a label file without an image is an error. Class names: ``names_file``, else
+    :func:`find_yolo_names`, else class keys are the indices (``0``, ``1``, ...).
+    """
+    images_dir = Path(images_dir)
+    if not images_dir.is_dir():
+        raise FileFormatError(images_dir, "no such images folder")
+    labels_dir = Path(labels_dir) if labels_dir is not None else yolo_labels_dir(images_dir)
+    names_path = Path(names_file) if names_file is not None else find_yolo_names(images_dir, labels_dir)
+    names = read_names(names_path) if names_path is not None else None
+    images = _image_files(images_dir)
+    if not images:
+        raise FileFormatError(images_dir, "holds no image files")
+    stems = {image.stem for image in images}
+    if labels_dir.is_dir():
+        for label in sorted(labels_dir.glob("*.txt")):
+            if label.stem not in stems and label.name != "classes.txt":
+                raise FileFormatError(
+                    label, f"labels an image {label.stem}.* that {images_dir} does not hold"
+                )
+    stills = []
+    for image in images:
+        size = image_size(image)
+        label = labels_dir / f"{image.stem}.txt"
+        boxes = read_yolo_labels(label, size, names) if label.is_file() else ()
+        stills.append(StillSource(sequence_name(image.stem), label, image, size, boxes))
+    if not fps:
+        return list(stills)
+    sizes = {still.size for still in stills}
+    if len(sizes) > 1:
+        raise FileFormatError(
+            images_dir, f"as one video (--fps) its images must share a size, got {sorted(sizes)}"
+        )
+    return [
+        VideoSource(
+            name=sequence_name(images_dir.name if images_dir.name != "images" else images_dir.parent.name),
+            label_file=labels_dir,
+            fps=float(fps),
+            size=sizes.pop(),
+            frame_files=tuple(enumerate(images)),
+            frame_count=len(images),
+            boxes={index: still.boxes for index, still in enumerate(stills)},
+        )
+    ]
+
+
+def read_sources(
+    layout: str,
+    paths: list[str | Path],
+    labels: str | Path | None = None,
+    images_dir: str | Path | None = None,
+    names_file: str | Path | None = None,
+    fps: float | None = None,
+) -> list[Source]:
+    """Every sequence and still of ``paths`` in ``layout`` (see :func:`read_mot`, :func:`read_coco`,
+    :func:`read_yolo`), with unique names."""
+    if layout not in LAYOUTS:
+        raise UserFacingError(f"unknown label layout {layout!r}; choose one of {', '.join(LAYOUTS)}")
+    if not paths:
+        raise UserFacingError("name at least one source")
+    if labels is not None and len(paths) > 1:
+        raise UserFacingError("--labels names the labels of one source; give one source with it")
+    sources: list[Source] = []
+    for path in paths:
+        if layout == "mot":
+            sources.append(read_mot(path, labels, fps))
+        elif layout == "coco":
+            sources.extend(read_coco(path, images_dir, fps))
+        else:
+            sources.extend(read_yolo(path, labels, names_file, fps))
+    return unique_names(sources)
+
+
+def unique_names(sources: list[Source]) -> list[Source]:
+    """Sources renamed ``<name>-<n>`` (n = 2, 3, ...) where names repeat."""
+    seen: dict[str, int] = {}
+    renamed = []
+    for source in sources:
+        count = seen.get(source.name, 0) + 1
+        seen[source.name] = count
+        renamed.append(source if count == 1 else replace(source, name=f"{source.name}-{count}"))
+    return renamed
+
+
+# --------------------------------------------------------------------------------------------------
+# checks and class mapping
+
+
+def map_classes(
+    sources: list[Source], class_map: dict[str, ClassTarget], drop_unmapped: bool = False
+) -> list[Source]:
+    """Sources whose boxes carry one of ``CLASS_NAMES`` as ``class_key``: mapped by ``class_map``
+    (targets marked ignore set ``ignore``), dropped where the target is ``-``; an unmapped class stops
+    with a FileFormatError naming it and the file, unless ``drop_unmapped``."""
+
+    def mapped(boxes: tuple[SourceBox, ...]) -> tuple[SourceBox, ...]:
+        kept = []
+        for box in boxes:
+            target = class_map.get(box.class_key.lower())
+            if target is None:
+                if drop_unmapped:
+                    continue
+                raise FileFormatError(
+                    box.where,
+                    f"class {box.class_key!r} is not mapped to one of {', '.join(CLASS_NAMES)}; map it with "
+                    f'--classes-map "{box.class_key}=CLASS" (or {box.class_key}=- to drop it), or pass '
+                    "--drop-unmapped",
+                )
+            if target.name is not None:
+                kept.append(replace(box, class_key=target.name, ignore=box.ignore or target.ignore))
+        return tuple(kept)
+
+    result: list[Source] = []
+    for source in sources:
+        if isinstance(source, StillSource):
+            result.append(replace(source, boxes=mapped(source.boxes)))
+        else:
+            result.append(replace(source, boxes={k: mapped(v) for k, v in source.boxes.items()}))
+    return result
+
+
+def check_box(box: SourceBox, size: tuple[int, int]) -> None:
+    """FileFormatError when a box lies wholly outside its ``(width, height)`` image (labels of another
+    video, or of another size); a box partly outside is clipped later, as MOT labels people half in view."""
+    x1, y1, x2, y2 = box.box
+    width, height = size
+    if x1 >= width or y1 >= height or x2 <= 0 or y2 <= 0:
+        raise FileFormatError(
+            box.where,
+            f"box ({x1:g}, {y1:g}, {x2:g}, {y2:g}) lies outside the {width}x{height} image it labels",
+        )
+
+
+def check_source(source: Source) -> None:
+    """Labels against their frames: frame indices within the frame count, boxes inside the image, image
+    files present with the size the labels state (read from the first frame for videos)."""
+    if isinstance(source, StillSource):
+        actual = image_size(source.image)
+        if actual != source.size:
+            raise FileFormatError(
+                source.image,
+                f"is {actual[0]}x{actual[1]} but {source.label_file} labels it as "
+                f"{source.size[0]}x{source.size[1]}",
+            )
+        for box in source.boxes:
+            check_box(box, source.size)
+        return
+    for index, boxes in sorted(source.boxes.items()):
+        if boxes and source.frame_count and index >= source.frame_count:
+            raise FileFormatError(
+                boxes[0].where,
+                f"labels frame {index + 1} (counting from 1) but the video has {source.frame_count} frames",
+            )
+        for box in boxes:
+            check_box(box, source.size)
+    for _, path in source.frame_files:
+        if not path.is_file():
+            raise FileFormatError(path, f"no such frame file (named by {source.label_file})")
+    if source.frame_files:
+        actual = image_size(source.frame_files[0][1])
+        if actual != source.size:
+            raise FileFormatError(
+                source.frame_files[0][1],
+                f"is {actual[0]}x{actual[1]} but {source.label_file} labels "
+                f"{source.size[0]}x{source.size[1]} frames",
+            )
+
+
+# --------------------------------------------------------------------------------------------------
+# geometry
+
+
+@dataclass(frozen=True)
+class FitMapping:
+    """Source image -> sensor: ``x' = s_x x + o_x``, ``y' = s_y y + o_y`` with
+    ``s = scaled_size / source_size`` per axis and ``o = offset`` (pixels; negative when cropping).
+
+    ``pad``: ``s = min(W / w, H / h)`` (rounded to whole scaled pixels), centred, black around;
+    ``crop``: ``s = max(W / w, H / h)``, centred, the overhang cut; ``stretch``: each axis to the sensor.
+    """
+
+    fit: str
+    source_size: tuple[int, int]
+    scaled_size: tuple[int, int]
+    offset: tuple[int, int]
+
+    @property
+    def scale(self) -> tuple[float, float]:
+        """``(s_x, s_y)``."""
+        return (self.scaled_size[0] / self.source_size[0], self.scaled_size[1] / self.source_size[1])
+
+    def map_box(self, box: tuple[float, float, float, float], shift: tuple[float, float] = (0.0, 0.0)):
+        """A source box on the sensor (unclipped), moved by ``shift`` sensor pixels."""
+        sx, sy = self.scale
+        ox, oy = self.offset[0] + shift[0], self.offset[1] + shift[1]
+        return (box[0] * sx + ox, box[1] * sy + oy, box[2] * sx + ox, box[3] * sy + oy)
+
+    def as_record(self) -> dict:
+        """The mapping as written to ``info.sequences[i].mapping``."""
+        return {**asdict(self), "scale": list(self.scale)}
+
+
+def fit_mapping(source_size: tuple[int, int], sensor_size: tuple[int, int], fit: str) -> FitMapping:
+    """The :class:`FitMapping` of a ``source_size`` image onto a ``sensor_size`` sensor."""
+    width, height = source_size
+    sensor_w, sensor_h = sensor_size
+    if fit == "stretch":
+        return FitMapping(fit, source_size, sensor_size, (0, 0))
+    choose = min if fit == "pad" else max
+    scale = choose(sensor_w / width, sensor_h / height)
+    scaled = (max(1, int(round(width * scale))), max(1, int(round(height * scale))))
+    offset = ((sensor_w - scaled[0]) // 2, (sensor_h - scaled[1]) // 2)
+    return FitMapping(fit, source_size, scaled, offset)
+
+
+def to_grey(frame: np.ndarray) -> np.ndarray:
+    """8-bit grey of an 8-bit BGR (or grey) frame: OpenCV ``COLOR_BGR2GRAY``, as ``drive video``."""
+    return frame if frame.ndim == 2 else cv2.cvtColor(frame, cv2.COLOR_BGR2GRAY)
+
+
+def scale_luminance(grey: np.ndarray, mapping: FitMapping) -> np.ndarray:
+    """Luminance in [0, 1], float32 ``[h', w']`` at ``mapping.scaled_size`` (area interpolation, as
+    ``drive video --size``)."""
+    if (grey.shape[1], grey.shape[0]) != mapping.source_size:
+        raise UserFacingError(
+            f"frame of {grey.shape[1]}x{grey.shape[0]} in a sequence of "
+            f"{mapping.source_size[0]}x{mapping.source_size[1]} frames"
+        )
+    if mapping.scaled_size != mapping.source_size:
+        grey = cv2.resize(grey, mapping.scaled_size, interpolation=cv2.INTER_AREA)
+    return grey.astype(np.float32) / np.float32(255.0)
+
+
+def place_on_sensor(
+    scaled: np.ndarray,
+    mapping: FitMapping,
+    sensor_size: tuple[int, int],
+    shift: tuple[float, float] = (0.0, 0.0),
+) -> np.ndarray:
+    """The sensor frame float32 ``[H, W]``: ``scaled`` put at ``mapping.offset + shift`` (bilinear for a
+    sub-pixel shift), black where it does not reach."""
+    matrix = np.float32([[1, 0, mapping.offset[0] + shift[0]], [0, 1, mapping.offset[1] + shift[1]]])
+    return cv2.warpAffine(scaled, matrix, sensor_size, flags=cv2.INTER_LINEAR, borderMode=cv2.BORDER_CONSTANT)
+
+
+def flow_interpolate(previous: np.ndarray, current: np.ndarray, fractions: np.ndarray) -> np.ndarray:
+    """Frames between two luminance frames ``[H, W]`` at ``fractions`` ``tau`` in (0, 1), float32
+    ``[K, H, W]``, by optical-flow warping.
+
+    Dense flow ``F`` from ``previous`` to ``current`` (OpenCV Farneback: pyramid scale 0.5, 3 levels,
+    15 px window, 3 iterations, polynomial 5 / 1.2, on the 8-bit frames). A point at ``x`` at time
+    ``tau`` was at ``x - tau F`` in ``previous`` and is at ``x + (1 - tau) F`` in ``current`` (the flow read
+    at ``x`` instead of at the point's own position: exact for smooth motion, wrong by up to the motion at
+    the edge of a moving object), so
+    ``I_tau(x) = (1 - tau) I_0(x - tau F(x)) + tau I_1(x + (1 - tau) F(x))``, bilinear, edges replicated.
+    """
+    first = np.clip(previous * 255.0 + 0.5, 0, 255).astype(np.uint8)
+    second = np.clip(current * 255.0 + 0.5, 0, 255).astype(np.uint8)
+    flow = cv2.calcOpticalFlowFarneback(first, second, None, 0.5, 3, 15, 3, 5, 1.2, 0)
+    height, width = previous.shape
+    grid_x, grid_y = np.meshgrid(np.arange(width, dtype=np.float32), np.arange(height, dtype=np.float32))
+    out = np.empty((len(fractions), height, width), dtype=np.float32)
+    for k, tau in enumerate(np.asarray(fractions, dtype=np.float32)):
+        from_previous = cv2.remap(
+            previous,
+            grid_x - tau * flow[..., 0],
+            grid_y - tau * flow[..., 1],
+            cv2.INTER_LINEAR,
+            borderMode=cv2.BORDER_REPLICATE,
+        )
+        from_current = cv2.remap(
+            current,
+            grid_x + (1 - tau) * flow[..., 0],
+            grid_y + (1 - tau) * flow[..., 1],
+            cv2.INTER_LINEAR,
+            borderMode=cv2.BORDER_REPLICATE,
+        )
+        np.multiply(from_previous, 1 - tau, out=out[k])
+        out[k] += tau * from_current
+    return np.clip(out, 0.0, 1.0, out=out)
+
+
+def in_between_times(t0_us: int, t1_us: int, render_fps: float) -> np.ndarray:
+    """Times of the frames to interpolate in ``(t0, t1)``: ``t0 + round(j (t1 - t0) / (n + 1))``,
+    ``j = 1..n``, ``n = ceil((t1 - t0) render_fps / 1e6) - 1`` (none when the gap is short enough)."""
+    gap = t1_us - t0_us
+    count = max(int(math.ceil(gap * render_fps / 1e6 - 1e-9)) - 1, 0)
+    steps = np.arange(1, count + 1, dtype=np.float64)
+    return t0_us + np.round(steps * gap / (count + 1)).astype(np.int64)
+
+
+def still_offsets(times_us: np.ndarray, motion: StillMotion) -> np.ndarray:
+    """The still's offset ``(dx, dy)`` in sensor pixels at each time, float64 ``[N, 2]`` (see
+    :class:`StillMotion`)."""
+    t = np.asarray(times_us, dtype=np.float64)
+    if motion.kind == "pan":
+        dx = motion.pan_px_per_s * (t * 1e-6 - motion.seconds / 2)
+        return np.stack([dx, np.zeros_like(dx)], axis=1)
+    side = motion.amplitude_px
+    vertices = np.array([[0.0, 0.0], [side, 0.0], [side / 2, side * math.sqrt(3) / 2]])
+    vertices -= vertices.mean(axis=0)
+    phase = (t / (motion.saccade_ms * 1000.0)) % 3.0
+    leg = np.floor(phase).astype(np.int64)
+    fraction = (phase - leg)[:, None]
+    return vertices[leg] * (1 - fraction) + vertices[(leg + 1) % 3] * fraction
+
+
+# --------------------------------------------------------------------------------------------------
+# frames of a sequence
+
+
+def iter_source_frames(source: VideoSource) -> Iterator[tuple[int, np.ndarray]]:
+    """``(frame index, 8-bit grey frame)`` of a video source in order; FileFormatError on a frame that
+    cannot be read, and when labels name frames beyond the last one read."""
+    last = -1
+    if source.frame_files:
+        for index, path in source.frame_files:
+            frame = cv2.imread(str(path), cv2.IMREAD_COLOR)
+            if frame is None:
+                raise FileFormatError(path, "cannot be read as an image")
+            yield index, to_grey(frame)
+        return
+    from streamdet.drivers.video import open_capture
+
+    capture = open_capture(source.video)
+    try:
+        ok, frame = capture.read()
+        if not ok:
+            raise FileFormatError(source.video, "the video has no readable frame")
+        while ok:
+            last += 1
+            yield last, to_grey(frame)
+            ok, frame = capture.read()
+    finally:
+        capture.release()
+    beyond = [index for index, boxes in source.boxes.items() if boxes and index > last]
+    if beyond:
+        raise FileFormatError(
+            source.label_file,
+            f"labels frame {min(beyond) + 1} (counting from 1) but {source.video} has {last + 1} "
+            "readable frames",
+        )
+
+
+def video_sensor_frames(
+    source: VideoSource, mapping: FitMapping, config: ImportConfig
+) -> Iterator[tuple[int, np.ndarray, int | None]]:
+    """``(t_us, sensor frame, source frame index or None for an interpolated one)`` in time order: each
+    source frame at ``round((k - k_0) 1e6 / fps)`` and, with ``flow``, the frames in between."""
+    previous: tuple[int, np.ndarray] | None = None
+    first_index: int | None = None
+    for index, grey in iter_source_frames(source):
+        first_index = index if first_index is None else first_index
+        t_us = int(round((index - first_index) * 1e6 / source.fps))
+        frame = place_on_sensor(scale_luminance(grey, mapping), mapping, config.sensor_size)
+        if previous is not None and config.interpolation == "flow":
+            times = in_between_times(previous[0], t_us, config.render_fps)
+            if len(times):
+                fractions = (times - previous[0]) / (t_us - previous[0])
+                yield from zip(
+                    times.tolist(),
+                    flow_interpolate(previous[1], frame, fractions),
+                    [None] * len(times),
+                    strict=True,
+                )
+        yield t_us, frame, index
+        previous = (t_us, frame)
+
+
+def still_sensor_frames(
+    source: StillSource, mapping: FitMapping, config: ImportConfig
+) -> Iterator[tuple[int, np.ndarray, int | None]]:
+    """``(t_us, sensor frame, 0 for the first frame else None)`` of a still moved by
+    :func:`still_offsets` at ``render_fps`` from 0 to ``still_motion.seconds``."""
+    image = cv2.imread(str(source.image), cv2.IMREAD_COLOR)
+    if image is None:
+        raise FileFormatError(source.image, "cannot be read as an image")
+    scaled = scale_luminance(to_grey(image), mapping)
+    times = still_times_us(config)
+    for t_us, (dx, dy) in zip(times.tolist(), still_offsets(times, config.still_motion), strict=True):
+        yield t_us, place_on_sensor(scaled, mapping, config.sensor_size, (dx, dy)), 0 if t_us == 0 else None
+
+
+def still_times_us(config: ImportConfig) -> np.ndarray:
+    """Frame times of a still's sequence, ``round(k 1e6 / render_fps)`` up to and including its end."""
+    end = int(round(config.still_motion.seconds * 1e6))
+    times = np.round(np.arange(0, end, 1e6 / config.render_fps)).astype(np.int64)
+    return np.unique(np.append(times, end))
+
+
+# --------------------------------------------------------------------------------------------------
+# labels
+
+
+def choose_label_frames(
+    frame_times: dict[int, int], labelled: frozenset[int] | None, window_us: int, every_us: int
+) -> list[int]:
+    """Frame indices to label: for each ``g_m = window_us + m every_us``, the first labelled frame with
+    ``t >= g_m``, each frame once."""
+    candidates = sorted(
+        (t, index)
+        for index, t in frame_times.items()
+        if t >= window_us and (labelled is None or index in labelled)
+    )
+    chosen: list[int] = []
+    grid = window_us
+    for t_us, index in candidates:
+        if t_us >= grid:
+            chosen.append(index)
+            grid += every_us * max(1, int((t_us - grid) // every_us) + 1)
+    return chosen
+
+
+def corner_motion_px(box_now: np.ndarray, boxes_before: list[np.ndarray | None]) -> float | None:
+    """Largest displacement of a corner of ``box_now`` (x1 y1 x2 y2) from the same box at earlier times;
+    None when one of them is unknown (the object entered within the window)."""
+    largest = 0.0
+    corners = np.array([[0, 1], [2, 1], [0, 3], [2, 3]])
+    for before in boxes_before:
+        if before is None:
+            return None
+        moved = np.hypot(*(box_now[corners] - before[corners]).T)
+        largest = max(largest, float(moved.max()))
+    return largest
+
+
+def track_box_at(times: np.ndarray, boxes: np.ndarray, t_us: float) -> np.ndarray | None:
+    """A track's box at ``t_us``, linear between its labelled times; None before its first."""
+    if len(times) == 0 or t_us < times[0] or t_us > times[-1]:
+        return None
+    after = int(np.searchsorted(times, t_us, side="left"))
+    if times[after] == t_us:
+        return boxes[after]
+    weight = (t_us - times[after - 1]) / (times[after] - times[after - 1])
+    return boxes[after - 1] * (1 - weight) + boxes[after] * weight
+
+
+def annotation_record(
+    class_name: str,
+    box: tuple[float, float, float, float],
+    source_box: SourceBox,
+    motion_px: float | None,
+    config: ImportConfig,
+) -> dict | None:
+    """The COCO annotation of one box on the sensor (image id left to the caller), or None when no part of
+    it is on the sensor. ``ignore_reasons`` lists why it is ignored: ``source`` (the labels or the class
+    map), ``small``, ``hidden``, ``still``."""
+    width, height = config.sensor_size
+    x1, y1, x2, y2 = box
+    cx1, cy1, cx2, cy2 = max(x1, 0.0), max(y1, 0.0), min(x2, float(width)), min(y2, float(height))
+    if cx2 <= cx1 or cy2 <= cy1:
+        return None
+    full = (x2 - x1) * (y2 - y1)
+    visible = source_box.visibility * (cx2 - cx1) * (cy2 - cy1) / full
+    reasons = []
+    if source_box.ignore:
+        reasons.append("source")
+    if min(cx2 - cx1, cy2 - cy1) < config.min_side_px:
+        reasons.append("small")
+    if visible < config.min_visible_fraction:
+        reasons.append("hidden")
+    if motion_px is not None and motion_px < config.min_motion_px:
+        reasons.append("still")
+    ignore = int(bool(reasons))
+    return {
+        "category_id": CLASS_NAMES.index(class_name) + 1,
+        "bbox": [round(cx1, 2), round(cy1, 2), round(cx2 - cx1, 2), round(cy2 - cy1, 2)],
+        "area": round((cx2 - cx1) * (cy2 - cy1), 2),
+        "iscrowd": ignore,
+        "ignore": ignore,
+        "ignore_reasons": reasons,
+        "track_id": source_box.track_id,
+        "visible_fraction": round(visible, 4),
+        "motion_px": None if motion_px is None else round(motion_px, 3),
+    }
+
+
+def video_label_records(
+    source: VideoSource, mapping: FitMapping, frame_times: dict[int, int], config: ImportConfig
+) -> tuple[list[dict], list[dict]]:
+    """Image and annotation records (ids local to the sequence, from 0) of a video's label frames.
+
+    Motion of a box: :func:`corner_motion_px` against its track's boxes (linear between labelled frames)
+    at ``t - k motion_window_us / 4``, ``k = 1..4``; None for boxes without a track.
+    """
+    tracks: dict[int, tuple[list[int], list[np.ndarray]]] = {}
+    for index in sorted(source.boxes):
+        if index not in frame_times:
+            continue
+        for box in source.boxes[index]:
+            if box.track_id >= 0:
+                times, boxes = tracks.setdefault(box.track_id, ([], []))
+                times.append(frame_times[index])
+                boxes.append(np.array(mapping.map_box(box.box)))
+    track_arrays = {key: (np.array(times), np.array(boxes)) for key, (times, boxes) in tracks.items()}
+    images: list[dict] = []
+    annotations: list[dict] = []
+    for index in choose_label_frames(frame_times, source.labelled, config.window_us, config.label_every_us):
+        t_us = frame_times[index]
+        image_id = len(images)
+        images.append(image_record(image_id, source.name, t_us, config, index))
+        for box in source.boxes.get(index, ()):
+            on_sensor = mapping.map_box(box.box)
+            motion = None
+            if box.track_id in track_arrays:
+                times, boxes = track_arrays[box.track_id]
+                before = [
+                    track_box_at(times, boxes, t_us - k * config.motion_window_us / 4) for k in range(1, 5)
+                ]
+                motion = corner_motion_px(np.array(on_sensor), before)
+            record = annotation_record(box.class_key, on_sensor, box, motion, config)
+            if record is not None:
+                annotations.append({"id": len(annotations), "image_id": image_id, **record})
+    return images, annotations
+
+
+def still_label_records(
+    source: StillSource, mapping: FitMapping, config: ImportConfig
+) -> tuple[list[dict], list[dict]]:
+    """Image and annotation records of a still's sequence at ``window_us + m label_every_us``; boxes
+    moved by the still's offset, motion the largest offset change over the window before the label."""
+    end = int(round(config.still_motion.seconds * 1e6))
+    images: list[dict] = []
+    annotations: list[dict] = []
+    for t_us in range(config.window_us, end + 1, config.label_every_us):
+        image_id = len(images)
+        images.append(image_record(image_id, source.name, t_us, config, 0))
+        earlier = [max(t_us - k * config.motion_window_us / 4, 0.0) for k in range(5)]
+        offsets = still_offsets(np.array(earlier), config.still_motion)
+        motion = float(np.hypot(*(offsets[1:] - offsets[0]).T).max())
+        for box in source.boxes:
+            on_sensor = mapping.map_box(box.box, (float(offsets[0, 0]), float(offsets[0, 1])))
+            record = annotation_record(box.class_key, on_sensor, box, motion, config)
+            if record is not None:
+                annotations.append({"id": len(annotations), "image_id": image_id, **record})
+    return images, annotations
+
+
+def image_record(image_id: int, sequence: str, t_us: int, config: ImportConfig, source_frame: int) -> dict:
+    """A COCO image record of a split: a time stamp of a sequence, with the source frame it shows."""
+    width, height = config.sensor_size
+    return {
+        "id": image_id,
+        "file_name": sequence,
+        "sequence": sequence,
+        "t_us": int(t_us),
+        "width": width,
+        "height": height,
+        "preset": IMPORTED_PRESET,
+        "source_frame": int(source_frame),
+    }
+
+
+# --------------------------------------------------------------------------------------------------
+# writing
+
+
+def encode_sequence(
+    frames: Iterator[tuple[int, np.ndarray, int | None]],
+    out_dir: Path,
+    config: ImportConfig,
+    dvs_params: DVSParams,
+    spike_params: SpikeCameraParams,
+    progress: Callable[[int], None] | None = None,
+) -> dict:
+    """Feed sensor frames to both emulators in chunks of ``chunk_frames`` (state carried over) and write
+    ``events.h5``, ``spikes.dat`` and ``spikes.json`` in ``out_dir``, as the builder does.
+
+    Returns:
+        ``{"events", "spike_frames", "frame_times": {source frame index: t_us}, "end_us"}``.
+    """
+    from streamdet.formats import EventFileWriter, SpikeDatLayout, encode_spike_frames, write_spike_sidecar
+
+    out_dir.mkdir(parents=True, exist_ok=True)
+    frame_times: dict[int, int] = {}
+    dvs_state = spike_state = None
+    spike_t0_us = None
+    spike_count = 0
+    chunk_frames: list[np.ndarray] = []
+    chunk_times: list[int] = []
+    last_us = 0
+
+    def flush() -> None:
+        nonlocal dvs_state, spike_state, spike_t0_us, spike_count
+        stack, times = np.stack(chunk_frames), np.array(chunk_times, dtype=np.int64)
+        events, dvs_state = emulate_dvs(stack, times, dvs_params, dvs_state)
+        spikes, spike_times, spike_state = emulate_spike_camera(stack, times, spike_params, spike_state)
+        events_file.append(events)
+        if len(spikes):
+            spike_t0_us = int(spike_times[0]) if spike_t0_us is None else spike_t0_us
+            spikes_file.write(encode_spike_frames(spikes))
+            spike_count += len(spikes)
+        chunk_frames.clear()
+        chunk_times.clear()
+
+    with (
+        EventFileWriter(out_dir / "events.h5", config.sensor_size) as events_file,
+        (out_dir / "spikes.dat").open("wb") as spikes_file,
+    ):
+        for t_us, frame, source_index in frames:
+            chunk_frames.append(frame)
+            chunk_times.append(t_us)
+            last_us = t_us
+            if source_index is not None:
+                frame_times[source_index] = t_us
+                if progress is not None:
+                    progress(1)
+            if len(chunk_frames) >= config.chunk_frames:
+                flush()
+        if chunk_frames:
+            flush()
+        event_count = events_file.count
+    layout = SpikeDatLayout(
+        sensor_size=config.sensor_size,
+        frame_us=1e6 / config.spike_rate_hz,
+        t0_us=int(spike_t0_us if spike_t0_us is not None else 0),
+    )
+    write_spike_sidecar(out_dir / "spikes.dat", layout)
+    return {"events": event_count, "spike_frames": spike_count, "frame_times": frame_times, "end_us": last_us}
+
+
+def sequence_dvs(config: ImportConfig, sensor_seed: int) -> DVSParams:
+    """The DVS parameters of a sequence: drawn around ``config.dvs`` like the builder's, or fixed."""
+    if config.randomise_sensor:
+        return randomised_dvs_params(config.dvs, sensor_seed)
+    return replace(config.dvs, seed=sensor_seed)
+
+
+def import_sequence(
+    source: Source,
+    index: int,
+    config: ImportConfig,
+    split_dir: Path,
+    progress: Callable[[int], None] | None = None,
+) -> dict:
+    """Emulate both sensors over one source and write its folder; returns its records (ids from 0) and
+    its ``info.sequences`` entry."""
+    _, sensor_seed = sequence_seeds(config.seed, config.split, index)
+    dvs_params = sequence_dvs(config, sensor_seed)
+    spike_params = SpikeCameraParams(rate_hz=config.spike_rate_hz, seed=sensor_seed)
+    mapping = fit_mapping(source.size, config.sensor_size, config.fit)
+    out_dir = split_dir / source.name
+    if isinstance(source, StillSource):
+        frames = still_sensor_frames(source, mapping, config)
+    else:
+        frames = video_sensor_frames(source, mapping, config)
+    written = encode_sequence(frames, out_dir, config, dvs_params, spike_params, progress)
+    if isinstance(source, StillSource):
+        images, annotations = still_label_records(source, mapping, config)
+        origin = {"kind": "still", "image": str(source.image)}
+    else:
+        images, annotations = video_label_records(source, mapping, written["frame_times"], config)
+        origin = {
+            "kind": "video",
+            "frames": str(source.video) if source.video is not None else str(source.frame_files[0][1].parent),
+            "fps": source.fps,
+            "source_frames": len(written["frame_times"]),
+        }
+    entry = {
+        "name": source.name,
+        "index": index,
+        "source": {**origin, "labels": str(source.label_file), "size": list(source.size)},
+        "mapping": mapping.as_record(),
+        "sensor_seed": sensor_seed,
+        "seconds": written["end_us"] / 1e6,
+        "events": written["events"],
+        "spike_frames": written["spike_frames"],
+        "dvs": asdict(dvs_params),
+    }
+    return {"images": images, "annotations": annotations, "sequence": entry}
+
+
+def import_split(
+    sources: list[Source],
+    config: ImportConfig,
+    out_dir: str | Path,
+    layout: str,
+    overwrite: bool = False,
+    progress: Callable[[int], None] | None = None,
+) -> Path:
+    """Write ``out_dir/<split>``: each source's folder, then ``annotations.json`` (last, atomically: a split
+    interrupted before it is not a split :class:`streamdet.dataset.DatasetSplit` opens).
+
+    Sources are class-mapped (:func:`map_classes`) and checked (:func:`check_source`) before anything is
+    written. ``progress`` is called with 1 per source frame (per still) encoded.
+
+    Returns:
+        Path of the written ``annotations.json``.
+    """
+    if not sources:
+        raise UserFacingError("no sequence or still to import")
+    sources = map_classes(sources, config.class_map, config.drop_unmapped)
+    for source in sources:
+        check_source(source)
+    split_dir = Path(out_dir) / config.split
+    if split_dir.exists() and any(split_dir.iterdir()):
+        if not overwrite:
+            raise UserFacingError(f"{split_dir} exists and is not empty (pass --overwrite to replace it)")
+        shutil.rmtree(split_dir)
+    split_dir.mkdir(parents=True, exist_ok=True)
+    results = [
+        import_sequence(source, index, config, split_dir, progress) for index, source in enumerate(sources)
+    ]
+    return write_import_annotations(config, split_dir, results, layout)
+
+
+def write_import_annotations(config: ImportConfig, split_dir: Path, results: list[dict], layout: str) -> Path:
+    """Merge per-sequence records into ``split_dir/annotations.json`` with split-wide ids (from 1)."""
+    images, annotations = [], []
+    for result in results:
+        image_ids = {}
+        for image in result["images"]:
+            image_ids[image["id"]] = len(images) + 1
+            images.append({**image, "id": len(images) + 1})
+        for annotation in result["annotations"]:
+            annotations.append(
+                {**annotation, "id": len(annotations) + 1, "image_id": image_ids[annotation["image_id"]]}
+            )
+    info = {
+        "format": ANNOTATIONS_VERSION,
+        "description": "labelled footage imported through streamdet's DVS and spike-camera emulators",
+        "presets": [IMPORTED_PRESET],
+        "preset": IMPORTED_PRESET,
+        "seed": config.seed,
+        "split": config.split,
+        "window_us": config.window_us,
+        "sensor": list(config.sensor_size),
+        "spike_rate_hz": config.spike_rate_hz,
+        "label_every_ms": config.label_every_ms,
+        "render_fps": config.render_fps,
+        "seed_rule": "SeedSequence(entropy=seed, spawn_key=(split_code, index)).generate_state(2, uint64)[1]",
+        "split_codes": SPLIT_CODES,
+        "dvs": asdict(config.dvs),
+        "randomise_sensor": config.randomise_sensor,
+        "import": {
+            "layout": layout,
+            "fit": config.fit,
+            "interpolation": config.interpolation,
+            "still_motion": asdict(config.still_motion),
+            "class_map": {key: asdict(target) for key, target in sorted(config.class_map.items())},
+            "drop_unmapped": config.drop_unmapped,
+            "min_side_px": config.min_side_px,
+            "min_visible_fraction": config.min_visible_fraction,
+            "min_motion_px": config.min_motion_px,
+            "motion_window_us": config.motion_window_us,
+        },
+        "built_with": renderer_versions(),
+        "sequences": [result["sequence"] for result in results],
+    }
+    coco = {"info": info, "images": images, "annotations": annotations, "categories": coco_categories()}
+    path = split_dir / "annotations.json"
+    partial = path.with_suffix(".json.partial")
+    partial.write_text(json.dumps(coco))
+    partial.replace(path)
+    return path
+
+
+def source_frame_count(source: Source) -> int:
+    """Frames a progress bar counts for a source: its frames (1 for a still; 0 where a video file does
+    not say)."""
+    if isinstance(source, StillSource):
+        return 1
+    return len(source.frame_files) or source.frame_count
