@@ -173,6 +173,7 @@ def conversion_config_from_args(args: argparse.Namespace) -> ConversionConfig:
         initial_membrane=args.initial_membrane,
         reset=args.reset,
         calibration_windows=args.calibration_windows,
+        burst=getattr(args, "burst", "off") == "on",
     )
 
 

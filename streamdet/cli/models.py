@@ -233,6 +233,13 @@ def register(subparsers: argparse._SubParsersAction) -> None:
 
         evaluate.add_argument("--snn", action="store_true", help="also convert to an SNN and score it")
         add_snn_arguments(evaluate)
+        evaluate.add_argument(
+            "--burst",
+            choices=("on", "off"),
+            default="off",
+            help="burst IF neurons, up to N spikes per step with N = each Quant-ReLU's levels (on: one step "
+            "reproduces a Quant-ReLU network), or plain IF neurons (off, the default)",
+        )
     evaluate.set_defaults(func=run_eval)
 
 
