@@ -6,7 +6,7 @@ below it are themselves only ``1/T``-accurate, their errors do not average out (
 ``floor(T * x + v0) / T``, not the ANN's ``floor(L * x + 0.5) / L`` when ``T != L``), and every layer
 adds its own. Much of that error is a shift of each channel's mean, which a constant current removes.
 This is the bias calibration of Li et al., "A free lunch from ANN: towards efficient, accurate spiking
-neural networks calibration" (ICML 2021; reference [3] of paper 003), applied population by population
+neural networks calibration" (ICML 2021; reference [3] of Qiu and Zhu 2023), applied population by population
 in graph order:
 
     delta_l[c] = E_x[ a_l(x)[c] ] - E_x[ r_l(x, T)[c] ]

@@ -1,4 +1,4 @@
-"""ANN-to-SNN conversion: fx parse, BN fusion, calibration, normalisation (paper 001 eq. 4), IF neurons.
+"""ANN-to-SNN conversion: fx parse, BN fusion, calibration, normalisation (Spiking-RetinaNet eq. 4), IF.
 
 Pipeline (``convert_network``):
 
@@ -69,18 +69,19 @@ class ConversionConfig:
         normalisation: ``"quant"`` uses each Quant-ReLU's learned clip (range ``[0, clip]``, layer-wise,
             no data needed); ``"percentile"`` calibrates every site on data; ``"auto"`` takes the clip
             where the site is a Quant-ReLU and percentiles elsewhere.
-        granularity: ``"channel"`` (one range per channel, paper 001) or ``"layer"`` (one per layer).
+        granularity: ``"channel"`` (one range per channel, Spiking-RetinaNet) or ``"layer"`` (one per layer).
         percentiles: lower / upper percentile (in %) of the activations that map to rates 0 and 1.
         spike_unactivated: put IF neurons (with the shift of eq. 4) on convolution / add outputs that
-            feed another synaptic layer without an activation (paper 001's NormAdd + IF); False (the
+            feed another synaptic layer without an activation (Spiking-RetinaNet's NormAdd + IF); False (the
             default) passes those on as currents: the next layer then applies a linear map of the
             spikes feeding the add (two synaptic layers in a row compose into one), which adds no
             rate-quantisation error of its own. Chosen on validation data (docs/conversion.md).
-        initial_membrane: ``v[0] / v_th`` of every IF neuron (0.5 = residual fix of paper 003, 0 = off).
+        initial_membrane: ``v[0] / v_th`` of every IF neuron (0.5 = residual fix of
+            Qiu and Zhu 2023, 0 = off).
         reset: ``"subtract"`` or ``"zero"``.
         calibration_windows: at most this many input windows are used for calibration.
         membrane_bounds: ``(floor, ceiling)`` of the IF membranes in thresholds after each reset, or None
-            (unbounded, as in the papers); the streaming detector sets ``(0, 1)`` itself.
+            (unbounded, as in Spiking-RetinaNet); the streaming detector sets ``(0, 1)`` itself.
         burst: burst (multi-threshold) IF neurons that emit up to ``N`` spikes per step
             (``streamdet.neurons.burst_scan``): ``N = L`` at a Quant-ReLU site with ``L`` levels converted
             with its clip (one step then reproduces the Quant-ReLU exactly), ``burst_spikes`` elsewhere.
@@ -379,7 +380,7 @@ def calibrate_percentiles(
     """Per-site activation ranges ``(eps, lam)`` from the ANN run on calibration windows.
 
     ``eps`` / ``lam`` are the lower / upper ``config.percentiles`` of the site's activations over all
-    windows and positions, per channel (``[C]``) or per layer (``[1]``), following paper 001.
+    windows and positions, per channel (``[C]``) or per layer (``[1]``), following Spiking-RetinaNet.
 
     Args:
         gm: traced ANN (eval mode).
@@ -488,7 +489,7 @@ def normalise_synaptic_layer(
     encoding_in: Encoding | None,
     encoding_out: Encoding | None,
 ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor | None]:
-    """Paper 001 eq. 4 for one convolution / linear layer.
+    """Spiking-RetinaNet eq. 4 for one convolution / linear layer.
 
     ``w~ = w * s_in / s_out``, ``b~ = (b + sum_i w_i eps_in_i - eps_out) / s_out`` (input layers have
     ``s_in = 1, eps_in = 0``; layers with no spiking output keep ``s_out = 1, eps_out = 0``).

@@ -3,13 +3,14 @@ spike rates, synaptic operations and an energy estimate.
 
 Simulation protocol (``simulate_prefix_means``). A window of ``window_us`` is simulated for ``T`` steps,
 ``dt = window_us / T`` microseconds. The SNN's input current is the ANN input ``x`` at every step
-(constant current, the rate-equivalent input of paper 001: its mean over the steps is ``x``), with a
+(constant current, the rate-equivalent input of Spiking-RetinaNet: its mean over the steps is ``x``), with a
 fresh state per window. Because the input is constant, the first ``T`` steps of one simulation of
 ``T_max`` steps *are* the ``T``-step simulation, so one run to ``T_max`` scores every ``T`` of the list.
 
 Decoding at ``T``: the output currents (logits, box deltas in ANN units) are averaged over steps
-``[k, T)`` and decoded like the ANN's. ``k = 0`` without transient skipping; with it (paper 001: "ignore
-the outputs of the initial transient") ``k = floor(skip_fraction * T)``, by default the first quarter.
+``[k, T)`` and decoded like the ANN's. ``k = 0`` without transient skipping; with it
+(Spiking-RetinaNet: "ignore the outputs of the initial transient") ``k = floor(skip_fraction * T)``,
+by default the first quarter.
 
 Energy (``energy_estimate``): ``E_ANN = MACs * 4.6 pJ`` (one 32-bit float multiply 3.7 pJ + add
 0.9 pJ, 45 nm CMOS, Horowitz, ISSCC 2014) and ``E_SNN = SynOps * 0.9 pJ`` (an accumulate per synaptic
@@ -563,7 +564,7 @@ def write_report(
 
 
 def plot_report(report: dict[str, Any], out_dir: Path) -> list[Path]:
-    """PNG plots of a report: mAP@0.5 vs T per variant, output-layer scatter (paper 001 fig. 1),
+    """PNG plots of a report: mAP@0.5 vs T per variant, output-layer scatter (Spiking-RetinaNet fig. 1),
     per-layer correlation vs T, per-layer spike rates."""
     import matplotlib
 

@@ -256,7 +256,7 @@ class _StraightThroughRound(torch.autograd.Function):
 
 
 class QuantReLU(nn.Module):
-    """Quant-ReLU: a clipped, quantised ReLU with a learnable clip (paper 003, section 4.3).
+    """Quant-ReLU: a clipped, quantised ReLU with a learnable clip (Qiu and Zhu 2023, section 4.3).
 
     ``y = c * floor(clamp(x / c, 0, 1) * L + 0.5) / L``
 

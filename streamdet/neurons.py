@@ -1,13 +1,14 @@
 """Integrate-and-fire (IF) neurons as pure functions over tensors with explicit state.
 
-The IF neuron of the converted network (paper 001, eqs. 1-3; threshold ``v_th = 1`` after normalisation):
+The IF neuron of the converted network (Spiking-RetinaNet, eqs. 1-3, docs/references.md; threshold
+``v_th = 1`` after normalisation):
 
     v[t] = v[t-1] + z[t]                      integrate the input current z[t]
     s[t] = 1  if v[t] >= v_th  else 0         fire (note: ``>=``, not ``>``)
     v[t] = v[t] - v_th * s[t]                 reset by subtraction   (``reset="subtract"``)
     v[t] = v[t] * (1 - s[t])                  reset to zero          (``reset="zero"``, ablation)
 
-with ``v[0] = initial_membrane * v_th`` (0.5 = the "residual fix" of paper 003; 0 turns it off). One
+with ``v[0] = initial_membrane * v_th`` (0.5 = the "residual fix" of Qiu and Zhu 2023; 0 turns it off). One
 step is one time step ``dt = window / T``; the neuron has no leak and no refractory period. Shapes: a
 step works on any tensor ``[B, ...]``; a scan works on ``[K, B, ...]`` (K consecutive steps).
 

@@ -14,7 +14,7 @@ Engines (``backend=``):
   as stepping the whole network one step at a time.
 - ``"snntorch"``: step-by-step reference on ``snntorch.Leaky`` (``beta = 1``: an IF neuron). snntorch
   fires on ``v > threshold`` (strict) and, with its internal reset, decides the reset from the previous
-  step's membrane (``reset_delay``), which differs from eq. 3 of paper 001 when ``v >= 2``. So the
+  step's membrane (``reset_delay``), which differs from eq. 3 of Spiking-RetinaNet when ``v >= 2``. So the
   neuron runs with ``threshold = nextafter(1, 0)`` (``v > 1 - ulp`` is ``v >= 1``) and
   ``reset_mechanism="none"``, and the reset (subtract or zero) is applied to the returned membrane.
 - ``"norse"``: step-by-step on ``norse.torch.functional.iaf_feed_forward_step`` (reset to zero, strict
@@ -99,7 +99,7 @@ class IFNeurons(nn.Module):
 
 
 class NormAdd(nn.Module):
-    """NormAdd (paper 001, fig. 3): ``out = sum_k scales[k, c] * x_k + bias[c]`` over channel axis 1.
+    """NormAdd (Spiking-RetinaNet, fig. 3): ``out = sum_k scales[k, c] * x_k + bias[c]`` over channel axis 1.
 
     Args:
         scales: ``[n_inputs, C]``: ``s_k / s_out`` (input encoding scale over output scale).

@@ -200,7 +200,7 @@ def make_augment(modality: str, config: AugmentConfig, window_us: int | None = N
             raw = raw * float(rng.uniform(*config.count_scale))
             rate = float(rng.uniform(0.0, config.noise_rate))  # noise_rate * u
             if config.noise_power != 1.0 and config.noise_rate > 0:
-                # noise_rate * u ** power, computed from the draw as stage 12 was trained (bit for bit)
+                # noise_rate * u ** power from the same draw, as the shipped events models were trained
                 rate = config.noise_rate * (rate / config.noise_rate) ** config.noise_power
             raw = add_poisson_noise(raw, rate, generator)
             if config.hot_pixels > 0:

@@ -152,7 +152,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         metavar="N",
         help="residual blocks in each head after its conv layer, 1.43x the compute for one "
         "(default: the --init checkpoint's, else 0; --init adds them as identities, which stayed off "
-        "in one-epoch fine-tunes: docs/model-card.md, Stage 13)",
+        "in the one-epoch fine-tunes of docs/history/model-card-history.md)",
     )
     train.add_argument(
         "--new-layer-lr",
