@@ -20,7 +20,7 @@ REPO = Path(__file__).resolve().parents[1]
 REAL = REPO.parent / "shared" / "fixtures" / "real"
 DATA = Path(__file__).resolve().parent / "data"
 
-# The reference table of ../shared/fixtures/real/README.md.
+# What expelliarmus itself reads from the two Prophesee test recordings of its repository (docs/formats.md).
 REAL_FILES = {
     "prophesee_evt2_640x480.raw": dict(
         format="evt2",
