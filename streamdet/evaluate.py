@@ -149,7 +149,7 @@ def evaluate_split(
         history_windows: earlier windows the model reads as extra channels (``streamdet.samples``).
         perturb: a transform of each image's raw measurement before it becomes the model input (a
             ``streamdet.samples.Augment``, seeded per image, so a run is repeatable), e.g. the sensor
-            changes of ``bench/robustness.py``; ``None`` scores the recording as it is.
+            changes of ``experiments/robustness.py``; ``None`` scores the recording as it is.
         keep_detections: also return ``"detections"``: image id -> ``predict``'s rows, in the order
             the images were predicted.
 

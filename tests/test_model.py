@@ -324,7 +324,7 @@ def test_shipped_models_load_by_name_and_trace(name: str) -> None:
     assert bundle.class_names == CLASS_NAMES and bundle.config.activation == "quant"
     card = json.loads(resolve_model_path(name).with_suffix(".json").read_text())
     assert card["sha256"] == hashlib.sha256(resolve_model_path(name).read_bytes()).hexdigest(), (
-        f"streamdet/weights/{name}.json describes other weights; regenerate it with bench/weights_card.py"
+        f"streamdet/weights/{name}.json describes other weights; regenerate it: python -m tools.weights_card"
     )
     assert (card["window_us"], card["event_scale"]) == (bundle.window_us, bundle.event_scale)
     assert card.get("history_windows", 0) == bundle.history_windows
