@@ -1,4 +1,4 @@
-"""The events model's selection score (stage 12's rule, docs/model-card.md): for each model, the mean
+"""The events model's selection score (docs/history/model-card-history.md): for each model, the mean
 of its clean mAP@0.5 (mean over the validation splits of a `experiments/window_sweep.py` JSON) and its
 perturbed mAP@0.5 (mean over the perturbed rows of a `experiments/robustness.py` JSON).
 
