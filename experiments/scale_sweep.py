@@ -1,9 +1,9 @@
 """mAP of a detector when its input is enlarged before the network (test-time scales).
 
 The events model's smallest anchors sit on the stride-8 level, and at sea it misses small buoys
-(docs/history/model-card-history.md, "What the events model misses at sea"). Enlarging the input by ``s`` shows the
-same network every object ``s`` times larger, on a finer grid; this experiment asks how much that alone
-recovers, without re-training. For each model, scale set and split it scores the images with
+(docs/history/model-card-history.md, "What the events model misses at sea"). Enlarging the input by
+``s`` shows the same network every object ``s`` times larger, on a finer grid; this experiment asks how
+much that alone recovers, without re-training. For each model, scale set and split it scores the images with
 ``streamdet.evaluate.evaluate_split``: the input ``[B, C, H, W]`` is resized by each scale of the set
 (``torch.nn.functional.interpolate``), padded, run, decoded with the anchors of the enlarged size, the
 boxes divided by the scale; the detections of all scales of a set are merged by class-wise NMS
