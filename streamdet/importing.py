@@ -229,7 +229,8 @@ class ImportConfig:
         render_fps: least frame rate fed to the emulators; slower videos are interpolated.
         interpolation: ``flow`` or ``none`` (:data:`INTERPOLATIONS`).
         still_motion: how stills move.
-        class_map: source class key (lower case) -> target; keys absent are unmapped.
+        class_map: source class key (lower case) -> target; keys absent are unmapped; None: the layout's
+            :func:`default_class_map`.
         drop_unmapped: drop boxes of unmapped classes instead of stopping with an error.
         min_side_px: visible boxes with a shorter side are marked ignore.
         min_visible_fraction: boxes less visible than this are marked ignore.
@@ -251,7 +252,7 @@ class ImportConfig:
     render_fps: float = 250.0
     interpolation: str = "flow"
     still_motion: StillMotion = field(default_factory=StillMotion)
-    class_map: dict[str, ClassTarget] = field(default_factory=dict)
+    class_map: dict[str, ClassTarget] | None = None
     drop_unmapped: bool = False
     min_side_px: float = SceneConfig.min_visible_side_px
     min_visible_fraction: float = SceneConfig.min_visible_fraction
@@ -997,9 +998,21 @@ def place_on_sensor(
     shift: tuple[float, float] = (0.0, 0.0),
 ) -> np.ndarray:
     """The sensor frame float32 ``[H, W]``: ``scaled`` put at ``mapping.offset + shift`` (bilinear for a
-    sub-pixel shift), black where it does not reach."""
-    matrix = np.float32([[1, 0, mapping.offset[0] + shift[0]], [0, 1, mapping.offset[1] + shift[1]]])
-    return cv2.warpAffine(scaled, matrix, sensor_size, flags=cv2.INTER_LINEAR, borderMode=cv2.BORDER_CONSTANT)
+    sub-pixel shift, a plain copy for a whole-pixel one), black where it does not reach."""
+    x0, y0 = mapping.offset[0] + shift[0], mapping.offset[1] + shift[1]
+    if x0 != int(x0) or y0 != int(y0):
+        matrix = np.float32([[1, 0, x0], [0, 1, y0]])
+        return cv2.warpAffine(
+            scaled, matrix, sensor_size, flags=cv2.INTER_LINEAR, borderMode=cv2.BORDER_CONSTANT
+        )
+    width, height = sensor_size
+    x0, y0 = int(x0), int(y0)
+    frame = np.zeros((height, width), dtype=np.float32)
+    left, top = max(x0, 0), max(y0, 0)
+    right, bottom = min(x0 + scaled.shape[1], width), min(y0 + scaled.shape[0], height)
+    if right > left and bottom > top:
+        frame[top:bottom, left:right] = scaled[top - y0 : bottom - y0, left - x0 : right - x0]
+    return frame
 
 
 def flow_interpolate(previous: np.ndarray, current: np.ndarray, fractions: np.ndarray) -> np.ndarray:
@@ -1448,6 +1461,8 @@ def import_split(
     """
     if not sources:
         raise UserFacingError("no sequence or still to import")
+    if config.class_map is None:
+        config = replace(config, class_map=default_class_map(layout))
     sources = map_classes(sources, config.class_map, config.drop_unmapped)
     for source in sources:
         check_source(source)
@@ -1496,7 +1511,7 @@ def write_import_annotations(config: ImportConfig, split_dir: Path, results: lis
             "fit": config.fit,
             "interpolation": config.interpolation,
             "still_motion": asdict(config.still_motion),
-            "class_map": {key: asdict(target) for key, target in sorted(config.class_map.items())},
+            "class_map": {key: asdict(target) for key, target in sorted((config.class_map or {}).items())},
             "drop_unmapped": config.drop_unmapped,
             "min_side_px": config.min_side_px,
             "min_visible_fraction": config.min_visible_fraction,

@@ -12,7 +12,9 @@ from streamdet.errors import UserFacingError
 
 def register(subparsers: argparse._SubParsersAction) -> None:
     """Add ``dataset build`` to the ``streamdet`` parser."""
-    dataset = subparsers.add_parser("dataset", help="build synthetic datasets (events, spikes, COCO boxes)")
+    dataset = subparsers.add_parser(
+        "dataset", help="build synthetic datasets or import labelled footage (events, spikes, COCO boxes)"
+    )
     actions = dataset.add_subparsers(dest="dataset_command", required=True, metavar="ACTION")
     build = actions.add_parser(
         "build",

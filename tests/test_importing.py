@@ -1,0 +1,316 @@
+"""`streamdet dataset import` on the committed samples of each label layout (tests/data/import/, written by
+make_import_samples.py there): the split it writes, loaded back with DatasetSplit, and its errors."""
+
+from __future__ import annotations
+
+import json
+import shutil
+from pathlib import Path
+
+import cv2
+import numpy as np
+import pytest
+from streamdet.drivers.video import FrameEncoder, iter_video_frames
+
+from streamdet import CLASS_NAMES
+from streamdet.cli import main as cli_main
+from streamdet.dataset import DatasetSplit, sequence_seeds
+from streamdet.encoders import DVSParams
+from streamdet.errors import FileFormatError, UserFacingError
+from streamdet.formats import read_spike_dat
+from streamdet.importing import (
+    ImportConfig,
+    default_class_map,
+    fit_mapping,
+    flow_interpolate,
+    import_split,
+    in_between_times,
+    parse_class_map,
+    read_coco,
+    read_mot,
+    read_names,
+    read_sources,
+    still_offsets,
+)
+
+SAMPLES = Path(__file__).parent / "data" / "import"
+MOT_SEQUENCE = SAMPLES / "mot" / "SEQ-01"
+MOT_VIDEO = SAMPLES / "mot" / "clip.avi"
+COCO_JSON = SAMPLES / "coco" / "annotations.json"
+YOLO_IMAGES = SAMPLES / "yolo" / "images"
+SMALL = ["--size", "64x48"]
+PEDESTRIAN, CAR = CLASS_NAMES.index("pedestrian"), CLASS_NAMES.index("car")
+
+
+def run_import(out: Path, *arguments: str) -> int:
+    return cli_main(["dataset", "import", *arguments, "--out", str(out), *SMALL])
+
+
+def by_track(split: DatasetSplit, image: dict) -> dict[int, dict]:
+    return {a["track_id"]: a for a in split.coco["annotations"] if a["image_id"] == image["id"]}
+
+
+@pytest.fixture(scope="module")
+def mot_split(tmp_path_factory: pytest.TempPathFactory) -> DatasetSplit:
+    out = tmp_path_factory.mktemp("mot")
+    assert run_import(out, "mot", str(MOT_SEQUENCE), "--split", "val") == 0
+    return DatasetSplit(out / "val")
+
+
+def test_mot_sequence_times_boxes_and_ignore_rules(mot_split: DatasetSplit) -> None:
+    # 25 fps: labels at the first frame at or after 50, 150, 250, 350 ms
+    assert [image["t_us"] for image in mot_split.images] == [80_000, 160_000, 280_000, 360_000]
+    assert [image["source_frame"] for image in mot_split.images] == [2, 4, 7, 9]
+    first, last = mot_split.images[0], mot_split.images[-1]
+    targets = mot_split.targets(first)
+    tracks = by_track(mot_split, first)
+    # the walker of frame 3 (x = 4 + 3 * 2), the car, unscaled (64x48 on a 64x48 sensor)
+    assert tracks[1]["bbox"] == [10.0, 12.0, 8.0, 20.0] and tracks[1]["category_id"] == PEDESTRIAN + 1
+    assert tracks[2]["bbox"] == [44.0, 30.0, 12.0, 8.0] and tracks[2]["category_id"] == CAR + 1
+    assert tracks[1]["motion_px"] == pytest.approx(3 * 50 / 40)  # 3 px per 40 ms frame, over 50 ms
+    assert not tracks[1]["ignore"] and not tracks[2]["ignore"]
+    assert tracks[3]["ignore_reasons"] == ["still"] and tracks[3]["iscrowd"] == 1
+    assert tracks[4]["ignore_reasons"] == ["small"]  # 4 px
+    assert "source" in tracks[5]["ignore_reasons"]  # class 8, distractor
+    assert "source" in tracks[7]["ignore_reasons"]  # conf 0
+    assert 6 not in tracks  # class 4, bicycle: dropped
+    assert targets["ignore"].sum() == 4 and len(targets["boxes"]) == 6
+    assert by_track(mot_split, last)[1]["ignore_reasons"] == ["hidden"]  # visibility 0.1
+    sequence = mot_split.info["sequences"][0]
+    assert sequence["mapping"] == {
+        "fit": "pad",
+        "source_size": [64, 48],
+        "scaled_size": [64, 48],
+        "offset": [0, 0],
+        "scale": [1.0, 1.0],
+    }
+    assert sequence["source"]["fps"] == 25.0 and sequence["source"]["source_frames"] == 10
+
+
+def test_mot_events_come_from_the_moving_objects(mot_split: DatasetSplit) -> None:
+    image = mot_split.images[1]
+    events = mot_split.events(image)
+    counts = np.zeros((48, 64), dtype=np.int64)
+    np.add.at(counts, (events["y"], events["x"]), 1)
+    walker = counts[12:32, 8:28].sum()  # where the walker went in the window (x 12 to 24)
+    static = counts[36:46, 0:10].sum() + counts[14:30, 34:54].sum()  # the standing person, empty ground
+    assert walker > 10 * max(static, 1)
+    spikes = mot_split.spike_frames(image)
+    assert spikes.shape == (50, 48, 64)  # 50 ms at 1 kHz
+    bright, ground = spikes[:, 14:30, 12:22].mean(), spikes[:, 16:28, 40:60].mean()
+    assert bright > 1.5 * ground  # the walker (230) fires faster than the ground (about 90)
+
+
+def test_video_file_import_is_what_drive_video_sees(tmp_path: Path) -> None:
+    config = ImportConfig(
+        split="test",
+        seed=7,
+        sensor_size=(64, 48),
+        fit="stretch",
+        interpolation="none",
+        randomise_sensor=False,
+    )
+    sources = read_sources("mot", [MOT_VIDEO])
+    import_split(sources, config, tmp_path, "mot")
+    split = DatasetSplit(tmp_path / "test")
+    sequence = split.info["sequences"][0]["name"]
+    _, seed = sequence_seeds(7, "test", 0)
+    frames = list(iter_video_frames(str(MOT_VIDEO), (64, 48)))
+    for encode in ("dvs", "spike"):
+        encoder = FrameEncoder(encode, 1000.0, seed=seed, dvs=DVSParams(), poisson_max_rate=1.0)
+        outputs = [encoder.push(t, frame) for t, frame in frames][1:]
+        if encode == "dvs":
+            expected = np.concatenate([events for _, events in outputs])
+            np.testing.assert_array_equal(split.sequence_events(sequence), expected)
+        else:
+            expected = np.concatenate([payload[0] for _, payload in outputs])
+            written = read_spike_dat(tmp_path / "test" / sequence / "spikes.dat", (64, 48))
+            np.testing.assert_array_equal(written, expected)
+    assert len(split.images) == 4 and len(split.targets(split.images[0])["boxes"]) == 6
+
+
+def test_flow_interpolation_moves_edges() -> None:
+    np.testing.assert_array_equal(in_between_times(0, 40_000, 250.0), np.arange(1, 10) * 4_000)
+    assert len(in_between_times(0, 4_000, 250.0)) == 0
+    # a textured object moving 8 px right over a textured background
+    rng = np.random.default_rng(0)
+    ground = cv2.GaussianBlur(rng.random((64, 96), dtype=np.float32), (0, 0), 2) * 0.4 + 0.2
+    thing = cv2.GaussianBlur(rng.random((24, 16), dtype=np.float32), (0, 0), 1) * 0.4 + 0.6
+
+    def frame(x: int) -> np.ndarray:
+        image = ground.copy()
+        image[20:44, x : x + 16] = thing
+        return image
+
+    middle = flow_interpolate(frame(30), frame(38), np.array([0.5]))[0]
+    blend_error = np.abs(0.5 * frame(30) + 0.5 * frame(38) - frame(34)).mean()
+    assert np.abs(middle - frame(34)).mean() < 0.3 * blend_error  # measured: 0.0020 against 0.0130
+
+
+def test_coco_video_and_stills(tmp_path: Path) -> None:
+    assert run_import(tmp_path, "coco", str(COCO_JSON), "--split", "train") == 0
+    split = DatasetSplit(tmp_path / "train")
+    sequences = {s["name"]: s for s in split.info["sequences"]}
+    assert set(sequences) == {"walk", "harbour", "street"}
+    walk = [image for image in split.images if image["sequence"] == "walk"]
+    assert [image["t_us"] for image in walk] == [80_000, 160_000, 280_000, 360_000]
+    assert by_track(split, walk[0])[1]["bbox"] == [10.0, 12.0, 8.0, 20.0]
+    assert by_track(split, walk[0])[3]["ignore_reasons"] == ["still"]
+    # stills 80x40 padded onto 64x48: scale 0.8, 8 px above and below, moved by the saccades
+    mapping = sequences["harbour"]["mapping"]
+    assert mapping["scale"] == [0.8, 0.8] and mapping["offset"] == [0, 8]
+    harbour = [image for image in split.images if image["sequence"] == "harbour"]
+    assert [image["t_us"] for image in harbour] == [50_000, 150_000, 250_000]
+    offsets = still_offsets(np.array([image["t_us"] for image in harbour]), ImportConfig().still_motion)
+    for image, (dx, dy) in zip(harbour, offsets, strict=True):
+        targets = split.targets(image)
+        boat, buoy = targets["boxes"]
+        np.testing.assert_allclose(boat, [8 + dx, 16 + dy, 24 + dx, 24 + dy], atol=0.01)
+        assert targets["labels"].tolist() == [CLASS_NAMES.index("boat"), CLASS_NAMES.index("buoy")]
+        assert targets["ignore"].tolist() == [False, True]  # the buoy is 4.8 px wide
+        assert split.input(image, "events")[:, 16:24, 8:24].sum() > 10
+    stills = [a for a in split.coco["annotations"] if a["track_id"] == -1]
+    assert all(a["motion_px"] == pytest.approx(2.0, abs=0.01) for a in stills)  # 4 px per 100 ms
+
+
+def test_yolo_stills_crop_and_pan(tmp_path: Path) -> None:
+    arguments = ["yolo", str(YOLO_IMAGES), "--split", "val", "--fit", "crop", "--still-motion", "pan"]
+    assert run_import(tmp_path, *arguments) == 0
+    split = DatasetSplit(tmp_path / "val")
+    # 80x40 filling 64x48: scale 1.2, 96x48 with 16 px cut on each side; pan 40 px/s centred on 0.15 s
+    assert split.info["sequences"][0]["mapping"]["offset"] == [-16, 0]
+    street = [image for image in split.images if image["sequence"] == "street"]
+    for image in street:
+        dx = 40.0 * (image["t_us"] / 1e6 - 0.15)
+        (person,) = split.targets(image)["boxes"]
+        np.testing.assert_allclose(person, [30 * 1.2 - 16 + dx, 7.2, 38 * 1.2 - 16 + dx, 36], atol=0.01)
+    harbour = split.images[0]
+    boat = next(a for a in split.coco["annotations"] if a["image_id"] == harbour["id"])
+    assert boat["bbox"][0] == 0.0  # the boat's left part is cut: (12 - 16 - 4) px
+    assert boat["visible_fraction"] == pytest.approx(16 / 24, abs=0.01)
+
+
+def test_yolo_folder_as_video(tmp_path: Path) -> None:
+    sources = read_sources("yolo", [YOLO_IMAGES], fps=5.0)
+    assert len(sources) == 1 and sources[0].frame_count == 2
+    config = ImportConfig(split="train", sensor_size=(64, 48), label_every_ms=200)
+    import_split(sources, config, tmp_path, "yolo")
+    split = DatasetSplit(tmp_path / "train")
+    assert [image["t_us"] for image in split.images] == [200_000]  # frames at 0 and 200 ms
+    assert split.info["sequences"][0]["source"]["source_frames"] == 2
+    assert len(split.sequence_events(split.images[0]["sequence"])) > 0
+
+
+def test_class_maps_and_names() -> None:
+    mapping = {**default_class_map("coco"), **parse_class_map("dog=pedestrian:ignore, bus=-")}
+    assert mapping["person"].name == "pedestrian" and mapping["boat"].name == "boat"
+    assert mapping["dog"].name == "pedestrian" and mapping["dog"].ignore and mapping["bus"].name is None
+    assert default_class_map("mot")["3"].name == "car" and default_class_map("mot")["7"].ignore
+    with pytest.raises(UserFacingError, match="'cat' is not one of boat, buoy, car, pedestrian"):
+        parse_class_map("dog=cat")
+    with pytest.raises(UserFacingError, match="expected SOURCE=TARGET"):
+        parse_class_map("person")
+    assert read_names(SAMPLES / "yolo" / "data.yaml") == ["person", "car", "boat", "buoy", "kite"]
+    assert fit_mapping((1920, 1080), (346, 260), "pad").offset == (0, 32)  # 195 rows
+
+
+def copy_sample(name: str, tmp_path: Path) -> Path:
+    target = tmp_path / name
+    shutil.copytree(SAMPLES / name, target)
+    return target
+
+
+def test_unmapped_classes(tmp_path: Path, capsys: pytest.CaptureFixture) -> None:
+    coco_dir = copy_sample("coco", tmp_path)
+    coco = json.loads((coco_dir / "annotations.json").read_text())
+    coco["annotations"].append(
+        {"id": 999, "image_id": 11, "category_id": 6, "bbox": [40, 5, 10, 10], "area": 100, "iscrowd": 0}
+    )
+    (coco_dir / "annotations.json").write_text(json.dumps(coco))
+    out = tmp_path / "out"
+    assert run_import(out, "coco", str(coco_dir / "annotations.json")) == 2
+    error = capsys.readouterr().err
+    assert "class 'dog' is not mapped" in error and "annotations.json annotation 999" in error
+    assert not out.exists()
+    assert run_import(out, "coco", str(coco_dir / "annotations.json"), "--drop-unmapped") == 0
+    assert 999 not in {
+        a["id"] for a in json.loads((out / "train" / "annotations.json").read_text())["annotations"]
+    }
+
+    yolo_dir = copy_sample("yolo", tmp_path)
+    with (yolo_dir / "labels" / "street.txt").open("a") as labels:
+        labels.write("4 0.5 0.5 0.1 0.1\n")
+    assert run_import(tmp_path / "yolo-out", "yolo", str(yolo_dir / "images")) == 2
+    assert "class 'kite' is not mapped" in capsys.readouterr().err
+    assert run_import(tmp_path / "yolo-out", "yolo", str(yolo_dir / "images"), "--classes-map", "kite=-") == 0
+
+
+def test_labels_that_do_not_match_their_video(tmp_path: Path) -> None:
+    sequence = copy_sample("mot", tmp_path) / "SEQ-01"
+    gt = sequence / "gt" / "gt.txt"
+    original = gt.read_text()
+    config = ImportConfig(sensor_size=(64, 48))
+    gt.write_text(original + "11,1,10,12,8,20,1,1,1.0\n")
+    with pytest.raises(FileFormatError, match=r"gt.txt line 71: labels frame 11 .* the video has 10 frames"):
+        import_split([read_mot(sequence)], config, tmp_path / "out", "mot")
+    gt.write_text(original + "10,1,70,12,8,20,1,1,1.0\n")
+    with pytest.raises(FileFormatError, match="box .* lies outside the 64x48 image"):
+        import_split([read_mot(sequence)], config, tmp_path / "out", "mot")
+    gt.write_text(original)
+    seqinfo = sequence / "seqinfo.ini"
+    seqinfo.write_text(seqinfo.read_text().replace("imWidth=64", "imWidth=640"))
+    with pytest.raises(FileFormatError, match="000001.png: is 64x48 but seqinfo.ini states 640x48"):
+        read_mot(sequence)
+    video_labels = tmp_path / "mot" / "clip.txt"
+    video_labels.write_text(video_labels.read_text() + "30,1,10,12,8,20,1,1,1.0\n")
+    with pytest.raises(FileFormatError, match="labels frame 30 .* the video has 10 frames"):
+        import_split([read_mot(tmp_path / "mot" / "clip.avi")], config, tmp_path / "out", "mot")
+    assert not (tmp_path / "out").exists()
+
+    coco_dir = copy_sample("coco", tmp_path)
+    coco = json.loads((coco_dir / "annotations.json").read_text())
+    coco["images"][-1]["width"] = 160
+    (coco_dir / "annotations.json").write_text(json.dumps(coco))
+    with pytest.raises(FileFormatError, match="street.png: is 80x40 but .* labels it as 160x40"):
+        import_split(read_coco(coco_dir / "annotations.json"), config, tmp_path / "out", "coco")
+
+    yolo_dir = copy_sample("yolo", tmp_path)
+    (yolo_dir / "labels" / "street.txt").write_text("0 0.5 0.5 1.5 0.2\n")
+    with pytest.raises(FileFormatError, match="street.txt: line 1: box .* lies beyond the image"):
+        read_sources("yolo", [yolo_dir / "images"])
+    (yolo_dir / "labels" / "pier.txt").write_text("0 0.5 0.5 0.1 0.1\n")
+    with pytest.raises(FileFormatError, match="pier.txt: labels an image pier.* that"):
+        read_sources("yolo", [yolo_dir / "images"])
+
+
+def test_unreadable_video_and_image(tmp_path: Path) -> None:
+    broken = tmp_path / "broken.avi"
+    broken.write_bytes(b"not a video at all" * 100)
+    with pytest.raises(FileFormatError, match="broken.avi: OpenCV cannot open it as a video"):
+        read_mot(broken)
+    sequence = copy_sample("mot", tmp_path) / "SEQ-01"
+    (sequence / "img1" / "000004.png").write_bytes(b"garbage")
+    config = ImportConfig(sensor_size=(64, 48))
+    with pytest.raises(FileFormatError, match="000004.png: cannot be read as an image"):
+        import_split([read_mot(sequence)], config, tmp_path / "out", "mot")
+    assert not (tmp_path / "out" / "train" / "annotations.json").exists()
+
+
+def test_interrupt_leaves_no_split(tmp_path: Path) -> None:
+    seen = []
+
+    def interrupt_at_third_frame(count: int) -> None:
+        seen.append(count)
+        if len(seen) == 3:
+            raise KeyboardInterrupt
+
+    config = ImportConfig(sensor_size=(64, 48))
+    with pytest.raises(KeyboardInterrupt):
+        import_split([read_mot(MOT_SEQUENCE)], config, tmp_path, "mot", progress=interrupt_at_third_frame)
+    assert not (tmp_path / "train" / "annotations.json").exists()
+    with pytest.raises(FileFormatError, match="no annotations.json"):
+        DatasetSplit(tmp_path / "train")
+    with pytest.raises(UserFacingError, match="exists and is not empty"):
+        import_split([read_mot(MOT_SEQUENCE)], config, tmp_path, "mot")
+    import_split([read_mot(MOT_SEQUENCE)], config, tmp_path, "mot", overwrite=True)
+    assert len(DatasetSplit(tmp_path / "train")) == 4
