@@ -14,6 +14,7 @@ from __future__ import annotations
 import sys
 import time
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
 import numpy as np
 
@@ -22,6 +23,8 @@ from streamdet.events import EVENT_DTYPE
 
 from .synthetic import DriveStats, wait_for_subscribers
 
+if TYPE_CHECKING:
+    from streamdet.bus import CurveServerKeys
 
 @dataclass(frozen=True)
 class DVDriveConfig:
@@ -37,6 +40,7 @@ class DVDriveConfig:
         wait_subscribers: wait for that many subscribers before the first message.
         wait_timeout_s: how long to wait for them, seconds.
         lossless: block instead of dropping when a subscriber lags.
+        curve: CURVE server keys of the bound endpoint (`streamdet.bus.CurveServerKeys`), or None.
     """
 
     endpoint: str
@@ -48,6 +52,7 @@ class DVDriveConfig:
     wait_subscribers: int = 0
     wait_timeout_s: float = 10.0
     lossless: bool = False
+    curve: CurveServerKeys | None = None
 
 
 def parse_address(address: str) -> tuple[str, int]:
@@ -115,7 +120,7 @@ def drive_dv(config: DVDriveConfig, *, progress: bool = False) -> DriveStats:
 
     resolution = reader.getEventResolution()
     sensor_size = (int(resolution[0]), int(resolution[1]))
-    publisher = bus.Publisher(config.endpoint, lossless=config.lossless)
+    publisher = bus.Publisher(config.endpoint, lossless=config.lossless, curve=config.curve)
     packets = events = 0
     bar = tqdm(
         desc="drive dv", unit=" events", unit_scale=True, file=sys.stderr, disable=None if progress else True

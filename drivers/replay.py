@@ -21,12 +21,15 @@ import time
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import numpy as np
 
 from streamdet import formats
 from streamdet.errors import FileFormatError, UserFacingError
 
+if TYPE_CHECKING:
+    from streamdet.bus import CurveServerKeys
 
 @dataclass(frozen=True)
 class ReplayConfig:
@@ -38,6 +41,7 @@ class ReplayConfig:
     first message, so that a recorder started first loses nothing. ``lossless``: the publisher blocks
     instead of dropping when a subscriber's queue is full. ``sensor_size``: overrides the file's.
     ``start_us``, ``stop_us``: replay only ``[start_us, stop_us)`` of the file's time (microseconds).
+    ``curve``: CURVE server keys of the bound endpoint (``streamdet.bus.CurveServerKeys``), or None.
     """
 
     path: str | Path
@@ -49,6 +53,7 @@ class ReplayConfig:
     wait_subscribers: int = 0
     wait_timeout_s: float = 10.0
     lossless: bool = False
+    curve: CurveServerKeys | None = None
     sensor_size: tuple[int, int] | None = None
     start_us: int | None = None
     stop_us: int | None = None
@@ -239,7 +244,7 @@ def replay_file(config: ReplayConfig, *, progress: bool = False) -> ReplayStats:
         raise FileFormatError(path, "holds no events and states no sensor size (give --sensor-size)")
     packet_stream = iter_replay_packets(config)
     first = next(packet_stream, None)
-    publisher = bus.Publisher(config.endpoint, lossless=config.lossless)
+    publisher = bus.Publisher(config.endpoint, lossless=config.lossless, curve=config.curve)
     packets = events = frames = loops = last_t1_us = 0
     wall_s = 0.0
     bar = tqdm(

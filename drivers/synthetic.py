@@ -24,6 +24,7 @@ import sys
 import time
 from collections.abc import Iterator
 from dataclasses import dataclass, field, replace
+from typing import TYPE_CHECKING
 
 import numpy as np
 
@@ -38,6 +39,9 @@ from .replay import packet_due_s
 SENSORS: tuple[str, ...] = ("dvs", "spike")
 """Emulated sensors of the synthetic driver."""
 
+
+if TYPE_CHECKING:
+    from streamdet.bus import CurveServerKeys
 
 @dataclass(frozen=True)
 class SyntheticDriveConfig:
@@ -61,6 +65,7 @@ class SyntheticDriveConfig:
         wait_subscribers: wait for that many subscribers before the first message.
         wait_timeout_s: how long to wait for them, seconds.
         lossless: block instead of dropping when a subscriber lags.
+        curve: CURVE server keys of the bound endpoint (`streamdet.bus.CurveServerKeys`), or None.
     """
 
     preset: str
@@ -80,6 +85,7 @@ class SyntheticDriveConfig:
     wait_subscribers: int = 0
     wait_timeout_s: float = 10.0
     lossless: bool = False
+    curve: CurveServerKeys | None = None
 
     def __post_init__(self) -> None:
         if self.preset not in PRESETS:
@@ -232,7 +238,7 @@ def drive_synthetic(config: SyntheticDriveConfig, *, progress: bool = False) -> 
 
     kind = "events" if config.sensor == "dvs" else "spikes"
     frame_us = 1e6 / config.spike_rate_hz
-    publisher = bus.Publisher(config.endpoint, lossless=config.lossless)
+    publisher = bus.Publisher(config.endpoint, lossless=config.lossless, curve=config.curve)
     packets = events = frames = truths = 0
     bar = tqdm(
         desc=f"drive {config.preset} {config.sensor}",

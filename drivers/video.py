@@ -26,6 +26,7 @@ import time
 from collections.abc import Iterator
 from dataclasses import dataclass, field, replace
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import numpy as np
 
@@ -50,6 +51,9 @@ DEFAULT_FPS = 30.0
 """Frame rate assumed for a video file that states none."""
 
 
+if TYPE_CHECKING:
+    from streamdet.bus import CurveServerKeys
+
 @dataclass(frozen=True)
 class VideoDriveConfig:
     """What the video driver reads, how it encodes, where it publishes.
@@ -70,6 +74,7 @@ class VideoDriveConfig:
         wait_subscribers: wait for that many subscribers before the first message.
         wait_timeout_s: how long to wait for them, seconds.
         lossless: block instead of dropping when a subscriber lags.
+        curve: CURVE server keys of the bound endpoint (`streamdet.bus.CurveServerKeys`), or None.
     """
 
     source: str | int
@@ -87,6 +92,7 @@ class VideoDriveConfig:
     wait_subscribers: int = 0
     wait_timeout_s: float = 10.0
     lossless: bool = False
+    curve: CurveServerKeys | None = None
 
     def __post_init__(self) -> None:
         if self.encode not in ENCODINGS:
@@ -242,7 +248,7 @@ def drive_video(config: VideoDriveConfig, *, progress: bool = False) -> DriveSta
 
     from streamdet import bus, wire
 
-    publisher = bus.Publisher(config.endpoint, lossless=config.lossless)
+    publisher = bus.Publisher(config.endpoint, lossless=config.lossless, curve=config.curve)
     packets = events = frames = 0
     bar = tqdm(
         desc=f"drive video {config.encode}",

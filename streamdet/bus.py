@@ -179,20 +179,130 @@ def _stop_signals_blocked() -> Iterator[None]:
         signal.pthread_sigmask(signal.SIG_SETMASK, previous)
 
 
-def _start_authenticator(context, keys: CurveServerKeys | CurveClientKeys | None):
-    """A ZAP authenticator thread allowing the certificates in ``keys.authorized_clients``, or None."""
-    if not isinstance(keys, CurveServerKeys) or keys.authorized_clients is None:
-        return None
-    from zmq.auth.thread import ThreadAuthenticator
+AUTH_LOG_INTERVAL_S = 10.0
+"""Refused CURVE clients are logged at most this often (seconds) per client and place, with a count."""
 
-    authenticator = ThreadAuthenticator(context, log=LOG)
+PUBLISHERS_DOMAIN = "publishers"
+SUBSCRIBERS_DOMAIN = "subscribers"
+"""ZAP domains of a broker's frontend (publishers) and backend (subscribers): each admits its own
+directory of client certificates, so a key admitted to subscribe cannot publish."""
+
+
+class ThrottledWarnings:
+    """Warnings on logger ``streamdet.bus``, at most once per ``interval_s`` per key, each line with the
+    count of the same warning since the last one."""
+
+    def __init__(self, interval_s: float) -> None:
+        self.interval_s = interval_s
+        self._last_at: dict[object, float] = {}
+        self._unlogged: dict[object, int] = {}
+
+    def warn(self, key: object, text: str) -> None:
+        now = time.monotonic()
+        self._unlogged[key] = self._unlogged.get(key, 0) + 1
+        if now - self._last_at.get(key, -math.inf) >= self.interval_s:
+            count = self._unlogged.pop(key)
+            self._last_at[key] = now
+            LOG.warning("%s%s", text, f" ({count} times since the last such line)" if count > 1 else "")
+
+
+def _authenticator_class():
+    from zmq.auth.thread import ThreadAuthenticator
+    from zmq.utils import z85
+
+    class LoggingAuthenticator(ThreadAuthenticator):
+        """pyzmq's ZAP authenticator, logging every refused CURVE client (throttled) as a warning."""
+
+        def __init__(self, context) -> None:
+            super().__init__(context, log=LOG)
+            self.refusals = ThrottledWarnings(AUTH_LOG_INTERVAL_S)
+            self._address = ""
+
+        async def handle_zap_message(self, msg: list[bytes]) -> None:
+            self._address = msg[3].decode("utf-8", "replace") if len(msg) > 3 else ""
+            await super().handle_zap_message(msg)
+
+        async def _authenticate_curve(self, domain: str, client_key: bytes) -> tuple[bool, bytes]:
+            allowed, reason = await super()._authenticate_curve(domain, client_key)
+            if not allowed:
+                key = z85.encode(client_key).decode()
+                place = {PUBLISHERS_DOMAIN: "to publish", SUBSCRIBERS_DOMAIN: "to subscribe"}.get(
+                    domain, "to connect"
+                )
+                self.refusals.warn(
+                    (domain, key),
+                    f"CURVE: refused client key {key} from {self._address or 'an unknown address'} "
+                    f"{place} ({reason.decode('utf-8', 'replace').lower()})",
+                )
+            return allowed, reason
+
+    return LoggingAuthenticator
+
+
+def _start_authenticator(context, domains: dict[str, str]):
+    """A ZAP authenticator thread admitting, per ZAP domain, the client certificates in that directory
+    (``"*"``: sockets without a domain), logging refusals; None when ``domains`` is empty."""
+    if not domains:
+        return None
+    authenticator = _authenticator_class()(context)
     # The thread starts with Ctrl-C and SIGTERM blocked, so the kernel hands them to the main thread:
     # one delivered to this thread would leave the main thread asleep in libzmq (the broker's
     # zmq.proxy), the signal noted but never acted on.
     with _stop_signals_blocked():
         authenticator.start()
-    authenticator.configure_curve(domain="*", location=keys.authorized_clients)
+    for domain, location in domains.items():
+        authenticator.configure_curve(domain=domain, location=location)
     return authenticator
+
+
+def _server_domains(keys: CurveServerKeys | CurveClientKeys | None) -> dict[str, str]:
+    if isinstance(keys, CurveServerKeys) and keys.authorized_clients is not None:
+        return {"*": keys.authorized_clients}
+    return {}
+
+
+class HandshakeWatch:
+    """Logs the failed security handshakes of one socket (ZeroMQ's socket monitor), throttled: on a
+    client, a server that refused its key or spoke another mechanism; on a server, clients with the
+    wrong server key or without CURVE. :meth:`check` reads what is pending without waiting."""
+
+    def __init__(self, socket, who: str, *, server: bool) -> None:
+        import zmq
+
+        events = zmq.EVENT_HANDSHAKE_FAILED_PROTOCOL | zmq.EVENT_HANDSHAKE_FAILED_NO_DETAIL
+        if not server:
+            events |= zmq.EVENT_HANDSHAKE_FAILED_AUTH
+        self.who = who
+        self._socket = socket
+        self._monitor = socket.get_monitor_socket(events)
+        self._warnings = ThrottledWarnings(AUTH_LOG_INTERVAL_S)
+        self.failures = 0
+
+    def check(self) -> None:
+        import zmq
+        from zmq.utils.monitor import recv_monitor_message
+
+        while self._monitor is not None:
+            try:
+                event = recv_monitor_message(self._monitor, zmq.NOBLOCK)
+            except zmq.Again:
+                return
+            self.failures += 1
+            peer = event.get("endpoint", b"")
+            peer = peer.decode("utf-8", "replace") if isinstance(peer, bytes) else str(peer)
+            kind = {
+                zmq.EVENT_HANDSHAKE_FAILED_AUTH: "the server refused this client's CURVE key",
+                zmq.EVENT_HANDSHAKE_FAILED_PROTOCOL: "security handshake failed (wrong server key, "
+                "or one side without CURVE)",
+            }.get(event["event"], "security handshake failed")
+            self._warnings.warn((event["event"], peer), f"{self.who} {peer}: {kind}")
+
+    def close(self) -> None:
+        if self._monitor is None:
+            return
+        self._socket.disable_monitor()
+        self._monitor.close(linger=0)
+        self._monitor = None
 
 
 def _attach(socket, endpoint: str, bind: bool) -> None:
@@ -240,7 +350,7 @@ class Publisher:
         self.lossless = lossless
         self._own_context = context is None
         self._context = zmq.Context() if context is None else context
-        self._authenticator = _start_authenticator(self._context, curve)
+        self._authenticator = _start_authenticator(self._context, _server_domains(curve))
         self._socket = self._context.socket(zmq.XPUB)
         self._socket.setsockopt(zmq.SNDHWM, hwm)
         self._socket.setsockopt(zmq.LINGER, linger_ms)
@@ -249,6 +359,12 @@ class Publisher:
             self._socket.setsockopt(zmq.XPUB_NODROP, 1)
         if curve is not None:
             _apply_curve(self._socket, curve)
+        self._handshakes = (
+            HandshakeWatch(self._socket, f"publisher {endpoint}:", server=not connect)
+            if curve is not None
+            else None
+        )
+        self._handshakes_checked_at = -math.inf
         self._next_seq: dict[str, int] = {}
         self._subscriber_ids: set[bytes] = set()
         self.sent = 0
@@ -262,6 +378,9 @@ class Publisher:
         """Stamp ``message`` with the next sequence number of its topic, send it, return the stamped
         message. Event and box arrays are sent without a copy: do not change them afterwards."""
         raise_swallowed_interrupt()
+        if self._handshakes is not None and time.monotonic() - self._handshakes_checked_at > 0.1:
+            self._handshakes_checked_at = time.monotonic()
+            self._handshakes.check()
         topic = message.topic
         stamped = message.with_seq(self._next_seq.get(topic, 0))
         self._socket.send_multipart(wire.pack(stamped), copy=False)
@@ -273,6 +392,8 @@ class Publisher:
         """Apply the (un)subscription messages waiting on the XPUB socket, waiting up to ``timeout_ms``."""
         import zmq
 
+        if self._handshakes is not None:
+            self._handshakes.check()
         while self._socket.poll(timeout_ms, zmq.POLLIN):
             timeout_ms = 0
             notice = self._socket.recv()
@@ -305,6 +426,8 @@ class Publisher:
         """Close the socket, delivering what is queued for up to ``linger_ms``."""
         if self._socket is None:
             return
+        if self._handshakes is not None:
+            self._handshakes.close()
         self._socket.close()
         self._socket = None
         if self._authenticator is not None:
@@ -408,6 +531,7 @@ class Subscriber:
         self._socket.setsockopt(zmq.LINGER, 0)
         if curve is not None:
             _apply_client_curve(self._socket, curve)
+        self._handshakes = HandshakeWatch(self._socket, "subscriber", server=False) if curve else None
         prefixes, self._exact_topics = topic_filters(topics)
         self._prefix_topics = tuple(p.decode() for p in prefixes if p.decode() not in self._exact_topics)
         for prefix in prefixes:
@@ -466,6 +590,8 @@ class Subscriber:
                 remaining_ms = None
                 if deadline is not None:
                     remaining_ms = max(0, math.ceil((deadline - time.monotonic()) * 1000))
+                if self._handshakes is not None:
+                    self._handshakes.check()
                 if remaining_ms is None or remaining_ms > INTERRUPT_CHECK_MS:
                     self._socket.poll(INTERRUPT_CHECK_MS, zmq.POLLIN)
                 elif not self._socket.poll(remaining_ms, zmq.POLLIN):
@@ -485,6 +611,8 @@ class Subscriber:
     def close(self) -> None:
         if self._socket is None:
             return
+        if self._handshakes is not None:
+            self._handshakes.close()
         self._socket.close(linger=0)
         self._socket = None
         if self._own_context:
@@ -527,6 +655,7 @@ def run_broker(
     hwm: int = DEFAULT_HWM,
     curve: CurveServerKeys | None = None,
     upstream_curve: CurveClientKeys | None = None,
+    publishers: str | None = None,
 ) -> None:
     """Forward every message from publishers to subscribers, and subscriptions back, until interrupted.
 
@@ -538,6 +667,12 @@ def run_broker(
     CURVE server on the frontend and a client, or plain, towards the upstreams. The broker drops for a
     subscriber whose queue (``hwm``) is full: lossless delivery is end to end only.
 
+    Authorisation (CURVE): ``curve.authorized_clients`` is the directory of the subscribers' public
+    certificates, admitted at the backend only; ``publishers`` that of the publishers, admitted at the
+    frontend only (ZAP domains ``subscribers`` and ``publishers``), so a subscriber's key cannot
+    publish. With neither, any client that knows the broker's public key gets in (encryption only).
+    Refused keys, and handshakes that fail (wrong server key, no CURVE), are logged as warnings.
+
     libzmq's proxy forwards in a thread of its own, stopped through a control socket; the calling
     thread waits in Python, looking every ``INTERRUPT_CHECK_MS``. (With the proxy in the main thread, a
     Ctrl-C arriving while it forwarded, outside its wait, was noted but never acted on: it went back
@@ -547,8 +682,22 @@ def run_broker(
 
     if frontend is None and not upstreams:
         raise UserFacingError("a broker needs a frontend to bind or upstream publishers to connect to")
+    if publishers is not None and curve is None:
+        raise UserFacingError("admitting publishers by certificate needs the broker's CURVE keys")
+    domains = {}
+    if curve is not None and curve.authorized_clients is not None:
+        domains[SUBSCRIBERS_DOMAIN] = curve.authorized_clients
+    if publishers is not None:
+        if not Path(publishers).is_dir():
+            raise UserFacingError(f"{publishers}: not a directory of publisher certificates")
+        domains[PUBLISHERS_DOMAIN] = publishers
+    if frontend is not None and len(domains) == 1:
+        raise UserFacingError(
+            "a CURVE broker with a frontend admits subscribers and publishers separately: give both "
+            "the subscribers' and the publishers' certificate directories, or neither"
+        )
     context = zmq.Context()
-    authenticator = _start_authenticator(context, curve)
+    authenticator = _start_authenticator(context, domains)
     xsub = context.socket(zmq.XSUB)
     xpub = context.socket(zmq.XPUB)
     control_endpoint = f"inproc://streamdet-broker-control-{uuid.uuid4().hex}"
@@ -557,17 +706,23 @@ def run_broker(
     steering = context.socket(zmq.PAIR)
     steering.connect(control_endpoint)
     proxy = None
+    watches: list[HandshakeWatch] = []
     try:
         for socket in (xsub, xpub, control, steering):
             socket.setsockopt(zmq.SNDHWM, hwm)
             socket.setsockopt(zmq.RCVHWM, hwm)
             socket.setsockopt(zmq.LINGER, 0)
         xpub.setsockopt(zmq.XPUB_VERBOSE, 1)
+        if domains:
+            xpub.zap_domain = SUBSCRIBERS_DOMAIN.encode()
+            xsub.zap_domain = PUBLISHERS_DOMAIN.encode()
         if curve is not None:
             _apply_server_curve(xpub, curve)
+            watches.append(HandshakeWatch(xpub, f"broker backend {backend}: client", server=True))
         if frontend is not None:
             if curve is not None:
                 _apply_server_curve(xsub, curve)
+                watches.append(HandshakeWatch(xsub, f"broker frontend {frontend}: client", server=True))
             _attach(xsub, frontend, bind=True)
         if upstream_curve is not None:
             _apply_client_curve(xsub, upstream_curve)
@@ -581,10 +736,14 @@ def run_broker(
             proxy.start()
         while proxy.is_alive():
             proxy.join(INTERRUPT_CHECK_MS / 1000)
+            for watch in watches:
+                watch.check()
     finally:
         if proxy is not None and proxy.is_alive():
             steering.send(b"TERMINATE")
             proxy.join()
+        for watch in watches:
+            watch.close()
         for socket in (xsub, xpub, control, steering):
             socket.close()
         if authenticator is not None:

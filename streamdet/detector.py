@@ -644,6 +644,9 @@ class DetectorNode:
         wait_timeout_s: how long to wait for them, seconds (UserFacingError after).
         exit_on_eos: stop once every stream seen has ended.
         log: called with one line of text for warnings (falling behind, rejected messages).
+        input_curve: CURVE client keys of the input connections (``streamdet.bus``), or None.
+        output_curve: CURVE keys of the output: server keys when it binds, client keys when it
+            connects (a broker's frontend), or None.
     """
 
     def __init__(
@@ -659,20 +662,22 @@ class DetectorNode:
         wait_timeout_s: float = 10.0,
         exit_on_eos: bool = False,
         log: Callable[[str], None] | None = None,
+        input_curve: Any = None,
+        output_curve: Any = None,
     ) -> None:
         from streamdet import bus
 
         self.detector = StreamDetector(snn, config)
         self.config = config
         self.input_kind = "events" if snn.modality == "events" else "spikes"
-        self.publisher = bus.Publisher(output, connect=output_connect, hwm=output_hwm)
+        self.publisher = bus.Publisher(output, connect=output_connect, hwm=output_hwm, curve=output_curve)
         try:
             self.detector.warm_up()
             if wait_subscribers and not self.publisher.wait_for_subscribers(wait_subscribers, wait_timeout_s):
                 raise UserFacingError(
                     f"{output}: fewer than {wait_subscribers} subscriber(s) after {wait_timeout_s} s"
                 )
-            self.subscriber = bus.Subscriber(list(inputs), topics=tuple(topics))
+            self.subscriber = bus.Subscriber(list(inputs), topics=tuple(topics), curve=input_curve)
         except BaseException:
             self.publisher.close()
             raise

@@ -29,6 +29,7 @@ import time
 from collections.abc import Iterable
 from dataclasses import dataclass
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import numpy as np
 
@@ -36,6 +37,9 @@ from streamdet import formats
 from streamdet.errors import UserFacingError
 from streamdet.events import EVENT_DTYPE
 from streamdet.wire import BOX_KINDS, Message
+
+if TYPE_CHECKING:
+    from streamdet.bus import CurveClientKeys
 
 DETECTION_RECORD_DTYPE = np.dtype(
     [
@@ -61,7 +65,7 @@ class RecordConfig:
 
     ``topics``: topic prefixes to subscribe to (``""`` = everything). ``idle_timeout_s``: stop after
     that long without any message (``None`` = wait for end-of-stream or Ctrl-C). ``sensor_size``:
-    used when no message states one.
+    used when no message states one. ``curve``: CURVE client keys (``streamdet.bus``), or None.
     """
 
     endpoints: tuple[str, ...]
@@ -69,6 +73,7 @@ class RecordConfig:
     topics: tuple[str, ...] = ("",)
     idle_timeout_s: float | None = None
     sensor_size: tuple[int, int] | None = None
+    curve: CurveClientKeys | None = None
 
 
 @dataclass(frozen=True)
@@ -267,7 +272,7 @@ def record(config: RecordConfig, *, progress: bool = False) -> RecordStats:
     from streamdet import bus
 
     recorder = MessageRecorder(Path(config.out), config.sensor_size)
-    subscriber = bus.Subscriber(list(config.endpoints), topics=config.topics)
+    subscriber = bus.Subscriber(list(config.endpoints), topics=config.topics, curve=config.curve)
     data_streams: set[str] = set()
     ended_streams: set[str] = set()
     ended = False

@@ -23,10 +23,14 @@ import time
 from collections import deque
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import numpy as np
 
 from streamdet.errors import UserFacingError
+
+if TYPE_CHECKING:
+    from streamdet.bus import CurveClientKeys
 
 CLASS_COLOURS_BGR: dict[str, tuple[int, int, int]] = {
     "boat": (40, 170, 255),
@@ -221,6 +225,7 @@ class ViewerConfig:
         accumulate_us: events (or spike frames) shown per frame, microseconds.
         scale: image enlargement.
         min_score: detections below this score are not drawn.
+        curve: CURVE client keys (``streamdet.bus.CurveClientKeys``), or None.
     """
 
     endpoints: tuple[str, ...]
@@ -233,6 +238,7 @@ class ViewerConfig:
     accumulate_us: int = 50_000
     scale: int = 2
     min_score: float = 0.3
+    curve: CurveClientKeys | None = None
 
 
 @dataclass
@@ -377,7 +383,7 @@ def view(config: ViewerConfig, *, progress: bool = False) -> ViewStats:
     data_topics: set[str] = set()
     ended: set[str] = set()
     bar = tqdm(desc="view", unit=" frames", file=sys.stderr, disable=None if progress else True)
-    subscriber = bus.Subscriber(list(config.endpoints), topics=("",))
+    subscriber = bus.Subscriber(list(config.endpoints), topics=("",), curve=config.curve)
     last_message = time.monotonic()
     try:
         while True:

@@ -292,7 +292,12 @@ def test_subscribe_iterator_ends_when_every_stream_has_ended() -> None:
     ]
 
 
-def test_curve_admits_only_clients_with_the_right_keys(tmp_path: Path) -> None:
+def test_curve_admits_only_clients_with_the_right_keys(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    """An admitted client receives; a client with an unknown key and one without CURVE receive nothing,
+    and both sides log it: the publisher the refused key, the refused client that it was refused."""
+    caplog.set_level(logging.WARNING, logger="streamdet.bus")
     address = tcp_endpoint()
     clients = tmp_path / "clients"
     server_public_file, server_secret_file = bus.write_curve_certificates(tmp_path / "server", "broker")
@@ -311,6 +316,12 @@ def test_curve_admits_only_clients_with_the_right_keys(tmp_path: Path) -> None:
         publisher.send(wire.events_message("cam0", make_events(10), SENSOR))
         assert good.receive(2000).count == 10
         assert bad.receive(100) is None and plain.receive(100) is None
+        deadline = time.monotonic() + 10
+        while time.monotonic() < deadline and "refused this client" not in caplog.text:
+            bad.receive(100)
+    stranger_key = zmq.utils.z85.encode(zmq.utils.z85.decode(stranger.public_key)).decode()
+    assert f"CURVE: refused client key {stranger_key}" in caplog.text
+    assert "the server refused this client's CURVE key" in caplog.text
 
 
 def blocked_signals(native_thread_id: int) -> set[int]:
@@ -389,10 +400,11 @@ def test_broker_and_subscribe_commands_route_count_and_stop_cleanly(tmp_path: Pa
     frontend, backend, upstream, bad_upstream = (ipc_endpoint() for _ in range(4))
     broker_public, broker_secret = bus.write_curve_certificates(tmp_path / "keys", "broker")
     _, viewer_secret = bus.write_curve_certificates(tmp_path / "clients", "viewer")
+    _, camera_secret = bus.write_curve_certificates(tmp_path / "publishers", "camera")
     broker = streamdet(
         "broker", "--frontend", frontend, "--backend", backend, "--upstream", upstream,
         "--upstream", bad_upstream, "--curve-cert", str(broker_secret),
-        "--curve-clients", str(tmp_path / "clients"),
+        "--curve-clients", str(tmp_path / "clients"), "--curve-publishers", str(tmp_path / "publishers"),
     )  # fmt: skip
     watcher = streamdet(
         "subscribe", backend, "--topic", "events/cam0", "--json",
@@ -400,7 +412,10 @@ def test_broker_and_subscribe_commands_route_count_and_stop_cleanly(tmp_path: Pa
     )  # fmt: skip
     client_keys = bus.load_client_keys(viewer_secret, broker_public)
     bound = bus.Publisher(upstream)
-    connecting = bus.Publisher(frontend, connect=True, curve=client_keys)
+    connecting = bus.Publisher(
+        frontend, connect=True, curve=bus.load_client_keys(camera_secret, broker_public)
+    )
+    forger = bus.Publisher(frontend, connect=True, curve=client_keys)  # a subscriber's key
     raw_context = zmq.Context()
     raw_context.setsockopt(zmq.LINGER, 0)  # never hang on garbage collection
     raw = raw_context.socket(zmq.XPUB)
@@ -416,6 +431,8 @@ def test_broker_and_subscribe_commands_route_count_and_stop_cleanly(tmp_path: Pa
             for _ in range(3):
                 bound.send(wire.events_message("cam0", make_events(100), SENSOR))
             connecting.send(wire.events_message("cam1", make_events(7), SENSOR))
+            for _ in range(30):
+                forger.send(wire.events_message("cam9", make_events(5), SENSOR))
             raw.send_multipart([b"events/cam0", b'{"v": 7}', b""])
             time.sleep(0.3)
             bound.send(wire.eos_message("cam0", "events", SENSOR))
@@ -426,6 +443,7 @@ def test_broker_and_subscribe_commands_route_count_and_stop_cleanly(tmp_path: Pa
             output, errors = watcher.communicate(timeout=10)
         bound.close()
         connecting.close()
+        forger.close()
         raw.close(linger=0)
         raw_context.term()
         broker.send_signal(signal.SIGINT)
@@ -433,6 +451,7 @@ def test_broker_and_subscribe_commands_route_count_and_stop_cleanly(tmp_path: Pa
     finally:
         bound.close()
         connecting.close()
+        forger.close()
         if not raw_context.closed:
             raw.close(linger=0)
             raw_context.term()
@@ -459,6 +478,7 @@ def test_broker_and_subscribe_commands_route_count_and_stop_cleanly(tmp_path: Pa
     assert summary["messages"] == 4 and summary["events"] == 300
     assert summary["rejected"] == {"bad-version": 1} and summary["dropped"] == 0
     assert broker.returncode == 130 and "Traceback" not in broker_errors
+    assert "CURVE: refused client key" in broker_errors and "to publish" in broker_errors
 
 
 def test_a_kept_ctrl_c_is_raised_by_the_next_receive_and_send_once() -> None:

@@ -53,6 +53,15 @@ def test_shipped_launch_files_are_valid():
         assert any("detect" in process.cmd for process in spec.processes), path.name
 
 
+def test_shipped_launch_files_bind_loopback_only():
+    """Every tcp:// endpoint in the examples is on 127.0.0.1: none opens a port to other hosts."""
+    for path in sorted(LAUNCH_DIR.glob("*.toml")):
+        for process in load_launch_file(path).processes:
+            for argument in process.cmd:
+                if argument.startswith("tcp://"):
+                    assert argument.startswith("tcp://127.0.0.1:"), f"{path.name} {process.name}: {argument}"
+
+
 def test_prefixes_output_and_restarts_with_backoff():
     lines: list[str] = []
     events: list[str] = []

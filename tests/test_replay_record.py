@@ -394,3 +394,42 @@ def test_message_recorder_writes_every_kind(tmp_path: Path, suffix: str) -> None
     assert np.array_equal(
         formats.read_events(spikes_out).events, formats.read_events(DATA / "spikes_40x16.dat").events
     )
+
+
+def test_replay_and_record_commands_over_curve(tmp_path: Path) -> None:
+    """``streamdet replay`` binds with CURVE and admits only the recorder's certificate; ``streamdet
+    record`` with that certificate records every event, one without CURVE records nothing."""
+    from streamdet import bus
+
+    source = DATA / "dvxplorer_346x260.aedat4"
+    endpoint = free_tcp_endpoint()
+    server_public, server_secret = bus.write_curve_certificates(tmp_path / "server", "camera")
+    _, recorder_secret = bus.write_curve_certificates(tmp_path / "clients", "recorder")
+    admitted, plain = tmp_path / "admitted.npy", tmp_path / "plain.npy"
+    recorders = [
+        subprocess.Popen(
+            streamdet("record", endpoint, str(admitted), "--curve-cert", str(recorder_secret),
+                      "--curve-server-key", str(server_public)),
+            stderr=subprocess.PIPE, text=True,
+        ),
+        subprocess.Popen(
+            streamdet("record", endpoint, str(plain), "--idle-timeout", "3"),
+            stderr=subprocess.PIPE, text=True,
+        ),
+    ]  # fmt: skip
+    try:
+        replayed = subprocess.run(
+            streamdet("replay", str(source), "--endpoint", endpoint, "--stream", "cam", "--speed", "max",
+                      "--lossless", "--wait-subscribers", "1", "--wait-timeout", "120",
+                      "--curve-cert", str(server_secret), "--curve-clients", str(tmp_path / "clients")),
+            capture_output=True, text=True, timeout=180,
+        )  # fmt: skip
+        outputs = [recorder.communicate(timeout=60)[1] for recorder in recorders]
+    finally:
+        for recorder in recorders:
+            if recorder.poll() is None:
+                recorder.kill()
+    assert replayed.returncode == 0, replayed.stderr
+    assert [recorder.returncode for recorder in recorders] == [0, 0], outputs
+    assert np.array_equal(formats.read_events(admitted).events, formats.read_events(source).events)
+    assert len(np.load(plain)) == 0 and "recorded 0 messages" in outputs[1]

@@ -19,14 +19,56 @@ def events_in(message) -> int:
     return 0
 
 
-def _client_keys(args: argparse.Namespace):
+def add_curve_options(parser: argparse.ArgumentParser, *, binds: bool, connects: bool) -> None:
+    """The CURVE options of a command that opens sockets: ``--curve-cert`` (its own ``.key_secret``
+    certificate; with it every socket of the command is encrypted and authenticated), and
+    ``--curve-server-key`` (the public ``.key`` of the publisher or broker it connects to) for a command
+    that connects, ``--curve-clients`` (admit only the clients with a public certificate in DIR) for one
+    that binds. ``streamdet curve-keys NAME`` writes a certificate pair."""
+    parser.add_argument(
+        "--curve-cert",
+        "--curve-secret-key",
+        dest="curve_cert",
+        metavar="FILE",
+        help="own CURVE certificate (.key_secret): encrypt and authenticate every socket (tcp://)",
+    )
+    if connects:
+        parser.add_argument(
+            "--curve-server-key",
+            metavar="FILE",
+            help="public CURVE certificate (.key) of the publisher or broker this connects to",
+        )
+    if binds:
+        parser.add_argument(
+            "--curve-clients",
+            metavar="DIR",
+            help="admit only clients whose public certificate (.key) is in DIR (default: any client "
+            "that knows this process's public key)",
+        )
+
+
+def curve_client_keys(args: argparse.Namespace):
+    """``CurveClientKeys`` of the options (see :func:`add_curve_options`), or None without CURVE."""
     from streamdet import bus
 
-    if (args.curve_cert is None) != (args.curve_server_key is None):
-        raise UserFacingError("CURVE needs both --curve-cert and --curve-server-key")
+    if getattr(args, "curve_server_key", None) is not None and args.curve_cert is None:
+        raise UserFacingError("--curve-server-key needs --curve-cert (this client's own certificate)")
     if args.curve_cert is None:
         return None
+    if args.curve_server_key is None:
+        raise UserFacingError("--curve-cert needs --curve-server-key here (the public key of the server)")
     return bus.load_client_keys(args.curve_cert, args.curve_server_key)
+
+
+def curve_server_keys(args: argparse.Namespace):
+    """``CurveServerKeys`` of the options (see :func:`add_curve_options`), or None without CURVE."""
+    from streamdet import bus
+
+    if getattr(args, "curve_clients", None) is not None and args.curve_cert is None:
+        raise UserFacingError("--curve-clients needs --curve-cert (this server's own certificate)")
+    if args.curve_cert is None:
+        return None
+    return bus.load_server_keys(args.curve_cert, getattr(args, "curve_clients", None))
 
 
 def rates(messages: int, events: int, first_events: int, seconds: float) -> tuple[float, float]:
@@ -43,7 +85,8 @@ def run_subscribe(args: argparse.Namespace) -> int:
 
     if args.count is not None and args.count < 1:
         raise UserFacingError(f"--count must be at least 1, got {args.count}")
-    subscriber = bus.Subscriber(args.endpoints, args.topic or [""], hwm=args.hwm, curve=_client_keys(args))
+    curve = curve_client_keys(args)
+    subscriber = bus.Subscriber(args.endpoints, args.topic or [""], hwm=args.hwm, curve=curve)
     messages = events = first_events = 0
     first_at = last_at = None
     data_topics: set[str] = set()
@@ -109,11 +152,9 @@ def run_broker_command(args: argparse.Namespace) -> int:
 
     if args.frontend is None and not args.upstream:
         raise UserFacingError("a broker needs --frontend or at least one --upstream")
-    server_keys = None
-    if args.curve_cert is not None:
-        server_keys = bus.load_server_keys(args.curve_cert, args.curve_clients)
-    elif args.curve_clients is not None:
-        raise UserFacingError("--curve-clients needs --curve-cert")
+    server_keys = curve_server_keys(args)
+    if args.curve_publishers is not None and server_keys is None:
+        raise UserFacingError("--curve-publishers needs --curve-cert")
     upstream_keys = None
     if args.upstream_curve_cert is not None or args.upstream_server_key is not None:
         if args.upstream_curve_cert is None or args.upstream_server_key is None:
@@ -132,6 +173,7 @@ def run_broker_command(args: argparse.Namespace) -> int:
         hwm=args.hwm,
         curve=server_keys,
         upstream_curve=upstream_keys,
+        publishers=args.curve_publishers,
     )
     return 0
 
@@ -171,8 +213,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     subscribe.add_argument("--hwm", type=int, default=1000, help="receive high-water mark, messages")
     subscribe.add_argument("--quiet", action="store_true", help="print the summary only")
     subscribe.add_argument("--json", action="store_true", help="print the summary as one JSON line")
-    subscribe.add_argument("--curve-cert", metavar="FILE", help="own CURVE certificate (.key_secret)")
-    subscribe.add_argument("--curve-server-key", metavar="FILE", help="publisher's CURVE public certificate")
+    add_curve_options(subscribe, binds=False, connects=True)
     subscribe.set_defaults(func=run_subscribe)
 
     broker = subparsers.add_parser(
@@ -188,8 +229,19 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         "--upstream", action="append", default=[], metavar="EP", help="a publisher's endpoint to connect to"
     )
     broker.add_argument("--hwm", type=int, default=1000, help="high-water mark, messages")
-    broker.add_argument("--curve-cert", metavar="FILE", help="broker's CURVE certificate (.key_secret)")
-    broker.add_argument("--curve-clients", metavar="DIR", help="only admit clients with a certificate here")
+    broker.add_argument(
+        "--curve-cert", "--curve-secret-key", dest="curve_cert", metavar="FILE",
+        help="broker's CURVE certificate (.key_secret): frontend and backend encrypted",
+    )
+    broker.add_argument(
+        "--curve-clients", "--curve-subscribers", dest="curve_clients", metavar="DIR",
+        help="admit at the backend only subscribers whose public certificate is in DIR",
+    )
+    broker.add_argument(
+        "--curve-publishers", metavar="DIR",
+        help="admit at the frontend only publishers whose public certificate is in DIR (needed with "
+        "--curve-clients when there is a --frontend: a subscriber's key cannot publish)",
+    )
     broker.add_argument("--upstream-curve-cert", metavar="FILE", help="CURVE certificate towards upstreams")
     broker.add_argument("--upstream-server-key", metavar="FILE", help="upstreams' CURVE public certificate")
     broker.set_defaults(func=run_broker_command)

@@ -40,6 +40,7 @@ def _report(stats, name: str) -> None:
 
 def run_synthetic(args: argparse.Namespace) -> int:
     """Publish a synthetic scene (see ``streamdet.drivers.synthetic``)."""
+    from streamdet.cli import bus as curve_options
     from streamdet.drivers.synthetic import SyntheticDriveConfig, drive_synthetic
     from streamdet.encoders import DVSParams
 
@@ -61,6 +62,7 @@ def run_synthetic(args: argparse.Namespace) -> int:
         wait_subscribers=args.wait_subscribers,
         wait_timeout_s=args.wait_timeout,
         lossless=args.lossless,
+        curve=curve_options.curve_server_keys(args),
     )
     _report(drive_synthetic(config, progress=True), "synthetic")
     return 0
@@ -68,6 +70,7 @@ def run_synthetic(args: argparse.Namespace) -> int:
 
 def run_video(args: argparse.Namespace) -> int:
     """Encode and publish a video file or a webcam (see ``streamdet.drivers.video``)."""
+    from streamdet.cli import bus as curve_options
     from streamdet.drivers.video import VideoDriveConfig, drive_video
     from streamdet.encoders import DVSParams
 
@@ -88,6 +91,7 @@ def run_video(args: argparse.Namespace) -> int:
         wait_subscribers=args.wait_subscribers,
         wait_timeout_s=args.wait_timeout,
         lossless=args.lossless,
+        curve=curve_options.curve_server_keys(args),
     )
     _report(drive_video(config, progress=True), "video")
     return 0
@@ -95,6 +99,7 @@ def run_video(args: argparse.Namespace) -> int:
 
 def run_dv(args: argparse.Namespace) -> int:
     """Publish a DV camera or network stream (see ``streamdet.drivers.dv``)."""
+    from streamdet.cli import bus as curve_options
     from streamdet.drivers.dv import DVDriveConfig, drive_dv
 
     if (args.address is None) == (args.camera is None):
@@ -108,12 +113,15 @@ def run_dv(args: argparse.Namespace) -> int:
         wait_subscribers=args.wait_subscribers,
         wait_timeout_s=args.wait_timeout,
         lossless=args.lossless,
+        curve=curve_options.curve_server_keys(args),
     )
     _report(drive_dv(config, progress=True), "dv")
     return 0
 
 
 def _add_wire_options(parser: argparse.ArgumentParser, default_stream: str | None) -> None:
+    from streamdet.cli import bus as curve_options
+
     parser.add_argument(
         "--endpoint",
         required=True,
@@ -134,6 +142,7 @@ def _add_wire_options(parser: argparse.ArgumentParser, default_stream: str | Non
     parser.add_argument(
         "--lossless", action="store_true", help="block instead of dropping when a subscriber lags"
     )
+    curve_options.add_curve_options(parser, binds=True, connects=False)
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:

@@ -64,6 +64,7 @@ def run_info(args: argparse.Namespace) -> int:
 
 def run_replay(args: argparse.Namespace) -> int:
     """Publish a recording onto the wire (see ``streamdet.drivers.replay``)."""
+    from streamdet.cli import bus as curve_options
     from streamdet.drivers.replay import ReplayConfig, replay_file
 
     config = ReplayConfig(
@@ -79,6 +80,7 @@ def run_replay(args: argparse.Namespace) -> int:
         sensor_size=args.sensor_size,
         start_us=args.start_us,
         stop_us=args.stop_us,
+        curve=curve_options.curve_server_keys(args),
     )
     stats = replay_file(config, progress=True)
     print(
@@ -91,6 +93,7 @@ def run_replay(args: argparse.Namespace) -> int:
 
 def run_record(args: argparse.Namespace) -> int:
     """Record messages from an endpoint to a file (see ``streamdet.recorder``)."""
+    from streamdet.cli import bus as curve_options
     from streamdet.recorder import RecordConfig, record
 
     config = RecordConfig(
@@ -99,6 +102,7 @@ def run_record(args: argparse.Namespace) -> int:
         topics=tuple(args.topic) if args.topic else ("",),
         idle_timeout_s=args.idle_timeout,
         sensor_size=args.sensor_size,
+        curve=curve_options.curve_client_keys(args),
     )
     stats = record(config, progress=True)
     print(stats.summary(), file=sys.stderr)
@@ -107,6 +111,8 @@ def run_record(args: argparse.Namespace) -> int:
 
 def register(subparsers: argparse._SubParsersAction) -> None:
     """Add ``info``, ``replay`` and ``record`` to the ``streamdet`` parser."""
+    from streamdet.cli import bus as curve_options
+
     info = subparsers.add_parser(
         "info", help="format, event count, time span and sensor size of an event file"
     )
@@ -146,6 +152,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     replay.add_argument("--sensor-size", type=parse_size, metavar="WxH", help="override the sensor size")
     replay.add_argument("--start-us", type=int, metavar="T", help="replay from file time T, us")
     replay.add_argument("--stop-us", type=int, metavar="T", help="replay up to file time T (excluded), us")
+    curve_options.add_curve_options(replay, binds=True, connects=False)
     replay.set_defaults(func=run_replay)
 
     record_parser = subparsers.add_parser("record", help="record messages from the wire to .npy or .h5")
@@ -164,4 +171,5 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     record_parser.add_argument(
         "--sensor-size", type=parse_size, metavar="WxH", help="sensor size if no message states it"
     )
+    curve_options.add_curve_options(record_parser, binds=False, connects=True)
     record_parser.set_defaults(func=run_record)

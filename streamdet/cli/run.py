@@ -55,11 +55,16 @@ def run_detect(args: argparse.Namespace) -> int:
     import torch
     from tqdm import tqdm
 
+    from streamdet.cli import bus as curve_options
     from streamdet.detector import DetectorNode, StreamDetector, check_device
     from streamdet.launcher import standby_until_promoted
     from streamdet.live import load_live_model
 
     check_device(args.device)
+    input_curve = curve_options.curve_client_keys(args)
+    output_curve = (
+        input_curve if args.output_connect else curve_options.curve_server_keys(args)
+    )
     torch.set_num_threads(args.threads)
 
     def say(line: str) -> None:
@@ -91,6 +96,8 @@ def run_detect(args: argparse.Namespace) -> int:
         wait_timeout_s=args.wait_timeout,
         exit_on_eos=args.exit_on_eos,
         log=tqdm.write,
+        input_curve=input_curve,
+        output_curve=output_curve,
     )
     print(
         f"detect: {model} ({snn.modality}, {snn.sensor_size[0]}x{snn.sensor_size[1]}), "
@@ -126,6 +133,7 @@ def run_detect(args: argparse.Namespace) -> int:
 
 def run_view(args: argparse.Namespace) -> int:
     """Show or record event / spike frames with boxes until Ctrl-C or end of stream."""
+    from streamdet.cli import bus as curve_options
     from streamdet.viewer import ViewerConfig, view
 
     config = ViewerConfig(
@@ -136,6 +144,7 @@ def run_view(args: argparse.Namespace) -> int:
         snapshot_every_s=args.snapshot_every,
         idle_timeout_s=args.idle_timeout,
         show_truth=not args.no_truth,
+        curve=curve_options.curve_client_keys(args),
     )
     stats = view(config, progress=True)
     print(stats.summary(), file=sys.stderr)
@@ -242,6 +251,8 @@ def parse_membrane_bounds(text: str) -> tuple[float, float] | None:
 
 def register(subparsers: argparse._SubParsersAction) -> None:
     """Add ``detect``, ``view``, ``launch`` and ``demo`` to the ``streamdet`` parser."""
+    from streamdet.cli import bus as curve_options
+
     detect = subparsers.add_parser("detect", help="run the spiking detector on event or spike streams")
     detect.add_argument(
         "--input", action="append", required=True, metavar="EP", help="endpoint to read (repeatable)"
@@ -294,6 +305,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         default=1,
         help="torch CPU threads (default 1: see docs/streaming.md)",
     )
+    curve_options.add_curve_options(detect, binds=True, connects=True)
     detect.set_defaults(func=run_detect)
 
     view = subparsers.add_parser("view", help="draw event/spike frames with boxes (window, or .mp4 + PNG)")
@@ -319,6 +331,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         help="stop after S seconds without a message (default never)",
     )
     view.add_argument("--no-truth", action="store_true", help="do not draw ground-truth boxes")
+    curve_options.add_curve_options(view, binds=False, connects=True)
     view.set_defaults(func=run_view)
 
     launch = subparsers.add_parser("launch", help="start a graph of processes from a TOML launch file")
