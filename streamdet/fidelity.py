@@ -20,11 +20,10 @@ steps of a window (the first layer's non-zero input currents count as synaptic e
 
 from __future__ import annotations
 
-import argparse
 import json
 import math
 from collections.abc import Iterable, Iterator
-from dataclasses import dataclass, replace
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
@@ -33,6 +32,7 @@ from torch import nn
 
 from streamdet.convert import ConversionConfig, convert_detector
 from streamdet.errors import UserFacingError
+from streamdet.model import DetectorBundle
 from streamdet.snn import SpikingDetector
 
 DEFAULT_STEPS = (4, 8, 16, 32, 64, 128, 256)
@@ -56,6 +56,18 @@ class SimulationConfig:
     chunk: int = 8
     batch_size: int = 4
 
+    def __post_init__(self) -> None:
+        if not self.steps or any(not isinstance(t, int) or t < 1 for t in self.steps):
+            raise UserFacingError(f"SimulationConfig.steps must be positive integers, got {self.steps!r}")
+        if not 0.0 <= self.skip_fraction < 1.0:
+            raise UserFacingError(
+                f"SimulationConfig.skip_fraction must be in [0, 1), got {self.skip_fraction}"
+            )
+        if self.chunk < 1:
+            raise UserFacingError(f"SimulationConfig.chunk must be >= 1, got {self.chunk}")
+        if self.batch_size < 1:
+            raise UserFacingError(f"SimulationConfig.batch_size must be >= 1, got {self.batch_size}")
+
     def boundaries(self) -> list[int]:
         """Step counts at which running output sums are needed (each ``T`` and each transient end)."""
         marks = set(self.steps) | {self.skip_start(t) for t in self.steps}
@@ -65,122 +77,9 @@ class SimulationConfig:
         return int(math.floor(self.skip_fraction * steps))
 
 
-def parse_steps(text: str) -> tuple[int, ...]:
-    """``"4,8,16"`` -> ``(4, 8, 16)``; ``UserFacingError`` for anything but positive integers."""
-    try:
-        steps = tuple(sorted({int(part) for part in text.split(",") if part.strip()}))
-    except ValueError:
-        raise UserFacingError(f"--steps must be comma-separated integers, got {text!r}") from None
-    if not steps or steps[0] < 1:
-        raise UserFacingError(f"--steps must list positive integers, got {text!r}")
-    return steps
-
-
-def parse_percentiles(text: str) -> tuple[float, float]:
-    """``"0.01,99.99"`` -> ``(0.01, 99.99)``."""
-    try:
-        low, high = (float(part) for part in text.split(","))
-    except ValueError:
-        raise UserFacingError(f"--percentiles must be LOW,HIGH (e.g. 0.01,99.99), got {text!r}") from None
-    return low, high
-
-
-def add_conversion_arguments(parser: argparse.ArgumentParser) -> None:
-    """Options that choose a ``ConversionConfig`` (``streamdet convert`` and ``streamdet eval --snn``)."""
-    group = parser.add_argument_group("ANN-to-SNN conversion")
-    group.add_argument(
-        "--normalisation",
-        choices=("auto", "quant", "percentile"),
-        default="auto",
-        help="Quant-ReLU clips where the ANN has them and percentiles elsewhere (auto), clips only, or "
-        "percentiles everywhere",
-    )
-    group.add_argument("--granularity", choices=("channel", "layer"), default="channel")
-    group.add_argument(
-        "--percentiles", type=parse_percentiles, default=(0.01, 99.99), help="LOW,HIGH in %% (0.01,99.99)"
-    )
-    group.add_argument(
-        "--initial-membrane", type=float, default=0.5, help="v[0] / threshold; 0.5 = residual fix, 0 = off"
-    )
-    group.add_argument("--reset", choices=("subtract", "zero"), default="subtract")
-    group.add_argument(
-        "--spike-unactivated",
-        choices=("on", "off"),
-        default="off",
-        help="IF neurons on adds / convolutions without an activation that feed another layer (on: paper "
-        "001's NormAdd + IF, needs calibration data), or pass them on as currents (off, the default)",
-    )
-    group.add_argument("--calibration-windows", type=int, default=32, help="input windows calibrated on (32)")
-    group.add_argument(
-        "--bias-calibration-steps",
-        type=int,
-        default=0,
-        metavar="T",
-        help="after conversion, add per-channel currents that match each IF population's mean rate at T "
-        "steps to the ANN's (Li et al. 2021; streamdet.bias_calibration); 0 = off (default)",
-    )
-    group.add_argument(
-        "--bias-calibration-windows",
-        type=int,
-        default=64,
-        help="input windows, spread evenly over the calibration split, for bias calibration (64)",
-    )
-
-
-def add_snn_arguments(parser: argparse.ArgumentParser) -> None:
-    """Options of the SNN measurement added to ``streamdet eval`` (with ``--snn``)."""
-    add_conversion_arguments(parser)
-    group = parser.add_argument_group("SNN simulation and scoring")
-    group.add_argument(
-        "--steps",
-        type=parse_steps,
-        default=DEFAULT_STEPS,
-        help="time steps T per window to score, comma-separated (default 4,8,16,32,64,128,256)",
-    )
-    group.add_argument(
-        "--skip-transient",
-        choices=("off", "on", "both"),
-        default="both",
-        help="average the outputs over all steps (off), over the steps after the transient (on), or "
-        "report both (main figures without skipping, 'transient_skipped' beside them)",
-    )
-    group.add_argument(
-        "--skip-fraction", type=float, default=0.25, help="transient = first floor(F * T) steps (0.25)"
-    )
-    group.add_argument(
-        "--calibration-data",
-        default=None,
-        metavar="SPLIT_DIR",
-        help="split whose input windows calibrate percentiles (default: the evaluated split; only inputs "
-        "are used, no labels)",
-    )
-    group.add_argument("--snn-limit", type=int, default=None, help="score the SNN on the first N images only")
-    group.add_argument("--chunk", type=int, default=8, help="steps per native-engine call (8)")
-    group.add_argument(
-        "--snn-report",
-        default=None,
-        metavar="DIR",
-        help="also write report.json and PNG plots: ablations, layer correlations, spike rates, energy",
-    )
-
-
-def conversion_config_from_args(args: argparse.Namespace) -> ConversionConfig:
-    """The ``ConversionConfig`` the command-line options describe."""
-    return ConversionConfig(
-        normalisation=args.normalisation,
-        granularity=args.granularity,
-        percentiles=tuple(args.percentiles),
-        spike_unactivated=args.spike_unactivated == "on",
-        initial_membrane=args.initial_membrane,
-        reset=args.reset,
-        calibration_windows=args.calibration_windows,
-        burst=getattr(args, "burst", "off") == "on",
-    )
-
-
 def split_inputs(
     split_dir: str | Path,
-    bundle: Any,
+    bundle: DetectorBundle,
     limit: int | None,
     batch_size: int,
     spread: bool = False,
@@ -209,36 +108,90 @@ def split_inputs(
         yield ids, pad_input(torch.stack([samples[i][0] for i in indices]))
 
 
-def calibration_inputs(split_dir: str | Path, bundle: Any, windows: int) -> Iterable[torch.Tensor]:
+def calibration_inputs(split_dir: str | Path, bundle: DetectorBundle, windows: int) -> Iterable[torch.Tensor]:
     """Padded input windows of a split for calibration: ``windows`` of them spread evenly over the split,
     so every sequence and preset takes part (not only the first sequence's opening seconds)."""
     return (inputs for _, inputs in split_inputs(split_dir, bundle, windows, batch_size=8, spread=True))
 
 
-def bias_calibrate_from_args(
-    snn: SpikingDetector, bundle: Any, args: argparse.Namespace, split_dir: str | Path | None
+@dataclass(frozen=True)
+class BiasCalibrationConfig:
+    """Per-channel bias calibration after conversion (``streamdet.bias_calibration``).
+
+    Attributes:
+        steps: ``T``, the window length in steps whose mean rates are matched to the ANN's; 0 = off.
+        windows: input windows, spread evenly over the calibration split, calibrated on (at least 1 when
+            ``steps`` is set).
+    """
+
+    steps: int = 0
+    windows: int = 64
+
+    def __post_init__(self) -> None:
+        if self.steps < 0:
+            raise UserFacingError(f"--bias-calibration-steps must be >= 0, got {self.steps}")
+        if self.steps and self.windows < 1:
+            raise UserFacingError(f"--bias-calibration-windows must be >= 1, got {self.windows}")
+
+
+def bias_calibrate(
+    snn: SpikingDetector, bundle: DetectorBundle, config: BiasCalibrationConfig, split_dir: str | Path | None
 ) -> None:
-    """Apply ``--bias-calibration-steps`` (if set) on ``--bias-calibration-windows`` windows of
+    """Calibrate ``snn``'s biases at ``config.steps`` (if set) on ``config.windows`` windows of
     ``split_dir`` and record it in ``snn.conversion["bias_calibration"]``."""
     from streamdet.bias_calibration import calibrate_biases
 
-    steps = getattr(args, "bias_calibration_steps", 0)
-    if not steps:
+    if not config.steps:
         return
     if split_dir is None:
         raise UserFacingError("--bias-calibration-steps needs a split to calibrate on (--calibration-data)")
     if not (Path(split_dir) / "annotations.json").is_file():
         raise UserFacingError(f"{split_dir}: not a built split (no annotations.json) to bias-calibrate on")
-    if args.bias_calibration_windows < 1:
-        raise UserFacingError(f"--bias-calibration-windows must be >= 1, got {args.bias_calibration_windows}")
     device = next(bundle.model.parameters()).device
-    batches = split_inputs(split_dir, bundle, args.bias_calibration_windows, batch_size=8, spread=True)
+    batches = split_inputs(split_dir, bundle, config.windows, batch_size=8, spread=True)
     windows = [x.to(device) for _, x in batches]
-    calibration = calibrate_biases(snn, windows, steps)
+    calibration = calibrate_biases(snn, windows, config.steps)
     snn.conversion["bias_calibration"] = {**calibration.to_dict(), "data": str(split_dir)}
 
 
-def needs_calibration(bundle: Any, config: ConversionConfig) -> bool:
+SKIP_TRANSIENT = ("off", "on", "both")
+"""``FidelityConfig.skip_transient``: average the outputs over all steps, over the steps after the
+transient, or report both."""
+
+
+@dataclass(frozen=True)
+class FidelityConfig:
+    """What :func:`evaluate_snn` converts, simulates and reports (``streamdet eval --snn``).
+
+    Attributes:
+        conversion: ANN-to-SNN conversion settings.
+        bias_calibration: optional bias calibration after conversion (on ``calibration_data``).
+        simulation: time steps ``T`` to score, transient fraction, chunk and batch size.
+        skip_transient: one of :data:`SKIP_TRANSIENT`.
+        calibration_data: split whose input windows calibrate the conversion (None: the evaluated
+            split) and the biases (None: no bias calibration possible).
+        limit: score the first ``limit`` images only (None: all).
+        report_dir: also write ``report.json`` and PNG plots there (ablations, layer correlations,
+            spike rates, energy); None: no report.
+    """
+
+    conversion: ConversionConfig = field(default_factory=ConversionConfig)
+    bias_calibration: BiasCalibrationConfig = field(default_factory=BiasCalibrationConfig)
+    simulation: SimulationConfig = field(default_factory=SimulationConfig)
+    skip_transient: str = "both"
+    calibration_data: str | Path | None = None
+    limit: int | None = None
+    report_dir: Path | None = None
+
+    def __post_init__(self) -> None:
+        if self.skip_transient not in SKIP_TRANSIENT:
+            raise UserFacingError(
+                f"FidelityConfig.skip_transient must be one of {', '.join(SKIP_TRANSIENT)}, "
+                f"got {self.skip_transient!r}"
+            )
+
+
+def needs_calibration(bundle: DetectorBundle, config: ConversionConfig) -> bool:
     """Whether converting ``bundle`` with ``config`` needs data (a site that is not a Quant-ReLU clip)."""
     from streamdet.convert import is_quant_relu
 
@@ -249,7 +202,7 @@ def needs_calibration(bundle: Any, config: ConversionConfig) -> bool:
 
 
 def convert_for_evaluation(
-    bundle: Any, config: ConversionConfig, calibration_dir: str | Path, progress: bool = True
+    bundle: DetectorBundle, config: ConversionConfig, calibration_dir: str | Path, progress: bool = True
 ) -> SpikingDetector:
     """Convert ``bundle`` with ``config``, calibrating on ``calibration_dir`` where needed."""
     data = calibration_inputs(calibration_dir, bundle, config.calibration_windows)
@@ -305,7 +258,7 @@ def window_means(
 def score_snn(
     snn: SpikingDetector,
     split_dir: str | Path,
-    bundle: Any,
+    bundle: DetectorBundle,
     config: SimulationConfig,
     limit: int | None,
     progress: bool = True,
@@ -350,40 +303,57 @@ def score_snn(
     return scores
 
 
+def convert_and_calibrate(
+    bundle: DetectorBundle, config: FidelityConfig, split_dir: str | Path
+) -> SpikingDetector:
+    """Convert ``bundle`` with ``config.conversion`` (calibrated on ``config.calibration_data``, else on
+    ``split_dir``), move it to the ANN's device and bias-calibrate it when ``config`` asks."""
+    calibration_dir = config.calibration_data or split_dir
+    snn = convert_for_evaluation(bundle, config.conversion, calibration_dir)
+    snn.to(next(bundle.model.parameters()).device)
+    bias_calibrate(snn, bundle, config.bias_calibration, config.calibration_data)
+    return snn
+
+
 def evaluate_snn(
-    args: argparse.Namespace, bundle: Any, split_dir: str | Path, snn: SpikingDetector | None = None
+    bundle: DetectorBundle,
+    split_dir: str | Path,
+    config: FidelityConfig,
+    snn: SpikingDetector | None = None,
+    model_name: str = "",
 ) -> tuple[dict, SpikingDetector]:
-    """``streamdet eval --snn``: convert ``bundle`` and score the SNN on ``split_dir`` at each ``--steps``.
+    """Convert ``bundle`` and score the SNN on ``split_dir`` at each ``T`` of ``config.simulation.steps``
+    (``streamdet eval --snn``).
 
     Args:
-        snn: a conversion of ``bundle`` with these arguments to reuse (one made for another split with
-            the same ``--calibration-data``), or None to convert (and bias-calibrate) here.
+        bundle: the ANN detector (``streamdet.model.load_detector``).
+        split_dir: a built split (``streamdet dataset build``).
+        config: conversion, simulation and report settings.
+        snn: a conversion of ``bundle`` with ``config`` to reuse (one made for another split with the same
+            ``calibration_data``), or None to convert (and bias-calibrate) here.
+        model_name: the model as the user named it, recorded in the report.
 
     Returns:
-        ``{"<T>": {"map50", "map"}}`` (``--skip-transient off`` or ``both``: averaged over all T steps;
+        ``{"<T>": {"map50", "map"}}`` (``skip_transient`` ``off`` or ``both``: averaged over all T steps;
         ``on``: over the steps after the transient); with ``both`` each entry also holds
         ``"transient_skipped": {"map50", "map", "skipped_steps"}``; and the SNN that was scored.
     """
-    simulation = SimulationConfig(steps=tuple(args.steps), skip_fraction=args.skip_fraction, chunk=args.chunk)
+    simulation = config.simulation
     if snn is None:
-        calibration_dir = args.calibration_data or split_dir
-        snn = convert_for_evaluation(bundle, conversion_config_from_args(args), calibration_dir)
-        snn.to(next(bundle.model.parameters()).device)
-        bias_calibrate_from_args(snn, bundle, args, args.calibration_data)
-    limit = args.snn_limit if args.snn_limit is not None else args.limit
-    scores = score_snn(snn, split_dir, bundle, simulation, limit)
+        snn = convert_and_calibrate(bundle, config, split_dir)
+    scores = score_snn(snn, split_dir, bundle, simulation, config.limit)
     result: dict[str, Any] = {}
     for steps in simulation.steps:
         key = str(steps)
         skipped = {**scores["transient_skipped"][key], "skipped_steps": simulation.skip_start(steps)}
-        if args.skip_transient == "on":
+        if config.skip_transient == "on":
             result[key] = skipped
         else:
             result[key] = dict(scores["all_steps"][key])
-            if args.skip_transient == "both":
+            if config.skip_transient == "both":
                 result[key]["transient_skipped"] = skipped
-    if args.snn_report:
-        write_report(args, bundle, Path(split_dir), snn, simulation, limit, Path(args.snn_report))
+    if config.report_dir is not None:
+        write_report(bundle, Path(split_dir), snn, config, Path(config.report_dir), model_name)
     return result, snn
 
 
@@ -510,20 +480,21 @@ def energy_estimate(ann_macs: float, snn_synops: float) -> dict[str, float]:
 
 
 def write_report(
-    args: argparse.Namespace,
-    bundle: Any,
+    bundle: DetectorBundle,
     split_dir: Path,
     snn: SpikingDetector,
-    simulation: SimulationConfig,
-    limit: int | None,
+    fidelity: FidelityConfig,
     out_dir: Path,
+    model_name: str = "",
 ) -> dict[str, Any]:
     """Ablations, layer statistics and plots into ``out_dir`` (``report.json``, ``*.png``)."""
     from streamdet.evaluate import evaluate_split
 
     out_dir.mkdir(parents=True, exist_ok=True)
-    config = conversion_config_from_args(args)
-    calibration_dir = args.calibration_data or split_dir
+    config = fidelity.conversion
+    simulation = fidelity.simulation
+    limit = fidelity.limit
+    calibration_dir = fidelity.calibration_data or split_dir
     ann = evaluate_split(
         bundle.detect,
         split_dir,
@@ -544,12 +515,12 @@ def write_report(
             curves[label] = {"error": str(error)}
             continue
         # every ablation changes one setting; bias calibration, when asked for, applies to each
-        bias_calibrate_from_args(converted, bundle, args, args.calibration_data)
+        bias_calibrate(converted, bundle, fidelity.bias_calibration, fidelity.calibration_data)
         curves[label] = score_snn(converted, split_dir, bundle, simulation, limit)
     _, first_batch = next(split_inputs(split_dir, bundle, limit, simulation.batch_size))
     layers = layer_statistics(snn, first_batch, simulation.steps, simulation.chunk)
     report = {
-        "model": str(getattr(args, "model", "")),
+        "model": model_name,
         "data": str(split_dir),
         "images": ann["images"],
         "ann": {"map50": ann["map50"], "map": ann["map"]},

@@ -7,7 +7,7 @@ import argparse
 
 def register(subparsers: argparse._SubParsersAction) -> None:
     """Add ``convert``."""
-    from streamdet.fidelity import add_conversion_arguments
+    from streamdet.cli.options import add_conversion_arguments
 
     convert = subparsers.add_parser(
         "convert",
@@ -22,9 +22,10 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     convert.add_argument(
         "--data",
         default=None,
-        metavar="SPLIT_DIR",
-        help="split whose input windows calibrate the activation ranges (not needed when every activation "
-        "is a Quant-ReLU and --normalisation is auto or quant) and the biases (--bias-calibration-steps)",
+        metavar="DIR",
+        help="split (or dataset root holding one split) whose input windows calibrate the activation "
+        "ranges (not needed when every activation is a Quant-ReLU and --normalisation is auto or quant) and "
+        "the biases (--bias-calibration-steps)",
     )
     convert.add_argument("--out", required=True, metavar="SNN", help="file to write (.pt)")
     add_conversion_arguments(convert)
@@ -35,23 +36,26 @@ def run_convert(args: argparse.Namespace) -> int:
     """``streamdet convert``."""
     from pathlib import Path
 
+    from streamdet.cli.options import (
+        bias_calibration_config_from_args,
+        conversion_config_from_args,
+        resolve_split,
+    )
     from streamdet.convert import convert_detector
     from streamdet.errors import UserFacingError
-    from streamdet.fidelity import bias_calibrate_from_args, calibration_inputs, conversion_config_from_args
+    from streamdet.fidelity import bias_calibrate, calibration_inputs
     from streamdet.model import load_detector
     from streamdet.snn import save_snn
 
     config = conversion_config_from_args(args)
-    if args.bias_calibration_steps and args.data is None:
+    bias_calibration = bias_calibration_config_from_args(args)
+    if bias_calibration.steps and args.data is None:
         raise UserFacingError("--bias-calibration-steps needs --data (the split whose windows calibrate)")
+    split_dir = None if args.data is None else resolve_split(args.data)
     bundle = load_detector(args.model)
-    data = None
-    if args.data is not None:
-        if not (Path(args.data) / "annotations.json").is_file():
-            raise UserFacingError(f"--data {args.data}: not a built split (no annotations.json)")
-        data = calibration_inputs(args.data, bundle, config.calibration_windows)
+    data = None if split_dir is None else calibration_inputs(split_dir, bundle, config.calibration_windows)
     snn = convert_detector(bundle, data, config)
-    bias_calibrate_from_args(snn, bundle, args, args.data)
+    bias_calibrate(snn, bundle, bias_calibration, split_dir)
     out = Path(args.out)
     out.parent.mkdir(parents=True, exist_ok=True)
     save_snn(snn, out)

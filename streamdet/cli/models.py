@@ -7,7 +7,7 @@ import importlib.util
 import json
 from pathlib import Path
 
-from streamdet.cli.options import parse_size
+from streamdet.cli.options import dataset_root, fidelity_config_from_args, parse_size, resolve_split
 
 
 def _crop_size(text: str) -> tuple[int, int] | None:
@@ -40,7 +40,12 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     )
     train.add_argument("--modality", required=True, choices=("events", "intensity"))
     train.add_argument(
-        "--data", required=True, nargs="+", action="extend", metavar="DIR", help="dataset root(s)"
+        "--data",
+        required=True,
+        nargs="+",
+        action="extend",
+        metavar="DIR",
+        help="dataset root(s) holding train/ (and val/), or their train split folders",
     )
     train.add_argument("--out", required=True, metavar="CKPT", help="checkpoint to write (.pt)")
     train.add_argument(
@@ -205,7 +210,11 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         "--model", required=True, help="events-default, intensity-default or a checkpoint path"
     )
     evaluate.add_argument(
-        "--data", required=True, action="append", metavar="SPLIT_DIR", help="split directory, e.g. data/test"
+        "--data",
+        required=True,
+        action="append",
+        metavar="SPLIT_DIR",
+        help="split directory, e.g. data/test, or a dataset root holding one split",
     )
     evaluate.add_argument(
         "--format",
@@ -229,7 +238,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         "--device", default=None, help="torch device (default cuda when available, else cpu)"
     )
     if importlib.util.find_spec("streamdet.fidelity") is not None:
-        from streamdet.fidelity import add_snn_arguments
+        from streamdet.cli.options import add_snn_arguments
 
         evaluate.add_argument("--snn", action="store_true", help="also convert to an SNN and score it")
         add_snn_arguments(evaluate)
@@ -281,7 +290,7 @@ def run_train(args: argparse.Namespace) -> int:
     )
     record = train_detector(
         config,
-        args.data,
+        [dataset_root(text) for text in args.data],
         args.out,
         resume=args.resume,
         init=args.init,
@@ -320,9 +329,11 @@ def run_eval(args: argparse.Namespace) -> int:
         )
     results = []
     snn = None
+    fidelity = fidelity_config_from_args(args) if getattr(args, "snn", False) else None
     if args.format == "prophesee" and (args.class_map is None or getattr(args, "snn", False)):
         raise UserFacingError("--format prophesee needs --class-map (gen1, 1mpx, ID=NAME,...) and no --snn")
-    for split_dir in args.data:
+    data = args.data if args.format == "prophesee" else [resolve_split(text) for text in args.data]
+    for split_dir in data:
         if args.format == "prophesee":
             metrics = evaluate_prophesee_folder(
                 bundle, split_dir, args.class_map, limit=args.limit, batch_size=args.batch_size
@@ -343,8 +354,10 @@ def run_eval(args: argparse.Namespace) -> int:
             from streamdet.fidelity import evaluate_snn
 
             # one conversion serves every split when it is calibrated on a fixed split
-            reuse = snn if args.calibration_data else None
-            entry["snn"], snn = evaluate_snn(args, bundle, Path(split_dir), reuse)
+            reuse = snn if fidelity.calibration_data else None
+            entry["snn"], snn = evaluate_snn(
+                bundle, Path(split_dir), fidelity, reuse, model_name=str(args.model)
+            )
             entry["snn_conversion"] = snn.conversion
         results.append(entry)
         per_class = " ".join(f"{name}={ap:.3f}" for name, ap in metrics["ap50_per_class"].items())
@@ -353,6 +366,8 @@ def run_eval(args: argparse.Namespace) -> int:
             f"mAP@0.5={metrics['map50']:.3f}  "
             f"mAP@[.5:.95]={metrics['map']:.3f}  AP@0.5 {per_class}"
         )
+        for line in snn_score_lines(entry.get("snn", {})):
+            print(line)
     summary = (
         {"model": str(args.model), **results[0]} if len(results) == 1 else _combined(args.model, results)
     )
@@ -361,6 +376,24 @@ def run_eval(args: argparse.Namespace) -> int:
         path.parent.mkdir(parents=True, exist_ok=True)
         path.write_text(json.dumps(summary, indent=2) + "\n")
     return 0
+
+
+def snn_score_lines(scores: dict[str, dict]) -> list[str]:
+    """One terminal line per time step count ``T`` of ``streamdet.fidelity.evaluate_snn``'s result: the
+    SNN's mAP@0.5 and mAP@[.5:.95], and after the transient where it was skipped too."""
+    lines = []
+    for steps, score in scores.items():
+        figures = f"mAP@0.5={score['map50']:.3f}  mAP@[.5:.95]={score['map']:.3f}"
+        if "transient_skipped" in score:
+            skipped = score["transient_skipped"]
+            figures += (
+                f"  (first {skipped['skipped_steps']} steps skipped: mAP@0.5={skipped['map50']:.3f}  "
+                f"mAP@[.5:.95]={skipped['map']:.3f})"
+            )
+        elif "skipped_steps" in score:
+            figures += f"  (first {score['skipped_steps']} steps skipped)"
+        lines.append(f"  SNN T={steps}: {figures}")
+    return lines
 
 
 def _combined(model: str, results: list[dict]) -> dict:
