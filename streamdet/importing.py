@@ -1463,12 +1463,15 @@ def import_split(
     layout: str,
     overwrite: bool = False,
     progress: Callable[[int], None] | None = None,
+    workers: int = 1,
 ) -> Path:
     """Write ``out_dir/<split>``: each source's folder, then ``annotations.json`` (last, atomically: a split
     interrupted before it is not a split :class:`streamdet.dataset.DatasetSplit` opens).
 
     Sources are class-mapped (:func:`map_classes`) and checked (:func:`check_source`) before anything is
-    written. ``progress`` is called with 1 per source frame (per still) encoded.
+    written. ``progress`` is called with the number of source frames (1 per still) encoded: per frame in
+    this process, per finished source with ``workers > 1`` processes (one source each at a time). The
+    output does not depend on ``workers``.
 
     Returns:
         Path of the written ``annotations.json``.
@@ -1486,10 +1489,50 @@ def import_split(
             raise UserFacingError(f"{split_dir} exists and is not empty (pass --overwrite to replace it)")
         shutil.rmtree(split_dir)
     split_dir.mkdir(parents=True, exist_ok=True)
-    results = [
-        import_sequence(source, index, config, split_dir, progress) for index, source in enumerate(sources)
-    ]
+    if workers <= 1 or len(sources) == 1:
+        results = [
+            import_sequence(source, index, config, split_dir, progress)
+            for index, source in enumerate(sources)
+        ]
+    else:
+        results = _import_in_workers(sources, config, split_dir, workers, progress)
     return write_import_annotations(config, split_dir, results, layout)
+
+
+def _import_one(arguments: tuple[Source, int, ImportConfig, Path]) -> dict:
+    return import_sequence(*arguments)
+
+
+def _import_in_workers(
+    sources: list[Source],
+    config: ImportConfig,
+    split_dir: Path,
+    workers: int,
+    progress: Callable[[int], None] | None,
+) -> list[dict]:
+    """:func:`import_sequence` of every source in a pool of processes, results in source order; Ctrl-C
+    in the parent terminates the workers (they ignore it)."""
+    import multiprocessing
+
+    from streamdet.dataset import _ignore_interrupts_in_worker
+
+    jobs = [(source, index, config, split_dir) for index, source in enumerate(sources)]
+    pool = multiprocessing.get_context("fork").Pool(
+        min(workers, len(sources)), initializer=_ignore_interrupts_in_worker
+    )
+    results = []
+    try:
+        for result in pool.imap(_import_one, jobs):
+            results.append(result)
+            if progress is not None:
+                progress(result["sequence"]["source"].get("source_frames", 1))
+        pool.close()
+    except BaseException:
+        pool.terminate()
+        raise
+    finally:
+        pool.join()
+    return results
 
 
 def write_import_annotations(config: ImportConfig, split_dir: Path, results: list[dict], layout: str) -> Path:

@@ -171,6 +171,13 @@ def test_coco_video_and_stills(tmp_path: Path) -> None:
         assert split.input(image, "events")[:, 16:24, 8:24].sum() > 10
     stills = [a for a in split.coco["annotations"] if a["track_id"] == -1]
     assert all(a["motion_px"] == pytest.approx(2.0, abs=0.01) for a in stills)  # 4 px per 100 ms
+    # the CLI ran 2 workers; one process writes the same split
+    config = ImportConfig(split="train", sensor_size=(64, 48))
+    import_split(read_sources("coco", [COCO_JSON]), config, tmp_path / "one", "coco", workers=1)
+    alone = DatasetSplit(tmp_path / "one" / "train")
+    assert alone.coco["annotations"] == split.coco["annotations"] and alone.images == split.images
+    for name in sequences:
+        np.testing.assert_array_equal(alone.sequence_events(name), split.sequence_events(name))
 
 
 def test_yolo_stills_crop_and_pan(tmp_path: Path) -> None:

@@ -205,6 +205,9 @@ def register_import(actions: argparse._SubParsersAction) -> None:
         help="default DVS parameters for every sequence (as drive video)",
     )
     importer.add_argument("--seed", type=int, default=0, help="root seed of the sensor emulators (default 0)")
+    importer.add_argument(
+        "--workers", type=int, default=2, help="parallel processes over sequences and stills (default 2)"
+    )
     importer.add_argument("--overwrite", action="store_true", help="replace an existing OUT/SPLIT")
     importer.set_defaults(func=run_import)
 
@@ -247,11 +250,19 @@ def run_import(args: argparse.Namespace) -> int:
         min_motion_px=args.min_motion_px,
         randomise_sensor=not args.fixed_sensor,
     )
+    if args.workers < 1:
+        raise UserFacingError(f"--workers must be at least 1, got {args.workers}")
     sources = read_sources(args.layout, args.sources, args.labels, args.images, args.names, args.fps)
     total = sum(source_frame_count(source) for source in sources) or None
     with tqdm(total=total, unit="frame", desc=f"import {config.split}", file=sys.stderr) as bar:
         path = import_split(
-            sources, config, args.out, args.layout, overwrite=args.overwrite, progress=bar.update
+            sources,
+            config,
+            args.out,
+            args.layout,
+            overwrite=args.overwrite,
+            progress=bar.update,
+            workers=args.workers,
         )
     coco = json.loads(path.read_text())
     ignored = sum(1 for annotation in coco["annotations"] if annotation["ignore"])
