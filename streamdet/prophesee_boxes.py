@@ -468,6 +468,54 @@ def folder_ground_truth(
     return coco, order
 
 
+def split_to_prophesee_folder(
+    split_dir: str | Path, out_dir: str | Path, classes: Sequence[str], layout: str = "toolbox"
+) -> list[PropheseeRecording]:
+    """Write a built split (``streamdet dataset build``) as a folder of Prophesee recordings: per
+    sequence ``<sequence>.h5`` (a copy of its ``events.h5``) and ``<sequence>_bbox.npy``.
+
+    A box of class ``classes[i]`` gets ``class_id = i``, or ``len(classes) + i`` when the split marks it
+    ignored (``iscrowd``), so ``0=car,1=pedestrian,2=ignore:car,3=ignore:pedestrian`` scores the folder
+    as the split is scored; boxes of other classes are left out. Times are the images' ``t_us``,
+    ``class_confidence`` 1. Returns the recordings written.
+    """
+    import json
+    import shutil
+
+    split_dir, out_dir = Path(split_dir), Path(out_dir)
+    annotations_path = split_dir / "annotations.json"
+    if not annotations_path.is_file():
+        raise UserFacingError(f"{split_dir}: no annotations.json (not a built split)")
+    coco = json.loads(annotations_path.read_text())
+    name_of = {category["id"]: category["name"] for category in coco["categories"]}
+    images = {image["id"]: image for image in coco["images"]}
+    out_dir.mkdir(parents=True, exist_ok=True)
+    written = []
+    for sequence in sorted({image["sequence"] for image in coco["images"]}):
+        rows = sorted(
+            (
+                images[a["image_id"]]["t_us"],
+                a["bbox"],
+                list(classes).index(name_of[a["category_id"]]) + len(classes) * int(bool(a.get("iscrowd"))),
+                int(a.get("track_id", 0)),
+            )
+            for a in coco["annotations"]
+            if images[a["image_id"]]["sequence"] == sequence and name_of[a["category_id"]] in classes
+        )
+        boxes = np.zeros(len(rows), dtype=BBOX_DTYPE)
+        boxes["t"] = [row[0] for row in rows]
+        for k, name in enumerate(("x", "y", "w", "h")):
+            boxes[name] = [row[1][k] for row in rows]
+        boxes["class_id"] = [row[2] for row in rows]
+        boxes["track_id"] = [row[3] for row in rows]
+        boxes["class_confidence"] = 1.0
+        events_path = out_dir / f"{sequence}.h5"
+        shutil.copyfile(split_dir / sequence / "events.h5", events_path)
+        bbox_path = write_bbox_file(out_dir / f"{sequence}{BBOX_SUFFIX}", boxes, layout=layout)
+        written.append(PropheseeRecording(sequence, events_path, bbox_path))
+    return written
+
+
 # --------------------------------------------------------------------------------------------------
 # sensor -> model input size (to be replaced by the shared sensor-geometry module)
 

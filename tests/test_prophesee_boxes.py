@@ -296,9 +296,7 @@ def test_eval_on_a_folder_of_recordings_scores_as_the_split_does(
 
     split = tiny_root / "train"
     bundle = load_detector(str(overfit_checkpoint), device="cpu")
-    expected = evaluate_split(
-        bundle.detect, split, "events", bundle.window_us, bundle.event_scale, progress=False
-    )
+    expected = evaluate_split(bundle.detect, split, bundle.spec, progress=False)
     assert expected["map50"] > 0.8
     results = {}
     for zoom in (1, 2):
@@ -377,3 +375,32 @@ def test_record_exports_detections_as_a_prophesee_box_file(tmp_path: Path) -> No
     assert list(boxes["t"]) == [5_000_000_050_000, 5_000_000_150_000, 5_000_000_150_000]
     assert list(boxes["w"]) == [30, 2, 200] and list(boxes["class_id"]) == [2, 3, 0]
     assert json.loads((tmp_path / "live_bbox.json").read_text()) == {"class_names": names}
+
+
+def test_a_built_split_exported_as_a_prophesee_folder_keeps_its_ground_truth(
+    tiny_root: Path, tmp_path: Path
+) -> None:
+    split = tiny_root / "train"
+    coco = json.loads((split / "annotations.json").read_text())
+    coco["annotations"][0]["iscrowd"] = coco["annotations"][0]["ignore"] = 1
+    edited = tmp_path / "split"
+    (edited / "toy-0000").mkdir(parents=True)
+    (edited / "annotations.json").write_text(json.dumps(coco))
+    (edited / "toy-0000" / "events.h5").write_bytes((split / "toy-0000" / "events.h5").read_bytes())
+    recordings = pb.split_to_prophesee_folder(edited, tmp_path / "folder", ["boat", "buoy"], layout="gen1")
+    assert [(r.name, r.events_path.name, r.bbox_path.name) for r in recordings] == [
+        ("toy-0000", "toy-0000.h5", "toy-0000_bbox.npy")
+    ]
+    assert np.load(recordings[0].bbox_path).dtype == np.dtype(GEN1_FILE_DTYPE)
+    class_map = pb.parse_class_map("0=boat,1=buoy,2=ignore:boat,3=ignore:buoy")
+    exported, _ = pb.folder_ground_truth(tmp_path / "folder", class_map, CLASS_NAMES)
+    assert [i["t_us"] for i in exported["images"]] == [i["t_us"] for i in coco["images"]]
+
+    def boxes(dataset: dict) -> list:
+        time_of = {image["id"]: image["t_us"] for image in dataset["images"]}
+        return sorted(
+            (time_of[a["image_id"]], a["category_id"], a["iscrowd"], *a["bbox"])
+            for a in dataset["annotations"]
+        )
+
+    assert boxes(exported) == boxes(coco) and sum(a["iscrowd"] for a in exported["annotations"]) == 1
