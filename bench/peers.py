@@ -33,9 +33,10 @@ from pathlib import Path
 import torch
 from torch import nn
 
+from streamdet.cli.options import parse_steps
 from streamdet.convert import ConversionConfig, is_quant_relu
 from streamdet.evaluate import coco_from_dict, coco_metrics, evaluate_split
-from streamdet.fidelity import SimulationConfig, convert_for_evaluation, parse_steps, score_snn, split_inputs
+from streamdet.fidelity import SimulationConfig, convert_for_evaluation, score_snn, split_inputs
 from streamdet.model import load_detector
 from streamdet.samples import DetectionSamples
 
@@ -141,13 +142,7 @@ def score_stepper(
                     detections[t][image_id] = rows
         simulated += max(steps) * inputs.shape[0]
         ids_seen += ids
-    samples = DetectionSamples(
-        [split_dir],
-        bundle.modality,
-        bundle.event_scale,
-        window_us=bundle.window_us,
-        history_windows=bundle.history_windows,
-    )
+    samples = DetectionSamples.for_model([split_dir], bundle.spec)
     coco_gt = coco_from_dict(samples.splits[0].coco, ids_seen)
     scores = {
         str(t): {k: coco_metrics(coco_gt, d)[k] for k in ("map50", "map")} for t, d in detections.items()
@@ -201,22 +196,16 @@ def main() -> None:
     ann = evaluate_split(
         bundle.detect,
         args.data,
-        bundle.modality,
-        bundle.window_us,
-        bundle.event_scale,
-        args.limit,
-        history_windows=bundle.history_windows,
+        bundle.spec,
+        limit=args.limit,
     )
     relu_bundle = copy.copy(bundle)
     object.__setattr__(relu_bundle, "model", relu_variant(bundle.model))
     relu_ann = evaluate_split(
         relu_bundle.detect,
         args.data,
-        bundle.modality,
-        bundle.window_us,
-        bundle.event_scale,
-        args.limit,
-        history_windows=bundle.history_windows,
+        bundle.spec,
+        limit=args.limit,
     )
     report["ann"] = {"map50": ann["map50"], "map": ann["map"]}
     report["ann_relu_variant"] = {"map50": relu_ann["map50"], "map": relu_ann["map"]}

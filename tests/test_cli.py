@@ -10,7 +10,8 @@ import sys
 import pytest
 
 from streamdet.cli import COMMAND_MODULES, build_parser
-from streamdet.cli.options import parse_size, positive_int
+from streamdet.cli.options import dataset_root, parse_size, positive_int, resolve_split
+from streamdet.errors import UserFacingError
 
 
 def _commands(parser: argparse.ArgumentParser) -> set[str]:
@@ -69,3 +70,24 @@ def test_every_size_option_takes_the_one_parser(command: list[str]) -> None:
     result = subprocess.run([sys.executable, "-m", "streamdet", *command], capture_output=True, text=True)
     assert result.returncode == 2
     assert "expected WxH such as 346x260" in result.stderr and "Traceback" not in result.stderr
+
+
+def test_data_names_a_split_or_the_dataset_root_of_one(tmp_path) -> None:
+    """``--data`` of convert and eval: a split folder, or a root holding exactly one split (the README's
+    ``convert --data data/mix`` after ``dataset build --split train --out data/mix``); train: a root, or
+    its train split folder."""
+    for split in ("train", "val"):
+        (tmp_path / "mix" / split).mkdir(parents=True)
+    (tmp_path / "mix" / "train" / "annotations.json").write_text("{}")
+    (tmp_path / "mix" / "notes").mkdir()
+    assert resolve_split(str(tmp_path / "mix")) == str(tmp_path / "mix" / "train")
+    assert resolve_split(str(tmp_path / "mix" / "train")) == str(tmp_path / "mix" / "train")
+    assert dataset_root(str(tmp_path / "mix" / "train")) == str(tmp_path / "mix")
+    assert dataset_root(str(tmp_path / "mix")) == str(tmp_path / "mix")
+    (tmp_path / "mix" / "val" / "annotations.json").write_text("{}")
+    with pytest.raises(UserFacingError, match=r"several splits \(train, val\); name one, e.g. .*mix/train"):
+        resolve_split(str(tmp_path / "mix"))
+    with pytest.raises(UserFacingError, match="--calibration-data .*notes: not a built split"):
+        resolve_split(str(tmp_path / "mix" / "notes"), "--calibration-data")
+    with pytest.raises(UserFacingError, match="nowhere: no such folder"):
+        resolve_split(str(tmp_path / "nowhere"))
