@@ -140,7 +140,7 @@ def main() -> None:
         torch.set_num_threads(args.threads)
 
     from streamdet.detector import DEFAULT_STEPS_PER_WINDOW, DetectorConfig
-    from streamdet.loading import load_snn
+    from streamdet.snn import load_snn
 
     snn = load_snn(args.model)
     dt_us = args.dt_us or snn.window_us // DEFAULT_STEPS_PER_WINDOW
