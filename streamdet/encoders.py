@@ -344,87 +344,128 @@ def emulate_dvs(
     if frames.shape[1:] != state.last_frame.shape:
         raise ValueError(f"frame shape {frames.shape[1:]} differs from the stream's {state.last_frame.shape}")
 
-    height, width = state.last_frame.shape
-    memorised, start_memorised = state.memorised_log.copy(), np.empty_like(state.memorised_log)
-    lowpass, new_lowpass = state.lowpass_log.copy(), np.empty_like(state.lowpass_log)
-    last_event = state.last_event_us.copy()
-    pos_flat = state.pos_thresholds.ravel()
-    neg_flat = state.neg_thresholds.ravel()
-    minus_neg = -state.neg_thresholds
-    leak_per_us = (params.leak_rate_hz * 1e-6 * state.pos_thresholds).astype(np.float32)
-    log_frame, speed, diff = (_scratch(name, lowpass.shape, np.float32) for name in ("log", "speed", "diff"))
-    is_on_pixel, is_off_pixel = (_scratch(name, lowpass.shape, np.bool_) for name in ("on", "off"))
-    leak_cache: dict[int, np.ndarray] = {}
+    pixels = _DVSPixels(state, params)
     pieces_index: list[np.ndarray] = []
     pieces_time: list[np.ndarray] = []
     pieces_polarity: list[np.ndarray] = []
-    t_prev = state.last_time_us
     for frame, t_now in zip(frames, times_us.tolist(), strict=True):
-        dt = t_now - t_prev
-        log_intensity(frame, params.log_eps, out=log_frame)
-        # Photoreceptor: Lp' = Lp + a (L - Lp), a = min(1, 2 pi f_c dt (255 I + 20) / 275).
-        speed_scale = 2 * math.pi * params.cutoff_hz * dt * 1e-6 / 275
-        if params.cutoff_hz > 0 and 20 * speed_scale < 1:
-            np.multiply(frame, np.float32(255 * speed_scale), out=speed)
-            speed += np.float32(20 * speed_scale)
-            np.minimum(speed, np.float32(1), out=speed)
-            log_frame -= lowpass
-            log_frame *= speed
-            np.add(lowpass, log_frame, out=new_lowpass)
-        else:
-            new_lowpass[...] = log_frame
-        memorised, start_memorised = start_memorised, memorised
-        if params.leak_rate_hz > 0:
-            if dt not in leak_cache:
-                leak_cache[dt] = leak_per_us * np.float32(dt)
-            np.subtract(start_memorised, leak_cache[dt], out=memorised)
-        else:
-            memorised[...] = start_memorised
-        np.subtract(new_lowpass, memorised, out=diff)
-        np.greater_equal(diff, state.pos_thresholds, out=is_on_pixel)
-        np.less_equal(diff, minus_neg, out=is_off_pixel)
-        np.logical_or(is_on_pixel, is_off_pixel, out=is_on_pixel)
-        active = np.flatnonzero(is_on_pixel)
-        if len(active):
-            end_diff = diff.ravel()[active]
-            start_diff = lowpass.ravel()[active] - start_memorised.ravel()[active]
-            is_on = end_diff > 0
-            sign = np.where(is_on, np.float32(1), np.float32(-1))
-            thresholds = np.where(is_on, pos_flat[active], neg_flat[active])
-            owner, times, crossings, last_time = _signal_events(
-                sign * start_diff,
-                sign * end_diff,
-                thresholds,
-                last_event.ravel()[active],
-                t_prev,
-                dt,
-                int(params.refractory_us),
-            )
-            memorised.ravel()[active] += sign * crossings.astype(np.float32) * thresholds
-            fired = last_time >= 0
-            last_event.ravel()[active[fired]] = last_time[fired]
-            pieces_index.append(active[owner])
-            pieces_time.append(times)
-            pieces_polarity.append(is_on[owner])
-        lowpass, new_lowpass = new_lowpass, lowpass
-        t_prev = t_now
-
+        fired = pixels.advance(frame, t_now)
+        if fired is not None:
+            pieces_index.append(fired[0])
+            pieces_time.append(fired[1])
+            pieces_polarity.append(fired[2])
     if params.shot_noise_rate_hz > 0 and len(frames):
         index, times, polarity = _shot_noise(frames, times_us, state.last_time_us, params)
         pieces_index.append(index)
         pieces_time.append(times)
         pieces_polarity.append(polarity)
+    width = state.last_frame.shape[1]
     events = _events_sorted_by_time(pieces_index, pieces_time, pieces_polarity, width)
-    new_state = DVSState(
-        memorised_log=memorised,
-        lowpass_log=lowpass,
-        pos_thresholds=state.pos_thresholds,
-        neg_thresholds=state.neg_thresholds,
-        last_event_us=last_event,
-        last_frame=frames[-1].copy() if len(frames) else state.last_frame,
-        last_time_us=t_prev,
-    )
-    return events, new_state
+    return events, pixels.state(frames[-1].copy() if len(frames) else state.last_frame)
+
+
+class _DVSPixels:
+    """The working copy of a :class:`DVSState` during one :func:`emulate_dvs` call: the photoreceptor and
+    memorised log intensities (double-buffered, swapped every frame), the last event times, and scratch
+    arrays of this thread. :meth:`advance` takes one frame; :meth:`state` gives the state to hand on."""
+
+    def __init__(self, state: DVSState, params: DVSParams) -> None:
+        self.params = params
+        self.start = state
+        self.memorised, self.start_memorised = state.memorised_log.copy(), np.empty_like(state.memorised_log)
+        self.lowpass, self.new_lowpass = state.lowpass_log.copy(), np.empty_like(state.lowpass_log)
+        self.last_event = state.last_event_us.copy()
+        self.pos_flat = state.pos_thresholds.ravel()
+        self.neg_flat = state.neg_thresholds.ravel()
+        self.minus_neg = -state.neg_thresholds
+        self.leak_per_us = (params.leak_rate_hz * 1e-6 * state.pos_thresholds).astype(np.float32)
+        shape = self.lowpass.shape
+        self.log_frame, self.speed, self.diff = (
+            _scratch(name, shape, np.float32) for name in ("log", "speed", "diff")
+        )
+        self.is_on_pixel, self.is_off_pixel = (_scratch(n, shape, np.bool_) for n in ("on", "off"))
+        self.leak_cache: dict[int, np.ndarray] = {}
+        self.t_prev = state.last_time_us
+
+    def advance(self, frame: np.ndarray, t_now: int) -> tuple[np.ndarray, np.ndarray, np.ndarray] | None:
+        """Take the frame at ``t_now``: low-pass, leak, and fire the pixels whose change crossed a
+        threshold. Returns their events as ``(flat pixel index, t, is ON)``, or None when none fired."""
+        dt = t_now - self.t_prev
+        self._update_photoreceptor(frame, dt)
+        self.memorised, self.start_memorised = self.start_memorised, self.memorised
+        self._leak_memorised(dt)
+        np.subtract(self.new_lowpass, self.memorised, out=self.diff)
+        active = self._pixels_past_a_threshold()
+        fired = self._fire(active, dt) if len(active) else None
+        self.lowpass, self.new_lowpass = self.new_lowpass, self.lowpass
+        self.t_prev = t_now
+        return fired
+
+    def _update_photoreceptor(self, frame: np.ndarray, dt: int) -> None:
+        """``new_lowpass = Lp + a (log L - Lp)``, ``a = min(1, 2 pi f_c dt (255 I + 20) / 275)`` (just
+        ``log L`` without a cutoff or where ``a`` would reach 1 everywhere)."""
+        params = self.params
+        log_intensity(frame, params.log_eps, out=self.log_frame)
+        speed_scale = 2 * math.pi * params.cutoff_hz * dt * 1e-6 / 275
+        if params.cutoff_hz > 0 and 20 * speed_scale < 1:
+            np.multiply(frame, np.float32(255 * speed_scale), out=self.speed)
+            self.speed += np.float32(20 * speed_scale)
+            np.minimum(self.speed, np.float32(1), out=self.speed)
+            self.log_frame -= self.lowpass
+            self.log_frame *= self.speed
+            np.add(self.lowpass, self.log_frame, out=self.new_lowpass)
+        else:
+            self.new_lowpass[...] = self.log_frame
+
+    def _leak_memorised(self, dt: int) -> None:
+        """``memorised = start_memorised - leak_rate * dt * theta_ON`` (the leak events' drift)."""
+        if self.params.leak_rate_hz > 0:
+            if dt not in self.leak_cache:
+                self.leak_cache[dt] = self.leak_per_us * np.float32(dt)
+            np.subtract(self.start_memorised, self.leak_cache[dt], out=self.memorised)
+        else:
+            self.memorised[...] = self.start_memorised
+
+    def _pixels_past_a_threshold(self) -> np.ndarray:
+        """Flat indices of the pixels whose ``diff`` reached ``theta_ON`` or ``-theta_OFF``."""
+        np.greater_equal(self.diff, self.start.pos_thresholds, out=self.is_on_pixel)
+        np.less_equal(self.diff, self.minus_neg, out=self.is_off_pixel)
+        np.logical_or(self.is_on_pixel, self.is_off_pixel, out=self.is_on_pixel)
+        return np.flatnonzero(self.is_on_pixel)
+
+    def _fire(self, active: np.ndarray, dt: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        """Events of the ``active`` pixels spread over ``(t_prev, t_prev + dt]`` (:func:`_signal_events`);
+        their memorised levels move by the thresholds crossed and their last event times advance."""
+        end_diff = self.diff.ravel()[active]
+        start_diff = self.lowpass.ravel()[active] - self.start_memorised.ravel()[active]
+        is_on = end_diff > 0
+        sign = np.where(is_on, np.float32(1), np.float32(-1))
+        thresholds = np.where(is_on, self.pos_flat[active], self.neg_flat[active])
+        owner, times, crossings, last_time = _signal_events(
+            sign * start_diff,
+            sign * end_diff,
+            thresholds,
+            self.last_event.ravel()[active],
+            self.t_prev,
+            dt,
+            int(self.params.refractory_us),
+        )
+        self.memorised.ravel()[active] += sign * crossings.astype(np.float32) * thresholds
+        fired = last_time >= 0
+        self.last_event.ravel()[active[fired]] = last_time[fired]
+        return active[owner], times, is_on[owner]
+
+    def state(self, last_frame: np.ndarray) -> DVSState:
+        """The stream's state after the frames taken, ``last_frame`` the newest of them."""
+        return DVSState(
+            memorised_log=self.memorised,
+            lowpass_log=self.lowpass,
+            pos_thresholds=self.start.pos_thresholds,
+            neg_thresholds=self.start.neg_thresholds,
+            last_event_us=self.last_event,
+            last_frame=last_frame,
+            last_time_us=self.t_prev,
+        )
 
 
 def _rate_fraction(rate_hz: float) -> Fraction:

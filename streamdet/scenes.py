@@ -456,138 +456,177 @@ def _place(
     return parts
 
 
-def _boat_profile(
-    kind: str, length: float, rng: np.random.Generator, sea: float
-) -> list[tuple[np.ndarray, float]]:
-    """Side view of a boat in metres, bow towards +x, waterline at y = 0, x in [-L/2, L/2]."""
-    half = length / 2.0
+_ProfilePart = tuple[np.ndarray, float]
+"""A polygon of a side view (metres) and its luminance."""
+
+
+@dataclass(frozen=True)
+class _BoatColours:
+    """Luminances of a boat: hull (against the sea), deck and superstructure (against the hull), and the
+    dark details (windows, funnel, mast)."""
+
+    hull: float
+    deck: float
+    dark: float
+
+
+def _boat_profile(kind: str, length: float, rng: np.random.Generator, sea: float) -> list[_ProfilePart]:
+    """Side view of a boat in metres, bow towards +x, waterline at y = 0, x in [-L/2, L/2].
+
+    The draws from ``rng`` come in a fixed order (colours, then the kind's shape), so a seed gives the
+    same boat."""
     hull_l = _contrasting_luminance(rng, sea)
     deck_l = _contrasting_luminance(rng, hull_l, 0.12)
-    dark = float(rng.uniform(0.03, 0.15))
+    colours = _BoatColours(hull=hull_l, deck=deck_l, dark=float(rng.uniform(0.03, 0.15)))
     if kind == "dinghy":
-        freeboard = 0.09 * length
-        hull = np.array(
-            [[-half, 0], [0.3 * half, 0], [half, 1.3 * freeboard], [-half, freeboard]], np.float32
-        )
-        person = _contrasting_luminance(rng, sea)
-        return [
-            (hull, hull_l),
-            (_rect(-0.15 * half, freeboard, 0.1 * half, freeboard + 0.55), person),
-            (_disc((-0.02 * half, freeboard + 0.7), 0.14), person),
-        ]
+        return _dinghy_profile(length, rng, sea, colours)
     if kind == "ship":
-        freeboard = float(rng.uniform(0.08, 0.12)) * length
-        hull = np.array(
-            [[-half, -0.01 * length], [0.75 * half, 0], [half, 1.25 * freeboard], [-0.97 * half, freeboard]],
-            np.float32,
-        )
-        tower_x0 = float(rng.uniform(-0.9, 0.4)) * half
-        tower = _rect(
-            tower_x0, freeboard, tower_x0 + 0.22 * length, freeboard + float(rng.uniform(0.12, 0.22)) * length
-        )
-        parts = [
-            (hull, hull_l),
-            (tower, deck_l),
-            (
-                _rect(
-                    tower_x0 + 0.02 * length,
-                    tower[2, 1] - 0.04 * length,
-                    tower_x0 + 0.2 * length,
-                    tower[2, 1] - 0.025 * length,
-                ),
-                dark,
-            ),
-        ]
-        for index in range(int(rng.integers(0, 5))):
-            x0 = -0.85 * half + index * 0.28 * length
-            if tower_x0 - 0.25 * length < x0 < tower_x0 + 0.25 * length or x0 > 0.6 * half:
-                continue
-            parts.append(
-                (
-                    _rect(
-                        x0, freeboard, x0 + 0.24 * length, freeboard + float(rng.uniform(0.04, 0.09)) * length
-                    ),
-                    _contrasting_luminance(rng, hull_l, 0.1),
-                )
-            )
-        funnel_x = tower_x0 + 0.05 * length
-        parts.append(
-            (_rect(funnel_x, tower[2, 1], funnel_x + 0.05 * length, tower[2, 1] + 0.06 * length), dark)
-        )
-        return parts
+        return _ship_profile(length, rng, colours)
     freeboard = float(rng.uniform(0.07, 0.13)) * length
-    hull = np.array([[-half, 0], [0.45 * half, 0], [half, 1.35 * freeboard], [-half, freeboard]], np.float32)
-    parts = [(hull, hull_l), (_rect(-half, freeboard * 0.8, half * 0.9, freeboard), deck_l)]
-    if kind == "motorboat":
-        cabin_h = float(rng.uniform(0.1, 0.2)) * length
-        x0, x1 = float(rng.uniform(-0.5, -0.1)) * half, float(rng.uniform(0.15, 0.45)) * half
-        cabin = np.array(
-            [
-                [x0, freeboard],
-                [x1, freeboard],
-                [x1 - 0.3 * cabin_h, freeboard + cabin_h],
-                [x0, freeboard + cabin_h],
-            ],
-            np.float32,
-        )
-        parts += [
-            (cabin, deck_l),
-            (
-                _rect(
-                    x0 + 0.1 * (x1 - x0),
-                    freeboard + 0.45 * cabin_h,
-                    x1 - 0.45 * cabin_h,
-                    freeboard + 0.8 * cabin_h,
-                ),
-                dark,
-            ),
-        ]
-    elif kind == "fishing":
-        cabin_h = float(rng.uniform(0.2, 0.3)) * length
-        x0 = float(rng.uniform(0.0, 0.3)) * half
-        parts += [
-            (_rect(x0, freeboard, x0 + 0.25 * length, freeboard + cabin_h), deck_l),
-            (
-                _segment((-0.4 * half, freeboard), (-0.4 * half, freeboard + 0.6 * length), 0.012 * length),
-                dark,
-            ),
-            (
-                _segment(
-                    (-0.4 * half, freeboard + 0.55 * length),
-                    (-0.95 * half, freeboard + 0.1 * length),
-                    0.008 * length,
-                ),
-                dark,
-            ),
-        ]
-    else:
-        mast_x = float(rng.uniform(-0.1, 0.2)) * half
-        mast_h = float(rng.uniform(1.0, 1.5)) * length
-        sail_l = float(rng.uniform(0.75, 0.98)) if rng.random() < 0.8 else _contrasting_luminance(rng, sea)
-        boom = freeboard + 0.1 * length
-        parts += [
-            (_rect(-0.5 * half, freeboard, 0.2 * half, freeboard + 0.08 * length), deck_l),
-            (
-                np.array(
-                    [[mast_x - 0.01, boom], [mast_x - 0.01, freeboard + mast_h], [-0.85 * half, boom]],
-                    np.float32,
-                ),
-                sail_l,
-            ),
-            (
-                np.array(
-                    [
-                        [mast_x + 0.01, freeboard + 0.9 * mast_h],
-                        [0.95 * half, freeboard + 0.05 * length],
-                        [mast_x + 0.01, boom],
-                    ],
-                    np.float32,
-                ),
-                sail_l * float(rng.uniform(0.85, 1.0)),
-            ),
-            (_segment((mast_x, freeboard), (mast_x, freeboard + mast_h), max(0.01 * length, 0.06)), dark),
-        ]
+    superstructures = {"motorboat": _motorboat_cabin, "fishing": _fishing_cabin_and_boom}
+    superstructure = superstructures.get(kind, _sailing_rig)
+    return _small_boat_hull(length, freeboard, colours) + superstructure(length, freeboard, rng, sea, colours)
+
+
+def _dinghy_profile(
+    length: float, rng: np.random.Generator, sea: float, colours: _BoatColours
+) -> list[_ProfilePart]:
+    """A low open hull with a person sitting in it."""
+    half = length / 2.0
+    freeboard = 0.09 * length
+    hull = np.array([[-half, 0], [0.3 * half, 0], [half, 1.3 * freeboard], [-half, freeboard]], np.float32)
+    person = _contrasting_luminance(rng, sea)
+    return [
+        (hull, colours.hull),
+        (_rect(-0.15 * half, freeboard, 0.1 * half, freeboard + 0.55), person),
+        (_disc((-0.02 * half, freeboard + 0.7), 0.14), person),
+    ]
+
+
+def _ship_profile(length: float, rng: np.random.Generator, colours: _BoatColours) -> list[_ProfilePart]:
+    """A long hull with a bridge tower (with its window band), deck houses and a funnel."""
+    half = length / 2.0
+    freeboard = float(rng.uniform(0.08, 0.12)) * length
+    hull = np.array(
+        [[-half, -0.01 * length], [0.75 * half, 0], [half, 1.25 * freeboard], [-0.97 * half, freeboard]],
+        np.float32,
+    )
+    tower_x0 = float(rng.uniform(-0.9, 0.4)) * half
+    tower = _rect(
+        tower_x0, freeboard, tower_x0 + 0.22 * length, freeboard + float(rng.uniform(0.12, 0.22)) * length
+    )
+    windows = _rect(
+        tower_x0 + 0.02 * length,
+        tower[2, 1] - 0.04 * length,
+        tower_x0 + 0.2 * length,
+        tower[2, 1] - 0.025 * length,
+    )
+    parts = [(hull, colours.hull), (tower, colours.deck), (windows, colours.dark)]
+    parts += _ship_deck_houses(length, freeboard, tower_x0, rng, colours)
+    funnel_x = tower_x0 + 0.05 * length
+    parts.append(
+        (_rect(funnel_x, tower[2, 1], funnel_x + 0.05 * length, tower[2, 1] + 0.06 * length), colours.dark)
+    )
     return parts
+
+
+def _ship_deck_houses(
+    length: float, freeboard: float, tower_x0: float, rng: np.random.Generator, colours: _BoatColours
+) -> list[_ProfilePart]:
+    """Up to four low blocks along the deck, none near the bridge tower or the bow."""
+    half = length / 2.0
+    houses = []
+    for index in range(int(rng.integers(0, 5))):
+        x0 = -0.85 * half + index * 0.28 * length
+        if tower_x0 - 0.25 * length < x0 < tower_x0 + 0.25 * length or x0 > 0.6 * half:
+            continue
+        houses.append(
+            (
+                _rect(x0, freeboard, x0 + 0.24 * length, freeboard + float(rng.uniform(0.04, 0.09)) * length),
+                _contrasting_luminance(rng, colours.hull, 0.1),
+            )
+        )
+    return houses
+
+
+def _small_boat_hull(length: float, freeboard: float, colours: _BoatColours) -> list[_ProfilePart]:
+    """Hull and deck line of a motorboat, fishing boat or sailing boat."""
+    half = length / 2.0
+    hull = np.array([[-half, 0], [0.45 * half, 0], [half, 1.35 * freeboard], [-half, freeboard]], np.float32)
+    return [(hull, colours.hull), (_rect(-half, freeboard * 0.8, half * 0.9, freeboard), colours.deck)]
+
+
+def _motorboat_cabin(
+    length: float, freeboard: float, rng: np.random.Generator, sea: float, colours: _BoatColours
+) -> list[_ProfilePart]:
+    """A cabin with a raked front and a dark window band."""
+    half = length / 2.0
+    cabin_h = float(rng.uniform(0.1, 0.2)) * length
+    x0, x1 = float(rng.uniform(-0.5, -0.1)) * half, float(rng.uniform(0.15, 0.45)) * half
+    cabin = np.array(
+        [
+            [x0, freeboard],
+            [x1, freeboard],
+            [x1 - 0.3 * cabin_h, freeboard + cabin_h],
+            [x0, freeboard + cabin_h],
+        ],
+        np.float32,
+    )
+    windows = _rect(
+        x0 + 0.1 * (x1 - x0),
+        freeboard + 0.45 * cabin_h,
+        x1 - 0.45 * cabin_h,
+        freeboard + 0.8 * cabin_h,
+    )
+    return [(cabin, colours.deck), (windows, colours.dark)]
+
+
+def _fishing_cabin_and_boom(
+    length: float, freeboard: float, rng: np.random.Generator, sea: float, colours: _BoatColours
+) -> list[_ProfilePart]:
+    """A tall wheelhouse, a mast aft and a boom slanting towards the stern."""
+    half = length / 2.0
+    cabin_h = float(rng.uniform(0.2, 0.3)) * length
+    x0 = float(rng.uniform(0.0, 0.3)) * half
+    mast = _segment((-0.4 * half, freeboard), (-0.4 * half, freeboard + 0.6 * length), 0.012 * length)
+    boom = _segment(
+        (-0.4 * half, freeboard + 0.55 * length),
+        (-0.95 * half, freeboard + 0.1 * length),
+        0.008 * length,
+    )
+    return [
+        (_rect(x0, freeboard, x0 + 0.25 * length, freeboard + cabin_h), colours.deck),
+        (mast, colours.dark),
+        (boom, colours.dark),
+    ]
+
+
+def _sailing_rig(
+    length: float, freeboard: float, rng: np.random.Generator, sea: float, colours: _BoatColours
+) -> list[_ProfilePart]:
+    """A coachroof, a mainsail and a jib (mostly white, else a colour against the sea) and the mast."""
+    half = length / 2.0
+    mast_x = float(rng.uniform(-0.1, 0.2)) * half
+    mast_h = float(rng.uniform(1.0, 1.5)) * length
+    sail_l = float(rng.uniform(0.75, 0.98)) if rng.random() < 0.8 else _contrasting_luminance(rng, sea)
+    boom = freeboard + 0.1 * length
+    mainsail = np.array(
+        [[mast_x - 0.01, boom], [mast_x - 0.01, freeboard + mast_h], [-0.85 * half, boom]], np.float32
+    )
+    jib = np.array(
+        [
+            [mast_x + 0.01, freeboard + 0.9 * mast_h],
+            [0.95 * half, freeboard + 0.05 * length],
+            [mast_x + 0.01, boom],
+        ],
+        np.float32,
+    )
+    return [
+        (_rect(-0.5 * half, freeboard, 0.2 * half, freeboard + 0.08 * length), colours.deck),
+        (mainsail, sail_l),
+        (jib, sail_l * float(rng.uniform(0.85, 1.0))),
+        (_segment((mast_x, freeboard), (mast_x, freeboard + mast_h), max(0.01 * length, 0.06)), colours.dark),
+    ]
 
 
 _BOAT_KINDS = {
