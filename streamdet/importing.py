@@ -281,8 +281,13 @@ class ImportConfig:
             raise UserFacingError(
                 "--label-every-ms, --spike-rate-hz, --render-fps and --window-us must be positive"
             )
-        if self.min_motion_px < 0 or self.min_side_px < 0 or self.chunk_frames < 2:
-            raise UserFacingError("--min-motion-px and the minimum box side must be >= 0")
+        if self.min_motion_px < 0 or self.min_side_px < 0 or self.min_visible_fraction < 0:
+            raise UserFacingError(
+                f"ignore thresholds must be >= 0: --min-motion-px {self.min_motion_px}, min_side_px "
+                f"{self.min_side_px}, min_visible_fraction {self.min_visible_fraction}"
+            )
+        if self.chunk_frames < 1:
+            raise UserFacingError(f"chunk_frames must be at least 1, got {self.chunk_frames}")
 
     @property
     def label_every_us(self) -> int:

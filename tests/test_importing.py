@@ -208,7 +208,7 @@ def test_yolo_folder_as_video(tmp_path: Path) -> None:
     assert len(split.sequence_events(split.images[0]["sequence"])) > 0
 
 
-def test_class_maps_and_names() -> None:
+def test_class_maps_and_names(tmp_path: Path) -> None:
     mapping = {**default_class_map("coco"), **parse_class_map("dog=pedestrian:ignore, bus=-")}
     assert mapping["person"].name == "pedestrian" and mapping["boat"].name == "boat"
     assert mapping["dog"].name == "pedestrian" and mapping["dog"].ignore and mapping["bus"].name is None
@@ -218,6 +218,17 @@ def test_class_maps_and_names() -> None:
     with pytest.raises(UserFacingError, match="expected SOURCE=TARGET"):
         parse_class_map("person")
     assert read_names(SAMPLES / "yolo" / "data.yaml") == ["person", "car", "boat", "buoy", "kite"]
+    for text in (
+        "names: ['person', \"car\"]\n",
+        "names: {0: person, 1: car}\n",
+        "nc: 2\nnames:\n- person\n- car\n",
+    ):
+        (tmp_path / "data.yaml").write_text(text)
+        assert read_names(tmp_path / "data.yaml") == ["person", "car"], text
+    (tmp_path / "obj.names").write_text("person\ncar\n\n")
+    assert read_names(tmp_path / "obj.names") == ["person", "car"]
+    with pytest.raises(UserFacingError, match="--min-motion-px -1"):
+        ImportConfig(min_motion_px=-1)
     assert fit_mapping((1920, 1080), (346, 260), "pad").offset == (0, 32)  # 195 rows
 
 
