@@ -357,21 +357,61 @@ def train_detector(
     Returns:
         the ``train`` record stored in the checkpoint (recipe, data, epochs, history, seconds).
     """
-    from tqdm import tqdm
-
     device = device or ("cuda" if torch.cuda.is_available() else "cpu")
     roots = [Path(p) for p in data_dirs]
+    train_dirs, val_dirs = _train_and_val_dirs(roots, val_splits)
+    torch.manual_seed(config.seed)
+    init_checkpoint = read_checkpoint(init) if init is not None and not resume else None
+    init_model = model_from_checkpoint(init_checkpoint, init) if init_checkpoint is not None else None
+    last_path = last_state_path(out)
+    saved = _read_resume_state(last_path, config) if resume else None
+    history_windows = _history_windows(config, init_checkpoint, saved)
+    train_set = _training_samples(config, train_dirs, history_windows)
+    model, state = _starting_model_and_state(
+        config, train_set, history_windows, init, init_checkpoint, init_model, saved, last_path
+    )
+    optimizer = _optimizer(model, config, state, saved)
+    model.to(device)
+    anchors = _training_anchors(model.config, config.augment.crop_size).to(device)
+    train_set.preload(progress)
+    record: dict[str, Any] = {}
+    for epoch in range(state["epoch"], config.epochs):
+        entry = _train_one_epoch(model, optimizer, anchors, train_set, config, state, epoch, device, progress)
+        if val_dirs:
+            entry["val_map50"] = _validate(model, model.config, config, train_set, val_dirs, progress)
+        state["history"].append(entry)
+        state["epoch"] = epoch + 1
+        record = {
+            "recipe": _recipe(config),
+            "data": [str(p) for p in roots],
+            "val": [str(p) for p in val_dirs],
+            "epochs": state["epoch"],
+            "history": state["history"],
+            "seconds": round(state["seconds"], 1),
+            "device": str(device),
+        }
+        score = entry.get("val_map50", float(epoch))
+        _save_epoch(out, last_path, model, optimizer, train_set, config, state, record, score)
+        log(" ".join(f"{k}={v}" for k, v in entry.items()))
+    return record
+
+
+def _train_and_val_dirs(
+    roots: list[Path], val_splits: list[str | Path] | None
+) -> tuple[list[Path], list[Path]]:
+    """``root/train`` of every root (each must exist), and the validation splits: ``val_splits`` (each must
+    exist), else every ``root/val`` that exists."""
     train_dirs = _check_splits([root / "train" for root in roots], "train")
     val_dirs = (
         _check_splits([Path(p) for p in val_splits], "validation")
         if val_splits is not None
         else [root / "val" for root in roots if (root / "val" / "annotations.json").is_file()]
     )
-    torch.manual_seed(config.seed)
-    init_checkpoint = read_checkpoint(init) if init is not None and not resume else None
-    init_model = model_from_checkpoint(init_checkpoint, init) if init_checkpoint is not None else None
-    saved = _read_resume_state(last_state_path(out), config) if resume else None
-    history_windows = _history_windows(config, init_checkpoint, saved)
+    return train_dirs, val_dirs
+
+
+def _training_samples(config: TrainConfig, train_dirs: list[Path], history_windows: int) -> DetectionSamples:
+    """The training windows of ``train_dirs`` with the recipe's augmentation."""
     train_set = DetectionSamples(
         train_dirs,
         config.modality,
@@ -381,6 +421,22 @@ def train_detector(
         history_windows=history_windows,
     )
     train_set.augment = make_augment(config.modality, config.augment, train_set.window_us)
+    return train_set
+
+
+def _starting_model_and_state(
+    config: TrainConfig,
+    train_set: DetectionSamples,
+    history_windows: int,
+    init: str | Path | None,
+    init_checkpoint: dict[str, Any] | None,
+    init_model: RetinaNet | None,
+    saved: dict[str, Any] | None,
+    last_path: Path,
+) -> tuple[RetinaNet, dict[str, Any]]:
+    """The model to train and the loop state (epoch, step, best score, history, seconds, layers new to an
+    ``--init`` model): a resumed run's, else ``--init``'s weights carried into the recipe's architecture,
+    else fresh weights."""
     model_config = config_for(
         config.modality,
         config.size,
@@ -403,10 +459,17 @@ def train_detector(
         "seconds": 0.0,
         "new_layers": list(new_layers(init_model.config, model_config)) if init_model is not None else [],
     }
-    last_path = last_state_path(out)
     if saved is not None:
         model = model_from_checkpoint(saved["checkpoint"], last_path)
         state = {"new_layers": [], **saved["state"]}
+    return model, state
+
+
+def _optimizer(
+    model: RetinaNet, config: TrainConfig, state: dict[str, Any], saved: dict[str, Any] | None
+) -> torch.optim.AdamW:
+    """AdamW over the parameter groups (layers new to an ``--init`` model at ``new_layer_lr``), with a
+    resumed run's moments."""
     optimizer = torch.optim.AdamW(
         parameter_groups(
             model, config.weight_decay, tuple(state["new_layers"]), config.new_layer_lr / config.lr
@@ -415,87 +478,115 @@ def train_detector(
     )
     if saved is not None:
         optimizer.load_state_dict(saved["optimizer"])
-    model_config = model.config  # a resumed model keeps the anchors it was started with
-    model.to(device)
-    crop = config.augment.crop_size
+    return optimizer
+
+
+def _training_anchors(model_config: RetinaNetConfig, crop: tuple[int, int] | None) -> torch.Tensor:
+    """Anchors of the training inputs (the crop, else the padded sensor); a resumed model keeps the anchors
+    it was started with."""
     if crop is not None and (crop[0] % MAX_STRIDE or crop[1] % MAX_STRIDE):
         raise UserFacingError(f"crop size {crop} must be multiples of {MAX_STRIDE}")
-    anchors = make_anchors(model_config, crop).to(device)
+    return make_anchors(model_config, crop)
+
+
+def _train_one_epoch(
+    model: RetinaNet,
+    optimizer: torch.optim.Optimizer,
+    anchors: torch.Tensor,
+    train_set: DetectionSamples,
+    config: TrainConfig,
+    state: dict[str, Any],
+    epoch: int,
+    device: str,
+    progress: bool,
+) -> dict[str, Any]:
+    """One pass over ``train_set`` in the epoch's seeded order; advances ``state["step"]`` and
+    ``state["seconds"]``. Returns the history entry ``{epoch, loss (running mean), seconds}``."""
+    from tqdm import tqdm
+
+    started = time.monotonic()
+    train_set.epoch = epoch
+    generator = torch.Generator().manual_seed(config.seed * 1000 + epoch)
+    order = torch.randperm(len(train_set), generator=generator)
+    model.train()
     loss_config = LossConfig(box_loss=config.box_loss)
     steps_per_epoch = math.ceil(len(train_set) / config.batch_size)
     total_steps = steps_per_epoch * config.epochs
-    train_set.preload(progress)
-    record: dict[str, Any] = {}
-    for epoch in range(state["epoch"], config.epochs):
-        started = time.monotonic()
-        train_set.epoch = epoch
-        order = torch.randperm(
-            len(train_set), generator=torch.Generator().manual_seed(config.seed * 1000 + epoch)
+    bar = tqdm(range(steps_per_epoch), desc=f"epoch {epoch + 1}/{config.epochs}", disable=not progress)
+    running = 0.0
+    for batch_index in bar:
+        indices = order[batch_index * config.batch_size : (batch_index + 1) * config.batch_size]
+        inputs, targets = collate_samples([train_set[int(i)] for i in indices])
+        targets = [{k: v.to(device) for k, v in t.items()} for t in targets]
+        for group in optimizer.param_groups:
+            group["lr"] = learning_rate(state["step"], total_steps, config) * group.get("lr_scale", 1.0)
+        losses = _optimisation_step(model, optimizer, anchors, inputs.to(device), targets, loss_config)
+        state["step"] += 1
+        loss_value = float(losses["total"].detach())
+        running = 0.9 * running + 0.1 * loss_value if batch_index else loss_value
+        bar.set_postfix(
+            loss=f"{running:.3f}",
+            cls=f"{float(losses['cls'].detach()):.3f}",
+            box=f"{float(losses['box'].detach()):.3f}",
         )
-        model.train()
-        bar = tqdm(range(steps_per_epoch), desc=f"epoch {epoch + 1}/{config.epochs}", disable=not progress)
-        running = 0.0
-        for batch_index in bar:
-            indices = order[batch_index * config.batch_size : (batch_index + 1) * config.batch_size]
-            inputs, targets = collate_samples([train_set[int(i)] for i in indices])
-            targets = [{k: v.to(device) for k, v in t.items()} for t in targets]
-            for group in optimizer.param_groups:
-                group["lr"] = learning_rate(state["step"], total_steps, config) * group.get("lr_scale", 1.0)
-            cls_logits, box_deltas = model(inputs.to(device))
-            losses = detection_loss(cls_logits, box_deltas, anchors, targets, loss_config)
-            optimizer.zero_grad(set_to_none=True)
-            losses["total"].backward()
-            torch.nn.utils.clip_grad_norm_(model.parameters(), 10.0)
-            optimizer.step()
-            state["step"] += 1
-            loss_value = float(losses["total"].detach())
-            running = 0.9 * running + 0.1 * loss_value if batch_index else loss_value
-            bar.set_postfix(
-                loss=f"{running:.3f}",
-                cls=f"{float(losses['cls'].detach()):.3f}",
-                box=f"{float(losses['box'].detach()):.3f}",
-            )
-        bar.close()
-        state["seconds"] += time.monotonic() - started
-        entry = {"epoch": epoch + 1, "loss": round(running, 4), "seconds": round(state["seconds"], 1)}
-        if val_dirs:
-            entry["val_map50"] = _validate(model, model_config, config, train_set, val_dirs, progress)
-        state["history"].append(entry)
-        state["epoch"] = epoch + 1
-        score = entry.get("val_map50", float(epoch))
-        record = {
+    bar.close()
+    state["seconds"] += time.monotonic() - started
+    return {"epoch": epoch + 1, "loss": round(running, 4), "seconds": round(state["seconds"], 1)}
+
+
+def _optimisation_step(
+    model: RetinaNet,
+    optimizer: torch.optim.Optimizer,
+    anchors: torch.Tensor,
+    inputs: torch.Tensor,
+    targets: list[Target],
+    loss_config: LossConfig,
+) -> dict[str, torch.Tensor]:
+    """Loss of one batch, its gradient (norm clipped to 10) and an optimiser step; returns the losses."""
+    cls_logits, box_deltas = model(inputs)
+    losses = detection_loss(cls_logits, box_deltas, anchors, targets, loss_config)
+    optimizer.zero_grad(set_to_none=True)
+    losses["total"].backward()
+    torch.nn.utils.clip_grad_norm_(model.parameters(), 10.0)
+    optimizer.step()
+    return losses
+
+
+def _save_epoch(
+    out: str | Path,
+    last_path: Path,
+    model: RetinaNet,
+    optimizer: torch.optim.Optimizer,
+    train_set: DetectionSamples,
+    config: TrainConfig,
+    state: dict[str, Any],
+    record: dict[str, Any],
+    score: float,
+) -> None:
+    """Write ``out`` when ``score`` (validation mAP@0.5, else the epoch index) is at least the best so far,
+    and always the resumable state at ``last_path``."""
+    checkpoint = checkpoint_dict(
+        model,
+        config.modality,
+        CLASS_NAMES,
+        train_set.window_us,
+        config.event_scale,
+        train_set.sensor_size,
+        train=record,
+        history_windows=train_set.history_windows,
+    )
+    if score >= state["best_map50"]:
+        state["best_map50"] = score
+        save_checkpoint(out, {**checkpoint, "train": {**record, "selected_epoch": state["epoch"]}})
+    save_checkpoint(
+        last_path,
+        {
+            "checkpoint": checkpoint,
+            "optimizer": optimizer.state_dict(),
+            "state": state,
             "recipe": _recipe(config),
-            "data": [str(p) for p in roots],
-            "val": [str(p) for p in val_dirs],
-            "epochs": state["epoch"],
-            "history": state["history"],
-            "seconds": round(state["seconds"], 1),
-            "device": str(device),
-        }
-        checkpoint = checkpoint_dict(
-            model,
-            config.modality,
-            CLASS_NAMES,
-            train_set.window_us,
-            config.event_scale,
-            train_set.sensor_size,
-            train=record,
-            history_windows=history_windows,
-        )
-        if score >= state["best_map50"]:
-            state["best_map50"] = score
-            save_checkpoint(out, {**checkpoint, "train": {**record, "selected_epoch": epoch + 1}})
-        save_checkpoint(
-            last_path,
-            {
-                "checkpoint": checkpoint,
-                "optimizer": optimizer.state_dict(),
-                "state": state,
-                "recipe": _recipe(config),
-            },
-        )
-        log(" ".join(f"{k}={v}" for k, v in entry.items()))
-    return record
+        },
+    )
 
 
 def _read_resume_state(last_path: Path, config: TrainConfig) -> dict[str, Any]:
