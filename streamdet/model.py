@@ -66,7 +66,7 @@ NMS_THRESH = 0.4
 """IoU above which class-wise NMS suppresses a lower-scored box (the default decoding)."""
 VOTE_IOU: float | None = 0.5
 """Box voting IoU of the default decoding (:func:`select_detections`); ``None`` turns voting off. The
-three were chosen on validation for both shipped modalities (``bench/decode_sweep.py``;
+three were chosen on validation for both shipped modalities (``experiments/decode_sweep.py``;
 docs/model-card.md, "Decoding: NMS 0.4 and box voting")."""
 
 
