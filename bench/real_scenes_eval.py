@@ -1,0 +1,142 @@
+"""Figures and pictures of docs/real-scenes.md: per-source tables from ``streamdet eval`` JSON, and boxes
+drawn over the input of one test image.
+
+``table``: each JSON is what ``streamdet eval --model M --data S1 --data S2 ... --json OUT`` writes (one
+entry per split under ``splits``); prints one markdown row per model and source with mAP@0.5,
+mAP@[.5:.95] and AP@0.5 per class, then the plain mean over the sources.
+
+    python bench/real_scenes_eval.py table out/before/events-default.json out/after/events.json
+
+``draw``: runs a detector on image ``--index`` of a split and writes a PNG: the model's newest input
+window (the first channels, window ``k = 0`` of ``streamdet.samples``: events ON minus OFF,
+grey = none; intensity: the spike rate), ground truth in green
+(ignore regions dashed), detections with score >= ``--min-score`` in red with class and score.
+
+    python bench/real_scenes_eval.py draw --model events-default --data data/real/coco128/test \\
+        --index 4 --out docs/real-scenes/coco128-events-default.png
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+from pathlib import Path
+
+
+def split_rows(path: Path) -> list[tuple[str, str, dict]]:
+    """``(model, source, metrics)`` of every split in one ``streamdet eval`` JSON; the source is the
+    split directory's parent folder name (``data/real/<source>/test``)."""
+    summary = json.loads(path.read_text(encoding="utf-8"))
+    entries = summary.get("splits", [summary])
+    return [(str(summary["model"]), Path(entry["data"]).parent.name, entry) for entry in entries]
+
+
+def markdown_table(paths: list[Path], classes: tuple[str, ...]) -> str:
+    """One row per (model, source) and one mean row per model, mAP figures to three decimals; a class
+    the source does not hold is left blank."""
+    header = "| model | source | images | mAP@0.5 | mAP@[.5:.95] | " + " | ".join(
+        f"AP@0.5 {name}" for name in classes
+    )
+    lines = [header + " |", "|" + "---|" * (5 + len(classes))]
+    for path in paths:
+        rows = split_rows(path)
+        for model, source, metrics in rows:
+            per_class = [
+                f"{metrics['ap50_per_class'][name]:.3f}" if name in metrics["ap50_per_class"] else ""
+                for name in classes
+            ]
+            lines.append(
+                f"| {model} | {source} | {metrics['images']} | {metrics['map50']:.3f} | "
+                f"{metrics['map']:.3f} | " + " | ".join(per_class) + " |"
+            )
+        mean50 = sum(m["map50"] for _, _, m in rows) / len(rows)
+        mean = sum(m["map"] for _, _, m in rows) / len(rows)
+        lines.append(
+            f"| {rows[0][0]} | **mean of {len(rows)}** | | {mean50:.3f} | {mean:.3f} |" + " |" * len(classes)
+        )
+    return "\n".join(lines)
+
+
+def draw(model: str, split_dir: Path, index: int, out: Path, min_score: float) -> None:
+    """Write a PNG of image ``index`` of ``split_dir``: the model's newest input window with ground truth
+    (green) and detections (red) drawn over it."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+    import numpy as np
+    import torch
+
+    from streamdet.dataset import DatasetSplit
+    from streamdet.model import load_detector
+    from streamdet.samples import DetectionSamples
+
+    bundle = load_detector(model)
+    samples = DetectionSamples(
+        [split_dir],
+        bundle.modality,
+        bundle.event_scale,
+        window_us=bundle.window_us,
+        history_windows=bundle.history_windows,
+    )
+    inputs, _ = samples[index]
+    record = samples.image(index)
+    with torch.no_grad():
+        rows = bundle.detect(inputs[None])[0].cpu().numpy()
+    picture = inputs.numpy()
+    newest = picture[:2] if bundle.modality == "events" else picture[:1]  # window k = 0 comes first
+    frame = newest[0] - newest[1] if bundle.modality == "events" else newest[0]
+    split = DatasetSplit(split_dir, cache_events=False)
+    truths = [a for a in split.coco["annotations"] if a["image_id"] == record["id"]]
+    figure, axes = plt.subplots(figsize=(6.92, 5.2), dpi=100)
+    limit = float(np.abs(frame).max()) or 1.0
+    if bundle.modality == "events":
+        axes.imshow(frame, cmap="gray", vmin=-limit, vmax=limit)
+    else:
+        axes.imshow(frame, cmap="gray", vmin=0.0, vmax=limit)
+    for truth in truths:
+        x, y, w, h = truth["bbox"]
+        style = "--" if truth.get("ignore", 0) else "-"
+        axes.add_patch(plt.Rectangle((x, y), w, h, fill=False, color="lime", linestyle=style, linewidth=1.2))
+    names = bundle.class_names
+    for x1, y1, x2, y2, score, label in rows:
+        if score < min_score:
+            continue
+        axes.add_patch(plt.Rectangle((x1, y1), x2 - x1, y2 - y1, fill=False, color="red", linewidth=1.2))
+        axes.text(x1, y1 - 1, f"{names[int(label)]} {score:.2f}", color="red", fontsize=7, va="bottom")
+    axes.set_title(
+        f"{model} on {split_dir} image {record['id']} ({record['sequence']}, t={record['t_us']} us)",
+        fontsize=7,
+    )
+    axes.set_axis_off()
+    out.parent.mkdir(parents=True, exist_ok=True)
+    figure.savefig(out, bbox_inches="tight")
+    plt.close(figure)
+    print(
+        f"{out}: {len(truths)} ground-truth boxes, "
+        f"{int((rows[:, 4] >= min_score).sum())} detections >= {min_score}"
+    )
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    commands = parser.add_subparsers(dest="command", required=True)
+    table = commands.add_parser("table", help="markdown table of streamdet eval JSON files")
+    table.add_argument("json", nargs="+", type=Path)
+    table.add_argument("--classes", default="boat,buoy,car,pedestrian")
+    picture = commands.add_parser("draw", help="boxes over one image's input")
+    picture.add_argument("--model", required=True)
+    picture.add_argument("--data", required=True, type=Path, help="split directory")
+    picture.add_argument("--index", type=int, default=0, help="image index in the split's order")
+    picture.add_argument("--min-score", type=float, default=0.3)
+    picture.add_argument("--out", required=True, type=Path)
+    args = parser.parse_args(argv)
+    if args.command == "table":
+        print(markdown_table(args.json, tuple(args.classes.split(","))))
+    else:
+        draw(args.model, args.data, args.index, args.out, args.min_score)
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
