@@ -23,6 +23,7 @@ from __future__ import annotations
 import multiprocessing
 import tempfile
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
@@ -205,22 +206,61 @@ def run_detector_process(
         node.close()
 
 
+@dataclass(frozen=True)
+class LivePlan:
+    """What the demo runs: the network chosen (:func:`streamdet.live.load_live_model`) and its steps.
+
+    Attributes:
+        model: the model as chosen (a name or path; ``auto`` resolved).
+        snn: the converted network.
+        rates: steps per second alone of every network loaded (None: not timed).
+        dt_us: step duration, microseconds.
+        window_steps: ``W``, steps averaged per decode.
+        publish_every: ``P``, decode every ``P`` steps.
+    """
+
+    model: str
+    snn: Any
+    rates: dict[str, float | None]
+    dt_us: int
+    window_steps: int
+    publish_every: int
+
+    @property
+    def measured(self) -> float | None:
+        """Steps per second of the chosen network alone, or None when nothing was timed."""
+        return self.rates[self.model]
+
+
 def run_demo(config: DemoConfig) -> dict[str, Any]:
     """Run the demo for ``config.seconds`` of scene time; returns the summary (see ``streamdet demo``)."""
     import torch
 
-    from streamdet import bus
-    from streamdet.detector import DetectorConfig, check_device, default_publish_every, resolve_window_steps
-    from streamdet.drivers.synthetic import SyntheticDriveConfig, drive_synthetic
-    from streamdet.scenes import PRESET_CLASSES
-    from streamdet.snn import save_snn
-    from streamdet.viewer import FrameComposer, VideoOutput, ViewerConfig, has_display
+    from streamdet.detector import check_device
+    from streamdet.viewer import has_display
 
     check_device(config.device)
     torch.set_num_threads(config.threads)
     if not config.seconds > 0:
         raise UserFacingError(f"--seconds must be positive, got {config.seconds}")
     say = (lambda line: None) if config.quiet else (lambda line: print(line, flush=True))
+    plan = plan_network_and_steps(config, say)
+    out_dir = Path(config.out_dir)
+    out_dir.mkdir(parents=True, exist_ok=True)
+    window = not config.headless and has_display()
+    with tempfile.TemporaryDirectory(prefix="streamdet-demo-") as run_dir:
+        view, node_stats, started = _run_processes(config, plan, run_dir, out_dir, window, say)
+    png = view.write_best_frame(out_dir / "demo.png")
+    final = view.score.metrics()
+    elapsed = time.monotonic() - started
+    return _summary(config, plan, view, node_stats, final, elapsed, out_dir, png)
+
+
+def plan_network_and_steps(config: DemoConfig, say: Callable[[str], None]) -> LivePlan:
+    """Load (and for ``auto`` choose) the network, then its step: ``config.dt_us``, else the finest step
+    this CPU keeps up with (:func:`streamdet.live.live_step_us`), said with the measured rate."""
+    from streamdet.detector import default_publish_every, resolve_window_steps
+
     measure = config.dt_us is None and config.device == "cpu"
     model, snn, rates = load_live_model(config.model, measure, say, who="demo")
     if snn.modality != "events":
@@ -234,200 +274,318 @@ def run_demo(config: DemoConfig) -> dict[str, Any]:
             f"demo: the network steps {measured:.0f} times a second alone on this CPU: steps of "
             f"{dt_us / 1000:g} ms, {window_steps} per output window (--dt-us to choose)"
         )
-    detector_config = DetectorConfig(
-        dt_us=dt_us,
-        window_steps=window_steps,
-        publish_every=publish_every,
+    return LivePlan(model, snn, rates, dt_us, window_steps, publish_every)
+
+
+def _detector_config(config: DemoConfig, plan: LivePlan):
+    """The detector node's ``DetectorConfig`` of the plan."""
+    from streamdet.detector import DetectorConfig
+
+    return DetectorConfig(
+        dt_us=plan.dt_us,
+        window_steps=plan.window_steps,
+        publish_every=plan.publish_every,
         device=config.device,
         membrane_bounds=config.membrane_bounds,
     )
-    out_dir = Path(config.out_dir)
-    out_dir.mkdir(parents=True, exist_ok=True)
-    window = not config.headless and has_display()
-    with tempfile.TemporaryDirectory(prefix="streamdet-demo-") as run_dir:
-        # The child loads the network converted here instead of converting it a second time.
-        snn_path = Path(run_dir) / "detector.snn.pt"
-        save_snn(snn, snn_path)
-        events_endpoint = f"ipc://{run_dir}/events"
-        detections_endpoint = f"ipc://{run_dir}/detections"
-        # Boxes (truth, detections: a few messages per window) and events (100 packets/s, only drawn) have
-        # separate queues, so that a busy drawing loop may miss event packets but never a box.
-        subscriber = bus.Subscriber([events_endpoint, detections_endpoint], topics=("truth/", "detections/"))
-        frames_subscriber = bus.Subscriber([events_endpoint], topics=("events/",))
-        drive_config = SyntheticDriveConfig(
-            preset=config.preset,
-            endpoint=events_endpoint,
-            stream=DEMO_STREAM,
-            sensor_size=snn.sensor_size,
-            seed=config.seed,
-            render_fps=config.render_fps,
-            truth_every_us=dt_us * publish_every,
-            seconds=config.seconds,
-            speed=config.speed,
-            wait_subscribers=3,
-            wait_timeout_s=60.0,
-        )
-        # Three processes: the driver renders the scene in numpy with Python loops and the detector runs the
-        # network; each in its own process, neither waits for the other's interpreter lock nor for the
-        # drawing and scoring here.
-        spawn = multiprocessing.get_context("spawn")
-        stop = spawn.Event()
-        reports = spawn.Queue()
-        detector = spawn.Process(
+
+
+def _drive_config(config: DemoConfig, plan: LivePlan, events_endpoint: str):
+    """The scene driver's ``SyntheticDriveConfig``: truth at every publish time of the detector; it waits
+    for its three subscribers (detector, boxes and frames here)."""
+    from streamdet.drivers.synthetic import SyntheticDriveConfig
+
+    return SyntheticDriveConfig(
+        preset=config.preset,
+        endpoint=events_endpoint,
+        stream=DEMO_STREAM,
+        sensor_size=plan.snn.sensor_size,
+        seed=config.seed,
+        render_fps=config.render_fps,
+        truth_every_us=plan.dt_us * plan.publish_every,
+        seconds=config.seconds,
+        speed=config.speed,
+        wait_subscribers=3,
+        wait_timeout_s=60.0,
+    )
+
+
+def _run_processes(
+    config: DemoConfig, plan: LivePlan, run_dir: str, out_dir: Path, window: bool, say: Callable[[str], None]
+) -> tuple[DemoView, dict[str, Any], float]:
+    """Start the detector and driver processes, show and score their messages until the detections end
+    (or a process fails), and stop everything. Returns the view, the detector's last statistics and the
+    monotonic time the run started."""
+    from streamdet import bus
+    from streamdet.drivers.synthetic import drive_synthetic
+    from streamdet.snn import save_snn
+
+    # The child loads the network converted here instead of converting it a second time.
+    snn_path = Path(run_dir) / "detector.snn.pt"
+    save_snn(plan.snn, snn_path)
+    events_endpoint = f"ipc://{run_dir}/events"
+    detections_endpoint = f"ipc://{run_dir}/detections"
+    # Boxes (truth, detections: a few messages per window) and events (100 packets/s, only drawn) have
+    # separate queues, so that a busy drawing loop may miss event packets but never a box.
+    subscriber = bus.Subscriber([events_endpoint, detections_endpoint], topics=("truth/", "detections/"))
+    frames_subscriber = bus.Subscriber([events_endpoint], topics=("events/",))
+    drive_config = _drive_config(config, plan, events_endpoint)
+    # Three processes: the driver renders the scene in numpy with Python loops and the detector runs the
+    # network; each in its own process, neither waits for the other's interpreter lock nor for the
+    # drawing and scoring here.
+    spawn = multiprocessing.get_context("spawn")
+    detector = DetectorProcess(
+        spawn, snn_path, _detector_config(config, plan), events_endpoint, detections_endpoint, config.threads
+    )
+    driver = spawn.Process(target=drive_synthetic, args=(drive_config,), daemon=True, name="driver")
+    view = DemoView(config, plan, out_dir, window)
+    started = time.monotonic()
+    try:
+        detector.start()
+        driver.start()
+        _show_until_the_detections_end(view, subscriber, frames_subscriber, detector, driver, started, say)
+    finally:
+        detector.stop(driver)
+        view.close()
+        subscriber.close()
+        frames_subscriber.close()
+    return view, detector.stats, started
+
+
+def _show_until_the_detections_end(
+    view: DemoView,
+    subscriber: Any,
+    frames_subscriber: Any,
+    detector: DetectorProcess,
+    driver: Any,
+    started: float,
+    say: Callable[[str], None],
+) -> None:
+    """The main loop: draw event packets, take truth and detections, say a live line every second and
+    rescore every :data:`SCORE_EVERY_S`, until the detections' end of stream or the detector's exit."""
+    next_line = started + 1.0
+    next_score = started + SCORE_EVERY_S
+    while True:
+        view.draw_event_packets(frames_subscriber)
+        message = subscriber.receive(timeout_ms=50)
+        now = time.monotonic()
+        if now >= next_line:
+            detector.read_reports()
+            if now >= next_score:
+                view.current = view.score.metrics()
+                next_score = now + SCORE_EVERY_S
+            next_line = now + 1.0
+            if view.windows:
+                say(view.live_line(detector.stats))
+        if message is None:
+            if detector.ended(driver):
+                break
+            continue
+        if message.kind == "eos":
+            if message.topic.startswith("detections/"):
+                break
+            continue
+        view.take(message)
+
+
+class DetectorProcess:
+    """The demo's detector child process (:func:`run_detector_process`, spawned) and the statistics it
+    reports over a queue."""
+
+    def __init__(
+        self,
+        spawn: Any,
+        snn_path: Path,
+        detector_config: Any,
+        events_endpoint: str,
+        detections_endpoint: str,
+        threads: int,
+    ) -> None:
+        self.stop_event = spawn.Event()
+        self.reports = spawn.Queue()
+        self.process = spawn.Process(
             target=run_detector_process,
             args=(
                 str(snn_path),
                 detector_config,
                 events_endpoint,
                 detections_endpoint,
-                config.threads,
-                stop,
-                reports,
+                threads,
+                self.stop_event,
+                self.reports,
             ),
             daemon=True,
             name="detector",
         )
-        driver = spawn.Process(target=drive_synthetic, args=(drive_config,), daemon=True, name="driver")
-        node_stats = {"steps_per_s": 0.0, "simulated_steps": 0, "dropped_steps": 0, "published": 0}
+        self.stats: dict[str, Any] = {
+            "steps_per_s": 0.0,
+            "simulated_steps": 0,
+            "dropped_steps": 0,
+            "published": 0,
+        }
 
-        def read_reports(timeout_s: float = 0.0) -> str | None:
-            """Take the detector's reports; returns the last kind read (raises on its error)."""
-            import queue
+    def start(self) -> None:
+        """Start the process and wait (up to 120 s) until its node listens."""
+        self.process.start()
+        if self.read_reports(timeout_s=120.0) != "ready":
+            raise UserFacingError("the detector process did not start within 120 s")
 
-            kind = None
-            while True:
-                try:
-                    kind, value = reports.get(timeout=timeout_s) if timeout_s else reports.get_nowait()
-                except queue.Empty:
-                    return kind
-                timeout_s = 0.0
-                if kind == "error":
-                    raise UserFacingError(f"the detector process failed: {value}")
-                if kind == "stats":
-                    node_stats.update(value)
+    def read_reports(self, timeout_s: float = 0.0) -> str | None:
+        """Take the detector's reports; returns the last kind read (raises on its error)."""
+        import queue
 
-        viewer_config = ViewerConfig(endpoints=(), headless=not window, fps=config.fps)
-        composer = FrameComposer(viewer_config, snn.class_names)
-        video = VideoOutput(out_dir / "demo.mp4", config.fps)
-        score = RunningScore(snn.class_names)
-        scene_labels = [snn.class_names.index(name) for name in PRESET_CLASSES[config.preset]]
-        latencies: list[float] = []
-        boxes = windows = 0
-        best_frame: tuple[float, np.ndarray] | None = None
-        current = {"map50": 0.0, "images": 0}
-        started = time.monotonic()
-        next_line = started + 1.0
-        next_score = started + SCORE_EVERY_S
-        last_header: dict[str, Any] = {}
-        try:
-            detector.start()
-            if read_reports(timeout_s=120.0) != "ready":
-                raise UserFacingError("the detector process did not start within 120 s")
-            driver.start()
-            while True:
-                while (packet := frames_subscriber.receive(timeout_ms=0)) is not None:
-                    for _, image in composer.add(packet):
-                        video.write(image)
-                message = subscriber.receive(timeout_ms=50)
-                now = time.monotonic()
-                if now >= next_line:
-                    read_reports()
-                    if now >= next_score:
-                        current = score.metrics()
-                        next_score = now + SCORE_EVERY_S
-                    next_line = now + 1.0
-                    if windows:
-                        say(
-                            f"t = {last_header.get('t1_us', 0) / 1e6:5.1f} s  windows {windows:4d}  boxes "
-                            f"{boxes:5d}  latency p50 {_percentile(latencies, 50):6.1f} ms  mAP@0.5 "
-                            f"{current['map50']:.3f} ({current['images']} frames)  "
-                            f"{node_stats['steps_per_s']:5.1f} steps/s  dropped {node_stats['dropped_steps']}"
-                        )
-                if message is None:
-                    if driver.exitcode not in (None, 0):
-                        raise UserFacingError(f"the scene driver failed (exit code {driver.exitcode})")
-                    if not detector.is_alive():
-                        read_reports()
-                        if detector.exitcode not in (None, 0):
-                            raise UserFacingError(
-                                f"the detector process failed (exit code {detector.exitcode})"
-                            )
-                        break
-                    continue
-                if message.kind == "eos":
-                    if message.topic.startswith("detections/"):
-                        break
-                    continue
-                if message.kind == "truth":
-                    score.add_truth(message.t0_us, message.payload, message.sensor_size)
-                elif message.kind == "detections":
-                    message = replace(
-                        message, payload=message.payload[np.isin(message.payload[:, 5], scene_labels)]
-                    )
-                    windows += 1
-                    boxes += message.count
-                    latencies.append(float(message.extra.get("latency_ms", float("nan"))))
-                    score.add_detections(message.t1_us, message.payload)
-                    last_header = {"t1_us": message.t1_us}
-                composer.status_lines = [
-                    f"spiking RetinaNet  dt {dt_us / 1000:g} ms  window {window_steps} steps   "
-                    f"mAP@0.5 {current['map50']:.2f}"
-                ]
-                for _, image in composer.add(message):
-                    video.write(image)
-                    if message.kind == "detections":
-                        confident = int(np.count_nonzero(message.payload[:, 4] >= viewer_config.min_score))
-                        if best_frame is None or confident > best_frame[0]:
-                            best_frame = (confident, image)
-                    if window:
-                        import cv2
+        kind = None
+        while True:
+            try:
+                kind, value = self.reports.get(timeout=timeout_s) if timeout_s else self.reports.get_nowait()
+            except queue.Empty:
+                return kind
+            timeout_s = 0.0
+            if kind == "error":
+                raise UserFacingError(f"the detector process failed: {value}")
+            if kind == "stats":
+                self.stats.update(value)
 
-                        cv2.imshow("streamdet demo", image)
-                        if cv2.waitKey(1) & 0xFF == ord("q"):
-                            raise KeyboardInterrupt
-        finally:
-            stop.set()
-            detector.join(timeout=10.0)
-            for process in (detector, driver):
-                if process.is_alive():
-                    process.terminate()
-                process.join(timeout=5.0)
-            read_reports()
-            video.close()
-            subscriber.close()
-            frames_subscriber.close()
-            if window:
+    def ended(self, driver: Any) -> bool:
+        """Whether the detector has exited cleanly (raises when it or the driver ``driver`` failed)."""
+        if driver.exitcode not in (None, 0):
+            raise UserFacingError(f"the scene driver failed (exit code {driver.exitcode})")
+        if not self.process.is_alive():
+            self.read_reports()
+            if self.process.exitcode not in (None, 0):
+                raise UserFacingError(f"the detector process failed (exit code {self.process.exitcode})")
+            return True
+        return False
+
+    def stop(self, driver: Any) -> None:
+        """Ask the detector to stop (10 s), terminate it and the driver where still alive, and take its
+        last reports."""
+        self.stop_event.set()
+        self.process.join(timeout=10.0)
+        for process in (self.process, driver):
+            if process.is_alive():
+                process.terminate()
+            process.join(timeout=5.0)
+        self.read_reports()
+
+
+class DemoView:
+    """The main process's side: draws event packets and boxes (the scene's classes only) into the video
+    and the window, keeps the running score, the latencies and the frame with the most confident boxes."""
+
+    def __init__(self, config: DemoConfig, plan: LivePlan, out_dir: Path, window: bool) -> None:
+        from streamdet.scenes import PRESET_CLASSES
+        from streamdet.viewer import FrameComposer, VideoOutput, ViewerConfig
+
+        class_names = plan.snn.class_names
+        self.plan = plan
+        self.window = window
+        self.viewer_config = ViewerConfig(endpoints=(), headless=not window, fps=config.fps)
+        self.composer = FrameComposer(self.viewer_config, class_names)
+        self.video = VideoOutput(out_dir / "demo.mp4", config.fps)
+        self.score = RunningScore(class_names)
+        self.scene_labels = [class_names.index(name) for name in PRESET_CLASSES[config.preset]]
+        self.latencies: list[float] = []
+        self.boxes = self.windows = 0
+        self.best_frame: tuple[float, np.ndarray] | None = None
+        self.current: dict[str, Any] = {"map50": 0.0, "images": 0}
+        self.last_header: dict[str, Any] = {}
+
+    def draw_event_packets(self, frames_subscriber: Any) -> None:
+        """Draw every event packet waiting (none are waited for)."""
+        while (packet := frames_subscriber.receive(timeout_ms=0)) is not None:
+            for _, image in self.composer.add(packet):
+                self.video.write(image)
+
+    def live_line(self, node_stats: dict[str, Any]) -> str:
+        """The line said once a second."""
+        return (
+            f"t = {self.last_header.get('t1_us', 0) / 1e6:5.1f} s  windows {self.windows:4d}  boxes "
+            f"{self.boxes:5d}  latency p50 {_percentile(self.latencies, 50):6.1f} ms  mAP@0.5 "
+            f"{self.current['map50']:.3f} ({self.current['images']} frames)  "
+            f"{node_stats['steps_per_s']:5.1f} steps/s  dropped {node_stats['dropped_steps']}"
+        )
+
+    def take(self, message: Any) -> None:
+        """Score a truth or detections message and draw it (``q`` in the window stops the demo)."""
+        if message.kind == "truth":
+            self.score.add_truth(message.t0_us, message.payload, message.sensor_size)
+        elif message.kind == "detections":
+            kept = np.isin(message.payload[:, 5], self.scene_labels)
+            message = replace(message, payload=message.payload[kept])
+            self.windows += 1
+            self.boxes += message.count
+            self.latencies.append(float(message.extra.get("latency_ms", float("nan"))))
+            self.score.add_detections(message.t1_us, message.payload)
+            self.last_header = {"t1_us": message.t1_us}
+        self.composer.status_lines = [
+            f"spiking RetinaNet  dt {self.plan.dt_us / 1000:g} ms  window {self.plan.window_steps} steps   "
+            f"mAP@0.5 {self.current['map50']:.2f}"
+        ]
+        for _, image in self.composer.add(message):
+            self.video.write(image)
+            if message.kind == "detections":
+                confident = int(np.count_nonzero(message.payload[:, 4] >= self.viewer_config.min_score))
+                if self.best_frame is None or confident > self.best_frame[0]:
+                    self.best_frame = (confident, image)
+            if self.window:
                 import cv2
 
-                cv2.destroyAllWindows()
-    png = out_dir / "demo.png"
-    if best_frame is not None:
+                cv2.imshow("streamdet demo", image)
+                if cv2.waitKey(1) & 0xFF == ord("q"):
+                    raise KeyboardInterrupt
+
+    def close(self) -> None:
+        """Finish the video and close the window."""
+        self.video.close()
+        if self.window:
+            import cv2
+
+            cv2.destroyAllWindows()
+
+    def write_best_frame(self, png: Path) -> Path | None:
+        """Write the frame with the most confident boxes to ``png``; None when no detections came."""
+        if self.best_frame is None:
+            return None
         import cv2
 
-        cv2.imwrite(str(png), best_frame[1])
-    final = score.metrics()
-    elapsed = time.monotonic() - started
+        cv2.imwrite(str(png), self.best_frame[1])
+        return png
+
+
+def _summary(
+    config: DemoConfig,
+    plan: LivePlan,
+    view: DemoView,
+    node_stats: dict[str, Any],
+    final: dict[str, Any],
+    elapsed: float,
+    out_dir: Path,
+    png: Path | None,
+) -> dict[str, Any]:
+    """The summary ``streamdet demo --json`` prints."""
+    measured = plan.measured
     return {
-        "detections": boxes,
-        "windows": windows,
+        "detections": view.boxes,
+        "windows": view.windows,
         "map50": round(final["map50"], 4),
         "map": round(final["map"], 4),
         "ap50_per_class": {k: round(v, 4) for k, v in final["ap50_per_class"].items()},
         "scored_frames": final["images"],
-        "latency_ms_p50": round(_percentile(latencies, 50), 2),
-        "latency_ms_p99": round(_percentile(latencies, 99), 2),
+        "latency_ms_p50": round(_percentile(view.latencies, 50), 2),
+        "latency_ms_p99": round(_percentile(view.latencies, 99), 2),
         "steps_per_s": round(node_stats["steps_per_s"], 2),
         "simulated_steps": node_stats["simulated_steps"],
         "dropped": node_stats["dropped_steps"],
-        "dt_us": dt_us,
+        "dt_us": plan.dt_us,
         "measured_steps_per_s": None if measured is None else round(measured, 1),
-        "measured_models": {n: None if r is None else round(r, 1) for n, r in rates.items()},
-        "window_steps": window_steps,
-        "publish_every": publish_every,
-        "model": model,
+        "measured_models": {n: None if r is None else round(r, 1) for n, r in plan.rates.items()},
+        "window_steps": plan.window_steps,
+        "publish_every": plan.publish_every,
+        "model": plan.model,
         "seconds": config.seconds,
         "wall_s": round(elapsed, 2),
         "video": str(out_dir / "demo.mp4"),
-        "png": str(png) if best_frame is not None else None,
+        "png": str(png) if png is not None else None,
         "device": config.device,
     }
