@@ -45,7 +45,7 @@ def throughput(snn, packets: list, config, chunk_steps: int) -> dict:
     detector = StreamDetector(snn, replace(config, max_chunk_steps=chunk_steps, max_backlog_steps=10**9))
     detector.warm_up()
     for packet in packets:
-        detector.add_events("bench", packet.events, snn.sensor_size, packet.t0_us, packet.t1_us)
+        detector.add_events("bench", packet.events, snn.spec.sensor_size, packet.t0_us, packet.t1_us)
     detector.process()
     return {
         "chunk_steps": chunk_steps,
@@ -140,17 +140,17 @@ def main() -> None:
         torch.set_num_threads(args.threads)
 
     from streamdet.detector import DEFAULT_STEPS_PER_WINDOW, DetectorConfig
-    from streamdet.snn import load_snn
+    from streamdet.loading import load_snn
 
     snn = load_snn(args.model)
-    dt_us = args.dt_us or snn.window_us // DEFAULT_STEPS_PER_WINDOW
+    dt_us = args.dt_us or snn.spec.window_us // DEFAULT_STEPS_PER_WINDOW
     config = DetectorConfig(
         dt_us=dt_us, window_steps=args.window_steps, publish_every=args.publish_every, device=args.device
     )
-    packets = synthetic_packets(args.seconds, snn.sensor_size)
+    packets = synthetic_packets(args.seconds, snn.spec.sensor_size)
     results = {
         "model": args.model,
-        "sensor": list(snn.sensor_size),
+        "sensor": list(snn.spec.sensor_size),
         "dt_us": dt_us,
         "window_steps": args.window_steps,
         "publish_every": args.publish_every,
@@ -160,7 +160,7 @@ def main() -> None:
         "throughput": [throughput(snn, packets[:100], config, k) for k in (1, 4, 8)],
         "realtime_steps_per_s": round(1e6 / dt_us, 2),
     }
-    results["latency"] = latency(args, packets, snn.sensor_size)
+    results["latency"] = latency(args, packets, snn.spec.sensor_size)
     text = json.dumps(results, indent=2)
     print(text)
     if args.json:

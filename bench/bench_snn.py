@@ -89,7 +89,7 @@ def main() -> None:
     torch.set_num_threads(args.threads)
     bundle = load_detector(args.model)
     snn = convert_detector(bundle, None, ConversionConfig(normalisation="quant"), progress=False)
-    width, height = bundle.sensor_size
+    width, height = bundle.spec.sensor_size
     if args.input_size:
         width, height = (int(v) for v in args.input_size.lower().split("x"))
     generator = torch.Generator().manual_seed(0)

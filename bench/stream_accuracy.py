@@ -64,7 +64,7 @@ def ann_detections(bundle, split, image_ids: set[int]) -> dict[int, np.ndarray]:
     for image in split.images:
         if int(image["id"]) not in image_ids:
             continue
-        raw = split.input(image, "events", bundle.event_scale, bundle.history_windows)
+        raw = split.input(image, "events", bundle.spec.event_scale, bundle.spec.history_windows)
         rows = bundle.detect(torch.from_numpy(raw)[None])[0]
         detections[int(image["id"])] = rows.detach().cpu().numpy()
     return detections
@@ -106,11 +106,11 @@ def main(argv: list[str] | None = None) -> int:
 
     from streamdet.dataset import DatasetSplit
     from streamdet.evaluate import coco_from_dict, coco_metrics
+    from streamdet.loading import load_snn
     from streamdet.model import load_detector
-    from streamdet.snn import load_snn
 
     bundle = load_detector(args.model)
-    split = DatasetSplit(args.data, window_us=bundle.window_us)
+    split = DatasetSplit(args.data, window_us=bundle.spec.window_us)
     snn = load_snn(args.snn or args.model)
     rows = []
     for dt_us in args.dt_us:

@@ -56,21 +56,22 @@ def collect_candidates(bundle, split: str, score_thresh: float, topk: int, pertu
         rows = []
         for logits, deltas in zip(cls_logits, box_deltas, strict=True):
             found = detection_candidates(
-                logits, deltas, bundle.anchors, score_thresh, topk, bundle.sensor_size
+                logits, deltas, bundle.anchors, score_thresh, topk, bundle.spec.sensor_size
             )
             ordered.append(found)
-            rows.append(select_detections(*found, nms_thresh=bundle.nms_thresh, max_dets=bundle.max_dets))
+            rows.append(
+                select_detections(
+                    *found, nms_thresh=bundle.decoding.nms_thresh, max_dets=bundle.decoding.max_dets
+                )
+            )
         return rows
 
     result = evaluate_split(
         predict,
         split,
-        bundle.modality,
-        bundle.window_us,
-        bundle.event_scale,
+        bundle.spec,
         limit=limit,
         progress=False,
-        history_windows=bundle.history_windows,
         perturb=perturb,
         keep_detections=True,
     )
@@ -153,7 +154,7 @@ def main(argv: list[str] | None = None) -> int:
     for split, kind, level in tqdm(cases, desc="network", unit="split"):
         perturb = None
         if kind != "none":
-            perturb = make_perturbation(kind, level, bundle.window_us, bundle.modality)
+            perturb = make_perturbation(kind, level, bundle.spec.window_us, bundle.spec.modality)
         candidates, annotations = collect_candidates(
             bundle, split, min(args.score_thresh), max(args.topk), perturb, args.limit
         )

@@ -39,17 +39,19 @@ def main(argv: list[str] | None = None) -> int:
     from pycocotools.cocoeval import COCOeval
     from tqdm import tqdm
 
+    from streamdet.binning import events_to_counts
     from streamdet.dataset import DatasetSplit
     from streamdet.evaluate import coco_from_dict, coco_metrics, detections_to_coco
-    from streamdet.events import events_to_counts
     from streamdet.model import load_detector
 
     bundle = load_detector(args.model)
-    split = DatasetSplit(args.data, window_us=bundle.window_us)
+    split = DatasetSplit(args.data, window_us=bundle.spec.window_us)
     detections, density = {}, {}
     for image in tqdm(split.images, desc="detect", unit="img"):
         counts = events_to_counts(split.events(image), split.sensor_size)
-        model_input = split.input(image, bundle.modality, bundle.event_scale, bundle.history_windows)
+        model_input = split.input(
+            image, bundle.spec.modality, bundle.spec.event_scale, bundle.spec.history_windows
+        )
         detections[image["id"]] = bundle.detect(torch.from_numpy(model_input)[None])[0]
         per_pixel = counts.sum(0)
         for annotation in split._by_image[image["id"]]:

@@ -110,13 +110,7 @@ def main(argv: list[str] | None = None) -> int:
     from streamdet.samples import DetectionSamples
 
     bundle = load_detector(args.model)
-    samples = DetectionSamples(
-        [args.data],
-        bundle.modality,
-        bundle.event_scale,
-        window_us=bundle.window_us,
-        history_windows=bundle.history_windows,
-    )
+    samples = DetectionSamples.for_model([args.data], bundle.spec)
     with torch.no_grad():
         rows = object_rows(bundle, samples, args.score)
     result = {"model": args.model, "data": args.data, "score": args.score, "objects": len(rows)}

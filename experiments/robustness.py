@@ -156,19 +156,16 @@ def sweep(models: list[str], splits: list[str], perturbations: list[tuple[str, l
                     metrics = evaluate_split(
                         bundle.detect,
                         split,
-                        bundle.modality,
-                        bundle.window_us,
-                        bundle.event_scale,
+                        bundle.spec,
                         limit=limit,
                         progress=False,
-                        history_windows=bundle.history_windows,
                         perturb=None
                         if kind == "none"
-                        else make_perturbation(kind, level, bundle.window_us, bundle.modality),
+                        else make_perturbation(kind, level, bundle.spec.window_us, bundle.spec.modality),
                     )
                 row = {
                     "model": model,
-                    "modality": bundle.modality,
+                    "modality": bundle.spec.modality,
                     "data": split,
                     "perturbation": kind,
                     "level": level,

@@ -63,11 +63,11 @@ def detect_at_scales(
             cls_logits,
             box_deltas,
             anchors,
-            score_thresh=bundle.score_thresh,
-            nms_thresh=bundle.nms_thresh,
-            max_dets=bundle.max_dets,
+            score_thresh=bundle.decoding.score_thresh,
+            nms_thresh=bundle.decoding.nms_thresh,
+            max_dets=bundle.decoding.max_dets,
             image_size=(resized.shape[-1], resized.shape[-2]),
-            vote_iou=bundle.vote_iou,
+            vote_iou=bundle.decoding.vote_iou,
         )
         stretch = torch.tensor([resized.shape[-1] / width, resized.shape[-2] / height] * 2)
         for rows in detections:
@@ -78,7 +78,9 @@ def detect_at_scales(
     merged = []
     for image_rows in zip(*per_scale, strict=True):
         rows = torch.cat(image_rows)
-        keep = batched_nms(rows[:, :4], rows[:, 4], rows[:, 5].long(), bundle.nms_thresh)[: bundle.max_dets]
+        keep = batched_nms(rows[:, :4], rows[:, 4], rows[:, 5].long(), bundle.decoding.nms_thresh)[
+            : bundle.decoding.max_dets
+        ]
         merged.append(rows[keep])
     return merged
 
@@ -100,7 +102,9 @@ def sweep(models, scale_sets, splits, limit, mode):
                     "resize": mode,
                     "cost_vs_native": round(sum(scale * scale for scale in scales), 3),
                     "data": split,
-                    **score_split(predict, bundle, split, bundle.window_us, bundle.event_scale, limit),
+                    **score_split(
+                        predict, bundle, split, bundle.spec.window_us, bundle.spec.event_scale, limit
+                    ),
                 }
                 rows.append(row)
                 print(json.dumps(row), flush=True)

@@ -49,7 +49,7 @@ def pooled_predict(bundle, shifts: list[tuple[int, int]]):
 
     from streamdet.model import decode_detections, pad_input, select_detections
 
-    width, height = bundle.sensor_size
+    width, height = bundle.spec.sensor_size
 
     @torch.no_grad()
     def predict(inputs: Tensor) -> list[Tensor]:
@@ -65,7 +65,7 @@ def pooled_predict(bundle, shifts: list[tuple[int, int]]):
                 cls_logits,
                 box_deltas,
                 bundle.anchors,
-                score_thresh=bundle.score_thresh,
+                score_thresh=bundle.decoding.score_thresh,
                 nms_thresh=1.0,
                 topk=1000,
                 max_dets=1000,
@@ -84,9 +84,9 @@ def pooled_predict(bundle, shifts: list[tuple[int, int]]):
                     rows[:, :4],
                     rows[:, 4],
                     rows[:, 5].long(),
-                    bundle.nms_thresh,
-                    bundle.max_dets,
-                    bundle.vote_iou,
+                    bundle.decoding.nms_thresh,
+                    bundle.decoding.max_dets,
+                    bundle.decoding.vote_iou,
                 )
             )
         return pooled
@@ -107,11 +107,8 @@ def score(model: str, splits: list[str], shifts: list[tuple[int, int]], limit: i
             metrics = evaluate_split(
                 pooled_predict(bundle, setting),
                 split,
-                bundle.modality,
-                bundle.window_us,
-                bundle.event_scale,
+                bundle.spec,
                 limit=limit,
-                history_windows=bundle.history_windows,
             )
             rows.append(
                 {

@@ -82,14 +82,14 @@ def rows_of_report(path: Path) -> list[dict]:
     from streamdet.model import load_detector
 
     bundle = load_detector(report["model"])
-    window_ms = bundle.window_us / 1000
+    window_ms = bundle.spec.window_us / 1000
     keys = ("images", "map50", "map", "ap50_per_class")
     return [
         {
             "model": report["model"],
             "trained_window_ms": window_ms,
             "window_ms": window_ms,
-            "event_scale": bundle.event_scale,
+            "event_scale": bundle.spec.event_scale,
             "data": report["data"],
             **{key: report[key] for key in keys},
         }
@@ -106,12 +106,11 @@ def score_split(predict, bundle, split: str, window_us: int, event_scale: float,
         metrics = evaluate_split(
             predict,
             split,
-            bundle.modality,
+            bundle.spec.modality,
             window_us,
             event_scale,
             limit=limit,
             progress=False,
-            history_windows=bundle.history_windows,
         )
     return {
         "images": metrics["images"],
@@ -129,14 +128,18 @@ def sweep(models: list[str], windows: list[tuple[int, float] | None], splits: li
     rows = []
     for model in models:
         bundle = load_detector(model)
-        if bundle.modality != "events":
-            raise SystemExit(f"error: {model} takes {bundle.modality} input; only event windows are swept")
+        if bundle.spec.modality != "events":
+            raise SystemExit(
+                f"error: {model} takes {bundle.spec.modality} input; only event windows are swept"
+            )
         for window in windows:
-            window_us, scale = window if window is not None else (bundle.window_us, bundle.event_scale)
+            window_us, scale = (
+                window if window is not None else (bundle.spec.window_us, bundle.spec.event_scale)
+            )
             for split in splits:
                 row = {
                     "model": model,
-                    "trained_window_ms": bundle.window_us / 1000,
+                    "trained_window_ms": bundle.spec.window_us / 1000,
                     "window_ms": window_us / 1000,
                     "event_scale": scale,
                     "data": split,

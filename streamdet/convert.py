@@ -37,7 +37,7 @@ import copy
 import math
 import operator
 from collections.abc import Callable, Iterable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 import torch
@@ -45,6 +45,7 @@ import torch.nn.functional as F
 from torch import fx, nn
 
 from streamdet.errors import UserFacingError
+from streamdet.model import DetectorBundle
 from streamdet.neurons import IFParameters
 from streamdet.snn import ChannelAffine, IFNeurons, NormAdd, SpikingDetector
 
@@ -653,11 +654,14 @@ class ConvertedNetwork:
             Called as a plain module it computes the rate-limit (T -> infinity) of the SNN.
         sites: for each IF population (graph node name): the ANN node it replaces (name).
         config: the conversion settings used.
+        ranges: ``(low, high)`` float64 ``[C]`` of each site calibrated on data (ANN node name), which
+            with the ANN and ``config`` rebuild the same graph (``streamdet.loading.load_snn``).
     """
 
     graph_module: fx.GraphModule
     sites: dict[str, str]
     config: ConversionConfig
+    ranges: dict[str, tuple[torch.Tensor, torch.Tensor]] = field(default_factory=dict)
 
 
 def convert_network(
@@ -666,6 +670,7 @@ def convert_network(
     config: ConversionConfig,
     example_input: torch.Tensor | None = None,
     progress: bool = True,
+    ranges: dict[str, tuple[torch.Tensor, torch.Tensor]] | None = None,
 ) -> ConvertedNetwork:
     """Convert a trained ANN into an SNN graph (the pipeline in the module docstring).
 
@@ -677,6 +682,8 @@ def convert_network(
         config: conversion settings.
         example_input: one input batch used to find the shapes when no calibration data is given.
         progress: show calibration progress on stderr.
+        ranges: the calibrated ranges of an earlier conversion (:attr:`ConvertedNetwork.ranges`), used
+            instead of calibrating again.
     """
     model = model.eval()
     gm = trace_model(model)
@@ -692,7 +699,9 @@ def convert_network(
         for n in facts.sites()
         if not (facts.activations.get(n) == "quant" and config.normalisation in ("auto", "quant"))
     ]
-    ranges = {}
+    known_ranges = dict(ranges or {})
+    ranges = {name: known_ranges[name] for name in needs_data if name in known_ranges}
+    needs_data = [name for name in needs_data if name not in ranges]
     if needs_data:
         if first is None:
             unactivated = {n.name for n in facts.unactivated}
@@ -703,9 +712,11 @@ def convert_network(
                 else "needs calibration data (it is not a Quant-ReLU)"
             )
             raise ConversionError(needs_data[0], reason)
-        ranges = calibrate_percentiles(gm, needs_data, _chain(first, batches), config, progress)
+        ranges.update(calibrate_percentiles(gm, needs_data, _chain(first, batches), config, progress))
     encodings = site_encodings(gm, facts, ranges, config)
-    return _build_spiking_graph(gm, facts, encodings, config)
+    network = _build_spiking_graph(gm, facts, encodings, config)
+    network.ranges = ranges
+    return network
 
 
 def _chain(first: torch.Tensor, rest) -> Iterable[torch.Tensor]:
@@ -885,28 +896,30 @@ def _carries_encoding(facts: _GraphFacts, node: fx.Node) -> bool:
 
 
 def convert_detector(
-    bundle: Any,
+    bundle: DetectorBundle,
     calibration_inputs: Iterable[torch.Tensor] | None,
     config: ConversionConfig,
     progress: bool = True,
+    ranges: dict[str, tuple[torch.Tensor, torch.Tensor]] | None = None,
 ) -> SpikingDetector:
-    """Convert a loaded detector (``streamdet.model.DetectorBundle``) into a ``SpikingDetector``.
+    """Convert a loaded detector into a ``SpikingDetector`` with the bundle's contract and decoding.
 
     Args:
-        bundle: model, config, modality, class_names, window_us, event_scale, sensor_size, anchors.
+        bundle: the ANN detector (``streamdet.model.load_detector``).
         calibration_inputs: batches of padded ANN input windows ``[B, C, H, W]``, or None to use only the
             learned Quant-ReLU clips (``normalisation`` ``"quant"``).
         config: conversion settings.
         progress: show calibration progress on stderr.
+        ranges: calibrated ranges of an earlier conversion of the same ANN (:func:`convert_network`).
     """
     from dataclasses import asdict
 
     from streamdet.model import pad_input
 
-    width, height = bundle.sensor_size
+    width, height = bundle.spec.sensor_size
     example = pad_input(torch.zeros(1, bundle.config.in_channels, height, width))
     network = convert_network(
-        bundle.model, calibration_inputs, config, example_input=example, progress=progress
+        bundle.model, calibration_inputs, config, example_input=example, progress=progress, ranges=ranges
     )
     return SpikingDetector(
         graph_module=network.graph_module,
@@ -914,19 +927,13 @@ def convert_detector(
             threshold=1.0, reset=config.reset, initial_membrane=config.initial_membrane
         ).with_bounds(config.membrane_bounds),
         sites=network.sites,
-        modality=bundle.modality,
+        spec=bundle.spec,
+        decoding=bundle.decoding,
         class_names=tuple(bundle.class_names),
-        window_us=bundle.window_us,
-        event_scale=bundle.event_scale,
-        sensor_size=tuple(bundle.sensor_size),
-        anchors=bundle.anchors,
         model_config=bundle.config.to_dict(),
         conversion=asdict(network.config),
-        decoding={
-            "score_thresh": bundle.score_thresh,
-            "nms_thresh": bundle.nms_thresh,
-            "max_dets": bundle.max_dets,
-            "vote_iou": bundle.vote_iou,
+        source={
+            "state_dict": {name: value.detach().cpu() for name, value in bundle.model.state_dict().items()},
+            "ranges": {name: [low.cpu(), high.cpu()] for name, (low, high) in network.ranges.items()},
         },
-        history_windows=bundle.history_windows,
     )

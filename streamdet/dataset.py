@@ -36,9 +36,10 @@ import cv2
 import numpy as np
 
 from streamdet import CLASS_NAMES
+from streamdet.binning import events_to_input, spike_frames_to_input
 from streamdet.encoders import DVSParams, SpikeCameraParams, emulate_dvs, emulate_spike_camera
 from streamdet.errors import FileFormatError, UserFacingError
-from streamdet.events import DEFAULT_WINDOW_US, EVENT_DTYPE, events_to_input, spike_frames_to_input
+from streamdet.events import DEFAULT_WINDOW_US, EVENT_DTYPE
 from streamdet.scenes import PRESETS, Scene, SceneConfig, make_scene
 
 SPLITS: tuple[str, ...] = ("train", "val", "test")

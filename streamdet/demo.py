@@ -30,6 +30,7 @@ from typing import Any
 
 import numpy as np
 
+from streamdet.contract import EVALUATION_FILTER, BoxFilter, Geometry
 from streamdet.errors import UserFacingError
 from streamdet.live import live_step_us, load_live_model
 
@@ -68,6 +69,9 @@ class DemoConfig:
         render_fps: scene frames per second fed to the DVS emulator.
         fps: frame rate written into the video file.
         threads: torch CPU threads of the detector.
+        geometry: sensor -> network input (``DetectorConfig.geometry``).
+        box_filter: boxes published (``DetectorConfig.box_filter``; by default every decoded box, since
+            the demo scores them like ``streamdet eval``).
     """
 
     seconds: float = 20.0
@@ -86,6 +90,8 @@ class DemoConfig:
     render_fps: float = 100.0
     fps: float = 20.0
     threads: int = 1
+    geometry: Geometry = Geometry()
+    box_filter: BoxFilter = EVALUATION_FILTER
 
 
 class RunningScore:
@@ -181,7 +187,7 @@ def run_detector_process(
     import torch
 
     from streamdet.detector import DetectorNode
-    from streamdet.snn import load_snn
+    from streamdet.loading import load_snn
 
     try:
         torch.set_num_threads(threads)
@@ -263,11 +269,11 @@ def plan_network_and_steps(config: DemoConfig, say: Callable[[str], None]) -> Li
 
     measure = config.dt_us is None and config.device == "cpu"
     model, snn, rates = load_live_model(config.model, measure, say, who="demo")
-    if snn.modality != "events":
-        raise UserFacingError(f"the demo emulates a DVS; {model} takes {snn.modality} input")
+    if snn.spec.modality != "events":
+        raise UserFacingError(f"the demo emulates a DVS; {model} takes {snn.spec.modality} input")
     measured = rates[model]
-    dt_us = config.dt_us or live_step_us(snn.window_us, measured)
-    window_steps = resolve_window_steps(snn.window_us, dt_us, config.window_steps)
+    dt_us = config.dt_us or live_step_us(snn.spec.window_us, measured)
+    window_steps = resolve_window_steps(snn.spec.window_us, dt_us, config.window_steps)
     publish_every = config.publish_every or default_publish_every(dt_us)
     if measured is not None:
         say(
@@ -287,6 +293,8 @@ def _detector_config(config: DemoConfig, plan: LivePlan):
         publish_every=plan.publish_every,
         device=config.device,
         membrane_bounds=config.membrane_bounds,
+        geometry=config.geometry,
+        box_filter=config.box_filter,
     )
 
 
@@ -299,7 +307,7 @@ def _drive_config(config: DemoConfig, plan: LivePlan, events_endpoint: str):
         preset=config.preset,
         endpoint=events_endpoint,
         stream=DEMO_STREAM,
-        sensor_size=plan.snn.sensor_size,
+        sensor_size=plan.snn.spec.sensor_size,
         seed=config.seed,
         render_fps=config.render_fps,
         truth_every_us=plan.dt_us * plan.publish_every,
@@ -318,7 +326,7 @@ def _run_processes(
     monotonic time the run started."""
     from streamdet import bus
     from streamdet.drivers.synthetic import drive_synthetic
-    from streamdet.snn import save_snn
+    from streamdet.loading import save_snn
 
     # The child loads the network converted here instead of converting it a second time.
     snn_path = Path(run_dir) / "detector.snn.pt"

@@ -38,14 +38,27 @@ import sys
 import time
 from collections import deque
 from collections.abc import Callable, Iterable
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Any
 
 import numpy as np
 import torch
 
+from streamdet import wire
+from streamdet.binning import (
+    SensorMapping,
+    boxes_to_sensor,
+    events_to_step_counts,
+    filter_boxes,
+    frames_to_step_rates,
+    pool_rates,
+    sensor_mapping,
+    step_inputs,
+)
+from streamdet.contract import EVALUATION_FILTER, BoxFilter, Geometry
 from streamdet.errors import UserFacingError
 from streamdet.events import empty_events
+from streamdet.snn import SpikingDetector
 
 DEFAULT_STEPS_PER_WINDOW = 4
 """Steps per model window when ``dt_us`` is not given: ``dt_us = window_us / 4`` (12.5 ms for 50 ms)."""
@@ -77,6 +90,13 @@ class DetectorConfig:
             after each reset (``streamdet.neurons``), or None for unbounded membranes. The default
             ``(0, 1)`` keeps a long stream's past from piling up in the membranes (see
             ``docs/streaming.md``, "Membrane bounds").
+        geometry: how each stream's sensor is brought to the network input (``streamdet.contract``);
+            boxes are always given in the stream's own sensor pixels.
+        box_filter: what of each window's boxes is given out (the default keeps every decoded box that
+            lies inside the sensor with some area: what mAP is scored on; ``detect`` publishes with
+            a score threshold, ``docs/streaming.md``).
+        stream_classes: ``(stream, classes)`` pairs: the classes given out for that stream instead of
+            ``box_filter.classes`` (a harbour camera and a street camera on one detector).
     """
 
     dt_us: int = 12_500
@@ -86,6 +106,16 @@ class DetectorConfig:
     max_chunk_steps: int = 8
     device: str = "cpu"
     membrane_bounds: tuple[float, float] | None = (0.0, 1.0)
+    geometry: Geometry = Geometry()
+    box_filter: BoxFilter = EVALUATION_FILTER
+    stream_classes: tuple[tuple[str, tuple[str, ...]], ...] = ()
+
+    def filter_for(self, stream: str) -> BoxFilter:
+        """The :class:`BoxFilter` of ``stream`` (its own classes when ``stream_classes`` names it)."""
+        for name, classes in self.stream_classes:
+            if name == stream:
+                return replace(self.box_filter, classes=classes)
+        return self.box_filter
 
     def __post_init__(self) -> None:
         for name in ("dt_us", "window_steps", "publish_every", "max_backlog_steps", "max_chunk_steps"):
@@ -149,70 +179,24 @@ class Steps:
     received_s: float
 
 
-def events_to_step_counts(
-    events: np.ndarray, sensor_size: tuple[int, int], dt_us: int, first_step: int, steps: int
-) -> np.ndarray:
-    """Per-step OFF/ON event counts.
-
-    ``counts[k, c, y, x] = #{e : floor(e.t / dt_us) = first_step + k, e.p = c, e.x = x, e.y = y}``.
-
-    Args:
-        events: ``EVENT_DTYPE`` array; events outside the sensor or outside the ``steps`` steps are ignored.
-        sensor_size: ``(width, height)`` in pixels.
-        dt_us: step duration, microseconds.
-        first_step: index of the first step.
-        steps: ``K``, number of steps.
-
-    Returns:
-        float32 ``[K, 2, H, W]``.
-    """
-    width, height = sensor_size
-    step = events["t"] // dt_us - first_step
-    x = events["x"].astype(np.int64)
-    y = events["y"].astype(np.int64)
-    p = events["p"].astype(np.int64)
-    inside = (step >= 0) & (step < steps) & (x >= 0) & (x < width) & (y >= 0) & (y < height)
-    flat = ((step[inside] * 2 + p[inside]) * height + y[inside]) * width + x[inside]
-    counts = np.bincount(flat, minlength=steps * 2 * height * width)
-    return counts.reshape(steps, 2, height, width).astype(np.float32)
-
-
-def frames_to_step_rates(
-    frames: np.ndarray, frame_times_us: np.ndarray, dt_us: int, first_step: int, steps: int
-) -> np.ndarray:
-    """Per-step spike rates: ``rate[k, 0] = mean of the frames with floor(t / dt_us) = first_step + k``
-    (zeros for a step without frames).
-
-    Args:
-        frames: boolean spike frames ``[N, H, W]``.
-        frame_times_us: time stamp of each frame ``[N]``, microseconds, non-decreasing.
-        dt_us, first_step, steps: as in :func:`events_to_step_counts`.
-
-    Returns:
-        float32 ``[K, 1, H, W]``.
-    """
-    height, width = frames.shape[1:]
-    rates = np.zeros((steps, 1, height, width), dtype=np.float32)
-    step_of_frame = np.asarray(frame_times_us, dtype=np.int64) // dt_us - first_step
-    bounds = np.searchsorted(step_of_frame, np.arange(steps + 1), side="left")
-    for k in range(steps):
-        if bounds[k + 1] > bounds[k]:
-            rates[k, 0] = frames[bounds[k] : bounds[k + 1]].mean(axis=0, dtype=np.float32)
-    return rates
-
-
 class StepBinner:
     """Turns the packets of one stream into complete steps of ``dt_us``, carrying the events (or spike
     frames) of an incomplete step over to the next packet.
 
     A packet covering ``[t0_us, t1_us)`` completes every step that ends at or before ``t1_us``. The first
     packet fixes the first step (``floor(t0_us / dt_us)``). Data time-stamped before the first incomplete
-    step arrives too late to be binned; it is counted in ``late``.
+    step arrives too late to be binned; it is counted in ``late``. Complete steps come out at the network
+    input's size (``mapping``, ``streamdet.binning``).
     """
 
-    def __init__(self, modality: str, sensor_size: tuple[int, int], dt_us: int) -> None:
+    def __init__(
+        self, modality: str, sensor_size: tuple[int, int], dt_us: int, mapping: SensorMapping | None = None
+    ) -> None:
+        from streamdet.binning import identity_mapping
+
         self.modality = modality
         self.sensor_size = sensor_size
+        self.mapping = mapping or identity_mapping(sensor_size)
         self.dt_us = int(dt_us)
         self.next_step: int | None = None
         self.late = 0
@@ -237,7 +221,9 @@ class StepBinner:
         ready = pool["t"] < boundary
         self._pending_events = pool[~ready]
         steps, skipped = self._kept(first, complete_until, keep_last)
-        counts = events_to_step_counts(pool[ready], self.sensor_size, self.dt_us, first + skipped, steps)
+        counts = events_to_step_counts(
+            pool[ready], self.sensor_size, self.dt_us, first + skipped, steps, self.mapping
+        )
         return counts, first + skipped, skipped
 
     def push_frames(
@@ -263,7 +249,7 @@ class StepBinner:
         rates = frames_to_step_rates(
             pool_frames[:split], pool_times[:split], self.dt_us, first + skipped, steps
         )
-        return rates, first + skipped, skipped
+        return pool_rates(rates, self.mapping), first + skipped, skipped
 
     def _advance(self, t0_us: int, t1_us: int) -> tuple[int, int]:
         if self.next_step is None:
@@ -377,15 +363,48 @@ class WindowDetections:
     latency_ms: float
 
 
+MAX_LIVE_STREAMS = 16
+"""Streams a detector keeps state for (membranes, window, queue: megabytes each for the shipped models).
+A new stream beyond it takes the place of the streams idle for ``STREAM_IDLE_S``, or is refused
+(:class:`StreamLimitError`) while every one is live."""
+
+STREAM_IDLE_S = 5.0
+"""Wall time without a message after which a stream may be evicted for a new one, seconds."""
+
+BACKWARD_EPOCH_US = 200_000
+"""A packet ending more than this before its stream's current time (a restarted source replaying its
+time stamps from the start) starts a new epoch of the stream: its state starts afresh at once."""
+
+FORWARD_LIMIT_US = 60_000_000
+"""A packet ending more than this after its stream's current time is refused (:class:`TimeJumpError`):
+one stray time stamp must not complete years of steps. A second packet that continues the jumped
+time line (a source that resumed after a long pause) starts a new epoch at the new time."""
+
+
+class StreamLimitError(UserFacingError):
+    """A new stream while ``MAX_LIVE_STREAMS`` streams are live (none idle for ``STREAM_IDLE_S``)."""
+
+
+class TimeJumpError(UserFacingError):
+    """A packet far ahead of its stream's time (``FORWARD_LIMIT_US``), not (yet) a new epoch."""
+
+
 @dataclass
 class _StreamState:
+    name: str
     binner: StepBinner
     snn_state: Any
     window: SlidingWindow
     history: StepHistory
+    mapping: SensorMapping
     queue: deque = field(default_factory=deque)
     dropped_steps: int = 0
     simulated_steps: int = 0
+    last_seen_s: float = 0.0
+    epoch: int = 0
+    forward_candidate_us: int | None = None
+    """End of the last packet refused as a far forward jump: the next packet continuing it is a new
+    epoch."""
 
 
 class StreamDetector:
@@ -395,40 +414,114 @@ class StreamDetector:
     queued steps; it returns the windows decoded on the way. :meth:`end_stream` forgets a stream.
     """
 
-    def __init__(self, snn: Any, config: DetectorConfig) -> None:
-        from streamdet.model import padded_length
-
+    def __init__(self, snn: SpikingDetector, config: DetectorConfig) -> None:
         self.snn = snn.to(config.device)
         if config.membrane_bounds is not None:
             self.snn = self.snn.with_neuron(self.snn.neuron.with_bounds(config.membrane_bounds))
         self.config = config
+        self.spec = snn.spec
+        config.box_filter.check_classes(snn.class_names)
+        for stream, _ in config.stream_classes:
+            config.filter_for(stream).check_classes(snn.class_names)
         self.device = torch.device(config.device)
-        self.steps_per_window = config.steps_per_window(snn.window_us)
-        self.padded_size = (padded_length(snn.sensor_size[0]), padded_length(snn.sensor_size[1]))
+        self.steps_per_window = config.steps_per_window(self.spec.window_us)
         self.streams: dict[str, _StreamState] = {}
         self.dropped_steps = 0
         self.simulated_steps = 0
         self.busy_s = 0.0
         """Wall time spent simulating and decoding, seconds (``simulated_steps / busy_s`` = steps/s)."""
 
+    def mapping_for(self, sensor_size: tuple[int, int]) -> SensorMapping:
+        """How a stream of ``sensor_size`` reaches the network (UserFacingError, saying what to pass, when
+        the geometry cannot serve it)."""
+        return sensor_mapping(sensor_size, self.spec, self.config.geometry)
+
     def _stream(self, stream: str, modality: str, sensor_size: tuple[int, int]) -> _StreamState:
-        if modality != self.snn.modality:
+        if modality != self.spec.modality:
             raise UserFacingError(
-                f"stream {stream!r} carries {modality} but the model takes {self.snn.modality}"
+                f"stream {stream!r} carries {modality} but the model takes {self.spec.modality}"
             )
-        if tuple(sensor_size) != tuple(self.snn.sensor_size):
-            raise UserFacingError(
-                f"stream {stream!r} has sensor {sensor_size[0]}x{sensor_size[1]}, the model "
-                f"{self.snn.sensor_size[0]}x{self.snn.sensor_size[1]}"
-            )
-        if stream not in self.streams:
-            self.streams[stream] = _StreamState(
-                binner=StepBinner(modality, tuple(sensor_size), self.config.dt_us),
+        state = self.streams.get(stream)
+        if state is not None and tuple(state.binner.sensor_size) != tuple(sensor_size):
+            self.streams.pop(stream)
+            state = None
+        if state is None:
+            self._make_room_for(stream)
+            mapping = self.mapping_for(tuple(sensor_size))
+            state = self.streams[stream] = _StreamState(
+                name=stream,
+                binner=StepBinner(modality, tuple(sensor_size), self.config.dt_us, mapping),
                 snn_state=self.snn.initial_state(1, self.device),
                 window=SlidingWindow(self.config.window_steps),
-                history=StepHistory(self.steps_per_window, getattr(self.snn, "history_windows", 0)),
+                history=StepHistory(self.steps_per_window, self.spec.history_windows),
+                mapping=mapping,
+                epoch=self.epochs.pop(stream, 0),
             )
-        return self.streams[stream]
+        state.last_seen_s = time.monotonic()
+        return state
+
+    @property
+    def epochs(self) -> dict[str, int]:
+        """Epoch each ended or restarted stream starts at when it next sends (see ``start_epoch``)."""
+        return self.__dict__.setdefault("_epochs", {})
+
+    @property
+    def evicted(self) -> list[str]:
+        """Streams evicted so far to make room for new ones (idle for ``STREAM_IDLE_S``)."""
+        return self.__dict__.setdefault("_evicted", [])
+
+    def _make_room_for(self, stream: str) -> None:
+        """Evict every stream idle for ``STREAM_IDLE_S`` when ``MAX_LIVE_STREAMS`` are live;
+        ``StreamLimitError`` when none is idle."""
+        if len(self.streams) < MAX_LIVE_STREAMS:
+            return
+        now = time.monotonic()
+        idle = [name for name, state in self.streams.items() if now - state.last_seen_s > STREAM_IDLE_S]
+        if not idle:
+            raise StreamLimitError(
+                f"stream {stream!r} refused: {MAX_LIVE_STREAMS} streams are live, none idle for "
+                f"{STREAM_IDLE_S:g} s"
+            )
+        for name in idle:
+            self.streams.pop(name)
+            self.evicted.append(name)
+        del self.evicted[:-MAX_LIVE_STREAMS]
+
+    def check_span(self, stream: str, t0_us: int, t1_us: int) -> str | None:
+        """Where a packet ``[t0_us, t1_us)`` lies against ``stream``'s current time (the start of its
+        first incomplete step): None when it continues the stream (or the stream is new), ``"backwards"``
+        when it ends more than ``BACKWARD_EPOCH_US`` before it (a restarted source), ``"forwards"`` when
+        it continues a far jump ahead refused just before. ``TimeJumpError`` for a packet ending more
+        than ``FORWARD_LIMIT_US`` ahead (remembered: the next packet continuing it is ``"forwards"``)."""
+        state = self.streams.get(stream)
+        if state is None or state.binner.next_step is None:
+            return None
+        current_us = state.binner.next_step * self.config.dt_us
+        if t1_us < current_us - BACKWARD_EPOCH_US:
+            state.forward_candidate_us = None
+            return "backwards"
+        if t1_us <= current_us + FORWARD_LIMIT_US:
+            state.forward_candidate_us = None
+            return None
+        candidate = state.forward_candidate_us
+        if candidate is not None and candidate - BACKWARD_EPOCH_US <= t0_us <= candidate + FORWARD_LIMIT_US:
+            state.forward_candidate_us = None
+            return "forwards"
+        state.forward_candidate_us = t1_us
+        raise TimeJumpError(
+            f"time jumped more than {FORWARD_LIMIT_US // 1_000_000} s ahead of the stream (packet ending at "
+            "a far later time); refused, a next packet continuing it starts a new epoch"
+        )
+
+    def start_epoch(self, stream: str) -> int:
+        """Forget ``stream``'s state (as :meth:`end_stream`); its next packet starts epoch ``n + 1``,
+        returned."""
+        state = self.streams.pop(stream, None)
+        epoch = (state.epoch if state is not None else self.epochs.get(stream, 0)) + 1
+        self.epochs[stream] = epoch
+        if len(self.epochs) > 4 * MAX_LIVE_STREAMS:
+            del self.epochs[next(iter(self.epochs))]
+        return epoch
 
     def add_events(
         self,
@@ -497,29 +590,29 @@ class StreamDetector:
                 self._count_dropped(state, removed)
         return dropped_now
 
-    def warm_up(self) -> None:
+    def warm_up(self, input_size: tuple[int, int] | None = None) -> None:
         """Run one step of zeros and one decode on a throwaway state, so that lazy initialisation (kernel
         selection, the first NMS) does not count as latency of the first window."""
-        width, height = self.snn.sensor_size
+        width, height = input_size or self.spec.sensor_size
         zeros = np.zeros((1, self.snn.in_channels, height, width), dtype=np.float32)
         (cls_steps, box_steps), _ = self.snn.run(
             self.step_inputs(zeros), self.snn.initial_state(1, self.device)
         )
-        self.snn.decode(cls_steps[0], box_steps[0])
+        self.snn.decode(cls_steps[0], box_steps[0], (width, height))
 
     def end_stream(self, stream: str) -> None:
         """Forget ``stream`` (its queue, membranes and window); a new stream of that name starts fresh."""
         self.streams.pop(stream, None)
 
     def step_inputs(self, values: np.ndarray) -> torch.Tensor:
-        """Network input ``[K, 1, C, H_pad, W_pad]`` of steps ``values [K, C, H, W]`` (see the module
-        docstring), zero-padded at the bottom and right to the model's padded size."""
-        inputs = torch.from_numpy(values).to(self.device)
-        if self.snn.modality == "events":
-            inputs = torch.clamp(inputs * (self.steps_per_window / self.snn.event_scale), max=1.0)
+        """Network input ``[K, 1, C, H_pad, W_pad]`` of steps ``values [K, C, H, W]`` at the input's size
+        (``streamdet.binning.step_inputs``), zero-padded at the bottom and right to the network's stride."""
+        from streamdet.model import padded_length
+
+        inputs = step_inputs(torch.from_numpy(values).to(self.device), self.spec, self.steps_per_window)
         height, width = inputs.shape[-2:]
-        pad_width, pad_height = self.padded_size
-        inputs = torch.nn.functional.pad(inputs, (0, pad_width - width, 0, pad_height - height))
+        padding = (0, padded_length(width) - width, 0, padded_length(height) - height)
+        inputs = torch.nn.functional.pad(inputs, padding)
         return inputs.unsqueeze(1)
 
     def process(self, max_steps: int | None = None) -> list[WindowDetections]:
@@ -553,12 +646,10 @@ class StreamDetector:
             state.simulated_steps += 1
             self.simulated_steps += 1
             if state.window.full and (step + 1) % self.config.publish_every == 0:
-                cls_mean, box_mean = state.window.mean()
-                rows = self.snn.decode(cls_mean[None], box_mean[None])[0]
                 results.append(
                     WindowDetections(
                         stream=name,
-                        rows=rows.detach().cpu().numpy().astype(np.float32).reshape(-1, 6),
+                        rows=self._decode(state),
                         t0_us=state.window.first_step * self.config.dt_us,
                         t1_us=(step + 1) * self.config.dt_us,
                         step=step,
@@ -570,9 +661,18 @@ class StreamDetector:
         self.busy_s += time.perf_counter() - started
         return results
 
+    def _decode(self, state: _StreamState) -> np.ndarray:
+        """The window's boxes in the stream's sensor pixels, filtered (``config.box_filter``)."""
+        cls_mean, box_mean = state.window.mean()
+        rows = self.snn.decode(cls_mean[None], box_mean[None], state.mapping.input_size)[0]
+        rows = rows.detach().cpu().numpy().astype(np.float32).reshape(-1, 6)
+        rows = boxes_to_sensor(rows, state.mapping)
+        box_filter = self.config.filter_for(state.name)
+        return filter_boxes(rows, self.snn.class_names, state.mapping.sensor_size, box_filter)
+
 
 def detect_events(
-    snn: Any,
+    snn: SpikingDetector,
     events: np.ndarray,
     sensor_size: tuple[int, int],
     config: DetectorConfig,
@@ -595,10 +695,12 @@ def detect_events(
 
 
 def _unbounded(config: DetectorConfig) -> DetectorConfig:
-    from dataclasses import replace
 
     return replace(config, max_backlog_steps=2**31 - 1)
 
+
+REJECT_SUMMARY_S = 10.0
+"""Seconds between the log lines that sum up repeated refusals of one kind."""
 
 MAX_DRAIN_MESSAGES = 10_000
 """Messages binned per turn of the node loop at most, before the next simulation chunk."""
@@ -651,7 +753,7 @@ class DetectorNode:
 
     def __init__(
         self,
-        snn: Any,
+        snn: SpikingDetector,
         config: DetectorConfig,
         inputs: Iterable[str],
         output: str,
@@ -669,7 +771,7 @@ class DetectorNode:
 
         self.detector = StreamDetector(snn, config)
         self.config = config
-        self.input_kind = "events" if snn.modality == "events" else "spikes"
+        self.input_kind = snn.spec.wire_kind
         self.publisher = bus.Publisher(output, connect=output_connect, hwm=output_hwm, curve=output_curve)
         try:
             self.detector.warm_up()
@@ -687,18 +789,26 @@ class DetectorNode:
         self.sensor_sizes: dict[str, tuple[int, int]] = {}
         self._ended: set[str] = set()
         self._last_behind_log = -math.inf
+        self._rejects: dict[tuple[str, str], int] = {}
+        self._last_reject_summary = -math.inf
+        self._announced: set[str] = set()
 
     def close(self) -> None:
         self.subscriber.close()
         self.publisher.close()
 
-    def _accept(self, message: Any, received_s: float) -> None:
+    def _accept(self, message: wire.Message, received_s: float) -> None:
         self.stats.messages += 1
         try:
             if message.kind == "eos":
                 self._end(message)
-            elif message.kind == "events":
-                self.sensor_sizes[message.stream] = tuple(message.sensor_size)
+                return
+            if message.kind in ("events", "spikes"):
+                self._check_time(message)
+                sent_us = message.extra.get("sent_us")
+                if sent_us is not None:
+                    self._transit_ms[message.stream] = (time.time_ns() // 1000 - sent_us) / 1000
+            if message.kind == "events":
                 self.detector.add_events(
                     message.stream,
                     message.payload,
@@ -707,8 +817,8 @@ class DetectorNode:
                     message.t1_us,
                     received_s,
                 )
-            elif message.kind == "spikes":
                 self.sensor_sizes[message.stream] = tuple(message.sensor_size)
+            elif message.kind == "spikes":
                 self.detector.add_spikes(
                     message.stream,
                     message.payload,
@@ -716,20 +826,96 @@ class DetectorNode:
                     float(message.extra["frame_us"]),
                     received_s,
                 )
-        except UserFacingError as error:
+                self.sensor_sizes[message.stream] = tuple(message.sensor_size)
+        except StreamLimitError as error:
             self.stats.rejected += 1
-            self.log(f"detect: rejected {message.kind}/{message.stream}: {error}")
+            self._log_once("stream-limit", f"detect: {error} (logged once; further ones are counted)")
+        except wire.WireError as error:
+            self._reject(message, f"events outside the message's time span ({error.detail})")
+        except TimeJumpError as error:
+            self._reject(message, str(error))
+        except UserFacingError as error:
+            self._reject(message, str(error))
+        evicted = self.detector.evicted
+        if evicted:
+            self._log_once(
+                "evicted",
+                f"detect: more than {MAX_LIVE_STREAMS} streams: evicted idle stream(s) "
+                f"{', '.join(evicted)} to make room (logged once)",
+            )
+            for name in evicted:
+                self.sensor_sizes.pop(name, None)
+                self._transit_ms.pop(name, None)
+                self._announced.discard(name)
+            evicted.clear()
 
-    def _end(self, message: Any) -> None:
-        from streamdet import wire
+    @property
+    def _transit_ms(self) -> dict[str, float]:
+        """Per stream: how long its latest input message took from its publisher's ``send`` to here."""
+        return self.__dict__.setdefault("_input_transit_ms", {})
 
+    def _log_once(self, key: str, line: str) -> None:
+        logged = self.__dict__.setdefault("_logged_once", set())
+        if key not in logged:
+            logged.add(key)
+            self.log(line)
+
+    def _check_time(self, message: wire.Message) -> None:
+        """Event times within the message's span (``wire.check_event_times``), then the span against the
+        stream's time (``StreamDetector.check_span``): a restarted source (time back) or a confirmed
+        jump ahead starts a new epoch at once, with a log line; a far jump ahead alone is refused."""
+        wire.check_event_times(message)
+        jump = self.detector.check_span(message.stream, message.t0_us, message.t1_us)
+        if jump is None:
+            return
+        state = self.detector.streams[message.stream]
+        was_us = state.binner.next_step * self.config.dt_us
+        self._apply_skip_policy()
+        self.drain_stream(message.stream)
+        epoch = self.detector.start_epoch(message.stream)
+        cause = "a restarted source" if jump == "backwards" else "resumed after a pause"
+        self.log(
+            f"detect: stream {message.stream} jumped {jump} in time from {was_us} us to "
+            f"[{message.t0_us}, {message.t1_us}) us ({cause}): epoch {epoch} starts now"
+        )
+
+    def _reject(self, message: wire.Message, reason: str) -> None:
+        """Count a refused message; the first of each kind of refusal per stream is logged with its
+        reason, the rest are counted and summed up every :data:`REJECT_SUMMARY_S` seconds."""
+        self.stats.rejected += 1
+        key = (f"{message.kind}/{message.stream}", reason)
+        count = self._rejects.get(key, 0) + 1
+        self._rejects[key] = count
+        if count == 1:
+            self.log(f"detect: rejected {key[0]}: {reason} (further ones are counted, not printed)")
+        now = time.monotonic()
+        if count > 1 and now - self._last_reject_summary > REJECT_SUMMARY_S:
+            self._last_reject_summary = now
+            self.log(f"detect: rejected {key[0]} {count} times so far: {reason}")
+
+    def _log_new_streams(self) -> None:
+        for name, state in self.detector.streams.items():
+            if name not in self._announced:
+                self._announced.add(name)
+                self.log(f"detect: stream {name}: {state.mapping.describe()}")
+
+    def _end(self, message: wire.Message) -> None:
         stream = message.stream
+        if stream not in self.detector.streams and stream not in self.sensor_sizes:
+            return  # never sent data here: nothing to end or to forward
+        self._transit_ms.pop(stream, None)
         self._apply_skip_policy()
         self.drain_stream(stream)
         self.detector.end_stream(stream)
+        self._announced.discard(stream)
         sensor_size = self.sensor_sizes.get(stream, tuple(message.sensor_size))
         self.publisher.send(wire.eos_message(stream, "detections", sensor_size))
+        self.sensor_sizes.pop(stream, None)
         self._ended.add(stream)
+
+    def _epoch_of(self, stream: str) -> int:
+        state = self.detector.streams.get(stream)
+        return state.epoch if state is not None else 0
 
     def drain_stream(self, stream: str) -> None:
         """Simulate everything queued for ``stream`` and publish it (before its end-of-stream)."""
@@ -738,14 +924,12 @@ class DetectorNode:
             self._publish(self.detector.process())
 
     def _publish(self, results: list[WindowDetections]) -> None:
-        from streamdet import wire
-
         for result in results:
             message = wire.detections_message(
                 result.stream,
                 result.rows,
                 self.detector.snn.class_names,
-                self.sensor_sizes.get(result.stream, self.detector.snn.sensor_size),
+                self.sensor_sizes.get(result.stream, self.detector.spec.sensor_size),
                 result.t0_us,
                 result.t1_us,
                 latency_ms=round(result.latency_ms, 3),
@@ -756,6 +940,8 @@ class DetectorNode:
                 late=result.late_events,
                 step=result.step,
                 dt_us=self.config.dt_us,
+                input_age_ms=round(result.latency_ms + self._transit_ms.get(result.stream, 0.0), 3),
+                epoch=self._epoch_of(result.stream),
             )
             self.publisher.send(message)
             self.stats.published += 1
@@ -771,6 +957,7 @@ class DetectorNode:
             message = self.subscriber.receive(timeout_ms=0)
         if message is not None:
             self._accept(message, time.monotonic())
+        self._log_new_streams()
         self._apply_skip_policy()
         self._publish(self.detector.process(max_steps=self.config.max_chunk_steps))
         self.stats.simulated_steps = self.detector.simulated_steps

@@ -20,9 +20,12 @@ import numpy as np
 import torch
 from torch import Tensor
 
+from streamdet.contract import Geometry, InputSpec
+
 if TYPE_CHECKING:
+    from streamdet.binning import SensorMapping
     from streamdet.model import DetectorBundle
-    from streamdet.prophesee_boxes import ClassMap, Letterbox
+    from streamdet.prophesee_boxes import ClassMap
     from streamdet.samples import Augment
 
 Predict = Callable[[Tensor], list[Tensor]]
@@ -121,55 +124,118 @@ def coco_metrics(coco_gt, detections_by_image: dict[int, Tensor | np.ndarray]) -
     }
 
 
+OPERATING_SCORES: tuple[float, ...] = tuple(round(0.05 * k, 2) for k in range(1, 20))
+"""Score thresholds at which :func:`operating_points` reports precision, recall and F1."""
+
+
+def operating_points(
+    coco_gt, detections_by_image: dict[int, Tensor | np.ndarray], scores: tuple[float, ...] = OPERATING_SCORES
+) -> list[dict[str, float]]:
+    """Precision, recall and F1 at IoU 0.5 of the boxes scoring at least each threshold: what a live
+    subscriber sees at that publishing threshold (``detect --min-score``).
+
+    Per image and class, boxes in decreasing score take the unmatched ground-truth box of highest IoU
+    >= 0.5 (a true positive); a box matching nothing but an ignored box (``iscrowd``) is neither a true
+    nor a false positive; any other box is a false positive. Recall is over the boxes not ignored.
+
+    Returns:
+        ``[{"score", "precision", "recall", "f1", "detections"}]`` for each threshold.
+    """
+    from torchvision.ops import box_iou
+
+    true_positive: list[np.ndarray] = []
+    counted: list[np.ndarray] = []
+    kept_scores: list[np.ndarray] = []
+    positives = 0
+    for image_id, rows in detections_by_image.items():
+        rows = rows.detach().cpu().numpy() if isinstance(rows, Tensor) else np.asarray(rows)
+        rows = rows.reshape(-1, 6)
+        annotations = coco_gt.imgToAnns.get(int(image_id), [])
+        for label in set(int(a["category_id"]) - 1 for a in annotations) | set(rows[:, 5].astype(int)):
+            truth = [a for a in annotations if int(a["category_id"]) - 1 == label]
+            boxes = np.array([a["bbox"] for a in truth], dtype=np.float64).reshape(-1, 4)
+            boxes[:, 2:] += boxes[:, :2]
+            ignored = np.array([bool(a.get("iscrowd", 0) or a.get("ignore", 0)) for a in truth], dtype=bool)
+            positives += int(np.count_nonzero(~ignored))
+            found = rows[rows[:, 5].astype(int) == label]
+            found = found[np.argsort(-found[:, 4], kind="stable")]
+            iou = box_iou(torch.from_numpy(found[:, :4]).double(), torch.from_numpy(boxes)).numpy()
+            taken = np.zeros(len(truth), dtype=bool)
+            for k in range(len(found)):
+                candidates = np.where(~taken & ~ignored & (iou[k] >= 0.5))[0]
+                if len(candidates):
+                    taken[candidates[np.argmax(iou[k, candidates])]] = True
+                    true_positive.append(np.array([True]))
+                    counted.append(np.array([True]))
+                else:
+                    true_positive.append(np.array([False]))
+                    counted.append(np.array([not bool(np.any(ignored & (iou[k] >= 0.5)))]))
+                kept_scores.append(found[k : k + 1, 4])
+    hits = np.concatenate(true_positive) if true_positive else np.zeros(0, bool)
+    real = np.concatenate(counted) if counted else np.zeros(0, bool)
+    score_of = np.concatenate(kept_scores) if kept_scores else np.zeros(0)
+    points = []
+    for threshold in scores:
+        above = score_of >= threshold
+        tp = int(np.count_nonzero(hits & above))
+        fp = int(np.count_nonzero(~hits & real & above))
+        precision = tp / (tp + fp) if tp + fp else 1.0
+        recall = tp / positives if positives else 0.0
+        f1 = 2 * precision * recall / (precision + recall) if precision + recall else 0.0
+        points.append(
+            {
+                "score": threshold,
+                "precision": round(precision, 4),
+                "recall": round(recall, 4),
+                "f1": round(f1, 4),
+                "detections": int(np.count_nonzero(above)),
+            }
+        )
+    return points
+
+
 def evaluate_split(
     predict: Predict,
     split_dir: str | Path,
-    modality: str,
-    window_us: int,
-    event_scale: float,
+    spec: InputSpec,
+    geometry: Geometry | None = None,
     limit: int | None = None,
     batch_size: int = 8,
     progress: bool = True,
-    history_windows: int = 0,
     perturb: Augment | None = None,
     keep_detections: bool = False,
 ) -> dict[str, Any]:
     """Run ``predict`` on the images of a split (in file order, the first ``limit`` ones) and score it.
 
     Args:
-        predict: batch of model inputs ``[B, C, H, W]`` -> detections per image (see :data:`Predict`).
+        predict: batch of model inputs ``[B, C, H, W]`` -> detections per image (see :data:`Predict`), in
+            input pixels.
         split_dir: a built split (``annotations.json`` + sequences).
-        modality: ``events`` or ``intensity``: which input is built from the window.
-        window_us: the model's input window, microseconds, ending at each image's time stamp (it may
-            differ from the window the split was built with).
-        event_scale: events per pixel that saturate the events input.
+        spec: what the model reads (modality, window ending at each image's time stamp, event scale,
+            history windows; the window may differ from the one the split was built with).
+        geometry: how the split's sensor is brought to the model's input (``None``: as it is, the split
+            must then be at the model's size or the model run natively); boxes are scored in the
+            split's own pixels.
         limit: evaluate only the first ``limit`` images.
         batch_size: images per ``predict`` call.
         progress: tqdm bar on stderr.
-        history_windows: earlier windows the model reads as extra channels (``streamdet.samples``).
         perturb: a transform of each image's raw measurement before it becomes the model input (a
             ``streamdet.samples.Augment``, seeded per image, so a run is repeatable), e.g. the sensor
             changes of ``experiments/robustness.py``; ``None`` scores the recording as it is.
-        keep_detections: also return ``"detections"``: image id -> ``predict``'s rows, in the order
-            the images were predicted.
+        keep_detections: also return ``"detections"``: image id -> rows in the split's pixels, in the
+            order the images were predicted.
 
     Returns:
         ``{"images": N, "map50", "map", "ap50_per_class", "ap_per_class", "presets": [...],
-        "window_us": window_us}``.
+        "window_us": window_us, "geometry": ...}``.
     """
     from tqdm import tqdm
 
+    from streamdet.binning import boxes_to_sensor
     from streamdet.errors import UserFacingError
     from streamdet.samples import DetectionSamples
 
-    samples = DetectionSamples(
-        [split_dir],
-        modality,
-        event_scale,
-        window_us=window_us,
-        history_windows=history_windows,
-        augment=perturb,
-    )
+    samples = DetectionSamples.for_model([split_dir], spec, geometry, augment=perturb)
     count = len(samples) if limit is None else max(0, min(int(limit), len(samples)))
     if count == 0:
         raise UserFacingError(f"{split_dir}: no images to evaluate (--limit {limit})")
@@ -179,12 +245,20 @@ def evaluate_split(
             indices = range(start, min(start + batch_size, count))
             inputs = torch.stack([samples[i][0] for i in indices])
             for i, rows in zip(indices, predict(inputs), strict=True):
-                detections[int(samples.image(i)["id"])] = rows.detach().cpu()
+                in_sensor = boxes_to_sensor(rows.detach().cpu().numpy(), samples.mapping)
+                detections[int(samples.image(i)["id"])] = torch.from_numpy(in_sensor)
             bar.update(len(indices))
     coco_gt = coco_from_dict(samples.splits[0].coco, list(detections))
     metrics = coco_metrics(coco_gt, detections)
+    metrics["operating_points"] = operating_points(coco_gt, detections)
     presets = sorted({samples.image(i).get("preset", "") for i in range(count)})
-    result = {"images": count, **metrics, "presets": presets, "window_us": samples.window_us}
+    result = {
+        "images": count,
+        **metrics,
+        "presets": presets,
+        "window_us": samples.window_us,
+        "geometry": samples.mapping.describe(),
+    }
     return {**result, "detections": detections} if keep_detections else result
 
 
@@ -192,6 +266,7 @@ def evaluate_prophesee_folder(
     bundle: DetectorBundle,
     folder: str | Path,
     class_map: ClassMap | str,
+    geometry: Geometry | None = None,
     limit: int | None = None,
     batch_size: int = 8,
     progress: bool = True,
@@ -202,15 +277,15 @@ def evaluate_prophesee_folder(
 
     Each distinct box time ``t`` of a recording is one image; its input is built as :func:`evaluate_split`
     builds a split's: the events of ``(t - k window_us - window_us, t - k window_us]`` for
-    ``k = 0..history_windows``, binned by :func:`streamdet.events.events_to_input`. A sensor other than
-    the model's is first letterboxed into it (``prophesee_boxes.letterbox``: scaled down by
-    ``s = min(1, W_m / W_s, H_m / H_s)``, centred, counts area-pooled with ``event_scale / s**2``), and
-    the detections are mapped back, so boxes are scored in the recording's own pixels.
+    ``k = 0..history_windows``, brought to the model's input by ``geometry`` (default ``scale``,
+    ``streamdet.binning.sensor_mapping``), and the detections are mapped back, so boxes are scored in
+    the recording's own pixels.
 
     Args:
         bundle: an ``events`` detector (``streamdet.model.load_detector``).
         folder: the folder of recordings.
         class_map: ``prophesee_boxes.ClassMap`` or its text (``gen1``, ``1mpx``, ``0=car,1=pedestrian``).
+        geometry: sensor -> model input (``streamdet.contract.Geometry``).
         limit: score only the first ``limit`` images (recordings by name, times increasing).
         batch_size: images per ``bundle.detect`` call.
         progress: tqdm bar on stderr.
@@ -218,17 +293,20 @@ def evaluate_prophesee_folder(
 
     Returns:
         ``{"images", "map50", "map", "ap50_per_class", "ap_per_class", "window_us", "recordings":
-        [{"name", "sensor", "scale", "images"}]}`` (plus ``"detections"``, ``"ground_truth"`` (the COCO
+        [{"name", "sensor", "geometry", "images"}]}`` (plus ``"detections"``, ``"ground_truth"`` (the COCO
         dict) when ``keep_detections``).
     """
     from tqdm import tqdm
 
     from streamdet import formats
     from streamdet import prophesee_boxes as boxes
+    from streamdet.binning import boxes_to_sensor, sensor_mapping
+    from streamdet.contract import Geometry
     from streamdet.errors import UserFacingError
 
-    if bundle.modality != "events":
-        raise UserFacingError(f"Prophesee recordings hold events; the model takes {bundle.modality} input")
+    spec = bundle.spec
+    if spec.modality != "events":
+        raise UserFacingError(f"Prophesee recordings hold events; the model takes {spec.modality} input")
     if isinstance(class_map, str):
         class_map = boxes.parse_class_map(class_map)
     recordings = boxes.find_recordings(folder)
@@ -249,44 +327,37 @@ def evaluate_prophesee_folder(
             if not ids_times:
                 continue
             read = formats.read_events(recording.events_path, sensor_size=sensor_sizes[recording.name])
-            events = read.events
-            fit = boxes.letterbox(read.sensor_size, bundle.sensor_size)
-            event_scale = boxes.letterbox_event_scale(bundle.event_scale, fit)
+            mapping = sensor_mapping(read.sensor_size, spec, geometry or Geometry())
             summary.append(
                 {
                     "name": recording.name,
                     "sensor": list(read.sensor_size),
-                    "scale": fit.scale,
+                    "geometry": mapping.describe(),
                     "images": len(ids_times),
                 }
             )
             for start in range(0, len(ids_times), batch_size):
                 batch = ids_times[start : start + batch_size]
                 inputs = torch.from_numpy(
-                    np.stack(
-                        [_letterboxed_input(bundle, events, t_us, fit, event_scale) for _, t_us in batch]
-                    )
+                    np.stack([_recording_input(spec, read.events, t_us, mapping) for _, t_us in batch])
                 )
                 for (image_id, _), rows in zip(batch, bundle.detect(inputs), strict=True):
-                    detections[image_id] = boxes.boxes_to_sensor(rows.detach().cpu().numpy(), fit)
+                    detections[image_id] = boxes_to_sensor(rows.detach().cpu().numpy(), mapping)
                 bar.update(len(batch))
     metrics = coco_metrics(coco_from_dict(coco, list(detections)), detections)
-    result = {"images": count, **metrics, "window_us": bundle.window_us, "recordings": summary}
+    result = {"images": count, **metrics, "window_us": spec.window_us, "recordings": summary}
     return {**result, "detections": detections, "ground_truth": coco} if keep_detections else result
 
 
-def _letterboxed_input(
-    bundle: DetectorBundle, events: np.ndarray, t_us: int, fit: Letterbox, event_scale: float
-) -> np.ndarray:
+def _recording_input(spec: InputSpec, events: np.ndarray, t_us: int, mapping: SensorMapping) -> np.ndarray:
     """The model input of the image at ``t_us`` of a recording: for ``k = 0..history_windows`` the
-    events of ``(t_us - (k + 1) window_us, t_us - k window_us]`` (``events`` sorted by time), moved into
-    the model's pixels by ``fit`` and binned with ``event_scale``; ``[C, H, W]`` float32."""
-    from streamdet.events import events_to_input
-    from streamdet.prophesee_boxes import letterbox_events
+    events of ``(t_us - (k + 1) window_us, t_us - k window_us]`` (``events`` sorted by time) binned into
+    the model's input by ``mapping``; ``[C, H, W]`` float32."""
+    from streamdet.binning import events_to_input
 
     windows = []
-    for k in range(1 + bundle.history_windows):
-        end = t_us - k * bundle.window_us
-        lo, hi = np.searchsorted(events["t"], [end - bundle.window_us, end], side="right")
-        windows.append(events_to_input(letterbox_events(events[lo:hi], fit), bundle.sensor_size, event_scale))
+    for k in range(1 + spec.history_windows):
+        end = t_us - k * spec.window_us
+        lo, hi = np.searchsorted(events["t"], [end - spec.window_us, end], side="right")
+        windows.append(events_to_input(events[lo:hi], mapping.sensor_size, spec.event_scale, mapping))
     return np.concatenate(windows)

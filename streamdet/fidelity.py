@@ -90,13 +90,7 @@ def split_inputs(
     from streamdet.model import pad_input
     from streamdet.samples import DetectionSamples
 
-    samples = DetectionSamples(
-        [split_dir],
-        bundle.modality,
-        bundle.event_scale,
-        window_us=bundle.window_us,
-        history_windows=bundle.history_windows,
-    )
+    samples = DetectionSamples.for_model([split_dir], bundle.spec)
     count = len(samples) if limit is None else max(0, min(int(limit), len(samples)))
     if spread:
         chosen = sorted({round(i * (len(samples) - 1) / max(count - 1, 1)) for i in range(count)})
@@ -288,13 +282,7 @@ def score_snn(
                     for image_id, found in zip(ids, rows, strict=True):
                         detections[(policy, steps)][image_id] = found.detach().cpu()
             bar.update(len(ids))
-    samples = DetectionSamples(
-        [split_dir],
-        bundle.modality,
-        bundle.event_scale,
-        window_us=bundle.window_us,
-        history_windows=bundle.history_windows,
-    )
+    samples = DetectionSamples.for_model([split_dir], bundle.spec)
     coco_gt = coco_from_dict(samples.splits[0].coco, [i for ids, _ in batches for i in ids])
     scores: dict[str, dict[str, dict[str, float]]] = {p: {} for p in policies}
     for (policy, steps), found in detections.items():
@@ -354,6 +342,10 @@ def evaluate_snn(
                 result[key]["transient_skipped"] = skipped
     if config.report_dir is not None:
         write_report(bundle, Path(split_dir), snn, config, Path(config.report_dir), model_name)
+    from streamdet.cost import split_window_cost
+
+    for steps, cost in split_window_cost(snn, bundle, split_dir, simulation.steps, simulation.chunk).items():
+        result[str(steps)]["cost"] = cost.summary()
     return result, snn
 
 
@@ -495,18 +487,14 @@ def write_report(
     simulation = fidelity.simulation
     limit = fidelity.limit
     calibration_dir = fidelity.calibration_data or split_dir
-    ann = evaluate_split(
-        bundle.detect,
-        split_dir,
-        bundle.modality,
-        bundle.window_us,
-        bundle.event_scale,
-        limit,
-        history_windows=bundle.history_windows,
-    )
+    ann = evaluate_split(bundle.detect, split_dir, bundle.spec, limit=limit)
     curves = {"converted": score_snn(snn, split_dir, bundle, simulation, limit)}
     for label, change in ABLATIONS.items():
-        variant = replace(config, **change)
+        try:
+            variant = replace(config, **change)
+        except UserFacingError as error:  # a setting the evaluated one excludes (reset to zero with burst)
+            curves[label] = {"error": str(error)}
+            continue
         if variant == config:
             continue
         try:
@@ -519,6 +507,9 @@ def write_report(
         curves[label] = score_snn(converted, split_dir, bundle, simulation, limit)
     _, first_batch = next(split_inputs(split_dir, bundle, limit, simulation.batch_size))
     layers = layer_statistics(snn, first_batch, simulation.steps, simulation.chunk)
+    from streamdet.cost import measure_window_cost, plot_window_cost
+
+    costs = measure_window_cost(snn, first_batch, tuple(simulation.steps), simulation.chunk)
     report = {
         "model": model_name,
         "data": str(split_dir),
@@ -528,9 +519,11 @@ def write_report(
         "simulation": {"steps": list(simulation.steps), "skip_fraction": simulation.skip_fraction},
         "curves": curves,
         "layers": layers,
+        "cost": {str(steps): cost.to_dict() for steps, cost in costs.items()},
     }
     (out_dir / "report.json").write_text(json.dumps(report, indent=2) + "\n")
     plot_report(report, out_dir)
+    plot_window_cost({f"T = {t}": cost for t, cost in costs.items()}, out_dir / "cost.png")
     return report
 
 

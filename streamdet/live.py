@@ -58,7 +58,7 @@ def measure_step_rate(snn: SpikingDetector, steps: int = 12, seed: int = 0) -> f
 
     from streamdet.model import padded_length
 
-    width, height = (padded_length(length) for length in snn.sensor_size)
+    width, height = (padded_length(length) for length in snn.spec.sensor_size)
     generator = torch.Generator().manual_seed(seed)
     inputs = 0.5 * torch.rand((1, 1, snn.in_channels, height, width), generator=generator)
     _, state = snn.run(inputs, snn.initial_state(1))
@@ -97,7 +97,7 @@ def load_live_model(
     For ``auto`` the :data:`AUTO_MODELS` are loaded and timed in turn until one keeps up with its finest
     step, and :func:`pick_live_model` chooses among those loaded (without ``measure``, on a GPU or with
     ``--dt-us`` given, nothing is timed and the first keeps up)."""
-    from streamdet.snn import load_snn
+    from streamdet.loading import load_snn
 
     names = AUTO_MODELS if name == "auto" else (name,)
     loaded = []
@@ -106,9 +106,9 @@ def load_live_model(
         snn = load_snn(candidate)
         rate = measure_step_rate(snn) if measure else None
         loaded.append((candidate, snn, rate))
-        if keeps_up_with_finest_step(snn.window_us, rate):
+        if keeps_up_with_finest_step(snn.spec.window_us, rate):
             break  # no later candidate is needed
-    chosen = pick_live_model([(n, s.window_us, r) for n, s, r in loaded])
+    chosen = pick_live_model([(n, s.spec.window_us, r) for n, s, r in loaded])
     rates = {n: r for n, _, r in loaded}
     if len(loaded) > 1:
         listed = ", ".join(f"{n} {r:.0f}" for n, r in rates.items())

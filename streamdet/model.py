@@ -31,24 +31,21 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
+from streamdet.contract import (
+    MODALITY_CHANNELS,
+    Decoding,
+    InputSpec,
+    contract_record,
+    input_channels,
+    read_contract_record,
+    spec_from_legacy_checkpoint,
+)
 from streamdet.errors import UserFacingError
 
-CHECKPOINT_FORMAT = "streamdet-ann/1"
+CHECKPOINT_FORMAT = "streamdet-ann/2"
 """``format`` field of an ANN checkpoint (``docs/architecture.md``, "Checkpoints and shipped weights")."""
-
-MODALITY_CHANNELS: dict[str, int] = {"events": 2, "intensity": 1}
-"""Input channels of each modality over one window."""
-
-
-def input_channels(modality: str, history_windows: int = 0) -> int:
-    """Input channels of a model that reads its window and ``history_windows`` windows before it, each
-    as :data:`MODALITY_CHANNELS` channels (newest window first)."""
-    if modality not in MODALITY_CHANNELS:
-        raise UserFacingError(f"unknown modality {modality!r}; choose events or intensity")
-    if int(history_windows) < 0:
-        raise UserFacingError(f"history windows must be 0 or more, got {history_windows}")
-    return MODALITY_CHANNELS[modality] * (1 + int(history_windows))
-
+LEGACY_CHECKPOINT_FORMAT = "streamdet-ann/1"
+"""Checkpoints that stored their input fields loose (modality, window_us, ...); read and migrated."""
 
 FPN_STRIDES: tuple[int, ...] = (8, 16, 32)
 """Strides of the FPN levels P3, P4, P5 in input pixels (a model with ``finest_stride = 4`` adds P2 at
@@ -60,14 +57,12 @@ MAX_STRIDE = FPN_STRIDES[-1]
 SHIPPED_MODELS: tuple[str, ...] = ("events-default", "events-fast", "intensity-default", "intensity-fast")
 """Names of the weights shipped in ``streamdet/weights``."""
 
-SCORE_THRESH = 0.05
-"""Sigmoid score below which a candidate box is dropped before NMS (the default decoding)."""
-NMS_THRESH = 0.4
-"""IoU above which class-wise NMS suppresses a lower-scored box (the default decoding)."""
-VOTE_IOU: float | None = 0.5
-"""Box voting IoU of the default decoding (:func:`select_detections`); ``None`` turns voting off. The
-three were chosen on validation for both shipped modalities (``experiments/decode_sweep.py``;
-docs/model-card.md, "Decoding: NMS 0.4 and box voting")."""
+DEFAULT_DECODING = Decoding()
+"""The decoding of every shipped model: score 0.05, NMS 0.4, 100 boxes, box voting at IoU 0.5, chosen on
+validation for both modalities (docs/model-card.md, "Decoding")."""
+SCORE_THRESH = DEFAULT_DECODING.score_thresh
+NMS_THRESH = DEFAULT_DECODING.nms_thresh
+VOTE_IOU: float | None = DEFAULT_DECODING.vote_iou
 
 
 # --------------------------------------------------------------------------------------------------
@@ -468,145 +463,6 @@ def anchor_sizes(config: RetinaNetConfig) -> list[list[float]]:
     return [[config.anchor_min_size * 2 ** (k / 2) for k in level] for level in exponents]
 
 
-def carry_over_anchors(
-    state_dict: dict[str, Tensor], source: RetinaNetConfig, target: RetinaNetConfig
-) -> dict[str, Tensor]:
-    """``state_dict`` of a model with ``source``'s anchors, made to fit ``target``'s anchors.
-
-    Only the two heads' predictors depend on the anchors (``A * outputs`` channels, anchor-major, anchor
-    ``a = size * R + ratio``). Each anchor of ``target`` takes the predictor rows of ``source``'s anchor
-    of the same size index whose aspect ratio is nearest in log scale, so a ratio both configs have keeps
-    its rows exactly and a new ratio starts from its nearest neighbour. Everything else is unchanged.
-    """
-    nearest = [
-        min(
-            range(len(source.anchor_aspect_ratios)),
-            key=lambda i: abs(math.log(source.anchor_aspect_ratios[i] / ratio)),
-        )
-        for ratio in target.anchor_aspect_ratios
-    ]
-    source_count, target_count = len(source.anchor_aspect_ratios), len(target.anchor_aspect_ratios)
-    rows = [size * source_count + nearest[r] for size in range(3) for r in range(target_count)]
-    result = dict(state_dict)
-    for head in ("cls_head", "box_head"):
-        for name in ("weight", "bias"):
-            key = f"{head}.predictor.{name}"
-            tensor = state_dict[key]
-            per_anchor = tensor.unflatten(0, (source.anchors_per_location, -1))
-            result[key] = per_anchor[rows].flatten(0, 1).clone()
-    return result
-
-
-def carry_over_input_channels(
-    state_dict: dict[str, Tensor], source: RetinaNetConfig, target: RetinaNetConfig
-) -> dict[str, Tensor]:
-    """``state_dict`` of a model with ``source.in_channels`` inputs, made to read ``target.in_channels``.
-
-    Only the stem's convolution sees the input. Input channels are windows stacked newest first
-    (``streamdet.samples``), so the channels both configs have keep their weights and extra (older)
-    windows get zero weights: the new model computes exactly what the old one did until training
-    teaches it to use the extra windows. Fewer channels than the source drop the oldest windows.
-    """
-    key = "backbone.stem.0.weight"
-    weight = state_dict[key]
-    kept = min(source.in_channels, target.in_channels)
-    carried = weight.new_zeros((weight.shape[0], target.in_channels, *weight.shape[2:]))
-    carried[:, :kept] = weight[:, :kept]
-    return {**state_dict, key: carried}
-
-
-def _silence(state_dict: dict[str, Tensor], layer: str, config: RetinaNetConfig) -> None:
-    """Make the conv-BN-activation ``layer`` (a :class:`ConvBNAct`'s prefix in ``state_dict``) output
-    zero everywhere while it still learns: BN scale 0 and a shift a quarter of a Quant-ReLU level
-    above zero (``clip / (4 L)``, which the activation rounds down to 0, in training as in evaluation)
-    or ``1e-3`` for a plain ReLU (its output is then ``1e-3``, not 0). A shift of exactly 0 would sit
-    on the activation's kink, where its gradient is zero, and the layer would never learn."""
-    clip_key = f"{layer}.2.clip"
-    shift = float(state_dict[clip_key].abs()) / (4 * config.quant_levels) if clip_key in state_dict else 1e-3
-    state_dict[f"{layer}.1.weight"] = torch.zeros_like(state_dict[f"{layer}.1.weight"])
-    state_dict[f"{layer}.1.bias"] = torch.full_like(state_dict[f"{layer}.1.bias"], shift)
-
-
-def carry_over_finest_level(
-    state_dict: dict[str, Tensor], source: RetinaNetConfig, model: RetinaNet
-) -> dict[str, Tensor]:
-    """``state_dict`` of a model with ``source``'s FPN levels, made to fit ``model``'s.
-
-    A stride-8 source gives a stride-4 ``model`` its P2 modules as follows: ``output_fine`` (and a
-    transposed ``upsample_fine``) copy P3's, and ``lateral_fine`` keeps ``model``'s fresh convolution
-    silenced (:func:`_silence`), so it adds nothing yet and P2 starts as P3's features
-    upsampled: the shared heads, which see an object twice as many cells wide against anchors half as
-    large, then predict at P2 what they predict at P3. Training teaches ``lateral_fine`` to add C2's
-    finer detail. A ``model`` without P2 drops the source's P2 modules; same levels: unchanged.
-    """
-    fine = model.config.finest_stride == 4
-    result = {key: value for key, value in state_dict.items() if fine or "_fine." not in key}
-    if source.finest_stride == 4 or not fine:
-        return result
-    for key, value in model.state_dict().items():
-        if key.startswith("fpn.lateral_fine."):
-            result[key] = value.clone()
-    _silence(result, "fpn.lateral_fine", model.config)
-    for fine, coarse in (("fpn.output_fine.", "fpn.output.0."), ("fpn.upsample_fine.", "fpn.upsample.0.")):
-        for key, value in state_dict.items():
-            if key.startswith(coarse):
-                result[fine + key[len(coarse) :]] = value.clone()
-    return result
-
-
-def carry_over_head_blocks(
-    state_dict: dict[str, Tensor], source: RetinaNetConfig, model: RetinaNet
-) -> dict[str, Tensor]:
-    """``state_dict`` of a model with ``source``'s head towers, made to fit ``model``'s head blocks.
-
-    Blocks ``model`` has beyond ``source``'s keep ``model``'s fresh convolutions with their last layer
-    silenced (:func:`_silence`): the residual branch outputs 0, so each new block passes its input
-    through unchanged, in training as in evaluation, and a Quant-ReLU model computes exactly what the
-    source did until training grows the branch. Blocks beyond ``model``'s are dropped. Both configs must
-    have the same ``head_convs``.
-    """
-    target = model.config
-    if source.head_convs != target.head_convs:
-        raise UserFacingError(
-            f"head_convs differ ({source.head_convs} vs {target.head_convs}); only head_blocks can change"
-        )
-    kept = min(source.head_blocks, target.head_blocks)
-
-    def block_of(key: str) -> int | None:
-        """The head block a key belongs to (0 = the first block), or ``None``."""
-        parts = key.split(".")
-        if parts[0] in ("cls_head", "box_head") and parts[1] == "tower":
-            index = int(parts[2]) - target.head_convs
-            return index if index >= 0 else None
-        return None
-
-    result = {}
-    for key, value in state_dict.items():
-        block = block_of(key)
-        if block is None or block < kept:
-            result[key] = value
-    for key, value in model.state_dict().items():
-        block = block_of(key)
-        if block is not None and block >= kept:
-            result[key] = value.clone()
-    for head in ("cls_head", "box_head"):
-        for block in range(kept, target.head_blocks):
-            _silence(result, f"{head}.tower.{target.head_convs + block}.body.1", target)
-    return result
-
-
-def new_layers(source: RetinaNetConfig, target: RetinaNetConfig) -> tuple[str, ...]:
-    """Prefixes of the modules that a ``target`` model carried over from a ``source`` model starts
-    fresh (:func:`carry_over_finest_level`'s P2 lateral, :func:`carry_over_head_blocks`' new blocks):
-    layers to train from scratch while the rest fine-tunes."""
-    prefixes = []
-    if source.finest_stride == 8 and target.finest_stride == 4:
-        prefixes.append("fpn.lateral_fine.")
-    for block in range(source.head_blocks, target.head_blocks):
-        prefixes += [f"{head}.tower.{target.head_convs + block}." for head in ("cls_head", "box_head")]
-    return tuple(prefixes)
-
-
 def make_anchors(config: RetinaNetConfig, image_size: tuple[int, int] | None = None) -> Tensor:
     """Anchor boxes ``[N, 4]`` (x1, y1, x2, y2, pixels) in the order of the model's outputs.
 
@@ -905,24 +761,18 @@ def build_model(config: RetinaNetConfig) -> RetinaNet:
 
 def checkpoint_dict(
     model: RetinaNet,
-    modality: str,
+    spec: InputSpec,
     class_names: tuple[str, ...] | list[str],
-    window_us: int,
-    event_scale: float,
-    sensor_size: tuple[int, int],
     train: dict[str, Any] | None = None,
-    history_windows: int = 0,
+    decoding: Decoding = DEFAULT_DECODING,
 ) -> dict[str, Any]:
-    """The checkpoint of ``docs/architecture.md`` ("Checkpoints and shipped weights")."""
+    """The checkpoint of ``docs/architecture.md`` ("Checkpoints and shipped weights"): the model's config
+    and weights, its class names, and its contract (:func:`streamdet.contract.contract_record`)."""
     return {
         "format": CHECKPOINT_FORMAT,
-        "modality": modality,
+        "contract": contract_record(spec, decoding),
         "config": model.config.to_dict(),
         "class_names": list(class_names),
-        "window_us": int(window_us),
-        "event_scale": float(event_scale),
-        "history_windows": int(history_windows),
-        "sensor_size": [int(sensor_size[0]), int(sensor_size[1])],
         "state_dict": {name: value.detach().cpu() for name, value in model.state_dict().items()},
         "train": dict(train or {}),
     }
@@ -962,30 +812,54 @@ def read_checkpoint(name_or_path: str | Path) -> dict[str, Any]:
         from streamdet.safe_unpickle import torch_load_reason
 
         raise UserFacingError(f"{path}: not a streamdet checkpoint ({torch_load_reason(error)})") from None
-    if not isinstance(checkpoint, dict) or checkpoint.get("format") != CHECKPOINT_FORMAT:
+    return migrate_checkpoint(checkpoint, path)
+
+
+def migrate_checkpoint(checkpoint: Any, source: object) -> dict[str, Any]:
+    """A checkpoint dict of this version: a ``streamdet-ann/2`` dict is checked as it is, a
+    ``streamdet-ann/1`` dict gets its loose input fields gathered into its contract record; anything else
+    is a UserFacingError naming ``source``."""
+    formats = (CHECKPOINT_FORMAT, LEGACY_CHECKPOINT_FORMAT)
+    if not isinstance(checkpoint, dict) or checkpoint.get("format") not in formats:
         found = checkpoint.get("format") if isinstance(checkpoint, dict) else type(checkpoint).__name__
         raise UserFacingError(
-            f"{path}: not a streamdet ANN checkpoint (format {found!r}, expected {CHECKPOINT_FORMAT!r})"
+            f"{source}: not a streamdet ANN checkpoint (format {found!r}, expected {CHECKPOINT_FORMAT!r})"
         )
-    missing = [key for key in ("modality", "config", "class_names", "state_dict") if key not in checkpoint]
+    if checkpoint["format"] == LEGACY_CHECKPOINT_FORMAT:
+        required = ("modality", "config", "class_names", "state_dict")
+        missing = [key for key in required if key not in checkpoint]
+        if missing:
+            raise UserFacingError(f"{source}: checkpoint lacks field(s) {missing}")
+        if checkpoint["modality"] not in MODALITY_CHANNELS:
+            raise UserFacingError(f"{source}: unknown modality {checkpoint['modality']!r}")
+        config = RetinaNetConfig.from_dict(checkpoint["config"])
+        try:
+            spec = spec_from_legacy_checkpoint(checkpoint, config.input_size)
+        except (TypeError, ValueError) as error:
+            raise UserFacingError(f"{source}: {error}") from None
+        legacy = ("modality", "window_us", "event_scale", "history_windows", "sensor_size")
+        checkpoint = {key: value for key, value in checkpoint.items() if key not in legacy}
+        checkpoint.update(format=CHECKPOINT_FORMAT, contract=contract_record(spec, DEFAULT_DECODING))
+    missing = [key for key in ("contract", "config", "class_names", "state_dict") if key not in checkpoint]
     if missing:
-        raise UserFacingError(f"{path}: checkpoint lacks field(s) {missing}")
-    if checkpoint["modality"] not in MODALITY_CHANNELS:
-        raise UserFacingError(f"{path}: unknown modality {checkpoint['modality']!r}")
+        raise UserFacingError(f"{source}: checkpoint lacks field(s) {missing}")
+    read_contract_record(checkpoint["contract"], source)
     return checkpoint
+
+
+def checkpoint_contract(checkpoint: dict[str, Any], source: object) -> tuple[InputSpec, Decoding]:
+    """``(InputSpec, Decoding)`` of a checkpoint read by :func:`read_checkpoint`."""
+    return read_contract_record(checkpoint["contract"], source)
 
 
 def model_from_checkpoint(checkpoint: dict[str, Any], source: object) -> RetinaNet:
     """Rebuild the model of a checkpoint; ``UserFacingError`` when the config and weights disagree."""
     config = RetinaNetConfig.from_dict(checkpoint["config"])
-    history = checkpoint.get("history_windows", 0)
-    if not isinstance(history, int) or history < 0:
-        raise UserFacingError(f"{source}: history_windows must be an integer >= 0, got {history!r}")
-    expected_channels = input_channels(checkpoint["modality"], history)
-    if config.in_channels != expected_channels:
+    spec, _ = checkpoint_contract(checkpoint, source)
+    if config.in_channels != spec.channels:
         raise UserFacingError(
             f"{source}: config has {config.in_channels} input channels but modality "
-            f"{checkpoint['modality']!r} over {1 + history} window(s) has {expected_channels}"
+            f"{spec.modality!r} over {1 + spec.history_windows} window(s) has {spec.channels}"
         )
     if config.num_classes != len(checkpoint["class_names"]):
         raise UserFacingError(
@@ -1010,82 +884,106 @@ class DetectorBundle:
 
     ``detect(inputs [B, C, H, W]) -> list[Tensor [D, 6]]`` pads, runs the model and decodes;
     ``decode(cls_logits, box_deltas)`` decodes head outputs (the ANN's or an SNN's integrated ones)
-    with the same anchors and thresholds.
+    with the same anchors and thresholds. The network is fully convolutional: inputs of another size than
+    ``spec.sensor_size`` (a sensor run natively) decode with anchors of their own size.
+
+    Attributes:
+        model: the ANN.
+        config: its architecture.
+        spec: what it consumes (:class:`streamdet.contract.InputSpec`).
+        decoding: how its outputs become boxes (:class:`streamdet.contract.Decoding`).
+        class_names: label ``i`` is ``class_names[i]``.
+        metadata: ``{"source", "train"}`` of the checkpoint.
     """
 
     model: RetinaNet
     config: RetinaNetConfig
-    modality: str
+    spec: InputSpec
+    decoding: Decoding
     class_names: tuple[str, ...]
-    window_us: int
-    event_scale: float
-    sensor_size: tuple[int, int]
-    anchors: Tensor
-    history_windows: int = 0
     metadata: dict[str, Any] = field(default_factory=dict)
-    score_thresh: float = SCORE_THRESH
-    nms_thresh: float = NMS_THRESH
-    max_dets: int = 100
-    vote_iou: float | None = VOTE_IOU
 
     @cached_property
     def _device(self) -> torch.device:
         return next(self.model.parameters()).device
 
+    @cached_property
+    def anchors(self) -> Tensor:
+        """Anchors of the input size the model was trained at."""
+        return make_anchors(self.config)
+
     def check_inputs(self, inputs: Tensor) -> None:
-        """``UserFacingError`` unless ``inputs`` is ``[B, C, H, W]`` with this model's channels and a
-        size that pads to the anchors' size."""
+        """``UserFacingError`` unless ``inputs`` is ``[B, C, H, W]`` with this model's channels."""
         channels = self.config.in_channels
         if inputs.ndim != 4 or inputs.shape[1] != channels:
             raise UserFacingError(
-                f"the {self.modality} model expects inputs [B, {channels}, H, W], got {list(inputs.shape)}"
-                f" (modality mismatch?)"
-            )
-        padded = (padded_length(inputs.shape[-1]), padded_length(inputs.shape[-2]))
-        if padded != self.config.padded_size:
-            raise UserFacingError(
-                f"input size {inputs.shape[-1]}x{inputs.shape[-2]} does not fit the model's sensor "
-                f"{self.sensor_size[0]}x{self.sensor_size[1]}"
+                f"the {self.spec.modality} model expects inputs [B, {channels}, H, W], got "
+                f"{list(inputs.shape)} (modality mismatch?)"
             )
 
-    def decode(self, cls_logits: Tensor, box_deltas: Tensor) -> list[Tensor]:
-        """:func:`decode_detections` with this bundle's anchors, thresholds and sensor size."""
-        return decode_detections(
-            cls_logits,
-            box_deltas,
-            self.anchors.to(cls_logits.device),
-            score_thresh=self.score_thresh,
-            nms_thresh=self.nms_thresh,
-            max_dets=self.max_dets,
-            image_size=self.sensor_size,
-            vote_iou=self.vote_iou,
-        )
+    def decode(
+        self, cls_logits: Tensor, box_deltas: Tensor, input_size: tuple[int, int] | None = None
+    ) -> list[Tensor]:
+        """:func:`decode_detections` with this bundle's decoding, and the anchors of ``input_size``
+        ``(W, H)`` (default the trained size), boxes clipped to it."""
+        size = input_size or self.spec.sensor_size
+        return decode_with(self.config, self.decoding, cls_logits, box_deltas, size)
 
     @torch.no_grad()
     def detect(self, inputs: Tensor) -> list[Tensor]:
-        """Detections per image, rows ``x1, y1, x2, y2, score, class`` (pixels), on the model's device."""
+        """Detections per image, rows ``x1, y1, x2, y2, score, class`` (pixels of ``inputs``), on the
+        model's device."""
         self.check_inputs(inputs)
         cls_logits, box_deltas = self.model(pad_input(inputs.to(self._device, torch.float32)))
-        return self.decode(cls_logits, box_deltas)
+        return self.decode(cls_logits, box_deltas, (inputs.shape[-1], inputs.shape[-2]))
+
+
+_ANCHOR_CACHE: dict[tuple[str, tuple[int, int]], Tensor] = {}
+
+
+def anchors_for(config: RetinaNetConfig, input_size: tuple[int, int]) -> Tensor:
+    """Anchors of an input of ``input_size`` ``(W, H)`` (padded to the stride), cached per size."""
+    padded = (padded_length(input_size[0]), padded_length(input_size[1]))
+    key = (repr(config), padded)
+    if key not in _ANCHOR_CACHE:
+        _ANCHOR_CACHE[key] = make_anchors(config, padded)
+    return _ANCHOR_CACHE[key]
+
+
+def decode_with(
+    config: RetinaNetConfig,
+    decoding: Decoding,
+    cls_logits: Tensor,
+    box_deltas: Tensor,
+    input_size: tuple[int, int],
+) -> list[Tensor]:
+    """:func:`decode_detections` of head outputs of an input of ``input_size`` ``(W, H)``."""
+    return decode_detections(
+        cls_logits,
+        box_deltas,
+        anchors_for(config, input_size).to(cls_logits.device),
+        score_thresh=decoding.score_thresh,
+        nms_thresh=decoding.nms_thresh,
+        topk=decoding.topk,
+        max_dets=decoding.max_dets,
+        image_size=tuple(input_size),
+        vote_iou=decoding.vote_iou,
+    )
 
 
 def bundle_from_checkpoint(
     checkpoint: dict[str, Any], source: object, device: str | torch.device = "cpu"
 ) -> DetectorBundle:
-    """A :class:`DetectorBundle` (model in eval mode on ``device``) from a validated checkpoint dict."""
+    """A :class:`DetectorBundle` (model in eval mode on ``device``) from a checkpoint dict."""
+    checkpoint = migrate_checkpoint(checkpoint, source)
     model = model_from_checkpoint(checkpoint, source).to(device).eval()
-    config = model.config
-    sensor_size = tuple(int(v) for v in checkpoint.get("sensor_size", config.input_size))
+    spec, decoding = checkpoint_contract(checkpoint, source)
     return DetectorBundle(
         model=model,
-        config=config,
-        modality=checkpoint["modality"],
+        config=model.config,
+        spec=spec,
+        decoding=decoding,
         class_names=tuple(checkpoint["class_names"]),
-        window_us=int(checkpoint.get("window_us", 50_000)),
-        event_scale=float(checkpoint.get("event_scale", 1.0)),
-        sensor_size=sensor_size,
-        anchors=make_anchors(config),
-        history_windows=int(checkpoint.get("history_windows", 0)),
         metadata={"source": str(source), "train": checkpoint.get("train", {})},
     )
 

@@ -5,9 +5,9 @@ on disk"). :class:`DetectionSamples` keeps the window's *raw* measurement, from 
 is a linear map (clipped):
 
 - ``events``: ``raw = counts [2, H, W]`` (OFF, ON events per pixel), input ``min(counts / event_scale, 1)``
-  (:func:`streamdet.events.events_to_input`);
+  (:func:`streamdet.binning.events_to_input`);
 - ``intensity``: ``raw = rate [1, H, W]`` (fraction of spike frames in which the pixel fired), input
-  ``raw`` (:func:`streamdet.events.spike_frames_to_input`).
+  ``raw`` (:func:`streamdet.binning.spike_frames_to_input`).
 
 A model with ``history_windows = N`` also reads the ``N`` windows before it, ``(t_us - (k + 1) window_us,
 t_us - k window_us]`` for ``k = 1..N``, each mapped the same way and stacked after the newest window's
@@ -27,9 +27,15 @@ import numpy as np
 import torch
 from torch import Tensor
 
+from streamdet.binning import (
+    events_to_counts,
+    identity_mapping,
+    raw_to_input,
+    sensor_mapping,
+    spike_frames_to_input,
+)
+from streamdet.contract import MODALITY_CHANNELS, Geometry, InputSpec, input_channels
 from streamdet.errors import UserFacingError
-from streamdet.events import events_to_counts, spike_frames_to_input
-from streamdet.model import MODALITY_CHANNELS, input_channels
 
 Target = dict[str, Tensor]
 """``{"boxes": float32 [G, 4], "labels": int64 [G], "ignore_boxes": float32 [M, 4], "image_id": int64 []}``
@@ -37,14 +43,6 @@ Target = dict[str, Tensor]
 
 Augment = Callable[[Tensor, Target, np.random.Generator], tuple[Tensor, Target]]
 """``(raw, target, rng) -> (raw, target)``: a random transform of one sample's raw measurement."""
-
-
-def raw_to_input(raw: Tensor, modality: str, event_scale: float) -> Tensor:
-    """The model input from a raw measurement: ``min(counts / event_scale, 1)`` (events) or the rate
-    clipped to [0, 1] (intensity). Shapes ``[..., C, H, W]`` in, same out."""
-    if modality == "events":
-        return torch.clamp(raw / float(event_scale), 0.0, 1.0)
-    return torch.clamp(raw, 0.0, 1.0)
 
 
 def split_targets(targets: dict[str, np.ndarray], image_id: int) -> Target:
@@ -62,7 +60,7 @@ class DetectionSamples(torch.utils.data.Dataset):
     """Samples of one or more built splits for one modality.
 
     ``samples[i] -> (input [C, H, W] float32 in [0, 1], target)``; raw measurements are cached in memory
-    (events as uint8 counts saturated at 255, rates as float16) after the first read.
+    (events as counts saturated at 255, uint8, or float16 when pooled; rates as float16) after the first read.
 
     Args:
         split_dirs: split directories (each with ``annotations.json``), e.g. ``data/train``.
@@ -75,6 +73,10 @@ class DetectionSamples(torch.utils.data.Dataset):
         seed: seed of the augmentation random numbers (item ``i`` of epoch ``e`` uses ``(seed, e, i)``).
         history_windows: earlier windows stacked as extra channels (module docstring). Windows are
             cached by their end time, so a history window that is another image's window is read once.
+        geometry: how the splits' sensor is brought to the network input (``streamdet.contract.Geometry``)
+            of a network trained at ``input_size``; ``None``: the sensor's own pixels. Targets stay in the
+            sensor's pixels (:attr:`mapping` takes boxes back, ``streamdet.binning.boxes_to_sensor``).
+        input_size: ``(W, H)`` the network was trained at (with ``geometry``).
     """
 
     def __init__(
@@ -86,6 +88,8 @@ class DetectionSamples(torch.utils.data.Dataset):
         augment: Augment | None = None,
         seed: int = 0,
         history_windows: int = 0,
+        geometry: Geometry | None = None,
+        input_size: tuple[int, int] | None = None,
     ) -> None:
         from streamdet.dataset import DatasetSplit
 
@@ -117,9 +121,42 @@ class DetectionSamples(torch.utils.data.Dataset):
                     f"{split.split_dir}: no annotations to learn or evaluate from "
                     "(0 boxes that are not ignored)"
                 )
+        self.mapping = identity_mapping(self.sensor_size)
+        if geometry is not None:
+            size = input_size or self.sensor_size
+            spec = InputSpec(modality, size, self.window_us, event_scale, history_windows)
+            self.mapping = sensor_mapping(self.sensor_size, spec, geometry)
         self.index = [(s, image) for s, split in enumerate(self.splits) for image in split.images]
         self._cache: dict[tuple[int, str, int], np.ndarray] = {}
         self._events: dict[tuple[int, str], np.ndarray] = {}
+
+    @classmethod
+    def for_model(
+        cls,
+        split_dirs: Sequence[str | Path],
+        spec: InputSpec,
+        geometry: Geometry | None = None,
+        augment: Augment | None = None,
+    ) -> DetectionSamples:
+        """The samples a model of ``spec`` reads from splits (its window, scale, history windows), the
+        splits' sensor brought to its input by ``geometry``."""
+        return cls(
+            split_dirs,
+            spec.modality,
+            spec.event_scale,
+            window_us=spec.window_us,
+            augment=augment,
+            history_windows=spec.history_windows,
+            geometry=geometry,
+            input_size=spec.sensor_size,
+        )
+
+    @property
+    def spec(self) -> InputSpec:
+        """The input a model trained on these samples consumes."""
+        return InputSpec(
+            self.modality, self.mapping.input_size, self.window_us, self.event_scale, self.history_windows
+        )
 
     def __len__(self) -> int:
         return len(self.index)
@@ -148,14 +185,15 @@ class DetectionSamples(torch.utils.data.Dataset):
         if key not in self._cache:
             if self.modality == "events":
                 events = self._events_of(split_index, image["sequence"], t_us)
-                counts = events_to_counts(events, self.sensor_size)
-                self._cache[key] = np.minimum(counts, 255).astype(np.uint8)
+                counts = events_to_counts(events, self.sensor_size, self.mapping)
+                exact = np.uint8 if self.mapping.scale == 1.0 else np.float16  # pooled counts are fractional
+                self._cache[key] = np.minimum(counts, 255).astype(exact)
             elif t_us <= 0:
-                width, height = self.sensor_size
+                width, height = self.mapping.input_size
                 self._cache[key] = np.zeros((1, height, width), dtype=np.float16)
             else:
                 frames = self.splits[split_index].spike_frames({**image, "t_us": t_us})
-                self._cache[key] = spike_frames_to_input(frames).astype(np.float16)
+                self._cache[key] = spike_frames_to_input(frames, self.mapping).astype(np.float16)
         return self._cache[key]
 
     def raw(self, i: int) -> Tensor:

@@ -37,16 +37,15 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from pathlib import Path
 from typing import Any
 
 import torch
 from torch import fx, nn
 
-from streamdet.errors import FileFormatError, UserFacingError
+from streamdet.contract import Decoding, InputSpec
+from streamdet.errors import UserFacingError
 from streamdet.neurons import BurstParameters, IFParameters, IFState, burst_scan, if_initial_state, if_scan
 
-SNN_FORMAT = "streamdet-snn/1"
 BACKENDS = ("native", "snntorch", "norse")
 
 
@@ -433,10 +432,14 @@ class SpikingDetector(SpikingNetwork):
     ``run`` returns per-step output currents ``(cls [K, B, A, nc], box [K, B, A, 4])`` in the ANN's units
     (logits, box deltas); their mean over the steps of a window is what ``decode`` takes.
 
-    Attributes (like ``streamdet.model.DetectorBundle``): ``modality``, ``class_names``, ``window_us``
-    (microseconds), ``event_scale``, ``sensor_size`` ``(W, H)``, ``anchors`` ``[A, 4]``, ``model_config``
-    (the ANN's RetinaNetConfig as a dict), ``conversion`` (the ConversionConfig as a dict) and
-    ``decoding`` (score / NMS thresholds and detections per image of the ANN bundle).
+    Attributes:
+        spec: what it consumes (:class:`streamdet.contract.InputSpec`), the ANN's.
+        decoding: how its outputs become boxes (:class:`streamdet.contract.Decoding`), the ANN's.
+        class_names: label ``i`` is ``class_names[i]``.
+        model_config: the ANN's ``RetinaNetConfig`` as a dict.
+        conversion: the ``ConversionConfig`` as a dict (plus ``bias_calibration`` when calibrated).
+        source: what rebuilds the graph without unpickling code (``streamdet.loading.save_snn``): the ANN's
+            weights and the calibrated range of every population, or None.
     """
 
     def __init__(
@@ -444,119 +447,33 @@ class SpikingDetector(SpikingNetwork):
         graph_module: fx.GraphModule,
         neuron: IFParameters,
         sites: dict[str, str],
-        modality: str,
+        spec: InputSpec,
+        decoding: Decoding,
         class_names: tuple[str, ...],
-        window_us: int,
-        event_scale: float,
-        sensor_size: tuple[int, int],
-        anchors: torch.Tensor,
         model_config: dict,
         conversion: dict,
-        decoding: dict | None = None,
-        history_windows: int = 0,
+        source: dict | None = None,
     ) -> None:
         super().__init__(graph_module, neuron, sites)
-        self.modality = modality
+        self.spec = spec
+        self.decoding = decoding
         self.class_names = tuple(class_names)
-        self.window_us = int(window_us)
-        self.event_scale = float(event_scale)
-        self.sensor_size = (int(sensor_size[0]), int(sensor_size[1]))
-        self.anchors = anchors
         self.model_config = dict(model_config)
         self.conversion = dict(conversion)
-        self.decoding = dict(decoding or {})
-        self.history_windows = int(history_windows)
+        self.source = source
 
     @property
     def in_channels(self) -> int:
         """Input channels per step: the modality's for the current step and for each history window."""
-        from streamdet.model import input_channels
+        return self.spec.channels
 
-        return input_channels(self.modality, self.history_windows)
+    def decode(
+        self, cls_logits: torch.Tensor, box_deltas: torch.Tensor, input_size: tuple[int, int] | None = None
+    ) -> list[torch.Tensor]:
+        """Boxes from mean output currents ``[B, A, nc]``, ``[B, A, 4]`` of an input of ``input_size``
+        ``(W, H)`` (default the trained size): per image ``[N, 6]`` rows ``x1, y1, x2, y2, score, class``
+        (input pixels), decoded like the ANN (``streamdet.model.decode_with``)."""
+        from streamdet.model import RetinaNetConfig, decode_with
 
-    def to(self, device) -> SpikingDetector:
-        super().to(device)
-        self.anchors = self.anchors.to(device)
-        return self
-
-    def decode(self, cls_logits: torch.Tensor, box_deltas: torch.Tensor) -> list[torch.Tensor]:
-        """Boxes from mean output currents ``[B, A, nc]``, ``[B, A, 4]``: per image ``[N, 6]`` rows
-        ``x1, y1, x2, y2, score, class`` (pixels), decoded like the ANN (``DetectorBundle.decode``:
-        ``streamdet.model.decode_detections`` with the bundle's anchors and thresholds)."""
-        from streamdet.model import decode_detections
-
-        return decode_detections(
-            cls_logits,
-            box_deltas,
-            self.anchors.to(cls_logits.device),
-            image_size=self.sensor_size,
-            **self.decoding,
-        )
-
-
-def save_snn(snn: SpikingDetector, path: str | Path) -> None:
-    """Write a converted detector as one file ``{"format": "streamdet-snn/1", ...}`` (torch.save).
-
-    The graph is stored as a pickled ``fx.GraphModule``; load only files you trust (as with any
-    pickled torch model).
-    """
-    torch.save(
-        {
-            "format": SNN_FORMAT,
-            "graph_module": snn.graph_module.cpu(),
-            "neuron": snn.neuron._asdict(),
-            "sites": snn.sites,
-            "modality": snn.modality,
-            "class_names": list(snn.class_names),
-            "window_us": snn.window_us,
-            "event_scale": snn.event_scale,
-            "sensor_size": list(snn.sensor_size),
-            "anchors": snn.anchors.cpu(),
-            "model_config": snn.model_config,
-            "conversion": snn.conversion,
-            "decoding": snn.decoding,
-            "history_windows": snn.history_windows,
-        },
-        Path(path),
-    )
-
-
-def load_snn(name_or_path: str | Path) -> SpikingDetector:
-    """Load a converted detector: a ``streamdet-snn/1`` file, or the name / path of an ANN checkpoint
-    (e.g. ``"events-default"``), which is converted with its learned Quant-ReLU clips (no data needed)."""
-    path = Path(name_or_path)
-    if not path.is_file():
-        from streamdet.convert import ConversionConfig, convert_detector
-        from streamdet.model import load_detector
-
-        return convert_detector(
-            load_detector(str(name_or_path)), None, ConversionConfig(normalisation="quant")
-        )
-    try:
-        payload = torch.load(path, map_location="cpu", weights_only=False)
-    except Exception as error:
-        raise FileFormatError(path, f"not a torch file: {error}") from error
-    if not isinstance(payload, dict) or payload.get("format") != SNN_FORMAT:
-        if isinstance(payload, dict) and str(payload.get("format", "")).startswith("streamdet-ann"):
-            from streamdet.convert import ConversionConfig, convert_detector
-            from streamdet.model import load_detector
-
-            return convert_detector(load_detector(str(path)), None, ConversionConfig(normalisation="quant"))
-        found = payload.get("format") if isinstance(payload, dict) else type(payload).__name__
-        raise FileFormatError(path, f"expected format {SNN_FORMAT!r}, found {found!r}")
-    return SpikingDetector(
-        graph_module=payload["graph_module"],
-        neuron=IFParameters(**payload["neuron"]),
-        sites=payload["sites"],
-        modality=payload["modality"],
-        class_names=tuple(payload["class_names"]),
-        window_us=payload["window_us"],
-        event_scale=payload["event_scale"],
-        sensor_size=tuple(payload["sensor_size"]),
-        anchors=payload["anchors"],
-        model_config=payload["model_config"],
-        conversion=payload["conversion"],
-        # files converted before box voting (2026-11-25) decode as they did: without it
-        decoding={"vote_iou": None, **payload.get("decoding", {})},
-        history_windows=int(payload.get("history_windows", 0)),
-    )
+        config = RetinaNetConfig.from_dict(self.model_config)
+        return decode_with(config, self.decoding, cls_logits, box_deltas, input_size or self.spec.sensor_size)

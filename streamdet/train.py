@@ -33,21 +33,25 @@ from streamdet.model import (
     RetinaNet,
     RetinaNetConfig,
     build_model,
-    carry_over_anchors,
-    carry_over_finest_level,
-    carry_over_head_blocks,
-    carry_over_input_channels,
+    checkpoint_contract,
     checkpoint_dict,
     config_for,
     detection_loss,
     make_anchors,
+    migrate_checkpoint,
     model_from_checkpoint,
-    new_layers,
     pad_input,
     read_checkpoint,
     save_checkpoint,
 )
 from streamdet.samples import DetectionSamples, Target, collate_samples
+from streamdet.weight_surgery import (
+    carry_over_anchors,
+    carry_over_finest_level,
+    carry_over_head_blocks,
+    carry_over_input_channels,
+    new_layers,
+)
 
 DEFAULT_EVENT_SCALE = 4.0
 """Events per pixel and window that saturate the ``events`` input (input = min(count / 4, 1))."""
@@ -565,16 +569,7 @@ def _save_epoch(
 ) -> None:
     """Write ``out`` when ``score`` (validation mAP@0.5, else the epoch index) is at least the best so far,
     and always the resumable state at ``last_path``."""
-    checkpoint = checkpoint_dict(
-        model,
-        config.modality,
-        CLASS_NAMES,
-        train_set.window_us,
-        config.event_scale,
-        train_set.sensor_size,
-        train=record,
-        history_windows=train_set.history_windows,
-    )
+    checkpoint = checkpoint_dict(model, train_set.spec, CLASS_NAMES, train=record)
     if score >= state["best_map50"]:
         state["best_map50"] = score
         save_checkpoint(out, {**checkpoint, "train": {**record, "selected_epoch": state["epoch"]}})
@@ -609,11 +604,12 @@ def _history_windows(
     """Windows before the model's own that it reads: a resumed run's, else the recipe's, else the
     ``--init`` checkpoint's, else 0."""
     if saved is not None:
-        return int(saved["checkpoint"].get("history_windows", 0))
+        resumed = migrate_checkpoint(saved["checkpoint"], "--resume")
+        return checkpoint_contract(resumed, "--resume")[0].history_windows
     if config.history_windows is not None:
         return int(config.history_windows)
     if init_checkpoint is not None:
-        return int(init_checkpoint.get("history_windows", 0))
+        return checkpoint_contract(init_checkpoint, "--init")[0].history_windows
     return 0
 
 
@@ -663,7 +659,8 @@ def _initial_weights(
     )
     if comparable != model_config:
         raise UserFacingError(
-            f"--init {init}: its architecture ({checkpoint.get('modality')}, {source.config}) differs from "
+            f"--init {init}: its architecture ({checkpoint_contract(checkpoint, init)[0].modality}, "
+            f"{source.config}) differs from "
             f"the one being trained ({model_config}); use the same --modality, --size and activation"
         )
     model = build_model(model_config)
@@ -702,31 +699,14 @@ def _validate(
         return decode_detections(cls_logits, box_deltas, anchors, image_size=train_set.sensor_size)
 
     scores = [
-        evaluate_split(
-            predict,
-            split,
-            config.modality,
-            train_set.window_us,
-            config.event_scale,
-            limit=config.val_limit,
-            progress=progress,
-            history_windows=train_set.history_windows,
-        )["map50"]
+        evaluate_split(predict, split, train_set.spec, limit=config.val_limit, progress=progress)["map50"]
         for split in val_dirs
     ]
     model.train()
     return round(float(np.mean(scores)), 4)
 
 
-AVERAGED_FIELDS = (
-    "modality",
-    "config",
-    "class_names",
-    "window_us",
-    "event_scale",
-    "history_windows",
-    "sensor_size",
-)
+AVERAGED_FIELDS = ("config", "class_names", "contract")
 """Checkpoint fields that must agree for two checkpoints' weights to be averaged."""
 
 
@@ -778,9 +758,8 @@ def average_checkpoints(checkpoints: list[dict[str, Any]], sources: list[str]) -
 
 def _averaged_fields(checkpoint: dict[str, Any]) -> dict[str, Any]:
     """``checkpoint``'s :data:`AVERAGED_FIELDS`, defaults filled in: files written before a field existed
-    lack it (no ``history_windows``: none; a config without ``head_blocks``: the config's default)."""
+    lack it (a config without ``head_blocks``: the config's default)."""
     fields = {field: checkpoint.get(field) for field in AVERAGED_FIELDS}
-    fields["history_windows"] = checkpoint.get("history_windows", 0)
     if fields["config"]:
         fields["config"] = RetinaNetConfig.from_dict(fields["config"]).to_dict()
     return fields

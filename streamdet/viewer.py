@@ -62,7 +62,7 @@ def has_display() -> bool:
 def event_frame(events: np.ndarray, sensor_size: tuple[int, int]) -> np.ndarray:
     """BGR uint8 image ``[H, W, 3]`` of events: ``pixel = bg + (colour - bg) * min(count / 2, 1)`` with
     ON and OFF counts blended (ON drawn over OFF)."""
-    from streamdet.events import events_to_counts
+    from streamdet.binning import events_to_counts
 
     counts = events_to_counts(events, sensor_size)
     background = np.array(BACKGROUND_BGR, dtype=np.float32)
@@ -226,6 +226,7 @@ class ViewerConfig:
         scale: image enlargement.
         min_score: detections below this score are not drawn.
         curve: CURVE client keys (``streamdet.bus.CurveClientKeys``), or None.
+        latest_only: when behind, draw only the newest message of each topic (``bus.Subscriber``).
     """
 
     endpoints: tuple[str, ...]
@@ -239,6 +240,7 @@ class ViewerConfig:
     scale: int = 2
     min_score: float = 0.3
     curve: CurveClientKeys | None = None
+    latest_only: bool = False
 
 
 @dataclass
@@ -383,7 +385,9 @@ def view(config: ViewerConfig, *, progress: bool = False) -> ViewStats:
     data_topics: set[str] = set()
     ended: set[str] = set()
     bar = tqdm(desc="view", unit=" frames", file=sys.stderr, disable=None if progress else True)
-    subscriber = bus.Subscriber(list(config.endpoints), topics=("",), curve=config.curve)
+    subscriber = bus.Subscriber(
+        list(config.endpoints), topics=("",), curve=config.curve, latest_only=config.latest_only
+    )
     last_message = time.monotonic()
     try:
         while True:

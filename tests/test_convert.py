@@ -12,11 +12,13 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from streamdet.contract import Decoding
 from streamdet.convert import ConversionConfig, ConversionError, ExtremeValues, convert_network
 from streamdet.errors import FileFormatError, UserFacingError
+from streamdet.loading import load_snn, save_snn
 from streamdet.model import load_detector, pad_input
 from streamdet.neurons import IFParameters
-from streamdet.snn import SpikingDetector, SpikingNetwork, load_snn, save_snn
+from streamdet.snn import SpikingNetwork
 
 pytestmark = pytest.mark.usefixtures("single_thread")
 
@@ -280,39 +282,29 @@ def test_refuses_functional_max_pool_by_node_name() -> None:
         convert_network(Functional(), windows(1), ConversionConfig(), progress=False)
 
 
-def test_converted_detector_saves_and_loads_as_one_file(tmp_path) -> None:
-    data = windows()
-    converted = convert_network(trained_like(TinyDetector()), data, ConversionConfig(), progress=False)
-    detector = SpikingDetector(
-        converted.graph_module,
-        IFParameters(),
-        converted.sites,
-        modality="events",
-        class_names=("boat", "buoy", "car"),
-        window_us=50_000,
-        event_scale=4.0,
-        sensor_size=(32, 24),
-        anchors=torch.zeros(1, 4),
-        model_config={"name": "tiny"},
-        conversion={"normalisation": "auto"},
-    )
+def test_converted_detector_saves_and_loads_as_one_file_of_tensors(tmp_path) -> None:
+    """A percentile-calibrated tiny RetinaNet: the file holds tensors and plain values only (it loads
+    with ``weights_only=True``), and the rebuilt network gives the same outputs bit for bit."""
+    from test_detector import tiny_spiking_detector
+
+    detector = tiny_spiking_detector()
     path = tmp_path / "tiny.snn.pt"
     save_snn(detector, path)
+    assert torch.load(path, weights_only=True)["format"] == "streamdet-snn/2"
     loaded = load_snn(path)
-    assert (loaded.class_names, loaded.sensor_size, loaded.window_us) == (
-        ("boat", "buoy", "car"),
-        (32, 24),
-        50_000,
+    assert (loaded.class_names, loaded.spec, loaded.decoding) == (
+        detector.class_names,
+        detector.spec,
+        detector.decoding,
     )
-    x = data[0].expand(12, *data[0].shape)
-    want, _ = detector.run(x, detector.initial_state(4))
-    got, _ = loaded.run(x, loaded.initial_state(4))
+    x = (torch.rand(6, 1, 2, 64, 64, generator=torch.Generator().manual_seed(3)) < 0.2).float()
+    want, _ = detector.run(x, detector.initial_state(1))
+    got, _ = loaded.run(x, loaded.initial_state(1))
     for a, b in zip(got, want, strict=True):
         assert torch.equal(a, b)
-    assert loaded.decoding == {"vote_iou": None}, "a file naming no decoding decodes without voting"
     bad = tmp_path / "bad.pt"
     torch.save({"format": "something-else"}, bad)
-    with pytest.raises(FileFormatError, match="streamdet-snn/1"):
+    with pytest.raises(FileFormatError, match="streamdet-snn/2"):
         load_snn(bad)
 
 
@@ -329,7 +321,7 @@ def test_convert_cli_writes_a_loadable_snn_of_the_shipped_model(tmp_path) -> Non
     assert f"wrote {out}" in done.stdout
     snn = load_snn(out)
     bundle = load_detector("events-default")
-    assert snn.decoding == {"score_thresh": 0.05, "nms_thresh": 0.4, "max_dets": 100, "vote_iou": 0.5}
+    assert snn.decoding == Decoding(score_thresh=0.05, nms_thresh=0.4, max_dets=100, vote_iou=0.5)
     # In float64: in float32 a Quant-ReLU input that lands within rounding of a level boundary flips one
     # level in one of the two graphs, and the flip spreads over its receptive field (a quarter of the
     # outputs for the shipped weights on one of three random inputs); in float64 every output agrees.
@@ -339,7 +331,7 @@ def test_convert_cli_writes_a_loadable_snn_of_the_shipped_model(tmp_path) -> Non
         x = torch.rand(
             1,
             bundle.config.in_channels,
-            *bundle.sensor_size[::-1],
+            *bundle.spec.sensor_size[::-1],
             generator=torch.Generator().manual_seed(seed),
         )
         x = pad_input(x.double())
@@ -358,6 +350,7 @@ def test_convert_cli_writes_a_loadable_snn_of_the_shipped_model(tmp_path) -> Non
     assert refused.returncode == 2
     lines = refused.stderr.strip().splitlines()
     assert len(lines) == 1 and "cannot convert layer" in lines[0] and "calibration data" in lines[0]
+
 
 
 def test_burst_conversion_of_a_quant_model_is_the_ann_in_one_step() -> None:

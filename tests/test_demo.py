@@ -13,7 +13,7 @@ from test_detector import tiny_spiking_detector
 
 from streamdet import CLASS_NAMES
 from streamdet.demo import RunningScore
-from streamdet.snn import save_snn
+from streamdet.loading import save_snn
 
 
 def test_running_score_is_coco_map_at_matched_times():

@@ -17,6 +17,7 @@ import torch
 
 from streamdet import CLASS_NAMES
 from streamdet.cli import main
+from streamdet.contract import InputSpec
 from streamdet.evaluate import coco_from_dict, coco_metrics, evaluate_split
 from streamdet.events import EVENT_DTYPE
 from streamdet.formats import SpikeDatLayout, write_events, write_spike_dat, write_spike_sidecar
@@ -202,9 +203,8 @@ def test_evaluate_split_feeds_the_window_input_and_honours_limit(tiny_split: Pat
         seen.append(inputs)
         return [_truth_rows(coco, next(order)["id"]) for _ in inputs]
 
-    result = evaluate_split(
-        oracle, tiny_split, "events", WINDOW_US, 3.0, limit=4, batch_size=3, progress=False
-    )
+    spec = InputSpec("events", (64, 64), WINDOW_US, 3.0)
+    result = evaluate_split(oracle, tiny_split, spec, limit=4, batch_size=3, progress=False)
     assert result["images"] == 4 and result["map50"] == pytest.approx(1.0)
     inputs = torch.cat(seen)
     assert inputs.shape == (4, 2, 64, 64)

@@ -49,7 +49,7 @@ def test_sweep_scores_the_unperturbed_split_as_eval_does_and_noise_costs(
     ]
     bundle = load_detector(checkpoint)
     with torch.no_grad():
-        plain = evaluate_split(bundle.detect, split, "events", bundle.window_us, 3.0, progress=False)
+        plain = evaluate_split(bundle.detect, split, bundle.spec, progress=False)
     assert rows[0]["map50"] == round(plain["map50"], 4) and rows[0]["map50"] >= 0.8
     assert rows[1]["map50"] < rows[0]["map50"] - 0.2, "20 noise events per pixel drown a tiny model"
     assert plot.stat().st_size > 10_000
@@ -74,7 +74,8 @@ def test_shifted_inputs_pool_detections_in_sensor_coordinates(
     from streamdet.samples import DetectionSamples
 
     split, checkpoint = tiny_root / "train", overfit_checkpoint
-    bundle = dataclasses.replace(load_detector(checkpoint), vote_iou=None)  # voting averages clipped boxes
+    loaded = load_detector(checkpoint)  # without voting: voting averages clipped boxes
+    bundle = dataclasses.replace(loaded, decoding=dataclasses.replace(loaded.decoding, vote_iou=None))
     inputs = torch.stack([DetectionSamples([split], "events", 3.0)[i][0] for i in range(4)])
     plain = bundle.detect(inputs)
     for got, want in zip(shifted_inputs.pooled_predict(bundle, [(0, 0)])(inputs), plain, strict=True):
@@ -103,7 +104,7 @@ def test_shifted_inputs_pool_detections_in_sensor_coordinates(
         == 0
     )
     rows = json.loads(report.read_text())["rows"]
-    reference = evaluate_split(bundle.detect, split, "events", bundle.window_us, 3.0, progress=False)
+    reference = evaluate_split(bundle.detect, split, bundle.spec, progress=False)
     assert [row["shifts"] for row in rows] == [[[0, 0]], [[0, 0], [8, 8]]]
     assert rows[0]["map50"] == reference["map50"] and rows[1]["map50"] >= 0.8 * reference["map50"]
     for text in ("4", "4,x", "-1,0", "32,0"):
@@ -178,7 +179,7 @@ def test_decode_sweep_baseline_is_eval_and_settings_are_scored(
     assert len(result["rows"]) == 2 * 4 and len(result["scores"]) == 4
     bundle = load_detector(checkpoint)
     with torch.no_grad():
-        plain = evaluate_split(bundle.detect, split, "events", bundle.window_us, 3.0, progress=False)
+        plain = evaluate_split(bundle.detect, split, bundle.spec, progress=False)
     (baseline,) = [
         row
         for row in result["rows"]

@@ -15,7 +15,7 @@ pytestmark = pytest.mark.usefixtures("single_thread")
 
 def _inputs(bundle) -> torch.Tensor:
     generator = torch.Generator().manual_seed(3)
-    width, height = bundle.sensor_size
+    width, height = bundle.spec.sensor_size
     counts = torch.zeros(1, bundle.config.in_channels, height, width)
     counts[..., 100:140, 150:170] = torch.rand(1, bundle.config.in_channels, 40, 20, generator=generator)
     return counts
@@ -30,10 +30,10 @@ def test_scale_one_is_the_detector_and_scales_map_boxes_back() -> None:
         doubled = scale_sweep.detect_at_scales(bundle, inputs, (2.0,), "nearest")[0]
         merged = scale_sweep.detect_at_scales(bundle, inputs, (1.0, 2.0), "nearest")[0]
     assert torch.equal(native, one)
-    width, height = bundle.sensor_size
+    width, height = bundle.spec.sensor_size
     assert doubled.shape[0] > 0
     assert float(doubled[:, [0, 2]].max()) <= width and float(doubled[:, [1, 3]].max()) <= height
-    assert 0 < merged.shape[0] <= bundle.max_dets
+    assert 0 < merged.shape[0] <= bundle.decoding.max_dets
     union = torch.cat([native, doubled])
     assert all(bool((union == row).all(dim=1).any()) for row in merged), "merged boxes come from the scales"
     assert torch.all(merged[:-1, 4] >= merged[1:, 4])

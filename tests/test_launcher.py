@@ -146,7 +146,7 @@ def test_killed_detector_is_restarted_and_resumes_publishing_within_5_s(tmp_path
 
     from streamdet import bus
     from streamdet.formats import write_events
-    from streamdet.snn import save_snn
+    from streamdet.loading import save_snn
 
     save_snn(tiny_spiking_detector(), tmp_path / "tiny.pt")
     write_events(tmp_path / "events.npy", random_events(20_000, 2_000_000, seed=1), TINY_SENSOR)

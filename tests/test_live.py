@@ -56,5 +56,5 @@ def test_auto_model_without_a_measurement_loads_only_events_default():
     and ``events-fast`` is never converted."""
     said = []
     name, snn, rates = load_live_model("auto", measure=False, say=said.append, who="demo")
-    assert (name, rates, snn.modality) == ("events-default", {"events-default": None}, "events")
+    assert (name, rates, snn.spec.modality) == ("events-default", {"events-default": None}, "events")
     assert said == ["demo: loading events-default and converting it to a spiking network ..."]

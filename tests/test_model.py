@@ -12,6 +12,7 @@ import torch
 import torch.fx
 
 from streamdet import CLASS_NAMES
+from streamdet.contract import Decoding, InputSpec
 from streamdet.errors import UserFacingError
 from streamdet.model import (
     SHIPPED_MODELS,
@@ -20,9 +21,6 @@ from streamdet.model import (
     QuantReLU,
     anchor_sizes,
     build_model,
-    carry_over_anchors,
-    carry_over_finest_level,
-    carry_over_head_blocks,
     checkpoint_dict,
     config_for,
     decode_detections,
@@ -34,6 +32,7 @@ from streamdet.model import (
     save_checkpoint,
     select_detections,
 )
+from streamdet.weight_surgery import carry_over_anchors, carry_over_finest_level, carry_over_head_blocks
 
 TINY = dict(size="tiny", input_size=(64, 64))
 
@@ -279,7 +278,8 @@ def test_model_traces_with_fx_and_matches_eager() -> None:
 
 def _tiny_checkpoint(path: Path, modality: str = "events") -> dict:
     model = build_model(config_for(modality, **TINY))
-    checkpoint = checkpoint_dict(model, modality, CLASS_NAMES, 50_000, 3.0, (64, 64), train={"epochs": 0})
+    spec = InputSpec(modality, (64, 64), 50_000, 3.0)
+    checkpoint = checkpoint_dict(model, spec, CLASS_NAMES, train={"epochs": 0})
     save_checkpoint(path, checkpoint)
     return checkpoint
 
@@ -287,7 +287,7 @@ def _tiny_checkpoint(path: Path, modality: str = "events") -> dict:
 def test_load_detector_round_trip_and_clear_errors(tmp_path: Path) -> None:
     checkpoint = _tiny_checkpoint(tmp_path / "ok.pt")
     bundle = load_detector(tmp_path / "ok.pt")
-    assert bundle.modality == "events" and bundle.sensor_size == (64, 64) and not bundle.model.training
+    assert bundle.spec == InputSpec("events", (64, 64), 50_000, 3.0) and not bundle.model.training
     assert len(bundle.anchors) == 84 * 9
     (rows,) = bundle.detect(torch.rand(1, 2, 64, 64))
     assert rows.shape[1] == 6
@@ -305,31 +305,58 @@ def test_load_detector_round_trip_and_clear_errors(tmp_path: Path) -> None:
     torch.save(wider, tmp_path / "mismatch.pt")
     with pytest.raises(UserFacingError, match="weights do not match the config"):
         load_detector(tmp_path / "mismatch.pt")
-    swapped = {**checkpoint, "modality": "intensity"}
-    torch.save(swapped, tmp_path / "swapped.pt")
+
+    def with_input(**change) -> dict:
+        record = checkpoint["contract"]
+        return {**checkpoint, "contract": {**record, "input": {**record["input"], **change}}}
+
+    torch.save(with_input(modality="intensity"), tmp_path / "swapped.pt")
     with pytest.raises(UserFacingError, match="input channels"):
         load_detector(tmp_path / "swapped.pt")
-    torch.save({**checkpoint, "history_windows": 1}, tmp_path / "history.pt")
+    torch.save(with_input(history_windows=1), tmp_path / "history.pt")
     with pytest.raises(UserFacingError, match="2 window"):
         load_detector(tmp_path / "history.pt")
-    torch.save({**checkpoint, "history_windows": "one"}, tmp_path / "history-type.pt")
-    with pytest.raises(UserFacingError, match="history_windows must be an integer"):
+    torch.save(with_input(history_windows=-1), tmp_path / "history-negative.pt")
+    with pytest.raises(UserFacingError, match="history windows must be 0 or more"):
+        load_detector(tmp_path / "history-negative.pt")
+    torch.save(with_input(colour=True), tmp_path / "unknown-field.pt")
+    with pytest.raises(UserFacingError, match=r"unknown field\(s\) \['colour'\]"):
+        load_detector(tmp_path / "unknown-field.pt")
+    future = {**checkpoint, "contract": {**checkpoint["contract"], "format": "streamdet-contract/9"}}
+    torch.save(future, tmp_path / "future.pt")
+    with pytest.raises(UserFacingError, match="contract record has format 'streamdet-contract/9'"):
+        load_detector(tmp_path / "future.pt")
+
+
+def test_a_checkpoint_of_the_first_format_is_read_with_its_loose_fields_as_the_contract(
+    tmp_path: Path,
+) -> None:
+    checkpoint = _tiny_checkpoint(tmp_path / "ok.pt")
+    old = {key: value for key, value in checkpoint.items() if key != "contract"}
+    old.update(
+        format="streamdet-ann/1", modality="events", window_us=50_000, event_scale=3.0, sensor_size=[64, 64]
+    )
+    torch.save(old, tmp_path / "old.pt")
+    bundle = load_detector(tmp_path / "old.pt")
+    assert bundle.spec == InputSpec("events", (64, 64), 50_000, 3.0, 0) and bundle.decoding == Decoding()
+    torch.save({**old, "history_windows": "one"}, tmp_path / "history-type.pt")
+    with pytest.raises(UserFacingError, match="history-type.pt"):
         load_detector(tmp_path / "history-type.pt")
 
 
 @pytest.mark.parametrize("name", SHIPPED_MODELS)
 def test_shipped_models_load_by_name_and_trace(name: str) -> None:
     bundle = load_detector(name)
-    assert bundle.modality == name.split("-")[0]
+    assert bundle.spec.modality == name.split("-")[0]
     assert bundle.class_names == CLASS_NAMES and bundle.config.activation == "quant"
     card = json.loads(resolve_model_path(name).with_suffix(".json").read_text())
     assert card["sha256"] == hashlib.sha256(resolve_model_path(name).read_bytes()).hexdigest(), (
         f"streamdet/weights/{name}.json describes other weights; regenerate it: python -m tools.weights_card"
     )
-    assert (card["window_us"], card["event_scale"]) == (bundle.window_us, bundle.event_scale)
-    assert card.get("history_windows", 0) == bundle.history_windows
+    assert (card["window_us"], card["event_scale"]) == (bundle.spec.window_us, bundle.spec.event_scale)
+    assert card.get("history_windows", 0) == bundle.spec.history_windows
     assert card["config"]["quant_levels"] == bundle.config.quant_levels
     torch.fx.symbolic_trace(bundle.model)
-    width, height = bundle.sensor_size
+    width, height = bundle.spec.sensor_size
     (rows,) = bundle.detect(torch.zeros(1, bundle.config.in_channels, height, width))
     assert rows.shape[1] == 6

@@ -17,13 +17,7 @@ from test_evaluate import WINDOW_US, write_tiny_split
 from streamdet.cli import main
 from streamdet.errors import UserFacingError
 from streamdet.evaluate import evaluate_split
-from streamdet.model import (
-    build_model,
-    carry_over_input_channels,
-    config_for,
-    load_detector,
-    pad_input,
-)
+from streamdet.model import build_model, config_for, load_detector, pad_input
 from streamdet.samples import DetectionSamples
 from streamdet.train import (
     AugmentConfig,
@@ -35,6 +29,7 @@ from streamdet.train import (
     thin_events,
     train_detector,
 )
+from streamdet.weight_surgery import carry_over_input_channels
 
 NO_AUGMENT = AugmentConfig(
     flip=0.0, crop_size=None, count_scale=(1.0, 1.0), noise_rate=0.0, polarity_swap=0.0
@@ -78,9 +73,9 @@ def test_crop_moves_boxes_and_turns_cut_objects_into_ignore_regions() -> None:
 
 def test_tiny_model_overfits_tiny_dataset(tiny_root: Path, overfit_checkpoint: Path) -> None:
     bundle = load_detector(overfit_checkpoint)
-    assert bundle.modality == "events" and bundle.config.activation == "quant"
+    assert bundle.spec.modality == "events" and bundle.config.activation == "quant"
     assert bundle.metadata["train"]["epochs"] == 20
-    result = evaluate_split(bundle.detect, tiny_root / "train", "events", WINDOW_US, 3.0, progress=False)
+    result = evaluate_split(bundle.detect, tiny_root / "train", bundle.spec, progress=False)
     assert result["map50"] >= 0.85, result
 
 
@@ -89,7 +84,7 @@ def test_untrained_checkpoint_scores_low(tiny_root: Path, tmp_path: Path) -> Non
     train_detector(config, [tiny_root], tmp_path / "untrained.pt", progress=False, log=lambda line: None)
     bundle = load_detector(tmp_path / "untrained.pt")
     assert (
-        evaluate_split(bundle.detect, tiny_root / "train", "events", WINDOW_US, 3.0, progress=False)["map50"]
+        evaluate_split(bundle.detect, tiny_root / "train", bundle.spec, progress=False)["map50"]
         < 0.2
     )
 
@@ -117,17 +112,17 @@ def test_same_recipe_trains_identical_weights_and_init_fine_tunes(
     first, second = (load_detector(tmp_path / name).model.state_dict() for name in ("a.pt", "b.pt"))
     assert all(torch.equal(first[key], second[key]) for key in first)
     tuned = load_detector(tmp_path / "a.pt")
-    score = evaluate_split(tuned.detect, tiny_root / "train", "events", WINDOW_US, 3.0, progress=False)
+    score = evaluate_split(tuned.detect, tiny_root / "train", tuned.spec, progress=False)
     assert score["map50"] >= 0.8, score
     train_detector(config, [tiny_root], tmp_path / "scratch.pt", **quiet)
     scratch = load_detector(tmp_path / "scratch.pt")
     assert (
-        evaluate_split(scratch.detect, tiny_root / "train", "events", WINDOW_US, 3.0, progress=False)["map50"]
+        evaluate_split(scratch.detect, tiny_root / "train", scratch.spec, progress=False)["map50"]
         < 0.2
     )
     longer_window = replace(config, window_us=2 * WINDOW_US)
     train_detector(longer_window, [tiny_root], tmp_path / "w2.pt", init=overfit_checkpoint, **quiet)
-    assert load_detector(tmp_path / "w2.pt").window_us == 2 * WINDOW_US
+    assert load_detector(tmp_path / "w2.pt").spec.window_us == 2 * WINDOW_US
     fewer_levels = replace(config, quant_levels=4)
     train_detector(fewer_levels, [tiny_root], tmp_path / "l4.pt", init=overfit_checkpoint, **quiet)
     assert load_detector(tmp_path / "l4.pt").config.quant_levels == 4
@@ -162,15 +157,13 @@ def test_same_recipe_trains_identical_weights_and_init_fine_tunes(
     history = replace(config, history_windows=1)
     train_detector(history, [tiny_root], tmp_path / "h1.pt", init=overfit_checkpoint, **quiet)
     with_history = load_detector(tmp_path / "h1.pt")
-    assert (with_history.history_windows, with_history.config.in_channels) == (1, 4)
-    score = evaluate_split(
-        with_history.detect, tiny_root / "train", "events", WINDOW_US, 3.0, progress=False, history_windows=1
-    )
+    assert (with_history.spec.history_windows, with_history.config.in_channels) == (1, 4)
+    score = evaluate_split(with_history.detect, tiny_root / "train", with_history.spec, progress=False)
     assert score["map50"] >= 0.8, score  # starts as the --init model, which reads only its own window
     train_detector(config, [tiny_root], tmp_path / "h1b.pt", init=tmp_path / "h1.pt", **quiet)
-    assert load_detector(tmp_path / "h1b.pt").history_windows == 1
+    assert load_detector(tmp_path / "h1b.pt").spec.history_windows == 1
     train_detector(replace(config, epochs=2), [tiny_root], tmp_path / "h1b.pt", resume=True, **quiet)
-    assert load_detector(tmp_path / "h1b.pt").history_windows == 1
+    assert load_detector(tmp_path / "h1b.pt").spec.history_windows == 1
     with pytest.raises(UserFacingError, match="--init .*architecture"):
         train_detector(
             replace(config, size="small"), [tiny_root], tmp_path / "c.pt", init=overfit_checkpoint, **quiet
@@ -380,11 +373,13 @@ def test_average_is_the_mean_of_fine_tunes_and_refuses_other_architectures(
             torch.testing.assert_close(tensor, (first[name] + second[name]) / 2)
     saved = torch.load(tmp_path / "soup.pt", weights_only=True)
     assert [entry["source"] for entry in saved["train"]["averaged_from"]] == sources
-    score = evaluate_split(soup.detect, tiny_root / "train", "events", WINDOW_US, 3.0, progress=False)
+    score = evaluate_split(soup.detect, tiny_root / "train", soup.spec, progress=False)
     assert score["map50"] >= 0.8, score
-    # a file from before a field existed (no "head_blocks", no "history_windows") averages with a newer one
+    # a file from before a field existed (no "head_blocks", loose input fields) averages with a newer one
     older = torch.load(sources[0], weights_only=True)
-    del older["config"]["head_blocks"], older["history_windows"]
+    del older["config"]["head_blocks"]
+    inputs = older.pop("contract")["input"]
+    older.update(format="streamdet-ann/1", **{k: v for k, v in inputs.items() if k != "history_windows"})
     torch.save(older, tmp_path / "older.pt")
     assert main(["average", str(tmp_path / "older.pt"), sources[1], "--out", str(tmp_path / "soup2.pt")]) == 0
 

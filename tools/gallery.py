@@ -16,8 +16,9 @@ from pathlib import Path
 import cv2
 import numpy as np
 
+from streamdet.binning import events_to_counts
 from streamdet.encoders import DVSParams, SpikeCameraParams, emulate_dvs, emulate_spike_camera
-from streamdet.events import DEFAULT_WINDOW_US, events_to_counts
+from streamdet.events import DEFAULT_WINDOW_US
 from streamdet.scenes import PRESETS, SceneConfig, make_scene, render_frames
 
 LABEL_TIME_US = 1_000_000

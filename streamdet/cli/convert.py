@@ -44,8 +44,8 @@ def run_convert(args: argparse.Namespace) -> int:
     from streamdet.convert import convert_detector
     from streamdet.errors import UserFacingError
     from streamdet.fidelity import bias_calibrate, calibration_inputs
+    from streamdet.loading import save_snn
     from streamdet.model import load_detector
-    from streamdet.snn import save_snn
 
     config = conversion_config_from_args(args)
     bias_calibration = bias_calibration_config_from_args(args)

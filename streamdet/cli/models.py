@@ -7,7 +7,14 @@ import importlib.util
 import json
 from pathlib import Path
 
-from streamdet.cli.options import dataset_root, fidelity_config_from_args, parse_size, resolve_split
+from streamdet.cli.options import (
+    add_geometry_options,
+    dataset_root,
+    fidelity_config_from_args,
+    geometry_from_args,
+    parse_size,
+    resolve_split,
+)
 
 
 def _crop_size(text: str) -> tuple[int, int] | None:
@@ -237,6 +244,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     evaluate.add_argument(
         "--device", default=None, help="torch device (default cuda when available, else cpu)"
     )
+    add_geometry_options(evaluate)
     if importlib.util.find_spec("streamdet.fidelity") is not None:
         from streamdet.cli.options import add_snn_arguments
 
@@ -322,11 +330,12 @@ def run_eval(args: argparse.Namespace) -> int:
 
     device = args.device or ("cuda" if torch.cuda.is_available() else "cpu")
     bundle = load_detector(args.model, device=device)
-    if args.modality is not None and args.modality != bundle.modality:
+    if args.modality is not None and args.modality != bundle.spec.modality:
         raise UserFacingError(
             f"modality mismatch: --modality {args.modality} but model {args.model} "
-            f"takes {bundle.modality} input"
+            f"takes {bundle.spec.modality} input"
         )
+    geometry = geometry_from_args(args)
     results = []
     snn = None
     fidelity = fidelity_config_from_args(args) if getattr(args, "snn", False) else None
@@ -336,18 +345,11 @@ def run_eval(args: argparse.Namespace) -> int:
     for split_dir in data:
         if args.format == "prophesee":
             metrics = evaluate_prophesee_folder(
-                bundle, split_dir, args.class_map, limit=args.limit, batch_size=args.batch_size
+                bundle, split_dir, args.class_map, geometry, limit=args.limit, batch_size=args.batch_size
             )
         else:
             metrics = evaluate_split(
-                bundle.detect,
-                split_dir,
-                bundle.modality,
-                bundle.window_us,
-                bundle.event_scale,
-                limit=args.limit,
-                batch_size=args.batch_size,
-                history_windows=bundle.history_windows,
+                bundle.detect, split_dir, bundle.spec, geometry, limit=args.limit, batch_size=args.batch_size
             )
         entry = {"data": str(split_dir), **metrics}
         if getattr(args, "snn", False):
@@ -362,10 +364,17 @@ def run_eval(args: argparse.Namespace) -> int:
         results.append(entry)
         per_class = " ".join(f"{name}={ap:.3f}" for name, ap in metrics["ap50_per_class"].items())
         print(
-            f"{split_dir}: {metrics['images']} images ({metrics['window_us'] / 1000:g} ms windows)  "
+            f"{split_dir}: {metrics['images']} images ({metrics['window_us'] / 1000:g} ms windows"
+            f"{', ' + metrics['geometry'] if 'geometry' in metrics else ''})  "
             f"mAP@0.5={metrics['map50']:.3f}  "
             f"mAP@[.5:.95]={metrics['map']:.3f}  AP@0.5 {per_class}"
         )
+        if metrics.get("operating_points"):
+            best = max(metrics["operating_points"], key=lambda point: point["f1"])
+            print(
+                f"  live operating point: best F1 {best['f1']:.3f} at score >= {best['score']:.2f} "
+                f"(precision {best['precision']:.3f}, recall {best['recall']:.3f}; detect --min-score)"
+            )
         for line in snn_score_lines(entry.get("snn", {})):
             print(line)
     summary = (

@@ -29,6 +29,7 @@ def positive_int(text: str) -> int:
         raise argparse.ArgumentTypeError(f"expected a positive integer, got {text!r}")
     return value
 
+
 def resolve_split(text: str, option: str = "--data") -> str:
     """The split folder of a ``--data`` path: the path itself when it is a built split (it holds
     ``annotations.json``), else the one split a dataset root holds (``data/mix`` -> ``data/mix/train``).
@@ -213,3 +214,77 @@ def fidelity_config_from_args(args: argparse.Namespace):
         report_dir=None if args.snn_report is None else Path(args.snn_report),
     )
 
+
+def parse_roi(text: str) -> tuple[int, int, int, int]:
+    """``"x,y,w,h"`` -> a sensor region in pixels; argparse type of ``--roi``."""
+    parts = text.replace(" ", "").split(",")
+    if len(parts) != 4 or not all(part.isdigit() for part in parts) or int(parts[2]) < 1 or int(parts[3]) < 1:
+        raise argparse.ArgumentTypeError(
+            f"expected x,y,width,height in sensor pixels such as 0,0,640,480, got {text!r}"
+        )
+    x, y, width, height = (int(part) for part in parts)
+    return x, y, width, height
+
+
+def parse_classes(text: str) -> tuple[str, ...]:
+    """``"car,pedestrian"`` -> class names; argparse type of ``--classes``."""
+    names = tuple(name.strip() for name in text.split(",") if name.strip())
+    if not names:
+        raise argparse.ArgumentTypeError(f"expected class names such as car,pedestrian, got {text!r}")
+    return names
+
+
+def add_geometry_options(parser: argparse.ArgumentParser) -> None:
+    """``--geometry`` and ``--roi``: how a stream's sensor reaches the network
+    (``streamdet.contract.Geometry``); the same options on ``detect``, ``eval``, ``view``, ``demo`` and
+    in launch files."""
+    from streamdet.contract import GEOMETRY_MODES
+
+    group = parser.add_argument_group("sensor geometry")
+    group.add_argument(
+        "--geometry",
+        choices=GEOMETRY_MODES,
+        default=None,
+        help="scale (default): shrink the sensor (or --roi) to the network input keeping its aspect ratio, "
+        "counts pooled; crop: the region at the sensor's own pixels (default: the input-sized centre); "
+        "native: run the network at the region's own size (cost grows with its pixels). Boxes are "
+        "always in the sensor's own pixels",
+    )
+    group.add_argument("--roi", type=parse_roi, default=None, help="sensor region x,y,width,height (pixels)")
+
+
+def geometry_from_args(args: argparse.Namespace):
+    """The ``Geometry`` of ``--geometry`` / ``--roi`` (``scale`` of the whole sensor by default)."""
+    from streamdet.contract import Geometry
+
+    return Geometry(getattr(args, "geometry", None) or "scale", getattr(args, "roi", None))
+
+
+def add_box_filter_options(parser: argparse.ArgumentParser) -> None:
+    """``--min-score``, ``--max-boxes``, ``--classes``: what subscribers are sent (``BoxFilter``)."""
+    from streamdet.contract import PUBLISH_MAX_BOXES, PUBLISH_MIN_SCORE
+
+    group = parser.add_argument_group("what subscribers get")
+    group.add_argument(
+        "--min-score",
+        type=float,
+        default=PUBLISH_MIN_SCORE,
+        help=f"publish boxes scoring at least this (default {PUBLISH_MIN_SCORE}: the best F1 on the "
+        "validation splits, docs/streaming.md); 0 publishes every decoded box",
+    )
+    group.add_argument(
+        "--max-boxes",
+        type=positive_int,
+        default=PUBLISH_MAX_BOXES,
+        help=f"rows per message at most ({PUBLISH_MAX_BOXES})",
+    )
+    group.add_argument(
+        "--classes", type=parse_classes, default=None, help="publish only these classes, e.g. car,pedestrian"
+    )
+
+
+def box_filter_from_args(args: argparse.Namespace):
+    """The ``BoxFilter`` of ``--min-score`` / ``--max-boxes`` / ``--classes``."""
+    from streamdet.contract import BoxFilter
+
+    return BoxFilter(min_score=args.min_score, max_boxes=args.max_boxes, classes=args.classes)

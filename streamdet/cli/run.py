@@ -13,7 +13,14 @@ import json
 import sys
 import time
 
-from streamdet.cli.options import positive_int
+from streamdet.cli.options import (
+    add_box_filter_options,
+    add_geometry_options,
+    box_filter_from_args,
+    geometry_from_args,
+    parse_classes,
+    positive_int,
+)
 
 
 def _dt_us(text: str) -> int | str:
@@ -47,6 +54,9 @@ def detector_config_from_args(args: argparse.Namespace, window_us: int, steps_pe
         max_chunk_steps=args.max_chunk_steps,
         device=args.device,
         membrane_bounds=args.membrane_bounds,
+        geometry=geometry_from_args(args),
+        box_filter=box_filter_from_args(args),
+        stream_classes=tuple(args.stream_classes or ()),
     )
 
 
@@ -83,7 +93,7 @@ def run_detect(args: argparse.Namespace) -> int:
         )
     if steps_per_s is not None:
         say(f"detect: the network steps {steps_per_s:.0f} times a second alone")
-    config = detector_config_from_args(args, snn.window_us, steps_per_s)
+    config = detector_config_from_args(args, snn.spec.window_us, steps_per_s)
     standby_until_promoted(lambda: StreamDetector(snn, config).warm_up())
     node = DetectorNode(
         snn,
@@ -100,7 +110,7 @@ def run_detect(args: argparse.Namespace) -> int:
         output_curve=output_curve,
     )
     print(
-        f"detect: {model} ({snn.modality}, {snn.sensor_size[0]}x{snn.sensor_size[1]}), "
+        f"detect: {model} ({snn.spec.modality}, {snn.spec.sensor_size[0]}x{snn.spec.sensor_size[1]}), "
         f"dt {config.dt_us} us, "
         f"window {config.window_steps} steps, publish every {config.publish_every}; "
         f"{', '.join(args.input)} -> {args.output}",
@@ -145,6 +155,7 @@ def run_view(args: argparse.Namespace) -> int:
         idle_timeout_s=args.idle_timeout,
         show_truth=not args.no_truth,
         curve=curve_options.curve_client_keys(args),
+        latest_only=args.latest_only,
     )
     stats = view(config, progress=True)
     print(stats.summary(), file=sys.stderr)
@@ -188,6 +199,8 @@ def run_demo(args: argparse.Namespace) -> int:
         membrane_bounds=args.membrane_bounds,
         quiet=args.json,
         threads=args.threads,
+        geometry=geometry_from_args(args),
+        box_filter=box_filter_from_args(args),
     )
     started = time.monotonic()
     report = demo(config)
@@ -203,7 +216,20 @@ def run_demo(args: argparse.Namespace) -> int:
     return 0
 
 
-def _add_detector_options(parser: argparse.ArgumentParser, dt_help: str = "window / 4") -> None:
+def _add_detector_options(
+    parser: argparse.ArgumentParser, dt_help: str = "window / 4", min_score: float | None = None
+) -> None:
+    add_geometry_options(parser)
+    add_box_filter_options(parser)
+    if min_score is not None:
+        parser.set_defaults(min_score=min_score)
+    parser.add_argument(
+        "--stream-classes",
+        type=parse_stream_classes,
+        action="append",
+        metavar="STREAM=C1,C2",
+        help="publish only these classes for one stream (repeatable), e.g. harbour=boat,buoy",
+    )
     parser.add_argument(
         "--dt-us",
         type=_dt_us,
@@ -234,6 +260,16 @@ def _add_detector_options(parser: argparse.ArgumentParser, dt_help: str = "windo
         help="clamp IF membranes to [LO, HI] thresholds after each reset, or none (default 0,1: see "
         "docs/streaming.md)",
     )
+
+
+def parse_stream_classes(text: str) -> tuple[str, tuple[str, ...]]:
+    """``--stream-classes``: ``STREAM=C1,C2`` -> ``(STREAM, (C1, C2))``."""
+    stream, separator, names = text.partition("=")
+    if not separator or not stream.strip():
+        raise argparse.ArgumentTypeError(
+            f"expected STREAM=CLASS,CLASS such as cam1=car,pedestrian, got {text!r}"
+        )
+    return stream.strip(), parse_classes(names)
 
 
 def parse_membrane_bounds(text: str) -> tuple[float, float] | None:
@@ -331,6 +367,11 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         help="stop after S seconds without a message (default never)",
     )
     view.add_argument("--no-truth", action="store_true", help="do not draw ground-truth boxes")
+    view.add_argument(
+        "--latest-only",
+        action="store_true",
+        help="when behind, draw only the newest message of each stream (end-of-stream is never skipped)",
+    )
     curve_options.add_curve_options(view, binds=False, connects=True)
     view.set_defaults(func=run_view)
 
@@ -361,5 +402,6 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         demo,
         dt_help="the shortest step of at least 25 ms that divides the model window and that this CPU keeps "
         "up with, measured at start",
+        min_score=0.0,
     )
     demo.set_defaults(func=run_demo)
