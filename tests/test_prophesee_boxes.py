@@ -198,22 +198,6 @@ def test_class_maps_presets_and_text() -> None:
             pb.parse_class_map(text)
 
 
-def test_letterbox_keeps_aspect_and_maps_boxes_back() -> None:
-    hd = pb.letterbox((1280, 720), (346, 260))
-    assert hd.scale == pytest.approx(346 / 1280) and (hd.pad_x, hd.pad_y) == (0, 32)
-    gen1 = pb.letterbox((304, 240), (346, 260))
-    assert gen1.scale == 1.0 and (gen1.pad_x, gen1.pad_y) == (21, 10)
-    events = np.zeros(4, dtype=EVENT_DTYPE)
-    events["x"], events["y"] = [0, 1279, 640, 1279], [0, 719, 360, 0]
-    moved = pb.letterbox_events(events, hd)
-    assert list(moved["x"]) == [0, 345, 173, 345] and list(moved["y"]) == [32, 226, 129, 32]
-    assert pb.letterbox_event_scale(3.0, hd) == pytest.approx(3.0 * (1280 / 346) ** 2)
-    rows = np.array([[0, 32, 173, 129, 0.9, 2], [-5, 0, 400, 300, 0.5, 1]], dtype=np.float32)
-    back = pb.boxes_to_sensor(rows, hd)
-    assert back[0, :4] == pytest.approx([0, 0, 640, 358.9], abs=0.1)
-    assert list(back[1, :4]) == [0, 0, 1280, 720] and list(back[:, 4:].ravel()) == [0.9, 2, 0.5, 1]
-
-
 def test_folder_ground_truth_has_one_image_per_box_time(tmp_path: Path) -> None:
     records = sample_records(MPX_FILE_DTYPE)
     np.save(tmp_path / "a_bbox.npy", records)
@@ -289,8 +273,9 @@ def split_as_prophesee_folder(split: Path, folder: Path, zoom: int) -> None:
 def test_eval_on_a_folder_of_recordings_scores_as_the_split_does(
     tiny_root: Path, overfit_checkpoint: Path, tmp_path: Path
 ) -> None:
-    """The same recording as a Gen1 folder (same sensor) and as a 2x sensor: the letterboxed inputs
-    equal the split's, so the scores equal ``evaluate_split``'s and the boxes come back 2x."""
+    """The same recording as a Gen1 folder (same sensor) and as a 2x sensor: the inputs (the 2x sensor
+    scaled by 0.5, ``streamdet.binning``) equal the split's, so the scores equal ``evaluate_split``'s
+    and the boxes come back 2x."""
     from streamdet.evaluate import evaluate_prophesee_folder, evaluate_split
     from streamdet.model import load_detector
 
@@ -307,8 +292,15 @@ def test_eval_on_a_folder_of_recordings_scores_as_the_split_does(
         )
     gen1, large = results[1], results[2]
     assert gen1["images"] == large["images"] == expected["images"] == 8
-    assert gen1["recordings"] == [{"name": "toy", "sensor": [64, 64], "scale": 1.0, "images": 8}]
-    assert large["recordings"][0]["sensor"] == [128, 128] and large["recordings"][0]["scale"] == 0.5
+    assert gen1["recordings"] == [
+        {
+            "name": "toy",
+            "sensor": [64, 64],
+            "geometry": "64x64 -> scale 1 to 64x64 (region 0,0,64x64)",
+            "images": 8,
+        }
+    ]
+    assert large["recordings"][0]["geometry"] == "128x128 -> scale 0.5 to 64x64 (region 0,0,128x128)"
     for result in (gen1, large):
         assert result["map50"] == pytest.approx(expected["map50"], abs=1e-6)
         assert result["map"] == pytest.approx(expected["map"], abs=1e-3)
