@@ -34,7 +34,15 @@ def _ratios(text: str) -> tuple[float, ...]:
 
 def register(subparsers: argparse._SubParsersAction) -> None:
     """Add ``train``, ``average`` and ``eval``."""
-    from streamdet.model import BOX_LOSSES, MODEL_SIZES
+    register_train(subparsers)
+    register_average(subparsers)
+    register_eval(subparsers)
+
+
+def register_train(subparsers: argparse._SubParsersAction) -> None:
+    """Add ``train``: data and output, recipe, augmentation (:func:`_add_augmentation_options`), validation,
+    model (:func:`_add_model_options`), seed, resume / fine-tune and device."""
+    from streamdet.model import MODEL_SIZES
     from streamdet.train import DEFAULT_EVENT_SCALE, AugmentConfig, TrainConfig
 
     defaults = TrainConfig()
@@ -79,6 +87,36 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         default=AugmentConfig().crop_size,
         help="random crop WxH (multiples of 32) or none",
     )
+    _add_augmentation_options(train)
+    train.add_argument(
+        "--val",
+        nargs="+",
+        action="extend",
+        default=None,
+        metavar="SPLIT_DIR",
+        help="validation split(s) that select the best epoch (default: DIR/val of every --data DIR)",
+    )
+    train.add_argument(
+        "--val-limit", type=int, default=None, help="validation images per epoch (default all)"
+    )
+    _add_model_options(train, defaults)
+    train.add_argument("--seed", type=int, default=defaults.seed)
+    train.add_argument("--resume", action="store_true", help="continue from OUT.last.pt")
+    train.add_argument(
+        "--init",
+        default=None,
+        metavar="CKPT",
+        help="fine-tune: start from this checkpoint's weights (name or path), fresh optimiser and schedule",
+    )
+    train.add_argument("--device", default=None, help="torch device (default cuda when available, else cpu)")
+    train.add_argument("--threads", type=int, default=None, help="CPU threads for torch (default: torch's)")
+    train.set_defaults(func=run_train)
+
+
+def _add_augmentation_options(train: argparse.ArgumentParser) -> None:
+    """``train``'s sensor augmentations: noise, thinning and hot pixels of events; spurious spikes."""
+    from streamdet.train import AugmentConfig
+
     augment_defaults = AugmentConfig()
     train.add_argument(
         "--aug-noise",
@@ -118,17 +156,13 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         help="intensity: most spurious firing rate added, drawn per sample as U(0, R) and per pixel "
         f"as U(0, that) (default {augment_defaults.spike_noise})",
     )
-    train.add_argument(
-        "--val",
-        nargs="+",
-        action="extend",
-        default=None,
-        metavar="SPLIT_DIR",
-        help="validation split(s) that select the best epoch (default: DIR/val of every --data DIR)",
-    )
-    train.add_argument(
-        "--val-limit", type=int, default=None, help="validation images per epoch (default all)"
-    )
+
+
+def _add_model_options(train: argparse.ArgumentParser, defaults) -> None:
+    """``train``'s model options (``defaults``: the ``TrainConfig`` defaults): box loss, anchors, the
+    finest pyramid level, head blocks, the learning rate of new layers and history windows."""
+    from streamdet.model import BOX_LOSSES
+
     train.add_argument(
         "--box-loss",
         default=defaults.box_loss,
@@ -182,18 +216,10 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         help="also read the N windows before the model's window, as extra input channels "
         "(default: the --init checkpoint's, else 0)",
     )
-    train.add_argument("--seed", type=int, default=defaults.seed)
-    train.add_argument("--resume", action="store_true", help="continue from OUT.last.pt")
-    train.add_argument(
-        "--init",
-        default=None,
-        metavar="CKPT",
-        help="fine-tune: start from this checkpoint's weights (name or path), fresh optimiser and schedule",
-    )
-    train.add_argument("--device", default=None, help="torch device (default cuda when available, else cpu)")
-    train.add_argument("--threads", type=int, default=None, help="CPU threads for torch (default: torch's)")
-    train.set_defaults(func=run_train)
 
+
+def register_average(subparsers: argparse._SubParsersAction) -> None:
+    """Add ``average``."""
     average = subparsers.add_parser(
         "average",
         help="average the weights of runs fine-tuned from one checkpoint (a model soup)",
@@ -207,6 +233,10 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     average.add_argument("--out", required=True, metavar="CKPT", help="checkpoint to write (.pt)")
     average.set_defaults(func=run_average)
 
+
+def register_eval(subparsers: argparse._SubParsersAction) -> None:
+    """Add ``eval``: the model and splits, scoring options, sensor geometry, and with ``--snn`` the
+    conversion and SNN measurement (``streamdet.cli.options.add_snn_arguments``)."""
     evaluate = subparsers.add_parser(
         "eval",
         help="COCO mAP of a detector on a test split",
