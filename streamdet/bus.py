@@ -26,7 +26,9 @@ kind, ``"<kind>/<stream>"`` is exactly that stream (``events/cam1`` does not mat
 
 from __future__ import annotations
 
+import collections
 import contextlib
+import dataclasses
 import logging
 import math
 import signal
@@ -50,6 +52,21 @@ DEFAULT_HWM = 1000
 """Default high-water mark: messages queued per peer before a publisher drops (or blocks if lossless)."""
 
 REJECT_LOG_INTERVAL_S = 1.0
+
+MAX_SEQUENCE_GAP = 1_000_000
+"""A sequence gap larger than this is not counted as drops (no queue of ``hwm`` messages loses a
+million in a row): it is a publisher that restarted with another numbering or a forged number, counted
+in ``stats.sequence_jumps`` and logged."""
+
+MAX_TRACKED_TOPICS = 4096
+"""Topics whose sequence numbers a subscriber remembers; beyond, the least recently seen is forgotten
+(a flood of new stream names cannot grow a subscriber's memory)."""
+
+STALE_AFTER_S = 2.0
+"""A subscriber warns (throttled) when messages arrive later than this after they were sent."""
+
+CONFLATE_DRAIN_MAX = 10_000
+"""Messages a "latest only" subscriber reads per turn at most before handing out the newest."""
 
 INTERRUPT_CHECK_MS = 100
 """A receive that waits looks at least this often (milliseconds) for a Ctrl-C kept from a finalizer."""
@@ -375,16 +392,23 @@ class Publisher:
             raise
 
     def send(self, message: wire.Message) -> wire.Message:
-        """Stamp ``message`` with the next sequence number of its topic, send it, return the stamped
+        """Stamp ``message`` with the next sequence number of its topic and the wall-clock time it is
+        sent (``extra["sent_us"]``, microseconds since the Unix epoch), send it, return the stamped
         message. Event and box arrays are sent without a copy: do not change them afterwards."""
         raise_swallowed_interrupt()
         if self._handshakes is not None and time.monotonic() - self._handshakes_checked_at > 0.1:
             self._handshakes_checked_at = time.monotonic()
             self._handshakes.check()
         topic = message.topic
-        stamped = message.with_seq(self._next_seq.get(topic, 0))
-        self._socket.send_multipart(wire.pack(stamped), copy=False)
+        stamped = dataclasses.replace(
+            message,
+            seq=self._next_seq.get(topic, 0),
+            extra={**message.extra, "sent_us": time.time_ns() // 1000},
+        )
+        # The number is used up before sending: a Ctrl-C raised by pyzmq after the frames went out
+        # must not make the next message (the end-of-stream) repeat it.
         self._next_seq[topic] = stamped.seq + 1
+        self._socket.send_multipart(wire.pack(stamped), copy=False)
         self.sent += 1
         return stamped
 
@@ -444,15 +468,23 @@ class Publisher:
 
 @dataclass
 class ReceiveStats:
-    """What a subscriber saw: ``received`` valid messages, ``rejected`` invalid ones by reason,
-    ``dropped`` messages missing from sequence gaps (total and ``dropped_by_topic``), and ``ignored``
-    valid messages outside the exact topics asked for."""
+    """What a subscriber saw: ``received`` valid messages, ``rejected`` invalid ones by reason (also
+    ``eos-out-of-sequence``: an end-of-stream whose ``seq`` does not continue its topic's), ``dropped``
+    messages missing from sequence gaps (total and ``dropped_by_topic``), ``sequence_jumps`` gaps too
+    large to be drops (``MAX_SEQUENCE_GAP``), ``ignored`` valid messages outside the exact topics asked
+    for, ``conflated`` messages a "latest only" subscriber skipped for a newer one of the same topic, and
+    ``last_age_ms`` / ``max_age_ms``: how long after it was sent the latest message arrived, and the
+    longest such delay (publisher's ``sent_us`` stamp to arrival; the hosts' clocks must agree)."""
 
     received: int = 0
     rejected: dict[str, int] = field(default_factory=dict)
     dropped: int = 0
     dropped_by_topic: dict[str, int] = field(default_factory=dict)
     ignored: int = 0
+    sequence_jumps: int = 0
+    conflated: int = 0
+    last_age_ms: float | None = None
+    max_age_ms: float | None = None
 
     @property
     def rejected_total(self) -> int:
@@ -466,6 +498,10 @@ class ReceiveStats:
             "dropped": self.dropped,
             "dropped_by_topic": dict(self.dropped_by_topic),
             "ignored": self.ignored,
+            "sequence_jumps": self.sequence_jumps,
+            "conflated": self.conflated,
+            "last_age_ms": self.last_age_ms,
+            "max_age_ms": self.max_age_ms,
         }
 
 
@@ -509,6 +545,11 @@ class Subscriber:
         hwm: messages queued before ZeroMQ drops (counted here as sequence gaps).
         curve: CURVE client keys, for publishers with CURVE server keys.
         context: a ``zmq.Context`` to share; by default the subscriber owns one.
+        latest_only: "latest only" (conflated) delivery for a subscriber that cannot keep up (a
+            viewer): each receive reads everything waiting and hands out, per topic, only the newest data
+            message (end-of-stream messages are never skipped); the skipped ones are counted in
+            ``stats.conflated``. ZeroMQ's own ``ZMQ_CONFLATE`` cannot be used: it breaks multipart
+            messages.
     """
 
     def __init__(
@@ -519,10 +560,14 @@ class Subscriber:
         hwm: int = DEFAULT_HWM,
         curve: CurveClientKeys | None = None,
         context=None,
+        latest_only: bool = False,
     ) -> None:
         import zmq
 
         self.endpoints = [endpoints] if isinstance(endpoints, str) else list(endpoints)
+        self.latest_only = latest_only
+        self._pending: collections.deque[wire.Message] = collections.deque()
+        self._warnings = ThrottledWarnings(AUTH_LOG_INTERVAL_S)
         self.stats = ReceiveStats()
         self._own_context = context is None
         self._context = zmq.Context() if context is None else context
@@ -564,20 +609,92 @@ class Subscriber:
             self.stats.rejected[error.reason] = self.stats.rejected.get(error.reason, 0) + 1
             self._reject_log.record(error)
             return None
-        self.stats.received += 1
         if message.seq >= 0:
             topic = message.topic
-            previous = self._last_seq.get(topic)
+            previous = self._last_seq.pop(topic, None)
+            if message.kind == "eos" and previous is not None and message.seq <= previous:
+                self._last_seq[topic] = previous
+                reason = "eos-out-of-sequence"
+                self.stats.rejected[reason] = self.stats.rejected.get(reason, 0) + 1
+                self._warnings.warn(
+                    reason,
+                    f"ignored an end-of-stream on {topic} with seq {message.seq} after seq {previous}: "
+                    "not from the publisher of that data (which numbers on from its last message)",
+                )
+                return None
             if previous is not None and message.seq > previous + 1:
                 gap = message.seq - previous - 1
-                self.stats.dropped += gap
-                self.stats.dropped_by_topic[topic] = self.stats.dropped_by_topic.get(topic, 0) + gap
+                if gap > MAX_SEQUENCE_GAP:
+                    self.stats.sequence_jumps += 1
+                    self._warnings.warn(
+                        ("jump", topic),
+                        f"sequence of {topic} jumped from {previous} to {message.seq}: a restarted or "
+                        "forged publisher, not counted as drops",
+                    )
+                else:
+                    self.stats.dropped += gap
+                    self._count_topic_drops(topic, gap)
             self._last_seq[topic] = message.seq
+            if len(self._last_seq) > MAX_TRACKED_TOPICS:
+                del self._last_seq[next(iter(self._last_seq))]
+        self.stats.received += 1
+        self._note_age(message)
         return message
+
+    def _count_topic_drops(self, topic: str, gap: int) -> None:
+        by_topic = self.stats.dropped_by_topic
+        by_topic[topic] = by_topic.pop(topic, 0) + gap
+        if len(by_topic) > MAX_TRACKED_TOPICS:
+            del by_topic[next(iter(by_topic))]
+
+    def _note_age(self, message: wire.Message) -> None:
+        sent_us = message.extra.get("sent_us")
+        if sent_us is None:
+            return
+        age_ms = (time.time_ns() // 1000 - sent_us) / 1000
+        self.stats.last_age_ms = age_ms
+        if self.stats.max_age_ms is None or age_ms > self.stats.max_age_ms:
+            self.stats.max_age_ms = age_ms
+        if age_ms > STALE_AFTER_S * 1000:
+            self._warnings.warn(
+                "stale",
+                f"{message.topic} arrives {age_ms / 1000:.1f} s after it was sent: this subscriber is "
+                "behind (queued messages); latest_only / --latest-only delivers only the newest",
+            )
 
     def receive(self, timeout_ms: int | None = None) -> wire.Message | None:
         """The next valid message, or None when none arrived within ``timeout_ms`` (None: wait forever).
-        Invalid messages are counted in ``stats.rejected``, logged and skipped."""
+        Invalid messages are counted in ``stats.rejected``, logged and skipped. With ``latest_only``,
+        the newest per topic of what is waiting (see the class docstring)."""
+        if not self.latest_only:
+            return self._receive_one(timeout_ms)
+        if not self._pending:
+            first = self._receive_one(timeout_ms)
+            if first is None:
+                return None
+            waiting = [first]
+            while len(waiting) < CONFLATE_DRAIN_MAX and (message := self._receive_one(0)) is not None:
+                waiting.append(message)
+            self._pending.extend(self._newest_per_topic(waiting))
+        return self._pending.popleft()
+
+    def _newest_per_topic(self, messages: list[wire.Message]) -> list[wire.Message]:
+        """``messages`` without the data messages followed by a newer one of their topic (before that
+        topic's next end-of-stream), in arrival order; counts the skipped ones in ``stats.conflated``."""
+        newest: dict[str, int] = {}
+        keep = [True] * len(messages)
+        for index, message in enumerate(messages):
+            topic = message.topic
+            if message.kind == "eos":
+                newest.pop(topic, None)
+                continue
+            if topic in newest:
+                keep[newest[topic]] = False
+                self.stats.conflated += 1
+            newest[topic] = index
+        return [message for message, kept in zip(messages, keep, strict=True) if kept]
+
+    def _receive_one(self, timeout_ms: int | None) -> wire.Message | None:
         import zmq
 
         deadline = None if timeout_ms is None else time.monotonic() + timeout_ms / 1000

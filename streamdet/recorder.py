@@ -19,14 +19,27 @@ HDF5 files carry ``width``, ``height`` attributes.
 
 An ``out`` named ``*_bbox.npy`` records only ``detections``, as a Prophesee box file
 (``streamdet.prophesee_boxes.BBOX_DTYPE``, ``t = t1_us``), class names in ``<stem>.json``.
+
+``record`` never overwrites: when ``out`` or a file beside it with its stem exists (a restarted
+recorder), it records to ``<stem>.1<suffix>``, ``<stem>.2<suffix>``, ... (:func:`free_output_path`)
+and says so. The folder is created when missing.
+
+Bounds and faults (``record``): a message whose events lie outside its own span is refused
+(``wire.check_event_times``); data from more than ``MAX_RECORDED_STREAMS`` stream names is refused;
+the recording stops at ``max_bytes``; every sequence gap (messages the publisher dropped for this
+slow subscriber) is reported as it happens; a stream silent for ``gone_after_s`` after its data counts
+as ended (its publisher is gone and its end-of-stream was lost), so ``record`` never waits for ever.
+An end-of-stream counts only from the publisher of the data it ends: one whose ``seq`` does not
+continue its topic's is ignored (``streamdet.bus.Subscriber``).
 """
 
 from __future__ import annotations
 
+import glob
 import json
 import sys
 import time
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING
@@ -58,6 +71,18 @@ DETECTION_RECORD_DTYPE = np.dtype(
 FLUSH_INTERVAL_S = 1.0
 """How often a recording is flushed to the operating system (a killed recorder loses at most this)."""
 
+MAX_RECORDED_STREAMS = 256
+"""Stream names one recording takes data from; messages of further names are refused."""
+
+DEFAULT_MAX_BYTES = 64 << 30
+"""Default size cap of a recording (64 GiB, about 80 minutes of 1 M events/s); ``record`` stops there."""
+
+DEFAULT_GONE_AFTER_S = 10.0
+"""Default silence after which a stream that sent data counts as ended (publisher gone)."""
+
+NOTICE_INTERVAL_S = 1.0
+"""Drop and refusal notices of ``record`` are printed at most this often per kind, with counts."""
+
 
 @dataclass(frozen=True)
 class RecordConfig:
@@ -66,6 +91,9 @@ class RecordConfig:
     ``topics``: topic prefixes to subscribe to (``""`` = everything). ``idle_timeout_s``: stop after
     that long without any message (``None`` = wait for end-of-stream or Ctrl-C). ``sensor_size``:
     used when no message states one. ``curve``: CURVE client keys (``streamdet.bus``), or None.
+    ``max_bytes``: stop once this many bytes of records are written (None: no cap).
+    ``gone_after_s``: a stream that sent data and then nothing for this long counts as ended, its
+    publisher gone (None: wait for its end-of-stream for ever).
     """
 
     endpoints: tuple[str, ...]
@@ -74,6 +102,16 @@ class RecordConfig:
     idle_timeout_s: float | None = None
     sensor_size: tuple[int, int] | None = None
     curve: CurveClientKeys | None = None
+    max_bytes: int | None = DEFAULT_MAX_BYTES
+    gone_after_s: float | None = DEFAULT_GONE_AFTER_S
+
+    def __post_init__(self) -> None:
+        if self.max_bytes is not None and self.max_bytes < 1:
+            raise UserFacingError(f"max_bytes must be positive, got {self.max_bytes}")
+        for name in ("idle_timeout_s", "gone_after_s"):
+            value = getattr(self, name)
+            if value is not None and not value > 0:
+                raise UserFacingError(f"{name} must be positive, got {value}")
 
 
 @dataclass(frozen=True)
@@ -81,7 +119,10 @@ class RecordStats:
     """What a recording received and wrote.
 
     ``dropped``: messages the subscriber saw missing from the sequence numbers; ``rejected``: invalid
-    messages by reason; ``ended``: True when it stopped at end-of-stream (not Ctrl-C or idle timeout).
+    messages by reason (wire rejects, ``event-time``, ``too-many-streams``, ``eos-out-of-sequence``);
+    ``ended``: True when it stopped at end-of-stream (not Ctrl-C or idle timeout); ``gone``: streams
+    counted as ended because their publisher fell silent (end-of-stream lost); ``stopped_at_cap``: True
+    when it stopped at ``max_bytes``.
     """
 
     out: str
@@ -92,16 +133,23 @@ class RecordStats:
     dropped: int
     rejected: dict[str, int]
     ended: bool
+    gone: tuple[str, ...] = ()
+    stopped_at_cap: bool = False
 
     def summary(self) -> str:
         """One line for the terminal."""
         boxes = ", ".join(f"{count} {kind}" for kind, count in sorted(self.boxes.items()))
         stop = "end-of-stream" if self.ended else "stopped before end-of-stream"
+        if self.gone:
+            stop += f" (publisher gone, no end-of-stream: {', '.join(self.gone)})"
+        if self.stopped_at_cap:
+            stop = "stopped at the size cap (--max-bytes)"
         rejected = sum(self.rejected.values())
+        lossy = " (NOT lossless: the publisher dropped them; give it --lossless)" if self.dropped else ""
         return (
             f"recorded {self.messages} messages ({self.events} events, {self.frames} spike frames"
             f"{', ' + boxes if boxes else ''}) to {self.out}; {stop}; "
-            f"dropped {self.dropped}, rejected {rejected}"
+            f"dropped {self.dropped}{lossy}, rejected {rejected}"
         )
 
 
@@ -123,7 +171,9 @@ class MessageRecorder:
     feed it :class:`streamdet.wire.Message` objects with :meth:`write`, then :meth:`close`.
 
     Counters: ``messages`` (data messages written), ``events``, ``frames`` (spike frames), ``boxes``
-    (rows per box kind). ``sensor_size`` follows the latest ``events``/``spikes`` message.
+    (rows per box kind), ``bytes`` (record bytes written). ``sensor_size`` follows the latest
+    ``events``/``spikes`` message. It writes ``out`` itself (``record`` picks a free name first); a
+    missing folder is created.
     """
 
     def __init__(self, out: str | Path, sensor_size: tuple[int, int] | None = None) -> None:
@@ -133,9 +183,12 @@ class MessageRecorder:
             raise UserFacingError(
                 f"{self.out}: cannot record to {self.suffix or 'extensionless'} files (.npy, .h5, .dat)"
             )
-        if not self.out.parent.is_dir():
-            raise UserFacingError(f"{self.out}: directory {self.out.parent} does not exist")
+        try:
+            self.out.parent.mkdir(parents=True, exist_ok=True)
+        except OSError as error:
+            raise UserFacingError(f"{self.out}: cannot create folder {self.out.parent} ({error})") from None
         self.sensor_size = sensor_size
+        self.bytes = 0
         self.messages = 0
         self.events = 0
         self.frames = 0
@@ -221,6 +274,9 @@ class MessageRecorder:
         else:
             return
         self.messages += 1
+        self.bytes = sum(array_file.length * array_file.dtype.itemsize for array_file in self._files.values())
+        if self._dat is not None:
+            self.bytes = self._dat.tell()
 
     def flush(self) -> None:
         """Push everything appended so far to the operating system."""
@@ -264,44 +320,128 @@ def streams_all_ended(data_streams: Iterable[str], ended_streams: Iterable[str])
     return bool(ended) and set(data_streams) <= ended
 
 
-def record(config: RecordConfig, *, progress: bool = False) -> RecordStats:
-    """Subscribe to ``config.endpoints`` and record until every stream has sent end-of-stream, the idle
-    timeout passes, or Ctrl-C (which ends the recording cleanly: the files are complete)."""
+def free_output_path(out: str | Path) -> Path:
+    """``out``, or the first of ``<stem>.1<suffix>``, ``<stem>.2<suffix>``, ... such that neither it nor
+    a file beside it with its stem (sidecars, ``<stem>.detections.npy``) exists: a recording never
+    overwrites an earlier one (e.g. of a recorder restarted by ``launch``)."""
+    out = Path(out)
+
+    def taken(path: Path) -> bool:
+        return path.exists() or any(path.parent.glob(glob.escape(path.stem) + ".*"))
+
+    candidate, index = out, 0
+    while taken(candidate):
+        index += 1
+        candidate = out.with_name(f"{out.stem}.{index}{out.suffix}")
+    return candidate
+
+
+class _Notices:
+    """Lines for the terminal, at most one per ``NOTICE_INTERVAL_S`` per key, each with the count of
+    events of that key since the last line."""
+
+    def __init__(self, say: Callable[[str], None]) -> None:
+        self.say = say
+        self._last_at: dict[str, float] = {}
+        self._unsaid: dict[str, int] = {}
+
+    def note(self, key: str, count: int, text: Callable[[int], str]) -> None:
+        now = time.monotonic()
+        self._unsaid[key] = self._unsaid.get(key, 0) + count
+        if now - self._last_at.get(key, -float("inf")) >= NOTICE_INTERVAL_S:
+            self._last_at[key] = now
+            self.say(text(self._unsaid.pop(key)))
+
+
+def record(
+    config: RecordConfig, *, progress: bool = False, say: Callable[[str], None] | None = None
+) -> RecordStats:
+    """Subscribe to ``config.endpoints`` and record until every stream has ended (end-of-stream, or
+    silent for ``config.gone_after_s``), the idle timeout passes, the size cap is reached, or Ctrl-C
+    (which ends the recording cleanly: the files are complete). ``say`` gets the notices (default:
+    standard error): another file name chosen, messages lost upstream, refused messages."""
     from tqdm import tqdm
 
-    from streamdet import bus
+    from streamdet import bus, wire
 
-    recorder = MessageRecorder(Path(config.out), config.sensor_size)
+    say = say or (lambda line: print(line, file=sys.stderr, flush=True))
+    out = free_output_path(config.out)
+    if out != Path(config.out):
+        say(f"record: {config.out} exists; recording to {out} (a recording never overwrites)")
+    recorder = MessageRecorder(out, config.sensor_size)
     subscriber = bus.Subscriber(list(config.endpoints), topics=config.topics, curve=config.curve)
-    data_streams: set[str] = set()
+    notices = _Notices(say)
+    refused: dict[str, int] = {}
+    last_seen: dict[str, float] = {}
     ended_streams: set[str] = set()
-    ended = False
+    gone: list[str] = []
+    ended = stopped_at_cap = False
     bar = tqdm(
         desc=f"record {recorder.out.name}", unit=" msg", file=sys.stderr, disable=None if progress else True
     )
     last_message_at = last_flush_at = time.monotonic()
+
+    def refuse(reason: str, text: str) -> None:
+        refused[reason] = refused.get(reason, 0) + 1
+        notices.note(reason, 1, lambda count: f"record: refused {count} message(s): {text}")
+
     try:
         while True:
+            dropped_before = subscriber.stats.dropped
             message = subscriber.receive(timeout_ms=100)
             now = time.monotonic()
+            if subscriber.stats.dropped > dropped_before:
+                notices.note(
+                    "dropped",
+                    subscriber.stats.dropped - dropped_before,
+                    lambda count: f"record: {count} message(s) lost upstream (sequence gap): the publisher "
+                    "drops for a subscriber that falls behind unless it runs with --lossless",
+                )
             if now - last_flush_at > FLUSH_INTERVAL_S:
                 recorder.flush()
                 last_flush_at = now
+            if config.gone_after_s is not None:
+                for stream, seen_at in list(last_seen.items()):
+                    if now - seen_at > config.gone_after_s:
+                        say(
+                            f"record: nothing on stream {stream} for {config.gone_after_s:g} s: its "
+                            "publisher is gone, counted as ended (its end-of-stream was lost)"
+                        )
+                        del last_seen[stream]
+                        ended_streams.add(stream)
+                        gone.append(stream)
+                if gone and not last_seen:
+                    ended = True
+                    break
             if message is None:
                 if config.idle_timeout_s is not None and now - last_message_at > config.idle_timeout_s:
                     break
                 continue
             last_message_at = now
             if message.kind == "eos":
+                last_seen.pop(message.stream, None)
                 ended_streams.add(message.stream)
-                if streams_all_ended(data_streams, ended_streams):
+                if not last_seen:  # every stream that sent data has ended
                     ended = True
                     break
                 continue
-            data_streams.add(message.stream)
+            if message.stream not in last_seen and len(last_seen) >= MAX_RECORDED_STREAMS:
+                refuse("too-many-streams", f"stream {message.stream}: already {MAX_RECORDED_STREAMS} streams")
+                continue
+            try:
+                wire.check_event_times(message)
+            except wire.WireError as error:
+                refuse(error.reason, f"{message.topic}: {error.detail}")
+                continue
+            last_seen[message.stream] = now
+            ended_streams.discard(message.stream)
             recorder.write(message)
             bar.update(1)
             bar.set_postfix(events=recorder.events, refresh=False)
+            if config.max_bytes is not None and recorder.bytes >= config.max_bytes:
+                say(f"record: {recorder.out} holds {recorder.bytes} bytes, the cap (--max-bytes); stopping")
+                stopped_at_cap = True
+                break
     except KeyboardInterrupt:
         ended = False
     finally:
@@ -316,6 +456,8 @@ def record(config: RecordConfig, *, progress: bool = False) -> RecordStats:
         frames=recorder.frames,
         boxes=dict(recorder.boxes),
         dropped=stats.dropped,
-        rejected=dict(stats.rejected),
+        rejected={**stats.rejected, **refused},
         ended=ended,
+        gone=tuple(gone),
+        stopped_at_cap=stopped_at_cap,
     )

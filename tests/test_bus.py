@@ -537,3 +537,64 @@ def test_subscribe_stops_on_a_ctrl_c_dropped_in_a_finalizer() -> None:
     assert process.returncode == 130, errors
     assert output.startswith("summary: 0 messages"), output
     assert "Traceback" not in errors, errors
+
+
+def raw_xpub(address: str) -> tuple[zmq.Context, zmq.Socket]:
+    """A plain pyzmq XPUB socket bound to ``address``, for sending hand-numbered wire frames."""
+    context = zmq.Context()
+    context.setsockopt(zmq.LINGER, 0)
+    sender = context.socket(zmq.XPUB)
+    sender.bind(address)
+    return context, sender
+
+
+def test_sequence_jumps_are_not_drops_and_a_stray_end_of_stream_is_ignored(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    """seq 0, 1, then 2**62 (a forged or restarted numbering): 0 dropped, one jump; a gap of 3 is 3
+    dropped; an end-of-stream numbered at or below the data it would end is refused, the next one in
+    sequence ends the stream."""
+    caplog.set_level(logging.WARNING, logger="streamdet.bus")
+    address = ipc_endpoint()
+    context, sender = raw_xpub(address)
+    try:
+        with bus.Subscriber(address, ["events/cam0"]) as subscriber:
+            assert sender.poll(10_000)
+            events = make_events(5)
+            numbers = [0, 1, 1 << 62, (1 << 62) + 4]
+            for seq in numbers:
+                sender.send_multipart(wire.pack(wire.events_message("cam0", events, SENSOR).with_seq(seq)))
+            for seq in (3, (1 << 62) + 4, (1 << 62) + 5):
+                sender.send_multipart(wire.pack(wire.eos_message("cam0", "events", SENSOR).with_seq(seq)))
+            received = receive_all(subscriber)
+    finally:
+        sender.close(linger=0)
+        context.term()
+    assert [message.seq for message in received] == [*numbers, (1 << 62) + 5]
+    assert received[-1].kind == "eos"
+    assert subscriber.stats.dropped == 3 and subscriber.stats.sequence_jumps == 1
+    assert subscriber.stats.rejected == {"eos-out-of-sequence": 2}
+    assert "not counted as drops" in caplog.text and "ignored an end-of-stream" in caplog.text
+
+
+def test_latest_only_hands_out_the_newest_per_topic_and_every_end_of_stream() -> None:
+    """A subscriber that was away while 50 packets of two streams queued up gets, per stream, the newest
+    packet and then the end-of-stream; the skipped 96 are counted. Every message carries its send time,
+    so the subscriber knows how stale what it reads is."""
+    address = ipc_endpoint()
+    with bus.Publisher(address) as publisher, bus.Subscriber(address, latest_only=True) as subscriber:
+        assert publisher.wait_for_subscribers(1, timeout_s=10)
+        for index in range(50):
+            for stream in ("cam0", "cam1"):
+                publisher.send(wire.events_message(stream, make_events(10, seed=index), SENSOR))
+        publisher.send(wire.eos_message("cam0", "events", SENSOR))
+        time.sleep(0.5)
+        received = receive_all(subscriber)
+    assert [(message.stream, message.kind, message.seq) for message in received] == [
+        ("cam0", "events", 49),
+        ("cam1", "events", 49),
+        ("cam0", "eos", 50),
+    ]
+    assert subscriber.stats.conflated == 98 and subscriber.stats.dropped == 0
+    assert all(isinstance(message.extra["sent_us"], int) for message in received)
+    assert 0 <= subscriber.stats.last_age_ms < 60_000 and subscriber.stats.max_age_ms >= 300

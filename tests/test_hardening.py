@@ -5,14 +5,21 @@ that the fault gives a clear one-line error; every part is real (files, sockets,
 from __future__ import annotations
 
 import builtins
+import logging
 import subprocess
 import sys
+import threading
+import time
+import uuid
 from pathlib import Path
 
+import numpy as np
 import pytest
 import torch
 
+from streamdet import bus, formats, wire
 from streamdet.errors import FileFormatError, UserFacingError
+from streamdet.events import EVENT_DTYPE
 
 STREAMDET = [sys.executable, "-m", "streamdet"]
 
@@ -86,3 +93,135 @@ def test_detect_command_refuses_a_hostile_model_in_one_line(tmp_path: Path, file
     assert not marker.exists()
     errors = [line for line in result.stderr.splitlines() if str(path) in line]
     assert len(errors) == 1 and "refused" in errors[0] and "Traceback" not in result.stderr
+
+
+# --- wire-valid messages that hurt, dropped end-of-stream, slow subscribers (record, subscribe) ----------
+
+SENSOR = (346, 260)
+
+
+def _events(count: int, t0_us: int, seed: int = 0) -> np.ndarray:
+    rng = np.random.default_rng(seed)
+    events = np.zeros(count, dtype=EVENT_DTYPE)
+    events["x"] = rng.integers(0, SENSOR[0], count)
+    events["y"] = rng.integers(0, SENSOR[1], count)
+    events["t"] = t0_us + np.sort(rng.integers(0, 10_000, count))
+    events["p"] = rng.integers(0, 2, count).astype(bool)
+    return events
+
+
+def _ipc() -> str:
+    return f"ipc:///tmp/streamdet-hardening-{uuid.uuid4().hex[:12]}"
+
+
+def _record_in_thread(config) -> tuple[threading.Thread, dict, list[str]]:
+    from streamdet.recorder import record
+
+    result: dict = {}
+    lines: list[str] = []
+    thread = threading.Thread(target=lambda: result.update(stats=record(config, say=lines.append)))
+    thread.start()
+    return thread, result, lines
+
+
+def test_record_ends_when_the_publisher_is_gone_without_end_of_stream(tmp_path: Path) -> None:
+    """The publisher sends 20 packets and closes without its end-of-stream (dropped): ``record`` ends
+    after ``gone_after_s`` with every event, and says why."""
+    from streamdet.recorder import RecordConfig
+
+    endpoint = _ipc()
+    out = tmp_path / "gone.npy"
+    thread, result, lines = _record_in_thread(RecordConfig((endpoint,), out, gone_after_s=1.0))
+    sent = [_events(100, 10_000 * index, seed=index) for index in range(20)]
+    with bus.Publisher(endpoint, lossless=True) as publisher:
+        assert publisher.wait_for_subscribers(1, timeout_s=30)
+        for events in sent:
+            publisher.send(wire.events_message("cam", events, SENSOR))
+    thread.join(timeout=30)
+    assert not thread.is_alive()
+    stats = result["stats"]
+    assert stats.ended and stats.gone == ("cam",) and "publisher gone" in stats.summary()
+    assert any("its publisher is gone" in line for line in lines)
+    assert np.array_equal(formats.read_events(out).events, np.concatenate(sent))
+
+
+def test_injected_end_of_stream_poisoned_times_and_a_name_flood_do_not_stop_or_spoil_record(
+    tmp_path: Path,
+) -> None:
+    """While a publisher sends 30 packets of ``cam``, an intruder (a raw socket the recorder also listens
+    to) sends an end-of-stream for ``cam`` numbered 0, packets whose events lie outside their span or at
+    2**62, and 300 packets on 300 new stream names. ``record`` goes on to ``cam``'s real end-of-stream
+    (and counts the flood's streams as gone once silent), writes every ``cam`` event and no poisoned
+    one, takes at most ``MAX_RECORDED_STREAMS`` names and counts what it refused."""
+    import zmq
+
+    from streamdet.recorder import MAX_RECORDED_STREAMS, RecordConfig
+
+    endpoint, intruder_endpoint = _ipc(), _ipc()
+    out = tmp_path / "rec.h5"
+    config = RecordConfig((endpoint, intruder_endpoint), out, topics=("events",), gone_after_s=2.0)
+    thread, result, lines = _record_in_thread(config)
+    context = zmq.Context()
+    context.setsockopt(zmq.LINGER, 0)
+    intruder = context.socket(zmq.XPUB)
+    intruder.bind(intruder_endpoint)
+    sent = [_events(50, 10_000 * index, seed=index) for index in range(30)]
+    poisoned = _events(50, 0)
+    poisoned["t"][7] = 1 << 62
+    try:
+        with bus.Publisher(endpoint, lossless=True) as publisher:
+            assert publisher.wait_for_subscribers(1, timeout_s=30) and intruder.poll(30_000)
+            for index, events in enumerate(sent):
+                publisher.send(wire.events_message("cam", events, SENSOR))
+                if index == 5:
+                    time.sleep(0.3)  # the recorder has seen cam's first packets
+                    intruder.send_multipart(wire.pack(wire.eos_message("cam", "events", SENSOR).with_seq(0)))
+                    intruder.send_multipart(
+                        wire.pack(wire.events_message("cam", poisoned, SENSOR, 0, 10_000).with_seq(7))
+                    )
+                    intruder.send_multipart(
+                        wire.pack(wire.events_message("cam", events, SENSOR, 1 << 62, 1 << 62).with_seq(8))
+                    )
+                    for name in range(300):
+                        message = wire.events_message(f"flood{name}", events[:1], SENSOR).with_seq(0)
+                        intruder.send_multipart(wire.pack(message))
+            time.sleep(0.5)
+            publisher.send(wire.eos_message("cam", "events", SENSOR))
+            thread.join(timeout=60)
+    finally:
+        intruder.close(linger=0)
+        context.term()
+    stats = result["stats"]
+    # cam's end-of-stream may be read before the last flood packets (two pipes), freeing one place
+    flood_taken = len(stats.gone)
+    assert stats.ended and "cam" not in stats.gone
+    assert flood_taken in (MAX_RECORDED_STREAMS - 1, MAX_RECORDED_STREAMS)
+    recorded = formats.read_events(out).events
+    expected = np.concatenate([*sent, *[sent[5][:1]] * flood_taken])
+    assert np.array_equal(np.sort(recorded["t"]), np.sort(expected["t"]))
+    assert stats.rejected["eos-out-of-sequence"] == 1 and stats.rejected["event-time"] == 2
+    assert stats.rejected["too-many-streams"] == 300 - flood_taken
+    assert any("refused" in line for line in lines)
+
+
+def test_a_slow_subscriber_is_told_it_is_behind_and_latest_only_catches_up(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    """A subscriber busy for 2.5 s while 100 packets queue: reading them one by one it warns that its
+    input is seconds old; a "latest only" subscriber of the same stream gets the newest at once."""
+    caplog.set_level(logging.WARNING, logger="streamdet.bus")
+    endpoint = _ipc()
+    with (
+        bus.Publisher(endpoint) as publisher,
+        bus.Subscriber(endpoint) as slow,
+        bus.Subscriber(endpoint, latest_only=True) as latest,
+    ):
+        assert publisher.wait_for_subscribers(2, timeout_s=30)
+        for index in range(100):
+            publisher.send(wire.events_message("cam", _events(10, 10_000 * index), SENSOR))
+        time.sleep(2.5)
+        first_slow = slow.receive(5000)
+        newest = latest.receive(5000)
+    assert first_slow.seq == 0 and slow.stats.max_age_ms > 2000
+    assert "this subscriber is behind" in caplog.text
+    assert newest.seq == 99 and latest.stats.conflated == 99

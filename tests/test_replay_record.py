@@ -433,3 +433,52 @@ def test_replay_and_record_commands_over_curve(tmp_path: Path) -> None:
     assert [recorder.returncode for recorder in recorders] == [0, 0], outputs
     assert np.array_equal(formats.read_events(admitted).events, formats.read_events(source).events)
     assert len(np.load(plain)) == 0 and "recorded 0 messages" in outputs[1]
+
+
+def test_a_second_recording_to_the_same_name_rotates_and_creates_the_folder(tmp_path: Path) -> None:
+    from streamdet import bus, wire
+
+    events = formats.read_events(DATA / "dvxplorer_346x260.aedat4").events
+    out = tmp_path / "new" / "folder" / "rec.npy"
+    lines: list[str] = []
+    outputs = []
+    for part in np.array_split(events, 2):
+        endpoint = ipc_endpoint()
+        config = RecordConfig((endpoint,), out, idle_timeout_s=30, gone_after_s=None)
+        result: dict = {}
+        thread = threading.Thread(
+            target=lambda c=config, r=result: r.update(stats=record(c, say=lines.append))
+        )
+        thread.start()
+        with bus.Publisher(endpoint) as publisher:
+            assert publisher.wait_for_subscribers(1, timeout_s=30)
+            publisher.send(wire.events_message("cam", part, (346, 260)))
+            publisher.send(wire.eos_message("cam", "events", (346, 260)))
+            thread.join(timeout=30)
+        outputs.append(Path(result["stats"].out))
+    assert outputs == [out, out.with_name("rec.1.npy")]
+    assert lines == [f"record: {out} exists; recording to {outputs[1]} (a recording never overwrites)"]
+    recorded = np.concatenate([formats.read_events(path).events for path in outputs])
+    assert np.array_equal(recorded, events)
+
+
+def test_record_stops_at_the_size_cap(tmp_path: Path) -> None:
+    from streamdet import bus, wire
+
+    endpoint = ipc_endpoint()
+    out = tmp_path / "capped.h5"
+    lines: list[str] = []
+    config = RecordConfig((endpoint,), out, idle_timeout_s=30, max_bytes=13 * 2500)
+    result: dict = {}
+    thread = threading.Thread(target=lambda: result.update(stats=record(config, say=lines.append)))
+    thread.start()
+    events = np.zeros(10_000, dtype=EVENT_DTYPE)
+    events["t"] = np.arange(10_000)
+    with bus.Publisher(endpoint, lossless=True) as publisher:
+        assert publisher.wait_for_subscribers(1, timeout_s=30)
+        for part in np.array_split(events, 10):
+            publisher.send(wire.events_message("cam", part, (346, 260)))
+        thread.join(timeout=30)
+    stats = result["stats"]
+    assert stats.stopped_at_cap and stats.events == 3000 and "size cap" in stats.summary()
+    assert len(formats.read_events(out).events) == 3000 and "the cap (--max-bytes)" in lines[-1]

@@ -178,6 +178,9 @@ def crafted_rejects() -> list[tuple[str, list]]:
         ("bad-dtype", edited(detections, dtype="x:<i2,y:<i2,t:<i8,p:?")),
         ("size-too-large", edited(event_message, count=10**12)),
         ("size-too-large", edited(spikes, count=10**9)),
+        ("size-too-large", edited(spikes, count=9, sensor=[4096, 4096])),  # 18 MiB packed > 16 MiB
+        ("size-too-large", edited(event_message, count=(256 << 20) // 13 + 1)),
+        ("size-too-large", edited(detections, count=(1 << 20) + 1)),
         ("size-mismatch", [good[0], good[1], good[2][:-1]]),
         ("size-mismatch", [good[0], good[1], good[2] + b"\x00" * 13]),
         ("size-mismatch", edited(eos, count=1)),
@@ -289,3 +292,26 @@ def test_fuzzed_messages_only_ever_raise_wire_error() -> None:
         else:
             assert received.kind in wire.KINDS and received.t1_us >= received.t0_us
     assert sum(reasons.values()) > 2000 and len(reasons) >= 10
+
+
+def test_event_times_are_checked_against_the_message_span() -> None:
+    events = np.zeros(3, dtype=EVENT_DTYPE)
+    events["t"] = [100, 150, 199]
+    wire.check_event_times(wire.events_message("cam0", events, SENSOR, t0_us=100, t1_us=200))
+    wire.check_event_times(wire.eos_message("cam0", "events", SENSOR))
+    poisoned = events.copy()
+    poisoned["t"][1] = 1 << 62
+    for stamped, span in ((poisoned, (100, 200)), (events, (100, 199)), (events, (101, 300))):
+        message = wire.unpack(wire.pack(wire.events_message("cam0", stamped, SENSOR, *span).with_seq(0)))
+        with pytest.raises(wire.WireError) as error:
+            wire.check_event_times(message)
+        assert error.value.reason == wire.EVENT_TIME_REASON and "outside the message span" in str(error.value)
+
+
+def test_each_kind_has_its_own_payload_cap() -> None:
+    """A dense 4096 x 4096 spike frame (2 MiB packed) passes, 9 of them do not; the caps hold before
+    any array is allocated."""
+    frames = np.zeros((8, 4096, 4096), dtype=bool)
+    message = wire.unpack(wire.pack(wire.spikes_message("cam0", frames, 0, 1000.0).with_seq(0)))
+    assert message.count == 8
+    assert wire.MAX_PAYLOAD_BYTES["spikes"] == 16 << 20 and wire.MAX_PAYLOAD_BYTES["eos"] == 0

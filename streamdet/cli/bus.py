@@ -86,7 +86,9 @@ def run_subscribe(args: argparse.Namespace) -> int:
     if args.count is not None and args.count < 1:
         raise UserFacingError(f"--count must be at least 1, got {args.count}")
     curve = curve_client_keys(args)
-    subscriber = bus.Subscriber(args.endpoints, args.topic or [""], hwm=args.hwm, curve=curve)
+    subscriber = bus.Subscriber(
+        args.endpoints, args.topic or [""], hwm=args.hwm, curve=curve, latest_only=args.latest_only
+    )
     messages = events = first_events = 0
     first_at = last_at = None
     data_topics: set[str] = set()
@@ -212,6 +214,11 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     )
     subscribe.add_argument("--hwm", type=int, default=1000, help="receive high-water mark, messages")
     subscribe.add_argument("--quiet", action="store_true", help="print the summary only")
+    subscribe.add_argument(
+        "--latest-only",
+        action="store_true",
+        help="when behind, skip to the newest message of each topic (end-of-stream is never skipped)",
+    )
     subscribe.add_argument("--json", action="store_true", help="print the summary as one JSON line")
     add_curve_options(subscribe, binds=False, connects=True)
     subscribe.set_defaults(func=run_subscribe)

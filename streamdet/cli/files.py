@@ -103,6 +103,8 @@ def run_record(args: argparse.Namespace) -> int:
         idle_timeout_s=args.idle_timeout,
         sensor_size=args.sensor_size,
         curve=curve_options.curve_client_keys(args),
+        max_bytes=None if args.max_bytes == 0 else args.max_bytes,
+        gone_after_s=None if args.gone_after == 0 else args.gone_after,
     )
     stats = record(config, progress=True)
     print(stats.summary(), file=sys.stderr)
@@ -112,6 +114,7 @@ def run_record(args: argparse.Namespace) -> int:
 def register(subparsers: argparse._SubParsersAction) -> None:
     """Add ``info``, ``replay`` and ``record`` to the ``streamdet`` parser."""
     from streamdet.cli import bus as curve_options
+    from streamdet.recorder import DEFAULT_GONE_AFTER_S, DEFAULT_MAX_BYTES
 
     info = subparsers.add_parser(
         "info", help="format, event count, time span and sensor size of an event file"
@@ -170,6 +173,21 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     )
     record_parser.add_argument(
         "--sensor-size", type=parse_size, metavar="WxH", help="sensor size if no message states it"
+    )
+    record_parser.add_argument(
+        "--max-bytes",
+        type=int,
+        default=DEFAULT_MAX_BYTES,
+        metavar="N",
+        help=f"stop once N bytes of records are written (default {DEFAULT_MAX_BYTES}, 64 GiB; 0: no cap)",
+    )
+    record_parser.add_argument(
+        "--gone-after",
+        type=float,
+        default=DEFAULT_GONE_AFTER_S,
+        metavar="S",
+        help="a stream silent for S s after its data counts as ended: its publisher is gone and its "
+        f"end-of-stream lost (default {DEFAULT_GONE_AFTER_S:g}; 0: wait for end-of-stream for ever)",
     )
     curve_options.add_curve_options(record_parser, binds=False, connects=True)
     record_parser.set_defaults(func=run_record)
