@@ -16,6 +16,7 @@ from pathlib import Path
 
 import torch
 
+from streamdet.cli.options import parse_size
 from streamdet.convert import ConversionConfig, convert_detector
 from streamdet.model import load_detector, pad_input
 
@@ -81,7 +82,11 @@ def main() -> None:
     parser.add_argument("--chunks", default="1,8,16")
     parser.add_argument("--threads", type=int, default=1)
     parser.add_argument(
-        "--input-size", default=None, metavar="WxH", help="simulate this input size instead of the sensor's"
+        "--input-size",
+        type=parse_size,
+        default=None,
+        metavar="WxH",
+        help="simulate this input size instead of the sensor's",
     )
     parser.add_argument("--json", default=None)
     parser.add_argument("--profile", action="store_true", help="also report the CPU time share per operator")
@@ -91,7 +96,7 @@ def main() -> None:
     snn = convert_detector(bundle, None, ConversionConfig(normalisation="quant"), progress=False)
     width, height = bundle.spec.sensor_size
     if args.input_size:
-        width, height = (int(v) for v in args.input_size.lower().split("x"))
+        width, height = args.input_size
     generator = torch.Generator().manual_seed(0)
     channels = bundle.config.in_channels
     chunks = [int(c) for c in args.chunks.split(",")]
