@@ -91,3 +91,19 @@ def test_data_names_a_split_or_the_dataset_root_of_one(tmp_path) -> None:
         resolve_split(str(tmp_path / "mix" / "notes"), "--calibration-data")
     with pytest.raises(UserFacingError, match="nowhere: no such folder"):
         resolve_split(str(tmp_path / "nowhere"))
+
+
+def test_convert_and_eval_name_the_splits_of_an_ambiguous_root(tmp_path, capsys) -> None:
+    """A dataset root with two splits is refused, naming the splits (convert: before loading the model)."""
+    from streamdet.cli import main
+
+    for split in ("train", "val"):
+        (tmp_path / "data" / split).mkdir(parents=True)
+        (tmp_path / "data" / split / "annotations.json").write_text("{}")
+    data = str(tmp_path / "data")
+    out = str(tmp_path / "x.pt")
+    assert main(["convert", "--model", "events-default", "--data", data, "--out", out]) == 2
+    assert "several splits (train, val); name one" in capsys.readouterr().err
+    assert not (tmp_path / "x.pt").exists()
+    assert main(["eval", "--model", "events-default", "--data", data]) == 2
+    assert "several splits (train, val); name one" in capsys.readouterr().err
