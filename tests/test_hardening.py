@@ -225,3 +225,76 @@ def test_a_slow_subscriber_is_told_it_is_behind_and_latest_only_catches_up(
     assert first_slow.seq == 0 and slow.stats.max_age_ms > 2000
     assert "this subscriber is behind" in caplog.text
     assert newest.seq == 99 and latest.stats.conflated == 99
+
+
+# --- the detector node: a flood of stream names, poisoned time stamps, a restarted source ---------------
+
+
+def test_detector_survives_a_name_flood_poisoned_times_and_a_restarted_source(tmp_path: Path) -> None:
+    """A healthy stream ``cam`` of 2 ms steps, interleaved with: 100 one-event packets on new stream
+    names (state for at most ``MAX_LIVE_STREAMS``, the rest refused, logged once), a packet whose events
+    lie outside its span and an empty packet ending at 2**62 (both refused, ``cam`` goes on), then
+    ``cam``'s source restarting from time 0 (a new epoch at once, with a log line). Every step of both
+    epochs is published, each detections header carrying its input's age."""
+    from test_detector import DT_US, TINY_SENSOR, random_events, tiny_spiking_detector
+
+    from streamdet import detector as detector_module
+    from streamdet.detector import DetectorConfig, DetectorNode
+
+    events_endpoint, detections_endpoint = f"ipc://{tmp_path}/events", f"ipc://{tmp_path}/detections"
+    config = DetectorConfig(
+        dt_us=DT_US, window_steps=2, publish_every=1, max_backlog_steps=10_000, max_chunk_steps=8
+    )
+    lines: list[str] = []
+    source = bus.Publisher(events_endpoint, lossless=True)
+    node = DetectorNode(
+        tiny_spiking_detector(), config, [events_endpoint], detections_endpoint, log=lines.append
+    )
+    watcher = bus.Subscriber(detections_endpoint, ["detections/cam"])
+    stop = threading.Event()
+    worker = threading.Thread(target=lambda: node.run(should_stop=stop.is_set), daemon=True)
+    packet_us = 10 * DT_US
+
+    def send_cam(t0: int, seed: int) -> None:
+        events = random_events(200, packet_us, seed=seed, t_start=t0)
+        source.send(wire.events_message("cam", events, TINY_SENSOR, t0, t0 + packet_us))
+
+    try:
+        assert source.wait_for_subscribers(1, timeout_s=30)
+        worker.start()
+        for k in range(10):
+            send_cam(k * packet_us, k)
+        one = random_events(1, packet_us, t_start=10 * packet_us)
+        for name in range(100):
+            source.send(wire.events_message(f"flood{name}", one, TINY_SENSOR, 10 * packet_us, 11 * packet_us))
+        outside = random_events(200, packet_us, t_start=10 * packet_us)
+        outside["t"][3] = 1 << 62
+        source.send(wire.events_message("cam", outside, TINY_SENSOR, 10 * packet_us, 11 * packet_us))
+        source.send(wire.events_message("cam", one[:0], TINY_SENSOR, 10 * packet_us, 1 << 62))
+        for k in range(10, 15):
+            send_cam(k * packet_us, k)
+        for k in range(0, 5):  # the source restarts: its time stamps start again from 0
+            send_cam(k * packet_us, 100 + k)
+        deadline = time.monotonic() + 60
+        received = []
+        while time.monotonic() < deadline and len(received) < 149 + 49:
+            message = watcher.receive(500)
+            if message is not None:
+                received.append(message)
+        live_streams = len(node.detector.streams)
+    finally:
+        stop.set()
+        worker.join(timeout=30)
+        node.close()
+        watcher.close()
+        source.close()
+    ends = {epoch: [m.t1_us for m in received if m.extra["epoch"] == epoch] for epoch in (0, 1)}
+    # epoch 0: steps 0..149 (the first full window ends at step 1); epoch 1: steps 0..49
+    assert ends[0] == [(step + 1) * DT_US for step in range(1, 150)]
+    assert ends[1] == [(step + 1) * DT_US for step in range(1, 50)]
+    assert all(message.extra["input_age_ms"] >= message.extra["latency_ms"] >= 0 for message in received)
+    assert live_streams <= detector_module.MAX_LIVE_STREAMS
+    assert sum("streams are live" in line for line in lines) == 1, lines
+    assert sum("outside the message's time span" in line for line in lines) == 1, lines
+    assert sum("time jumped more than" in line for line in lines) == 1, lines
+    assert any("jumped backwards" in line and "epoch 1 starts now" in line for line in lines), lines
