@@ -356,6 +356,34 @@ def measure_window_cost(
     return {t: _window_cost(network, counter, t, batch, energy or EnergyModel()) for t in sorted(set(steps))}
 
 
+def split_window_cost(
+    snn: SpikingNetwork,
+    bundle: Any,
+    split_dir: str | Path,
+    steps: tuple[int, ...],
+    chunk: int = 8,
+    windows: int = 4,
+    energy: EnergyModel | None = None,
+) -> dict[int, WindowCost]:
+    """:func:`measure_window_cost` on ``windows`` input windows spread evenly over a built split (every
+    sequence and preset takes part), as ``streamdet eval --snn`` simulates them (constant current).
+
+    Args:
+        snn: the converted detector.
+        bundle: the ANN detector it came from (its input settings read the split).
+        split_dir: a built split (``streamdet dataset build``).
+        steps: window lengths ``T`` to report.
+        chunk: steps per engine call.
+        windows: input windows averaged over.
+        energy: per-operation energies (Horowitz 2014 by default).
+    """
+    from streamdet.fidelity import split_inputs
+
+    device = next(snn.graph_module.parameters()).device
+    _, inputs = next(split_inputs(split_dir, bundle, windows, batch_size=windows, spread=True))
+    return measure_window_cost(snn, inputs.to(device), tuple(steps), chunk, energy)
+
+
 def _window_cost(
     network: SpikingNetwork, counter: _Counter, steps: int, batch: int, energy: EnergyModel
 ) -> WindowCost:
