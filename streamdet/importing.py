@@ -463,7 +463,14 @@ def _read_seqinfo(path: Path) -> dict[str, str]:
         parser.read(path)
     except configparser.Error as error:
         raise FileFormatError(path, f"not a seqinfo.ini: {error}") from None
-    return {key.lower(): value for key, value in parser["Sequence"].items()} if "Sequence" in parser else {}
+    info = {key.lower(): value for key, value in parser["Sequence"].items()} if "Sequence" in parser else {}
+    for key in ("seqlength", "imwidth", "imheight", "framerate"):
+        try:
+            if key in info and float(info[key]) <= 0:
+                raise ValueError
+        except ValueError:
+            raise FileFormatError(path, f"{key} = {info[key]!r} is not a positive number") from None
+    return info
 
 
 def read_mot(source: str | Path, labels: str | Path | None = None, fps: float | None = None) -> VideoSource:
@@ -482,14 +489,14 @@ def read_mot(source: str | Path, labels: str | Path | None = None, fps: float | 
         files = _image_files(frame_dir)
         if not files:
             raise FileFormatError(frame_dir, "holds no image files")
-        if "seqlength" in info and int(info["seqlength"]) != len(files):
+        if "seqlength" in info and int(float(info["seqlength"])) != len(files):
             raise FileFormatError(
                 source / "seqinfo.ini",
                 f"seqLength {info['seqlength']} but {frame_dir} holds {len(files)} frames",
             )
         actual = image_size(files[0])
         if "imwidth" in info and "imheight" in info:
-            stated = (int(info["imwidth"]), int(info["imheight"]))
+            stated = (int(float(info["imwidth"])), int(float(info["imheight"])))
             if stated != actual:
                 raise FileFormatError(
                     files[0], f"is {actual[0]}x{actual[1]} but seqinfo.ini states {stated[0]}x{stated[1]}"
@@ -1516,15 +1523,20 @@ def _import_in_workers(
     progress: Callable[[int], None] | None,
 ) -> list[dict]:
     """:func:`import_sequence` of every source in a pool of processes, results in source order; Ctrl-C
-    in the parent terminates the workers (they ignore it)."""
+    in the parent terminates the workers (they ignore it).
+
+    Workers come from a fork server that imported this module and nothing else: a plain fork of this
+    process can copy OpenCV's or a video backend's thread pool in a locked state and hang the worker (it
+    did in tests, after the parent had run OpenCV), and a fresh interpreter per worker re-imports torch.
+    """
     import multiprocessing
 
     from streamdet.dataset import _ignore_interrupts_in_worker
 
     jobs = [(source, index, config, split_dir) for index, source in enumerate(sources)]
-    pool = multiprocessing.get_context("fork").Pool(
-        min(workers, len(sources)), initializer=_ignore_interrupts_in_worker
-    )
+    context = multiprocessing.get_context("forkserver")
+    context.set_forkserver_preload([__name__])
+    pool = context.Pool(min(workers, len(sources)), initializer=_ignore_interrupts_in_worker)
     results = []
     try:
         for result in pool.imap(_import_one, jobs):

@@ -42,8 +42,8 @@ SMALL = ["--size", "64x48"]
 PEDESTRIAN, CAR = CLASS_NAMES.index("pedestrian"), CLASS_NAMES.index("car")
 
 
-def run_import(out: Path, *arguments: str) -> int:
-    return cli_main(["dataset", "import", *arguments, "--out", str(out), *SMALL])
+def run_import(out: Path, *arguments: str, workers: int = 1) -> int:
+    return cli_main(["dataset", "import", *arguments, "--out", str(out), *SMALL, "--workers", str(workers)])
 
 
 def by_track(split: DatasetSplit, image: dict) -> dict[int, dict]:
@@ -148,7 +148,7 @@ def test_flow_interpolation_moves_edges() -> None:
 
 
 def test_coco_video_and_stills(tmp_path: Path) -> None:
-    assert run_import(tmp_path, "coco", str(COCO_JSON), "--split", "train") == 0
+    assert run_import(tmp_path, "coco", str(COCO_JSON), "--split", "train", workers=2) == 0
     split = DatasetSplit(tmp_path / "train")
     sequences = {s["name"]: s for s in split.info["sequences"]}
     assert set(sequences) == {"walk", "harbour", "street"}
