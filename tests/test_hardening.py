@@ -298,3 +298,71 @@ def test_detector_survives_a_name_flood_poisoned_times_and_a_restarted_source(tm
     assert sum("outside the message's time span" in line for line in lines) == 1, lines
     assert sum("time jumped more than" in line for line in lines) == 1, lines
     assert any("jumped backwards" in line and "epoch 1 starts now" in line for line in lines), lines
+
+
+# --- restarts under `streamdet launch` ----------------------------------------------------------------
+
+
+def test_restarted_driver_and_recorder_under_launch_keep_detecting_and_recording(tmp_path: Path) -> None:
+    """replay (looping) -> detect and record under the launcher. SIGKILL the driver: the launcher
+    restarts it, its time stamps start again from the file's start, and the detector takes that as a
+    new epoch at once (logged) and publishes on. SIGKILL the recorder: the restarted one records to
+    ``rec.1.npy`` and the first recording stays readable (up to its last flush, once a second)."""
+    import os
+    import signal
+
+    from test_detector import DT_US, TINY_SENSOR, random_events, tiny_spiking_detector
+
+    from streamdet.launcher import Launcher, LaunchSpec, ProcessSpec
+    from streamdet.loading import save_snn
+
+    save_snn(tiny_spiking_detector(), tmp_path / "tiny.pt")
+    formats.write_events(tmp_path / "events.npy", random_events(20_000, 4_000_000, seed=1), TINY_SENSOR)
+    events_endpoint, detections_endpoint = f"ipc://{tmp_path}/events", f"ipc://{tmp_path}/detections"
+    streamdet = (sys.executable, "-m", "streamdet")
+    out = tmp_path / "rec" / "rec.npy"
+    spec = LaunchSpec(
+        processes=(
+            ProcessSpec("replay", (*streamdet, "replay", str(tmp_path / "events.npy"), "--loop", "--endpoint",
+                                   events_endpoint, "--stream", "cam"), restart="always"),
+            ProcessSpec("detector", (*streamdet, "detect", "--input", events_endpoint, "--output",
+                                     detections_endpoint, "--model", str(tmp_path / "tiny.pt"), "--dt-us",
+                                     str(DT_US * 5), "--window-steps", "2", "--publish-every", "2",
+                                     "--threads", "1")),
+            ProcessSpec("recorder", (*streamdet, "record", events_endpoint, str(out)), restart="always"),
+        ),
+        backoff_initial_s=0.2,
+        stop_timeout_s=5.0,
+    )  # fmt: skip
+    lines: list[str] = []
+    launcher = Launcher(spec, write=lines.append, log=lines.append)
+    runner = threading.Thread(target=launcher.run, kwargs={"seconds": 300}, daemon=True)
+    subscriber = bus.Subscriber(detections_endpoint, topics=("detections/",))
+    runner.start()
+    try:
+        first = subscriber.receive(timeout_ms=120_000)
+        assert first is not None and first.kind == "detections" and first.extra["epoch"] == 0
+        time.sleep(1.5)  # the recorder flushes once a second
+        os.kill(launcher.pid("recorder"), signal.SIGKILL)
+        old_replay = launcher.pid("replay")
+        os.kill(old_replay, signal.SIGKILL)
+        killed_at = time.monotonic()
+        new_epoch = None
+        while new_epoch is None and time.monotonic() - killed_at < 60:
+            message = subscriber.receive(timeout_ms=500)
+            if message is not None and message.kind == "detections" and message.extra["epoch"] == 1:
+                new_epoch = time.monotonic() - killed_at
+        deadline = time.monotonic() + 30
+        while not out.with_name("rec.1.npy").exists() and time.monotonic() < deadline:
+            time.sleep(0.2)
+    finally:
+        launcher.stop()
+        runner.join(timeout=60)
+        subscriber.close()
+    assert new_epoch is not None and new_epoch < 30, lines
+    assert launcher.pid("replay") != old_replay
+    assert any("[detector]" in line and "jumped backwards" in line and "epoch 1" in line for line in lines)
+    first_part = formats.read_events(out).events
+    second_part = formats.read_events(out.with_name("rec.1.npy")).events
+    assert len(first_part) > 0 and len(second_part) > 0
+    assert any("recording to" in line and "rec.1.npy" in line for line in lines)
