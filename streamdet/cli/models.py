@@ -6,6 +6,7 @@ import argparse
 import importlib.util
 import json
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from streamdet.cli.options import (
     add_geometry_options,
@@ -15,6 +16,9 @@ from streamdet.cli.options import (
     parse_size,
     resolve_split,
 )
+
+if TYPE_CHECKING:
+    from streamdet.train import TrainConfig
 
 
 def _crop_size(text: str) -> tuple[int, int] | None:
@@ -158,7 +162,7 @@ def _add_augmentation_options(train: argparse.ArgumentParser) -> None:
     )
 
 
-def _add_model_options(train: argparse.ArgumentParser, defaults) -> None:
+def _add_model_options(train: argparse.ArgumentParser, defaults: TrainConfig) -> None:
     """``train``'s model options (``defaults``: the ``TrainConfig`` defaults): box loss, anchors, the
     finest pyramid level, head blocks, the learning rate of new layers and history windows."""
     from streamdet.model import BOX_LOSSES
