@@ -241,6 +241,8 @@ class ImportConfig:
         chunk_frames: frames per emulator call.
         dvs: DVS emulator parameters; the seed is replaced per sequence.
         randomise_sensor: draw each sequence's DVS parameters around ``dvs`` like the builder.
+        keep_empty_stills: import stills left without a box after the class map too (negatives);
+            by default they are skipped.
     """
 
     split: str = "train"
@@ -262,6 +264,7 @@ class ImportConfig:
     chunk_frames: int = 125
     dvs: DVSParams = field(default_factory=DVSParams)
     randomise_sensor: bool = True
+    keep_empty_stills: bool = False
 
     def __post_init__(self) -> None:
         if self.split not in SPLITS:
@@ -1481,9 +1484,10 @@ def import_split(
     interrupted before it is not a split :class:`streamdet.dataset.DatasetSplit` opens).
 
     Sources are class-mapped (:func:`map_classes`) and checked (:func:`check_source`) before anything is
-    written. ``progress`` is called with the number of source frames (1 per still) encoded: per frame in
-    this process, per finished source with ``workers > 1`` processes (one source each at a time). The
-    output does not depend on ``workers``.
+    written; stills without a box are skipped unless ``keep_empty_stills``. ``progress`` is called with
+    the number of source frames (1 per still) done: per frame in this process, per finished source with
+    ``workers > 1`` processes (one source each at a time), the skipped stills at once. The output does
+    not depend on ``workers``.
 
     Returns:
         Path of the written ``annotations.json``.
@@ -1493,6 +1497,15 @@ def import_split(
     if config.class_map is None:
         config = replace(config, class_map=default_class_map(layout))
     sources = map_classes(sources, config.class_map, config.drop_unmapped)
+    empty = [
+        s for s in sources if isinstance(s, StillSource) and not s.boxes and not config.keep_empty_stills
+    ]
+    sources = [source for source in sources if not any(source is skipped for skipped in empty)]
+    if not sources:
+        raise UserFacingError(
+            f"no sequence to import: all {len(empty)} stills are without a box of a mapped class "
+            "(--keep-empty-stills imports them)"
+        )
     for source in sources:
         check_source(source)
     split_dir = Path(out_dir) / config.split
@@ -1501,6 +1514,8 @@ def import_split(
             raise UserFacingError(f"{split_dir} exists and is not empty (pass --overwrite to replace it)")
         shutil.rmtree(split_dir)
     split_dir.mkdir(parents=True, exist_ok=True)
+    if empty and progress is not None:
+        progress(len(empty))
     if workers <= 1 or len(sources) == 1:
         results = [
             import_sequence(source, index, config, split_dir, progress)
@@ -1508,7 +1523,7 @@ def import_split(
         ]
     else:
         results = _import_in_workers(sources, config, split_dir, workers, progress)
-    return write_import_annotations(config, split_dir, results, layout)
+    return write_import_annotations(config, split_dir, results, layout, skipped=len(empty))
 
 
 def _import_one(arguments: tuple[Source, int, ImportConfig, Path]) -> dict:
@@ -1552,8 +1567,11 @@ def _import_in_workers(
     return results
 
 
-def write_import_annotations(config: ImportConfig, split_dir: Path, results: list[dict], layout: str) -> Path:
-    """Merge per-sequence records into ``split_dir/annotations.json`` with split-wide ids (from 1)."""
+def write_import_annotations(
+    config: ImportConfig, split_dir: Path, results: list[dict], layout: str, skipped: int = 0
+) -> Path:
+    """Merge per-sequence records into ``split_dir/annotations.json`` with split-wide ids (from 1);
+    ``skipped``: stills left out for want of a box."""
     images, annotations = [], []
     for result in results:
         image_ids = {}
@@ -1587,6 +1605,8 @@ def write_import_annotations(config: ImportConfig, split_dir: Path, results: lis
             "still_motion": asdict(config.still_motion),
             "class_map": {key: asdict(target) for key, target in sorted((config.class_map or {}).items())},
             "drop_unmapped": config.drop_unmapped,
+            "keep_empty_stills": config.keep_empty_stills,
+            "skipped_empty_stills": skipped,
             "min_side_px": config.min_side_px,
             "min_visible_fraction": config.min_visible_fraction,
             "min_motion_px": config.min_motion_px,

@@ -244,6 +244,12 @@ def test_unmapped_classes(tmp_path: Path, capsys: pytest.CaptureFixture) -> None
     coco["annotations"].append(
         {"id": 999, "image_id": 11, "category_id": 6, "bbox": [40, 5, 10, 10], "area": 100, "iscrowd": 0}
     )
+    # a still showing only a dog: empty once the dog is dropped
+    shutil.copy(coco_dir / "stills" / "street.png", coco_dir / "stills" / "dog.png")
+    coco["images"].append({"id": 13, "file_name": "stills/dog.png", "width": 80, "height": 40})
+    coco["annotations"].append(
+        {"id": 1000, "image_id": 13, "category_id": 6, "bbox": [40, 5, 10, 10], "area": 100, "iscrowd": 0}
+    )
     (coco_dir / "annotations.json").write_text(json.dumps(coco))
     out = tmp_path / "out"
     assert run_import(out, "coco", str(coco_dir / "annotations.json")) == 2
@@ -251,9 +257,17 @@ def test_unmapped_classes(tmp_path: Path, capsys: pytest.CaptureFixture) -> None
     assert "class 'dog' is not mapped" in error and "annotations.json annotation 999" in error
     assert not out.exists()
     assert run_import(out, "coco", str(coco_dir / "annotations.json"), "--drop-unmapped") == 0
-    assert 999 not in {
-        a["id"] for a in json.loads((out / "train" / "annotations.json").read_text())["annotations"]
-    }
+    split = DatasetSplit(out / "train")
+    assert {a["category_id"] for a in split.coco["annotations"]} == {1, 2, 3, 4}  # no dog
+    assert split.info["import"]["skipped_empty_stills"] == 1
+    assert {s["name"] for s in split.info["sequences"]} == {"walk", "harbour", "street"}
+    arguments = ["coco", str(coco_dir / "annotations.json"), "--drop-unmapped", "--keep-empty-stills"]
+    assert run_import(out, *arguments, "--overwrite") == 0
+    split = DatasetSplit(out / "train")
+    assert "dog" in {s["name"] for s in split.info["sequences"]}
+    assert [split.targets(image)["boxes"].shape for image in split.images if image["sequence"] == "dog"] == [
+        (0, 4)
+    ] * 3
 
     yolo_dir = copy_sample("yolo", tmp_path)
     with (yolo_dir / "labels" / "street.txt").open("a") as labels:

@@ -194,6 +194,11 @@ def register_import(actions: argparse._SubParsersAction) -> None:
         "--spike-rate-hz", type=float, default=1000.0, help="spike-camera frame rate (default 1000)"
     )
     importer.add_argument(
+        "--keep-empty-stills",
+        action="store_true",
+        help="also import stills with no box of a mapped class (negatives); skipped by default",
+    )
+    importer.add_argument(
         "--min-motion-px",
         type=float,
         default=0.3,
@@ -249,6 +254,7 @@ def run_import(args: argparse.Namespace) -> int:
         drop_unmapped=args.drop_unmapped,
         min_motion_px=args.min_motion_px,
         randomise_sensor=not args.fixed_sensor,
+        keep_empty_stills=args.keep_empty_stills,
     )
     if args.workers < 1:
         raise UserFacingError(f"--workers must be at least 1, got {args.workers}")
