@@ -289,6 +289,11 @@ class ImportConfig:
                 f"ignore thresholds must be >= 0: --min-motion-px {self.min_motion_px}, min_side_px "
                 f"{self.min_side_px}, min_visible_fraction {self.min_visible_fraction}"
             )
+        if self.still_motion.seconds * 1e6 < self.window_us:
+            raise UserFacingError(
+                f"--still-seconds {self.still_motion.seconds} is shorter than one input window "
+                f"({self.window_us / 1e6} s): a still would give no label"
+            )
         if self.chunk_frames < 1:
             raise UserFacingError(f"chunk_frames must be at least 1, got {self.chunk_frames}")
 
