@@ -96,7 +96,7 @@ def sensor_mapping(sensor_size: tuple[int, int], spec: InputSpec, geometry: Geom
             f"--roi {x},{y},{region_width},{region_height} reaches outside the {width}x{height} sensor; "
             f"pass a region inside it"
         )
-    if geometry.mode == "native":
+    if geometry.mode == "native" or (geometry.mode == "auto" and _native_costs_no_more(region, spec)):
         return SensorMapping((width, height), region, 1.0, (region_width, region_height), "native")
     if geometry.mode == "crop":
         if region_width > net_width or region_height > net_height:
@@ -108,6 +108,15 @@ def sensor_mapping(sensor_size: tuple[int, int], spec: InputSpec, geometry: Geom
         return SensorMapping((width, height), region, 1.0, (net_width, net_height), "crop")
     scale = min(1.0, net_width / region_width, net_height / region_height)
     return SensorMapping((width, height), region, scale, (net_width, net_height), "scale")
+
+
+def _native_costs_no_more(region: tuple[int, int, int, int], spec: InputSpec) -> bool:
+    """Whether a network run at ``region``'s size has no more padded input pixels than at its trained size."""
+    from streamdet.model import padded_length
+
+    _, _, width, height = region
+    trained = padded_length(spec.sensor_size[0]) * padded_length(spec.sensor_size[1])
+    return padded_length(width) * padded_length(height) <= trained
 
 
 def _axis_index(position: np.ndarray, offset: int, scale: float) -> np.ndarray:

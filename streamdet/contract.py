@@ -23,7 +23,7 @@ from streamdet.errors import UserFacingError
 MODALITY_CHANNELS: dict[str, int] = {"events": 2, "intensity": 1}
 """Input channels of each modality over one window (events: OFF, ON counts; intensity: spike rate)."""
 
-GEOMETRY_MODES: tuple[str, ...] = ("scale", "crop", "native")
+GEOMETRY_MODES: tuple[str, ...] = ("scale", "crop", "native", "auto")
 """How a stream's sensor is brought to the network input (:class:`Geometry`)."""
 
 CONTRACT_FORMAT = "streamdet-contract/1"
@@ -105,7 +105,9 @@ class Geometry:
             mean count of the sensor pixels it covers and the input stays linear in the counts.
             ``crop``: the region is taken at the sensor's own pixels, and must fit the network input
             (default region: the input's size, centred). ``native``: the fully convolutional network runs
-            at the region's own size (cost grows with its pixels).
+            at the region's own size (cost grows with its pixels). ``auto``: ``native`` where the region,
+            padded to the network's stride, has no more pixels than the trained input (so a step costs
+            no more than at the trained size), else ``scale``.
         roi: ``(x, y, width, height)`` of the sensor region used, pixels; ``None`` = the whole sensor
             (``scale``, ``native``) or the centred input-sized window (``crop``).
     """

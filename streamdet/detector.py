@@ -886,10 +886,11 @@ class DetectorNode:
         key = (f"{message.kind}/{message.stream}", reason)
         count = self._rejects.get(key, 0) + 1
         self._rejects[key] = count
+        now = time.monotonic()
         if count == 1:
             self.log(f"detect: rejected {key[0]}: {reason} (further ones are counted, not printed)")
-        now = time.monotonic()
-        if count > 1 and now - self._last_reject_summary > REJECT_SUMMARY_S:
+            self._last_reject_summary = now
+        elif now - self._last_reject_summary > REJECT_SUMMARY_S:
             self._last_reject_summary = now
             self.log(f"detect: rejected {key[0]} {count} times so far: {reason}")
 

@@ -191,3 +191,11 @@ def test_subscribers_get_scored_boxes_inside_the_sensor_with_area_at_most_max_bo
     assert len(filter_boxes(rows, names, (640, 480), BoxFilter(min_score=0.0, max_boxes=2))) == 2
     with pytest.raises(UserFacingError, match="not a class of the model"):
         BoxFilter(classes=("bicycle",)).check_classes(names)
+
+
+def test_auto_runs_natively_where_that_costs_no_more_than_the_trained_size() -> None:
+    chosen = {name: sensor_mapping(size, EVENTS_SPEC, Geometry("auto")) for name, size in SENSORS.items()}
+    assert chosen["Prophesee Gen1"].mode == "native" and chosen["Prophesee Gen1"].input_size == (304, 240)
+    assert chosen["DAVIS346"].is_identity
+    for name in ("Prophesee Gen3 VGA", "Prophesee Gen4 / IMX636", "Vidar spike camera"):
+        assert chosen[name].mode == "scale" and chosen[name].input_size == (346, 260), name

@@ -540,3 +540,59 @@ def test_late_and_slow_subscribers_never_stall_the_detector(snn, tmp_path):
             if socket is not None:
                 socket.close()
         node.close()
+
+
+@pytest.mark.parametrize("sensor", [(64, 48), (56, 40), (128, 96), (240, 120), (80, 50)])
+@pytest.mark.parametrize("mode", ["scale", "crop", "native", "auto"])
+def test_streams_of_any_sensor_give_boxes_in_their_own_pixels(snn, sensor, mode):
+    """Sensors of the tiny model's size, smaller, twice, a wider aspect and a Vidar-like one, in every
+    geometry mode: boxes come out, inside the stream's own sensor, with some area; the input the network
+    saw is the one the mapping says."""
+    from dataclasses import replace
+
+    from streamdet.binning import events_to_step_counts, sensor_mapping
+
+    config = replace(CONFIG, geometry=Geometry(mode))
+    detector = StreamDetector(snn, config)
+    rng = np.random.default_rng(7)
+    events = np.zeros(4000, dtype=EVENT_DTYPE)
+    events["x"] = rng.integers(0, sensor[0], len(events))
+    events["y"] = rng.integers(0, sensor[1], len(events))
+    events["t"] = np.sort(rng.integers(0, 12 * DT_US, len(events)))
+    events["p"] = rng.integers(0, 2, len(events)).astype(bool)
+    results = []
+    for t0 in range(0, 12 * DT_US, DT_US):
+        lo, hi = np.searchsorted(events["t"], [t0, t0 + DT_US])
+        detector.add_events("cam", events[lo:hi], sensor, t0, t0 + DT_US)
+        results += detector.process()
+    mapping = sensor_mapping(sensor, snn.spec, Geometry(mode))
+    assert detector.streams["cam"].mapping == mapping
+    assert results and any(len(r.rows) for r in results)
+    for result in results:
+        rows = result.rows
+        assert (rows[:, 0] >= 0).all() and (rows[:, 2] <= sensor[0]).all(), (mode, sensor, rows[:, :4])
+        assert (rows[:, 1] >= 0).all() and (rows[:, 3] <= sensor[1]).all(), (mode, sensor, rows[:, :4])
+        assert (rows[:, 2] > rows[:, 0]).all() and (rows[:, 3] > rows[:, 1]).all()
+    counts = events_to_step_counts(events, sensor, DT_US, 0, 12, mapping)
+    assert counts.shape[-2:] == mapping.input_size[::-1]
+
+
+def test_a_region_that_cannot_be_served_is_refused_once_and_counted(tmp_path):
+    """The node logs the first refusal of a kind with what to pass, then counts the rest."""
+    from streamdet import wire
+    from streamdet.detector import DetectorNode
+
+    snn = tiny_spiking_detector()
+    lines: list[str] = []
+    config = DetectorConfig(dt_us=DT_US, geometry=Geometry("crop", roi=(0, 0, 200, 100)))
+    node = DetectorNode(snn, config, [f"ipc://{tmp_path}/in"], f"ipc://{tmp_path}/out", log=lines.append)
+    try:
+        for seq in range(5):
+            events = random_events(10, DT_US, t_start=seq * DT_US)
+            message = wire.events_message("big", events, (640, 480), seq * DT_US, (seq + 1) * DT_US)
+            node._accept(message, time.monotonic())
+    finally:
+        node.close()
+    refusals = [line for line in lines if "rejected" in line]
+    assert len(refusals) == 1 and "pass --geometry scale" in refusals[0], lines
+    assert node.stats.rejected == 5

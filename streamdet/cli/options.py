@@ -247,7 +247,8 @@ def add_geometry_options(parser: argparse.ArgumentParser) -> None:
         default=None,
         help="scale (default): shrink the sensor (or --roi) to the network input keeping its aspect ratio, "
         "counts pooled; crop: the region at the sensor's own pixels (default: the input-sized centre); "
-        "native: run the network at the region's own size (cost grows with its pixels). Boxes are "
+        "native: run the network at the region's own size (cost grows with its pixels); auto (the default "
+        "with --model auto): native where that costs no more than the trained size, else scale. Boxes are "
         "always in the sensor's own pixels",
     )
     group.add_argument("--roi", type=parse_roi, default=None, help="sensor region x,y,width,height (pixels)")
@@ -257,7 +258,8 @@ def geometry_from_args(args: argparse.Namespace):
     """The ``Geometry`` of ``--geometry`` / ``--roi`` (``scale`` of the whole sensor by default)."""
     from streamdet.contract import Geometry
 
-    return Geometry(getattr(args, "geometry", None) or "scale", getattr(args, "roi", None))
+    mode = getattr(args, "geometry", None) or ("auto" if getattr(args, "model", None) == "auto" else "scale")
+    return Geometry(mode, getattr(args, "roi", None))
 
 
 def add_box_filter_options(parser: argparse.ArgumentParser) -> None:
