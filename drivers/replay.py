@@ -31,6 +31,12 @@ from streamdet.errors import FileFormatError, UserFacingError
 if TYPE_CHECKING:
     from streamdet.bus import CurveServerKeys
 
+MAX_GAP_US = 600_000_000
+"""Largest jump in time between two events a replayed file may have (10 minutes): a larger one is a
+corrupt time stamp, which would otherwise be replayed as ``gap / packet_us`` empty packets (for ever,
+for a stamp of 2**62)."""
+
+
 @dataclass(frozen=True)
 class ReplayConfig:
     """What to replay and how.
@@ -141,8 +147,13 @@ def iter_file_packets(
     chunks = time_range_chunks(
         formats.iter_event_chunks(path, sensor_size=sensor_size, fmt=fmt), start_us, stop_us
     )
-    for window_start_us, events in formats.iter_timed_windows(chunks, packet_us):
-        yield Packet(window_start_us, window_start_us + packet_us, events=events)
+    try:
+        for window_start_us, events in formats.iter_timed_windows(chunks, packet_us, MAX_GAP_US):
+            yield Packet(window_start_us, window_start_us + packet_us, events=events)
+    except FileFormatError:
+        raise
+    except UserFacingError as error:
+        raise FileFormatError(path, str(error)) from None
 
 
 def file_sensor_size(path: str | Path, sensor_size: tuple[int, int] | None = None) -> tuple[int, int]:

@@ -34,6 +34,7 @@ import numpy as np
 
 from streamdet.errors import FileFormatError, UserFacingError
 from streamdet.events import EVENT_DTYPE, as_events, empty_events
+from streamdet.wire import MAX_SENSOR_SIDE
 
 FORMATS = ("evt2", "evt3", "dat", "aedat4", "spike-dat", "npy", "h5")
 """Format names returned by :func:`detect_format`."""
@@ -90,7 +91,9 @@ class RecordingInfo:
     """Summary of a recording, computed by streaming it once.
 
     ``t_first_us`` / ``t_last_us`` are ``None`` when the recording holds no events. ``frames`` and
-    ``frame_us`` are set for spike-camera files only.
+    ``frame_us`` are set for spike-camera files only. ``outside_sensor`` counts the events with
+    coordinates outside ``width x height`` (``streamdet info`` warns about them); ``largest_gap_us``
+    is the largest jump in time between consecutive events (``replay`` refuses more than 10 minutes).
     """
 
     path: str
@@ -104,6 +107,10 @@ class RecordingInfo:
     y_max: int | None
     frames: int | None = None
     frame_us: float | None = None
+    outside_sensor: int = 0
+    """Events outside the ``width x height`` sensor: corrupt data, or a wrong stated size."""
+    largest_gap_us: int = 0
+    """Largest jump forwards in time from one event to the next, microseconds."""
 
 
 @dataclass(frozen=True)
@@ -152,6 +159,8 @@ def _read_percent_header(path: Path, is_dat: bool) -> PropheseeHeader | None:
     with path.open("rb") as file:
         while True:
             line = file.readline(4096)
+            if line.startswith(b"%") and not line.endswith(b"\n") and len(line) < 4096:
+                raise FileFormatError(path, f"header cut mid-line: the file ends in {line[:40]!r}")
             if not line.startswith(b"%") or not line.endswith(b"\n"):
                 break
             try:
@@ -257,13 +266,20 @@ def _size_from_prophesee_header(header: PropheseeHeader) -> tuple[int, int] | No
     fields = header.fields
     layout = dict(part.split("=", 1) for part in fields.get("format", "").split(";")[1:] if "=" in part)
     if "width" in layout and "height" in layout:
-        return int(layout["width"]), int(layout["height"])
+        return _valid_size(int(layout["width"]), int(layout["height"]))
     if "geometry" in fields and "x" in fields["geometry"]:
         width, height = fields["geometry"].lower().split("x", 1)
-        return int(width), int(height)
+        return _valid_size(int(width), int(height))
     if "width" in fields and "height" in fields:
-        return int(fields["width"]), int(fields["height"])
+        return _valid_size(int(fields["width"]), int(fields["height"]))
     return PROPHESEE_PLUGIN_SIZES.get(fields.get("plugin_name", ""))
+
+
+def _valid_size(width: int, height: int) -> tuple[int, int]:
+    """``(width, height)``; ValueError unless both are in 1..``MAX_SENSOR_SIDE``."""
+    if not (0 < width <= MAX_SENSOR_SIDE and 0 < height <= MAX_SENSOR_SIDE):
+        raise ValueError(f"{width}x{height} is not a sensor size (each side 1..{MAX_SENSOR_SIDE})")
+    return width, height
 
 
 def read_spike_sidecar(path: str | Path) -> SpikeDatLayout | None:
@@ -355,6 +371,24 @@ def _check_raw_body(path: Path, fmt: str, header: PropheseeHeader) -> None:
         )
     if fmt == "dat" and header.event_bytes != 8:
         raise FileFormatError(path, f"Prophesee DAT with {header.event_bytes}-byte events (8-byte CD only)")
+    _check_body_not_zero(path, header.binary_offset, body)
+
+
+ZERO_SCAN_BYTES = 1 << 20
+"""Block size of the scan for a non-zero byte in a RAW/DAT body (:func:`_check_body_not_zero`)."""
+
+
+def _check_body_not_zero(path: Path, offset: int, body: int) -> None:
+    """FileFormatError when every byte of the ``body`` bytes from ``offset`` is zero (a zeroed or
+    never-written file decodes to events at pixel 0, time 0). Stops at the first non-zero block:
+    real files cost one read of ``ZERO_SCAN_BYTES``."""
+    with path.open("rb") as file:
+        file.seek(offset)
+        while block := file.read(ZERO_SCAN_BYTES):
+            if any(block):
+                return
+    if body:
+        raise FileFormatError(path, f"the {body}-byte event data is all zero bytes (zeroed or never written)")
 
 
 def _prophesee_chunks(path: Path, fmt: str) -> Iterator[np.ndarray]:
@@ -517,16 +551,41 @@ def iter_event_chunks(
         raise UserFacingError(f"unknown format {fmt!r}; expected one of {', '.join(FORMATS)}")
 
 
-def iter_timed_windows(chunks: Iterable[np.ndarray], window_us: int) -> Iterator[tuple[int, np.ndarray]]:
+def _gaps_checked(chunks: Iterable[np.ndarray], max_gap_us: int) -> Iterator[np.ndarray]:
+    """``chunks`` as they are; UserFacingError at the first jump in time (forwards, from one event to
+    the next) larger than ``max_gap_us``."""
+    last: int | None = None
+    for chunk in chunks:
+        if len(chunk) == 0:
+            continue
+        times = chunk["t"] if last is None else np.concatenate([[last], chunk["t"]])
+        jumps = np.diff(times)
+        if len(jumps) and int(jumps.max()) > max_gap_us:
+            at = int(np.argmax(jumps))
+            raise UserFacingError(
+                f"time stamps jump by {int(jumps[at])} us (from {int(times[at])} to {int(times[at + 1])}), "
+                f"more than {max_gap_us} us: corrupt time stamps?"
+            )
+        last = int(chunk["t"][-1])
+        yield chunk
+
+
+def iter_timed_windows(
+    chunks: Iterable[np.ndarray], window_us: int, max_gap_us: int | None = None
+) -> Iterator[tuple[int, np.ndarray]]:
     """Regroup time-ordered event chunks into consecutive windows of ``window_us`` microseconds.
 
     Yields ``(start_us, events)``: window ``k`` starts at ``start_us = t0 + k * window_us`` and holds
     the events with ``start_us <= t < start_us + window_us``, where ``t0`` is the time stamp of the first
     event. Windows without events are yielded as empty arrays, so the windows tile time without gaps.
     A chunk whose time stamps go backwards is sorted (stably) first. Memory: one window plus one chunk.
+    With ``max_gap_us``, a jump in time larger than that between two events is a UserFacingError
+    instead of ``gap / window_us`` empty windows (a time stamp of 2**62 would give them for ever).
     """
     if window_us <= 0:
         raise UserFacingError(f"window must be a positive number of microseconds, got {window_us}")
+    if max_gap_us is not None:
+        chunks = _gaps_checked(chunks, max_gap_us)
     pending: list[np.ndarray] = []
     window_start: int | None = None
     for chunk in chunks:
@@ -577,19 +636,29 @@ def recording_info(
     """
     path = Path(path)
     fmt = detect_format(path)
-    count = 0
+    count = outside = largest_gap = 0
     t_first = t_last = x_max = y_max = None
+    previous_t: int | None = None
+    stated = sensor_size or header_sensor_size(path, fmt)
     for chunk in iter_event_chunks(path, sensor_size=sensor_size, fmt=fmt):
         if on_chunk is not None:
             on_chunk(chunk)
         if len(chunk) == 0:
             continue
         count += len(chunk)
+        times = chunk["t"] if previous_t is None else np.concatenate([[previous_t], chunk["t"]])
+        if len(times) > 1:
+            largest_gap = max(largest_gap, int(np.diff(times).max()))
+        previous_t = int(chunk["t"][-1])
         t_first = int(chunk["t"].min()) if t_first is None else min(t_first, int(chunk["t"].min()))
         t_last = int(chunk["t"].max()) if t_last is None else max(t_last, int(chunk["t"].max()))
         x_max = int(chunk["x"].max()) if x_max is None else max(x_max, int(chunk["x"].max()))
         y_max = int(chunk["y"].max()) if y_max is None else max(y_max, int(chunk["y"].max()))
-    size = sensor_size or header_sensor_size(path, fmt) or _fitting_sensor_size(x_max, y_max)
+        if stated is not None:
+            outside += int(np.count_nonzero(
+                (chunk["x"] < 0) | (chunk["x"] >= stated[0]) | (chunk["y"] < 0) | (chunk["y"] >= stated[1])
+            ))  # fmt: skip
+    size = stated or _fitting_sensor_size(x_max, y_max)
     frames = frame_us = None
     if fmt == "spike-dat":
         layout = spike_layout(path, sensor_size)
@@ -607,6 +676,8 @@ def recording_info(
         y_max=y_max,
         frames=frames,
         frame_us=frame_us,
+        outside_sensor=outside,
+        largest_gap_us=largest_gap,
     )
 
 

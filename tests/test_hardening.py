@@ -366,3 +366,86 @@ def test_restarted_driver_and_recorder_under_launch_keep_detecting_and_recording
     second_part = formats.read_events(out.with_name("rec.1.npy")).events
     assert len(first_part) > 0 and len(second_part) > 0
     assert any("recording to" in line and "rec.1.npy" in line for line in lines)
+
+
+# --- corrupt files ----------------------------------------------------------------------------------
+
+REAL = Path(__file__).resolve().parents[1].parent / "shared" / "fixtures" / "real"
+
+
+def _header_end(data: bytes) -> int:
+    offset = 0
+    while data[offset : offset + 1] == b"%":
+        offset = data.index(b"\n", offset) + 1
+    return offset
+
+
+def _corrupt_files(folder: Path) -> dict[str, tuple[Path, str]]:
+    """Damaged copies of the real recordings (and made-up files), each with the words its one-line error
+    must hold."""
+    evt2 = (REAL / "prophesee_evt2_640x480.raw").read_bytes()
+    evt3 = (REAL / "prophesee_evt3_1280x720.raw").read_bytes()
+    head2, head3 = _header_end(evt2), _header_end(evt3)
+    words = np.frombuffer(evt2[head2 : head2 + (len(evt2) - head2) // 4 * 4], dtype="<u4").copy()
+    flipped = int(np.flatnonzero(words >> 28 <= 1)[1000])
+    words[flipped] |= 1 << 10  # y + 1024 on a 480-row sensor
+    wide = np.zeros(3, dtype=EVENT_DTYPE)
+    wide["t"] = [-(1 << 62), 0, 1 << 62]
+    files = {
+        "geometry-huge": (evt2[:head2] + b"% geometry 99999x99999\n" + evt2[head2:], "not a sensor size"),
+        "geometry-zero": (evt2[:head2] + b"% geometry 0x0\n" + evt2[head2:], "not a sensor size"),
+        "evt3-header-cut": (evt3[: head3 - 11], "header cut mid-line"),
+        "zero-body": (evt2[:head2] + bytes(len(evt2) - head2), "all zero bytes"),
+        "truncated": (evt2[: head2 + 4001], "truncated"),
+        "random": (np.random.default_rng(0).bytes(4096), "not a valid"),
+        "flipped-bit": (evt2[:head2] + words.tobytes(), "outside the 640x480 sensor"),
+    }
+    paths = {}
+    for name, (data, reason) in files.items():
+        path = folder / f"{name}.raw"
+        path.write_bytes(data)
+        paths[name] = (path, reason)
+    np.save(folder / "wide-times.npy", wide)
+    paths["wide-times"] = (folder / "wide-times.npy", "time stamps jump by")
+    return paths
+
+
+def _run_bounded(argv: list[str], timeout_s: float = 30.0) -> int:
+    """A ``streamdet`` command run as ``streamdet.cli.main`` runs it (its function; a UserFacingError is
+    one line on standard error and exit 2), in a thread: fails the test if it has not returned in
+    ``timeout_s`` (``main`` itself sets signal handlers, which only the main thread may)."""
+    from streamdet.cli import build_parser
+
+    args = build_parser(argv[0]).parse_args(argv)
+    result: dict = {}
+
+    def run() -> None:
+        try:
+            result["code"] = int(args.func(args) or 0)
+        except UserFacingError as error:
+            print(f"streamdet {args.command}: error: {error}", file=sys.stderr)
+            result["code"] = 2
+
+    thread = threading.Thread(target=run, daemon=True)
+    thread.start()
+    thread.join(timeout_s)
+    assert not thread.is_alive(), f"streamdet {' '.join(argv)} hangs"
+    return result["code"]
+
+
+def test_corrupt_files_give_one_line_errors_without_hanging(
+    tmp_path: Path, capsys: pytest.CaptureFixture
+) -> None:
+    """Every class of damage through ``info`` and ``replay``: exit 2 with one line naming the file and
+    the damage, never a traceback, never a hang; a bit flipped to a coordinate outside the sensor and
+    time stamps at +-2**62 are warnings in ``info`` (which still reports) and errors in ``replay``."""
+    for name, (path, reason) in _corrupt_files(tmp_path).items():
+        for command in (["info", str(path)], ["replay", str(path), "--endpoint", _ipc(), "--speed", "max"]):
+            code = _run_bounded(command)
+            errors = [line for line in capsys.readouterr().err.splitlines() if line.startswith("streamdet")]
+            if name in ("flipped-bit", "wide-times") and command[0] == "info":  # reported, with a warning
+                assert code == 0 and len(errors) == 1 and "warning" in errors[0], (name, errors)
+                assert "1 events lie outside the 640x480 sensor" in errors[0] or "jump by" in errors[0]
+                continue
+            assert code == 2, (name, command[0], errors)
+            assert len(errors) == 1 and str(path) in errors[0] and reason in errors[0], (name, errors)

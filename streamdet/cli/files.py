@@ -34,6 +34,7 @@ def run_info(args: argparse.Namespace) -> int:
     """Print the summary of each recording, as text or as one JSON object per file (one per line)."""
     from tqdm import tqdm
 
+    from streamdet.drivers.replay import MAX_GAP_US
     from streamdet.formats import recording_info
 
     sensor_size = args.sensor_size
@@ -48,6 +49,19 @@ def run_info(args: argparse.Namespace) -> int:
         ) as bar:
             info = recording_info(
                 path, sensor_size=sensor_size, on_chunk=lambda chunk: bar.update(len(chunk))
+            )
+        if info.outside_sensor:
+            print(
+                f"streamdet info: warning: {path}: {info.outside_sensor} events lie outside the "
+                f"{info.width}x{info.height} sensor (x up to {info.x_max}, y up to {info.y_max}): corrupt "
+                "data or a wrong sensor size",
+                file=sys.stderr,
+            )
+        if info.largest_gap_us > MAX_GAP_US:
+            print(
+                f"streamdet info: warning: {path}: time stamps jump by {info.largest_gap_us} us between two "
+                f"events (replay refuses jumps over {MAX_GAP_US} us): corrupt time stamps?",
+                file=sys.stderr,
             )
         report = asdict(info)
         report["duration_us"] = None if info.t_first_us is None else info.t_last_us - info.t_first_us
