@@ -33,7 +33,7 @@ share only, the usual comparison in the ANN-to-SNN literature.
 from __future__ import annotations
 
 import operator
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
@@ -236,6 +236,14 @@ class WindowCost:
     @property
     def energy_ann_uj(self) -> float:
         return self.ann_macs * self.energy.pj_per_mac * 1e-6
+
+    def per_step(self) -> WindowCost:
+        """The mean cost of one of the ``steps`` steps (a window of one step each, as a stream run at one
+        step per window has): operations and neuron updates divided by ``steps``; the ANN's unchanged."""
+        layers = tuple(
+            replace(layer, acs=layer.acs / self.steps, macs=layer.macs / self.steps) for layer in self.layers
+        )
+        return replace(self, steps=1, layers=layers, neuron_updates=self.neuron_updates / self.steps)
 
     def summary(self) -> dict[str, float]:
         """Totals per window: operations, energies (uJ) and their ratio SNN / ANN."""

@@ -227,9 +227,9 @@ def burst_step(
         spike counts ``s[t]`` in ``{0, ..., N}`` (in the dtype of ``current``; the rate is ``s / N``) and
         the new state ``v[t]``.
     """
-    v = state.v + current * params.max_spikes
-    counts = torch.floor(v / params.threshold).clamp_(0, params.max_spikes)
-    v = v - counts * params.threshold
+    v = torch.add(state.v, current, alpha=params.max_spikes)
+    counts = torch.floor(v if params.threshold == 1.0 else v / params.threshold).clamp_(0, params.max_spikes)
+    v = v - (counts if params.threshold == 1.0 else counts * params.threshold)
     return counts, IFState(v=params.bound(v))
 
 
@@ -237,7 +237,8 @@ def burst_scan(
     currents: torch.Tensor, state: IFState, params: BurstParameters
 ) -> tuple[torch.Tensor, IFState]:
     """``K`` consecutive burst steps over the leading time axis, bit for bit ``K`` calls of
-    :func:`burst_step`, updating the membrane in place on a private copy.
+    :func:`burst_step` (the same operations in the same order), updating the membrane in place on a
+    private copy made by the first step's add.
 
     Args:
         currents: ``[K, B, ...]`` input currents of K consecutive steps.
@@ -247,12 +248,16 @@ def burst_scan(
     Returns:
         spike counts ``[K, B, ...]`` in ``{0, ..., N}`` and the membrane after the last step.
     """
-    v = state.v.clone()
+    unit = params.threshold == 1.0  # floor(v / 1) and counts * 1 are v and counts: skip two passes
     counts = torch.empty_like(currents)
+    v = state.v.clone() if currents.shape[0] == 0 else None
     for k in range(currents.shape[0]):
-        v.add_(currents[k] * params.max_spikes)
-        torch.floor(v / params.threshold, out=counts[k])
+        if k == 0:
+            v = torch.add(state.v, currents[0], alpha=params.max_spikes)
+        else:
+            v.add_(currents[k], alpha=params.max_spikes)
+        torch.floor(v if unit else v / params.threshold, out=counts[k])
         counts[k].clamp_(0, params.max_spikes)
-        v.sub_(counts[k] * params.threshold)
+        v.sub_(counts[k] if unit else counts[k] * params.threshold)
         params.bound(v)
     return counts, IFState(v=v)

@@ -1,0 +1,187 @@
+"""Per-window cost of the spiking network against the ANN forward on the same input, side by side.
+
+Usage: ``.venv/bin/python bench/bench_cost.py --data data/v3-maritime/test [--models events-default,
+events-fast] [--windows 24] [--threads 1] [--json OUT] [--plot PNG]``.
+
+At the stream's settings with burst neurons: each model is converted from its Quant-ReLU clips with
+burst neurons (``ConversionConfig(burst=True)``: one step reproduces the Quant-ReLU network), membranes
+bounded to [0, 1] and kept from window to window as the detector node keeps them, one step per window.
+The inputs are the first ``--windows`` consecutive windows of the split (its first sequence, each the
+model's window with its history channels, padded as the detector pads them). Per window, in one process
+and interleaved, the ANN's forward pass (``bundle.model``, as shipped) and the SNN's step
+(``SpikingNetwork.run`` of one step) are timed in CPU time of this process (wall time on a shared
+machine also counts waits for a core); decoding, the same for both, is left out.
+
+Also per model: the operations and energy per window (``streamdet.cost``), and the sparse path
+(``streamdet.sparse``): each spike-fed ``groups = 1`` convolution's crossover measured at its input
+shape, the active-site fraction its input really has on these windows, and, where any layer's input is
+below its crossover, the SNN timed again with those layers sparse (outputs checked against the dense
+ones).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import platform
+import statistics
+import time
+from pathlib import Path
+
+import torch
+from tqdm import tqdm
+
+from streamdet.convert import ConversionConfig, convert_detector
+from streamdet.cost import measure_window_cost, plot_window_cost, synaptic_inputs
+from streamdet.fidelity import split_inputs
+from streamdet.model import load_detector
+from streamdet.sparse import active_site_fraction, measure_crossover, with_sparse_layers
+
+
+def burst_stream_network(bundle):
+    """The detector's SNN at the stream's settings: burst neurons, membranes bounded to [0, 1]."""
+    snn = convert_detector(bundle, None, ConversionConfig(normalisation="quant", burst=True), progress=False)
+    return snn.with_neuron(snn.neuron.with_bounds((0.0, 1.0)))
+
+
+def time_side_by_side(bundle, networks: dict, windows: list[torch.Tensor]) -> dict[str, list[float]]:
+    """CPU milliseconds per window of the ANN forward and of one step of each network, interleaved
+    window by window (each network keeps its state across windows); one warm-up window first."""
+    states = {name: network.initial_state(1) for name, network in networks.items()}
+    times: dict[str, list[float]] = {"ann": [], **{name: [] for name in networks}}
+    with torch.no_grad():
+        bundle.model(windows[0])
+        for network in networks.values():
+            network.run(windows[0][None], network.initial_state(1))
+        for x in tqdm(windows, desc="windows", unit="window"):
+            start = time.process_time()
+            bundle.model(x)
+            times["ann"].append((time.process_time() - start) * 1e3)
+            for name, network in networks.items():
+                start = time.process_time()
+                _, states[name] = network.run(x[None], states[name])
+                times[name].append((time.process_time() - start) * 1e3)
+    return times
+
+
+def layer_site_fractions(snn, windows: list[torch.Tensor]) -> dict[str, list[float]]:
+    """Active-site fraction of each spike-fed convolution's input, per window (stream state kept)."""
+    inputs = synaptic_inputs(snn.graph_module)
+    fractions: dict[str, list[float]] = {}
+    handles = []
+    for name, source in inputs.items():
+        module = snn.graph_module.get_submodule(name)
+        if source.is_spikes and isinstance(module, torch.nn.Conv2d) and module.groups == 1:
+            record = fractions.setdefault(name, [])
+            handles.append(
+                module.register_forward_hook(lambda m, i, o, r=record: r.append(active_site_fraction(i[0])))
+            )
+    state = snn.initial_state(1)
+    with torch.no_grad():
+        for x in windows:
+            _, state = snn.run(x[None], state)
+    for handle in handles:
+        handle.remove()
+    return fractions
+
+
+def measure_model(model: str, split: str, count: int, repeats: int) -> dict:
+    bundle = load_detector(model)
+    bundle.model.eval()
+    snn = burst_stream_network(bundle)
+    windows = [x for _, x in split_inputs(split, bundle, count, batch_size=1)]
+    fractions = layer_site_fractions(snn, windows)
+    crossovers = {}
+    for name, seen in tqdm(fractions.items(), desc="crossovers", unit="layer"):
+        module = snn.graph_module.get_submodule(name)
+        shape = None
+
+        def grab(m, i, o):
+            nonlocal shape
+            shape = tuple(i[0].shape)
+
+        handle = module.register_forward_hook(grab)
+        with torch.no_grad():
+            snn.run(windows[0][None], snn.initial_state(1))
+        handle.remove()
+        measured = measure_crossover(module, shape, repeats=repeats, layer=name)
+        crossovers[name] = {
+            "input_shape": list(shape),
+            "crossover": measured.crossover,
+            "fractions": list(measured.fractions),
+            "dense_ms": [round(t, 3) for t in measured.dense_ms],
+            "sparse_ms": [round(t, 3) for t in measured.sparse_ms],
+            "site_fraction_median": statistics.median(seen),
+            "site_fraction_min": min(seen),
+        }
+    chosen = {
+        name: c["crossover"] for name, c in crossovers.items() if c["site_fraction_median"] < c["crossover"]
+    }
+    networks = {"snn burst T=1": snn}
+    if chosen:
+        networks["snn burst T=1, sparse layers"] = with_sparse_layers(snn, chosen)
+    times = time_side_by_side(bundle, networks, windows)
+    stream = torch.stack(windows)
+    cost = measure_window_cost(snn, stream, (len(windows),))[len(windows)].per_step()
+    result = {
+        "model": model,
+        "windows": len(windows),
+        "input": list(windows[0].shape),
+        "cpu_ms_per_window_median": {name: statistics.median(t) for name, t in times.items()},
+        "cpu_ms_per_window_mean": {name: statistics.fmean(t) for name, t in times.items()},
+        "ratio_to_ann_mean": {
+            name: statistics.fmean(t) / statistics.fmean(times["ann"])
+            for name, t in times.items()
+            if name != "ann"
+        },
+        "operations_per_window": cost.summary(),
+        "sparse": {"layers": crossovers, "chosen": chosen},
+    }
+    if chosen:
+        sparse_network = networks["snn burst T=1, sparse layers"]
+        with torch.no_grad():
+            dense, _ = snn.run(stream[:4], snn.initial_state(1))
+            sparse, _ = sparse_network.run(stream[:4], sparse_network.initial_state(1))
+        result["sparse"]["max_abs_output_difference"] = max(
+            float((a - b).abs().max()) for a, b in zip(dense, sparse, strict=True)
+        )
+    return result, cost
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument(
+        "--data", required=True, metavar="SPLIT_DIR", help="a built split, e.g. data/v3-maritime/test"
+    )
+    parser.add_argument("--models", default="events-default,events-fast")
+    parser.add_argument("--windows", type=int, default=24, help="consecutive windows timed (24)")
+    parser.add_argument("--repeats", type=int, default=5, help="timed calls per crossover point (5)")
+    parser.add_argument("--threads", type=int, default=1)
+    parser.add_argument("--json", default=None)
+    parser.add_argument(
+        "--plot", default=None, metavar="PNG", help="per-layer energy per window beside the ANN's"
+    )
+    args = parser.parse_args()
+    torch.set_num_threads(args.threads)
+    report = {
+        "data": args.data,
+        "machine": f"{platform.processor() or platform.machine()}, torch threads {torch.get_num_threads()}",
+        "models": {},
+    }
+    costs = {}
+    for model in args.models.split(","):
+        result, cost = measure_model(model, args.data, args.windows, args.repeats)
+        report["models"][model] = result
+        costs[f"{model}, burst, 1 step / window"] = cost
+        print(json.dumps({k: v for k, v in result.items() if k != "sparse"}, indent=2), flush=True)
+        chosen = result["sparse"]["chosen"]
+        print(f"{model}: sparse path chosen for {len(chosen)} layers {sorted(chosen)}", flush=True)
+    if args.json:
+        Path(args.json).parent.mkdir(parents=True, exist_ok=True)
+        Path(args.json).write_text(json.dumps(report, indent=2) + "\n")
+    if args.plot:
+        plot_window_cost(costs, args.plot, title=f"cost of one window, {args.data}")
+
+
+if __name__ == "__main__":
+    main()
