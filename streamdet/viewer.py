@@ -11,8 +11,9 @@ When detections arrive for a stream, one frame is drawn per detections message, 
 the last ``accumulate_us`` of its window ``[t0_us, t1_us)`` (boxes and events line up). A stream without
 detections gets one frame every ``1 / fps`` seconds of stream time.
 
-OpenCV's GUI aborts the whole process when there is no display, so :func:`has_display` checks the
-``DISPLAY`` / ``WAYLAND_DISPLAY`` variables (on Linux) before any window is opened.
+OpenCV's GUI aborts the whole process when there is no display (exit 134, nothing written), so
+:func:`has_display` checks, on Linux, that ``DISPLAY`` / ``WAYLAND_DISPLAY`` is set and that a server
+answers there (a connection to its socket) before any window is opened.
 """
 
 from __future__ import annotations
@@ -53,10 +54,48 @@ OFF_BGR = np.array([255, 150, 40], dtype=np.float32)
 
 
 def has_display() -> bool:
-    """True where an OpenCV window can open: on Linux only with ``DISPLAY`` or ``WAYLAND_DISPLAY`` set."""
-    if sys.platform.startswith("linux"):
-        return bool(os.environ.get("DISPLAY") or os.environ.get("WAYLAND_DISPLAY"))
-    return True
+    """True where an OpenCV window can open: on Linux only when ``DISPLAY`` or ``WAYLAND_DISPLAY`` names
+    a server that accepts a connection (a variable left over from a closed session, or an SSH login
+    without X forwarding, would make OpenCV abort the process)."""
+    if not sys.platform.startswith("linux"):
+        return True
+    display, wayland = os.environ.get("DISPLAY"), os.environ.get("WAYLAND_DISPLAY")
+    return bool(display and _x11_answers(display)) or bool(wayland and _wayland_answers(wayland))
+
+
+def _connects(family: int, address: object) -> bool:
+    import socket
+
+    try:
+        with socket.socket(family, socket.SOCK_STREAM) as probe:
+            probe.settimeout(1.0)
+            probe.connect(address)
+        return True
+    except OSError:
+        return False
+
+
+def _x11_answers(display: str) -> bool:
+    """An X server answers at ``display`` (``[host]:N[.S]``): its unix socket (file or abstract) for a
+    local display, TCP port ``6000 + N`` for a remote one."""
+    import socket
+
+    host, _, rest = display.rpartition(":")
+    number = rest.split(".")[0]
+    if not number.isdigit():
+        return False
+    if host in ("", "unix"):
+        path = f"/tmp/.X11-unix/X{number}"
+        return _connects(socket.AF_UNIX, path) or _connects(socket.AF_UNIX, "\0" + path)
+    return _connects(socket.AF_INET, (host, 6000 + int(number)))
+
+
+def _wayland_answers(name: str) -> bool:
+    """A Wayland compositor answers at ``name`` (absolute, or under ``XDG_RUNTIME_DIR``)."""
+    import socket
+
+    path = name if name.startswith("/") else os.path.join(os.environ.get("XDG_RUNTIME_DIR", ""), name)
+    return _connects(socket.AF_UNIX, path)
 
 
 def event_frame(events: np.ndarray, sensor_size: tuple[int, int]) -> np.ndarray:
@@ -378,7 +417,11 @@ def view(config: ViewerConfig, *, progress: bool = False) -> ViewStats:
 
     window = not config.headless and has_display()
     if not config.headless and not window:
-        print("view: no display (DISPLAY / WAYLAND_DISPLAY unset); writing video instead", file=sys.stderr)
+        print(
+            "view: no display (DISPLAY / WAYLAND_DISPLAY unset, or no server answers there); writing video "
+            "instead",
+            file=sys.stderr,
+        )
     composer = FrameComposer(config, CLASS_NAMES)
     outputs: dict[str, VideoOutput] = {}
     stats = ViewStats()

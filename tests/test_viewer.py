@@ -9,6 +9,7 @@ import time
 
 import cv2
 import numpy as np
+import pytest
 
 from streamdet import CLASS_NAMES, bus, wire
 from streamdet.events import EVENT_DTYPE
@@ -54,13 +55,24 @@ def test_boxes_truth_and_labels_are_drawn_at_scale():
     assert np.any(np.all(label_band == CLASS_COLOURS_BGR["buoy"], axis=-1))
 
 
-def test_has_display_follows_environment(monkeypatch):
+@pytest.mark.skipif(not sys.platform.startswith("linux"), reason="the display check is Linux's")
+def test_has_display_needs_a_server_that_answers(monkeypatch, tmp_path):
+    """Unset variables, a DISPLAY where no X server listens (OpenCV aborted the viewer there, exit 134)
+    and a WAYLAND_DISPLAY without a socket are no display; a socket that accepts connections is one."""
+    import socket
+
     monkeypatch.delenv("DISPLAY", raising=False)
     monkeypatch.delenv("WAYLAND_DISPLAY", raising=False)
-    if sys.platform.startswith("linux"):
-        assert not has_display()
-    monkeypatch.setenv("WAYLAND_DISPLAY", "wayland-0")
-    assert has_display()
+    monkeypatch.setenv("XDG_RUNTIME_DIR", str(tmp_path))
+    assert not has_display()
+    monkeypatch.setenv("DISPLAY", ":987")
+    assert not has_display()
+    monkeypatch.setenv("WAYLAND_DISPLAY", "wayland-test")
+    assert not has_display()
+    with socket.socket(socket.AF_UNIX, socket.SOCK_STREAM) as server:
+        server.bind(str(tmp_path / "wayland-test"))
+        server.listen(1)
+        assert has_display()
 
 
 def test_video_output_writes_readable_mp4_and_snapshots(tmp_path):
@@ -82,8 +94,11 @@ def test_video_output_writes_readable_mp4_and_snapshots(tmp_path):
 
 
 def test_view_cli_records_headless_video_from_sockets(tmp_path):
+    """``streamdet view`` with a DISPLAY where no X server answers (OpenCV aborted it there, exit 134):
+    it writes the video instead."""
     endpoint = f"ipc://{tmp_path}/view.sock"
     env = {k: v for k, v in os.environ.items() if k not in ("DISPLAY", "WAYLAND_DISPLAY")}
+    env["DISPLAY"] = ":987"
     publisher = bus.Publisher(endpoint)
     viewer = subprocess.Popen(
         [
