@@ -372,7 +372,7 @@ def test_burst_conversion_of_a_quant_model_is_the_ann_in_one_step() -> None:
     assert not torch.allclose(one_if_step[0], expected[0], atol=1e-2)
 
 
-def test_burst_needs_reset_by_subtraction_and_is_recorded_in_the_conversion() -> None:
+def test_burst_needs_reset_by_subtraction_and_is_recorded_in_the_conversion(tmp_path) -> None:
     with pytest.raises(UserFacingError, match="burst neurons reset by subtraction only, got reset='zero'"):
         ConversionConfig(burst=True, reset="zero")
     with pytest.raises(UserFacingError, match="burst_spikes must be >= 1, got 0"):
@@ -383,3 +383,11 @@ def test_burst_needs_reset_by_subtraction_and_is_recorded_in_the_conversion() ->
     snn = convert_detector(load_detector("events-fast"), None, config, progress=False)
     assert snn.conversion["burst"] is True and set(snn.spikes_per_step.values()) == {4}
     assert snn.burst
+    save_snn(snn, tmp_path / "burst.snn.pt")
+    loaded = load_snn(tmp_path / "burst.snn.pt")
+    assert loaded.burst and loaded.spikes_per_step == snn.spikes_per_step
+    x = torch.rand(2, 1, 6, 288, 352, generator=torch.Generator().manual_seed(0)) < 0.1
+    want, _ = snn.run(x.float(), snn.initial_state(1))
+    got, _ = loaded.run(x.float(), loaded.initial_state(1))
+    for a, b in zip(got, want, strict=True):
+        assert torch.equal(a, b)
