@@ -109,8 +109,8 @@ def open_dv_source(config: DVDriveConfig):
 def drive_dv(config: DVDriveConfig, *, progress: bool = False) -> DriveStats:
     """Publish the events of a DV camera or network stream on ``config.endpoint`` (binds it).
 
-    Runs until the source ends, ``config.seconds`` have passed, or Ctrl-C (KeyboardInterrupt, which sends
-    end-of-stream and propagates).
+    Runs until the source ends, ``config.seconds`` have passed, or Ctrl-C (KeyboardInterrupt: it sends
+    end-of-stream and returns what was sent, ``interrupted`` set).
     """
     from tqdm import tqdm
 
@@ -127,6 +127,7 @@ def drive_dv(config: DVDriveConfig, *, progress: bool = False) -> DriveStats:
     )
     clock_start = time.monotonic()
     t0_us: int | None = None
+    interrupted = False
     try:
         wait_for_subscribers(publisher, config.endpoint, config.wait_subscribers, config.wait_timeout_s)
         clock_start = time.monotonic()
@@ -149,8 +150,10 @@ def drive_dv(config: DVDriveConfig, *, progress: bool = False) -> DriveStats:
             packets += 1
             events += len(batch_events)
             bar.update(len(batch_events))
+    except KeyboardInterrupt:
+        interrupted = True
     finally:
         bar.close()
         publisher.send(wire.eos_message(config.stream, "events", sensor_size, t0_us or 0))
         publisher.close()
-    return DriveStats(packets, events, 0, 0, time.monotonic() - clock_start)
+    return DriveStats(packets, events, 0, 0, time.monotonic() - clock_start, interrupted)

@@ -79,14 +79,15 @@ class Packet:
 
 @dataclass(frozen=True)
 class ReplayStats:
-    """What a replay sent: packets, events, spike frames, passes over the file, and the wall time (s)
-    from the first packet's clock start to the last packet sent."""
+    """What a replay sent: packets, events, spike frames, passes over the file, the wall time (s)
+    from the first packet's clock start to the last packet sent, and whether Ctrl-C stopped it."""
 
     packets: int
     events: int
     frames: int
     loops: int
     wall_s: float
+    interrupted: bool = False
 
 
 def packet_due_s(t1_us: int, start_us: int, speed: float | None) -> float:
@@ -231,7 +232,8 @@ def replay_file(config: ReplayConfig, *, progress: bool = False) -> ReplayStats:
     """Publish ``config.path`` on ``config.endpoint`` (binds it); returns what was sent.
 
     The first packet is decoded before the clock starts, so that opening the file does not delay the
-    pace. Ctrl-C (KeyboardInterrupt) stops the replay after sending end-of-stream, then propagates.
+    pace. Ctrl-C (KeyboardInterrupt) stops the replay after sending end-of-stream and returns what was
+    sent, ``interrupted`` set.
     """
     from tqdm import tqdm
 
@@ -258,6 +260,7 @@ def replay_file(config: ReplayConfig, *, progress: bool = False) -> ReplayStats:
     publisher = bus.Publisher(config.endpoint, lossless=config.lossless, curve=config.curve)
     packets = events = frames = loops = last_t1_us = 0
     wall_s = 0.0
+    interrupted = False
     bar = tqdm(
         desc=f"replay {path.name}", unit=" packets", file=sys.stderr, disable=None if progress else True
     )
@@ -290,8 +293,12 @@ def replay_file(config: ReplayConfig, *, progress: bool = False) -> ReplayStats:
             last_t1_us = packet.t1_us
             wall_s = time.monotonic() - clock_start
             bar.update(1)
+    except KeyboardInterrupt:
+        interrupted = True
     finally:
         bar.close()
         publisher.send(wire.eos_message(config.stream, kind, sensor_size, t_us=last_t1_us))
         publisher.close()
-    return ReplayStats(packets=packets, events=events, frames=frames, loops=loops, wall_s=wall_s)
+    return ReplayStats(
+        packets=packets, events=events, frames=frames, loops=loops, wall_s=wall_s, interrupted=interrupted
+    )

@@ -217,20 +217,22 @@ def iter_synthetic_packets(config: SyntheticDriveConfig) -> Iterator[SyntheticPa
 
 @dataclass(frozen=True)
 class DriveStats:
-    """What a driver sent: packets, events, spike frames, truth messages, wall time (s)."""
+    """What a driver sent: packets, events, spike frames, truth messages, wall time (s), and whether
+    Ctrl-C stopped it (end-of-stream was still sent; the command reports, then exits 130)."""
 
     packets: int
     events: int
     frames: int
     truths: int
     wall_s: float
+    interrupted: bool = False
 
 
 def drive_synthetic(config: SyntheticDriveConfig, *, progress: bool = False) -> DriveStats:
     """Publish the synthetic stream on ``config.endpoint`` (binds it), paced to the wall clock.
 
     Runs forever unless ``config.seconds`` is set; Ctrl-C (KeyboardInterrupt) sends end-of-stream on the
-    data and truth topics, then propagates.
+    data and truth topics and returns what was sent, ``interrupted`` set.
     """
     from tqdm import tqdm
 
@@ -248,6 +250,7 @@ def drive_synthetic(config: SyntheticDriveConfig, *, progress: bool = False) -> 
     )
     clock_start = time.monotonic()
     end_us = 0
+    interrupted = False
     try:
         wait_for_subscribers(publisher, config.endpoint, config.wait_subscribers, config.wait_timeout_s)
         clock_start = time.monotonic()
@@ -282,12 +285,14 @@ def drive_synthetic(config: SyntheticDriveConfig, *, progress: bool = False) -> 
             packets += 1
             end_us = packet.t1_us
             bar.update(1)
+    except KeyboardInterrupt:
+        interrupted = True
     finally:
         bar.close()
         publisher.send(wire.eos_message(config.stream, kind, config.sensor_size, end_us))
         publisher.send(wire.eos_message(config.stream, "truth", config.sensor_size, end_us))
         publisher.close()
-    return DriveStats(packets, events, frames, truths, time.monotonic() - clock_start)
+    return DriveStats(packets, events, frames, truths, time.monotonic() - clock_start, interrupted)
 
 
 def wait_for_subscribers(publisher, endpoint: str, count: int, timeout_s: float) -> None:

@@ -226,7 +226,7 @@ class FrameEncoder:
 def drive_video(config: VideoDriveConfig, *, progress: bool = False) -> DriveStats:
     """Encode ``config.source`` and publish it on ``config.endpoint`` (binds it); returns what was sent.
 
-    Ctrl-C (KeyboardInterrupt) sends end-of-stream, then propagates.
+    Ctrl-C (KeyboardInterrupt) sends end-of-stream and returns what was sent, ``interrupted`` set.
     """
     from tqdm import tqdm
 
@@ -258,6 +258,7 @@ def drive_video(config: VideoDriveConfig, *, progress: bool = False) -> DriveSta
     )
     clock_start = time.monotonic()
     previous_us = first_time
+    interrupted = False
     try:
         wait_for_subscribers(publisher, config.endpoint, config.wait_subscribers, config.wait_timeout_s)
         clock_start = time.monotonic()
@@ -283,9 +284,11 @@ def drive_video(config: VideoDriveConfig, *, progress: bool = False) -> DriveSta
                     packets += 1
             previous_us = t_us
             bar.update(1)
+    except KeyboardInterrupt:
+        interrupted = True
     finally:
         bar.close()
         publisher.send(wire.eos_message(config.stream, kind, sensor_size, previous_us + 1))
         publisher.close()
         frames_iter.close()
-    return DriveStats(packets, events, frames, 0, time.monotonic() - clock_start)
+    return DriveStats(packets, events, frames, 0, time.monotonic() - clock_start, interrupted)

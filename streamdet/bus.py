@@ -31,6 +31,7 @@ import contextlib
 import dataclasses
 import logging
 import math
+import os
 import signal
 import sys
 import threading
@@ -322,17 +323,42 @@ class HandshakeWatch:
         self._monitor = None
 
 
+ENDPOINT_FORMS = "tcp://HOST:PORT, ipc://PATH or inproc://NAME"
+
+
+def _ipc_in_use(endpoint: str) -> bool:
+    """True when ``ipc://PATH`` is a socket another process listens on. ZeroMQ binds over it without a
+    word (it removes the file), silently taking the endpoint from the first publisher; a file nobody
+    listens on (left by a killed process) is free."""
+    import socket
+
+    path = endpoint[len("ipc://") :]
+    if not path or path.startswith("@") or not os.path.exists(path):
+        return False
+    with socket.socket(socket.AF_UNIX, socket.SOCK_STREAM) as probe:
+        try:
+            probe.connect(path)
+        except OSError:
+            return False
+    return True
+
+
 def _attach(socket, endpoint: str, bind: bool) -> None:
-    """Bind or connect ``socket``; a bad or busy endpoint is a UserFacingError."""
+    """Bind or connect ``socket``; a bad or busy endpoint is a UserFacingError that says which forms
+    an endpoint takes."""
     import zmq
 
+    if bind and endpoint.startswith("ipc://") and _ipc_in_use(endpoint):
+        raise UserFacingError(f"{endpoint}: cannot bind (Address already in use: a process listens there)")
     try:
         if bind:
             socket.bind(endpoint)
         else:
             socket.connect(endpoint)
     except zmq.ZMQError as error:
-        raise UserFacingError(f"{endpoint}: cannot {'bind' if bind else 'connect'} ({error})") from error
+        raise UserFacingError(
+            f"{endpoint}: cannot {'bind' if bind else 'connect'} ({error}; an endpoint is {ENDPOINT_FORMS})"
+        ) from error
 
 
 class Publisher:

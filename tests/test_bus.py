@@ -598,3 +598,44 @@ def test_latest_only_hands_out_the_newest_per_topic_and_every_end_of_stream() ->
     assert subscriber.stats.conflated == 98 and subscriber.stats.dropped == 0
     assert all(isinstance(message.extra["sent_us"], int) for message in received)
     assert 0 <= subscriber.stats.last_age_ms < 60_000 and subscriber.stats.max_age_ms >= 300
+
+
+def test_a_second_publisher_on_a_live_ipc_path_is_refused_and_a_stale_one_is_reused(tmp_path: Path) -> None:
+    """ZeroMQ binds an ipc path over a live one without a word (the first publisher silently loses its
+    subscribers); ours refuses as tcp does. A socket file nobody listens on (a killed process's) is
+    taken over."""
+    address = f"ipc://{tmp_path}/cam"
+    with bus.Publisher(address):
+        with pytest.raises(UserFacingError, match="Address already in use"):
+            bus.Publisher(address)
+    stale = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+    stale.bind(str(tmp_path / "stale"))
+    stale.close()  # the file stays, nobody listens
+    with bus.Publisher(f"ipc://{tmp_path}/stale") as publisher, bus.Subscriber(publisher.endpoint) as sub:
+        assert publisher.wait_for_subscribers(1, timeout_s=10)
+        publisher.send(wire.events_message("cam0", make_events(3), SENSOR))
+        assert sub.receive(5000).count == 3
+    with pytest.raises(UserFacingError, match=r"Invalid argument.*an endpoint is tcp://HOST:PORT, ipc://PATH"):
+        bus.Publisher("tcp://nohost")
+
+
+def test_subscribe_counts_boxes_for_detections() -> None:
+    """``streamdet subscribe`` on detections shows a box rate (it showed "0 events/s")."""
+    address = ipc_endpoint()
+    rows = np.array([[1, 2, 30, 40, 0.9, 0], [5, 6, 20, 30, 0.8, 1]], dtype=np.float32)
+    with bus.Publisher(address) as publisher:
+        watcher = streamdet("subscribe", address, "--count", "3", "--json")
+        try:
+            assert publisher.wait_for_subscribers(1, timeout_s=60)
+            for index in range(3):
+                publisher.send(wire.detections_message("cam0", rows, ["boat", "buoy"], SENSOR, index, index + 1))
+                time.sleep(0.05)
+            output, errors = watcher.communicate(timeout=60)
+        finally:
+            if watcher.poll() is None:
+                watcher.kill()
+    lines = output.splitlines()
+    assert all("boxes/s" in line and "events/s" not in line for line in lines[:3]), lines
+    assert float(lines[2].split()[-2]) > 0
+    summary = json.loads(lines[-1])
+    assert summary["boxes"] == 6 and summary["boxes_per_s"] > 0 and summary["events"] == 0

@@ -229,7 +229,9 @@ def test_drive_synthetic_cli_publishes_paced_events_and_truth_until_ctrl_c(tmp_p
         )
         assert subscriber.stats.dropped == 0 and subscriber.stats.rejected_total == 0
     assert process.wait(timeout=30) == 130
-    assert process.stderr.read().splitlines()[-1] == "streamdet drive: interrupted"
+    last_lines = process.stderr.read().splitlines()[-2:]
+    assert last_lines[1] == "streamdet drive: interrupted"
+    assert last_lines[0].startswith("drive synthetic: sent ")  # the summary, also on Ctrl-C
     events = [message for _, message in received["events/street"]][:40]
     assert [m.seq for m in events] == list(range(40))
     assert [(m.t0_us, m.t1_us) for m in events] == [(k * 10_000, (k + 1) * 10_000) for k in range(40)]

@@ -276,6 +276,7 @@ def test_looped_replay_keeps_time_increasing_and_ends_cleanly_on_ctrl_c() -> Non
     assert message.extra["ends"] == "events"
     assert process.returncode == 130
     assert stderr.strip().splitlines()[-1] == "streamdet replay: interrupted"
+    assert stderr.strip().splitlines()[-2].startswith("replayed ")  # the summary, also on Ctrl-C
     assert "Traceback" not in stderr
     events = np.concatenate([message.payload for message in received])
     assert np.all(np.diff(events["t"]) >= 0)

@@ -82,6 +82,7 @@ def rates(messages: int, events: int, first_events: int, seconds: float) -> tupl
 def run_subscribe(args: argparse.Namespace) -> int:
     """Print one line per message and a summary (rates, rejects, drops) at the end or on Ctrl-C."""
     from streamdet import bus
+    from streamdet.wire import BOX_KINDS
 
     if args.count is not None and args.count < 1:
         raise UserFacingError(f"--count must be at least 1, got {args.count}")
@@ -89,7 +90,7 @@ def run_subscribe(args: argparse.Namespace) -> int:
     subscriber = bus.Subscriber(
         args.endpoints, args.topic or [""], hwm=args.hwm, curve=curve, latest_only=args.latest_only
     )
-    messages = events = first_events = 0
+    messages = events = first_events = boxes = first_boxes = 0
     first_at = last_at = None
     data_topics: set[str] = set()
     ended_topics: set[str] = set()
@@ -103,14 +104,17 @@ def run_subscribe(args: argparse.Namespace) -> int:
             last_at = time.monotonic()
             messages += 1
             events += events_in(message)
+            boxes += message.count if message.kind in BOX_KINDS else 0
             if first_at is None:
-                first_at, first_events = last_at, events
+                first_at, first_events, first_boxes = last_at, events, boxes
             message_rate, event_rate = rates(messages, events, first_events, last_at - first_at)
+            _, box_rate = rates(messages, boxes, first_boxes, last_at - first_at)
             if not args.quiet:
+                is_boxes = message.kind in BOX_KINDS
+                rate = f"{box_rate:.0f} boxes/s" if is_boxes else f"{event_rate:.0f} events/s"
                 print(
                     f"{message.kind:<10} {message.stream} seq={message.seq} count={message.count} "
-                    f"t=[{message.t0_us},{message.t1_us}) us "
-                    f"{message_rate:.1f} msg/s {event_rate:.0f} events/s"
+                    f"t=[{message.t0_us},{message.t1_us}) us {message_rate:.1f} msg/s {rate}"
                     + (f" (end of {message.topic})" if message.kind == "eos" else ""),
                     flush=True,
                 )
@@ -127,20 +131,23 @@ def run_subscribe(args: argparse.Namespace) -> int:
         subscriber.close()
     seconds = 0.0 if first_at is None else last_at - first_at
     message_rate, event_rate = rates(messages, events, first_events, seconds)
+    _, box_rate = rates(messages, boxes, first_boxes, seconds)
     summary = {
         "messages": messages,
         "events": events,
+        "boxes": boxes,
         "seconds": seconds,
         "messages_per_s": message_rate,
         "events_per_s": event_rate,
+        "boxes_per_s": box_rate,
         **stats.as_dict(),
     }
     if args.json:
         print(json.dumps(summary), flush=True)
     else:
         print(
-            f"summary: {messages} messages, {events} events in {seconds:.3f} s "
-            f"({summary['messages_per_s']:.1f} msg/s, {summary['events_per_s']:.0f} events/s); "
+            f"summary: {messages} messages, {events} events, {boxes} boxes in {seconds:.3f} s "
+            f"({message_rate:.1f} msg/s, {event_rate:.0f} events/s, {box_rate:.0f} boxes/s); "
             f"rejected {stats.rejected_total}{f' {stats.rejected}' if stats.rejected else ''}; "
             f"dropped {stats.dropped}",
             flush=True,

@@ -36,6 +36,8 @@ def _report(stats, name: str) -> None:
         f"{stats.truths} truth messages in {stats.wall_s:.2f} s",
         file=sys.stderr,
     )
+    if stats.interrupted:
+        raise KeyboardInterrupt  # the summary first; then "interrupted" and exit 130
 
 
 def run_synthetic(args: argparse.Namespace) -> int:

@@ -102,6 +102,8 @@ def run_replay(args: argparse.Namespace) -> int:
         f"in {stats.wall_s:.2f} s ({stats.loops} pass(es))",
         file=sys.stderr,
     )
+    if stats.interrupted:
+        raise KeyboardInterrupt  # the summary first; then "interrupted" and exit 130
     return 0
 
 
