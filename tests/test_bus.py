@@ -628,7 +628,8 @@ def test_subscribe_counts_boxes_for_detections() -> None:
         try:
             assert publisher.wait_for_subscribers(1, timeout_s=60)
             for index in range(3):
-                publisher.send(wire.detections_message("cam0", rows, ["boat", "buoy"], SENSOR, index, index + 1))
+                message = wire.detections_message("cam0", rows, ["boat", "buoy"], SENSOR, index, index + 1)
+                publisher.send(message)
                 time.sleep(0.05)
             output, errors = watcher.communicate(timeout=60)
         finally:
