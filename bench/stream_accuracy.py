@@ -100,6 +100,12 @@ def main(argv: list[str] | None = None) -> int:
         help="also score the window ending this many ms after each label (comma list; default 0): how far "
         "the stream's boxes trail the objects. Every lag is scored on the time stamps all lags have",
     )
+    parser.add_argument(
+        "--burst",
+        choices=("on", "off"),
+        default="off",
+        help="convert --model with burst IF neurons (up to N spikes per step; default off: IF neurons)",
+    )
     parser.add_argument("--json", default=None)
     args = parser.parse_args(argv)
     torch.set_num_threads(args.threads)
@@ -111,7 +117,7 @@ def main(argv: list[str] | None = None) -> int:
 
     bundle = load_detector(args.model)
     split = DatasetSplit(args.data, window_us=bundle.spec.window_us)
-    snn = load_snn(args.snn or args.model)
+    snn = load_snn(args.snn or args.model, burst=args.burst == "on")
     rows = []
     for dt_us in args.dt_us:
         for window_steps in args.window_steps:
@@ -147,7 +153,14 @@ def main(argv: list[str] | None = None) -> int:
             }
             rows.append(row)
             print(json.dumps(row), flush=True)
-    result = {"model": args.model, "snn": args.snn, "data": args.data, "threads": args.threads, "rows": rows}
+    result = {
+        "model": args.model,
+        "snn": args.snn,
+        "burst": args.burst == "on",
+        "data": args.data,
+        "threads": args.threads,
+        "rows": rows,
+    }
     if args.json:
         Path(args.json).parent.mkdir(parents=True, exist_ok=True)
         Path(args.json).write_text(json.dumps(result, indent=1) + "\n")

@@ -168,7 +168,7 @@ class Decoding:
             raise UserFacingError(f"vote_iou must be in (0, 1] or None, got {self.vote_iou}")
 
 
-PUBLISH_MIN_SCORE = 0.3
+PUBLISH_MIN_SCORE = 0.4
 """Default publishing score threshold of ``detect`` (``--min-score``): see ``docs/streaming.md``,
 "What subscribers get", for the validation figures it was chosen on."""
 

@@ -72,6 +72,7 @@ class DemoConfig:
         geometry: sensor -> network input (``DetectorConfig.geometry``).
         box_filter: boxes published (``DetectorConfig.box_filter``; by default every decoded box, since
             the demo scores them like ``streamdet eval``).
+        burst: burst IF neurons (``ConversionConfig.burst``), one step per model window unless ``dt_us``.
     """
 
     seconds: float = 20.0
@@ -92,6 +93,7 @@ class DemoConfig:
     threads: int = 1
     geometry: Geometry = Geometry()
     box_filter: BoxFilter = EVALUATION_FILTER
+    burst: bool = False
 
 
 class RunningScore:
@@ -268,11 +270,12 @@ def plan_network_and_steps(config: DemoConfig, say: Callable[[str], None]) -> Li
     from streamdet.detector import default_publish_every, resolve_window_steps
 
     measure = config.dt_us is None and config.device == "cpu"
-    model, snn, rates = load_live_model(config.model, measure, say, who="demo")
+    model, snn, rates = load_live_model(config.model, measure, say, who="demo", burst=config.burst)
     if snn.spec.modality != "events":
         raise UserFacingError(f"the demo emulates a DVS; {model} takes {snn.spec.modality} input")
     measured = rates[model]
-    dt_us = config.dt_us or live_step_us(snn.spec.window_us, measured)
+    one_step_per_window = snn.spec.window_us if config.burst else None
+    dt_us = config.dt_us or one_step_per_window or live_step_us(snn.spec.window_us, measured)
     window_steps = resolve_window_steps(snn.spec.window_us, dt_us, config.window_steps)
     publish_every = config.publish_every or default_publish_every(dt_us)
     if measured is not None:

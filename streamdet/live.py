@@ -90,20 +90,22 @@ def pick_live_model(candidates: list[tuple[str, int, float | None]]) -> str:
 
 
 def load_live_model(
-    name: str, measure: bool, say: Callable[[str], None], who: str
+    name: str, measure: bool, say: Callable[[str], None], who: str, burst: bool = False
 ) -> tuple[str, SpikingDetector, dict[str, float | None]]:
     """``(name, converted network, {name: steps per second alone or None} of every network loaded)`` of
     ``--model`` for ``streamdet demo`` and ``streamdet detect`` (``who`` starts each line ``say`` gets).
     For ``auto`` the :data:`AUTO_MODELS` are loaded and timed in turn until one keeps up with its finest
     step, and :func:`pick_live_model` chooses among those loaded (without ``measure``, on a GPU or with
-    ``--dt-us`` given, nothing is timed and the first keeps up)."""
+    ``--dt-us`` given, nothing is timed and the first keeps up). With ``burst``, ANN checkpoints are
+    converted to burst IF neurons (``streamdet.convert.ConversionConfig.burst``)."""
     from streamdet.loading import load_snn
 
     names = AUTO_MODELS if name == "auto" else (name,)
     loaded = []
     for candidate in names:
-        say(f"{who}: loading {candidate} and converting it to a spiking network ...")
-        snn = load_snn(candidate)
+        neurons = "burst IF" if burst else "IF"
+        say(f"{who}: loading {candidate} and converting it to a spiking network ({neurons} neurons) ...")
+        snn = load_snn(candidate, burst=burst)
         rate = measure_step_rate(snn) if measure else None
         loaded.append((candidate, snn, rate))
         if keeps_up_with_finest_step(snn.spec.window_us, rate):

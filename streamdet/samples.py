@@ -21,6 +21,7 @@ events" or "a brighter scene" stay physically meaningful.
 from __future__ import annotations
 
 from collections.abc import Callable, Sequence
+from dataclasses import replace
 from pathlib import Path
 
 import numpy as np
@@ -126,6 +127,7 @@ class DetectionSamples(torch.utils.data.Dataset):
             size = input_size or self.sensor_size
             spec = InputSpec(modality, size, self.window_us, event_scale, history_windows)
             self.mapping = sensor_mapping(self.sensor_size, spec, geometry)
+        self.model_spec: InputSpec | None = None
         self.index = [(s, image) for s, split in enumerate(self.splits) for image in split.images]
         self._cache: dict[tuple[int, str, int], np.ndarray] = {}
         self._events: dict[tuple[int, str], np.ndarray] = {}
@@ -140,7 +142,7 @@ class DetectionSamples(torch.utils.data.Dataset):
     ) -> DetectionSamples:
         """The samples a model of ``spec`` reads from splits (its window, scale, history windows), the
         splits' sensor brought to its input by ``geometry``."""
-        return cls(
+        samples = cls(
             split_dirs,
             spec.modality,
             spec.event_scale,
@@ -150,10 +152,15 @@ class DetectionSamples(torch.utils.data.Dataset):
             geometry=geometry,
             input_size=spec.sensor_size,
         )
+        samples.model_spec = spec
+        return samples
 
     @property
     def spec(self) -> InputSpec:
-        """The input a model trained on these samples consumes."""
+        """The input of the model these samples were made for (:meth:`for_model`), every field of it kept,
+        at this split's input size; for training samples, the input a model trained on them consumes."""
+        if self.model_spec is not None:
+            return replace(self.model_spec, sensor_size=self.mapping.input_size)
         return InputSpec(
             self.modality, self.mapping.input_size, self.window_us, self.event_scale, self.history_windows
         )

@@ -405,7 +405,12 @@ def test_replay_detect_record_gives_the_in_process_boxes(snn, tmp_path):
     recorded = np.load(tmp_path / "out.detections.npy")
     assert recorded.dtype == DETECTION_RECORD_DTYPE
 
-    expected = detect_events(snn, events, TINY_SENSOR, CONFIG, stream="cam")
+    from dataclasses import replace
+
+    from streamdet.contract import BoxFilter
+
+    # detect publishes with its default filter (score >= 0.3, at most 50 boxes): the same in process
+    expected = detect_events(snn, events, TINY_SENSOR, replace(CONFIG, box_filter=BoxFilter()), stream="cam")
     assert len(expected) == 19  # steps 500..539, first full window ends at step 503, every 2nd step
     spans = sorted({(int(t0), int(t1)) for t0, t1 in zip(recorded["t0_us"], recorded["t1_us"], strict=True)})
     assert spans == [(r.t0_us, r.t1_us) for r in expected]

@@ -57,4 +57,4 @@ def test_auto_model_without_a_measurement_loads_only_events_default():
     said = []
     name, snn, rates = load_live_model("auto", measure=False, say=said.append, who="demo")
     assert (name, rates, snn.spec.modality) == ("events-default", {"events-default": None}, "events")
-    assert said == ["demo: loading events-default and converting it to a spiking network ..."]
+    assert said == ["demo: loading events-default and converting it to a spiking network (IF neurons) ..."]

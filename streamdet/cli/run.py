@@ -44,6 +44,8 @@ def detector_config_from_args(args: argparse.Namespace, window_us: int, steps_pe
 
     if args.dt_us == "auto":
         dt_us = live_step_us(window_us, steps_per_s)
+    elif args.dt_us is None and getattr(args, "burst", "off") == "on":
+        dt_us = window_us  # burst neurons: one step per model window
     else:
         dt_us = args.dt_us if args.dt_us is not None else window_us // DEFAULT_STEPS_PER_WINDOW
     return DetectorConfig(
@@ -81,7 +83,7 @@ def run_detect(args: argparse.Namespace) -> int:
         print(line, file=sys.stderr, flush=True)
 
     measure = args.dt_us == "auto" and args.device == "cpu"
-    model, snn, rates = load_live_model(args.model, measure, say, who="detect")
+    model, snn, rates = load_live_model(args.model, measure, say, who="detect", burst=args.burst == "on")
     steps_per_s = rates[model]
     if "bias_calibration" in snn.conversion:
         say(
@@ -154,6 +156,7 @@ def run_view(args: argparse.Namespace) -> int:
         snapshot_every_s=args.snapshot_every,
         idle_timeout_s=args.idle_timeout,
         show_truth=not args.no_truth,
+        min_score=args.min_score,
         curve=curve_options.curve_client_keys(args),
         latest_only=args.latest_only,
     )
@@ -201,6 +204,7 @@ def run_demo(args: argparse.Namespace) -> int:
         threads=args.threads,
         geometry=geometry_from_args(args),
         box_filter=box_filter_from_args(args),
+        burst=args.burst == "on",
     )
     started = time.monotonic()
     report = demo(config)
@@ -221,6 +225,13 @@ def _add_detector_options(
 ) -> None:
     add_geometry_options(parser)
     add_box_filter_options(parser)
+    parser.add_argument(
+        "--burst",
+        choices=("on", "off"),
+        default="off",
+        help="burst IF neurons, up to N spikes per step (N = each Quant-ReLU's levels): one step per model "
+        "window gives the ANN's input; default step then the model window (off: plain IF neurons)",
+    )
     if min_score is not None:
         parser.set_defaults(min_score=min_score)
     parser.add_argument(
@@ -367,6 +378,13 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         help="stop after S seconds without a message (default never)",
     )
     view.add_argument("--no-truth", action="store_true", help="do not draw ground-truth boxes")
+    view.add_argument(
+        "--min-score",
+        type=float,
+        default=0.0,
+        help="draw detections scoring at least this (default 0: all that detect publishes, which applies "
+        "its own --min-score)",
+    )
     view.add_argument(
         "--latest-only",
         action="store_true",
