@@ -436,52 +436,48 @@ def _window_cost(
 
 
 def plot_window_cost(costs: dict[str, WindowCost], path: str | Path, title: str = "") -> Path:
-    """PNG: per layer, energy per window of each SNN variant beside the ANN's (log scale), and each
-    variant's total SNN / ANN energy ratio in the legend; spike rates per population below."""
+    """PNG, one row per variant (each may be another network): per synaptic layer, the energy of its
+    operations per window beside the ANN's (log scale; the totals and their ratio in the legend), and
+    the spike rate of each population."""
     import matplotlib
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    first = next(iter(costs.values()))
-    names = [layer.name for layer in first.layers]
-    figure, axes = plt.subplots(2, 1, figsize=(13, 8.5))
-    width = 0.8 / (len(costs) + 1)
-    positions = range(len(names))
-    ann = [layer.ann_macs * first.energy.pj_per_mac * 1e-6 for layer in first.layers]
-    axes[0].bar([p - 0.4 + width / 2 for p in positions], ann, width, label="ANN (MACs)", color="k")
-    for index, (label, cost) in enumerate(costs.items(), start=1):
+    figure, axes = plt.subplots(len(costs), 2, figsize=(15, 4.2 * len(costs)), squeeze=False)
+    for row, (label, cost) in enumerate(costs.items()):
+        names = [layer.name for layer in cost.layers]
+        positions = range(len(names))
+        ann = [layer.ann_macs * cost.energy.pj_per_mac * 1e-6 for layer in cost.layers]
         snn = [
             (layer.acs * cost.energy.pj_per_ac + layer.macs * cost.energy.pj_per_mac) * 1e-6
             for layer in cost.layers
         ]
         ratio = cost.energy_snn_uj / cost.energy_ann_uj
-        axes[0].bar(
-            [p - 0.4 + width / 2 + index * width for p in positions],
+        axis = axes[row][0]
+        axis.bar([p - 0.2 for p in positions], ann, 0.4, color="k", label=f"ANN: {cost.energy_ann_uj:.0f} uJ")
+        axis.bar(
+            [p + 0.2 for p in positions],
             snn,
-            width,
-            label=f"{label}: {cost.energy_snn_uj:.0f} uJ / window, {ratio:.2f}x the ANN's "
-            f"{cost.energy_ann_uj:.0f}",
+            0.4,
+            color=["tab:orange" if layer.input == "analog" else "tab:blue" for layer in cost.layers],
+            label=f"SNN: {cost.energy_snn_uj:.0f} uJ ({ratio:.2f}x; orange: analog input, MACs)",
         )
-    axes[0].set_yscale("log")
-    axes[0].set_xticks(list(positions), names, rotation=90, fontsize=6)
-    axes[0].set_ylabel("energy per window (uJ), synaptic ops")
-    axes[0].legend(fontsize=7)
-    axes[0].set_title(title or "cost of a window: SNN synaptic operations beside the ANN's MACs")
-    populations = list(first.spike_rates)
-    for index, (label, cost) in enumerate(costs.items()):
-        axes[1].bar(
-            [p - 0.4 + width / 2 + index * width for p in range(len(populations))],
-            [cost.spike_rates.get(p, 0.0) for p in populations],
-            width,
-            label=label,
-        )
-    axes[1].set_xticks(range(len(populations)), populations, rotation=90, fontsize=6)
-    axes[1].set_ylabel("spikes / neuron / step")
-    axes[1].legend(fontsize=7)
+        axis.set_yscale("log")
+        axis.set_xticks(list(positions), names, rotation=90, fontsize=5)
+        axis.set_ylabel("uJ per window")
+        axis.set_title(f"{label}: {cost.steps} step(s), synaptic operations", fontsize=9)
+        axis.legend(fontsize=7)
+        populations = list(cost.spike_rates)
+        axes[row][1].bar(range(len(populations)), [cost.spike_rates[p] for p in populations])
+        axes[row][1].set_xticks(range(len(populations)), populations, rotation=90, fontsize=5)
+        axes[row][1].set_ylabel("spikes / neuron / step")
+        axes[row][1].set_title(f"{label}: spike rates (at most {max(cost.max_spikes.values())})", fontsize=9)
+    if title:
+        figure.suptitle(title, fontsize=10)
     figure.tight_layout()
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
-    figure.savefig(path, dpi=110)
+    figure.savefig(path, dpi=100)
     plt.close(figure)
     return path
