@@ -339,3 +339,14 @@ def test_drive_dv_republishes_a_dv_network_stream_unchanged(tmp_path):
     assert messages[0].t0_us == events["t"][0] and messages[-1].t1_us == events["t"][-1] + 1
     assert all(a.t1_us == b.t0_us for a, b in zip(messages, messages[1:], strict=False))
     assert result["stats"].events == 1200 and result["stats"].packets == len(messages)
+
+
+def test_drive_takes_sensor_size_as_replay_record_and_info_do() -> None:
+    """``--sensor-size`` (the name replay, record and info use) and ``--size`` are one option."""
+    from streamdet.cli import build_parser
+
+    base = ["drive", "synthetic", "--preset", "maritime", "--endpoint", "ipc:///tmp/unused"]
+    assert build_parser("drive").parse_args([*base, "--sensor-size", "640x480"]).size == (640, 480)
+    assert build_parser("drive").parse_args([*base, "--size", "640x480"]).size == (640, 480)
+    video = ["drive", "video", "clip.mp4", "--endpoint", "ipc:///tmp/unused", "--sensor-size", "320x240"]
+    assert build_parser("drive").parse_args(video).size == (320, 240)

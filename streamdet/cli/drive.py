@@ -166,7 +166,12 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     )
     _add_wire_options(synthetic, None)
     synthetic.add_argument(
-        "--size", type=parse_size, default="346x260", help="sensor size WxH (default 346x260)"
+        "--size",
+        "--sensor-size",
+        dest="size",
+        type=parse_size,
+        default="346x260",
+        help="sensor size WxH (default 346x260; --sensor-size as in replay, record, info)",
     )
     synthetic.add_argument("--seed", type=int, default=0, help="seed of the scene and the sensor (default 0)")
     synthetic.add_argument(
@@ -206,7 +211,12 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     )
     _add_wire_options(video, "video")
     video.add_argument(
-        "--size", type=parse_size, metavar="WxH", help="resize frames to WxH (default: the source's size)"
+        "--size",
+        "--sensor-size",
+        dest="size",
+        type=parse_size,
+        metavar="WxH",
+        help="resize frames to WxH (default: the source's size; --sensor-size as in replay, record, info)",
     )
     video.add_argument("--loop", action="store_true", help="start a file again at its end")
     video.add_argument("--speed", default="1.0", help="multiple of the file's pace, or 'max' (default 1.0)")
