@@ -640,3 +640,26 @@ def test_subscribe_counts_boxes_for_detections() -> None:
     assert float(lines[2].split()[-2]) > 0
     summary = json.loads(lines[-1])
     assert summary["boxes"] == 6 and summary["boxes_per_s"] > 0 and summary["events"] == 0
+
+
+@pytest.mark.parametrize(
+    ("command", "options", "message"),
+    [
+        (["detect", "--input", "tcp://127.0.0.1:1", "--output", "tcp://127.0.0.1:2"],
+         ["--curve-server-key", "KEY"], "--curve-server-key needs --curve-cert"),
+        (["detect", "--input", "tcp://127.0.0.1:1", "--output", "tcp://127.0.0.1:2"],
+         ["--curve-cert", "CERT"], "--curve-cert needs --curve-server-key"),
+        (["view", "tcp://127.0.0.1:1"], ["--curve-cert", "CERT"], "--curve-cert needs --curve-server-key"),
+        (["drive", "synthetic", "--preset", "maritime", "--endpoint", "tcp://127.0.0.1:1"],
+         ["--curve-clients", "DIR"], "--curve-clients needs --curve-cert"),
+        (["replay", "FILE", "--endpoint", "tcp://127.0.0.1:1"], ["--curve-cert", "missing.key_secret"],
+         "missing.key_secret: not a ZeroMQ CURVE certificate"),
+    ],
+)  # fmt: skip
+def test_every_socket_command_takes_the_curve_options(command, options, message, capsys) -> None:
+    """The CURVE options of detect, view, drive and replay are checked before anything else runs."""
+    from streamdet.cli import build_parser
+
+    args = build_parser(command[0]).parse_args([*command, *options])
+    with pytest.raises(UserFacingError, match=message):
+        args.func(args)
