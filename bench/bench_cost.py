@@ -13,10 +13,10 @@ and interleaved, the ANN's forward pass (``bundle.model``, as shipped) and the S
 machine also counts waits for a core); decoding, the same for both, is left out.
 
 Also per model: the operations and energy per window (``streamdet.cost``), and the sparse path
-(``streamdet.sparse``): each spike-fed ``groups = 1`` convolution's crossover measured at its input
-shape, the active-site fraction its input really has on these windows, and, where any layer's input is
-below its crossover, the SNN timed again with those layers sparse (outputs checked against the dense
-ones).
+(``streamdet.sparse``): each ``groups = 1`` convolution's crossover (spike-fed or not: the stem reads
+the sparse event input) measured at its input shape, the active-site fraction its input really has on
+these windows, and, where any layer's input is below its crossover, the SNN timed again with those
+layers sparse (outputs checked against the dense ones).
 """
 
 from __future__ import annotations
@@ -65,13 +65,13 @@ def time_side_by_side(bundle, networks: dict, windows: list[torch.Tensor]) -> di
 
 
 def layer_site_fractions(snn, windows: list[torch.Tensor]) -> dict[str, list[float]]:
-    """Active-site fraction of each spike-fed convolution's input, per window (stream state kept)."""
-    inputs = synaptic_inputs(snn.graph_module)
+    """Active-site fraction of each ``groups = 1`` convolution's input (spikes, or the input events and
+    the currents of adds), per window (stream state kept)."""
     fractions: dict[str, list[float]] = {}
     handles = []
-    for name, source in inputs.items():
+    for name in synaptic_inputs(snn.graph_module):
         module = snn.graph_module.get_submodule(name)
-        if source.is_spikes and isinstance(module, torch.nn.Conv2d) and module.groups == 1:
+        if isinstance(module, torch.nn.Conv2d) and module.groups == 1:
             record = fractions.setdefault(name, [])
             handles.append(
                 module.register_forward_hook(lambda m, i, o, r=record: r.append(active_site_fraction(i[0])))
@@ -91,6 +91,7 @@ def measure_model(model: str, split: str, count: int, repeats: int) -> dict:
     snn = burst_stream_network(bundle)
     windows = [x for _, x in split_inputs(split, bundle, count, batch_size=1)]
     fractions = layer_site_fractions(snn, windows)
+    inputs = synaptic_inputs(snn.graph_module)
     crossovers = {}
     for name, seen in tqdm(fractions.items(), desc="crossovers", unit="layer"):
         module = snn.graph_module.get_submodule(name)
@@ -106,6 +107,7 @@ def measure_model(model: str, split: str, count: int, repeats: int) -> dict:
         handle.remove()
         measured = measure_crossover(module, shape, repeats=repeats, layer=name)
         crossovers[name] = {
+            "input": "spikes" if inputs[name].is_spikes else "analog",
             "input_shape": list(shape),
             "crossover": measured.crossover,
             "fractions": list(measured.fractions),
