@@ -32,7 +32,7 @@ import numpy as np
 
 from streamdet.contract import EVALUATION_FILTER, BoxFilter, Geometry
 from streamdet.errors import UserFacingError
-from streamdet.live import live_step_us, load_live_model
+from streamdet.live import burst_steps, live_step_us, load_live_model
 
 DEMO_STREAM = "maritime"
 SCORE_EVERY_S = 5.0
@@ -72,7 +72,8 @@ class DemoConfig:
         geometry: sensor -> network input (``DetectorConfig.geometry``).
         box_filter: boxes published (``DetectorConfig.box_filter``; by default every decoded box, since
             the demo scores them like ``streamdet eval``).
-        burst: burst IF neurons (``ConversionConfig.burst``), one step per model window unless ``dt_us``.
+        burst: burst IF neurons (``ConversionConfig.burst``), at :func:`streamdet.live.burst_steps` unless
+            ``dt_us`` is given.
     """
 
     seconds: float = 20.0
@@ -274,9 +275,10 @@ def plan_network_and_steps(config: DemoConfig, say: Callable[[str], None]) -> Li
     if snn.spec.modality != "events":
         raise UserFacingError(f"the demo emulates a DVS; {model} takes {snn.spec.modality} input")
     measured = rates[model]
-    one_step_per_window = snn.spec.window_us if config.burst else None
-    dt_us = config.dt_us or one_step_per_window or live_step_us(snn.spec.window_us, measured)
-    window_steps = resolve_window_steps(snn.spec.window_us, dt_us, config.window_steps)
+    burst_dt_us, burst_window_steps = burst_steps(snn.spec.window_us) if config.burst else (None, None)
+    dt_us = config.dt_us or burst_dt_us or live_step_us(snn.spec.window_us, measured)
+    burst_window = burst_window_steps if dt_us == burst_dt_us else None
+    window_steps = resolve_window_steps(snn.spec.window_us, dt_us, config.window_steps or burst_window)
     publish_every = config.publish_every or default_publish_every(dt_us)
     if measured is not None:
         say(

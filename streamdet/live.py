@@ -89,6 +89,22 @@ def pick_live_model(candidates: list[tuple[str, int, float | None]]) -> str:
     return max(candidates, key=lambda candidate: candidate[2])[0]
 
 
+BURST_STEPS_PER_WINDOW = 2
+"""Steps per model window with burst neurons: two steps (each with ``T = 2`` scaling of its half
+window's counts), integrated over the whole window (``W = 2``) and published every step. On the
+maritime + traffic test split `bench/stream_accuracy.py --burst on --dt-us 50000 --window-steps 2` kept
+0.97 of the ANN's mAP@0.5 with `events-fast`, where IF neurons at 25 ms steps kept 0.85
+(docs/conversion.md, "Burst neurons in the stream")."""
+
+
+def burst_steps(window_us: int) -> tuple[int, int]:
+    """``(dt_us, window_steps)`` of a burst network's stream: :data:`BURST_STEPS_PER_WINDOW` steps per
+    model window, the output averaged over one whole window."""
+    if window_us % BURST_STEPS_PER_WINDOW:
+        return window_us, 1
+    return window_us // BURST_STEPS_PER_WINDOW, BURST_STEPS_PER_WINDOW
+
+
 def load_live_model(
     name: str, measure: bool, say: Callable[[str], None], who: str, burst: bool = False
 ) -> tuple[str, SpikingDetector, dict[str, float | None]]:

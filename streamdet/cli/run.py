@@ -40,17 +40,19 @@ def detector_config_from_args(args: argparse.Namespace, window_us: int, steps_pe
         default_publish_every,
         resolve_window_steps,
     )
-    from streamdet.live import live_step_us
+    from streamdet.live import burst_steps, live_step_us
 
+    window_steps = args.window_steps
     if args.dt_us == "auto":
         dt_us = live_step_us(window_us, steps_per_s)
     elif args.dt_us is None and getattr(args, "burst", "off") == "on":
-        dt_us = window_us  # burst neurons: one step per model window
+        dt_us, burst_window_steps = burst_steps(window_us)
+        window_steps = args.window_steps or burst_window_steps
     else:
         dt_us = args.dt_us if args.dt_us is not None else window_us // DEFAULT_STEPS_PER_WINDOW
     return DetectorConfig(
         dt_us=dt_us,
-        window_steps=resolve_window_steps(window_us, dt_us, args.window_steps),
+        window_steps=resolve_window_steps(window_us, dt_us, window_steps),
         publish_every=args.publish_every or default_publish_every(dt_us),
         max_backlog_steps=args.max_backlog_steps,
         max_chunk_steps=args.max_chunk_steps,
@@ -229,8 +231,8 @@ def _add_detector_options(
         "--burst",
         choices=("on", "off"),
         default="off",
-        help="burst IF neurons, up to N spikes per step (N = each Quant-ReLU's levels): one step per model "
-        "window gives the ANN's input; default step then the model window (off: plain IF neurons)",
+        help="burst IF neurons, up to N spikes per step (N = each Quant-ReLU's levels); default steps then "
+        "half the model window, integrated over the whole window (off: plain IF neurons)",
     )
     if min_score is not None:
         parser.set_defaults(min_score=min_score)
