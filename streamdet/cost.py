@@ -287,6 +287,7 @@ class _Counter:
             if isinstance(module, SYNAPTIC)
         }
         self.inputs = synaptic_inputs(network.graph_module)
+        self.max_spikes = network.spikes_per_step
         self.chunk_steps = 1
         self.acs: dict[str, list[torch.Tensor]] = {name: [] for name in self.modules}
         self.dense: dict[str, list[torch.Tensor]] = {name: [] for name in self.modules}
@@ -310,7 +311,8 @@ class _Counter:
         return record
 
     def probe(self, name: str, spikes: torch.Tensor) -> None:
-        self.spikes.setdefault(name, []).append(spikes.flatten(2).sum(2).sum(1))
+        counts = torch.round(spikes * self.max_spikes[name])  # a burst population passes counts / N on
+        self.spikes.setdefault(name, []).append(counts.flatten(2).sum(2).sum(1))
         self.neurons[name] = spikes[0].numel()
 
     def __enter__(self) -> _Counter:

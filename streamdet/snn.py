@@ -25,7 +25,7 @@ per step and pass ``counts / N`` on (``streamdet.neurons.burst_scan``). The nati
 IF populations; ``"snntorch"`` runs each burst step as ``N`` sub-steps of its ``Leaky`` neuron with the same
 current and sums the spikes (the definition the burst neuron is equivalent to, ``streamdet.neurons``);
 ``"norse"`` refuses them: its IAF neuron resets to zero, and burst neurons reset by subtraction only. A
-probe receives the spike counts of a burst population.
+probe receives what a population passes on, in rate units: ``counts / N`` of a burst population.
 
 The engines give the same spikes whenever the convolutions give the same sums; float32 convolutions of
 a batch of ``K * B`` and of ``B`` may round differently in the last bit (different blocking), so a
@@ -146,7 +146,8 @@ class SNNState:
 
 
 Probe = Callable[[str, torch.Tensor], None]
-"""Called with (population name, spikes ``[K, B, ...]``) for each IF population of each chunk."""
+"""Called with (population name, spikes ``[K, B, ...]``) for each IF population of each chunk; a burst
+population's spikes are its counts over ``N`` (what it passes on, in [0, 1])."""
 
 
 class SpikingNetwork:
@@ -267,9 +268,11 @@ class SpikingNetwork:
             else:
                 spikes, new_state = if_scan(per_step, state, self.neuron)
             membranes[name] = new_state.v
+            if burst > 1:
+                spikes = spikes.div_(burst)
             if probe is not None:
                 probe(name, spikes)
-            return (spikes / burst if burst > 1 else spikes).reshape(current.shape)
+            return spikes.reshape(current.shape)
 
         folded = inputs.reshape(steps * batch, *inputs.shape[2:])
         outputs = self._plan.execute(folded, neurons)
@@ -294,9 +297,11 @@ class SpikingNetwork:
                 current = module.offset_current(current)
                 state = self._membrane(membranes, name, current)
                 spikes, membranes[name] = step_neuron(name, current, state.v, burst)
+                if burst > 1:
+                    spikes = spikes / burst
                 if probe is not None:
                     probe(name, spikes[None])
-                return spikes / burst if burst > 1 else spikes
+                return spikes
 
             per_step_outputs.append(self._plan.execute(inputs[k], neurons))
         return _stack_steps(per_step_outputs)
