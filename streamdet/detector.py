@@ -699,6 +699,13 @@ def _unbounded(config: DetectorConfig) -> DetectorConfig:
     return replace(config, max_backlog_steps=2**31 - 1)
 
 
+MIN_SHED_AFTER_MS = 1000.0
+"""Input is never skipped unbinned before it is this old when read, milliseconds."""
+
+MAX_DRAIN_S = 0.05
+"""Seconds spent reading and binning messages per turn of the node loop at most, before the next
+simulation chunk: input that arrives faster than it can be binned cannot starve the network."""
+
 REJECT_SUMMARY_S = 10.0
 """Seconds between the log lines that sum up repeated refusals of one kind."""
 
@@ -716,6 +723,7 @@ class NodeStats:
     simulated_steps: int = 0
     dropped_steps: int = 0
     rejected: int = 0
+    shed: int = 0
     latencies_ms: list[float] = field(default_factory=list)
 
     busy_s: float = 0.0
@@ -790,6 +798,12 @@ class DetectorNode:
         self._ended: set[str] = set()
         self._last_behind_log = -math.inf
         self._rejects: dict[tuple[str, str], int] = {}
+        self._last_shed_log = -math.inf
+        self._shed_after_ms = max(
+            MIN_SHED_AFTER_MS, 2 * config.max_backlog_steps * config.dt_us / 1000
+        )
+        """Input older than this when read is skipped unbinned (:meth:`_shed`): twice the backlog the
+        skip policy keeps, at least :data:`MIN_SHED_AFTER_MS`."""
         self._last_reject_summary = -math.inf
         self._announced: set[str] = set()
 
@@ -808,6 +822,9 @@ class DetectorNode:
                 sent_us = message.extra.get("sent_us")
                 if sent_us is not None:
                     self._transit_ms[message.stream] = (time.time_ns() // 1000 - sent_us) / 1000
+                    if self._transit_ms[message.stream] > self._shed_after_ms:
+                        self._shed(message)
+                        return
             if message.kind == "events":
                 self.detector.add_events(
                     message.stream,
@@ -878,6 +895,21 @@ class DetectorNode:
             f"detect: stream {message.stream} jumped {jump} in time from {was_us} us to "
             f"[{message.t0_us}, {message.t1_us}) us ({cause}): epoch {epoch} starts now"
         )
+
+    def _shed(self, message: wire.Message) -> None:
+        """Skip a data message that waited longer than :attr:`_shed_after_ms` to be read: the node cannot
+        even bin its input as fast as it arrives (a sensor of millions of events a second); its steps
+        would be dropped by the skip policy anyway. Counted in ``stats.shed``, logged at most once a
+        second."""
+        self.stats.shed += 1
+        now = time.monotonic()
+        if now - self._last_shed_log > 1.0:
+            self._last_shed_log = now
+            self.log(
+                f"detect: {message.kind}/{message.stream} arrived {self._transit_ms[message.stream]:.0f} ms "
+                f"after it was sent: reading the input falls behind; skipped {self.stats.shed} old "
+                "message(s) unbinned so far (fewer events per second, a --roi, or a faster CPU)"
+            )
 
     def _reject(self, message: wire.Message, reason: str) -> None:
         """Count a refused message; the first of each kind of refusal per stream is logged with its
@@ -951,10 +983,14 @@ class DetectorNode:
     def poll_once(self, timeout_ms: int = 100) -> bool:
         """One turn of the loop; returns False once every stream has ended (with ``exit_on_eos``)."""
         message = self.subscriber.receive(timeout_ms=timeout_ms if not self.detector.backlog_steps() else 0)
+        drain_until = time.monotonic() + MAX_DRAIN_S
         for _ in range(MAX_DRAIN_MESSAGES):
             if message is None:
                 break
             self._accept(message, time.monotonic())
+            if time.monotonic() > drain_until:
+                message = None
+                break
             message = self.subscriber.receive(timeout_ms=0)
         if message is not None:
             self._accept(message, time.monotonic())

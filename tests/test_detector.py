@@ -601,3 +601,29 @@ def test_a_region_that_cannot_be_served_is_refused_once_and_counted(tmp_path):
     refusals = [line for line in lines if "rejected" in line]
     assert len(refusals) == 1 and "pass --geometry scale" in refusals[0], lines
     assert node.stats.rejected == 5
+
+
+def test_input_read_too_late_is_skipped_unbinned_and_counted(tmp_path):
+    """A message read long after it was sent (the node cannot bin as fast as a busy sensor sends) is
+    skipped before binning, counted and logged once; a fresh one is binned."""
+    from dataclasses import replace
+
+    from streamdet import wire
+    from streamdet.detector import DetectorNode
+
+    lines: list[str] = []
+    node = DetectorNode(
+        tiny_spiking_detector(), CONFIG, [f"ipc://{tmp_path}/in"], f"ipc://{tmp_path}/out", log=lines.append
+    )
+    try:
+        now_us = time.time_ns() // 1000
+        for seq, age_s in enumerate((300.0, 300.0, 0.0)):
+            message = wire.events_message("cam", random_events(50, DT_US, t_start=seq * DT_US), TINY_SENSOR,
+                                          seq * DT_US, (seq + 1) * DT_US)  # fmt: skip
+            message = replace(message, extra={**message.extra, "sent_us": now_us - int(age_s * 1e6)})
+            node._accept(message, time.monotonic())
+    finally:
+        node.close()
+    assert node.stats.shed == 2
+    assert sum("skipped" in line for line in lines) == 1, lines
+    assert "cam" in node.detector.streams  # the fresh message was binned

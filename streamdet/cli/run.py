@@ -139,7 +139,8 @@ def run_detect(args: argparse.Namespace) -> int:
         node.close()
         print(
             f"detect: {node.stats.published} windows, {node.stats.simulated_steps} steps simulated, "
-            f"{node.stats.dropped_steps} dropped, {node.stats.rejected} rejected",
+            f"{node.stats.dropped_steps} dropped, {node.stats.rejected} rejected, "
+            f"{node.stats.shed} input messages skipped unbinned (too old when read)",
             file=sys.stderr,
         )
     return 0
