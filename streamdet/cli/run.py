@@ -45,7 +45,7 @@ def detector_config_from_args(args: argparse.Namespace, window_us: int, steps_pe
     window_steps = args.window_steps
     if args.dt_us == "auto":
         dt_us = live_step_us(window_us, steps_per_s)
-    elif args.dt_us is None and getattr(args, "burst", "off") == "on":
+    elif args.dt_us is None and burst_from_args(args):
         dt_us, burst_window_steps = burst_steps(window_us)
         window_steps = args.window_steps or burst_window_steps
     else:
@@ -85,7 +85,7 @@ def run_detect(args: argparse.Namespace) -> int:
         print(line, file=sys.stderr, flush=True)
 
     measure = args.dt_us == "auto" and args.device == "cpu"
-    model, snn, rates = load_live_model(args.model, measure, say, who="detect", burst=args.burst == "on")
+    model, snn, rates = load_live_model(args.model, measure, say, who="detect", burst=burst_from_args(args))
     steps_per_s = rates[model]
     if "bias_calibration" in snn.conversion:
         say(
@@ -207,7 +207,7 @@ def run_demo(args: argparse.Namespace) -> int:
         threads=args.threads,
         geometry=geometry_from_args(args),
         box_filter=box_filter_from_args(args),
-        burst=args.burst == "on",
+        burst=burst_from_args(args),
     )
     started = time.monotonic()
     report = demo(config)
@@ -230,10 +230,11 @@ def _add_detector_options(
     add_box_filter_options(parser)
     parser.add_argument(
         "--burst",
-        choices=("on", "off"),
-        default="off",
+        choices=("on", "off", "auto"),
+        default="auto",
         help="burst IF neurons, up to N spikes per step (N = each Quant-ReLU's levels); default steps then "
-        "half the model window, integrated over the whole window (off: plain IF neurons)",
+        "half the model window, integrated over the whole window; off: plain IF neurons; auto (default): "
+        "on with --model auto, off for a named model (docs/conversion.md, 'Burst neurons in the stream')",
     )
     if min_score is not None:
         parser.set_defaults(min_score=min_score)
@@ -274,6 +275,12 @@ def _add_detector_options(
         help="clamp IF membranes to [LO, HI] thresholds after each reset, or none (default 0,1: see "
         "docs/streaming.md)",
     )
+
+
+def burst_from_args(args: argparse.Namespace) -> bool:
+    """``--burst``: on, off, or auto (on with ``--model auto``)."""
+    burst = getattr(args, "burst", "off")
+    return burst == "on" or (burst == "auto" and getattr(args, "model", None) == "auto")
 
 
 def parse_stream_classes(text: str) -> tuple[str, tuple[str, ...]]:
