@@ -33,8 +33,8 @@ from tqdm import tqdm
 
 from streamdet.convert import ConversionConfig, convert_detector
 from streamdet.cost import measure_window_cost, plot_window_cost, synaptic_inputs
-from streamdet.fidelity import split_inputs
 from streamdet.model import load_detector
+from streamdet.samples import split_inputs
 from streamdet.sparse import active_site_fraction, measure_crossover, with_sparse_layers
 
 

@@ -36,9 +36,9 @@ from torch import nn
 from streamdet.cli.options import parse_steps
 from streamdet.convert import ConversionConfig, is_quant_relu
 from streamdet.evaluate import coco_from_dict, coco_metrics, evaluate_split
-from streamdet.fidelity import SimulationConfig, convert_for_evaluation, score_snn, split_inputs
+from streamdet.fidelity import SimulationConfig, convert_for_evaluation, score_snn
 from streamdet.model import load_detector
-from streamdet.samples import DetectionSamples
+from streamdet.samples import DetectionSamples, split_inputs
 
 Stepper = Callable[[torch.Tensor], tuple[torch.Tensor, torch.Tensor]]
 

@@ -387,7 +387,7 @@ def split_window_cost(
         windows: input windows averaged over.
         energy: per-operation energies (Horowitz 2014 by default).
     """
-    from streamdet.fidelity import split_inputs
+    from streamdet.samples import split_inputs
 
     device = next(snn.graph_module.parameters()).device
     _, inputs = next(split_inputs(split_dir, bundle, windows, batch_size=windows, spread=True))

@@ -22,7 +22,7 @@ from __future__ import annotations
 
 import json
 import math
-from collections.abc import Iterable, Iterator
+from collections.abc import Iterable
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
@@ -33,6 +33,7 @@ from torch import nn
 from streamdet.convert import ConversionConfig, convert_detector
 from streamdet.errors import UserFacingError
 from streamdet.model import DetectorBundle
+from streamdet.samples import split_inputs
 from streamdet.snn import SpikingDetector
 
 DEFAULT_STEPS = (4, 8, 16, 32, 64, 128, 256)
@@ -75,31 +76,6 @@ class SimulationConfig:
 
     def skip_start(self, steps: int) -> int:
         return int(math.floor(self.skip_fraction * steps))
-
-
-def split_inputs(
-    split_dir: str | Path,
-    bundle: DetectorBundle,
-    limit: int | None,
-    batch_size: int,
-    spread: bool = False,
-) -> Iterator[tuple[list[int], torch.Tensor]]:
-    """Batches ``(image ids, padded ANN inputs [B, C, H, W])`` of a split's windows: the first ``limit``
-    in file order, or with ``spread`` ``limit`` windows evenly spaced over the split (every sequence and
-    preset, not just the first ones)."""
-    from streamdet.model import pad_input
-    from streamdet.samples import DetectionSamples
-
-    samples = DetectionSamples.for_model([split_dir], bundle.spec)
-    count = len(samples) if limit is None else max(0, min(int(limit), len(samples)))
-    if spread:
-        chosen = sorted({round(i * (len(samples) - 1) / max(count - 1, 1)) for i in range(count)})
-    else:
-        chosen = list(range(count))
-    for start in range(0, len(chosen), batch_size):
-        indices = chosen[start : start + batch_size]
-        ids = [int(samples.image(i)["id"]) for i in indices]
-        yield ids, pad_input(torch.stack([samples[i][0] for i in indices]))
 
 
 def calibration_inputs(split_dir: str | Path, bundle: DetectorBundle, windows: int) -> Iterable[torch.Tensor]:

@@ -20,9 +20,10 @@ events" or "a brighter scene" stay physically meaningful.
 
 from __future__ import annotations
 
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import replace
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import numpy as np
 import torch
@@ -37,6 +38,9 @@ from streamdet.binning import (
 )
 from streamdet.contract import MODALITY_CHANNELS, Geometry, InputSpec, input_channels
 from streamdet.errors import UserFacingError
+
+if TYPE_CHECKING:
+    from streamdet.model import DetectorBundle
 
 Target = dict[str, Tensor]
 """``{"boxes": float32 [G, 4], "labels": int64 [G], "ignore_boxes": float32 [M, 4], "image_id": int64 []}``
@@ -239,3 +243,27 @@ def collate_samples(batch: list[tuple[Tensor, Target]]) -> tuple[Tensor, list[Ta
     """Stack inputs ``[B, C, H, W]``; keep targets as a list."""
     inputs, targets = zip(*batch, strict=True)
     return torch.stack(inputs), list(targets)
+
+
+def split_inputs(
+    split_dir: str | Path,
+    bundle: DetectorBundle,
+    limit: int | None,
+    batch_size: int,
+    spread: bool = False,
+) -> Iterator[tuple[list[int], torch.Tensor]]:
+    """Batches ``(image ids, padded ANN inputs [B, C, H, W])`` of a split's windows: the first ``limit``
+    in file order, or with ``spread`` ``limit`` windows evenly spaced over the split (every sequence and
+    preset, not just the first ones)."""
+    from streamdet.model import pad_input
+
+    samples = DetectionSamples.for_model([split_dir], bundle.spec)
+    count = len(samples) if limit is None else max(0, min(int(limit), len(samples)))
+    if spread:
+        chosen = sorted({round(i * (len(samples) - 1) / max(count - 1, 1)) for i in range(count)})
+    else:
+        chosen = list(range(count))
+    for start in range(0, len(chosen), batch_size):
+        indices = chosen[start : start + batch_size]
+        ids = [int(samples.image(i)["id"]) for i in indices]
+        yield ids, pad_input(torch.stack([samples[i][0] for i in indices]))
