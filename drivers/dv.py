@@ -11,8 +11,8 @@ a network stream ends (the sender closed it), end-of-stream is sent and the driv
 
 from __future__ import annotations
 
-import sys
 import time
+from collections.abc import Iterator
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
@@ -21,10 +21,12 @@ import numpy as np
 from streamdet.errors import UserFacingError
 from streamdet.events import EVENT_DTYPE
 
-from .synthetic import DriveStats, wait_for_subscribers
+from .publishing import Outgoing, PublishTarget, publish_paced
+from .synthetic import DriveStats
 
 if TYPE_CHECKING:
     from streamdet.bus import CurveServerKeys
+
 
 @dataclass(frozen=True)
 class DVDriveConfig:
@@ -112,30 +114,21 @@ def drive_dv(config: DVDriveConfig, *, progress: bool = False) -> DriveStats:
     Runs until the source ends, ``config.seconds`` have passed, or Ctrl-C (KeyboardInterrupt: it sends
     end-of-stream and returns what was sent, ``interrupted`` set).
     """
-    from tqdm import tqdm
-
     reader = open_dv_source(config)
 
-    from streamdet import bus, wire
+    from streamdet import wire
 
     resolution = reader.getEventResolution()
     sensor_size = (int(resolution[0]), int(resolution[1]))
-    publisher = bus.Publisher(config.endpoint, lossless=config.lossless, curve=config.curve)
-    packets = events = 0
-    bar = tqdm(
-        desc="drive dv", unit=" events", unit_scale=True, file=sys.stderr, disable=None if progress else True
-    )
-    clock_start = time.monotonic()
-    t0_us: int | None = None
-    interrupted = False
-    try:
-        wait_for_subscribers(publisher, config.endpoint, config.wait_subscribers, config.wait_timeout_s)
-        clock_start = time.monotonic()
-        while config.seconds is None or time.monotonic() - clock_start < config.seconds:
+
+    def outgoing() -> Iterator[Outgoing]:
+        started = time.monotonic()
+        t0_us: int | None = None
+        while config.seconds is None or time.monotonic() - started < config.seconds:
             batch = reader.getNextEventBatch()
             if batch is None:
                 if not reader.isRunning():
-                    break
+                    return
                 time.sleep(config.poll_s)
                 continue
             batch_events = dv_to_events(batch.numpy())
@@ -143,17 +136,24 @@ def drive_dv(config: DVDriveConfig, *, progress: bool = False) -> DriveStats:
                 continue
             t0_us = int(batch_events["t"][0]) if t0_us is None else t0_us
             t1_us = int(batch_events["t"][-1]) + 1
-            publisher.send(
-                wire.events_message(config.stream, batch_events, sensor_size, t0_us=t0_us, t1_us=t1_us)
-            )
+            message = wire.events_message(config.stream, batch_events, sensor_size, t0_us=t0_us, t1_us=t1_us)
+            yield Outgoing(t1_us, (message,), t1_us, events=len(batch_events), progress=len(batch_events))
             t0_us = t1_us
-            packets += 1
-            events += len(batch_events)
-            bar.update(len(batch_events))
-    except KeyboardInterrupt:
-        interrupted = True
-    finally:
-        bar.close()
-        publisher.send(wire.eos_message(config.stream, "events", sensor_size, t0_us or 0))
-        publisher.close()
-    return DriveStats(packets, events, 0, 0, time.monotonic() - clock_start, interrupted)
+
+    target = PublishTarget(
+        config.endpoint,
+        None,  # a live source: each batch goes out as it comes
+        config.lossless,
+        config.curve,
+        config.wait_subscribers,
+        config.wait_timeout_s,
+        label="drive dv",
+        unit=" events",
+    )
+    tally = publish_paced(
+        target,
+        outgoing(),
+        lambda end_us: [wire.eos_message(config.stream, "events", sensor_size, end_us)],
+        progress=progress,
+    )
+    return DriveStats(tally.packets, tally.events, 0, 0, tally.wall_s, tally.interrupted)

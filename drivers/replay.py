@@ -6,7 +6,8 @@ covering ``[t0_us, t1_us)`` is due once the replay clock has passed its end:
 
     due_s = (t1_us - start_us) / (1e6 * speed)        (speed = None: due at once)
 
-where ``start_us`` is the start of the first packet (:func:`packet_due_s`, a pure function). Event files
+where ``start_us`` is the start of the first packet (``streamdet.drivers.publishing``: the paced publish
+loop every driver shares). Event files
 go out as ``events/<stream>`` messages, spike-camera ``.dat`` files as ``spikes/<stream>`` messages of
 whole frames; an end-of-stream message follows the last packet (also after Ctrl-C). With ``loop`` the
 file starts again after its end and time stamps keep increasing: pass ``k`` is shifted by ``k`` times
@@ -16,8 +17,6 @@ the file's span, so a detector downstream sees one continuous stream.
 from __future__ import annotations
 
 import itertools
-import sys
-import time
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -27,6 +26,8 @@ import numpy as np
 
 from streamdet import formats
 from streamdet.errors import FileFormatError, UserFacingError
+
+from .publishing import Outgoing, PublishTarget, publish_paced
 
 if TYPE_CHECKING:
     from streamdet.bus import CurveServerKeys
@@ -88,16 +89,6 @@ class ReplayStats:
     loops: int
     wall_s: float
     interrupted: bool = False
-
-
-def packet_due_s(t1_us: int, start_us: int, speed: float | None) -> float:
-    """Seconds after the replay started at which the packet ending at ``t1_us`` is due:
-    ``(t1_us - start_us) / (1e6 * speed)``; 0 when ``speed`` is ``None`` (as fast as possible)."""
-    if speed is None:
-        return 0.0
-    if speed <= 0:
-        raise UserFacingError(f"speed must be positive, got {speed}")
-    return (t1_us - start_us) / (1e6 * speed)
 
 
 def time_range_chunks(
@@ -235,9 +226,7 @@ def replay_file(config: ReplayConfig, *, progress: bool = False) -> ReplayStats:
     pace. Ctrl-C (KeyboardInterrupt) stops the replay after sending end-of-stream and returns what was
     sent, ``interrupted`` set.
     """
-    from tqdm import tqdm
-
-    from streamdet import bus, wire
+    from streamdet import wire
 
     if not wire.STREAM_NAME.fullmatch(config.stream):
         raise UserFacingError(f"stream name {config.stream!r} is not 1-64 of letters, digits, '_', '.', '-'")
@@ -256,49 +245,43 @@ def replay_file(config: ReplayConfig, *, progress: bool = False) -> ReplayStats:
     if min(sensor_size) <= 0:
         raise FileFormatError(path, "holds no events and states no sensor size (give --sensor-size)")
     packet_stream = iter_replay_packets(config)
-    first = next(packet_stream, None)
-    publisher = bus.Publisher(config.endpoint, lossless=config.lossless, curve=config.curve)
-    packets = events = frames = loops = last_t1_us = 0
-    wall_s = 0.0
-    interrupted = False
-    bar = tqdm(
-        desc=f"replay {path.name}", unit=" packets", file=sys.stderr, disable=None if progress else True
-    )
-    try:
-        if config.wait_subscribers > 0 and not publisher.wait_for_subscribers(
-            config.wait_subscribers, timeout_s=config.wait_timeout_s
-        ):
-            raise UserFacingError(
-                f"{config.endpoint}: fewer than {config.wait_subscribers} subscriber(s) after "
-                f"{config.wait_timeout_s} s"
-            )
-        clock_start = time.monotonic()
-        start_us = None if first is None else first[1].t0_us
+    first = next(packet_stream, None)  # decoded before the clock starts: opening the file does not delay
+    passes = [0]
+
+    def outgoing() -> Iterator[Outgoing]:
         for pass_index, packet in itertools.chain([first] if first else [], packet_stream):
-            delay = packet_due_s(packet.t1_us, start_us, config.speed) - (time.monotonic() - clock_start)
-            if delay > 0:
-                time.sleep(delay)
+            passes[0] = pass_index + 1
             if packet.frames is not None:
                 message = wire.spikes_message(config.stream, packet.frames, packet.t0_us, packet.frame_us)
-                frames += len(packet.frames)
+                yield Outgoing(packet.t1_us, (message,), packet.t1_us, frames=len(packet.frames))
             else:
                 check_inside_sensor(path, packet.events, sensor_size)
                 message = wire.events_message(
                     config.stream, packet.events, sensor_size, t0_us=packet.t0_us, t1_us=packet.t1_us
                 )
-                events += len(packet.events)
-            publisher.send(message)
-            packets += 1
-            loops = pass_index + 1
-            last_t1_us = packet.t1_us
-            wall_s = time.monotonic() - clock_start
-            bar.update(1)
-    except KeyboardInterrupt:
-        interrupted = True
-    finally:
-        bar.close()
-        publisher.send(wire.eos_message(config.stream, kind, sensor_size, t_us=last_t1_us))
-        publisher.close()
+                yield Outgoing(packet.t1_us, (message,), packet.t1_us, events=len(packet.events))
+
+    target = PublishTarget(
+        config.endpoint,
+        config.speed,
+        config.lossless,
+        config.curve,
+        config.wait_subscribers,
+        config.wait_timeout_s,
+        label=f"replay {path.name}",
+    )
+    tally = publish_paced(
+        target,
+        outgoing(),
+        lambda end_us: [wire.eos_message(config.stream, kind, sensor_size, t_us=end_us)],
+        start_us=None if first is None else first[1].t0_us,
+        progress=progress,
+    )
     return ReplayStats(
-        packets=packets, events=events, frames=frames, loops=loops, wall_s=wall_s, interrupted=interrupted
+        packets=tally.packets,
+        events=tally.events,
+        frames=tally.frames,
+        loops=passes[0],
+        wall_s=tally.wall_s,
+        interrupted=tally.interrupted,
     )

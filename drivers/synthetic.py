@@ -5,7 +5,7 @@ fed to the sensor emulator (:mod:`streamdet.encoders`), whose state runs across 
 output is cut into packets ``[t0_us, t1_us)`` of ``packet_us`` microseconds: a DVS packet holds the
 events with ``t0_us <= t < t1_us`` (``events/<stream>``), a spike packet the spike frames whose time
 stamps fall in it (``spikes/<stream>``). Packet ``k`` is published once the wall clock has passed its end,
-``(t1_us - 0) / (1e6 * speed)`` seconds after the start (:func:`streamdet.drivers.replay.packet_due_s`).
+``(t1_us - 0) / (1e6 * speed)`` seconds after the start (:func:`streamdet.drivers.publishing.packet_due_s`).
 
 Ground truth goes out on ``truth/<stream>`` every ``truth_every_us``: the visible boxes at label time
 ``t_label`` (a multiple of ``truth_every_us``), as float32 rows ``x1, y1, x2, y2, score, class`` with
@@ -20,8 +20,6 @@ state across the cut, as a camera would when panning to a new view.
 
 from __future__ import annotations
 
-import sys
-import time
 from collections.abc import Iterator
 from dataclasses import dataclass, field, replace
 from typing import TYPE_CHECKING
@@ -34,7 +32,7 @@ from streamdet.errors import UserFacingError
 from streamdet.events import EVENT_DTYPE
 from streamdet.scenes import PRESETS, Scene, SceneConfig, make_scene
 
-from .replay import packet_due_s
+from .publishing import Outgoing, PublishTarget, publish_paced
 
 SENSORS: tuple[str, ...] = ("dvs", "spike")
 """Emulated sensors of the synthetic driver."""
@@ -42,6 +40,7 @@ SENSORS: tuple[str, ...] = ("dvs", "spike")
 
 if TYPE_CHECKING:
     from streamdet.bus import CurveServerKeys
+
 
 @dataclass(frozen=True)
 class SyntheticDriveConfig:
@@ -234,44 +233,32 @@ def drive_synthetic(config: SyntheticDriveConfig, *, progress: bool = False) -> 
     Runs forever unless ``config.seconds`` is set; Ctrl-C (KeyboardInterrupt) sends end-of-stream on the
     data and truth topics and returns what was sent, ``interrupted`` set.
     """
-    from tqdm import tqdm
-
-    from streamdet import bus, wire
+    from streamdet import wire
 
     kind = "events" if config.sensor == "dvs" else "spikes"
     frame_us = 1e6 / config.spike_rate_hz
-    publisher = bus.Publisher(config.endpoint, lossless=config.lossless, curve=config.curve)
-    packets = events = frames = truths = 0
-    bar = tqdm(
-        desc=f"drive {config.preset} {config.sensor}",
-        unit=" packets",
-        file=sys.stderr,
-        disable=None if progress else True,
-    )
-    clock_start = time.monotonic()
-    end_us = 0
-    interrupted = False
-    try:
-        wait_for_subscribers(publisher, config.endpoint, config.wait_subscribers, config.wait_timeout_s)
-        clock_start = time.monotonic()
+
+    def outgoing() -> Iterator[Outgoing]:
         for packet in iter_synthetic_packets(config):
-            delay = packet_due_s(packet.t1_us, 0, config.speed) - (time.monotonic() - clock_start)
-            if delay > 0:
-                time.sleep(delay)
+            messages, events, frames, truths = [], 0, 0, 0
             if packet.events is not None:
-                message = wire.events_message(
-                    config.stream, packet.events, config.sensor_size, t0_us=packet.t0_us, t1_us=packet.t1_us
+                messages.append(
+                    wire.events_message(
+                        config.stream,
+                        packet.events,
+                        config.sensor_size,
+                        t0_us=packet.t0_us,
+                        t1_us=packet.t1_us,
+                    )
                 )
-                events += len(packet.events)
-                publisher.send(message)
+                events = len(packet.events)
             elif packet.frames is not None and len(packet.frames):
-                message = wire.spikes_message(
-                    config.stream, packet.frames, int(packet.frame_times_us[0]), frame_us
+                messages.append(
+                    wire.spikes_message(config.stream, packet.frames, int(packet.frame_times_us[0]), frame_us)
                 )
-                frames += len(packet.frames)
-                publisher.send(message)
+                frames = len(packet.frames)
             if packet.truth is not None:
-                publisher.send(
+                messages.append(
                     wire.truth_message(
                         config.stream,
                         packet.truth,
@@ -281,21 +268,25 @@ def drive_synthetic(config: SyntheticDriveConfig, *, progress: bool = False) -> 
                         packet.truth_us,
                     )
                 )
-                truths += 1
-            packets += 1
-            end_us = packet.t1_us
-            bar.update(1)
-    except KeyboardInterrupt:
-        interrupted = True
-    finally:
-        bar.close()
-        publisher.send(wire.eos_message(config.stream, kind, config.sensor_size, end_us))
-        publisher.send(wire.eos_message(config.stream, "truth", config.sensor_size, end_us))
-        publisher.close()
-    return DriveStats(packets, events, frames, truths, time.monotonic() - clock_start, interrupted)
+                truths = 1
+            yield Outgoing(packet.t1_us, tuple(messages), packet.t1_us, 1, events, frames, truths)
 
+    def end_of_stream(end_us: int) -> list:
+        return [
+            wire.eos_message(config.stream, kind, config.sensor_size, end_us),
+            wire.eos_message(config.stream, "truth", config.sensor_size, end_us),
+        ]
 
-def wait_for_subscribers(publisher, endpoint: str, count: int, timeout_s: float) -> None:
-    """Block until ``count`` subscribers are connected; UserFacingError after ``timeout_s`` seconds."""
-    if count > 0 and not publisher.wait_for_subscribers(count, timeout_s=timeout_s):
-        raise UserFacingError(f"{endpoint}: fewer than {count} subscriber(s) after {timeout_s} s")
+    target = PublishTarget(
+        config.endpoint,
+        config.speed,
+        config.lossless,
+        config.curve,
+        config.wait_subscribers,
+        config.wait_timeout_s,
+        label=f"drive {config.preset} {config.sensor}",
+    )
+    tally = publish_paced(target, outgoing(), end_of_stream, start_us=0, progress=progress)
+    return DriveStats(
+        tally.packets, tally.events, tally.frames, tally.truths, tally.wall_s, tally.interrupted
+    )

@@ -21,7 +21,6 @@ the last two as ``spikes/<stream>`` messages. End-of-stream follows the last fra
 
 from __future__ import annotations
 
-import sys
 import time
 from collections.abc import Iterator
 from dataclasses import dataclass, field, replace
@@ -41,8 +40,8 @@ from streamdet.encoders import (
 )
 from streamdet.errors import FileFormatError, UserFacingError
 
-from .replay import packet_due_s
-from .synthetic import DriveStats, wait_for_subscribers
+from .publishing import Outgoing, PublishTarget, publish_paced
+from .synthetic import DriveStats
 
 ENCODINGS: tuple[str, ...] = ("dvs", "spike", "poisson")
 """How video frames become spikes."""
@@ -53,6 +52,7 @@ DEFAULT_FPS = 30.0
 
 if TYPE_CHECKING:
     from streamdet.bus import CurveServerKeys
+
 
 @dataclass(frozen=True)
 class VideoDriveConfig:
@@ -228,8 +228,6 @@ def drive_video(config: VideoDriveConfig, *, progress: bool = False) -> DriveSta
 
     Ctrl-C (KeyboardInterrupt) sends end-of-stream and returns what was sent, ``interrupted`` set.
     """
-    from tqdm import tqdm
-
     kind = "events" if config.encode == "dvs" else "spikes"
     is_camera = isinstance(config.source, int)
     frames_iter = iter_video_frames(config.source, config.size, config.loop and not is_camera)
@@ -246,49 +244,49 @@ def drive_video(config: VideoDriveConfig, *, progress: bool = False) -> DriveSta
     speed = None if is_camera else config.speed
     frame_us = 1e6 / config.spike_rate_hz
 
-    from streamdet import bus, wire
+    from streamdet import wire
 
-    publisher = bus.Publisher(config.endpoint, lossless=config.lossless, curve=config.curve)
-    packets = events = frames = 0
-    bar = tqdm(
-        desc=f"drive video {config.encode}",
-        unit=" frames",
-        file=sys.stderr,
-        disable=None if progress else True,
-    )
-    clock_start = time.monotonic()
-    previous_us = first_time
-    interrupted = False
-    try:
-        wait_for_subscribers(publisher, config.endpoint, config.wait_subscribers, config.wait_timeout_s)
-        clock_start = time.monotonic()
+    def outgoing() -> Iterator[Outgoing]:
+        previous_us = first_time
         for t_us, frame in frames_iter:
             if end_us is not None and t_us > end_us:
-                break
-            delay = packet_due_s(t_us, first_time, speed) - (time.monotonic() - clock_start)
-            if delay > 0:
-                time.sleep(delay)
+                return
             output_kind, payload = encoder.push(t_us, frame)
             if output_kind == "events":
                 message = wire.events_message(
                     config.stream, payload, sensor_size, t0_us=previous_us + 1, t1_us=t_us + 1
                 )
-                events += len(payload)
-                publisher.send(message)
-                packets += 1
+                item = Outgoing(t_us, (message,), t_us + 1, events=len(payload))
             else:
                 spikes, spike_times = payload
-                if len(spikes):
-                    publisher.send(wire.spikes_message(config.stream, spikes, int(spike_times[0]), frame_us))
-                    frames += len(spikes)
-                    packets += 1
+                messages = (
+                    (wire.spikes_message(config.stream, spikes, int(spike_times[0]), frame_us),)
+                    if len(spikes)
+                    else ()
+                )
+                item = Outgoing(t_us, messages, t_us + 1, packets=len(messages), frames=len(spikes))
             previous_us = t_us
-            bar.update(1)
-    except KeyboardInterrupt:
-        interrupted = True
+            yield item
+
+    target = PublishTarget(
+        config.endpoint,
+        speed,
+        config.lossless,
+        config.curve,
+        config.wait_subscribers,
+        config.wait_timeout_s,
+        label=f"drive video {config.encode}",
+        unit=" frames",
+    )
+    try:
+        tally = publish_paced(
+            target,
+            outgoing(),
+            lambda end: [wire.eos_message(config.stream, kind, sensor_size, end)],
+            start_us=first_time,
+            end_us=first_time + 1,
+            progress=progress,
+        )
     finally:
-        bar.close()
-        publisher.send(wire.eos_message(config.stream, kind, sensor_size, previous_us + 1))
-        publisher.close()
         frames_iter.close()
-    return DriveStats(packets, events, frames, 0, time.monotonic() - clock_start, interrupted)
+    return DriveStats(tally.packets, tally.events, tally.frames, 0, tally.wall_s, tally.interrupted)

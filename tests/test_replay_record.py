@@ -46,12 +46,14 @@ def streamdet(*args: str) -> list[str]:
 
 
 def test_packet_due_times_follow_the_file_clock() -> None:
-    assert replay.packet_due_s(1_010_000, 1_000_000, 1.0) == pytest.approx(0.010)
-    assert replay.packet_due_s(1_010_000, 1_000_000, 2.0) == pytest.approx(0.005)
-    assert replay.packet_due_s(1_010_000, 1_000_000, 0.5) == pytest.approx(0.020)
-    assert replay.packet_due_s(9_000_000, 1_000_000, None) == 0.0
+    from streamdet.drivers.publishing import packet_due_s
+
+    assert packet_due_s(1_010_000, 1_000_000, 1.0) == pytest.approx(0.010)
+    assert packet_due_s(1_010_000, 1_000_000, 2.0) == pytest.approx(0.005)
+    assert packet_due_s(1_010_000, 1_000_000, 0.5) == pytest.approx(0.020)
+    assert packet_due_s(9_000_000, 1_000_000, None) == 0.0
     with pytest.raises(Exception, match="positive"):
-        replay.packet_due_s(1, 0, 0.0)
+        packet_due_s(1, 0, 0.0)
 
 
 def test_event_packets_tile_time_and_hold_every_event() -> None:
