@@ -728,151 +728,197 @@ def _build_spiking_graph(
     gm: fx.GraphModule, facts: _GraphFacts, encodings: dict[fx.Node, Encoding], config: ConversionConfig
 ) -> ConvertedNetwork:
     """Emit the spiking graph: normalised layers, NormAdd, IF populations (rules in the module docstring)."""
-    graph = fx.Graph()
-    root = nn.Module()
-    env: dict[fx.Node, fx.Node] = {}
-    encoding_of: dict[fx.Node, Encoding | None] = {}
-    decoded: dict[fx.Node, fx.Node] = {}
-    sites: dict[str, str] = {}
+    return _SpikingGraphBuilder(gm, facts, encodings, config).build()
 
-    folded_target: dict[fx.Node, Encoding] = {}
-    for site, encoding in encodings.items():
-        if site in facts.activations and facts.folds_into_source(site):
-            folded_target[site.args[0]] = encoding
-        elif site in facts.unactivated:
-            folded_target[site] = encoding
 
-    def add_module(name: str, module: nn.Module, args: tuple) -> fx.Node:
-        safe = name.replace(".", "_")
-        root.add_module(safe, module)
-        return graph.call_module(safe, args)
+class _SpikingGraphBuilder:
+    """Builds the spiking graph node by node; every ANN node becomes its spiking counterpart with the
+    encoding ``a = offset + scale * q`` its value travels in (``None``: in ANN units)."""
 
-    def channels(node: fx.Node) -> int:
-        return facts.meta[node.name][1]
+    def __init__(
+        self,
+        gm: fx.GraphModule,
+        facts: _GraphFacts,
+        encodings: dict[fx.Node, Encoding],
+        config: ConversionConfig,
+    ) -> None:
+        self.gm = gm
+        self.facts = facts
+        self.encodings = encodings
+        self.config = config
+        self.graph = fx.Graph()
+        self.root = nn.Module()
+        self.env: dict[fx.Node, fx.Node] = {}
+        self.encoding_of: dict[fx.Node, Encoding | None] = {}
+        self.decoded: dict[fx.Node, fx.Node] = {}
+        self.sites: dict[str, str] = {}
+        self.folded_target: dict[fx.Node, Encoding] = {}
+        for site, encoding in encodings.items():
+            if site in facts.activations and facts.folds_into_source(site):
+                self.folded_target[site.args[0]] = encoding
+            elif site in facts.unactivated:
+                self.folded_target[site] = encoding
 
-    def decode(node: fx.Node) -> fx.Node:
-        """The value of ``node`` in ANN units (an affine map inserted if it is encoded)."""
-        encoding = encoding_of.get(node)
-        if encoding is None:
-            return env[node]
-        if node not in decoded:
-            decoded[node] = add_module(
-                f"{node.name}_decode", ChannelAffine(encoding.scale, encoding.offset), (env[node],)
-            )
-        return decoded[node]
-
-    def to_encoding(node: fx.Node, target: Encoding, name: str) -> fx.Node:
-        """``q' = (s q + eps - eps') / s'``: re-encode ``node`` for the IF population ``target``."""
-        encoding = encoding_of.get(node) or Encoding(
-            torch.zeros(channels(node), dtype=torch.float64), torch.ones(channels(node), dtype=torch.float64)
+    def build(self) -> ConvertedNetwork:
+        """The converted network of the ANN graph's nodes, in order."""
+        for node in self.gm.graph.nodes:
+            self.emit(node)
+        self.graph.lint()
+        return ConvertedNetwork(
+            graph_module=fx.GraphModule(self.root, self.graph), sites=self.sites, config=self.config
         )
+
+    def emit(self, node: fx.Node) -> None:
+        """The spiking counterpart of one ANN node (by kind)."""
+        facts = self.facts
+        if node.op == "placeholder":
+            self.env[node] = self.graph.placeholder(node.name)
+            self.encoding_of[node] = None
+        elif node.op == "output":
+            self.graph.output(fx.node.map_arg(node.args[0], self.decode))
+        elif node in facts.bn_of_conv:
+            return  # folded into its convolution
+        elif facts.is_synaptic(node):
+            self.emit_synaptic_layer(node)
+        elif isinstance(facts.module(node), nn.BatchNorm2d):
+            self.fold_batch_norm(node)
+        elif node in facts.activations:
+            self.emit_activation(node)
+        elif _is_tensor_add(node, facts.meta):
+            self.emit_add(node)
+        elif _carries_encoding(facts, node):
+            self.env[node] = self.copy_node(node, lambda n: self.env[n])
+            self.encoding_of[node] = self.encoding_of.get(node.args[0])
+        elif node.op == "call_function" and node.target is torch.cat and _concat_axis(node, facts.meta) == 1:
+            self.emit_channel_concat(node)
+        else:
+            self.env[node] = self.copy_node(
+                node, lambda n: self.decode(n) if _is_tensor(facts.meta, n) else self.env[n]
+            )
+            self.encoding_of[node] = None
+
+    # ---- helpers
+
+    def add_module(self, name: str, module: nn.Module, args: tuple) -> fx.Node:
+        safe = name.replace(".", "_")
+        self.root.add_module(safe, module)
+        return self.graph.call_module(safe, args)
+
+    def channels(self, node: fx.Node) -> int:
+        return self.facts.meta[node.name][1]
+
+    def identity_encoding(self, node: fx.Node) -> Encoding:
+        width = self.channels(node)
+        return Encoding(torch.zeros(width, dtype=torch.float64), torch.ones(width, dtype=torch.float64))
+
+    def decode(self, node: fx.Node) -> fx.Node:
+        """The value of ``node`` in ANN units (an affine map inserted if it is encoded)."""
+        encoding = self.encoding_of.get(node)
+        if encoding is None:
+            return self.env[node]
+        if node not in self.decoded:
+            self.decoded[node] = self.add_module(
+                f"{node.name}_decode", ChannelAffine(encoding.scale, encoding.offset), (self.env[node],)
+            )
+        return self.decoded[node]
+
+    def to_encoding(self, node: fx.Node, target: Encoding, name: str) -> fx.Node:
+        """``q' = (s q + eps - eps') / s'``: re-encode ``node`` for the IF population ``target``."""
+        encoding = self.encoding_of.get(node) or self.identity_encoding(node)
         scale = encoding.scale / target.scale
         offset = (encoding.offset - target.offset) / target.scale
-        return add_module(name, ChannelAffine(scale, offset), (env[node],))
+        return self.add_module(name, ChannelAffine(scale, offset), (self.env[node],))
 
-    def copy_node(node: fx.Node, argument: Callable[[fx.Node], fx.Node]) -> fx.Node:
+    def copy_node(self, node: fx.Node, argument: Callable[[fx.Node], fx.Node]) -> fx.Node:
         """The node in the new graph (a module call gets a copy of its module)."""
-        copied = graph.node_copy(node, argument)
+        copied = self.graph.node_copy(node, argument)
         if node.op == "call_module":
             copied.target = node.target.replace(".", "_")
-            if not hasattr(root, copied.target):
-                root.add_module(copied.target, copy.deepcopy(facts.module(node)))
+            if not hasattr(self.root, copied.target):
+                self.root.add_module(copied.target, copy.deepcopy(self.facts.module(node)))
         return copied
 
-    def emit_neurons(source: fx.Node, current: fx.Node, levels: int | None) -> fx.Node:
+    def emit_neurons(self, source: fx.Node, current: fx.Node, levels: int | None) -> fx.Node:
         """An IF population fed by ``current``, standing for the ANN node ``source`` (bursting up to
         ``levels`` or ``config.burst_spikes`` spikes per step with ``config.burst``)."""
         name = f"{source.name}_if"
-        sites[name.replace(".", "_")] = source.name
-        max_spikes = (levels or config.burst_spikes) if config.burst else None
-        return add_module(name, IFNeurons(levels, max_spikes), (current,))
+        self.sites[name.replace(".", "_")] = source.name
+        max_spikes = (levels or self.config.burst_spikes) if self.config.burst else None
+        return self.add_module(name, IFNeurons(levels, max_spikes), (current,))
 
-    for node in gm.graph.nodes:
-        if node.op == "placeholder":
-            env[node] = graph.placeholder(node.name)
-            encoding_of[node] = None
-        elif node.op == "output":
-            graph.output(fx.node.map_arg(node.args[0], decode))
-        elif node in facts.bn_of_conv:
-            continue
-        elif facts.is_synaptic(node):
-            module, weight, bias = _weight_and_bias(gm, facts, node)
-            conv_node = facts.conv_of_bn.get(node, node)
-            source = conv_node.args[0]
-            target = folded_target.get(node)
-            weight, bias, input_shift = normalise_synaptic_layer(
-                module, weight, bias, encoding_of.get(source), target
+    # ---- one method per kind of node
+
+    def emit_synaptic_layer(self, node: fx.Node) -> None:
+        """A convolution / linear layer (with its batch norm folded in), normalised (eq. 4) from its
+        input's encoding to its target's; IF neurons on it when it feeds another layer unactivated."""
+        module, weight, bias = _weight_and_bias(self.gm, self.facts, node)
+        conv_node = self.facts.conv_of_bn.get(node, node)
+        source = conv_node.args[0]
+        target = self.folded_target.get(node)
+        weight, bias, input_shift = normalise_synaptic_layer(
+            module, weight, bias, self.encoding_of.get(source), target
+        )
+        layer_input = self.env[source]
+        if input_shift is not None:
+            layer_input = self.add_module(
+                f"{node.name}_shift", ChannelAffine(torch.ones_like(input_shift), input_shift), (layer_input,)
             )
-            layer_input = env[source]
-            if input_shift is not None:
-                layer_input = add_module(
-                    f"{node.name}_shift",
-                    ChannelAffine(torch.ones_like(input_shift), input_shift),
-                    (layer_input,),
-                )
-            out = add_module(node.name, _normalised_copy(module, weight, bias), (layer_input,))
-            if node in facts.unactivated:
-                out = emit_neurons(node, out, None)
-            env[node] = out
-            encoding_of[node] = target
-        elif isinstance(facts.module(node), nn.BatchNorm2d):
-            bn = facts.module(node)
-            source = node.args[0]
-            inv_std = torch.rsqrt(bn.running_var.double() + bn.eps)
-            gain = inv_std * (bn.weight.detach().double() if bn.affine else 1.0)
-            shift = (bn.bias.detach().double() if bn.affine else 0.0) - bn.running_mean.double() * gain
-            encoding = encoding_of.get(source) or Encoding(
-                torch.zeros(channels(source), dtype=torch.float64),
-                torch.ones(channels(source), dtype=torch.float64),
-            )
-            env[node] = env[source]
-            encoding_of[node] = Encoding(encoding.offset * gain + shift, encoding.scale * gain)
-        elif node in facts.activations:
-            encoding = encodings[node]
-            source = node.args[0]
-            if facts.folds_into_source(node):
-                current = env[source]
-            else:
-                current = to_encoding(source, encoding, f"{node.name}_norm")
-            env[node] = emit_neurons(node, current, _levels_of(facts, node, config))
-            encoding_of[node] = encoding
-        elif _is_tensor_add(node, facts.meta):
-            first, second = _tensor_args(node, facts.meta)
-            target = folded_target.get(node)
-            width = channels(node)
-            zeros, ones = torch.zeros(width, dtype=torch.float64), torch.ones(width, dtype=torch.float64)
-            out_encoding = target or Encoding(zeros, ones)
-            parts = [
-                encoding_of.get(first) or Encoding(zeros, ones),
-                encoding_of.get(second) or Encoding(zeros, ones),
-            ]
-            scales = torch.stack([p.scale / out_encoding.scale for p in parts])
-            bias = (parts[0].offset + parts[1].offset - out_encoding.offset) / out_encoding.scale
-            out = add_module(node.name, NormAdd(scales, bias), (env[first], env[second]))
-            if node in facts.unactivated:
-                out = emit_neurons(node, out, None)
-            env[node] = out
-            encoding_of[node] = target
-        elif _carries_encoding(facts, node):
-            env[node] = copy_node(node, lambda n: env[n])
-            encoding_of[node] = encoding_of.get(node.args[0])
-        elif node.op == "call_function" and node.target is torch.cat and _concat_axis(node, facts.meta) == 1:
-            parts = node.args[0] if node.args else node.kwargs["tensors"]
-            offsets, scales = [], []
-            for part in parts:
-                encoding = encoding_of.get(part)
-                offsets.append(
-                    encoding.offset if encoding else torch.zeros(channels(part), dtype=torch.float64)
-                )
-                scales.append(encoding.scale if encoding else torch.ones(channels(part), dtype=torch.float64))
-            env[node] = copy_node(node, lambda n: env[n])
-            joined = Encoding(torch.cat(offsets), torch.cat(scales))
-            encoding_of[node] = joined if (joined.is_shifted or torch.any(joined.scale != 1)) else None
+        out = self.add_module(node.name, _normalised_copy(module, weight, bias), (layer_input,))
+        if node in self.facts.unactivated:
+            out = self.emit_neurons(node, out, None)
+        self.env[node] = out
+        self.encoding_of[node] = target
+
+    def fold_batch_norm(self, node: fx.Node) -> None:
+        """A batch norm after no synaptic layer: folded into its input's encoding."""
+        bn = self.facts.module(node)
+        source = node.args[0]
+        inv_std = torch.rsqrt(bn.running_var.double() + bn.eps)
+        gain = inv_std * (bn.weight.detach().double() if bn.affine else 1.0)
+        shift = (bn.bias.detach().double() if bn.affine else 0.0) - bn.running_mean.double() * gain
+        encoding = self.encoding_of.get(source) or self.identity_encoding(source)
+        self.env[node] = self.env[source]
+        self.encoding_of[node] = Encoding(encoding.offset * gain + shift, encoding.scale * gain)
+
+    def emit_activation(self, node: fx.Node) -> None:
+        """A ReLU / Quant-ReLU: an IF population on its input, re-encoded unless already folded."""
+        encoding = self.encodings[node]
+        source = node.args[0]
+        if self.facts.folds_into_source(node):
+            current = self.env[source]
         else:
-            env[node] = copy_node(node, lambda n: decode(n) if _is_tensor(facts.meta, n) else env[n])
-            encoding_of[node] = None
-    graph.lint()
-    return ConvertedNetwork(graph_module=fx.GraphModule(root, graph), sites=sites, config=config)
+            current = self.to_encoding(source, encoding, f"{node.name}_norm")
+        self.env[node] = self.emit_neurons(node, current, _levels_of(self.facts, node, self.config))
+        self.encoding_of[node] = encoding
+
+    def emit_add(self, node: fx.Node) -> None:
+        """A residual add: NormAdd of its two inputs' encodings into the output's (Spiking-RetinaNet)."""
+        first, second = _tensor_args(node, self.facts.meta)
+        target = self.folded_target.get(node)
+        out_encoding = target or self.identity_encoding(node)
+        parts = [
+            self.encoding_of.get(first) or self.identity_encoding(node),
+            self.encoding_of.get(second) or self.identity_encoding(node),
+        ]
+        scales = torch.stack([p.scale / out_encoding.scale for p in parts])
+        bias = (parts[0].offset + parts[1].offset - out_encoding.offset) / out_encoding.scale
+        out = self.add_module(node.name, NormAdd(scales, bias), (self.env[first], self.env[second]))
+        if node in self.facts.unactivated:
+            out = self.emit_neurons(node, out, None)
+        self.env[node] = out
+        self.encoding_of[node] = target
+
+    def emit_channel_concat(self, node: fx.Node) -> None:
+        """A concatenation over channels: the parts' encodings joined."""
+        parts = node.args[0] if node.args else node.kwargs["tensors"]
+        offsets, scales = [], []
+        for part in parts:
+            encoding = self.encoding_of.get(part) or self.identity_encoding(part)
+            offsets.append(encoding.offset)
+            scales.append(encoding.scale)
+        self.env[node] = self.copy_node(node, lambda n: self.env[n])
+        joined = Encoding(torch.cat(offsets), torch.cat(scales))
+        self.encoding_of[node] = joined if (joined.is_shifted or torch.any(joined.scale != 1)) else None
 
 
 def _concat_axis(node: fx.Node, meta: dict[str, Any]) -> int:
