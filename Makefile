@@ -12,7 +12,8 @@ $(STAMP): pyproject.toml
 	# Byte-compile what streamdet imports once, here, rather than in the first (timed) processes of a run.
 	$(VENV)/bin/python -W ignore -c "import streamdet.bus, streamdet.formats, streamdet.dataset, streamdet.train, \
 	streamdet.evaluate, streamdet.convert, streamdet.snn, streamdet.detector, streamdet.demo, \
-	streamdet.viewer, streamdet.launcher, streamdet.cli, cv2, h5py, pycocotools.coco, snntorch, norse, \
+	streamdet.viewer, streamdet.launcher, streamdet.cli, streamdet.loading, streamdet.live, streamdet.fidelity, \
+	streamdet.importing, streamdet.prophesee_boxes, cv2, h5py, pycocotools.coco, snntorch, norse, \
 	expelliarmus, dv_processing, tqdm"
 	touch $(STAMP)
 
