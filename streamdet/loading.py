@@ -7,8 +7,8 @@ Files:
   ``torch.load(weights_only=True)``, so a file cannot run code. It stores the ANN's weights, the
   conversion settings and each population's calibrated range, from which :func:`load_snn` rebuilds the
   same spiking graph, and the graph's own tensors (normalised weights, bias-calibration currents);
-- a ``streamdet-snn/1`` file of earlier versions (a pickled graph) is read only through the checked
-  unpickler of ``streamdet.safe_unpickle``.
+- a ``streamdet-snn/1`` file of earlier versions pickled its graph, whose code runs on unpickling: it is
+  refused like any other file that holds more than tensors (convert the model again).
 """
 
 from __future__ import annotations
@@ -24,18 +24,16 @@ from streamdet.convert import ConversionConfig, convert_detector
 from streamdet.errors import FileFormatError, UserFacingError
 from streamdet.model import (
     DetectorBundle,
-    RetinaNetConfig,
     bundle_from_checkpoint,
     load_detector,
     resolve_model_path,
 )
 from streamdet.neurons import IFParameters
+from streamdet.safe_unpickle import load_weights_file
 from streamdet.snn import IFNeurons, SpikingDetector
 
 SNN_FORMAT = "streamdet-snn/2"
 """``format`` of a converted-network file written by :func:`save_snn`."""
-LEGACY_SNN_FORMAT = "streamdet-snn/1"
-"""A converted network pickled as an fx graph (earlier versions); read through the checked unpickler."""
 
 __all__ = ["SNN_FORMAT", "load_detector", "load_snn", "save_snn", "convert_quant"]
 
@@ -84,45 +82,15 @@ def load_snn(name_or_path: str | Path, burst: bool = False) -> SpikingDetector:
     path = resolve_model_path(name_or_path)
     if not path.is_file():
         return convert_quant(load_detector(name_or_path), burst)
-    payload = _read_torch_file(path)
+    payload = load_weights_file(path)
     found = payload.get("format") if isinstance(payload, dict) else type(payload).__name__
     if isinstance(payload, dict) and str(found).startswith("streamdet-ann"):
         return convert_quant(bundle_from_checkpoint(payload, path), burst)
     if found == SNN_FORMAT:
         return _rebuild_snn(payload, path)
-    if found == LEGACY_SNN_FORMAT:
-        return load_legacy_snn(payload["payload"])
     raise FileFormatError(
         path, f"expected a streamdet model ({SNN_FORMAT!r} or an ANN checkpoint), found {found!r}"
     )
-
-
-def _read_torch_file(path: Path) -> Any:
-    try:
-        return torch.load(path, map_location="cpu", weights_only=True)
-    except Exception as error:  # pickle, zip and runtime errors of foreign or damaged files
-        text = str(error)
-        if "weights_only" in text or "Unsupported global" in text:
-            legacy = _read_legacy_snn(path)
-            if legacy is not None:
-                return legacy
-            raise FileFormatError(
-                path, "holds pickled objects other than tensors (refused: loading it could run code)"
-            ) from None
-        first = text.strip().splitlines()[0] if text.strip() else type(error).__name__
-        raise FileFormatError(path, f"not a torch file ({first})") from None
-
-
-def _read_legacy_snn(path: Path) -> dict[str, Any] | None:
-    """A ``streamdet-snn/1`` file through the checked unpickler, migrated; None if it is not one."""
-    try:
-        from streamdet.safe_unpickle import load_converted_graph_file
-    except ImportError:
-        return None
-    payload = load_converted_graph_file(path)
-    if not isinstance(payload, dict) or payload.get("format") != LEGACY_SNN_FORMAT:
-        return None
-    return {"format": LEGACY_SNN_FORMAT, "payload": payload}
 
 
 def _rebuild_snn(payload: dict[str, Any], path: Path) -> SpikingDetector:
@@ -176,29 +144,3 @@ def _load_graph_state(snn: SpikingDetector, state: dict[str, torch.Tensor], path
     except RuntimeError as error:
         first = str(error).strip().splitlines()[0]
         raise FileFormatError(path, f"its graph does not match its ANN and conversion ({first})") from None
-
-
-def load_legacy_snn(payload: dict[str, Any]) -> SpikingDetector:
-    """A ``streamdet-snn/1`` payload (read by the checked unpickler) as a spiking detector."""
-    from streamdet.contract import Decoding, InputSpec
-
-    spec = InputSpec(
-        modality=payload["modality"],
-        sensor_size=tuple(payload["sensor_size"]),
-        window_us=payload["window_us"],
-        event_scale=payload["event_scale"],
-        history_windows=int(payload.get("history_windows", 0)),
-    )
-    # files converted before box voting decode as they did: without it
-    decoding = Decoding(**{"vote_iou": None, **payload.get("decoding", {})})
-    RetinaNetConfig.from_dict(payload["model_config"])
-    return SpikingDetector(
-        graph_module=payload["graph_module"],
-        neuron=IFParameters(**payload["neuron"]),
-        sites=payload["sites"],
-        spec=spec,
-        decoding=decoding,
-        class_names=tuple(payload["class_names"]),
-        model_config=payload["model_config"],
-        conversion=payload["conversion"],
-    )
