@@ -59,8 +59,21 @@ ifneq ($(BENCH_DATA),)
 		--json $(BENCH_OUT)/stream_accuracy.json
 	if $(HAVE_PEERS); then $(BENCH_PY) bench/peers.py --data $(BENCH_DATA) --steps 4,8,16,32 --limit 8 \
 		--json $(BENCH_OUT)/peers.json; else echo "bench: peers skipped (pip install -e '.[peers]')"; fi
+	$(BENCH_PY) bench/stream_accuracy.py --model events-fast --data $(BENCH_DATA) --burst on --dt-us 50000 \
+		--window-steps 2 --threads 1 --json $(BENCH_OUT)/stream_accuracy_burst.json
+	$(BENCH_PY) bench/bench_cost.py --data $(BENCH_DATA) --json $(BENCH_OUT)/cost.json
 else
-	@echo "bench: stream_accuracy and peers skipped (set BENCH_DATA to a built split)"
+	@echo "bench: stream_accuracy, burst stream accuracy, cost and peers skipped (set BENCH_DATA to a built split)"
+endif
+ifneq ($(BENCH_RECORDINGS),)
+	$(BENCH_PY) bench/real_recordings.py --recordings $(BENCH_RECORDINGS) --seconds 40 --out $(BENCH_OUT)/real-sensors \
+		--json $(BENCH_OUT)/real_recordings.json
+endif
+ifneq ($(BENCH_GEOMETRY_SPLITS),)
+	$(BENCH_PY) bench/geometry.py $(foreach split,$(BENCH_GEOMETRY_SPLITS),--split $(split)) \
+		--json $(BENCH_OUT)/geometry.json
+else
+	@echo "bench: geometry skipped (BENCH_GEOMETRY_SPLITS='346x260=DIR 640x480=DIR ...': splits of dataset build --size)"
 endif
 
 bench-short: $(STAMP)
