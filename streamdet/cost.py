@@ -41,6 +41,7 @@ import torch
 import torch.nn.functional as F
 from torch import fx, nn
 
+from streamdet.model import DetectorBundle
 from streamdet.snn import IFNeurons, SpikingNetwork
 
 SYNAPTIC = (nn.Conv2d, nn.ConvTranspose2d, nn.Linear)
@@ -368,7 +369,7 @@ def measure_window_cost(
 
 def split_window_cost(
     snn: SpikingNetwork,
-    bundle: Any,
+    bundle: DetectorBundle,
     split_dir: str | Path,
     steps: tuple[int, ...],
     chunk: int = 8,

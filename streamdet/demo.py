@@ -33,6 +33,7 @@ import numpy as np
 from streamdet.contract import EVALUATION_FILTER, BoxFilter, Geometry
 from streamdet.errors import UserFacingError
 from streamdet.live import burst_steps, live_step_us, load_live_model
+from streamdet.snn import SpikingDetector
 
 DEMO_STREAM = "maritime"
 SCORE_EVERY_S = 5.0
@@ -229,7 +230,7 @@ class LivePlan:
     """
 
     model: str
-    snn: Any
+    snn: SpikingDetector
     rates: dict[str, float | None]
     dt_us: int
     window_steps: int
