@@ -14,7 +14,8 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         help="convert a trained detector (ANN) into a spiking network (SNN)",
         description="Parse the ANN with torch.fx, fuse BN, calibrate activation ranges on --data (or take "
         "the learned Quant-ReLU clips), normalise weights (eq. 4 of Spiking-RetinaNet), replace activations "
-        "by integrate-and-fire neurons, and save the SNN as one file that `streamdet.snn.load_snn` reads.",
+        "by integrate-and-fire neurons, and save the SNN as one file that `streamdet.loading.load_snn` "
+        "reads.",
     )
     convert.add_argument(
         "--model", required=True, help="events-default, intensity-default or a checkpoint path"
@@ -28,6 +29,13 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         "the biases (--bias-calibration-steps)",
     )
     convert.add_argument("--out", required=True, metavar="SNN", help="file to write (.pt)")
+    convert.add_argument(
+        "--burst",
+        choices=("on", "off"),
+        default="off",
+        help="burst IF neurons, up to N spikes per step with N = each Quant-ReLU's levels (on: one step "
+        "reproduces a Quant-ReLU network), or plain IF neurons (off, the default)",
+    )
     add_conversion_arguments(convert)
     convert.set_defaults(func=run_convert)
 
