@@ -28,12 +28,15 @@ def _dt_us(text: str) -> int | str:
     return "auto" if text == "auto" else positive_int(text)
 
 
-def detector_config_from_args(args: argparse.Namespace, window_us: int, steps_per_s: float | None = None):
+def detector_config_from_args(
+    args: argparse.Namespace, window_us: int, steps_per_s: float | None = None, burst: bool | None = None
+):
     """The ``DetectorConfig`` of ``detect`` / ``demo`` options (``--dt-us`` defaults to the model window
     divided by ``DEFAULT_STEPS_PER_WINDOW``, ``--window-steps`` to 50 ms of output). ``--dt-us auto`` is
     the live rule (``streamdet.live.live_step_us``): the shortest step of at least 25 ms that divides the
     window and that a network stepping ``steps_per_s`` times a second alone keeps up with (25 ms when
-    ``steps_per_s`` is None)."""
+    ``steps_per_s`` is None). A network of burst neurons (``burst``, default ``--burst``) takes
+    ``streamdet.live.burst_steps`` unless ``--dt-us`` is given."""
     from streamdet.detector import (
         DEFAULT_STEPS_PER_WINDOW,
         DetectorConfig,
@@ -45,7 +48,7 @@ def detector_config_from_args(args: argparse.Namespace, window_us: int, steps_pe
     window_steps = args.window_steps
     if args.dt_us == "auto":
         dt_us = live_step_us(window_us, steps_per_s)
-    elif args.dt_us is None and burst_from_args(args):
+    elif args.dt_us is None and (burst if burst is not None else burst_from_args(args)):
         dt_us, burst_window_steps = burst_steps(window_us)
         window_steps = args.window_steps or burst_window_steps
     else:
@@ -97,7 +100,7 @@ def run_detect(args: argparse.Namespace) -> int:
         )
     if steps_per_s is not None:
         say(f"detect: the network steps {steps_per_s:.0f} times a second alone")
-    config = detector_config_from_args(args, snn.spec.window_us, steps_per_s)
+    config = detector_config_from_args(args, snn.spec.window_us, steps_per_s, burst=snn.burst)
     standby_until_promoted(lambda: StreamDetector(snn, config).warm_up())
     node = DetectorNode(
         snn,
