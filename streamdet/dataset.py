@@ -52,6 +52,14 @@ ANNOTATIONS_VERSION = "streamdet-dataset/1"
 """``info.format`` of the annotations written by this module."""
 
 
+def check_split_sensor_size(sensor_size: tuple[int, int]) -> None:
+    """UserFacingError unless a split's sensor is at least 32x32 with ``W * H`` a multiple of 8 (spike
+    frames are stored bit-packed, 8 pixels a byte)."""
+    width, height = sensor_size
+    if width < 32 or height < 32 or (width * height) % 8:
+        raise UserFacingError(f"sensor size {width}x{height}: need at least 32x32 and W*H a multiple of 8")
+
+
 @dataclass(frozen=True)
 class BuildConfig:
     """How to build one split.
@@ -103,11 +111,7 @@ class BuildConfig:
             raise UserFacingError(
                 f"--seconds {self.seconds} is shorter than one input window ({self.window_us / 1e6} s)"
             )
-        width, height = self.sensor_size
-        if width < 32 or height < 32 or (width * height) % 8:
-            raise UserFacingError(
-                f"sensor size {width}x{height}: need at least 32x32 and W*H a multiple of 8"
-            )
+        check_split_sensor_size(self.sensor_size)
         if self.label_every_ms <= 0 or self.spike_rate_hz <= 0 or self.render_fps <= 0:
             raise UserFacingError("--label-every-ms, --spike-rate-hz and --render-fps must be positive")
 

@@ -59,6 +59,7 @@ from streamdet.dataset import (
     ANNOTATIONS_VERSION,
     SPLIT_CODES,
     SPLITS,
+    check_split_sensor_size,
     coco_categories,
     randomised_dvs_params,
     renderer_versions,
@@ -275,11 +276,7 @@ class ImportConfig:
             raise UserFacingError(
                 f"--interpolate {self.interpolation!r}: choose one of {', '.join(INTERPOLATIONS)}"
             )
-        width, height = self.sensor_size
-        if width < 32 or height < 32 or (width * height) % 8:
-            raise UserFacingError(
-                f"sensor size {width}x{height}: need at least 32x32 and W*H a multiple of 8"
-            )
+        check_split_sensor_size(self.sensor_size)
         if min(self.label_every_ms, self.spike_rate_hz, self.render_fps, self.window_us) <= 0:
             raise UserFacingError(
                 "--label-every-ms, --spike-rate-hz, --render-fps and --window-us must be positive"
