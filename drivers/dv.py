@@ -140,16 +140,8 @@ def drive_dv(config: DVDriveConfig, *, progress: bool = False) -> DriveStats:
             yield Outgoing(t1_us, (message,), t1_us, events=len(batch_events), progress=len(batch_events))
             t0_us = t1_us
 
-    target = PublishTarget(
-        config.endpoint,
-        None,  # a live source: each batch goes out as it comes
-        config.lossless,
-        config.curve,
-        config.wait_subscribers,
-        config.wait_timeout_s,
-        label="drive dv",
-        unit=" events",
-    )
+    # a live source: each batch goes out as it comes (no pace)
+    target = PublishTarget.of(config, None, "drive dv", unit=" events")
     tally = publish_paced(
         target,
         outgoing(),

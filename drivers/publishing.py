@@ -73,6 +73,21 @@ class PublishTarget:
     label: str = "drive"
     unit: str = " packets"
 
+    @classmethod
+    def of(cls, config: Any, speed: float | None, label: str, unit: str = " packets") -> PublishTarget:
+        """The target of a driver's config (its ``endpoint``, ``lossless``, ``curve``,
+        ``wait_subscribers`` and ``wait_timeout_s``) at ``speed``."""
+        return cls(
+            config.endpoint,
+            speed,
+            config.lossless,
+            config.curve,
+            config.wait_subscribers,
+            config.wait_timeout_s,
+            label,
+            unit,
+        )
+
 
 @dataclass
 class PublishTally:

@@ -261,15 +261,7 @@ def replay_file(config: ReplayConfig, *, progress: bool = False) -> ReplayStats:
                 )
                 yield Outgoing(packet.t1_us, (message,), packet.t1_us, events=len(packet.events))
 
-    target = PublishTarget(
-        config.endpoint,
-        config.speed,
-        config.lossless,
-        config.curve,
-        config.wait_subscribers,
-        config.wait_timeout_s,
-        label=f"replay {path.name}",
-    )
+    target = PublishTarget.of(config, config.speed, f"replay {path.name}")
     tally = publish_paced(
         target,
         outgoing(),

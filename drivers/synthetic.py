@@ -277,15 +277,7 @@ def drive_synthetic(config: SyntheticDriveConfig, *, progress: bool = False) -> 
             wire.eos_message(config.stream, "truth", config.sensor_size, end_us),
         ]
 
-    target = PublishTarget(
-        config.endpoint,
-        config.speed,
-        config.lossless,
-        config.curve,
-        config.wait_subscribers,
-        config.wait_timeout_s,
-        label=f"drive {config.preset} {config.sensor}",
-    )
+    target = PublishTarget.of(config, config.speed, f"drive {config.preset} {config.sensor}")
     tally = publish_paced(target, outgoing(), end_of_stream, start_us=0, progress=progress)
     return DriveStats(
         tally.packets, tally.events, tally.frames, tally.truths, tally.wall_s, tally.interrupted

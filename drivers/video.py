@@ -268,16 +268,7 @@ def drive_video(config: VideoDriveConfig, *, progress: bool = False) -> DriveSta
             previous_us = t_us
             yield item
 
-    target = PublishTarget(
-        config.endpoint,
-        speed,
-        config.lossless,
-        config.curve,
-        config.wait_subscribers,
-        config.wait_timeout_s,
-        label=f"drive video {config.encode}",
-        unit=" frames",
-    )
+    target = PublishTarget.of(config, speed, f"drive video {config.encode}", unit=" frames")
     try:
         tally = publish_paced(
             target,
