@@ -420,11 +420,11 @@ def build_split(
     return write_annotations(config, split_dir, results)
 
 
-def write_annotations(config: BuildConfig, split_dir: Path, results: list[dict]) -> Path:
-    """Merge per-sequence records into ``split_dir/annotations.json`` with split-wide ids (from 1)."""
-    images, annotations, sequences = [], [], []
+def merge_sequence_records(results: list[dict]) -> tuple[list[dict], list[dict]]:
+    """COCO ``images`` and ``annotations`` of per-sequence records, renumbered split-wide from 1 (each
+    annotation's ``image_id`` follows its image)."""
+    images, annotations = [], []
     for result in results:
-        job: SequenceJob = result["job"]
         image_ids = {}
         for image in result["images"]:
             image_ids[image["id"]] = len(images) + 1
@@ -433,6 +433,15 @@ def write_annotations(config: BuildConfig, split_dir: Path, results: list[dict])
             annotations.append(
                 {**annotation, "id": len(annotations) + 1, "image_id": image_ids[annotation["image_id"]]}
             )
+    return images, annotations
+
+
+def write_annotations(config: BuildConfig, split_dir: Path, results: list[dict]) -> Path:
+    """Merge per-sequence records into ``split_dir/annotations.json`` with split-wide ids (from 1)."""
+    images, annotations = merge_sequence_records(results)
+    sequences = []
+    for result in results:
+        job: SequenceJob = result["job"]
         sequences.append(
             {
                 "name": job.name,

@@ -61,6 +61,7 @@ from streamdet.dataset import (
     SPLITS,
     check_split_sensor_size,
     coco_categories,
+    merge_sequence_records,
     randomised_dvs_params,
     renderer_versions,
     sequence_seeds,
@@ -1574,16 +1575,7 @@ def write_import_annotations(
 ) -> Path:
     """Merge per-sequence records into ``split_dir/annotations.json`` with split-wide ids (from 1);
     ``skipped``: stills left out for want of a box."""
-    images, annotations = [], []
-    for result in results:
-        image_ids = {}
-        for image in result["images"]:
-            image_ids[image["id"]] = len(images) + 1
-            images.append({**image, "id": len(images) + 1})
-        for annotation in result["annotations"]:
-            annotations.append(
-                {**annotation, "id": len(annotations) + 1, "image_id": image_ids[annotation["image_id"]]}
-            )
+    images, annotations = merge_sequence_records(results)
     info = {
         "format": ANNOTATIONS_VERSION,
         "description": "labelled footage imported through streamdet's DVS and spike-camera emulators",
