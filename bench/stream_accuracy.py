@@ -106,6 +106,12 @@ def main(argv: list[str] | None = None) -> int:
         default="off",
         help="convert --model with burst IF neurons (up to N spikes per step; default off: IF neurons)",
     )
+    parser.add_argument(
+        "--precision",
+        choices=("float32", "bfloat16"),
+        default="float32",
+        help="the SNN's spike-fed convolutions in float32 or bfloat16 (streamdet.snn, precision)",
+    )
     parser.add_argument("--json", default=None)
     args = parser.parse_args(argv)
     torch.set_num_threads(args.threads)
@@ -117,7 +123,7 @@ def main(argv: list[str] | None = None) -> int:
 
     bundle = load_detector(args.model)
     split = DatasetSplit(args.data, window_us=bundle.spec.window_us)
-    snn = load_snn(args.snn or args.model, burst=args.burst == "on")
+    snn = load_snn(args.snn or args.model, burst=args.burst == "on").with_precision(args.precision)
     rows = []
     for dt_us in args.dt_us:
         for window_steps in args.window_steps:
@@ -157,6 +163,7 @@ def main(argv: list[str] | None = None) -> int:
         "model": args.model,
         "snn": args.snn,
         "burst": args.burst == "on",
+        "precision": args.precision,
         "data": args.data,
         "threads": args.threads,
         "rows": rows,

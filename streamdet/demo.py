@@ -75,6 +75,7 @@ class DemoConfig:
             the demo scores them like ``streamdet eval``).
         burst: burst IF neurons (``ConversionConfig.burst``), at :func:`streamdet.live.burst_steps` unless
             ``dt_us`` is given.
+        precision: ``float32``, ``bfloat16`` or ``auto`` (:func:`streamdet.live.choose_precision`).
     """
 
     seconds: float = 20.0
@@ -96,6 +97,7 @@ class DemoConfig:
     geometry: Geometry = Geometry()
     box_filter: BoxFilter = EVALUATION_FILTER
     burst: bool = False
+    precision: str = "float32"
 
 
 class RunningScore:
@@ -272,7 +274,10 @@ def plan_network_and_steps(config: DemoConfig, say: Callable[[str], None]) -> Li
     from streamdet.detector import default_publish_every, resolve_window_steps
 
     measure = config.dt_us is None and config.device == "cpu"
-    model, snn, rates = load_live_model(config.model, measure, say, who="demo", burst=config.burst)
+    model, snn, rates = load_live_model(
+        config.model, measure, say, who="demo", burst=config.burst, precision=config.precision,
+        device=config.device,
+    )  # fmt: skip
     if snn.spec.modality != "events":
         raise UserFacingError(f"the demo emulates a DVS; {model} takes {snn.spec.modality} input")
     measured = rates[model]
@@ -301,6 +306,7 @@ def _detector_config(config: DemoConfig, plan: LivePlan):
         membrane_bounds=config.membrane_bounds,
         geometry=config.geometry,
         box_filter=config.box_filter,
+        precision=plan.snn.precision,
     )
 
 
@@ -597,6 +603,8 @@ def _summary(
         "window_steps": plan.window_steps,
         "publish_every": plan.publish_every,
         "model": plan.model,
+        "neurons": "burst IF" if plan.snn.burst else "IF",
+        "precision": plan.snn.precision,
         "seconds": config.seconds,
         "wall_s": round(elapsed, 2),
         "video": str(out_dir / "demo.mp4"),

@@ -58,7 +58,7 @@ from streamdet.binning import (
 from streamdet.contract import EVALUATION_FILTER, BoxFilter, Geometry
 from streamdet.errors import UserFacingError
 from streamdet.events import empty_events
-from streamdet.snn import SpikingDetector
+from streamdet.snn import PRECISIONS, SpikingDetector
 
 DEFAULT_STEPS_PER_WINDOW = 4
 """Steps per model window when ``dt_us`` is not given: ``dt_us = window_us / 4`` (12.5 ms for 50 ms)."""
@@ -97,6 +97,9 @@ class DetectorConfig:
             a score threshold, ``docs/streaming.md``).
         stream_classes: ``(stream, classes)`` pairs: the classes given out for that stream instead of
             ``box_filter.classes`` (a harbour camera and a street camera on one detector).
+        precision: the network's spike-fed convolutions in ``float32`` or ``bfloat16``
+            (``streamdet.snn``, ``SpikingNetwork.with_precision``; the CLI's ``--precision auto`` takes
+            bfloat16 where this CPU steps it faster, :func:`streamdet.live.choose_precision`).
     """
 
     dt_us: int = 12_500
@@ -109,6 +112,7 @@ class DetectorConfig:
     geometry: Geometry = Geometry()
     box_filter: BoxFilter = EVALUATION_FILTER
     stream_classes: tuple[tuple[str, tuple[str, ...]], ...] = ()
+    precision: str = "float32"
 
     def filter_for(self, stream: str) -> BoxFilter:
         """The :class:`BoxFilter` of ``stream`` (its own classes when ``stream_classes`` names it)."""
@@ -121,6 +125,8 @@ class DetectorConfig:
         for name in ("dt_us", "window_steps", "publish_every", "max_backlog_steps", "max_chunk_steps"):
             if int(getattr(self, name)) < 1:
                 raise UserFacingError(f"{name} must be at least 1, got {getattr(self, name)}")
+        if self.precision not in PRECISIONS:
+            raise UserFacingError(f"precision must be one of {PRECISIONS}, got {self.precision!r}")
         if self.membrane_bounds is not None:
             floor, ceiling = self.membrane_bounds
             if not floor < ceiling:
@@ -418,6 +424,8 @@ class StreamDetector:
         self.snn = snn.to(config.device)
         if config.membrane_bounds is not None:
             self.snn = self.snn.with_neuron(self.snn.neuron.with_bounds(config.membrane_bounds))
+        if config.precision != self.snn.precision:
+            self.snn = self.snn.with_precision(config.precision)
         self.config = config
         self.spec = snn.spec
         config.box_filter.check_classes(snn.class_names)

@@ -105,15 +105,48 @@ def burst_steps(window_us: int) -> tuple[int, int]:
     return window_us // BURST_STEPS_PER_WINDOW, BURST_STEPS_PER_WINDOW
 
 
+BFLOAT16_MIN_GAIN = 1.1
+"""``--precision auto`` takes bfloat16 where this CPU steps the network at least this many times faster
+with it than with float32 (:func:`choose_precision`): its cost in accuracy is small but not nil
+(docs/conversion.md, "Precision"), so it must buy a clear gain in speed."""
+
+
+def choose_precision(
+    snn: SpikingDetector, precision: str, device: str = "cpu"
+) -> tuple[SpikingDetector, dict[str, float]]:
+    """``(network at the chosen precision, {precision: steps per second alone} of each one timed)``.
+
+    ``precision`` ``float32`` or ``bfloat16`` is taken as given (nothing timed); ``auto`` is float32 on a
+    GPU or where this CPU has no bfloat16 convolution, else the network is timed at both
+    (:func:`measure_step_rate`, under a second each) and bfloat16 taken when it steps at least
+    :data:`BFLOAT16_MIN_GAIN` times faster."""
+    from streamdet.snn import bfloat16_supported
+
+    if precision != "auto":
+        return snn.with_precision(precision), {}
+    if device != "cpu" or not bfloat16_supported():
+        return snn.with_precision("float32"), {}
+    low = snn.with_precision("bfloat16")
+    rates = {"float32": measure_step_rate(snn), "bfloat16": measure_step_rate(low)}
+    return (low if rates["bfloat16"] >= BFLOAT16_MIN_GAIN * rates["float32"] else snn), rates
+
+
 def load_live_model(
-    name: str, measure: bool, say: Callable[[str], None], who: str, burst: bool = False
+    name: str,
+    measure: bool,
+    say: Callable[[str], None],
+    who: str,
+    burst: bool = False,
+    precision: str = "float32",
+    device: str = "cpu",
 ) -> tuple[str, SpikingDetector, dict[str, float | None]]:
     """``(name, converted network, {name: steps per second alone or None} of every network loaded)`` of
     ``--model`` for ``streamdet demo`` and ``streamdet detect`` (``who`` starts each line ``say`` gets).
     For ``auto`` the :data:`AUTO_MODELS` are loaded and timed in turn until one keeps up with its finest
     step, and :func:`pick_live_model` chooses among those loaded (without ``measure``, on a GPU or with
     ``--dt-us`` given, nothing is timed and the first keeps up). With ``burst``, ANN checkpoints are
-    converted to burst IF neurons (``streamdet.convert.ConversionConfig.burst``)."""
+    converted to burst IF neurons (``streamdet.convert.ConversionConfig.burst``); each network runs at
+    :func:`choose_precision` of ``precision`` (its ``precision`` attribute says which) and is timed at it."""
     from streamdet.loading import load_snn
 
     names = AUTO_MODELS if name == "auto" else (name,)
@@ -121,8 +154,11 @@ def load_live_model(
     for candidate in names:
         neurons = "burst IF" if burst else "IF"
         say(f"{who}: loading {candidate} and converting it to a spiking network ({neurons} neurons) ...")
-        snn = load_snn(candidate, burst=burst)
-        rate = measure_step_rate(snn) if measure else None
+        snn, precision_rates = choose_precision(load_snn(candidate, burst=burst), precision, device)
+        if precision_rates:
+            listed = ", ".join(f"{p} {r:.0f}" for p, r in precision_rates.items())
+            say(f"{who}: --precision auto: {candidate} steps per second alone: {listed}; {snn.precision}")
+        rate = (precision_rates.get(snn.precision) or measure_step_rate(snn)) if measure else None
         loaded.append((candidate, snn, rate))
         if keeps_up_with_finest_step(snn.spec.window_us, rate):
             break  # no later candidate is needed

@@ -249,7 +249,7 @@ def burst_scan(
         spike counts ``[K, B, ...]`` in ``{0, ..., N}`` and the membrane after the last step.
     """
     unit = params.threshold == 1.0  # floor(v / 1) and counts * 1 are v and counts: skip two passes
-    counts = torch.empty_like(currents)
+    counts = torch.empty_like(currents, dtype=torch.promote_types(currents.dtype, state.v.dtype))
     v = state.v.clone() if currents.shape[0] == 0 else None
     for k in range(currents.shape[0]):
         if k == 0:

@@ -27,6 +27,14 @@ current and sums the spikes (the definition the burst neuron is equivalent to, `
 ``"norse"`` refuses them: its IAF neuron resets to zero, and burst neurons reset by subtraction only. A
 probe receives what a population passes on, in rate units: ``counts / N`` of a burst population.
 
+Precision (``SpikingNetwork.with_precision``): ``"float32"`` (default) or ``"bfloat16"``, which runs every
+convolution on bfloat16 copies of its weights in channels-last layout (oneDNN; on CPUs with AMX or
+AVX512-BF16 a convolution takes 0.3-0.5 of its float32 time, docs/conversion.md). Only the convolutions
+change: spikes (counts over ``N``, multiples of 1/16 at most) are exact in bfloat16, the products are
+summed in float32 inside oneDNN and rounded to bfloat16 once, and membranes, neurons, NormAdd and the
+outputs stay float32. The weights are rounded to 8 significant bits, so a membrane near a threshold may
+fire one level apart from the float32 engine; what that costs is measured (docs/conversion.md).
+
 The engines give the same spikes whenever the convolutions give the same sums; float32 convolutions of
 a batch of ``K * B`` and of ``B`` may round differently in the last bit (different blocking), so a
 membrane that lands within one ulp of the threshold can fire one step apart. With dyadic weights
@@ -35,6 +43,7 @@ membrane that lands within one ulp of the threshold can fire one step apart. Wit
 
 from __future__ import annotations
 
+import copy
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
@@ -47,6 +56,7 @@ from streamdet.errors import UserFacingError
 from streamdet.neurons import BurstParameters, IFParameters, IFState, burst_scan, if_initial_state, if_scan
 
 BACKENDS = ("native", "snntorch", "norse")
+PRECISIONS = ("float32", "bfloat16")
 
 
 class IFNeurons(nn.Module):
@@ -164,6 +174,7 @@ class SpikingNetwork:
         self.neuron = neuron
         self.sites = dict(sites)
         self._plan = _ExecutionPlan(self.graph_module)
+        self.precision = "float32"
 
     @property
     def populations(self) -> list[str]:
@@ -187,15 +198,33 @@ class SpikingNetwork:
     def with_neuron(self, neuron: IFParameters) -> SpikingNetwork:
         """A copy that simulates with other IF parameters (e.g. membrane bounds); it shares the graph and
         its weights with this one."""
-        import copy
-
         other = copy.copy(self)
         other.neuron = neuron
+        return other
+
+    def with_precision(self, precision: str) -> SpikingNetwork:
+        """A copy whose convolutions run at ``precision`` (``PRECISIONS``; module docstring); it shares
+        the graph and its float32 weights with this one (bfloat16 copies are made once, here).
+
+        Raises UserFacingError for an unknown precision, or bfloat16 where this torch build has no
+        bfloat16 convolution on the CPU (``torch.ops.mkldnn._is_mkldnn_bf16_supported``)."""
+        if precision not in PRECISIONS:
+            raise UserFacingError(f"precision must be one of {PRECISIONS}, got {precision!r}")
+        if precision == "bfloat16" and not bfloat16_supported():
+            raise UserFacingError(
+                "precision bfloat16: this CPU (or torch build) has no bfloat16 convolution "
+                "(torch.ops.mkldnn._is_mkldnn_bf16_supported() is False); use float32"
+            )
+        other = copy.copy(self)
+        other.precision = precision
+        other._plan = _ExecutionPlan(self.graph_module, torch.bfloat16 if precision == "bfloat16" else None)
         return other
 
     def to(self, device) -> SpikingNetwork:
         """Move the parameters to ``device`` (in place); returns self."""
         self.graph_module.to(device)
+        if self._plan.conv_dtype is not None:
+            self._plan = _ExecutionPlan(self.graph_module, self._plan.conv_dtype)
         return self
 
     def run(
@@ -251,7 +280,11 @@ class SpikingNetwork:
 
     def _membrane(self, membranes: dict[str, torch.Tensor], name: str, like: torch.Tensor) -> IFState:
         if name not in membranes:
-            membranes[name] = if_initial_state(like.shape, self.neuron, like.device, like.dtype).v
+            if self._plan.conv_dtype is None:
+                membranes[name] = if_initial_state(like.shape, self.neuron, like.device, like.dtype).v
+            else:  # float32 membranes in the layout of the (channels-last, bfloat16) currents
+                fill = self.neuron.initial_membrane * self.neuron.threshold
+                membranes[name] = torch.full_like(like, fill, dtype=torch.float32)
         return IFState(v=membranes[name])
 
     def _run_native(self, inputs: torch.Tensor, membranes: dict, probe: Probe | None) -> Any:
@@ -276,7 +309,7 @@ class SpikingNetwork:
 
         folded = inputs.reshape(steps * batch, *inputs.shape[2:])
         outputs = self._plan.execute(folded, neurons)
-        return _map_tensors(outputs, lambda t: t.reshape(steps, batch, *t.shape[1:]))
+        return _map_tensors(outputs, lambda t: t.float().reshape(steps, batch, *t.shape[1:]))
 
     def _run_stepwise(self, inputs: torch.Tensor, membranes: dict, probe: Probe | None, backend: str) -> Any:
         if backend == "norse" and self.burst:
@@ -303,7 +336,7 @@ class SpikingNetwork:
                     probe(name, spikes[None])
                 return spikes
 
-            per_step_outputs.append(self._plan.execute(inputs[k], neurons))
+            per_step_outputs.append(_map_tensors(self._plan.execute(inputs[k], neurons), lambda t: t.float()))
         return _stack_steps(per_step_outputs)
 
 
@@ -389,13 +422,56 @@ def _stack_steps(per_step: list[Any]) -> Any:
     return first
 
 
-class _ExecutionPlan:
-    """Runs an fx graph node by node, handing IF populations to a callback and freeing dead values."""
+def bfloat16_supported() -> bool:
+    """Whether this torch build runs bfloat16 convolutions on this CPU (oneDNN with AVX512-BF16/AMX)."""
+    return bool(torch.backends.mkldnn.is_available() and torch.ops.mkldnn._is_mkldnn_bf16_supported())
 
-    def __init__(self, graph_module: fx.GraphModule) -> None:
+
+class _LowPrecisionConv(nn.Module):
+    """A convolution on ``dtype`` copies of its weights in channels-last layout; input cast on the way in,
+    output left in ``dtype`` (the next float32 operation promotes it)."""
+
+    def __init__(self, conv: nn.Conv2d, dtype: torch.dtype) -> None:
+        super().__init__()
+        self.dtype = dtype
+        self.conv = copy.deepcopy(conv).to(dtype).to(memory_format=torch.channels_last).eval()
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.conv(x.to(self.dtype, memory_format=torch.channels_last))
+
+
+def _spike_fed_convolutions(nodes: list[fx.Node], modules: dict[str, nn.Module]) -> set[str]:
+    """Names of the ``nn.Conv2d`` modules every call of which reads an IF population's output directly:
+    their inputs are spikes (counts over ``N``), exact in bfloat16. The stem, which reads the analog input
+    (event counts), is not among them."""
+    fed: dict[str, bool] = {}
+    for node in nodes:
+        if node.op == "call_module" and isinstance(modules[node.target], nn.Conv2d):
+            source = node.args[0]
+            spikes = (
+                isinstance(source, fx.Node)
+                and source.op == "call_module"
+                and isinstance(modules[source.target], IFNeurons)
+            )
+            fed[node.target] = fed.get(node.target, True) and spikes
+    return {name for name, spikes in fed.items() if spikes}
+
+
+class _ExecutionPlan:
+    """Runs an fx graph node by node, handing IF populations to a callback and freeing dead values; with
+    ``conv_dtype``, every spike-fed ``nn.Conv2d`` runs as a :class:`_LowPrecisionConv` copy (the graph is
+    unchanged)."""
+
+    def __init__(self, graph_module: fx.GraphModule, conv_dtype: torch.dtype | None = None) -> None:
         self.graph_module = graph_module
+        self.conv_dtype = conv_dtype
         self.modules = dict(graph_module.named_modules())
         self.nodes = list(graph_module.graph.nodes)
+        low = _spike_fed_convolutions(self.nodes, self.modules) if conv_dtype is not None else set()
+        self.run_modules: dict[str, nn.Module] = {
+            name: _LowPrecisionConv(module, conv_dtype) if name in low else module
+            for name, module in self.modules.items()
+        }
         last_use: dict[fx.Node, fx.Node] = {}
         for node in self.nodes:
             fx.node.map_arg(
@@ -415,7 +491,7 @@ class _ExecutionPlan:
             if node.op == "output":
                 return args[0]
             if node.op == "call_module":
-                module = self.modules[node.target]
+                module = self.run_modules[node.target]
                 value = (
                     neurons(node.target, *args) if isinstance(module, IFNeurons) else module(*args, **kwargs)
                 )

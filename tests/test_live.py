@@ -4,15 +4,20 @@ with, the measured step rate, and `--model auto`."""
 from __future__ import annotations
 
 import numpy as np
+import pytest
 from test_detector import tiny_spiking_detector
 
+from streamdet.errors import UserFacingError
 from streamdet.live import (
+    BFLOAT16_MIN_GAIN,
     REAL_TIME_HEADROOM,
+    choose_precision,
     live_step_us,
     load_live_model,
     measure_step_rate,
     pick_live_model,
 )
+from streamdet.snn import bfloat16_supported
 
 
 def test_live_step_is_the_shortest_divisor_of_the_window_of_at_least_25_ms():
@@ -58,3 +63,22 @@ def test_auto_model_without_a_measurement_loads_only_events_default():
     name, snn, rates = load_live_model("auto", measure=False, say=said.append, who="demo")
     assert (name, rates, snn.spec.modality) == ("events-default", {"events-default": None}, "events")
     assert said == ["demo: loading events-default and converting it to a spiking network (IF neurons) ..."]
+
+
+def test_a_named_precision_is_taken_without_timing_and_a_gpu_keeps_float32():
+    snn = tiny_spiking_detector("events", history_windows=1)
+    for precision in ("float32", "bfloat16") if bfloat16_supported() else ("float32",):
+        chosen, rates = choose_precision(snn, precision)
+        assert (chosen.precision, rates) == (precision, {})
+    assert choose_precision(snn, "auto", device="cuda")[0].precision == "float32"
+    with pytest.raises(UserFacingError, match="precision must be one of"):
+        choose_precision(snn, "int8")
+
+
+@pytest.mark.skipif(not bfloat16_supported(), reason="no bfloat16 convolution on this CPU")
+def test_auto_precision_times_both_and_takes_bfloat16_only_for_a_clear_gain():
+    snn = tiny_spiking_detector("events", history_windows=1)
+    chosen, rates = choose_precision(snn, "auto")
+    assert set(rates) == {"float32", "bfloat16"} and all(rate > 0 for rate in rates.values())
+    faster = rates["bfloat16"] >= BFLOAT16_MIN_GAIN * rates["float32"]
+    assert chosen.precision == ("bfloat16" if faster else "float32")

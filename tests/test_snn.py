@@ -241,3 +241,46 @@ def test_norse_refuses_burst_populations() -> None:
     network = burst_network(4)
     with pytest.raises(UserFacingError, match="norse backend cannot run burst neurons .up to 4 spikes"):
         network.run(random_stream(2), network.initial_state(2), backend="norse")
+
+
+bfloat16 = pytest.mark.skipif(
+    not torch.backends.mkldnn.is_available() or not torch.ops.mkldnn._is_mkldnn_bf16_supported(),
+    reason="no bfloat16 convolution on this CPU",
+)
+
+
+@bfloat16
+def test_bfloat16_runs_only_spike_fed_convolutions_low_and_keeps_membranes_float32() -> None:
+    network = burst_network(4)
+    low = network.with_precision("bfloat16")
+    assert network.precision == "float32" and low.precision == "bfloat16"
+    plan = low._plan
+    lowered = {name for name, module in plan.run_modules.items() if module is not plan.modules[name]}
+    convolutions = {name for name, module in low._plan.modules.items() if isinstance(module, nn.Conv2d)}
+    assert "stem_1" in convolutions and "stem_1" not in lowered  # the stem reads analog event counts
+    assert lowered and lowered < convolutions
+    outputs, spikes, state = run_recording(low, random_stream(6, seed=11), "native", [2, 4])
+    assert all(out.dtype == torch.float32 for out in outputs)
+    assert all(v.dtype == torch.float32 for v in state.membranes.values())
+    assert next(network.graph_module.parameters()).dtype == torch.float32  # the shared graph is unchanged
+
+
+@bfloat16
+def test_bfloat16_simulation_stays_within_rounding_of_the_float32_one() -> None:
+    """Weights rounded to 8 significant bits and conv sums rounded once: nearly every spike count is the
+    same (a membrane within rounding of a threshold fires one level apart, and that spike's weights then
+    move a few outputs), the outputs on average within 2 % of their mean size; the first population reads
+    the input through the float32 stem and spikes exactly alike."""
+    network = burst_network(4)
+    stream = random_stream(8, seed=12)
+    outputs32, spikes32, _ = run_recording(network, stream, "native", [8])
+    outputs16, spikes16, _ = run_recording(network.with_precision("bfloat16"), stream, "native", [8])
+    for a, b in zip(outputs32, outputs16, strict=True):
+        assert 0 < (a - b).abs().mean() <= 0.02 * a.abs().mean()
+    agree = torch.stack([(spikes32[n] == spikes16[n]).float().mean() for n in spikes32])
+    assert agree[0] == 1.0 and agree.min() > 0.97 and agree.mean() > 0.99
+
+
+def test_unknown_precision_is_refused_by_name() -> None:
+    with pytest.raises(UserFacingError, match="float16"):
+        burst_network(4).with_precision("float16")
