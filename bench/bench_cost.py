@@ -16,12 +16,15 @@ Also per model: the operations and energy per window (``streamdet.cost``), and t
 (``streamdet.sparse``): each ``groups = 1`` convolution's crossover (spike-fed or not: the stem reads
 the sparse event input) measured at its input shape, the active-site fraction its input really has on
 these windows, and, where any layer's input is below its crossover, the SNN timed again with those
-layers sparse (outputs checked against the dense ones).
+layers sparse (outputs checked against the dense ones). Where this CPU has bfloat16 convolutions, the SNN
+with bfloat16 spike-fed convolutions (``SpikingNetwork.with_precision``) and the ANN on a bfloat16
+channels-last copy of itself are timed in the same interleaved loop.
 """
 
 from __future__ import annotations
 
 import argparse
+import copy
 import json
 import platform
 import statistics
@@ -35,6 +38,7 @@ from streamdet.convert import ConversionConfig, convert_detector
 from streamdet.cost import measure_window_cost, plot_window_cost, synaptic_inputs
 from streamdet.model import load_detector
 from streamdet.samples import split_inputs
+from streamdet.snn import bfloat16_supported
 from streamdet.sparse import active_site_fraction, measure_crossover, with_sparse_layers
 
 
@@ -44,19 +48,32 @@ def burst_stream_network(bundle):
     return snn.with_neuron(snn.neuron.with_bounds((0.0, 1.0)))
 
 
-def time_side_by_side(bundle, networks: dict, windows: list[torch.Tensor]) -> dict[str, list[float]]:
-    """CPU milliseconds per window of the ANN forward and of one step of each network, interleaved
-    window by window (each network keeps its state across windows); one warm-up window first."""
+def bfloat16_forward(model: torch.nn.Module):
+    """The ANN's forward on a bfloat16, channels-last copy of ``model`` (input cast on the way in): the
+    fair partner of the SNN's bfloat16 convolutions."""
+    low = copy.deepcopy(model).to(torch.bfloat16).to(memory_format=torch.channels_last).eval()
+    return lambda x: low(x.to(torch.bfloat16, memory_format=torch.channels_last))
+
+
+def time_side_by_side(
+    bundle, networks: dict, windows: list[torch.Tensor], anns: dict | None = None
+) -> dict[str, list[float]]:
+    """CPU milliseconds per window of the ANN forward (``"ann"``, and each of ``anns``: name -> forward)
+    and of one step of each network, interleaved window by window (each network keeps its state across
+    windows); one warm-up window first."""
+    forwards = {"ann": bundle.model, **(anns or {})}
     states = {name: network.initial_state(1) for name, network in networks.items()}
-    times: dict[str, list[float]] = {"ann": [], **{name: [] for name in networks}}
+    times: dict[str, list[float]] = {**{name: [] for name in forwards}, **{name: [] for name in networks}}
     with torch.no_grad():
-        bundle.model(windows[0])
+        for forward in forwards.values():
+            forward(windows[0])
         for network in networks.values():
             network.run(windows[0][None], network.initial_state(1))
         for x in tqdm(windows, desc="windows", unit="window"):
-            start = time.process_time()
-            bundle.model(x)
-            times["ann"].append((time.process_time() - start) * 1e3)
+            for name, forward in forwards.items():
+                start = time.process_time()
+                forward(x)
+                times[name].append((time.process_time() - start) * 1e3)
             for name, network in networks.items():
                 start = time.process_time()
                 _, states[name] = network.run(x[None], states[name])
@@ -122,7 +139,11 @@ def measure_model(model: str, split: str, count: int, repeats: int) -> dict:
     networks = {"snn burst T=1": snn}
     if chosen:
         networks["snn burst T=1, sparse layers"] = with_sparse_layers(snn, chosen)
-    times = time_side_by_side(bundle, networks, windows)
+    anns = {}
+    if bfloat16_supported():
+        networks["snn burst T=1, bfloat16"] = snn.with_precision("bfloat16")
+        anns["ann bfloat16"] = bfloat16_forward(bundle.model)
+    times = time_side_by_side(bundle, networks, windows, anns)
     stream = torch.stack(windows)
     cost = measure_window_cost(snn, stream, (len(windows),))[len(windows)].per_step()
     result = {
@@ -135,6 +156,11 @@ def measure_model(model: str, split: str, count: int, repeats: int) -> dict:
             name: statistics.fmean(t) / statistics.fmean(times["ann"])
             for name, t in times.items()
             if name != "ann"
+        },
+        "ratio_to_ann_bfloat16_mean": {
+            name: statistics.fmean(t) / statistics.fmean(times["ann bfloat16"])
+            for name, t in times.items()
+            if "bfloat16" in name and name != "ann bfloat16"
         },
         "operations_per_window": cost.summary(),
         "sparse": {"layers": crossovers, "chosen": chosen},

@@ -28,12 +28,13 @@ current and sums the spikes (the definition the burst neuron is equivalent to, `
 probe receives what a population passes on, in rate units: ``counts / N`` of a burst population.
 
 Precision (``SpikingNetwork.with_precision``): ``"float32"`` (default) or ``"bfloat16"``, which runs every
-convolution on bfloat16 copies of its weights in channels-last layout (oneDNN; on CPUs with AMX or
-AVX512-BF16 a convolution takes 0.3-0.5 of its float32 time, docs/conversion.md). Only the convolutions
-change: spikes (counts over ``N``, multiples of 1/16 at most) are exact in bfloat16, the products are
-summed in float32 inside oneDNN and rounded to bfloat16 once, and membranes, neurons, NormAdd and the
-outputs stay float32. The weights are rounded to 8 significant bits, so a membrane near a threshold may
-fire one level apart from the float32 engine; what that costs is measured (docs/conversion.md).
+spike-fed convolution on bfloat16 copies of its weights in channels-last layout (oneDNN; on CPUs with
+AMX a 48-channel 3x3 convolution takes about a third of its float32 time). The stem, which reads analog
+event counts, stays float32. Spikes (counts over ``N``) are exact in bfloat16 where ``N`` is a power of
+two (the shipped models' 4 and 8); the products are summed in float32 inside oneDNN and rounded to
+bfloat16 once; membranes, neurons, NormAdd and the outputs stay float32. The weights are rounded to 8
+significant bits, so a membrane near a threshold may fire one level apart from the float32 engine; what
+that costs in mAP is measured (docs/conversion.md, "Precision").
 
 The engines give the same spikes whenever the convolutions give the same sums; float32 convolutions of
 a batch of ``K * B`` and of ``B`` may round differently in the last bit (different blocking), so a
