@@ -40,6 +40,7 @@ BENCH_DATA ?=
 BENCH_RECORDINGS ?=
 BENCH_PY := OMP_NUM_THREADS=1 $(VENV)/bin/python
 HAVE_PEERS = $(VENV)/bin/python -c "import spikingjelly, sinabs" 2>/dev/null
+HAVE_BF16 = $(VENV)/bin/python -c "from streamdet.snn import bfloat16_supported as s; raise SystemExit(not s())"
 
 bench: $(STAMP)
 	mkdir -p $(BENCH_OUT)
@@ -54,6 +55,7 @@ bench: $(STAMP)
 	$(BENCH_PY) bench/bench_snn.py --steps 32 --reference-steps 8 --chunks 1,8,16 --json $(BENCH_OUT)/snn.json
 	$(BENCH_PY) bench/bench_latency.py --seconds 8 --dt-us 25000 --window-steps 8 --publish-every 2 \
 		--threads 1 --json $(BENCH_OUT)/latency.json
+	$(BENCH_PY) bench/demo_latency.py --rounds 3 --seconds 20 --json $(BENCH_OUT)/demo_latency.json
 ifneq ($(BENCH_DATA),)
 	$(BENCH_PY) bench/stream_accuracy.py --data $(BENCH_DATA) --dt-us 25000 --window-steps 4 --threads 1 \
 		--json $(BENCH_OUT)/stream_accuracy.json
@@ -61,6 +63,9 @@ ifneq ($(BENCH_DATA),)
 		--json $(BENCH_OUT)/peers.json; else echo "bench: peers skipped (pip install -e '.[peers]')"; fi
 	$(BENCH_PY) bench/stream_accuracy.py --model events-fast --data $(BENCH_DATA) --burst on --dt-us 50000 \
 		--window-steps 2 --threads 1 --json $(BENCH_OUT)/stream_accuracy_burst.json
+	if $(HAVE_BF16); then $(BENCH_PY) bench/stream_accuracy.py --model events-fast --data $(BENCH_DATA) \
+		--burst on --dt-us 50000 --window-steps 2 --threads 1 --precision bfloat16 \
+		--json $(BENCH_OUT)/stream_accuracy_burst_bf16.json; else echo "bench: no bfloat16 convolution here"; fi
 	$(BENCH_PY) bench/bench_cost.py --data $(BENCH_DATA) --json $(BENCH_OUT)/cost.json
 else
 	@echo "bench: stream_accuracy, burst stream accuracy, cost and peers skipped (set BENCH_DATA to a built split)"
@@ -87,6 +92,7 @@ bench-short: $(STAMP)
 	$(BENCH_PY) bench/model_cost.py --sizes tiny --repeats 1 --models events-fast
 	$(BENCH_PY) bench/bench_snn.py --model events-fast --steps 4 --reference-steps 2 --chunks 1,4
 	$(BENCH_PY) bench/bench_latency.py --model events-fast --seconds 2 --threads 1
+	$(BENCH_PY) bench/demo_latency.py --rounds 1 --seconds 3 --out $(BENCH_OUT)/demo-short
 ifneq ($(BENCH_DATA),)
 	$(BENCH_PY) bench/stream_accuracy.py --data $(BENCH_DATA) --dt-us 25000 --window-steps 4 --threads 1
 else
