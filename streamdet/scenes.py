@@ -41,15 +41,19 @@ from __future__ import annotations
 
 import math
 from abc import ABC, abstractmethod
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 
 import cv2
 import numpy as np
 
-PRESETS: tuple[str, ...] = ("maritime", "traffic")
+PRESETS: tuple[str, ...] = ("maritime", "traffic", "street")
 """Scene presets, by name."""
 
-PRESET_CLASSES: dict[str, tuple[str, ...]] = {"maritime": ("boat", "buoy"), "traffic": ("car", "pedestrian")}
+PRESET_CLASSES: dict[str, tuple[str, ...]] = {
+    "maritime": ("boat", "buoy"),
+    "traffic": ("car", "pedestrian"),
+    "street": ("car", "pedestrian"),
+}
 """Classes that each preset labels (names from ``streamdet.CLASS_NAMES``)."""
 
 CANVAS_MARGIN_PX = 24
@@ -69,7 +73,7 @@ class SceneConfig:
     """What to render.
 
     Attributes:
-        preset: ``"maritime"`` or ``"traffic"``.
+        preset: ``"maritime"``, ``"traffic"`` or ``"street"``.
         sensor_size: ``(width, height)`` in pixels.
         seed: seed of every random choice in the scene.
         duration_us: scene length in microseconds; objects enter over the whole duration.
@@ -1453,9 +1457,1155 @@ class TrafficScene(Scene):
         )
 
 
+# --------------------------------------------------------------------------------------------------
+# street
+
+
+_NEAR_M = 0.5
+"""Near clipping distance of the street's static geometry, metres: below the frame for every street camera."""
+
+_STREET_CAR_SHAPES: dict[str, tuple[tuple[float, float], tuple[float, float], tuple[float, float]]] = {
+    "small": ((1.6, 1.75), (1.4, 1.52), (3.6, 4.2)),
+    "sedan": ((1.75, 1.9), (1.4, 1.5), (4.4, 5.0)),
+    "suv": ((1.8, 2.0), (1.65, 1.85), (4.3, 4.9)),
+    "van": ((1.9, 2.1), (1.95, 2.6), (4.8, 6.2)),
+}
+"""Kinds of street car seen end-on: width, height and length ranges in metres."""
+
+
+@dataclass(frozen=True)
+class _Ego:
+    """The street camera's position: lateral ``x_m``, ``z(t) = v t + a sin(w t)`` metres along the road.
+
+    A pole camera has ``v = a = 0``; a car camera drives at ``v`` with a slow surge ``a`` (braking and
+    accelerating). ``far_m`` is the farthest distance at which the street is drawn, ``objects_far_m`` that
+    of cars, pedestrians and street furniture (a car is about 5 px tall there)."""
+
+    x_m: float
+    speed_m_s: float
+    surge_m: float
+    surge_rate: float
+    far_m: float
+    objects_far_m: float
+
+    def z(self, t_s: float) -> float:
+        """Camera position along the road at ``t_s`` seconds, metres."""
+        return self.speed_m_s * t_s + self.surge_m * math.sin(self.surge_rate * t_s)
+
+
+def _project_world(
+    points: np.ndarray, camera: _Camera, ego_x: float, ego_z: float, near_m: float = _NEAR_M
+) -> np.ndarray:
+    """Canvas pixels ``[..., 2]`` of world points ``[..., 3]`` (x, y, z metres) seen from ``(ego_x, ego_z)``.
+
+    ``u = c_x + f (x - x_e) / d``, ``v = v_h + f (h - y) / d`` with ``d = max(z - z_e, near_m)``: clamping
+    the distance clips a quad whose near and far edges lie across the road (constant z) exactly at the
+    near plane (a plane that leaves the canvas nearer than ``near_m`` is clipped there, keeping the
+    polygons small)."""
+    distance = np.maximum(points[..., 2] - ego_z, near_m)
+    u = camera.centre_col + camera.focal_px * (points[..., 0] - ego_x) / distance
+    v = camera.horizon_row + camera.focal_px * (camera.height_m - points[..., 1]) / distance
+    return np.stack([u, v], axis=-1).astype(np.float32)
+
+
+def _box_quad(x0: float, x1: float, y0: float, y1: float, z0: float, z1: float) -> list[list[float]]:
+    """Corners ``[4][3]`` of an axis-aligned rectangle in a plane of constant x, y or z (one pair equal)."""
+    if x0 == x1:
+        return [[x0, y0, z0], [x0, y1, z0], [x0, y1, z1], [x0, y0, z1]]
+    if y0 == y1:
+        return [[x0, y0, z0], [x1, y0, z0], [x1, y0, z1], [x0, y0, z1]]
+    return [[x0, y0, z0], [x1, y0, z0], [x1, y1, z0], [x0, y1, z0]]
+
+
+@dataclass(frozen=True, eq=False)
+class _Facet:
+    """Non-overlapping static quads of one luminance, world metres ``[N, 4, 3]``, drawn within ``reach_m``;
+    ``layer`` orders facets that may overlap (lower first)."""
+
+    quads: np.ndarray
+    luminance: float
+    reach_m: float = math.inf
+    layer: int = 0
+
+    def canvas_polygons(
+        self, camera: _Camera, ego_x: float, ego_z: float, far_m: float, near_m: float
+    ) -> np.ndarray:
+        """Canvas polygons ``[M, 4, 2]`` of the quads in front of ``near_m`` and within reach (metres)."""
+        quads = self.quads.reshape(-1, 4, 3)
+        z = quads[..., 2]
+        keep = (z.max(axis=1) - ego_z > near_m) & (z.min(axis=1) - ego_z < min(far_m, self.reach_m))
+        return _project_world(quads[keep], camera, ego_x, ego_z, near_m)
+
+
+@dataclass(frozen=True, eq=False)
+class _QuadBatch:
+    """Static quads drawn group by group, each group in one fill of one luminance (so the quads of a group
+    must not overlap): world metres ``[N, 4, 3]`` ordered by group, the end index of each group, and per
+    quad its nearest and farthest z and its reach (metres); quads are clipped at ``near_m``, where their
+    plane has left the canvas."""
+
+    quads: np.ndarray
+    z_near: np.ndarray
+    z_far: np.ndarray
+    reach_m: np.ndarray
+    ends: np.ndarray
+    luminances: tuple[float, ...]
+    near_m: float
+
+    @classmethod
+    def of(cls, facets: list[_Facet], near_m: float) -> _QuadBatch:
+        """Facets merged by layer and luminance (to 1/8), layer by layer."""
+        groups: dict[tuple[int, float], list[_Facet]] = {}
+        for facet in facets:
+            if facet.quads.size:
+                groups.setdefault((facet.layer, round(facet.luminance * 8.0) / 8.0), []).append(facet)
+        quads, reach, ends = [], [], []
+        keys = sorted(groups, key=lambda key: key[0])
+        for key in keys:
+            for facet in groups[key]:
+                quads.append(facet.quads.reshape(-1, 4, 3))
+                reach.append(np.full(len(quads[-1]), facet.reach_m, np.float32))
+            ends.append(sum(len(q) for q in quads))
+        stacked = np.concatenate(quads).astype(np.float32)
+        return cls(
+            stacked,
+            stacked[..., 2].min(axis=1),
+            stacked[..., 2].max(axis=1),
+            np.concatenate(reach),
+            np.array(ends),
+            tuple(key[1] for key in keys),
+            near_m,
+        )
+
+    def draw(self, canvas: np.ndarray, camera: _Camera, ego_x: float, ego_z: float, far_m: float) -> None:
+        """Fill the quads in front of the near plane and within reach and ``far_m``, group by group."""
+        keep = (self.z_far - ego_z > _NEAR_M) & (self.z_near - ego_z < np.minimum(far_m, self.reach_m))
+        kept_ends = np.cumsum(keep)[self.ends - 1]
+        polygons = _project_world(self.quads[keep], camera, ego_x, ego_z, self.near_m)
+        for group, luminance in zip(np.split(polygons, kept_ends[:-1]), self.luminances, strict=True):
+            _fill_polygons(canvas, group, luminance)
+
+
+def _parts_box(parts: list[_Part]) -> tuple[float, float, float, float]:
+    """Canvas box ``(u0, v0, u1, v1)`` around all vertices of ``parts``, one pixel wider on each side."""
+    points = np.concatenate([part.polygon for part in parts])
+    low, high = points.min(axis=0), points.max(axis=0)
+    return float(low[0]) - 1.0, float(low[1]) - 1.0, float(high[0]) + 1.0, float(high[1]) + 1.0
+
+
+def _fill_polygons(canvas: np.ndarray, polygons: np.ndarray, value: float) -> None:
+    """Fill non-overlapping polygons ``[M, K, 2]`` in one call (overlaps would cancel: even-odd rule)."""
+    if len(polygons):
+        cv2.fillPoly(canvas, list(np.round(polygons * 16.0).astype(np.int32)), value, cv2.LINE_8, 4)
+
+
+@dataclass(frozen=True, eq=False)
+class _Building:
+    """A building along one side of the street: facets in drawing order; ``z_far_m`` sorts it."""
+
+    z_near_m: float
+    z_far_m: float
+    facets: list[_Facet]
+
+
+@dataclass(frozen=True, eq=False)
+class _Upright:
+    """A profile facing the camera (metres, x across, y up), stacked so that it is placed in one step:
+    vertices ``[K, 2]``, each polygon's ``(start, end)`` rows, their luminances and the profile's
+    bounds ``(x0, y0, x1, y1)``."""
+
+    vertices: np.ndarray
+    spans: tuple[tuple[int, int], ...]
+    luminances: tuple[float, ...]
+    bounds: tuple[float, float, float, float]
+
+    @classmethod
+    def of(cls, profile: list[tuple[np.ndarray, float]]) -> _Upright:
+        ends = np.cumsum([len(polygon) for polygon, _ in profile]).tolist()
+        spans = tuple(zip([0] + ends[:-1], ends, strict=True))
+        vertices = np.concatenate([polygon for polygon, _ in profile]).astype(np.float32)
+        low, high = vertices.min(axis=0), vertices.max(axis=0)
+        bounds = (float(low[0]), float(low[1]), float(high[0]), float(high[1]))
+        return cls(vertices, spans, tuple(luminance for _, luminance in profile), bounds)
+
+    def box(self, camera: _Camera, x_m: float, distance_m: float) -> tuple[float, float, float, float]:
+        """Canvas box ``(u0, v0, u1, v1)`` of :meth:`place` at height 0, one pixel wider on each side."""
+        scale = camera.focal_px / distance_m
+        u0, v0 = camera.project(x_m, distance_m)
+        x_low, y_low, x_high, y_high = self.bounds
+        return (
+            u0 + scale * x_low - 1.0,
+            v0 - scale * y_high - 1.0,
+            u0 + scale * x_high + 1.0,
+            v0 - scale * y_low + 1.0,
+        )
+
+    def place(
+        self, camera: _Camera, x_m: float, distance_m: float, y_m: float, owner: int | None
+    ) -> list[_Part]:
+        """Parts at lateral ``x_m``, ``distance_m`` and height ``y_m``: ``u = u0 + s x``, ``v = v0 - s y``
+        with ``s = f / d`` (:func:`_place` without stretch or tilt)."""
+        scale = camera.focal_px / distance_m
+        u0, v0 = camera.project(x_m, distance_m, y_m)
+        placed = self.vertices * np.float32([scale, -scale]) + np.float32([u0, v0])
+        return [
+            _Part(placed[start:end], luminance, owner)
+            for (start, end), luminance in zip(self.spans, self.luminances, strict=True)
+        ]
+
+
+@dataclass(frozen=True, eq=False)
+class _Prop:
+    """Street furniture standing at ``(x_m, z_m)``, ``height_m`` tall: its full profile facing the camera
+    and, for when it is under 20 px tall, a simpler one (its first parts)."""
+
+    x_m: float
+    z_m: float
+    height_m: float
+    near: _Upright
+    far: _Upright
+
+    @classmethod
+    def of(cls, x_m: float, z_m: float, profile: list[tuple[np.ndarray, float]], far_parts: int) -> _Prop:
+        height = float(max(polygon[:, 1].max() for polygon, _ in profile))
+        return cls(x_m, z_m, height, _Upright.of(profile), _Upright.of(profile[:far_parts]))
+
+    def place(
+        self, camera: _Camera, ego_x: float, distance_m: float
+    ) -> tuple[list[_Part], tuple[float, float, float, float]]:
+        """Its parts seen from ``ego_x`` at ``distance_m`` and their canvas box (see :meth:`_Upright.box`)."""
+        upright = self.near if self.height_m * camera.focal_px / distance_m >= 20.0 else self.far
+        x_rel = self.x_m - ego_x
+        return upright.place(camera, x_rel, distance_m, 0.0, None), upright.box(camera, x_rel, distance_m)
+
+
+@dataclass(frozen=True)
+class _CarLook:
+    """A car seen end-on: size (metres), grey levels and the profile of its near face (rear or front),
+    metres with x across the car and y up from the road."""
+
+    width_m: float
+    height_m: float
+    length_m: float
+    belt_m: float
+    body: float
+    glass: float
+    end: _Upright
+    far_end: _Upright
+    tiny_end: _Upright
+
+
+def _car_look(kind: str, front: bool, rng: np.random.Generator, road: float) -> _CarLook:
+    """Rear or front view of a car of ``kind`` (see :data:`_STREET_CAR_SHAPES`): wheels, bumper, lower body,
+    cabin, rear window or windscreen, tail or head lights, grille, plate and mirrors."""
+    (w0, w1), (h0, h1), (l0, l1) = _STREET_CAR_SHAPES[kind]
+    width, height, length = float(rng.uniform(w0, w1)), float(rng.uniform(h0, h1)), float(rng.uniform(l0, l1))
+    body = _contrasting_luminance(rng, road, 0.18)
+    glass = float(rng.uniform(0.05, 0.25)) if body > 0.35 else float(rng.uniform(0.45, 0.7))
+    tyre = float(rng.uniform(0.02, 0.1))
+    lamp = float(rng.uniform(0.75, 0.95)) if front else _contrasting_luminance(rng, body, 0.2)
+    half = width / 2.0
+    van = kind == "van"
+    belt = (0.45 if van else 0.55) * height
+    top = (0.95 if van else 0.78) * half
+    glass_low = belt + (0.04 if front else 0.08)
+    parts = [
+        (_rect(-half + 0.08, 0.0, -half + 0.34, 0.4), tyre),
+        (_rect(half - 0.34, 0.0, half - 0.08, 0.4), tyre),
+        (_rect(-half, 0.28, half, belt), body),
+        (
+            np.array([[-half + 0.05, belt], [half - 0.05, belt], [top, height], [-top, height]], np.float32),
+            body,
+        ),
+    ]
+    glass_high = height - (0.12 if van else 0.07)
+    glass_half_low, glass_half_high = half - 0.14, top - 0.1
+    if van and not front:
+        parts += [
+            (_rect(-glass_half_low, glass_low + 0.3, -0.06, glass_high), glass),
+            (_rect(0.06, glass_low + 0.3, glass_half_low, glass_high), glass),
+            (_rect(-0.015, 0.42, 0.015, height - 0.05), tyre),
+        ]
+    else:
+        low = glass_high - 0.45 if van else glass_low
+        parts.append(
+            (
+                np.array(
+                    [
+                        [-glass_half_low, low],
+                        [glass_half_low, low],
+                        [glass_half_high, glass_high],
+                        [-glass_half_high, glass_high],
+                    ],
+                    np.float32,
+                ),
+                glass,
+            )
+        )
+    bumper = float(np.clip(body * 0.6, 0.02, 1.0))
+    parts.append((_rect(-half, 0.28, half, 0.42), bumper))
+    light_y0, light_y1 = belt - (0.2 if front else 0.18), belt - 0.05
+    parts += [
+        (_rect(-half + 0.05, light_y0, -half + 0.38, light_y1), lamp),
+        (_rect(half - 0.38, light_y0, half - 0.05, light_y1), lamp),
+    ]
+    if front:
+        parts.append((_rect(-half + 0.45, light_y0, half - 0.45, light_y1), tyre))
+    plate_y = 0.3 if front else 0.46
+    parts += [
+        (_rect(-0.26, plate_y, 0.26, plate_y + 0.11), float(rng.uniform(0.75, 0.95))),
+        (_rect(-half - 0.14, belt + 0.02, -half, belt + 0.16), body),
+        (_rect(half, belt + 0.02, half + 0.14, belt + 0.16), body),
+    ]
+    far_end = [
+        (_rect(-half, 0.0, half, 0.3), tyre),
+        (_rect(-half, 0.28, half, belt), body),
+        (parts[3][0], body),
+        (_rect(-top + 0.05, belt + 0.08, top - 0.05, height - 0.08), glass),
+    ]
+    tiny_end = [(_rect(-half, 0.0, half, belt), body), (_rect(-top, belt, top, height), glass)]
+    return _CarLook(
+        width,
+        height,
+        length,
+        belt,
+        body,
+        glass,
+        _Upright.of(parts),
+        _Upright.of(far_end),
+        _Upright.of(tiny_end),
+    )
+
+
+@dataclass(frozen=True, eq=False)
+class _StreetCar:
+    """A car driving along the road (or parked), seen from behind or in front: its near end is at
+    ``z(t) = z0 + v t`` metres (v along +z: away from the camera), centred at lateral ``x_m``.
+
+    Drawn as a box in perspective: its shadow, the side facing the camera (body and windows), the roof,
+    then the near face (:class:`_CarLook` profile), so it grows as it approaches and shrinks as it leaves.
+    """
+
+    track_id: int
+    camera: _Camera
+    ego: _Ego
+    look: _CarLook
+    x_m: float
+    z0_m: float
+    velocity_m_s: float
+    shadow: float
+    canvas_width: int
+    canvas_height: int
+    class_name: str = "car"
+
+    def draw(self, t_s: float) -> _Drawn | None:
+        look = self.look
+        distance = self.z0_m + self.velocity_m_s * t_s - self.ego.z(t_s)
+        if not 1.0 <= distance <= self.ego.objects_far_m:
+            return None
+        f, x_rel = self.camera.focal_px, self.x_m - self.ego.x_m
+        half = look.width_m / 2.0 + 0.2
+        near_span = (self.camera.centre_col + f * (x_rel - half) / distance, f * 2 * half / distance)
+        far_u = self.camera.centre_col + f * x_rel / (distance + look.length_m)
+        left = min(near_span[0], far_u)
+        right = max(near_span[0] + near_span[1], far_u)
+        top_far = self.camera.horizon_row + f * (self.camera.height_m - look.height_m) / (
+            distance + look.length_m
+        )
+        if right < 0 or left > self.canvas_width or top_far > self.canvas_height:
+            return None
+        z_world = self.z0_m + self.velocity_m_s * t_s
+        bounce = 0.015 * math.sin(7.0 * t_s + self.track_id) if self.velocity_m_s != 0.0 else 0.0
+        side_x = self.x_m - look.width_m / 2.0 if x_rel > 0 else self.x_m + look.width_m / 2.0
+        length, belt, height = look.length_m, look.belt_m + bounce, look.height_m + bounce
+        side = _box_quad(side_x, side_x, 0.28 + bounce, belt, z_world, z_world + length)
+        width_px = f * look.width_m / distance
+        if width_px < 40.0:  # farther away: the side and a simpler near face
+            (side_px,) = _project_world(
+                np.array([side], np.float32), self.camera, self.ego.x_m, self.ego.z(t_s)
+            )
+            end = look.far_end if width_px >= 12.0 else look.tiny_end
+            parts = [_Part(side_px, look.body * 0.8, self.track_id)]
+            return _Drawn(distance, parts + end.place(self.camera, x_rel, distance, bounce, self.track_id))
+        hw = look.width_m / 2.0
+        corners = np.array(
+            [
+                _box_quad(
+                    self.x_m - hw - 0.15, self.x_m + hw + 0.15, 0.0, 0.0, z_world - 0.2, z_world + length
+                ),
+                side,
+                [
+                    [side_x, belt, z_world + 0.15 * length],
+                    [side_x, height - 0.06, z_world + 0.3 * length],
+                    [side_x, height - 0.06, z_world + 0.75 * length],
+                    [side_x, belt, z_world + 0.85 * length],
+                ],
+                _box_quad(
+                    self.x_m - 0.75 * hw,
+                    self.x_m + 0.75 * hw,
+                    height,
+                    height,
+                    z_world + 0.25 * length,
+                    z_world + 0.8 * length,
+                ),
+            ],
+            dtype=np.float32,
+        )
+        shadow, side_px, window, roof = _project_world(corners, self.camera, self.ego.x_m, self.ego.z(t_s))
+        parts = [
+            _Part(shadow, self.shadow, None),
+            _Part(side_px, look.body * 0.8, self.track_id),
+            _Part(window, look.glass, self.track_id),
+            _Part(roof, min(look.body * 1.15, 1.0), self.track_id),
+        ]
+        return _Drawn(distance, parts + look.end.place(self.camera, x_rel, distance, bounce, self.track_id))
+
+
+@dataclass(frozen=True, eq=False)
+class _CrossingCar:
+    """A car crossing the street at an intersection, seen side-on (:func:`_car_profile`):
+    ``x(t) = x0 + v t`` metres at ``z_m`` along the road."""
+
+    track_id: int
+    camera: _Camera
+    ego: _Ego
+    profile: list[tuple[np.ndarray, float]]
+    length_m: float
+    z_m: float
+    x0_m: float
+    velocity_m_s: float
+    canvas_width: int
+    class_name: str = "car"
+
+    def draw(self, t_s: float) -> _Drawn | None:
+        distance = self.z_m - self.ego.z(t_s)
+        if not 2.0 <= distance <= self.ego.objects_far_m:
+            return None
+        x_rel = self.x0_m + self.velocity_m_s * t_s - self.ego.x_m
+        u, _ = self.camera.project(x_rel, distance)
+        half_px = self.camera.focal_px * self.length_m / distance
+        if u + half_px < 0 or u - half_px > self.canvas_width:
+            return None
+        stretch = 1.0 if self.velocity_m_s >= 0 else -1.0
+        bounce = 0.015 * math.sin(7.0 * t_s + self.track_id)
+        return _Drawn(
+            distance,
+            _place(self.profile, self.camera, x_rel, distance, bounce, stretch, 0.0, self.track_id, 0.0, 0.0),
+        )
+
+
+def _walker_front_profile(
+    height_m: float, walked_m: float, clothes: tuple[float, float, float], simple: bool
+) -> list[tuple[np.ndarray, float]]:
+    """A figure seen from in front or behind (x across the body, feet at y = 0), metres.
+
+    Stride phase ``phi = 2 pi s / (0.75 h)`` with ``s`` the distance walked: the feet lift in turn by
+    ``0.05 h max(0, +-sin phi)``, the body bobs by ``0.012 h |sin phi|`` and the hands swing by
+    ``0.03 h sin phi``; a figure that does not walk stands still. ``simple``: legs, torso and head only
+    (a figure a few pixels tall)."""
+    h = height_m
+    phase = math.sin(2.0 * math.pi * walked_m / (0.75 * h))
+    bob = 0.012 * h * abs(phase)
+    top, legs, skin = clothes
+    if simple:
+        return [
+            (_rect(-0.1 * h, 0.0, 0.1 * h, 0.5 * h + bob), legs),
+            (_rect(-0.13 * h, 0.47 * h + bob, 0.13 * h, 0.82 * h + bob), top),
+            (_disc((0.0, 0.9 * h + bob), 0.065 * h), skin),
+        ]
+    parts = []
+    for side in (-1.0, 1.0):
+        lift = 0.05 * h * max(0.0, side * phase)
+        parts.append((_segment((side * 0.06 * h, lift), (side * 0.07 * h, 0.5 * h + bob), 0.04 * h), legs))
+    parts.append(
+        (
+            np.array(
+                [
+                    [-0.1 * h, 0.47 * h + bob],
+                    [0.1 * h, 0.47 * h + bob],
+                    [0.13 * h, 0.8 * h + bob],
+                    [-0.13 * h, 0.8 * h + bob],
+                ],
+                np.float32,
+            ),
+            top,
+        )
+    )
+    for side in (-1.0, 1.0):
+        hand = (side * 0.16 * h, 0.47 * h + bob + side * 0.03 * h * phase)
+        parts.append((_segment((side * 0.14 * h, 0.78 * h + bob), hand, 0.028 * h), top))
+    parts.append((_disc((0.0, 0.9 * h + bob), 0.065 * h), skin))
+    return parts
+
+
+@dataclass(frozen=True, eq=False)
+class _StreetWalker:
+    """A pedestrian walking along the sidewalk, towards or away from the camera (or standing):
+    ``(x, z)(t) = (x0, z0) + (vx, vz) t`` metres, visible for ``t0 <= t <= t1``."""
+
+    track_id: int
+    camera: _Camera
+    ego: _Ego
+    height_m: float
+    x0_m: float
+    z0_m: float
+    vx_m_s: float
+    vz_m_s: float
+    t0_s: float
+    t1_s: float
+    clothes: tuple[float, float, float]
+    canvas_width: int
+    class_name: str = "pedestrian"
+
+    def draw(self, t_s: float) -> _Drawn | None:
+        if not self.t0_s <= t_s <= self.t1_s:
+            return None
+        distance = self.z0_m + self.vz_m_s * t_s - self.ego.z(t_s)
+        if not 1.0 <= distance <= self.ego.objects_far_m:
+            return None
+        x_rel = self.x0_m + self.vx_m_s * t_s - self.ego.x_m
+        u, _ = self.camera.project(x_rel, distance)
+        half_px = 0.3 * self.height_m * self.camera.focal_px / distance
+        if u + half_px < 0 or u - half_px > self.canvas_width:
+            return None
+        walked = math.hypot(self.vx_m_s, self.vz_m_s) * (t_s - self.t0_s)
+        simple = self.height_m * self.camera.focal_px / distance < 16.0
+        profile = _walker_front_profile(self.height_m, walked, self.clothes, simple)
+        return _Drawn(
+            distance, _place(profile, self.camera, x_rel, distance, 0.0, 1.0, 0.0, self.track_id, 0.0, 0.0)
+        )
+
+
+@dataclass(frozen=True)
+class _StreetLayout:
+    """Cross-section of the street, lateral metres (x right of the centre line): lanes away from the
+    camera on the right, oncoming on the left, an optional parking strip, kerb, sidewalk, then the
+    building line; intersections at ``crossings_m`` (centre, along z) ``crossing_width_m`` wide."""
+
+    lane_width_m: float
+    lanes_away: int
+    lanes_oncoming: int
+    parking_right: bool
+    parking_left: bool
+    sidewalk_m: float
+    crossings_m: tuple[float, ...]
+    crossing_width_m: float
+
+    @property
+    def kerb_right(self) -> float:
+        return self.lanes_away * self.lane_width_m + (2.2 if self.parking_right else 0.3)
+
+    @property
+    def kerb_left(self) -> float:
+        return -self.lanes_oncoming * self.lane_width_m - (2.2 if self.parking_left else 0.3)
+
+    def kerb(self, side: float) -> float:
+        return self.kerb_right if side > 0 else self.kerb_left
+
+    def building_line(self, side: float) -> float:
+        return self.kerb(side) + side * self.sidewalk_m
+
+    def in_crossing(self, z0: float, z1: float, margin_m: float = 0.0) -> bool:
+        """Whether ``[z0, z1]`` overlaps an intersection widened by ``margin_m``."""
+        half = self.crossing_width_m / 2.0 + margin_m
+        return any(z0 < c + half and z1 > c - half for c in self.crossings_m)
+
+
+class StreetScene(Scene):
+    """A street seen along its length: lanes both ways with cars from behind and in front, parked cars,
+    cars crossing at intersections, pedestrians on the sidewalks, buildings, trees and street furniture;
+    from a pole (fixed) or from a car driving down the street (half of the scenes each)."""
+
+    def __init__(self, config: SceneConfig) -> None:
+        super().__init__(config)
+        rng = self.rng
+        self.moving = bool(rng.random() < 0.5)
+        duration_s = config.duration_us * 1e-6
+        if self.moving:
+            focal = float(rng.uniform(0.5, 0.9)) * self.width
+            camera_height = float(rng.uniform(1.2, 1.6))
+            horizon = float(rng.uniform(0.35, 0.55))
+        else:
+            focal = float(rng.uniform(0.8, 1.5)) * self.width
+            camera_height = float(rng.uniform(3.5, 9.0))
+            horizon = float(rng.uniform(0.05, 0.4))
+        self.camera = _Camera(
+            focal_px=focal,
+            height_m=camera_height,
+            centre_col=(self.canvas_width - 1) / 2.0,
+            horizon_row=CANVAS_MARGIN_PX + horizon * self.height,
+        )
+        lane_width = float(rng.uniform(3.0, 3.6))
+        lanes_away, lanes_oncoming = int(rng.integers(1, 3)), int(rng.integers(1, 3))
+        parking = rng.random(2) < 0.75
+        speed = float(rng.uniform(5.0, 15.0)) if self.moving else 0.0
+        far_m = min(250.0, focal)
+        z_end = speed * duration_s + far_m + 20.0
+        crossings, z = [], float(rng.uniform(25.0, 90.0))
+        while z < z_end:
+            crossings.append(z)
+            z += float(rng.uniform(70.0, 160.0))
+        self.layout = _StreetLayout(
+            lane_width,
+            lanes_away,
+            lanes_oncoming,
+            bool(parking[0]),
+            bool(parking[1]),
+            float(rng.uniform(2.5, 5.0)),
+            tuple(crossings),
+            float(rng.uniform(8.0, 14.0)),
+        )
+        if self.moving:
+            ego_x = (float(rng.integers(0, lanes_away)) + 0.5) * lane_width
+            surge = float(rng.uniform(0.0, 0.1)) * speed
+        else:
+            ego_x = float(rng.uniform(self.layout.kerb_left, self.layout.building_line(1.0) - 0.5))
+            surge = 0.0
+        self.ego = _Ego(ego_x, speed, surge, 2 * math.pi / float(rng.uniform(4.0, 10.0)), far_m, 0.3 * focal)
+        self.z_range = (-15.0, z_end)
+        self.road_luminance = float(rng.uniform(0.15, 0.5))
+        self.pavement_luminance = float(rng.uniform(0.35, 0.75))
+        self._build_base(rng)
+        self._build_ground(rng)
+        self._build_buildings(rng)
+        self._build_props(rng)
+        self.vibration_px = float(rng.uniform(0.05, 0.5)) if not self.moving else float(rng.uniform(0.1, 0.4))
+        self.vibration_rates = rng.uniform(2 * math.pi * 3.0, 2 * math.pi * 15.0, size=3)
+        self.pitch_px = float(rng.uniform(0.5, 2.5)) if self.moving else 0.0
+        self.pitch_rates = rng.uniform(2 * math.pi * 0.7, 2 * math.pi * 3.0, size=2)
+        self.gain_amplitude = float(rng.uniform(0.0, 0.15))
+        self.gain_rate = 2 * math.pi / float(rng.uniform(3.0, 20.0))
+        self._static_cache: tuple[float, np.ndarray, list[_Drawn], np.ndarray] | None = None
+        self._populate(rng, duration_s)
+
+    # ---- static world -------------------------------------------------------------------------------
+
+    def _build_base(self, rng: np.random.Generator) -> None:
+        """Sky, a distant skyline at the horizon and the bare ground (canvas pixels, never moving), the
+        ground's texture (world-anchored, :func:`_smooth_noise`) and, for a pole camera, fine grain."""
+        width, height = self.canvas_width, self.canvas_height
+        rows = np.arange(height, dtype=np.float32)[:, None]
+        horizon = self.camera.horizon_row
+        sky = float(rng.uniform(0.45, 0.95))
+        base = np.empty((height, width), dtype=np.float32)
+        base[:] = sky - 0.2 * np.clip((horizon - rows) / height, 0.0, 1.0)
+        base += 0.04 * _smooth_noise(rng, (height, width), (4, 7))
+        skyline = float(rng.uniform(0.2, 0.7))
+        u = 0.0
+        while u < width:
+            block = float(rng.uniform(4.0, 25.0))
+            rise = float(rng.uniform(1.0, 12.0)) * self.camera.focal_px / 300.0
+            _fill(
+                base,
+                _rect(u, horizon - rise, u + block, horizon + 1.0),
+                skyline + float(rng.uniform(-0.08, 0.08)),
+            )
+            u += block
+        start = int(max(0, math.ceil(horizon)))
+        base[start:] = float(rng.uniform(0.25, 0.6))
+        self.base = base
+        self.grain = (
+            rng.normal(0.0, float(rng.uniform(0.005, 0.03)), size=base.shape).astype(np.float32)
+            if not self.moving
+            else None
+        )
+        # Ground texture in world metres: 0.5 m along the road, 0.25 m across, features of about 1.5 m.
+        z0, z1 = self.z_range
+        rows_z, cols_x = int((z1 - z0) / 0.5) + 2, 321
+        self.ground_texture = 0.06 * _smooth_noise(rng, (rows_z, cols_x), (max(rows_z // 3, 4), 54))
+        ground_rows = np.arange(start, height, dtype=np.float32)[:, None] + 0.5
+        distance = self.camera.focal_px * self.camera.height_m / np.maximum(ground_rows - horizon, 0.5)
+        cols = np.arange(width, dtype=np.float32)[None, :]
+        lateral = (cols - self.camera.centre_col) * distance / self.camera.focal_px + self.ego.x_m
+        self.ground_start = start
+        self.texture_col = ((lateral + 40.0) / 0.25).astype(np.float32)
+        self.texture_row = np.broadcast_to(((distance - z0) / 0.5).astype(np.float32), lateral.shape).copy()
+        footprint = distance**2 / (self.camera.focal_px * self.camera.height_m)  # metres along z per row
+        self.texture_fade = np.clip(2.0 - footprint / 0.75, 0.0, 1.0).astype(np.float32)
+
+    def _build_ground(self, rng: np.random.Generator) -> None:
+        """Road, cross streets, kerbs, markings, crossings, patches, manholes, slab joints and shadows."""
+        layout, (z0, z1) = self.layout, self.z_range
+        road, pavement = self.road_luminance, self.pavement_luminance
+        kl, kr = layout.kerb_left, layout.kerb_right
+        half = layout.crossing_width_m / 2.0
+        facets = [
+            _Facet(np.array([_box_quad(kl, kr, 0, 0, z0, z1)], np.float32), road),
+            _Facet(
+                np.array(
+                    [_box_quad(-200, 200, 0, 0, c - half, c + half) for c in layout.crossings_m], np.float32
+                ).reshape(-1, 4, 3),
+                road,
+            ),
+        ]
+        kerb = float(np.clip(pavement + rng.uniform(-0.3, 0.3), 0.0, 1.0))
+        kerb_quads = []
+        for x_edge, sign in ((kr, 1.0), (kl, -1.0)):
+            for a, b in self._open_stretches(z0, z1, 0.0):
+                kerb_quads.append(_box_quad(x_edge, x_edge + sign * 0.2, 0, 0, a, b))
+        facets.append(_Facet(np.array(kerb_quads, np.float32), kerb))
+        marking = float(np.clip(road + rng.uniform(0.3, 0.5), 0.0, 1.0))
+        lines = []
+        for a, b in self._open_stretches(z0, z1, 4.0):
+            lines.append(_box_quad(-0.08, 0.08, 0, 0, a, b))
+            for lane in list(range(1, layout.lanes_away)) + [-k for k in range(1, layout.lanes_oncoming)]:
+                x = lane * layout.lane_width_m
+                lines += [
+                    _box_quad(x - 0.07, x + 0.07, 0, 0, s, min(s + 3.0, b)) for s in np.arange(a, b, 9.0)
+                ]
+            for x_edge, sign in (
+                (layout.lanes_away * layout.lane_width_m, 1.0),
+                (-layout.lanes_oncoming * layout.lane_width_m, -1.0),
+            ):
+                x = x_edge + sign * 0.1
+                lines += [
+                    _box_quad(x - 0.06, x + 0.06, 0, 0, s, min(s + 1.0, b)) for s in np.arange(a, b, 3.0)
+                ]
+        for c in layout.crossings_m:
+            for x in np.arange(kl + 0.5, kr - 0.5, 1.0):
+                lines.append(_box_quad(x, x + 0.5, 0, 0, c - half - 4.0, c - half - 1.0))
+                lines.append(_box_quad(x, x + 0.5, 0, 0, c + half + 1.0, c + half + 4.0))
+            lines.append(
+                _box_quad(0.1, layout.lanes_away * layout.lane_width_m, 0, 0, c - half - 5.0, c - half - 4.6)
+            )
+        facets.append(_Facet(np.array(lines, np.float32), marking))
+        patch_quads: list[list[list[float]]] = []
+        stain_quads: list[list[list[float]]] = []
+        for z in np.arange(z0, z1, 6.0):
+            for x in np.arange(kl, kr - 1.0, 2.5):
+                roll = rng.random()
+                if roll < 0.08:
+                    length, width = float(rng.uniform(0.8, 5.0)), min(float(rng.uniform(0.4, 2.2)), kr - x)
+                    patch_quads.append(_box_quad(x, x + width, 0, 0, z, z + length))
+                elif roll < 0.12:
+                    radius = float(rng.uniform(0.3, 0.9))
+                    stain_quads.append(_box_quad(x, x + radius, 0, 0, z + 1.0, z + 1.0 + radius))
+        facets.append(
+            _Facet(
+                np.array(patch_quads, np.float32).reshape(-1, 4, 3),
+                float(np.clip(road * rng.uniform(0.75, 1.3), 0, 1)),
+            )
+        )
+        facets.append(_Facet(np.array(stain_quads, np.float32).reshape(-1, 4, 3), road * 0.6))
+        slab = float(np.clip(pavement - rng.uniform(0.08, 0.2), 0.0, 1.0))
+        joints = []
+        spacing = float(rng.uniform(1.2, 2.5))
+        for side in (1.0, -1.0):
+            inner, outer = sorted((layout.kerb(side) + side * 0.2, layout.building_line(side)))
+            joints += [_box_quad(inner, outer, 0, 0, s, s + 0.05) for s in np.arange(z0, z1, spacing)]
+        facets.append(_Facet(np.array(joints, np.float32), slab, reach_m=40.0))
+        self.shadow_side = 1.0 if rng.random() < 0.5 else -1.0
+        self.ground_facets = facets
+
+    def _open_stretches(self, z0: float, z1: float, margin_m: float) -> list[tuple[float, float]]:
+        """Pieces of ``[z0, z1]`` outside the intersections (each widened by ``margin_m``)."""
+        half = self.layout.crossing_width_m / 2.0 + margin_m
+        stretches, start = [], z0
+        for c in self.layout.crossings_m:
+            if c - half > start:
+                stretches.append((start, c - half))
+            start = max(start, c + half)
+        if start < z1:
+            stretches.append((start, z1))
+        return stretches
+
+    def _build_buildings(self, rng: np.random.Generator) -> None:
+        """Buildings along both sides: facade with window bands and piers, shop front, door, cornice, the
+        side wall facing the camera where the previous building stands back, and their shadow band."""
+        layout, (z0, z1) = self.layout, self.z_range
+        self.buildings: list[_Building] = []
+        self.corner_buildings: list[_Building] = []
+        shadow_quads = []
+        for side in (1.0, -1.0):
+            z, gap = z0, True
+            while z < z1:
+                length = float(rng.uniform(6.0, 25.0))
+                if layout.in_crossing(z, z + length):
+                    crossing = min(layout.crossings_m, key=lambda c: abs(c - z - length / 2.0))
+                    if z < crossing - layout.crossing_width_m / 2.0 - 4.0:
+                        length = crossing - layout.crossing_width_m / 2.0 - z
+                    else:
+                        z, gap = crossing + layout.crossing_width_m / 2.0, True
+                        continue
+                corner = any(
+                    abs(z + length - (c - layout.crossing_width_m / 2.0)) < 1e-6 for c in layout.crossings_m
+                )
+                building = self._building(rng, side, layout.building_line(side), z, z + length, gap, corner)
+                (self.corner_buildings if corner else self.buildings).append(building)
+                if side == self.shadow_side:
+                    depth = min(layout.sidewalk_m, 0.15 * float(rng.uniform(4.0, 30.0)))
+                    x_line = layout.building_line(side)
+                    shadow_quads.append(
+                        _box_quad(*sorted((x_line, x_line - side * depth)), 0, 0, z, z + length)
+                    )
+                gap = rng.random() < 0.25
+                z += length + (float(rng.uniform(0.5, 4.0)) if gap else 0.0)
+        self.ground_facets.append(
+            _Facet(np.array(shadow_quads, np.float32).reshape(-1, 4, 3), self.pavement_luminance * 0.6)
+        )
+        camera, half_width = (
+            self.camera,
+            max(self.camera.centre_col, self.canvas_width - self.camera.centre_col),
+        )
+        bottom_m = camera.focal_px * camera.height_m / (self.canvas_height - camera.horizon_row + 1.0)
+        self.ground = _QuadBatch.of(
+            [replace(f, layer=k) for k, f in enumerate(self.ground_facets)], max(0.9 * bottom_m, _NEAR_M)
+        )
+        offset_m = min(abs(layout.building_line(side) - self.ego.x_m) for side in (1.0, -1.0))
+        # Facades share one plane per side and never overlap: they are drawn layer by layer in a few
+        # fills. Side walls (where a building follows a gap) may hide one another: one fill each.
+        self.facades = _QuadBatch.of(
+            [f for b in self.buildings for f in b.facets if f.layer > 0],
+            max(0.9 * camera.focal_px * offset_m / (half_width + 1.0), _NEAR_M),
+        )
+        walls = [f for b in self.buildings for f in b.facets if f.layer == 0]
+        self.side_walls = np.array([f.quads[0] for f in walls], np.float32).reshape(-1, 4, 3)
+        self.side_wall_luminances = np.array([f.luminance for f in walls], np.float32)
+
+    def _building(
+        self, rng: np.random.Generator, side: float, x: float, za: float, zb: float, gap: bool, plain: bool
+    ) -> _Building:
+        """Facade on the plane ``x`` from ``za`` to ``zb`` (metres); the side wall facing the camera only
+        after a gap (elsewhere the previous building hides it); ``plain``: no window grid (the corners at
+        intersections, drawn one polygon at a time)."""
+        height = float(rng.uniform(5.0, 30.0))
+        wall = float(rng.uniform(0.15, 0.9))
+        glass = float(np.clip(wall + (0.3 if wall < 0.5 else -0.35) + rng.uniform(-0.1, 0.1), 0.02, 1.0))
+        trim = _contrasting_luminance(rng, wall, 0.12)
+        depth = float(rng.uniform(8.0, 20.0))
+        facets = [_Facet(np.array([_box_quad(x, x, 0.0, height, za, zb)], np.float32), wall, layer=1)]
+        if gap:
+            side_wall = _box_quad(x, x + side * depth, 0.0, height, za, za)
+            facets.insert(0, _Facet(np.array([side_wall], np.float32), wall * 0.7))
+        floor_h, bay = float(rng.uniform(2.8, 3.6)), float(rng.uniform(2.2, 3.8))
+        window_h = float(rng.uniform(1.1, 1.8))
+        floors = np.arange(3.6, height - 1.3 - window_h, floor_h) if not plain else np.zeros(0)
+        bays = np.arange(za + 0.8, zb - 0.8 - bay * 0.5, bay)
+        if len(floors) and len(bays):
+            window_w = bay * float(rng.uniform(0.4, 0.65))
+            bands = [
+                _box_quad(x, x, f + 0.6, f + 0.6 + window_h, bays[0], bays[-1] + window_w) for f in floors
+            ]
+            piers = [
+                _box_quad(x, x, floors[0], floors[-1] + 0.6 + window_h, b + window_w, b + bay)
+                for b in bays[:-1]
+            ]
+            facets += [
+                _Facet(np.array(bands, np.float32), glass, reach_m=0.35 * self.camera.focal_px, layer=2),
+                _Facet(np.array(piers, np.float32), wall, reach_m=0.35 * self.camera.focal_px, layer=3),
+            ]
+        if zb - za > 4.0:
+            shop = float(rng.uniform(0.05, 0.35)) if rng.random() < 0.6 else float(rng.uniform(0.6, 0.9))
+            door = float(rng.uniform(za + 2.0, zb - 2.0))
+            facets += [
+                _Facet(np.array([_box_quad(x, x, 0.3, 2.7, za + 0.6, door)], np.float32), shop, layer=4),
+                _Facet(
+                    np.array([_box_quad(x, x, 0.0, 2.2, door + 0.2, door + 1.3)], np.float32),
+                    trim * 0.6,
+                    layer=4,
+                ),
+                _Facet(np.array([_box_quad(x, x, 2.9, 3.3, za + 0.3, zb - 0.3)], np.float32), trim, layer=4),
+            ]
+        facets.append(
+            _Facet(np.array([_box_quad(x, x, height - 0.5, height, za, zb)], np.float32), trim, layer=4)
+        )
+        return _Building(za, zb, facets)
+
+    def _build_props(self, rng: np.random.Generator) -> None:
+        """Lamp posts, trees, signs and bins on the sidewalks, traffic lights at the intersections."""
+        layout, (z0, z1) = self.layout, self.z_range
+        props: list[_Prop] = []
+        dark = float(rng.uniform(0.05, 0.3))
+        bottom_z = (
+            self.camera.focal_px
+            * self.camera.height_m
+            / max(self.canvas_height - self.camera.horizon_row, 1.0)
+        )
+        for side in (1.0, -1.0):
+            kerb = layout.kerb(side)
+            lamp_gap = float(rng.uniform(22.0, 40.0))
+            for z in np.arange(z0 + float(rng.uniform(0.0, lamp_gap)), z1, lamp_gap):
+                if not layout.in_crossing(z, z, 1.0):
+                    pole_h = float(rng.uniform(5.0, 8.0))
+                    reach = -side * float(rng.uniform(0.8, 2.0))
+                    profile = [
+                        (_rect(-0.08, 0.0, 0.08, pole_h), dark),
+                        (_rect(min(0.0, reach), pole_h - 0.12, max(0.0, reach), pole_h), dark),
+                        (
+                            _rect(reach - 0.25, pole_h - 0.3, reach + 0.25, pole_h - 0.1),
+                            float(rng.uniform(0.6, 0.95)),
+                        ),
+                    ]
+                    props.append(_Prop.of(kerb + side * 0.5, float(z), profile, far_parts=1))
+            if rng.random() < 0.6:
+                tree_gap = float(rng.uniform(10.0, 20.0))
+                for z in np.arange(z0 + float(rng.uniform(0.0, tree_gap)), z1, tree_gap):
+                    if not layout.in_crossing(z, z, 2.0):
+                        radius = float(rng.uniform(1.0, 2.2))
+                        trunk_h = float(rng.uniform(2.0, 3.0))
+                        crown = float(rng.uniform(0.1, 0.45))
+                        profile = [
+                            (_rect(-0.12, 0.0, 0.12, trunk_h + radius * 0.5), float(rng.uniform(0.05, 0.25))),
+                            (_disc((0.0, trunk_h + radius), radius, radius * 1.15), crown),
+                            (_disc((-0.3 * radius, trunk_h + 1.3 * radius), 0.5 * radius), crown * 0.7),
+                        ]
+                        props.append(_Prop.of(kerb + side * 1.2, float(z), profile, far_parts=2))
+            for z in z0 + np.sort(rng.uniform(0.0, z1 - z0, size=int((z1 - z0) / 40.0))):
+                kind = rng.random()
+                x = kerb + side * float(rng.uniform(0.3, layout.sidewalk_m - 0.4))
+                board = _contrasting_luminance(rng, self.pavement_luminance, 0.2)
+                if kind < 0.5:
+                    sign = _rect(-0.3, 2.0, 0.3, 2.6) if rng.random() < 0.5 else _disc((0.0, 2.3), 0.32)
+                    profile = [(_rect(-0.04, 0.0, 0.04, 2.6), dark), (sign, board)]
+                else:
+                    profile = [(_rect(-0.28, 0.0, 0.28, 0.9), board), (_rect(-0.32, 0.85, 0.32, 0.97), dark)]
+                props.append(_Prop.of(x, float(z), profile, far_parts=2))
+        for c in layout.crossings_m:
+            for side in (1.0, -1.0):
+                z = c - side * (layout.crossing_width_m / 2.0 + 0.8)
+                profile = [
+                    (_rect(-0.07, 0.0, 0.07, 2.6), dark),
+                    (_rect(-0.18, 2.6, 0.18, 3.6), dark),
+                    (_disc((0.0, 3.4), 0.11), float(rng.uniform(0.3, 0.95))),
+                    (_disc((0.0, 3.1), 0.11), float(rng.uniform(0.3, 0.95))),
+                    (_disc((0.0, 2.8), 0.11), float(rng.uniform(0.3, 0.95))),
+                ]
+                props.append(_Prop.of(layout.kerb(side) + side * 0.4, z, profile, far_parts=2))
+        if not self.moving:  # nothing may stand across the view right in front of a pole camera
+            props = [p for p in props if p.z_m > bottom_z + 3.0]
+        self.props = props
+
+    def _static_view(self, ego_z: float) -> tuple[np.ndarray, list[_Drawn], np.ndarray]:
+        """The street without its objects seen from ``ego_z``: the canvas (ground, its texture, buildings,
+        and, drawn far to near over them, the props and corner buildings that may hide an object), those
+        occluders' drawings and their canvas boxes ``[S, 4]`` (u0, v0, u1, v1). The last view is kept,
+        so a pole camera draws its street once."""
+        if self._static_cache is not None and self._static_cache[0] == ego_z:
+            return self._static_cache[1:]
+        camera, ego = self.camera, self.ego
+        canvas = self.base.copy()
+        self.ground.draw(canvas, camera, ego.x_m, ego_z, ego.far_m)
+        start = self.ground_start
+        texture = cv2.remap(
+            self.ground_texture,
+            self.texture_col,
+            self.texture_row + np.float32(ego_z / 0.5),
+            cv2.INTER_LINEAR,
+            borderMode=cv2.BORDER_REPLICATE,
+        )
+        canvas[start:] += texture * self.texture_fade
+        wall_z = self.side_walls[:, 0, 2] - ego_z
+        in_view = np.flatnonzero((wall_z > self.facades.near_m) & (wall_z < ego.far_m))
+        for index in in_view[np.argsort(-wall_z[in_view])]:
+            polygon = _project_world(self.side_walls[index], camera, ego.x_m, ego_z)
+            _fill(canvas, polygon, float(self.side_wall_luminances[index]))
+        self.facades.draw(canvas, camera, ego.x_m, ego_z, ego.far_m)
+        if self.grain is not None:
+            canvas += self.grain
+        boxed = []
+        for building in self.corner_buildings:
+            if building.z_far_m - ego_z > _NEAR_M and building.z_near_m - ego_z < ego.far_m:
+                parts = [
+                    _Part(polygon, facet.luminance, None)
+                    for facet in building.facets
+                    for polygon in facet.canvas_polygons(
+                        camera, ego.x_m, ego_z, ego.far_m, self.facades.near_m
+                    )
+                ]
+                boxed.append((_Drawn(building.z_far_m - ego_z, parts), _parts_box(parts)))
+        for prop in self.props:
+            distance = prop.z_m - ego_z
+            if 1.0 <= distance <= ego.objects_far_m:
+                parts, box = prop.place(camera, ego.x_m, distance)
+                boxed.append((_Drawn(distance, parts), box))
+        boxed.sort(key=lambda item: -item[0].distance)
+        for drawing, _ in boxed:
+            for part in drawing.parts:
+                _fill(canvas, part.polygon, part.luminance)
+        drawn = [drawing for drawing, _ in boxed]
+        boxes = np.array([box for _, box in boxed], np.float32).reshape(-1, 4)
+        self._static_cache = (ego_z, canvas, drawn, boxes)
+        return canvas, drawn, boxes
+
+    # ---- moving things ------------------------------------------------------------------------------
+
+    def _populate(self, rng: np.random.Generator, duration_s: float) -> None:
+        """Cars in every lane (from behind and in front), parked cars, crossing cars and pedestrians."""
+        layout, ego = self.layout, self.ego
+        z_start, z_end = self.z_range
+        kinds, weights = list(_STREET_CAR_SHAPES), [0.3, 0.3, 0.25, 0.15]
+        objects: list = []
+        shadow = self.road_luminance * 0.45
+
+        def car(x: float, z0: float, velocity: float, front: bool) -> float:
+            look = _car_look(str(rng.choice(kinds, p=weights)), front, rng, self.road_luminance)
+            objects.append(
+                _StreetCar(
+                    len(objects),
+                    self.camera,
+                    ego,
+                    look,
+                    x,
+                    z0,
+                    velocity,
+                    shadow,
+                    self.canvas_width,
+                    self.canvas_height,
+                )
+            )
+            return look.length_m
+
+        reach = ego.objects_far_m + 30.0
+        for lane in range(layout.lanes_away):
+            x = (lane + 0.5) * layout.lane_width_m
+            own = self.moving and abs(x - ego.x_m) < 0.1
+            speed = (ego.speed_m_s + float(rng.uniform(0.5, 4.0))) if own else float(rng.uniform(4.0, 16.0))
+            z = float(rng.uniform(8.0, 40.0)) if own else z_start - speed * duration_s - 10.0
+            while z < z_end + reach:
+                car(x, z, speed, front=False)
+                z += float(rng.uniform(12.0, 90.0))
+        for lane in range(layout.lanes_oncoming):
+            x = -(lane + 0.5) * layout.lane_width_m
+            speed = float(rng.uniform(4.0, 16.0))
+            z = z_start
+            while z < z_end + speed * duration_s + reach:
+                car(x, z, -speed, front=True)
+                z += float(rng.uniform(15.0, 100.0))
+        for side, present in ((1.0, layout.parking_right), (-1.0, layout.parking_left)):
+            if not present:
+                continue
+            x = layout.kerb(side) - side * 1.15
+            z = z_start + float(rng.uniform(0.0, 10.0))
+            while z < z_end:
+                if rng.random() < 0.5 and not layout.in_crossing(z, z + 6.2, 5.0):
+                    z += car(x, z, 0.0, front=side < 0)
+                z += float(rng.uniform(0.8, 10.0))
+        for crossing in layout.crossings_m:
+            # a car camera never meets a crossing car: none reaches the road while it is within 30 m
+            passing = (
+                ((crossing - 30.0) / ego.speed_m_s, (crossing + 10.0) / ego.speed_m_s)
+                if self.moving
+                else None
+            )
+            for direction in (1.0, -1.0):
+                z = crossing + direction * layout.crossing_width_m / 4.0
+                speed = float(rng.uniform(4.0, 12.0))
+                t = -float(rng.uniform(0.0, 120.0 / speed))
+                while t < duration_s:
+                    kind = str(rng.choice(list(_VEHICLE_KINDS), p=[0.35, 0.25, 0.25, 0.15]))
+                    length = float(rng.uniform(*_VEHICLE_KINDS[kind]))
+                    profile = _car_profile(kind, length, rng, self.road_luminance)
+                    at_road = t + 60.0 / speed  # it enters 60 m to the side and reaches the centre then
+                    if passing is None or not passing[0] < at_road < passing[1]:
+                        objects.append(
+                            _CrossingCar(
+                                len(objects),
+                                self.camera,
+                                ego,
+                                profile,
+                                length,
+                                z,
+                                -direction * 60.0 - direction * speed * t,
+                                direction * speed,
+                                self.canvas_width,
+                            )
+                        )
+                    t += max(float(rng.exponential(6.0)), (length + 2.0) / speed)
+        walk_gap = float(rng.uniform(4.0, 15.0))
+        for side in (1.0, -1.0):
+            inner = layout.kerb(side) + side * 0.4
+            outer = layout.building_line(side) - side * 0.6
+            z = z_start + float(rng.uniform(0.0, walk_gap))
+            while z < z_end + 20.0:
+                height = float(rng.uniform(1.5, 1.95) if rng.random() < 0.85 else rng.uniform(1.0, 1.5))
+                clothes = (
+                    _contrasting_luminance(rng, self.pavement_luminance, 0.2),
+                    _contrasting_luminance(rng, self.pavement_luminance, 0.15),
+                    float(rng.uniform(0.3, 0.8)),
+                )
+                mode = rng.random()
+                if mode < 0.2:
+                    speed = 0.0
+                elif mode < 0.4:
+                    speed = float(rng.uniform(0.2, 0.6))
+                else:
+                    speed = float(rng.uniform(0.8, 1.8))
+                x = float(rng.uniform(min(inner, outer), max(inner, outer)))
+                direction = 1.0 if rng.random() < 0.5 else -1.0
+                t0 = -float(rng.uniform(0.0, 10.0))  # the stride's phase at t = 0
+                drift = float(rng.uniform(-0.05, 0.05)) if speed > 0 else 0.0
+                objects.append(
+                    _StreetWalker(
+                        len(objects),
+                        self.camera,
+                        ego,
+                        height,
+                        x,
+                        z,
+                        drift,
+                        direction * speed,
+                        t0,
+                        duration_s + 1.0,
+                        clothes,
+                        self.canvas_width,
+                    )
+                )
+                z += float(rng.exponential(walk_gap)) + 0.8
+        self.objects = [obj for obj in objects if self._ever_visible(obj, duration_s)]
+
+    def _ever_visible(self, obj, duration_s: float) -> bool:
+        return any(obj.draw(t) is not None for t in np.linspace(0.0, duration_s, 100))
+
+    # ---- per frame ----------------------------------------------------------------------------------
+
+    def _background(self, t_s: float) -> np.ndarray:
+        return self._static_view(self.ego.z(t_s))[0].copy()
+
+    def _drawings(self, t_s: float) -> list[tuple[int, _Drawn]]:
+        """Objects in view and, among the occluders already on the canvas, those whose box meets the box
+        of an object farther away (drawn again in distance order, so they hide it), farthest first."""
+        _, occluders, occluder_boxes = self._static_view(self.ego.z(t_s))
+        drawn = []
+        for index, obj in enumerate(self.objects):
+            drawing = obj.draw(t_s)
+            if drawing is not None:
+                drawn.append((index, drawing))
+        if drawn and len(occluders):
+            boxes = np.array([_parts_box(drawing.parts) for _, drawing in drawn], np.float32)
+            distances = np.array([drawing.distance for _, drawing in drawn])
+            occluder_distances = np.array([drawing.distance for drawing in occluders])
+            meets = (
+                (occluder_boxes[:, None, 0] < boxes[None, :, 2])
+                & (boxes[None, :, 0] < occluder_boxes[:, None, 2])
+                & (occluder_boxes[:, None, 1] < boxes[None, :, 3])
+                & (boxes[None, :, 1] < occluder_boxes[:, None, 3])
+                & (occluder_distances[:, None] < distances[None, :])
+            ).any(axis=1)
+            drawn += [(-1, occluders[k]) for k in np.flatnonzero(meets)]
+        drawn.sort(key=lambda item: -item[1].distance)
+        return drawn
+
+    def _lighting(self, frame: np.ndarray, t_s: float) -> np.ndarray:
+        """``L' = L (1 + a sin(w t))``: a slow global gain (clouds, auto exposure)."""
+        frame *= np.float32(1.0 + self.gain_amplitude * math.sin(self.gain_rate * t_s))
+        return frame
+
+    def _camera_shift(self, t_s: float) -> tuple[float, float, float]:
+        """Vibration (3-15 Hz) and, for a car camera, pitch over the road's bumps (0.7-3 Hz)."""
+        values = np.sin(self.vibration_rates * t_s)
+        pitch = self.pitch_px * float(np.sin(self.pitch_rates * t_s).sum()) / 2.0
+        return (
+            0.001 * float(values[2]),
+            self.vibration_px * float(values[0]),
+            self.vibration_px * float(values[1]) + pitch,
+        )
+
+
 def make_scene(config: SceneConfig) -> Scene:
-    """The scene described by ``config`` (a :class:`MaritimeScene` or a :class:`TrafficScene`)."""
-    return MaritimeScene(config) if config.preset == "maritime" else TrafficScene(config)
+    """The scene described by ``config`` (a :class:`MaritimeScene`, :class:`TrafficScene` or
+    :class:`StreetScene`)."""
+    scenes = {"maritime": MaritimeScene, "traffic": TrafficScene, "street": StreetScene}
+    return scenes[config.preset](config)
 
 
 def render_frames(scene: Scene, times_us: np.ndarray) -> np.ndarray:

@@ -130,7 +130,8 @@ def test_labelled_objects_produce_events(preset: str) -> None:
 
 
 def test_presets_cover_all_classes_and_reject_bad_config() -> None:
-    assert sorted(c for classes in PRESET_CLASSES.values() for c in classes) == sorted(CLASS_NAMES)
+    assert {c for classes in PRESET_CLASSES.values() for c in classes} == set(CLASS_NAMES)
+    assert set(PRESET_CLASSES) == set(PRESETS)
     with pytest.raises(ValueError, match="unknown scene preset 'harbour'"):
         SceneConfig("harbour")
     with pytest.raises(ValueError, match="too small"):
