@@ -21,6 +21,7 @@ model covers all four classes; the demo keeps (draws and scores) the boxes of th
 from __future__ import annotations
 
 import multiprocessing
+import os
 import tempfile
 import time
 from collections.abc import Callable
@@ -76,6 +77,8 @@ class DemoConfig:
         burst: burst IF neurons (``ConversionConfig.burst``), at :func:`streamdet.live.burst_steps` unless
             ``dt_us`` is given.
         precision: ``float32``, ``bfloat16`` or ``auto`` (:func:`streamdet.live.choose_precision`).
+        yield_viewer: lower this process's scheduling priority (:data:`VIEWER_NICENESS`) once the
+            detector and driver run, so that they go first; for a process that ends with the demo.
     """
 
     seconds: float = 20.0
@@ -98,6 +101,7 @@ class DemoConfig:
     box_filter: BoxFilter = EVALUATION_FILTER
     burst: bool = False
     precision: str = "float32"
+    yield_viewer: bool = False
 
 
 DRIVER_NICENESS = 10
@@ -105,6 +109,12 @@ DRIVER_NICENESS = 10
 so when a window completes on a busy 2-core machine the detector runs first (on the 2-core sandbox two
 demos with it dropped no step and had p99 latencies of 71-147 ms, two without it 0-5 steps and 136-260 ms;
 docs/demo.md)."""
+
+VIEWER_NICENESS = 10
+"""Niceness the main (viewer) process takes once the detector and the driver run, where
+``DemoConfig.yield_viewer`` asks for it (``streamdet demo`` does; a caller's own process is left alone
+by default): on the 2-core sandbox two demos with it had p99 latencies of 34-37 ms, two without it
+56-70 ms, at the same median (25-29 ms; docs/demo.md)."""
 
 
 class RunningScore:
@@ -369,6 +379,8 @@ def _run_processes(
     try:
         detector.start()
         driver.start()
+        if config.yield_viewer:
+            os.nice(VIEWER_NICENESS)
         _show_until_the_detections_end(view, subscriber, frames_subscriber, detector, driver, started, say)
     finally:
         detector.stop(driver)
@@ -417,8 +429,6 @@ def _show_until_the_detections_end(
 def _drive_yielding(drive_config: Any) -> None:
     """The driver process: :func:`streamdet.drivers.synthetic.drive_synthetic` at
     :data:`DRIVER_NICENESS`."""
-    import os
-
     from streamdet.drivers.synthetic import drive_synthetic
 
     os.nice(DRIVER_NICENESS)

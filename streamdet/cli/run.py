@@ -229,6 +229,7 @@ def run_demo(args: argparse.Namespace) -> int:
         box_filter=box_filter_from_args(args),
         burst=burst_from_args(args),
         precision=args.precision,
+        yield_viewer=True,
     )
     started = time.monotonic()
     report = demo(config)
