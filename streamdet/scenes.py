@@ -1657,7 +1657,7 @@ class _Upright:
 @dataclass(frozen=True, eq=False)
 class _Prop:
     """Street furniture standing at ``(x_m, z_m)``, ``height_m`` tall: its full profile facing the camera
-    and, for when it is under 20 px tall, a simpler one (its first parts)."""
+    and, for when it is under 30 px tall, a simpler one (its first parts)."""
 
     x_m: float
     z_m: float
@@ -1674,7 +1674,7 @@ class _Prop:
         self, camera: _Camera, ego_x: float, distance_m: float
     ) -> tuple[list[_Part], tuple[float, float, float, float]]:
         """Its parts seen from ``ego_x`` at ``distance_m`` and their canvas box (see :meth:`_Upright.box`)."""
-        upright = self.near if self.height_m * camera.focal_px / distance_m >= 20.0 else self.far
+        upright = self.near if self.height_m * camera.focal_px / distance_m >= 30.0 else self.far
         x_rel = self.x_m - ego_x
         return upright.place(camera, x_rel, distance_m, 0.0, None), upright.box(camera, x_rel, distance_m)
 
@@ -1902,7 +1902,7 @@ def _walker_front_profile(
     Stride phase ``phi = 2 pi s / (0.75 h)`` with ``s`` the distance walked: the feet lift in turn by
     ``0.05 h max(0, +-sin phi)``, the body bobs by ``0.012 h |sin phi|`` and the hands swing by
     ``0.03 h sin phi``; a figure that does not walk stands still. ``simple``: legs, torso and head only
-    (a figure a few pixels tall)."""
+    (for a figure under 30 px tall)."""
     h = height_m
     phase = math.sin(2.0 * math.pi * walked_m / (0.75 * h))
     bob = 0.012 * h * abs(phase)
@@ -1969,7 +1969,7 @@ class _StreetWalker:
         if u + half_px < 0 or u - half_px > self.canvas_width:
             return None
         walked = math.hypot(self.vx_m_s, self.vz_m_s) * (t_s - self.t0_s)
-        simple = self.height_m * self.camera.focal_px / distance < 16.0
+        simple = self.height_m * self.camera.focal_px / distance < 30.0
         profile = _walker_front_profile(self.height_m, walked, self.clothes, simple)
         return _Drawn(
             distance, _place(profile, self.camera, x_rel, distance, 0.0, 1.0, 0.0, self.track_id, 0.0, 0.0)
@@ -2396,9 +2396,10 @@ class StreetScene(Scene):
         canvas[start:] += texture * self.texture_fade
         wall_z = self.side_walls[:, 0, 2] - ego_z
         in_view = np.flatnonzero((wall_z > self.facades.near_m) & (wall_z < ego.far_m))
-        for index in in_view[np.argsort(-wall_z[in_view])]:
-            polygon = _project_world(self.side_walls[index], camera, ego.x_m, ego_z)
-            _fill(canvas, polygon, float(self.side_wall_luminances[index]))
+        in_view = in_view[np.argsort(-wall_z[in_view])]  # far to near: nearer walls hide farther ones
+        walls = _project_world(self.side_walls[in_view], camera, ego.x_m, ego_z)
+        for polygon, luminance in zip(walls, self.side_wall_luminances[in_view].tolist(), strict=True):
+            _fill(canvas, polygon, luminance)
         self.facades.draw(canvas, camera, ego.x_m, ego_z, ego.far_m)
         if self.grain is not None:
             canvas += self.grain
@@ -2511,7 +2512,7 @@ class StreetScene(Scene):
                             )
                         )
                     t += max(float(rng.exponential(6.0)), (length + 2.0) / speed)
-        walk_gap = float(rng.uniform(4.0, 15.0))
+        walk_gap = float(rng.uniform(6.0, 20.0))
         for side in (1.0, -1.0):
             inner = layout.kerb(side) + side * 0.4
             outer = layout.building_line(side) - side * 0.6
