@@ -1,4 +1,4 @@
-"""Procedural maritime and traffic scenes with ground truth per time stamp.
+"""Procedural maritime, traffic and street scenes with ground truth per time stamp.
 
 A scene is a pure function of time: :meth:`Scene.render` gives the luminance frame at ``t_us``
 (float32 ``[H, W]`` in [0, 1], the input of the sensor emulators in :mod:`streamdet.encoders`) and
@@ -6,7 +6,7 @@ A scene is a pure function of time: :meth:`Scene.render` gives the luminance fra
 drawn once from the scene's seed when the scene is built, so rendering the same time twice, in any
 order or in another process, gives the same pixels.
 
-Geometry. Both presets use a pinhole camera over a flat ground (sea or road) plane: a point at lateral
+Geometry. Every preset uses a pinhole camera over a flat ground (sea or road) plane: a point at lateral
 offset ``X`` (metres), distance ``Z`` (metres) and height ``Y`` (metres) above the plane lands at
 
     u = c_x + f X / Z,        v = v_horizon + f (h_cam - Y) / Z
@@ -19,7 +19,9 @@ own motion (roll, pitch and yaw of a boat; small vibration of a pole) is then on
     p_sensor = R(roll) (p_canvas - c_canvas) + c_sensor + (dx, dy)
 
 applied with bilinear interpolation, so sub-pixel ego-motion moves edges smoothly and static buoys
-still produce events.
+still produce events. The street's camera may also drive along the road (``z_e(t)``): distances are
+then ``Z - z_e(t)``, and the street itself is projected again at every instant, so that the whole
+static scene flows outward.
 
 Ground truth. At a label time the same drawing is repeated into an integer label map (object index,
 -1 for background), warped with nearest-neighbour interpolation. The visible part of an object is the
@@ -2525,9 +2527,9 @@ class StreetScene(Scene):
                     float(rng.uniform(0.3, 0.8)),
                 )
                 mode = rng.random()
-                if mode < 0.2:
+                if mode < 0.3:
                     speed = 0.0
-                elif mode < 0.4:
+                elif mode < 0.65:
                     speed = float(rng.uniform(0.2, 0.6))
                 else:
                     speed = float(rng.uniform(0.8, 1.8))

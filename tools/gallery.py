@@ -1,6 +1,6 @@
 """Write docs/gallery/<preset>.png: luminance frame | DVS event frame | spike-rate frame, with true boxes.
 
-Run: ``.venv/bin/python -m tools.gallery [--seeds 3] [--out docs/gallery]``
+Run: ``.venv/bin/python -m tools.gallery [--seeds 3] [--presets maritime,traffic] [--out docs/gallery]``
 
 Each row is one scene (seeds 0, 1, 2, ...) at ``t = 1.0 s``; the event frame shows the events of the
 50 ms window ``(t - 50 ms, t]`` (ON white, OFF black, grey where none) and the spike-rate frame the
@@ -55,10 +55,15 @@ def gallery_row(preset: str, seed: int, sensor_size: tuple[int, int] = (346, 260
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--seeds", type=int, default=3)
+    parser.add_argument("--presets", default=",".join(PRESETS), help="comma-separated presets")
     parser.add_argument("--out", type=Path, default=Path("docs/gallery"))
     args = parser.parse_args()
+    presets = [name.strip() for name in args.presets.split(",") if name.strip()]
+    unknown = [name for name in presets if name not in PRESETS]
+    if unknown:
+        parser.error(f"--presets: unknown preset(s) {', '.join(unknown)}; choose from {', '.join(PRESETS)}")
     args.out.mkdir(parents=True, exist_ok=True)
-    for preset in PRESETS:
+    for preset in presets:
         rows = [gallery_row(preset, seed) for seed in range(args.seeds)]
         separator = np.full((2, rows[0].shape[1], 3), 255, dtype=np.uint8)
         image = np.concatenate([part for row in rows for part in (row, separator)][:-1], axis=0)
