@@ -2379,9 +2379,9 @@ class StreetScene(Scene):
 
     def _static_view(self, ego_z: float) -> tuple[np.ndarray, list[_Drawn], np.ndarray]:
         """The street without its objects seen from ``ego_z``: the canvas (ground, its texture, buildings,
-        and, drawn far to near over them, the props and corner buildings that may hide an object), those
-        occluders' drawings and their canvas boxes ``[S, 4]`` (u0, v0, u1, v1). The last view is kept,
-        so a pole camera draws its street once."""
+        and, for a pole camera, drawn far to near over them, the props and corner buildings that may hide
+        an object), those occluders' drawings and their canvas boxes ``[S, 4]`` (u0, v0, u1, v1). The
+        last view is kept, so a pole camera draws its street once."""
         if self._static_cache is not None and self._static_cache[0] == ego_z:
             return self._static_cache[1:]
         camera, ego = self.camera, self.ego
@@ -2422,9 +2422,10 @@ class StreetScene(Scene):
                 parts, box = prop.place(camera, ego.x_m, distance)
                 boxed.append((_Drawn(distance, parts), box))
         boxed.sort(key=lambda item: -item[0].distance)
-        for drawing, _ in boxed:
-            for part in drawing.parts:
-                _fill(canvas, part.polygon, part.luminance)
+        if not self.moving:  # a pole camera keeps this canvas: draw the occluders on it once
+            for drawing, _ in boxed:
+                for part in drawing.parts:
+                    _fill(canvas, part.polygon, part.luminance)
         drawn = [drawing for drawing, _ in boxed]
         boxes = np.array([box for _, box in boxed], np.float32).reshape(-1, 4)
         self._static_cache = (ego_z, canvas, drawn, boxes)
@@ -2565,15 +2566,18 @@ class StreetScene(Scene):
         return self._static_view(self.ego.z(t_s))[0].copy()
 
     def _drawings(self, t_s: float) -> list[tuple[int, _Drawn]]:
-        """Objects in view and, among the occluders already on the canvas, those whose box meets the box
-        of an object farther away (drawn again in distance order, so they hide it), farthest first."""
+        """Objects in view and the occluders, farthest first. A pole camera's canvas already shows the
+        occluders: only those whose box meets the box of an object farther away are drawn again (so
+        that they hide it)."""
         _, occluders, occluder_boxes = self._static_view(self.ego.z(t_s))
         drawn = []
         for index, obj in enumerate(self.objects):
             drawing = obj.draw(t_s)
             if drawing is not None:
                 drawn.append((index, drawing))
-        if drawn and len(occluders):
+        if self.moving:
+            drawn += [(-1, drawing) for drawing in occluders]
+        elif drawn and len(occluders):
             boxes = np.array([_parts_box(drawing.parts) for _, drawing in drawn], np.float32)
             distances = np.array([drawing.distance for _, drawing in drawn])
             occluder_distances = np.array([drawing.distance for drawing in occluders])
