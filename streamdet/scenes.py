@@ -1481,7 +1481,8 @@ class _Ego:
 
     A pole camera has ``v = a = 0``; a car camera drives at ``v`` with a slow surge ``a`` (braking and
     accelerating). ``far_m`` is the farthest distance at which the street is drawn, ``objects_far_m`` that
-    of cars, pedestrians and street furniture (a car is about 5 px tall there)."""
+    of cars, pedestrians and street furniture (where the widest car, 2.1 m, is under 6 px wide, so that
+    anything appearing there is too small to be labelled)."""
 
     x_m: float
     speed_m_s: float
@@ -1556,11 +1557,11 @@ class _QuadBatch:
 
     @classmethod
     def of(cls, facets: list[_Facet], near_m: float) -> _QuadBatch:
-        """Facets merged by layer and luminance (to 1/8), layer by layer."""
+        """Facets merged by layer and luminance (to 1/6), layer by layer."""
         groups: dict[tuple[int, float], list[_Facet]] = {}
         for facet in facets:
             if facet.quads.size:
-                groups.setdefault((facet.layer, round(facet.luminance * 8.0) / 8.0), []).append(facet)
+                groups.setdefault((facet.layer, round(facet.luminance * 6.0) / 6.0), []).append(facet)
         quads, reach, ends = [], [], []
         keys = sorted(groups, key=lambda key: key[0])
         for key in keys:
@@ -1881,7 +1882,7 @@ class _CrossingCar:
 
     def draw(self, t_s: float) -> _Drawn | None:
         distance = self.z_m - self.ego.z(t_s)
-        if not 2.0 <= distance <= self.ego.objects_far_m:
+        if not 2.0 <= distance <= self.ego.far_m:  # side-on, it is labelled-size farther than the others
             return None
         x_rel = self.x0_m + self.velocity_m_s * t_s - self.ego.x_m
         u, _ = self.camera.project(x_rel, distance)
@@ -2063,7 +2064,7 @@ class StreetScene(Scene):
         else:
             ego_x = float(rng.uniform(self.layout.kerb_left, self.layout.building_line(1.0) - 0.5))
             surge = 0.0
-        self.ego = _Ego(ego_x, speed, surge, 2 * math.pi / float(rng.uniform(4.0, 10.0)), far_m, 0.3 * focal)
+        self.ego = _Ego(ego_x, speed, surge, 2 * math.pi / float(rng.uniform(4.0, 10.0)), far_m, 0.36 * focal)
         self.z_range = (-15.0, z_end)
         self.road_luminance = float(rng.uniform(0.15, 0.5))
         self.pavement_luminance = float(rng.uniform(0.35, 0.75))
