@@ -1867,7 +1867,7 @@ class _StreetCar:
 @dataclass(frozen=True, eq=False)
 class _CrossingCar:
     """A car crossing the street at an intersection, seen side-on (:func:`_car_profile`):
-    ``x(t) = x0 + v t`` metres at ``z_m`` along the road."""
+    ``x(t) = x0 + v t`` metres at ``z_m`` along the road; under 40 px long, its body parts only."""
 
     track_id: int
     camera: _Camera
@@ -1891,9 +1891,10 @@ class _CrossingCar:
             return None
         stretch = 1.0 if self.velocity_m_s >= 0 else -1.0
         bounce = 0.015 * math.sin(7.0 * t_s + self.track_id)
+        profile = self.profile if half_px >= 40.0 else self.profile[:2]
         return _Drawn(
             distance,
-            _place(self.profile, self.camera, x_rel, distance, bounce, stretch, 0.0, self.track_id, 0.0, 0.0),
+            _place(profile, self.camera, x_rel, distance, bounce, stretch, 0.0, self.track_id, 0.0, 0.0),
         )
 
 
