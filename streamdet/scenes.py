@@ -2436,31 +2436,43 @@ class StreetScene(Scene):
     # ---- moving things ------------------------------------------------------------------------------
 
     def _populate(self, rng: np.random.Generator, duration_s: float) -> None:
-        """Cars in every lane (from behind and in front), parked cars, crossing cars and pedestrians."""
+        """Cars in every lane (from behind and in front), parked cars, crossing cars and pedestrians;
+        those never in view during the scene are dropped. Track ids are the order of creation."""
+        objects: list = []
+        self._lane_cars(rng, duration_s, objects)
+        self._parked_cars(rng, objects)
+        self._crossing_cars(rng, duration_s, objects)
+        self._walkers(rng, duration_s, objects)
+        self.objects = [obj for obj in objects if self._ever_visible(obj, duration_s)]
+
+    def _add_car(
+        self, rng: np.random.Generator, objects: list, x: float, z0: float, velocity: float, front: bool
+    ) -> float:
+        """Append a car of a random kind seen from behind (or in ``front``); its length in metres."""
+        kind = str(rng.choice(list(_STREET_CAR_SHAPES), p=[0.3, 0.3, 0.25, 0.15]))
+        look = _car_look(kind, front, rng, self.road_luminance)
+        shadow = self.road_luminance * 0.45
+        objects.append(
+            _StreetCar(
+                len(objects),
+                self.camera,
+                self.ego,
+                look,
+                x,
+                z0,
+                velocity,
+                shadow,
+                self.canvas_width,
+                self.canvas_height,
+            )
+        )
+        return look.length_m
+
+    def _lane_cars(self, rng: np.random.Generator, duration_s: float, objects: list) -> None:
+        """Cars 12-90 m apart driving away in the right lanes (the car camera's lane: only ahead of it
+        and faster), and 15-100 m apart oncoming in the left lanes, each lane at its own speed."""
         layout, ego = self.layout, self.ego
         z_start, z_end = self.z_range
-        kinds, weights = list(_STREET_CAR_SHAPES), [0.3, 0.3, 0.25, 0.15]
-        objects: list = []
-        shadow = self.road_luminance * 0.45
-
-        def car(x: float, z0: float, velocity: float, front: bool) -> float:
-            look = _car_look(str(rng.choice(kinds, p=weights)), front, rng, self.road_luminance)
-            objects.append(
-                _StreetCar(
-                    len(objects),
-                    self.camera,
-                    ego,
-                    look,
-                    x,
-                    z0,
-                    velocity,
-                    shadow,
-                    self.canvas_width,
-                    self.canvas_height,
-                )
-            )
-            return look.length_m
-
         reach = ego.objects_far_m + 30.0
         for lane in range(layout.lanes_away):
             x = (lane + 0.5) * layout.lane_width_m
@@ -2468,15 +2480,20 @@ class StreetScene(Scene):
             speed = (ego.speed_m_s + float(rng.uniform(0.5, 4.0))) if own else float(rng.uniform(4.0, 16.0))
             z = float(rng.uniform(8.0, 40.0)) if own else z_start - speed * duration_s - 10.0
             while z < z_end + reach:
-                car(x, z, speed, front=False)
+                self._add_car(rng, objects, x, z, speed, front=False)
                 z += float(rng.uniform(12.0, 90.0))
         for lane in range(layout.lanes_oncoming):
             x = -(lane + 0.5) * layout.lane_width_m
             speed = float(rng.uniform(4.0, 16.0))
             z = z_start
             while z < z_end + speed * duration_s + reach:
-                car(x, z, -speed, front=True)
+                self._add_car(rng, objects, x, z, -speed, front=True)
                 z += float(rng.uniform(15.0, 100.0))
+
+    def _parked_cars(self, rng: np.random.Generator, objects: list) -> None:
+        """Cars in half of the parking places, none near an intersection."""
+        layout = self.layout
+        z_start, z_end = self.z_range
         for side, present in ((1.0, layout.parking_right), (-1.0, layout.parking_left)):
             if not present:
                 continue
@@ -2484,8 +2501,12 @@ class StreetScene(Scene):
             z = z_start + float(rng.uniform(0.0, 10.0))
             while z < z_end:
                 if rng.random() < 0.5 and not layout.in_crossing(z, z + 6.2, 5.0):
-                    z += car(x, z, 0.0, front=side < 0)
+                    z += self._add_car(rng, objects, x, z, 0.0, front=side < 0)
                 z += float(rng.uniform(0.8, 10.0))
+
+    def _crossing_cars(self, rng: np.random.Generator, duration_s: float, objects: list) -> None:
+        """Side-on cars crossing at every intersection, one lane each way, entering 60 m to the side."""
+        layout, ego = self.layout, self.ego
         for crossing in layout.crossings_m:
             # a car camera never meets a crossing car: none reaches the road while it is within 30 m
             passing = (
@@ -2501,7 +2522,7 @@ class StreetScene(Scene):
                     kind = str(rng.choice(list(_VEHICLE_KINDS), p=[0.35, 0.25, 0.25, 0.15]))
                     length = float(rng.uniform(*_VEHICLE_KINDS[kind]))
                     profile = _car_profile(kind, length, rng, self.road_luminance)
-                    at_road = t + 60.0 / speed  # it enters 60 m to the side and reaches the centre then
+                    at_road = t + 60.0 / speed  # it reaches the centre of the street then
                     if passing is None or not passing[0] < at_road < passing[1]:
                         objects.append(
                             _CrossingCar(
@@ -2517,6 +2538,11 @@ class StreetScene(Scene):
                             )
                         )
                     t += max(float(rng.exponential(6.0)), (length + 2.0) / speed)
+
+    def _walkers(self, rng: np.random.Generator, duration_s: float, objects: list) -> None:
+        """Pedestrians along both sidewalks: 30 % stand, 35 % stroll, 35 % walk, towards or away."""
+        layout, ego = self.layout, self.ego
+        z_start, z_end = self.z_range
         walk_gap = float(rng.uniform(6.0, 20.0))
         for side in (1.0, -1.0):
             inner = layout.kerb(side) + side * 0.4
@@ -2557,7 +2583,6 @@ class StreetScene(Scene):
                     )
                 )
                 z += float(rng.exponential(walk_gap)) + 0.8
-        self.objects = [obj for obj in objects if self._ever_visible(obj, duration_s)]
 
     def _ever_visible(self, obj, duration_s: float) -> bool:
         return any(obj.draw(t) is not None for t in np.linspace(0.0, duration_s, 100))
