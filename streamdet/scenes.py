@@ -204,7 +204,8 @@ class Scene(ABC):
     objects behind them, such as poles) and ``self.rig`` (sensor-pixel polygons fixed to the camera,
     such as the bow of the camera's own boat, drawn over everything and never moving), and implement
     ``_background(t_s)`` (canvas luminance), ``_camera_shift(t_s)`` (roll in radians, dx, dy in
-    pixels) and optionally ``_lighting(frame, t_s)``.
+    pixels) and optionally ``_lighting(frame, t_s)``; a scene whose scenery changes with time (the
+    street seen from a driving car) overrides ``_drawings(t_s)`` instead of setting ``self.scenery``.
     Every frame is scaled by the scene's ``exposure`` (0.7-1; 0.25-0.7 for the 30% of scenes that are
     dim), so the emulators also see low light, where events are sparser and noisier, and half of the
     scenes are seen through a soft lens (Gaussian blur, ``blur_sigma_px`` 0.4-1.2 px).

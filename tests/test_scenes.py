@@ -291,7 +291,8 @@ def test_street_still_objects_are_ignored_and_moving_camera_moves_them() -> None
                 continue
             assert truth.ignore or truth.motion_px >= config.min_motion_px
             if not scene.moving:
-                assert truth.motion_px < 2.5 * scene.vibration_px + 0.3, truth
+                # vibration: dx and dy swing by at most 2 amplitudes each, roll by 2 mrad x 217 px
+                assert truth.motion_px < 2 * np.sqrt(2) * scene.vibration_px + 0.45, truth
                 still_ignored += truth.motion_px < config.min_motion_px and truth.ignore
             elif truth.box[3] - truth.box[1] > 20:
                 assert truth.motion_px > config.min_motion_px, truth
