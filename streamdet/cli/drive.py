@@ -149,6 +149,8 @@ def _add_wire_options(parser: argparse.ArgumentParser, default_stream: str | Non
 
 def register(subparsers: argparse._SubParsersAction) -> None:
     """Add ``drive synthetic``, ``drive video`` and ``drive dv`` to the ``streamdet`` parser."""
+    from streamdet.scenes import PRESETS
+
     drive = subparsers.add_parser(
         "drive", help="publish a live source: synthetic scene, video/webcam, DV camera"
     )
@@ -160,7 +162,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         description="Render a procedural scene in real time, emulate a DVS or a spike camera, publish "
         "events/NAME or spikes/NAME packets and the ground truth on truth/NAME.",
     )
-    synthetic.add_argument("--preset", required=True, choices=("maritime", "traffic"), help="scene preset")
+    synthetic.add_argument("--preset", required=True, choices=PRESETS, help="scene preset")
     synthetic.add_argument(
         "--sensor", choices=("dvs", "spike"), default="dvs", help="emulated sensor (default dvs)"
     )
