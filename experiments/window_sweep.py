@@ -74,8 +74,9 @@ def main(argv: list[str] | None = None) -> int:
 
 
 def rows_of_report(path: Path) -> list[dict]:
-    """Rows of this experiment's ``--json``, or the one row of a ``streamdet eval --json`` report (one split,
-    scored on the model's own window)."""
+    """Rows of this experiment's ``--json``, or the rows of a ``streamdet eval --json`` report (one row per
+    split: the report's own for one split, each of its ``splits`` for several; scored on the model's own
+    window)."""
     report = json.loads(path.read_text())
     if "rows" in report:
         return report["rows"]
@@ -90,9 +91,10 @@ def rows_of_report(path: Path) -> list[dict]:
             "trained_window_ms": window_ms,
             "window_ms": window_ms,
             "event_scale": bundle.spec.event_scale,
-            "data": report["data"],
-            **{key: report[key] for key in keys},
+            "data": split["data"],
+            **{key: split[key] for key in keys},
         }
+        for split in report.get("splits", [report])
     ]
 
 
