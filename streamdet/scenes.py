@@ -2418,7 +2418,8 @@ class StreetScene(Scene):
                         camera, ego.x_m, ego_z, ego.far_m, self.facades.near_m
                     )
                 ]
-                boxed.append((_Drawn(building.z_far_m - ego_z, parts), _parts_box(parts)))
+                if parts:  # every facet clipped away (behind the camera or past the far plane)
+                    boxed.append((_Drawn(building.z_far_m - ego_z, parts), _parts_box(parts)))
         for prop in self.props:
             distance = prop.z_m - ego_z
             if 1.0 <= distance <= ego.objects_far_m:
