@@ -54,16 +54,8 @@ stride 4 before them, :func:`pyramid_strides`)."""
 MAX_STRIDE = FPN_STRIDES[-1]
 """Input height and width must be multiples of this (see :func:`pad_input`)."""
 
-SHIPPED_MODELS: tuple[str, ...] = (
-    "events-default",
-    "events-fast",
-    "intensity-default",
-    "intensity-fast",
-    "events-real",
-    "intensity-real",
-)
-"""Names of the weights shipped in ``streamdet/weights``: ``*-real`` are the default networks fine-tuned on
-our scenes and imported real footage, for real cameras (docs/real-scenes.md, docs/model-card.md)."""
+SHIPPED_MODELS: tuple[str, ...] = ("events-default", "events-fast", "intensity-default", "intensity-fast")
+"""Names of the weights shipped in ``streamdet/weights``."""
 
 DEFAULT_DECODING = Decoding()
 """The decoding of every shipped model: score 0.05, NMS 0.4, 100 boxes, box voting at IoU 0.5, chosen on
