@@ -14,9 +14,9 @@ set -euo pipefail
 EPOCHS=${1:-3}
 LR=${2:-1e-4}
 CODE=${CODE:-$PWD}
-OUT_DIR=${OUT_DIR:-/work/realdata/runs/r3}
-LOG_DIR=${LOG_DIR:-/work/realdata/logs}
-EVAL_DIR=${EVAL_DIR:-/work/realdata/eval/r3}
+OUT_DIR=${OUT_DIR:-runs/real}
+LOG_DIR=${LOG_DIR:-runs/real/logs}
+EVAL_DIR=${EVAL_DIR:-out/real/val}
 mkdir -p "$OUT_DIR" "$LOG_DIR" "$EVAL_DIR"
 
 REAL="data/real/ngsim-us101 data/real/inland-vessel data/real/coco128 data/real/robotx-buoys"
