@@ -309,8 +309,7 @@ def write_spike_sidecar(path: str | Path, layout: SpikeDatLayout) -> Path:
     sidecar = spike_sidecar_path(path)
     width, height = layout.sensor_size
     meta = {"width": width, "height": height, "rate_hz": 1e6 / layout.frame_us, "t0_us": layout.t0_us}
-    sidecar.write_text(json.dumps(meta) + "\n")
-    return sidecar
+    return write_text_atomically(sidecar, json.dumps(meta) + "\n")
 
 
 def _npy_sensor_size(path: Path) -> tuple[int, int] | None:
@@ -807,11 +806,21 @@ class AppendableArrayFile:
         self.close()
 
 
+def write_text_atomically(path: str | Path, text: str) -> Path:
+    """Write ``text`` to ``path`` through ``<path>.partial`` and a rename, so that a process killed while
+    writing leaves the old file or none, never an empty or half-written one; returns ``path``."""
+    path = Path(path)
+    partial = path.with_name(path.name + ".partial")
+    partial.write_text(text)
+    partial.replace(path)
+    return path
+
+
 def write_sensor_sidecar(path: str | Path, sensor_size: tuple[int, int]) -> Path:
-    """Write ``<file>.json`` = ``{"width": W, "height": H}`` beside an ``.npy``; returns its path."""
-    sidecar = _sidecar_path(Path(path))
-    sidecar.write_text(json.dumps({"width": int(sensor_size[0]), "height": int(sensor_size[1])}) + "\n")
-    return sidecar
+    """Write ``<file>.json`` = ``{"width": W, "height": H}`` beside an ``.npy`` (atomically); returns its
+    path."""
+    meta = {"width": int(sensor_size[0]), "height": int(sensor_size[1])}
+    return write_text_atomically(_sidecar_path(Path(path)), json.dumps(meta) + "\n")
 
 
 class EventFileWriter:

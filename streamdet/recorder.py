@@ -188,6 +188,7 @@ class MessageRecorder:
         except OSError as error:
             raise UserFacingError(f"{self.out}: cannot create folder {self.out.parent} ({error})") from None
         self.sensor_size = sensor_size
+        self._sidecar_size: tuple[int, int] | None = None
         self.bytes = 0
         self.messages = 0
         self.events = 0
@@ -247,6 +248,10 @@ class MessageRecorder:
         kind = message.kind
         if message.sensor_size is not None and kind in ("events", "spikes"):
             self.sensor_size = tuple(int(v) for v in message.sensor_size)
+            if self.suffix == ".npy" and not self.prophesee_boxes and self._sidecar_size != self.sensor_size:
+                # at once, not only at close: a recorder killed before it closes still leaves a readable file
+                formats.write_sensor_sidecar(self.out, self.sensor_size)
+                self._sidecar_size = self.sensor_size
         if self.prophesee_boxes:
             if kind != "detections":
                 return
@@ -304,8 +309,9 @@ class MessageRecorder:
             elif kind == "events" and self.sensor_size is not None:
                 formats.write_sensor_sidecar(array_file.path, self.sensor_size)
             elif kind in self._class_names:
-                array_file.path.with_suffix(".json").write_text(
-                    json.dumps({"class_names": self._class_names[kind]}) + "\n"
+                formats.write_text_atomically(
+                    array_file.path.with_suffix(".json"),
+                    json.dumps({"class_names": self._class_names[kind]}) + "\n",
                 )
             array_file.close()
         if self._h5 is not None:

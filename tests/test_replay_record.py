@@ -485,3 +485,24 @@ def test_record_stops_at_the_size_cap(tmp_path: Path) -> None:
     stats = result["stats"]
     assert stats.stopped_at_cap and stats.events == 3000 and "size cap" in stats.summary()
     assert len(formats.read_events(out).events) == 3000 and "the cap (--max-bytes)" in lines[-1]
+
+
+def test_npy_recorder_writes_its_sensor_sidecar_with_the_first_events(tmp_path: Path) -> None:
+    """A recorder killed before it closes (a launcher's restart, a SIGKILL) still leaves ``<file>.json``
+    whole: it is written, through a rename, as soon as the sensor size is known, and again only when it
+    changes."""
+    from streamdet import wire
+    from streamdet.recorder import MessageRecorder
+
+    events = formats.read_events(DATA / "dvxplorer_346x260.aedat4").events
+    out = tmp_path / "run.npy"
+    recorder = MessageRecorder(out)
+    recorder.write(wire_round_trip(wire.events_message("cam", events[:100], (346, 260))))
+    sidecar = out.with_name("run.npy.json")
+    assert json.loads(sidecar.read_text()) == {"width": 346, "height": 260}  # before close
+    written = sidecar.stat().st_mtime_ns
+    recorder.write(wire_round_trip(wire.events_message("cam", events[100:200], (346, 260))))
+    assert sidecar.stat().st_mtime_ns == written  # the same size is not written again
+    recorder.close()
+    assert formats.read_events(out).sensor_size == (346, 260)
+    assert not list(tmp_path.glob("*.partial"))
