@@ -307,7 +307,8 @@ class MessageRecorder:
                 if kind in self._class_names:
                     self._h5[kind].attrs["class_names"] = self._class_names[kind]
             elif kind == "events" and self.sensor_size is not None:
-                formats.write_sensor_sidecar(array_file.path, self.sensor_size)
+                if self._sidecar_size != self.sensor_size:  # not already written with the first events
+                    formats.write_sensor_sidecar(array_file.path, self.sensor_size)
             elif kind in self._class_names:
                 formats.write_text_atomically(
                     array_file.path.with_suffix(".json"),
