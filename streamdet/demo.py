@@ -77,6 +77,7 @@ class DemoConfig:
         burst: burst IF neurons (``ConversionConfig.burst``), at :func:`streamdet.live.burst_steps` unless
             ``dt_us`` is given.
         precision: ``float32``, ``bfloat16`` or ``auto`` (:func:`streamdet.live.choose_precision`).
+        compile: run the network's steps compiled (``streamdet.compiled``, ``--compile``).
         yield_viewer: lower this process's scheduling priority (:data:`VIEWER_NICENESS`) once the
             detector and driver run, so that they go first; for a process that ends with the demo.
     """
@@ -101,6 +102,7 @@ class DemoConfig:
     box_filter: BoxFilter = EVALUATION_FILTER
     burst: bool = False
     precision: str = "float32"
+    compile: bool = False
     yield_viewer: bool = False
 
 
@@ -293,7 +295,7 @@ def plan_network_and_steps(config: DemoConfig, say: Callable[[str], None]) -> Li
     measure = config.dt_us is None and config.device == "cpu"
     model, snn, rates = load_live_model(
         config.model, measure, say, who="demo", burst=config.burst, precision=config.precision,
-        device=config.device,
+        device=config.device, compile=config.compile,
     )  # fmt: skip
     if snn.spec.modality != "events":
         raise UserFacingError(f"the demo emulates a DVS; {model} takes {snn.spec.modality} input")
@@ -324,6 +326,7 @@ def _detector_config(config: DemoConfig, plan: LivePlan):
         geometry=config.geometry,
         box_filter=config.box_filter,
         precision=plan.snn.precision,
+        compile=plan.snn.compiled,
     )
 
 
@@ -632,6 +635,7 @@ def _summary(
         "model": plan.model,
         "neurons": "burst IF" if plan.snn.burst else "IF",
         "precision": plan.snn.precision,
+        "compiled": plan.snn.compiled,
         "seconds": config.seconds,
         "wall_s": round(elapsed, 2),
         "video": str(out_dir / "demo.mp4"),

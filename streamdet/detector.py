@@ -100,6 +100,9 @@ class DetectorConfig:
         precision: the network's spike-fed convolutions in ``float32`` or ``bfloat16``
             (``streamdet.snn``, ``SpikingNetwork.with_precision``; the CLI's ``--precision auto`` takes
             bfloat16 where this CPU steps it faster, :func:`streamdet.live.choose_precision`).
+        compile: run each step as one compiled graph (``streamdet.compiled``; compiled for the model's
+            sensor size at :meth:`StreamDetector.warm_up`, for any other size in the background while the
+            node-by-node engine runs).
     """
 
     dt_us: int = 12_500
@@ -113,6 +116,7 @@ class DetectorConfig:
     box_filter: BoxFilter = EVALUATION_FILTER
     stream_classes: tuple[tuple[str, tuple[str, ...]], ...] = ()
     precision: str = "float32"
+    compile: bool = False
 
     def filter_for(self, stream: str) -> BoxFilter:
         """The :class:`BoxFilter` of ``stream`` (its own classes when ``stream_classes`` names it)."""
@@ -426,6 +430,8 @@ class StreamDetector:
             self.snn = self.snn.with_neuron(self.snn.neuron.with_bounds(config.membrane_bounds))
         if config.precision != self.snn.precision:
             self.snn = self.snn.with_precision(config.precision)
+        if config.compile != self.snn.compiled:
+            self.snn = self.snn.with_compilation(config.compile)
         self.config = config
         self.spec = snn.spec
         config.box_filter.check_classes(snn.class_names)
@@ -607,6 +613,8 @@ class StreamDetector:
             self.step_inputs(zeros), self.snn.initial_state(1, self.device)
         )
         self.snn.decode(cls_steps[0], box_steps[0], (width, height))
+        if self.snn.compiled:
+            self.snn.prepare_compiled(self.step_inputs(zeros))
 
     def end_stream(self, stream: str) -> None:
         """Forget ``stream`` (its queue, membranes and window); a new stream of that name starts fresh."""
@@ -807,9 +815,7 @@ class DetectorNode:
         self._last_behind_log = -math.inf
         self._rejects: dict[tuple[str, str], int] = {}
         self._last_shed_log = -math.inf
-        self._shed_after_ms = max(
-            MIN_SHED_AFTER_MS, 2 * config.max_backlog_steps * config.dt_us / 1000
-        )
+        self._shed_after_ms = max(MIN_SHED_AFTER_MS, 2 * config.max_backlog_steps * config.dt_us / 1000)
         """Input older than this when read is skipped unbinned (:meth:`_shed`): twice the backlog the
         skip policy keeps, at least :data:`MIN_SHED_AFTER_MS`."""
         self._last_reject_summary = -math.inf

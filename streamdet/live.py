@@ -11,6 +11,8 @@
 
 from __future__ import annotations
 
+import os
+import shutil
 import time
 from collections.abc import Callable
 from typing import TYPE_CHECKING
@@ -105,6 +107,30 @@ def burst_steps(window_us: int) -> tuple[int, int]:
     return window_us // BURST_STEPS_PER_WINDOW, BURST_STEPS_PER_WINDOW
 
 
+COMPILE_CHOICES = ("auto", "on", "off")
+"""``--compile`` of ``streamdet detect`` / ``demo``: ``auto`` is on where :func:`compiler_found` and
+the device is the CPU."""
+
+
+def compiler_found() -> str | None:
+    """The C++ compiler Inductor's CPU backend would call (``$CXX``, else ``g++``, ``c++``, ``clang++`` on
+    the PATH), or None."""
+    for name in (os.environ.get("CXX"), "g++", "c++", "clang++"):
+        if name and shutil.which(name):
+            return shutil.which(name)
+    return None
+
+
+def resolve_compile(choice: str, device: str = "cpu") -> bool:
+    """Whether ``--compile choice`` compiles on ``device``: ``on`` always, ``off`` never, ``auto`` on a
+    CPU with a C++ compiler (:func:`compiler_found`)."""
+    if choice not in COMPILE_CHOICES:
+        raise ValueError(f"compile must be one of {COMPILE_CHOICES}, got {choice!r}")
+    if choice == "auto":
+        return device == "cpu" and compiler_found() is not None
+    return choice == "on"
+
+
 BFLOAT16_MIN_GAIN = 1.1
 """``--precision auto`` takes bfloat16 where this CPU steps the network at least this many times faster
 with it than with float32 (:func:`choose_precision`): its cost in accuracy is small but not nil
@@ -131,6 +157,26 @@ def choose_precision(
     return (low if rates["bfloat16"] >= BFLOAT16_MIN_GAIN * rates["float32"] else snn), rates
 
 
+def compile_live_model(
+    snn: SpikingDetector, name: str, say: Callable[[str], None], who: str
+) -> SpikingDetector:
+    """``snn`` compiled (``streamdet.compiled``) for its padded sensor size, said with the time it took;
+    ``snn`` itself (node by node) when the compile fails, said with the reason."""
+    import torch
+
+    from streamdet.model import padded_length
+
+    say(f"{who}: compiling {name}'s step (--compile; 10-25 s the first time on a machine, cached after) ...")
+    started = time.perf_counter()
+    compiled = snn.with_compilation(report=say)
+    width, height = (padded_length(length) for length in snn.spec.sensor_size)
+    if compiled.prepare_compiled(torch.zeros((1, 1, snn.in_channels, height, width))):
+        say(f"{who}: compiled {name}'s step in {time.perf_counter() - started:.1f} s")
+        return compiled
+    say(f"{who}: {name} runs node by node (the compile failed; --compile off skips it)")
+    return snn
+
+
 def load_live_model(
     name: str,
     measure: bool,
@@ -139,6 +185,7 @@ def load_live_model(
     burst: bool = False,
     precision: str = "float32",
     device: str = "cpu",
+    compile: bool = False,
 ) -> tuple[str, SpikingDetector, dict[str, float | None]]:
     """``(name, converted network, {name: steps per second alone or None} of every network loaded)`` of
     ``--model`` for ``streamdet demo`` and ``streamdet detect`` (``who`` starts each line ``say`` gets).
@@ -146,7 +193,8 @@ def load_live_model(
     step, and :func:`pick_live_model` chooses among those loaded (without ``measure``, on a GPU or with
     ``--dt-us`` given, nothing is timed and the first keeps up). With ``burst``, ANN checkpoints are
     converted to burst IF neurons (``streamdet.convert.ConversionConfig.burst``); each network runs at
-    :func:`choose_precision` of ``precision`` (its ``precision`` attribute says which) and is timed at it."""
+    :func:`choose_precision` of ``precision`` (its ``precision`` attribute says which) and is timed at it;
+    with ``compile`` it is compiled (``streamdet.compiled``) for its sensor size before it is timed."""
     from streamdet.loading import load_snn
 
     names = AUTO_MODELS if name == "auto" else (name,)
@@ -158,7 +206,10 @@ def load_live_model(
         if precision_rates:
             listed = ", ".join(f"{p} {r:.0f}" for p, r in precision_rates.items())
             say(f"{who}: --precision auto: {candidate} steps per second alone: {listed}; {snn.precision}")
-        rate = (precision_rates.get(snn.precision) or measure_step_rate(snn)) if measure else None
+        if compile:
+            snn = compile_live_model(snn, candidate, say, who)
+        rate = measure_step_rate(snn) if measure and snn.compiled else None
+        rate = rate or ((precision_rates.get(snn.precision) or measure_step_rate(snn)) if measure else None)
         loaded.append((candidate, snn, rate))
         if keeps_up_with_finest_step(snn.spec.window_us, rate):
             break  # no later candidate is needed

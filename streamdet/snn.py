@@ -176,6 +176,8 @@ class SpikingNetwork:
         self.sites = dict(sites)
         self._plan = _ExecutionPlan(self.graph_module)
         self.precision = "float32"
+        self.compiled = False
+        self._compiled_step = None
 
     @property
     def populations(self) -> list[str]:
@@ -201,6 +203,8 @@ class SpikingNetwork:
         its weights with this one."""
         other = copy.copy(self)
         other.neuron = neuron
+        if neuron != self.neuron:
+            other._compiled_step = None
         return other
 
     def with_precision(self, precision: str) -> SpikingNetwork:
@@ -219,13 +223,55 @@ class SpikingNetwork:
         other = copy.copy(self)
         other.precision = precision
         other._plan = _ExecutionPlan(self.graph_module, torch.bfloat16 if precision == "bfloat16" else None)
+        other._compiled_step = None
         return other
 
+    def with_compilation(
+        self, enabled: bool = True, report: Callable[[str], None] | None = None
+    ) -> SpikingNetwork:
+        """A copy whose native steps run as one compiled graph per input shape (``streamdet.compiled``)
+        once it is ready; until then, with a probe, or where compiling failed, node by node as before (the
+        same outputs). ``report`` receives a line per failed compile. It shares graph and weights."""
+        other = copy.copy(self)
+        other.compiled = bool(enabled)
+        other._compiled_step = None
+        other._compile_report = report
+        return other
+
+    def compiled_step(self):
+        """The :class:`streamdet.compiled.CompiledStep` of this network (built at the first call), or None
+        when it is not compiled."""
+        if not self.compiled:
+            return None
+        if self._compiled_step is None:
+            from streamdet.compiled import CompiledStep
+
+            report = getattr(self, "_compile_report", None)
+            self._compiled_step = CompiledStep(self._plan, self.neuron, self.populations, report)
+        return self._compiled_step
+
+    def prepare_compiled(self, inputs: torch.Tensor) -> bool:
+        """Compile the step for inputs shaped like ``inputs [K, B, C, H, W]`` now (a throwaway state: one
+        native step makes its membranes); True when the compiled step is ready (False when not compiled or
+        the compile failed: ``compiled_step().failure``)."""
+        step = self.compiled_step()
+        if step is None:
+            return False
+        membranes: dict[str, torch.Tensor] = {}
+        with torch.no_grad():
+            self._run_node_by_node(inputs[:1], membranes, None)
+        return step.prepare(inputs[0], membranes)
+
     def to(self, device) -> SpikingNetwork:
-        """Move the parameters to ``device`` (in place); returns self."""
+        """Move the parameters to ``device`` (in place); returns self (unchanged, compiled steps kept, when
+        they are there already)."""
+        first = next(self.graph_module.parameters(), None)
+        if first is not None and first.device == torch.device(device):
+            return self
         self.graph_module.to(device)
         if self._plan.conv_dtype is not None:
             self._plan = _ExecutionPlan(self.graph_module, self._plan.conv_dtype)
+        self._compiled_step = None
         return self
 
     def run(
@@ -289,6 +335,20 @@ class SpikingNetwork:
         return IFState(v=membranes[name])
 
     def _run_native(self, inputs: torch.Tensor, membranes: dict, probe: Probe | None) -> Any:
+        step = self.compiled_step() if probe is None else None
+        if step is not None and membranes and all(name in membranes for name in step.populations):
+            per_step = []
+            for k in range(inputs.shape[0]):
+                result = step(inputs[k], membranes)
+                if result is None:  # not compiled for this shape yet: node by node (k is 0 here)
+                    return self._run_node_by_node(inputs, membranes, probe)
+                outputs, new = result
+                membranes.update(new)
+                per_step.append(_map_tensors(outputs, lambda t: t.float()))
+            return _stack_steps(per_step)
+        return self._run_node_by_node(inputs, membranes, probe)
+
+    def _run_node_by_node(self, inputs: torch.Tensor, membranes: dict, probe: Probe | None) -> Any:
         steps, batch = inputs.shape[:2]
 
         def neurons(name: str, current: torch.Tensor) -> torch.Tensor:

@@ -31,6 +31,7 @@ from streamdet.detector import (
 )
 from streamdet.errors import UserFacingError
 from streamdet.events import EVENT_DTYPE
+from streamdet.live import resolve_compile
 from streamdet.model import DetectorBundle, build_model, config_for
 from streamdet.snn import SpikingDetector, bfloat16_supported
 
@@ -477,6 +478,8 @@ def test_detect_model_auto_runs_a_shipped_events_network(tmp_path):
     log, code = _detect_until_it_says_its_step(tmp_path, "--model", "auto", "--dt-us", "25000", timeout_s=180)
     assert "detect: loading events-default" in log and "events-fast" not in log, log
     assert "detect: events-default (events, 346x260), dt 25000 us, window 2 steps" in log, log
+    if resolve_compile("auto"):  # --compile auto: compiled at start where a C++ compiler is found
+        assert "compiled events-default's step in" in log and ", compiled;" in log, log
     assert code == 130, log
 
 
