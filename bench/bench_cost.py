@@ -18,7 +18,10 @@ the sparse event input) measured at its input shape, the active-site fraction it
 these windows, and, where any layer's input is below its crossover, the SNN timed again with those
 layers sparse (outputs checked against the dense ones). Where this CPU has bfloat16 convolutions, the SNN
 with bfloat16 spike-fed convolutions (``SpikingNetwork.with_precision``) and the ANN on a bfloat16
-channels-last copy of itself are timed in the same interleaved loop.
+channels-last copy of itself are timed in the same interleaved loop. Where a C++ compiler is found, each
+of these SNNs is also timed compiled (``streamdet.compiled``, compiled before the loop) and each ANN
+compiled by ``torch.compile`` (compiled at its warm-up call); ``ratio_to_partner_ann_mean`` compares each
+SNN with the ANN of the same precision, compiled or not.
 """
 
 from __future__ import annotations
@@ -36,6 +39,7 @@ from tqdm import tqdm
 
 from streamdet.convert import ConversionConfig, convert_detector
 from streamdet.cost import measure_window_cost, plot_window_cost, synaptic_inputs
+from streamdet.live import compiler_found
 from streamdet.model import load_detector
 from streamdet.samples import split_inputs
 from streamdet.snn import bfloat16_supported
@@ -53,6 +57,12 @@ def bfloat16_forward(model: torch.nn.Module):
     fair partner of the SNN's bfloat16 convolutions."""
     low = copy.deepcopy(model).to(torch.bfloat16).to(memory_format=torch.channels_last).eval()
     return lambda x: low(x.to(torch.bfloat16, memory_format=torch.channels_last))
+
+
+def partner_ann(network: str) -> str:
+    """The ANN run a network's time is fairly compared with: the same precision, compiled or not."""
+    precision = " bfloat16" if "bfloat16" in network else ""
+    return "ann" + precision + (" compiled" if "compiled" in network else "")
 
 
 def time_side_by_side(
@@ -143,6 +153,15 @@ def measure_model(model: str, split: str, count: int, repeats: int) -> dict:
     if bfloat16_supported():
         networks["snn burst T=1, bfloat16"] = snn.with_precision("bfloat16")
         anns["ann bfloat16"] = bfloat16_forward(bundle.model)
+    if compiler_found() is not None:
+        for name in list(networks):
+            if "sparse" in name:
+                continue
+            compiled = networks[name].with_compilation(report=print)
+            if compiled.prepare_compiled(windows[0][None]):
+                networks[name + ", compiled"] = compiled
+        for name, forward in [("ann", bundle.model), *anns.items()]:
+            anns[name + " compiled"] = torch.compile(forward, dynamic=False)
     times = time_side_by_side(bundle, networks, windows, anns)
     stream = torch.stack(windows)
     cost = measure_window_cost(snn, stream, (len(windows),))[len(windows)].per_step()
@@ -161,6 +180,11 @@ def measure_model(model: str, split: str, count: int, repeats: int) -> dict:
             name: statistics.fmean(t) / statistics.fmean(times["ann bfloat16"])
             for name, t in times.items()
             if "bfloat16" in name and name != "ann bfloat16"
+        },
+        "ratio_to_partner_ann_mean": {
+            name: statistics.fmean(t) / statistics.fmean(times[partner_ann(name)])
+            for name, t in times.items()
+            if not name.startswith("ann") and partner_ann(name) in times
         },
         "operations_per_window": cost.summary(),
         "sparse": {"layers": crossovers, "chosen": chosen},

@@ -23,13 +23,13 @@ import time
 from pathlib import Path
 
 SETTINGS = {
-    "IF, float32 (the demo before burst neurons)": "--burst off --precision float32",
-    "burst, float32": "--burst on --precision float32",
-    "defaults (burst auto, precision auto)": "",
+    "IF, float32 (the demo before burst neurons)": "--burst off --precision float32 --compile off",
+    "burst, precision auto, not compiled": "--compile off",
+    "defaults (burst auto, precision auto, compile auto)": "",
 }
 """Name -> extra ``streamdet demo`` options."""
 
-FIELDS = ("model", "neurons", "precision", "dt_us", "window_steps", "map50", "latency_ms_p50",
+FIELDS = ("model", "neurons", "precision", "compiled", "dt_us", "window_steps", "map50", "latency_ms_p50",
           "latency_ms_p99", "dropped", "simulated_steps", "measured_steps_per_s")  # fmt: skip
 
 

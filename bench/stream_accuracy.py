@@ -36,8 +36,9 @@ def streamed_windows(
     from streamdet.detector import DetectorConfig, detect_events
 
     config = DetectorConfig(
-        dt_us=dt_us, window_steps=window_steps, publish_every=1, max_chunk_steps=8, membrane_bounds=bounds
-    )
+        dt_us=dt_us, window_steps=window_steps, publish_every=1, max_chunk_steps=8, membrane_bounds=bounds,
+        compile=snn.compiled,
+    )  # fmt: skip
     sequences = sorted({image["sequence"] for image in split.images})
     return {
         sequence: detect_events(snn, split.sequence_events(sequence), split.sensor_size, config)
@@ -112,6 +113,12 @@ def main(argv: list[str] | None = None) -> int:
         default="float32",
         help="the SNN's spike-fed convolutions in float32 or bfloat16 (streamdet.snn, precision)",
     )
+    parser.add_argument(
+        "--compile",
+        choices=("on", "off"),
+        default="off",
+        help="run the SNN's steps compiled (streamdet.compiled; compiled before the first window)",
+    )
     parser.add_argument("--json", default=None)
     args = parser.parse_args(argv)
     torch.set_num_threads(args.threads)
@@ -124,6 +131,15 @@ def main(argv: list[str] | None = None) -> int:
     bundle = load_detector(args.model)
     split = DatasetSplit(args.data, window_us=bundle.spec.window_us)
     snn = load_snn(args.snn or args.model, burst=args.burst == "on").with_precision(args.precision)
+    if args.compile == "on":
+        from streamdet.model import padded_length
+
+        if args.membrane_bounds is not None:  # the detector's neuron, so that it keeps the compiled step
+            snn = snn.with_neuron(snn.neuron.with_bounds(args.membrane_bounds))
+        snn = snn.with_compilation(report=print)
+        width, height = (padded_length(length) for length in split.sensor_size)
+        if not snn.prepare_compiled(torch.zeros((1, 1, snn.in_channels, height, width))):
+            raise SystemExit("stream_accuracy: --compile on: the compile failed")
     rows = []
     for dt_us in args.dt_us:
         for window_steps in args.window_steps:
@@ -164,6 +180,7 @@ def main(argv: list[str] | None = None) -> int:
         "snn": args.snn,
         "burst": args.burst == "on",
         "precision": args.precision,
+        "compiled": args.compile == "on",
         "data": args.data,
         "threads": args.threads,
         "rows": rows,

@@ -701,6 +701,8 @@ def detect_events(
     results: list[WindowDetections] = []
     if len(events) == 0:
         return results
+    if config.compile:
+        detector.warm_up()  # compiled for the model's size before the first step (at once when it is)
     start = int(events["t"][0]) // packet_us * packet_us
     end = int(events["t"][-1]) + 1
     for t0 in range(start, end, packet_us):
