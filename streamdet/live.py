@@ -172,6 +172,7 @@ def compile_live_model(
     width, height = (padded_length(length) for length in snn.spec.sensor_size)
     if compiled.prepare_compiled(torch.zeros((1, 1, snn.in_channels, height, width))):
         say(f"{who}: compiled {name}'s step in {time.perf_counter() - started:.1f} s")
+        measure_step_rate(compiled)  # warm-up: the first dozen compiled steps of a thread run ~1.5x slower
         return compiled
     say(f"{who}: {name} runs node by node (the compile failed; --compile off skips it)")
     return snn
