@@ -283,13 +283,18 @@ def raw_to_input(raw: torch.Tensor, modality: str, event_scale: float) -> torch.
     return torch.clamp(raw, 0.0, 1.0)
 
 
-def step_inputs(values: torch.Tensor, spec: InputSpec, steps_per_window: float) -> torch.Tensor:
+def step_inputs(
+    values: torch.Tensor, spec: InputSpec, steps_per_window: float, out: torch.Tensor | None = None
+) -> torch.Tensor:
     """Per-step network input from per-step measurements ``values [K, C, H, W]`` (counts or rates):
     ``events``: ``x_k = min(count_k * T / event_scale, 1)``, so the mean over the ``T`` steps of a window
-    is the ANN input whenever a pixel's events spread evenly over it; ``intensity``: the rate as it is."""
+    is the ANN input whenever a pixel's events spread evenly over it; ``intensity``: the rate as it is.
+    With ``out`` (a tensor or view of ``values``' shape) the input is written there and returned."""
     if spec.modality == "events":
-        return torch.clamp(values * (steps_per_window / spec.event_scale), max=1.0)
-    return values
+        if out is None:
+            return torch.clamp(values * (steps_per_window / spec.event_scale), max=1.0)
+        return torch.mul(values, steps_per_window / spec.event_scale, out=out).clamp_(max=1.0)
+    return values if out is None else out.copy_(values)
 
 
 # --------------------------------------------------------------------------------------------------

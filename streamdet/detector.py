@@ -325,27 +325,37 @@ class StepHistory:
         self.lag = int(lag)
         self.windows = int(windows)
         self.depth = self.lag * self.windows
-        self._values: np.ndarray | None = None
+        self._ring: np.ndarray | None = None
+        """The last ``depth`` steps, step ``s`` at slot ``s % depth`` (zeros where never given)."""
         self._next_step: int | None = None
 
     def stack(self, first: int, values: np.ndarray) -> np.ndarray:
-        """``values [K, C, H, W]`` of steps ``first..first + K - 1`` -> ``[K, C * (1 + windows), H, W]``."""
+        """``values [K, C, H, W]`` of steps ``first..first + K - 1`` -> ``[K, C * (1 + windows), H, W]``.
+
+        Each step array is copied once into the output and at most once into the ring of the last
+        ``depth`` steps. A chunk that starts before the end of the previous one continues right after it.
+        """
         if self.windows == 0:
             return values
-        if self._values is None or self._next_step is None:
-            past = np.zeros((self.depth, *values.shape[1:]), dtype=values.dtype)
-        else:
-            gap = min(max(first - self._next_step, 0), self.depth)
-            past = np.concatenate([self._values[gap:], np.zeros_like(self._values[:gap])])
-        combined = np.concatenate([past, values])
-        count = len(values)
-        windows = [
-            combined[self.depth - j * self.lag : self.depth - j * self.lag + count]
-            for j in range(1 + self.windows)
-        ]
-        self._values = combined[-self.depth :]
-        self._next_step = first + count
-        return np.concatenate(windows, axis=1)
+        count, channels = len(values), values.shape[1]
+        if self._ring is None or self._ring.shape[1:] != values.shape[1:] or self._ring.dtype != values.dtype:
+            self._ring = np.zeros((self.depth, *values.shape[1:]), dtype=values.dtype)
+            self._next_step = None
+        start = first if self._next_step is None else max(first, self._next_step)
+        if self._next_step is not None:  # skipped steps are empty
+            for step in range(max(self._next_step, start - self.depth), start):
+                self._ring[step % self.depth] = 0
+        out = np.empty((count, channels * (1 + self.windows), *values.shape[2:]), dtype=values.dtype)
+        out[:, :channels] = values
+        for j in range(1, self.windows + 1):
+            for k in range(count):
+                step = start + k - j * self.lag
+                source = values[step - start] if step >= start else self._ring[step % self.depth]
+                out[k, j * channels : (j + 1) * channels] = source
+        for step in range(max(start, start + count - self.depth), start + count):
+            self._ring[step % self.depth] = values[step - start]
+        self._next_step = start + count
+        return out
 
 
 @dataclass(frozen=True)
@@ -625,10 +635,11 @@ class StreamDetector:
         (``streamdet.binning.step_inputs``), zero-padded at the bottom and right to the network's stride."""
         from streamdet.model import padded_length
 
-        inputs = step_inputs(torch.from_numpy(values).to(self.device), self.spec, self.steps_per_window)
-        height, width = inputs.shape[-2:]
-        padding = (0, padded_length(width) - width, 0, padded_length(height) - height)
-        inputs = torch.nn.functional.pad(inputs, padding)
+        measured = torch.from_numpy(values).to(self.device)
+        steps, channels, height, width = measured.shape
+        padded_shape = (steps, channels, padded_length(height), padded_length(width))
+        inputs = torch.zeros(padded_shape, dtype=measured.dtype, device=measured.device)
+        step_inputs(measured, self.spec, self.steps_per_window, out=inputs[..., :height, :width])
         return inputs.unsqueeze(1)
 
     def process(self, max_steps: int | None = None) -> list[WindowDetections]:
