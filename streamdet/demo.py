@@ -636,6 +636,7 @@ def _summary(
         "neurons": "burst IF" if plan.snn.burst else "IF",
         "precision": plan.snn.precision,
         "compiled": plan.snn.compiled,
+        "threads": config.threads,
         "seconds": config.seconds,
         "wall_s": round(elapsed, 2),
         "video": str(out_dir / "demo.mp4"),

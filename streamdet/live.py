@@ -131,6 +131,14 @@ def resolve_compile(choice: str, device: str = "cpu") -> bool:
     return choice == "on"
 
 
+def demo_threads(compiled: bool) -> int:
+    """Torch threads of the demo's detector for ``--threads auto``: two where its steps are compiled and
+    the machine has two cores or more, else one. On the 2-core sandbox compiled `events-fast` ran the demo
+    at a median latency of 9 ms with two threads against 11-13 ms with one, and node by node two threads
+    were slower than one (the second competes with the scene driver and the viewer; docs/demo.md)."""
+    return 2 if compiled and (os.cpu_count() or 1) >= 2 else 1
+
+
 BFLOAT16_MIN_GAIN = 1.1
 """``--precision auto`` takes bfloat16 where this CPU steps the network at least this many times faster
 with it than with float32 (:func:`choose_precision`): its cost in accuracy is small but not nil

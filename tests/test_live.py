@@ -82,3 +82,14 @@ def test_auto_precision_times_both_and_takes_bfloat16_only_for_a_clear_gain():
     assert set(rates) == {"float32", "bfloat16"} and all(rate > 0 for rate in rates.values())
     faster = rates["bfloat16"] >= BFLOAT16_MIN_GAIN * rates["float32"]
     assert chosen.precision == ("bfloat16" if faster else "float32")
+
+
+def test_demo_threads_are_two_only_where_compiled_on_two_cores(monkeypatch):
+    """``demo --threads auto``: two threads for compiled steps on a machine of two or more cores, one
+    node by node or on one core."""
+    from streamdet.live import demo_threads
+
+    monkeypatch.setattr("os.cpu_count", lambda: 2)
+    assert (demo_threads(True), demo_threads(False)) == (2, 1)
+    monkeypatch.setattr("os.cpu_count", lambda: 1)
+    assert demo_threads(True) == 1

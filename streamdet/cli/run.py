@@ -21,7 +21,12 @@ from streamdet.cli.options import (
     parse_classes,
     positive_int,
 )
-from streamdet.live import COMPILE_CHOICES, resolve_compile
+from streamdet.live import COMPILE_CHOICES, demo_threads, resolve_compile
+
+
+def _threads(text: str) -> int | str:
+    """``demo --threads``: a positive number of threads, or ``auto``."""
+    return "auto" if text == "auto" else positive_int(text)
 
 
 def _dt_us(text: str) -> int | str:
@@ -214,6 +219,7 @@ def run_demo(args: argparse.Namespace) -> int:
     from streamdet.demo import DemoConfig
     from streamdet.demo import run_demo as demo
 
+    compile = resolve_compile(args.compile, args.device)
     config = DemoConfig(
         seconds=args.seconds,
         model=args.model,
@@ -228,12 +234,12 @@ def run_demo(args: argparse.Namespace) -> int:
         device=args.device,
         membrane_bounds=args.membrane_bounds,
         quiet=args.json,
-        threads=args.threads,
+        threads=demo_threads(compile) if args.threads == "auto" else args.threads,
         geometry=geometry_from_args(args),
         box_filter=box_filter_from_args(args),
         burst=burst_from_args(args),
         precision=args.precision,
-        compile=resolve_compile(args.compile, args.device),
+        compile=compile,
         yield_viewer=True,
     )
     started = time.monotonic()
@@ -468,7 +474,13 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     demo.add_argument("--out", default="out", help="folder for demo.mp4 and demo.png (default out)")
     demo.add_argument("--headless", action="store_true", help="no window, even with a display")
     demo.add_argument("--json", action="store_true", help="print one JSON object at the end, no live lines")
-    demo.add_argument("--threads", type=positive_int, default=1, help="torch CPU threads (default 1)")
+    demo.add_argument(
+        "--threads",
+        type=_threads,
+        default="auto",
+        help="torch CPU threads of the detector, or auto (default): 2 where its steps are compiled and the "
+        "machine has 2 cores or more, else 1 (docs/demo.md)",
+    )
     _add_detector_options(
         demo,
         dt_help="the shortest step of at least 25 ms that divides the model window and that this CPU keeps "
