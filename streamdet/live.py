@@ -146,27 +146,27 @@ with it than with float32 (:func:`choose_precision`): its cost in accuracy is sm
 
 
 def choose_precision(
-    snn: SpikingDetector, precision: str, device: str = "cpu", compiled: bool = False
+    snn: SpikingDetector, precision: str, device: str = "cpu", rounds: int = 3
 ) -> tuple[SpikingDetector, dict[str, float]]:
     """``(network at the chosen precision, {precision: steps per second alone} of each one timed)``.
 
     ``precision`` ``float32`` or ``bfloat16`` is taken as given (nothing timed); ``auto`` is float32 on a
-    GPU or where this CPU has no bfloat16 convolution; bfloat16 where the steps will be ``compiled``
-    (compiled, bfloat16 steps took 0.59 and 0.67 of the float32 ones for the two events models,
-    docs/conversion.md, "Compiled steps"; timing both node by node at start, which took float32 on a busy
-    minute, says little about the compiled steps); else the network is timed at both
-    (:func:`measure_step_rate`, under a second each) and bfloat16 taken when it steps at least
-    :data:`BFLOAT16_MIN_GAIN` times faster."""
+    GPU or where this CPU has no bfloat16 convolution, else the network is timed at both, in turn
+    ``rounds`` times (:func:`measure_step_rate`, a fraction of a second each; the best of each kept, so
+    that a busy moment of a shared machine does not decide: a single timing took float32 for
+    ``events-fast`` in two of six demo runs), and bfloat16 taken when it steps at least
+    :data:`BFLOAT16_MIN_GAIN` times faster (a network of a few channels steps slower in bfloat16)."""
     from streamdet.snn import bfloat16_supported
 
     if precision != "auto":
         return snn.with_precision(precision), {}
     if device != "cpu" or not bfloat16_supported():
         return snn.with_precision("float32"), {}
-    if compiled:
-        return snn.with_precision("bfloat16"), {}
     low = snn.with_precision("bfloat16")
-    rates = {"float32": measure_step_rate(snn), "bfloat16": measure_step_rate(low)}
+    rates = {"float32": 0.0, "bfloat16": 0.0}
+    for _ in range(max(1, rounds)):
+        rates["float32"] = max(rates["float32"], measure_step_rate(snn))
+        rates["bfloat16"] = max(rates["bfloat16"], measure_step_rate(low))
     return (low if rates["bfloat16"] >= BFLOAT16_MIN_GAIN * rates["float32"] else snn), rates
 
 
@@ -216,7 +216,7 @@ def load_live_model(
     for candidate in names:
         neurons = "burst IF" if burst else "IF"
         say(f"{who}: loading {candidate} and converting it to a spiking network ({neurons} neurons) ...")
-        snn, precision_rates = choose_precision(load_snn(candidate, burst=burst), precision, device, compile)
+        snn, precision_rates = choose_precision(load_snn(candidate, burst=burst), precision, device)
         if precision_rates:
             listed = ", ".join(f"{p} {r:.0f}" for p, r in precision_rates.items())
             say(f"{who}: --precision auto: {candidate} steps per second alone: {listed}; {snn.precision}")

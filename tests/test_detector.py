@@ -381,6 +381,7 @@ def test_replay_detect_record_gives_the_in_process_boxes(snn, tmp_path):
             "--model", str(tmp_path / "tiny.pt"), "--dt-us", str(DT_US), "--window-steps", "4",
             "--publish-every", "2", "--max-chunk-steps", "1", "--max-backlog-steps", "100000",
             "--wait-subscribers", "1", "--wait-timeout", "120", "--exit-on-eos",
+            "--compile", "off",  # the reference below runs node by node (compiled: test_compiled.py)
         ),
         stderr=subprocess.PIPE,
         text=True,
