@@ -134,8 +134,9 @@ def resolve_compile(choice: str, device: str = "cpu") -> bool:
 def demo_threads(compiled: bool) -> int:
     """Torch threads of the demo's detector for ``--threads auto``: two where its steps are compiled and
     the machine has two cores or more, else one. On the 2-core sandbox compiled `events-fast` ran the demo
-    at a median latency of 9 ms with two threads against 11-13 ms with one, and node by node two threads
-    were slower than one (the second competes with the scene driver and the viewer; docs/demo.md)."""
+    at a median latency of 9.7-14 ms with two threads against 12.8-13.5 ms with one (three runs each, in
+    turn), and node by node two threads were slower than one (the second competes with the scene driver
+    and the viewer; docs/demo.md)."""
     return 2 if compiled and (os.cpu_count() or 1) >= 2 else 1
 
 
@@ -222,8 +223,9 @@ def load_live_model(
             say(f"{who}: --precision auto: {candidate} steps per second alone: {listed}; {snn.precision}")
         if compile:
             snn = compile_live_model(snn, candidate, say, who)
-        rate = measure_step_rate(snn) if measure and snn.compiled else None
-        rate = rate or ((precision_rates.get(snn.precision) or measure_step_rate(snn)) if measure else None)
+        rate = None
+        if measure:  # the node-by-node rate of the precision timing, unless it now runs compiled
+            rate = (not snn.compiled and precision_rates.get(snn.precision)) or measure_step_rate(snn)
         loaded.append((candidate, snn, rate))
         if keeps_up_with_finest_step(snn.spec.window_us, rate):
             break  # no later candidate is needed

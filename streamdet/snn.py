@@ -178,6 +178,7 @@ class SpikingNetwork:
         self.precision = "float32"
         self.compiled = False
         self._compiled_step = None
+        self._compile_report: Callable[[str], None] | None = None
 
     @property
     def populations(self) -> list[str]:
@@ -246,7 +247,7 @@ class SpikingNetwork:
         if self._compiled_step is None:
             from streamdet.compiled import CompiledStep
 
-            report = getattr(self, "_compile_report", None)
+            report = self._compile_report
             self._compiled_step = CompiledStep(self._plan, self.neuron, self.populations, report)
         return self._compiled_step
 
