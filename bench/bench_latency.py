@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import shlex
 import subprocess
 import sys
 import tempfile
@@ -69,6 +70,7 @@ def latency(args: argparse.Namespace, packets: list, sensor_size: tuple[int, int
             command += ["--dt-us", str(args.dt_us)]
         if args.threads:
             command += ["--threads", str(args.threads)]
+        command += shlex.split(args.detect_options)
         detector = subprocess.Popen(command, stderr=subprocess.PIPE, text=True)
         publisher = bus.Publisher(events_endpoint)
         subscriber = bus.Subscriber(detections_endpoint)
@@ -134,6 +136,11 @@ def main() -> None:
     parser.add_argument("--publish-every", type=int, default=4)
     parser.add_argument("--device", default="cpu")
     parser.add_argument("--threads", type=int, help="torch threads (default: torch's)")
+    parser.add_argument(
+        "--detect-options",
+        default="",
+        help="more options of the streamdet detect process, e.g. '--burst on --compile off'",
+    )
     parser.add_argument("--json", help="also write the results here")
     args = parser.parse_args()
     if args.threads:
@@ -156,6 +163,7 @@ def main() -> None:
         "publish_every": args.publish_every,
         "device": args.device,
         "torch_threads": torch.get_num_threads(),
+        "detect_options": args.detect_options,
         "events_per_s": round(sum(len(p.events) for p in packets) / args.seconds),
         "throughput": [throughput(snn, packets[:100], config, k) for k in (1, 4, 8)],
         "realtime_steps_per_s": round(1e6 / dt_us, 2),
