@@ -9,16 +9,16 @@ neuron passes about 25 %).
 
 Here one step of the whole network is written as one fx graph (:func:`step_graph`): its inputs are the
 step's input ``x [B, C, H, W]`` and the membrane of every population, its outputs the network's outputs
-and the new membranes, and each population is the same arithmetic as ``streamdet.neurons.burst_scan``
-(burst populations) or ``if_scan`` (IF populations) in the same order:
+and the new membranes, and each population is ``streamdet.neurons.burst_step`` (burst populations) or
+``if_step`` (IF populations), the one-step forms of the scans the native engine runs:
 
     burst:  v = v + N z;  c = clamp(floor(v / theta), 0, N);  v = v - c theta;  v = bound(v);  s = c / N
     IF:     v = v + z;    s = [v >= theta];  v = v - s theta (or 0 where s, reset to zero);  v = bound(v)
 
 Inductor fuses each population's passes (and the casts beside them) into one C++ loop and leaves the
-convolutions on oneDNN: on the sandbox a step of ``events-fast`` (bfloat16) takes 6.6 ms against 11.3 ms
-node by node, ``events-default`` 12.2 against 20.5 ms, with the same outputs (bench/bench_compiled.py;
-docs/conversion.md, "Compiled steps").
+convolutions on oneDNN: on the sandbox a step of ``events-fast`` (bfloat16) takes 7.1 ms against 10.6 ms
+node by node, ``events-default`` 12.8 against 19.7 ms (bench/bench_cost.py; docs/conversion.md,
+"Compiled steps").
 
 Compiling needs a C++ compiler (Inductor's CPU backend) and takes 10-25 s per input shape the first
 time; torch caches the result on disk (``TORCHINDUCTOR_CACHE_DIR``, by default under the system's
@@ -39,46 +39,24 @@ from typing import Any
 import torch
 from torch import fx, nn
 
+from streamdet.neurons import BurstParameters, IFParameters, IFState, add_channel_offset, burst_step, if_step
+
 
 def burst_population(
-    v: torch.Tensor,
-    current: torch.Tensor,
-    spikes: int,
-    threshold: float,
-    low: float | None,
-    high: float | None,
+    v: torch.Tensor, current: torch.Tensor, params: BurstParameters
 ) -> tuple[torch.Tensor, torch.Tensor]:
-    """One burst step, ``(counts / N, new membrane)``: ``streamdet.neurons.burst_scan`` for one step, the
-    same operations in the same order (membrane float32, current of any float type)."""
-    v = torch.add(v, current, alpha=spikes)
-    counts = torch.floor(v if threshold == 1.0 else v / threshold)
-    counts = torch.clamp(counts, 0, spikes)
-    v = v - (counts if threshold == 1.0 else counts * threshold)
-    if low is not None or high is not None:
-        v = torch.clamp(v, low, high)
-    return counts / spikes, v
+    """One burst step, ``(counts / N, new membrane)``: ``streamdet.neurons.burst_step`` (the arithmetic
+    of ``burst_scan``), and the division by ``N`` of the native engine."""
+    counts, state = burst_step(current, IFState(v=v), params)
+    return counts / params.max_spikes, state.v
 
 
 def if_population(
-    v: torch.Tensor,
-    current: torch.Tensor,
-    threshold: float,
-    reset: str,
-    low: float | None,
-    high: float | None,
+    v: torch.Tensor, current: torch.Tensor, params: IFParameters
 ) -> tuple[torch.Tensor, torch.Tensor]:
-    """One IF step, ``(spikes, new membrane)``: ``streamdet.neurons.if_scan`` for one step."""
-    v = v + current
-    spikes = (v >= threshold).to(v.dtype)
-    v = v - spikes * threshold if reset == "subtract" else v.masked_fill(spikes > 0, 0.0)
-    if low is not None or high is not None:
-        v = torch.clamp(v, low, high)
-    return spikes, v
-
-
-def offset_current(current: torch.Tensor, offset: torch.Tensor) -> torch.Tensor:
-    """``current + offset`` over channel axis 1 (``IFNeurons.offset_current``)."""
-    return current + offset.to(current.device, current.dtype).view((1, -1) + (1,) * (current.dim() - 2))
+    """One IF step, ``(spikes, new membrane)``: ``streamdet.neurons.if_step``."""
+    spikes, state = if_step(current, IFState(v=v), params)
+    return spikes, state.v
 
 
 def step_graph(plan, neuron, populations: list[str]) -> fx.GraphModule:
@@ -90,8 +68,6 @@ def step_graph(plan, neuron, populations: list[str]) -> fx.GraphModule:
     root = nn.Module()
     x = graph.placeholder("x")
     membranes = {name: graph.placeholder("v_" + name.replace(".", "_")) for name in populations}
-    low = None if neuron.membrane_floor is None else neuron.membrane_floor * neuron.threshold
-    high = None if neuron.membrane_ceiling is None else neuron.membrane_ceiling * neuron.threshold
     env: dict[fx.Node, Any] = {}
     new_membranes: dict[str, fx.Node] = {}
     for node in plan.nodes:
@@ -108,14 +84,13 @@ def step_graph(plan, neuron, populations: list[str]) -> fx.GraphModule:
             if offset is not None:
                 attribute = "offset_" + node.target.replace(".", "_")
                 root.register_buffer(attribute, offset)
-                current = graph.call_function(offset_current, (current, graph.get_attr(attribute)))
+                current = graph.call_function(add_channel_offset, (current, graph.get_attr(attribute)))
             burst = module.spikes_per_step
             if burst > 1:
-                args = (membranes[node.target], current, burst, neuron.threshold, low, high)
-                pair = graph.call_function(burst_population, args)
+                params = BurstParameters.from_if(neuron, burst)
+                pair = graph.call_function(burst_population, (membranes[node.target], current, params))
             else:
-                args = (membranes[node.target], current, neuron.threshold, neuron.reset, low, high)
-                pair = graph.call_function(if_population, args)
+                pair = graph.call_function(if_population, (membranes[node.target], current, neuron))
             env[node] = graph.call_function(operator.getitem, (pair, 0))
             new_membranes[node.target] = graph.call_function(operator.getitem, (pair, 1))
         elif node.op == "call_module":

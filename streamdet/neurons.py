@@ -119,6 +119,12 @@ def if_initial_state(
     return IFState(v=torch.full(tuple(shape), fill, device=device, dtype=dtype))
 
 
+def add_channel_offset(current: torch.Tensor, offset: torch.Tensor) -> torch.Tensor:
+    """``current + offset`` over channel axis 1: ``offset [C]`` (cast to the current's device and dtype)
+    added to ``current [B, C, ...]`` (a bias-calibrated population's per-step current offset)."""
+    return current + offset.to(current.device, current.dtype).view((1, -1) + (1,) * (current.dim() - 2))
+
+
 def if_step(current: torch.Tensor, state: IFState, params: IFParameters) -> tuple[torch.Tensor, IFState]:
     """One time step of the IF neuron (equations in the module docstring).
 

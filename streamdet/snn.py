@@ -54,7 +54,15 @@ from torch import fx, nn
 
 from streamdet.contract import Decoding, InputSpec
 from streamdet.errors import UserFacingError
-from streamdet.neurons import BurstParameters, IFParameters, IFState, burst_scan, if_initial_state, if_scan
+from streamdet.neurons import (
+    BurstParameters,
+    IFParameters,
+    IFState,
+    add_channel_offset,
+    burst_scan,
+    if_initial_state,
+    if_scan,
+)
 
 BACKENDS = ("native", "snntorch", "norse")
 PRECISIONS = ("float32", "bfloat16")
@@ -96,7 +104,7 @@ class IFNeurons(nn.Module):
         offset = getattr(self, "current_offset", None)
         if offset is None:
             return current
-        return current + offset.to(current.device, current.dtype).view((1, -1) + (1,) * (current.dim() - 2))
+        return add_channel_offset(current, offset)
 
     def forward(self, current: torch.Tensor) -> torch.Tensor:
         rate = current.clamp(0.0, 1.0)
