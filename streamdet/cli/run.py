@@ -24,13 +24,8 @@ from streamdet.cli.options import (
 from streamdet.live import COMPILE_CHOICES, demo_threads, resolve_compile
 
 
-def _threads(text: str) -> int | str:
-    """``demo --threads``: a positive number of threads, or ``auto``."""
-    return "auto" if text == "auto" else positive_int(text)
-
-
-def _dt_us(text: str) -> int | str:
-    """``--dt-us``: a positive number of microseconds, or ``auto``."""
+def _positive_int_or_auto(text: str) -> int | str:
+    """``--dt-us`` (microseconds) and ``demo --threads``: a positive integer, or ``auto``."""
     return "auto" if text == "auto" else positive_int(text)
 
 
@@ -296,7 +291,7 @@ def _add_detector_options(
     )
     parser.add_argument(
         "--dt-us",
-        type=_dt_us,
+        type=_positive_int_or_auto,
         metavar="D",
         help=f"step duration, us, or 'auto': the shortest step of at least 25 ms that divides the model "
         f"window and that this CPU keeps up with, measured at start (default: {dt_help})",
@@ -476,7 +471,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     demo.add_argument("--json", action="store_true", help="print one JSON object at the end, no live lines")
     demo.add_argument(
         "--threads",
-        type=_threads,
+        type=_positive_int_or_auto,
         default="auto",
         help="torch CPU threads of the detector, or auto (default): 2 where its steps are compiled and the "
         "machine has 2 cores or more, else 1 (docs/demo.md)",
