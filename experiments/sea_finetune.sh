@@ -8,10 +8,15 @@
 # model. Test splits are read by nothing here.
 #
 # usage: experiments/sea_finetune.sh [MODEL]     (from the repository root; MODEL default events-default;
-#        OUT_DIR default runs/sea/MODEL)
+#        OUT_DIR default runs/sea/MODEL; EPOCHS default 2; LR default 1e-4; SEED default 77; EXTRA: more
+#        `streamdet train` flags, e.g. EXTRA="--anchor-ratios 0.333,0.5,1,2,3" for side-on boats)
 set -euo pipefail
 MODEL=${1:-events-default}
 OUT_DIR=${OUT_DIR:-runs/sea/$MODEL}
+EPOCHS=${EPOCHS:-2}
+LR=${LR:-1e-4}
+SEED=${SEED:-77}
+EXTRA=${EXTRA:-}
 case "$MODEL" in
     events-default) FLAGS="--modality events --finest-stride 4 --window-us 100000 --quant-levels 4 --aug-noise 0.3 --aug-noise-power 2 --aug-thinning 0.5 --aug-hot-pixels 0.002" ;;
     events-fast) FLAGS="--modality events --window-us 100000 --quant-levels 4 --aug-noise 0.3 --aug-noise-power 2 --aug-thinning 0.5 --aug-hot-pixels 0.002" ;;
@@ -25,7 +30,7 @@ ST=".venv/bin/streamdet"
 [ -d data/sea-tv/val ] || $ST dataset build --preset traffic --sequences 4 --seconds 6 --split val --seed 7715 --out data/sea-tv --workers 2
 # shellcheck disable=SC2086
 nice -n 10 $ST train $FLAGS --data data/sea data/rs/mix --val data/sea/val data/sea-tv/val \
-    --init "$MODEL" --box-loss giou --epochs 2 --lr 1e-4 --batch-size 8 --seed 77 --threads 1 \
+    --init "$MODEL" --box-loss giou --epochs "$EPOCHS" --lr "$LR" --batch-size 8 --seed "$SEED" --threads 1 $EXTRA \
     --out "$OUT_DIR/tuned.pt"
 $ST average "$OUT_DIR/tuned.pt" "$MODEL" --out "$OUT_DIR/mean.pt"
 for m in "$OUT_DIR/tuned.pt" "$OUT_DIR/mean.pt" "$MODEL"; do
