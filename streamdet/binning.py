@@ -140,10 +140,31 @@ def map_events(events: np.ndarray, mapping: SensorMapping) -> tuple[np.ndarray, 
     return index, x_in, y_in
 
 
-def _bincount(flat: np.ndarray, weight: float, length: int) -> np.ndarray:
-    if weight == 1.0:
-        return np.bincount(flat, minlength=length)
-    return np.bincount(flat, weights=np.full(len(flat), weight), minlength=length)
+def event_indices(
+    events: np.ndarray, dt_us: int, mapping: SensorMapping
+) -> tuple[np.ndarray, np.ndarray]:
+    """``(step, flat)`` of every event that lands in the input: its step ``floor(t / dt_us)`` and its flat
+    index ``(p * H_in + y_in) * W_in + x_in`` in one step's ``[2, H_in, W_in]`` counts (int64 both;
+    events outside the region or the sensor are left out)."""
+    width, height = mapping.input_size
+    index, x_in, y_in = map_events(events, mapping)
+    polarity = (events["p"][index] > 0).astype(np.int64)
+    step = events["t"][index] // dt_us
+    return step, (polarity * height + y_in) * width + x_in
+
+
+def count_indices(flat: np.ndarray | list[np.ndarray], scale: float, out: np.ndarray) -> np.ndarray:
+    """Event counts from flat indices (:func:`event_indices`; one array or a list of them) written into
+    ``out`` (float32, any shape, indexed flat): ``out.flat[i] = s^2 #{events with index i}``, ``s`` the
+    mapping's ``scale``. Returns ``out``."""
+    if isinstance(flat, list):
+        flat = flat[0] if len(flat) == 1 else np.concatenate(flat)
+    counts = np.bincount(flat, minlength=out.size).reshape(out.shape)
+    if scale == 1.0:
+        out[...] = counts
+    else:
+        np.multiply(counts, scale**2, out=out, casting="same_kind")
+    return out
 
 
 def events_to_counts(
@@ -202,18 +223,15 @@ def events_to_step_counts(
     """
     mapping = mapping or identity_mapping(sensor_size)
     width, height = mapping.input_size
-    index, x_in, y_in = map_events(events, mapping)
-    polarity = (events["p"][index] > 0).astype(np.int64)
-    if all_times:
-        step = np.zeros(len(index), dtype=np.int64)
-    else:
-        step = events["t"][index] // dt_us - first_step
+    step, flat = event_indices(events, dt_us, mapping)
+    counts = np.zeros((steps, 2, height, width), dtype=np.float32)
+    if not all_times:
+        step -= first_step
         keep = (step >= 0) & (step < steps)
         if not keep.all():
-            step, polarity, x_in, y_in = step[keep], polarity[keep], x_in[keep], y_in[keep]
-    flat = ((step * 2 + polarity) * height + y_in) * width + x_in
-    counts = _bincount(flat, mapping.scale**2, steps * 2 * height * width)
-    return counts.reshape(steps, 2, height, width).astype(np.float32)
+            step, flat = step[keep], flat[keep]
+        flat = step * (2 * height * width) + flat
+    return count_indices(flat, mapping.scale, counts)
 
 
 def pool_rates(rates: np.ndarray, mapping: SensorMapping) -> np.ndarray:

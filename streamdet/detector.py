@@ -48,7 +48,8 @@ from streamdet import wire
 from streamdet.binning import (
     SensorMapping,
     boxes_to_sensor,
-    events_to_step_counts,
+    count_indices,
+    event_indices,
     filter_boxes,
     frames_to_step_rates,
     pool_rates,
@@ -57,7 +58,6 @@ from streamdet.binning import (
 )
 from streamdet.contract import EVALUATION_FILTER, BoxFilter, Geometry
 from streamdet.errors import UserFacingError
-from streamdet.events import empty_events
 from streamdet.snn import PRECISIONS, SpikingDetector
 
 DEFAULT_STEPS_PER_WINDOW = 4
@@ -197,6 +197,11 @@ class StepBinner:
     packet fixes the first step (``floor(t0_us / dt_us)``). Data time-stamped before the first incomplete
     step arrives too late to be binned; it is counted in ``late``. Complete steps come out at the network
     input's size (``mapping``, ``streamdet.binning``).
+
+    Events are mapped to input pixels as their packet arrives and held per step as flat indices
+    (``streamdet.binning.event_indices``); the packet that completes a step only maps its own events and
+    counts the step's indices (``streamdet.binning.count_indices``), so the binning of a step is spread
+    over the packets that fill it instead of waiting for the last one.
     """
 
     def __init__(
@@ -210,7 +215,8 @@ class StepBinner:
         self.dt_us = int(dt_us)
         self.next_step: int | None = None
         self.late = 0
-        self._pending_events = empty_events()
+        self._pending_indices: dict[int, list[np.ndarray]] = {}
+        """Step -> the flat input indices of its events held so far, one array per packet."""
         width, height = sensor_size
         self._pending_frames = np.zeros((0, height, width), dtype=bool)
         self._pending_times = np.zeros(0, dtype=np.int64)
@@ -226,14 +232,22 @@ class StepBinner:
         """
         first, complete_until = self._advance(t0_us, t1_us)
         events = self._drop_late(events, "t", first)
-        pool = np.concatenate([self._pending_events, events]) if len(self._pending_events) else events
-        boundary = complete_until * self.dt_us
-        ready = pool["t"] < boundary
-        self._pending_events = pool[~ready]
+        step, flat = event_indices(events, self.dt_us, self.mapping)
+        if len(step) and step.min() == step.max():  # the usual packet: inside one step
+            self._pending_indices.setdefault(int(step[0]), []).append(flat)
+        elif len(step):
+            order = np.argsort(step, kind="stable")
+            step, flat = step[order], flat[order]
+            starts = np.flatnonzero(np.diff(step, prepend=step[0] - 1))
+            for part_step, part in zip(step[starts], np.split(flat, starts[1:]), strict=True):
+                self._pending_indices.setdefault(int(part_step), []).append(part)
         steps, skipped = self._kept(first, complete_until, keep_last)
-        counts = events_to_step_counts(
-            pool[ready], self.sensor_size, self.dt_us, first + skipped, steps, self.mapping
-        )
+        width, height = self.mapping.input_size
+        counts = np.zeros((steps, 2, height, width), dtype=np.float32)
+        for index in [index for index in self._pending_indices if index < complete_until]:
+            held = self._pending_indices.pop(index)
+            if index >= first + skipped:
+                count_indices(held, self.mapping.scale, counts[index - first - skipped])
         return counts, first + skipped, skipped
 
     def push_frames(
@@ -329,14 +343,18 @@ class StepHistory:
         """The last ``depth`` steps, step ``s`` at slot ``s % depth`` (zeros where never given)."""
         self._next_step: int | None = None
 
-    def stack(self, first: int, values: np.ndarray) -> np.ndarray:
-        """``values [K, C, H, W]`` of steps ``first..first + K - 1`` -> ``[K, C * (1 + windows), H, W]``.
+    def stack(self, first: int, values: np.ndarray, out: np.ndarray | None = None) -> np.ndarray:
+        """``values [K, C, H, W]`` of steps ``first..first + K - 1`` -> ``[K, C * (1 + windows), H, W]``,
+        written into ``out`` when given (an array or view of that shape).
 
         Each step array is copied once into the output and at most once into the ring of the last
         ``depth`` steps. A chunk that starts before the end of the previous one continues right after it.
         """
         if self.windows == 0:
-            return values
+            if out is None:
+                return values
+            out[...] = values
+            return out
         count, channels = len(values), values.shape[1]
         if self._ring is None or self._ring.shape[1:] != values.shape[1:] or self._ring.dtype != values.dtype:
             self._ring = np.zeros((self.depth, *values.shape[1:]), dtype=values.dtype)
@@ -345,7 +363,8 @@ class StepHistory:
         if self._next_step is not None:  # skipped steps are empty
             for step in range(max(self._next_step, start - self.depth), start):
                 self._ring[step % self.depth] = 0
-        out = np.empty((count, channels * (1 + self.windows), *values.shape[2:]), dtype=values.dtype)
+        if out is None:
+            out = np.empty((count, channels * (1 + self.windows), *values.shape[2:]), dtype=values.dtype)
         out[:, :channels] = values
         for j in range(1, self.windows + 1):
             for k in range(count):
@@ -418,6 +437,8 @@ class _StreamState:
     history: StepHistory
     mapping: SensorMapping
     queue: deque = field(default_factory=deque)
+    input_buffer: torch.Tensor | None = None
+    """The network input of the last chunk (CPU), written over by the next one of the same shape."""
     dropped_steps: int = 0
     simulated_steps: int = 0
     last_seen_s: float = 0.0
@@ -642,6 +663,24 @@ class StreamDetector:
         step_inputs(measured, self.spec, self.steps_per_window, out=inputs[..., :height, :width])
         return inputs.unsqueeze(1)
 
+    def _chunk_inputs(self, state: _StreamState, first: int, values: np.ndarray) -> torch.Tensor:
+        """:meth:`step_inputs` of a chunk of ``state``'s steps with their history channels. On the CPU they
+        are written straight into the stream's input buffer, reused from chunk to chunk (the network
+        keeps nothing of its input), instead of into two new arrays per chunk."""
+        from streamdet.model import padded_length
+
+        if self.device.type != "cpu":
+            return self.step_inputs(state.history.stack(first, values))
+        count, channels, height, width = values.shape
+        channels *= 1 + state.history.windows
+        shape = (count, 1, channels, padded_length(height), padded_length(width))
+        if state.input_buffer is None or tuple(state.input_buffer.shape) != shape:
+            state.input_buffer = torch.zeros(shape, dtype=torch.float32)
+        region = state.input_buffer[:, 0, :, :height, :width]
+        state.history.stack(first, values, out=region.numpy())
+        step_inputs(region, self.spec, self.steps_per_window, out=region)
+        return state.input_buffer
+
     def process(self, max_steps: int | None = None) -> list[WindowDetections]:
         """Simulate queued steps (all, or at most ``max_steps`` per stream) in chunks of at most
         ``max_chunk_steps``; returns the windows decoded, in stream-time order per stream."""
@@ -664,7 +703,7 @@ class StreamDetector:
         self, name: str, state: _StreamState, first: int, values: np.ndarray, received_s: float
     ) -> list[WindowDetections]:
         started = time.perf_counter()
-        inputs = self.step_inputs(state.history.stack(first, values))
+        inputs = self._chunk_inputs(state, first, values)
         (cls_steps, box_steps), state.snn_state = self.snn.run(inputs, state.snn_state)
         results = []
         for k in range(len(values)):

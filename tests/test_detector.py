@@ -13,6 +13,7 @@ import pytest
 import torch
 
 from streamdet.binning import (
+    SensorMapping,
     events_to_counts,
     events_to_step_counts,
     filter_boxes,
@@ -137,6 +138,27 @@ def test_binner_carries_events_over_packets_whatever_the_cut():
         assert skipped == 0 and first == len(steps)
         steps.extend(counts)
     np.testing.assert_array_equal(np.stack(steps), expected)
+
+
+def test_binner_held_indices_give_the_counts_of_one_binning_at_any_scale():
+    """Events are mapped and held per step as their packets arrive; the steps out must be exactly what
+    events_to_step_counts makes of all the events at once, also with a scaled region and a packet whose
+    events are out of time order and span several steps."""
+    events = random_events(3000, 8 * DT_US, seed=4)
+    mapping = SensorMapping(TINY_SENSOR, (2, 1, 12, 8), 0.5, (6, 4))
+    expected = events_to_step_counts(events, TINY_SENSOR, DT_US, 0, 8, mapping)
+    binner = StepBinner("events", TINY_SENSOR, DT_US, mapping)
+    shuffled = np.random.default_rng(5).permutation(events[(events["t"] >= 3100) & (events["t"] < 9000)])
+    packets = [
+        (events[events["t"] < 3100], 0, 3100),
+        (shuffled, 3100, 9000),
+        (events[(events["t"] >= 9000) & (events["t"] < 9500)], 9000, 9500),
+        (events[events["t"] >= 9500], 9500, 8 * DT_US),
+    ]
+    steps = [counts for packet in packets for counts in binner.push_events(*packet)[0]]
+    assert len(steps) == 8 and expected.sum() > 0
+    np.testing.assert_array_equal(np.stack(steps), expected)
+    assert not binner._pending_indices  # nothing held once every step is out
 
 
 def test_binner_counts_late_events_and_skips_old_steps():
