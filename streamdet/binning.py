@@ -140,9 +140,7 @@ def map_events(events: np.ndarray, mapping: SensorMapping) -> tuple[np.ndarray, 
     return index, x_in, y_in
 
 
-def event_indices(
-    events: np.ndarray, dt_us: int, mapping: SensorMapping
-) -> tuple[np.ndarray, np.ndarray]:
+def event_indices(events: np.ndarray, dt_us: int, mapping: SensorMapping) -> tuple[np.ndarray, np.ndarray]:
     """``(step, flat)`` of every event that lands in the input: its step ``floor(t / dt_us)`` and its flat
     index ``(p * H_in + y_in) * W_in + x_in`` in one step's ``[2, H_in, W_in]`` counts (int64 both;
     events outside the region or the sensor are left out)."""
