@@ -664,9 +664,10 @@ class StreamDetector:
         return inputs.unsqueeze(1)
 
     def _chunk_inputs(self, state: _StreamState, first: int, values: np.ndarray) -> torch.Tensor:
-        """:meth:`step_inputs` of a chunk of ``state``'s steps with their history channels. On the CPU they
-        are written straight into the stream's input buffer, reused from chunk to chunk (the network
-        keeps nothing of its input), instead of into two new arrays per chunk."""
+        """:meth:`step_inputs` of a chunk of ``state``'s steps with their history channels. On the CPU each
+        step is scaled once, as it comes from the binner (the history ring then holds inputs, not counts:
+        the scaling is the same elementwise map for every step), and the stack is written straight into
+        the stream's input buffer, reused from chunk to chunk (the network keeps nothing of its input)."""
         from streamdet.model import padded_length
 
         if self.device.type != "cpu":
@@ -676,9 +677,9 @@ class StreamDetector:
         shape = (count, 1, channels, padded_length(height), padded_length(width))
         if state.input_buffer is None or tuple(state.input_buffer.shape) != shape:
             state.input_buffer = torch.zeros(shape, dtype=torch.float32)
-        region = state.input_buffer[:, 0, :, :height, :width]
-        state.history.stack(first, values, out=region.numpy())
-        step_inputs(region, self.spec, self.steps_per_window, out=region)
+        measured = torch.from_numpy(values)  # the binner's fresh array: scaled in place, before the stack
+        step_inputs(measured, self.spec, self.steps_per_window, out=measured)
+        state.history.stack(first, values, out=state.input_buffer[:, 0, :, :height, :width].numpy())
         return state.input_buffer
 
     def process(self, max_steps: int | None = None) -> list[WindowDetections]:
