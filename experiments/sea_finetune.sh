@@ -32,8 +32,12 @@ ST=".venv/bin/streamdet"
 nice -n 10 $ST train $FLAGS --data data/sea data/rs/mix --val data/sea/val data/sea-tv/val \
     --init "$MODEL" --box-loss giou --epochs "$EPOCHS" --lr "$LR" --batch-size 8 --seed "$SEED" --threads 1 $EXTRA \
     --out "$OUT_DIR/tuned.pt"
-$ST average "$OUT_DIR/tuned.pt" "$MODEL" --out "$OUT_DIR/mean.pt"
-for m in "$OUT_DIR/tuned.pt" "$OUT_DIR/mean.pt" "$MODEL"; do
+MEAN="$OUT_DIR/mean.pt"
+if ! $ST average "$OUT_DIR/tuned.pt" "$MODEL" --out "$MEAN"; then
+    echo "no weight average: the tuned model's architecture differs from $MODEL's (e.g. EXTRA's anchors)" >&2
+    MEAN=""
+fi
+for m in "$OUT_DIR/tuned.pt" $MEAN "$MODEL"; do
     tag=$(basename "$m" .pt)
     nice -n 10 $ST eval --model "$m" --data data/sea/val --data data/sea-tv/val --json "$OUT_DIR/val-$tag.json"
 done
