@@ -57,6 +57,7 @@ bench: $(STAMP)
 		--threads 1 --json $(BENCH_OUT)/latency.json
 	$(BENCH_PY) bench/demo_latency.py --rounds 3 --seconds 20 --json $(BENCH_OUT)/demo_latency.json
 	$(BENCH_PY) bench/idle_step.py --model events-fast --threads 2 --json $(BENCH_OUT)/idle_step.json
+	$(BENCH_PY) bench/window_parts.py --model events-fast --threads 2 --json $(BENCH_OUT)/window_parts.json
 ifneq ($(BENCH_DATA),)
 	$(BENCH_PY) bench/stream_accuracy.py --data $(BENCH_DATA) --dt-us 25000 --window-steps 4 --threads 1 \
 		--json $(BENCH_OUT)/stream_accuracy.json
@@ -95,6 +96,7 @@ bench-short: $(STAMP)
 	$(BENCH_PY) bench/bench_latency.py --model events-fast --seconds 2 --threads 1
 	$(BENCH_PY) bench/demo_latency.py --rounds 1 --seconds 3 --out $(BENCH_OUT)/demo-short
 	$(BENCH_PY) bench/idle_step.py --model events-fast --gaps-ms 0,50 --steps 3 --compile off
+	$(BENCH_PY) bench/window_parts.py --model events-fast --seconds 1 --skip 2 --compile off
 ifneq ($(BENCH_DATA),)
 	$(BENCH_PY) bench/stream_accuracy.py --data $(BENCH_DATA) --dt-us 25000 --window-steps 4 --threads 1
 else
