@@ -150,6 +150,15 @@ def latency(args: argparse.Namespace, packets: list, sensor_size: tuple[int, int
     }
 
 
+def print_results(results: dict, path: str | None) -> None:
+    """Print ``results`` as indented JSON, and write them to ``path`` when given."""
+    text = json.dumps(results, indent=2)
+    print(text)
+    if path:
+        with open(path, "w") as handle:
+            handle.write(text + "\n")
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--model", default="events-default")
@@ -193,11 +202,7 @@ def main() -> None:
         "realtime_steps_per_s": round(1e6 / dt_us, 2),
     }
     results["latency"] = latency(args, packets, snn.spec.sensor_size)
-    text = json.dumps(results, indent=2)
-    print(text)
-    if args.json:
-        with open(args.json, "w") as handle:
-            handle.write(text + "\n")
+    print_results(results, args.json)
 
 
 if __name__ == "__main__":

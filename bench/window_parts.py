@@ -14,7 +14,6 @@ what the 50 ms between steps add in a live node.
 from __future__ import annotations
 
 import argparse
-import json
 import sys
 import time
 from pathlib import Path
@@ -23,7 +22,7 @@ import numpy as np
 import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from bench_latency import synthetic_packets  # noqa: E402
+from bench_latency import print_results, synthetic_packets  # noqa: E402
 
 
 def main() -> None:
@@ -92,11 +91,7 @@ def main() -> None:
         "median_ms": medians,
         "sum_of_medians_ms": round(sum(medians.values()), 3),
     }
-    text = json.dumps(results, indent=2)
-    print(text)
-    if args.json:
-        with open(args.json, "w") as handle:
-            handle.write(text + "\n")
+    print_results(results, args.json)
 
 
 if __name__ == "__main__":
