@@ -374,6 +374,20 @@ def test_intensity_model_runs_on_spike_frames():
     results = detector.process()
     assert [r.step for r in results] == [3, 5, 7, 9]
     assert all(r.rows.shape[1] == 6 and len(r.rows) > 0 for r in results)
+    # the boxes are those of the direct simulation of the per-step spike rates (8 frames of 250 us a step)
+    rates = frames_to_step_rates(frames, np.arange(80) * 250, DT_US, first_step=0, steps=10)
+    inputs = detector.step_inputs(rates)
+    state = detector.snn.initial_state(1)
+    outputs = []
+    for k in range(10):
+        (cls, box), state = detector.snn.run(inputs[k : k + 1], state)
+        outputs.append((cls[0, 0], box[0, 0]))
+    for result in results:
+        window = outputs[result.step - 3 : result.step + 1]
+        cls_mean = torch.stack([c for c, _ in window]).mean(0)
+        box_mean = torch.stack([b for _, b in window]).mean(0)
+        expected = published(snn, snn.decode(cls_mean[None], box_mean[None])[0].numpy())
+        np.testing.assert_allclose(result.rows, expected, rtol=1e-5, atol=1e-4)
 
 
 def streamdet_command(*args: str) -> list[str]:
