@@ -90,6 +90,25 @@ CONFIG = DetectorConfig(
 )
 
 
+def assert_boxes_of_direct_simulation(detector: StreamDetector, values: np.ndarray, results: list) -> None:
+    """Every window in ``results`` holds the boxes of the detector's network run step by step on
+    ``values [K, C, H, W]`` (per-step measurements from step 0) from a fresh state, its outputs averaged
+    over the ``CONFIG.window_steps`` steps ending at the window's step and decoded."""
+    snn = detector.snn
+    inputs = detector.step_inputs(values)
+    state = snn.initial_state(1)
+    outputs = []
+    for k in range(len(values)):
+        (cls, box), state = snn.run(inputs[k : k + 1], state)
+        outputs.append((cls[0, 0], box[0, 0]))
+    for result in results:
+        window = outputs[result.step + 1 - CONFIG.window_steps : result.step + 1]
+        cls_mean = torch.stack([c for c, _ in window]).mean(0)
+        box_mean = torch.stack([b for _, b in window]).mean(0)
+        expected = published(snn, snn.decode(cls_mean[None], box_mean[None])[0].numpy())
+        np.testing.assert_allclose(result.rows, expected, rtol=1e-5, atol=1e-4)
+
+
 def random_events(count: int, duration_us: int, seed: int = 0, t_start: int = 0) -> np.ndarray:
     rng = np.random.default_rng(seed)
     events = np.zeros(count, dtype=EVENT_DTYPE)
@@ -266,19 +285,8 @@ def test_model_with_history_streams_its_earlier_windows(windows: int):
     earlier = [
         np.concatenate([np.zeros_like(counts[: lag * k]), counts[: -lag * k]]) for k in range(1, windows + 1)
     ]
-    inputs = detector.step_inputs(np.concatenate([counts, *earlier], axis=1))
-    state = detector.snn.initial_state(1)
-    outputs = []
-    for k in range(24):
-        (cls, box), state = detector.snn.run(inputs[k : k + 1], state)
-        outputs.append((cls[0, 0], box[0, 0]))
     assert [r.step for r in results] == list(range(3, 24, 2))
-    for result in results:
-        window = outputs[result.step - 3 : result.step + 1]
-        cls_mean = torch.stack([c for c, _ in window]).mean(0)
-        box_mean = torch.stack([b for _, b in window]).mean(0)
-        expected = published(snn, snn.decode(cls_mean[None], box_mean[None])[0].numpy())
-        np.testing.assert_allclose(result.rows, expected, rtol=1e-5, atol=1e-4)
+    assert_boxes_of_direct_simulation(detector, np.concatenate([counts, *earlier], axis=1), results)
 
 
 def test_streams_keep_separate_state(snn):
@@ -376,18 +384,7 @@ def test_intensity_model_runs_on_spike_frames():
     assert all(r.rows.shape[1] == 6 and len(r.rows) > 0 for r in results)
     # the boxes are those of the direct simulation of the per-step spike rates (8 frames of 250 us a step)
     rates = frames_to_step_rates(frames, np.arange(80) * 250, DT_US, first_step=0, steps=10)
-    inputs = detector.step_inputs(rates)
-    state = detector.snn.initial_state(1)
-    outputs = []
-    for k in range(10):
-        (cls, box), state = detector.snn.run(inputs[k : k + 1], state)
-        outputs.append((cls[0, 0], box[0, 0]))
-    for result in results:
-        window = outputs[result.step - 3 : result.step + 1]
-        cls_mean = torch.stack([c for c, _ in window]).mean(0)
-        box_mean = torch.stack([b for _, b in window]).mean(0)
-        expected = published(snn, snn.decode(cls_mean[None], box_mean[None])[0].numpy())
-        np.testing.assert_allclose(result.rows, expected, rtol=1e-5, atol=1e-4)
+    assert_boxes_of_direct_simulation(detector, rates, results)
 
 
 def streamdet_command(*args: str) -> list[str]:
