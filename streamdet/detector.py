@@ -324,9 +324,24 @@ class SlidingWindow:
 
     def mean(self) -> tuple[torch.Tensor, torch.Tensor]:
         """Mean currents ``(cls [A, nc], box [A, 4])`` over the steps held."""
-        cls_mean = torch.stack([cls for _, cls, _ in self._steps]).mean(dim=0)
-        box_mean = torch.stack([box for _, _, box in self._steps]).mean(dim=0)
-        return cls_mean, box_mean
+        return self.cls_mean(), self.box_mean_at(slice(None))
+
+    def cls_mean(self) -> torch.Tensor:
+        """Mean class currents ``[A, nc]`` over the steps held."""
+        return _mean([cls for _, cls, _ in self._steps])
+
+    def box_mean_at(self, anchors: torch.Tensor | slice) -> torch.Tensor:
+        """Mean box currents ``[C, 4]`` over the steps held, at the anchors ``anchors`` only (indices
+        ``[C]``): the decoder needs them only where a class scores above its threshold."""
+        return _mean([box[anchors] for _, _, box in self._steps])
+
+
+def _mean(parts: list[torch.Tensor]) -> torch.Tensor:
+    """Elementwise mean of ``parts``, summed in order (``torch.stack(parts).mean(0)``, without the stack)."""
+    total = parts[0].clone()
+    for part in parts[1:]:
+        total += part
+    return total.div_(len(parts))
 
 
 class StepHistory:
@@ -730,8 +745,8 @@ class StreamDetector:
 
     def _decode(self, state: _StreamState) -> np.ndarray:
         """The window's boxes in the stream's sensor pixels, filtered (``config.box_filter``)."""
-        cls_mean, box_mean = state.window.mean()
-        rows = self.snn.decode(cls_mean[None], box_mean[None], state.mapping.input_size)[0]
+        window = state.window
+        rows = self.snn.decode_window(window.cls_mean(), window.box_mean_at, state.mapping.input_size)
         rows = rows.detach().cpu().numpy().astype(np.float32).reshape(-1, 6)
         rows = boxes_to_sensor(rows, state.mapping)
         box_filter = self.config.filter_for(state.name)

@@ -22,6 +22,7 @@ Padding, anchors, box decoding and NMS live outside ``forward``: :func:`pad_inpu
 from __future__ import annotations
 
 import math
+from collections.abc import Callable
 from dataclasses import asdict, dataclass, field, fields
 from functools import cached_property
 from pathlib import Path
@@ -528,7 +529,7 @@ class BoxCoder:
 
 def detection_candidates(
     logits: Tensor,
-    deltas: Tensor,
+    deltas: Tensor | Callable[[Tensor], Tensor],
     anchors: Tensor,
     score_thresh: float = SCORE_THRESH,
     topk: int = 1000,
@@ -537,7 +538,9 @@ def detection_candidates(
 ) -> tuple[Tensor, Tensor, Tensor]:
     """One image's candidates before suppression: ``(boxes [C, 4], scores [C], labels [C])`` for the
     ``topk`` highest (anchor, class) sigmoid scores above ``score_thresh``, from its ``logits [N, K]``
-    and ``deltas [N, 4]`` (see :func:`decode_detections`)."""
+    and ``deltas [N, 4]`` (see :func:`decode_detections`). ``deltas`` may instead be a function from
+    anchor indices ``[C]`` to their deltas ``[C, 4]``: the live node's window mean is then only taken at
+    the candidates' anchors (the same boxes)."""
     from torchvision.ops import clip_boxes_to_image
 
     coder = box_coder or BoxCoder()
@@ -550,7 +553,8 @@ def detection_candidates(
     if candidates.numel() > topk:
         candidates = candidates[scores[candidates].topk(topk).indices]
     anchor_index = candidates // num_classes
-    boxes = coder.decode(deltas[anchor_index].float(), anchors[anchor_index].to(deltas.device))
+    candidate_deltas = deltas(anchor_index) if callable(deltas) else deltas[anchor_index]
+    boxes = coder.decode(candidate_deltas.float(), anchors[anchor_index].to(candidate_deltas.device))
     if image_size is not None:
         boxes = clip_boxes_to_image(boxes, (image_size[1], image_size[0]))
     return boxes, scores[candidates], candidates % num_classes
@@ -962,15 +966,28 @@ def decode_with(
     input_size: tuple[int, int],
 ) -> list[Tensor]:
     """:func:`decode_detections` of head outputs of an input of ``input_size`` ``(W, H)``."""
-    return decode_detections(
-        cls_logits,
-        box_deltas,
-        anchors_for(config, input_size).to(cls_logits.device),
-        score_thresh=decoding.score_thresh,
+    return [
+        image_detections(config, decoding, logits, deltas, input_size)
+        for logits, deltas in zip(cls_logits, box_deltas, strict=True)
+    ]
+
+
+def image_detections(
+    config: RetinaNetConfig,
+    decoding: Decoding,
+    logits: Tensor,
+    deltas: Tensor | Callable[[Tensor], Tensor],
+    input_size: tuple[int, int],
+) -> Tensor:
+    """One image's rows ``[D, 6]`` from its ``logits [N, K]`` and ``deltas`` (``[N, 4]``, or a function
+    of anchor indices: :func:`detection_candidates`) of an input of ``input_size`` ``(W, H)``, decoded
+    with ``decoding``: :func:`decode_detections` for one image."""
+    anchors = anchors_for(config, input_size).to(logits.device)
+    size = tuple(input_size)
+    return select_detections(
+        *detection_candidates(logits, deltas, anchors, decoding.score_thresh, decoding.topk, size),
         nms_thresh=decoding.nms_thresh,
-        topk=decoding.topk,
         max_dets=decoding.max_dets,
-        image_size=tuple(input_size),
         vote_iou=decoding.vote_iou,
     )
 

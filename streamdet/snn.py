@@ -628,3 +628,18 @@ class SpikingDetector(SpikingNetwork):
 
         config = RetinaNetConfig.from_dict(self.model_config)
         return decode_with(config, self.decoding, cls_logits, box_deltas, input_size or self.spec.sensor_size)
+
+    def decode_window(
+        self,
+        cls_logits: torch.Tensor,
+        box_deltas_at: Callable[[torch.Tensor], torch.Tensor],
+        input_size: tuple[int, int],
+    ) -> torch.Tensor:
+        """One window's rows ``[N, 6]`` (as :meth:`decode`) from its mean class currents ``[A, nc]`` and a
+        function giving its mean box currents ``[C, 4]`` at anchor indices ``[C]``: the live node averages
+        the box currents over the window only at the candidates' anchors
+        (``streamdet.model.image_detections``)."""
+        from streamdet.model import RetinaNetConfig, image_detections
+
+        config = RetinaNetConfig.from_dict(self.model_config)
+        return image_detections(config, self.decoding, cls_logits, box_deltas_at, input_size)

@@ -216,6 +216,11 @@ def test_sliding_window_is_mean_of_last_w_steps():
     assert window.first_step == 3
     assert torch.allclose(cls_mean, torch.full((5, 2), 4.0))
     assert torch.allclose(box_mean, torch.full((5, 1), 8.0))
+    assert torch.equal(window.cls_mean(), cls_mean)
+    window.push(6, values[0], torch.arange(5.0)[:, None] * 3)  # box rows differ: the mean is taken per row
+    rows = torch.tensor([4, 1])
+    assert torch.equal(window.box_mean_at(rows), window.mean()[1][rows])
+    assert window.box_mean_at(rows)[:, 0].tolist() == pytest.approx([(8 + 10 + 12) / 3, (8 + 10 + 3) / 3])
 
 
 def test_windows_match_a_direct_simulation_and_keep_state(snn):

@@ -24,6 +24,7 @@ from streamdet.model import (
     checkpoint_dict,
     config_for,
     decode_detections,
+    detection_candidates,
     detection_loss,
     load_detector,
     make_anchors,
@@ -242,6 +243,28 @@ def test_decode_detections_thresholds_nms_and_clipping() -> None:
     assert torch.equal(voted[:, 4:], rows[:, 4:]) and torch.allclose(voted[1], rows[1])
     (none,) = decode_detections(torch.full((1, 3, 2), -9.0), deltas, anchors)
     assert none.shape == (0, 6)
+
+
+def test_candidates_take_deltas_only_at_their_anchors_when_given_a_function() -> None:
+    generator = torch.Generator().manual_seed(0)
+    anchors = make_anchors(config_for("events"), (64, 32))
+    logits = torch.full((len(anchors), 4), -9.0)
+    logits[[3, 40, 41, 200], [0, 2, 3, 1]] = torch.tensor([2.0, 0.5, -1.0, 4.0])
+    deltas = 0.2 * torch.randn(len(anchors), 4, generator=generator)
+    asked = []
+
+    def deltas_at(anchor_index: torch.Tensor) -> torch.Tensor:
+        asked.append(anchor_index)
+        return deltas[anchor_index]
+
+    expected = detection_candidates(logits, deltas, anchors, image_size=(64, 32))
+    found = detection_candidates(logits, deltas_at, anchors, image_size=(64, 32))
+    for got, want in zip(found, expected, strict=True):
+        assert torch.equal(got, want)
+    (anchor_index,) = asked  # one call, for the candidates' anchors only
+    _, scores, labels = expected
+    assert anchor_index.tolist() == [3, 40, 41, 200]  # the four scoring above the threshold
+    assert torch.equal(torch.sigmoid(logits)[anchor_index, labels], scores)
 
 
 def test_box_voting_averages_overlapping_candidates_of_the_same_class_only() -> None:
