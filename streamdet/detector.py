@@ -338,8 +338,10 @@ class SlidingWindow:
 
 def _mean(parts: list[torch.Tensor]) -> torch.Tensor:
     """Elementwise mean of ``parts``, summed in order (``torch.stack(parts).mean(0)``, without the stack)."""
-    total = parts[0].clone()
-    for part in parts[1:]:
+    if len(parts) == 1:
+        return parts[0]
+    total = parts[0] + parts[1]
+    for part in parts[2:]:
         total += part
     return total.div_(len(parts))
 

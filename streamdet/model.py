@@ -546,8 +546,8 @@ def detection_candidates(
     coder = box_coder or BoxCoder()
     num_classes = logits.shape[-1]
     scores = torch.sigmoid(logits.float()).flatten()
-    if scores.device.type == "cpu":  # numpy's flatnonzero: the same indices, faster than torch.nonzero here
-        candidates = torch.from_numpy(np.flatnonzero((scores > score_thresh).numpy()))
+    if scores.device.type == "cpu":  # numpy's comparison and flatnonzero: the same indices, less time here
+        candidates = torch.from_numpy(np.flatnonzero(scores.numpy() > score_thresh))
     else:
         candidates = torch.nonzero(scores > score_thresh).squeeze(1)
     if candidates.numel() > topk:
