@@ -1,7 +1,7 @@
 """Import labelled real footage into a split, through streamdet's own sensor emulators.
 
 ``streamdet dataset import`` (user guide: ``docs/importing.md``) reads videos or stills with boxes in
-one of three label layouts and writes a split in the layout of ``docs/architecture.md`` ("Datasets on
+one of four label layouts and writes a split in the layout of ``docs/architecture.md`` ("Datasets on
 disk"), so ``streamdet train`` and ``streamdet eval`` read it like a built one:
 
 - ``mot``: a MOT-challenge sequence folder (``gt/gt.txt``, ``img1/``, ``seqinfo.ini``) or a video file
@@ -9,6 +9,8 @@ disk"), so ``streamdet train`` and ``streamdet eval`` read it like a built one:
 - ``coco``: a COCO json; images with a ``video_id`` are frames of videos, the others stills.
 - ``yolo``: a folder of images with one ``.txt`` per image (``class cx cy w h``, normalised), class
   names from ``data.yaml`` or a names file; stills, or one video per folder with ``--fps``.
+- ``caviar``: a folder of video frames (or a video file) with a CAVIAR ground-truth XML (``<frame
+  number>`` from 0, ``<object id>`` with ``<box xc yc w h>``; every object a person).
 
 Pipeline of one sequence:
 
@@ -47,6 +49,7 @@ import json
 import math
 import re
 import shutil
+import xml.etree.ElementTree as ET
 from collections.abc import Callable, Iterator
 from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
@@ -71,7 +74,7 @@ from streamdet.errors import FileFormatError, UserFacingError
 from streamdet.events import DEFAULT_WINDOW_US
 from streamdet.scenes import SceneConfig
 
-LAYOUTS: tuple[str, ...] = ("mot", "coco", "yolo")
+LAYOUTS: tuple[str, ...] = ("mot", "coco", "yolo", "caviar")
 """Label layouts ``streamdet dataset import`` reads."""
 
 FITS: tuple[str, ...] = ("pad", "crop", "stretch")
@@ -537,6 +540,120 @@ def read_mot(source: str | Path, labels: str | Path | None = None, fps: float | 
     )
 
 
+CAVIAR_FPS = 25.0
+"""Frame rate of the CAVIAR sequences (their pages: 384 x 288 pixels, 25 frames per second), taken for a
+folder of frames without ``--fps``."""
+
+CAVIAR_CLASS = "person"
+"""Class key of every CAVIAR object (the ground truth labels people only; ``--classes-map`` changes it)."""
+
+
+def _caviar_number(element: ET.Element, name: str, where: str, path: Path) -> float:
+    text = element.get(name)
+    try:
+        value = float(text) if text is not None else math.nan
+    except ValueError:
+        value = math.nan
+    if not math.isfinite(value):
+        raise FileFormatError(path, f"{where}: <{element.tag}> {name}={text!r} is not a number")
+    return value
+
+
+def read_caviar_labels(path: Path) -> tuple[dict[int, tuple[SourceBox, ...]], frozenset[int]]:
+    """Boxes of a CAVIAR ground-truth XML by 0-based frame number, and the frames it labels.
+
+    Each ``<frame number="n">`` lists ``<objectlist><object id="i"><box xc yc w h/>`` (centre and size,
+    pixels); every object is a person (:data:`CAVIAR_CLASS`). A frame listed with no object shows
+    none. The ``<grouplist>`` boxes (several people taken together) are not objects and are left out.
+    """
+    if not path.is_file():
+        raise FileFormatError(path, "no such label file")
+    try:
+        root = ET.parse(path).getroot()
+    except ET.ParseError as error:
+        raise FileFormatError(path, f"not an XML file ({error})") from None
+    frames = root.findall("frame")
+    if not frames:
+        raise FileFormatError(path, "holds no <frame> element: not a CAVIAR ground-truth file")
+    boxes: dict[int, tuple[SourceBox, ...]] = {}
+    for frame in frames:
+        number = frame.get("number", "")
+        if not number.isdigit():
+            raise FileFormatError(path, f"<frame number={number!r}>: not a frame number (from 0)")
+        index = int(number)
+        if index in boxes:
+            raise FileFormatError(path, f"frame {index} is listed twice")
+        rows = []
+        for obj in frame.findall("objectlist/object"):
+            where = f"frame {index}, object {obj.get('id', '?')}"
+            box = obj.find("box")
+            if box is None:
+                raise FileFormatError(path, f"{where}: no <box>")
+            xc, yc, w, h = (_caviar_number(box, name, where, path) for name in ("xc", "yc", "w", "h"))
+            if w <= 0 or h <= 0:
+                raise FileFormatError(path, f"{where}: box width {w:g} / height {h:g} must be positive")
+            track = obj.get("id", "")
+            rows.append(
+                SourceBox(
+                    class_key=CAVIAR_CLASS,
+                    box=(xc - w / 2, yc - h / 2, xc + w / 2, yc + h / 2),
+                    where=f"{path} {where}",
+                    track_id=int(track) if track.isdigit() else -1,
+                )
+            )
+        boxes[index] = tuple(rows)
+    return boxes, frozenset(boxes)
+
+
+def read_caviar(
+    source: str | Path, labels: str | Path | None = None, fps: float | None = None
+) -> VideoSource:
+    """A CAVIAR sequence: a folder of its frames in name order (labels: ``labels``, else the one ``.xml``
+    file in the folder; ``fps`` default :data:`CAVIAR_FPS`) or a video file (labels default
+    ``<video stem>.xml`` beside it; ``fps`` default the video's own)."""
+    source = Path(source)
+    if source.is_dir():
+        if labels is None:
+            found = sorted(source.glob("*.xml"))
+            if len(found) != 1:
+                raise FileFormatError(
+                    source, f"holds {len(found)} .xml files; name the ground truth with --labels"
+                )
+            labels = found[0]
+        files = _image_files(source)
+        if not files:
+            raise FileFormatError(source, "holds no image files")
+        boxes, labelled = read_caviar_labels(Path(labels))
+        return VideoSource(
+            name=sequence_name(source.name),
+            label_file=Path(labels),
+            fps=float(fps or CAVIAR_FPS),
+            size=image_size(files[0]),
+            frame_files=tuple(enumerate(files)),
+            frame_count=len(files),
+            boxes=boxes,
+            labelled=labelled,
+        )
+    if not source.is_file():
+        raise FileFormatError(source, "no such CAVIAR frame folder or video file")
+    label_file = Path(labels) if labels else source.with_suffix(".xml")
+    stated_fps, size, count = video_properties(source)
+    rate = fps or stated_fps
+    if not rate:
+        raise UserFacingError(f"{source}: the video states no frame rate; pass --fps")
+    boxes, labelled = read_caviar_labels(label_file)
+    return VideoSource(
+        name=sequence_name(source.stem),
+        label_file=label_file,
+        fps=rate,
+        size=size,
+        video=source,
+        frame_count=count,
+        boxes=boxes,
+        labelled=labelled,
+    )
+
+
 def _coco_track_id(annotation: dict) -> int:
     for key in ("track_id", "instance_id"):
         if annotation.get(key) is not None:
@@ -832,7 +949,7 @@ def read_sources(
     fps: float | None = None,
 ) -> list[Source]:
     """Every sequence and still of ``paths`` in ``layout`` (see :func:`read_mot`, :func:`read_coco`,
-    :func:`read_yolo`), with unique names."""
+    :func:`read_yolo`, :func:`read_caviar`), with unique names."""
     if layout not in LAYOUTS:
         raise UserFacingError(f"unknown label layout {layout!r}; choose one of {', '.join(LAYOUTS)}")
     if not paths:
@@ -843,6 +960,8 @@ def read_sources(
     for path in paths:
         if layout == "mot":
             sources.append(read_mot(path, labels, fps))
+        elif layout == "caviar":
+            sources.append(read_caviar(path, labels, fps))
         elif layout == "coco":
             sources.extend(read_coco(path, images_dir, fps))
         else:

@@ -38,6 +38,7 @@ MOT_SEQUENCE = SAMPLES / "mot" / "SEQ-01"
 MOT_VIDEO = SAMPLES / "mot" / "clip.avi"
 COCO_JSON = SAMPLES / "coco" / "annotations.json"
 YOLO_IMAGES = SAMPLES / "yolo" / "images"
+CAVIAR_FOLDER = SAMPLES / "caviar" / "walk"
 SMALL = ["--size", "64x48"]
 PEDESTRIAN, CAR = CLASS_NAMES.index("pedestrian"), CLASS_NAMES.index("car")
 
@@ -99,6 +100,63 @@ def test_mot_events_come_from_the_moving_objects(mot_split: DatasetSplit) -> Non
     assert spikes.shape == (50, 48, 64)  # 50 ms at 1 kHz
     bright, ground = spikes[:, 14:30, 12:22].mean(), spikes[:, 16:28, 40:60].mean()
     assert bright > 1.5 * ground  # the walker (230) fires faster than the ground (about 90)
+
+
+def test_caviar_people_are_the_mot_samples_pedestrians(tmp_path: Path, mot_split: DatasetSplit) -> None:
+    (source,) = read_sources("caviar", [CAVIAR_FOLDER])
+    assert source.fps == 25.0 and source.frame_count == 10 and source.labelled == frozenset(range(10))
+    assert [box.track_id for box in source.boxes[2]] == [1, 3, 4]  # people only; the group is no object
+    assert source.boxes[2][0].box == (10.0, 12.0, 18.0, 32.0)  # xc 14, yc 22, w 8, h 20
+    assert run_import(tmp_path, "caviar", str(CAVIAR_FOLDER), "--split", "val") == 0
+    split = DatasetSplit(tmp_path / "val")
+    assert [image["t_us"] for image in split.images] == [image["t_us"] for image in mot_split.images]
+    for image, mot_image in zip(split.images, mot_split.images, strict=True):
+        people = by_track(split, image)
+        assert sorted(people) == [1, 3, 4]
+        for track, annotation in people.items():
+            assert annotation["category_id"] == PEDESTRIAN + 1
+            assert annotation["bbox"] == by_track(mot_split, mot_image)[track]["bbox"]
+    assert split.info["sequences"][0]["source"]["fps"] == 25.0
+    assert len(split.events(split.images[1])) > 0
+    shutil.copy(MOT_VIDEO, tmp_path / "walk.avi")  # the same frames as a video, its labels beside it
+    shutil.copy(CAVIAR_FOLDER / "walkgt.xml", tmp_path / "walk.xml")
+    (video,) = read_sources("caviar", [tmp_path / "walk.avi"])
+    assert video.video == tmp_path / "walk.avi" and video.frame_count == 10
+    assert [[box.box for box in video.boxes[k]] for k in range(10)] == [
+        [box.box for box in source.boxes[k]] for k in range(10)
+    ]
+
+
+def test_caviar_labels_that_do_not_fit(tmp_path: Path) -> None:
+    folder = copy_sample("caviar", tmp_path) / "walk"
+    xml = folder / "walkgt.xml"
+    original = xml.read_text()
+    config = ImportConfig(sensor_size=(64, 48))
+    xml.write_text(original.replace('<frame number="9">', '<frame number="10">'))
+    with pytest.raises(
+        FileFormatError, match=r"frame 10, object 1: labels frame 11 .* the video has 10 frames"
+    ):
+        import_split(read_sources("caviar", [folder]), config, tmp_path / "out", "caviar")
+    xml.write_text(
+        original.replace('<box h="20" w="8" xc="14" yc="22"/>', '<box h="20" w="0" xc="14" yc="22"/>')
+    )
+    with pytest.raises(FileFormatError, match="walkgt.xml: frame 2, object 1: box width 0 / height 20"):
+        read_sources("caviar", [folder])
+    xml.write_text(original.replace('xc="14" yc="22"', 'xc="fourteen" yc="22"'))
+    with pytest.raises(FileFormatError, match="frame 2, object 1: <box> xc='fourteen' is not a number"):
+        read_sources("caviar", [folder])
+    xml.write_text(original[: len(original) // 2])
+    with pytest.raises(FileFormatError, match="walkgt.xml: not an XML file"):
+        read_sources("caviar", [folder])
+    xml.write_text("<dataset></dataset>")
+    with pytest.raises(FileFormatError, match="holds no <frame> element"):
+        read_sources("caviar", [folder])
+    xml.unlink()
+    with pytest.raises(
+        FileFormatError, match="walk: holds 0 .xml files; name the ground truth with --labels"
+    ):
+        read_sources("caviar", [folder])
+    assert not (tmp_path / "out").exists()
 
 
 def test_video_file_import_is_what_drive_video_sees(tmp_path: Path) -> None:

@@ -8,6 +8,10 @@
 - ``coco/annotations.json``: the same ten frames as a video (``coco/video/``) plus two stills
   (``coco/stills/``, 80 x 40) with a boat, a buoy and a person.
 - ``yolo/``: the two stills as ``images/*.png`` with ``labels/*.txt`` and ``data.yaml``.
+- ``caviar/walk/``: the ten frames as ``walk0000.jpg`` ... with ``walkgt.xml``, CAVIAR's ground-truth
+  layout (``<frame number>`` from 0, ``<object id>``, ``<box xc yc w h>``): the people of the video
+  (tracks 1, 3 and 4; CAVIAR labels people only), and in each frame a ``<group>`` of tracks 1 and 3,
+  which is not an object.
 
 Scene of the video: on a textured grey background, a bright pedestrian (track 1) walks right 3 px per
 frame, a dark car (track 2) drives left 3 px per frame, a person (track 3) stands still and a 4 px
@@ -178,11 +182,47 @@ def write_yolo() -> None:
         (root / "labels" / f"{name}.txt").write_text("\n".join(rows) + "\n")
 
 
+def caviar_xml() -> str:
+    """The people of :func:`moving_boxes` in CAVIAR's ground-truth layout (centre and size)."""
+    lines = ['<?xml version="1.0" encoding="UTF-8"?>', '<dataset name="walk">']
+    for k in range(FRAMES):
+        lines += [f'<frame number="{k}">', "<objectlist>"]
+        for track, cls, x, y, w, h, _ in moving_boxes(k):
+            if cls != 1:
+                continue
+            lines += [
+                f'<object id="{track}">',
+                "<orientation>90</orientation>",
+                f'<box h="{h}" w="{w}" xc="{x + w / 2:g}" yc="{y + h / 2:g}"/>',
+                "<appearance>visible</appearance>",
+                "<hypothesislist>",
+                '<hypothesis evaluation="1.0" id="1" prev="1.0">',
+                '<movement evaluation="1.0">walking</movement>',
+                '<role evaluation="1.0">walker</role>',
+                "</hypothesis>",
+                "</hypothesislist>",
+                "</object>",
+            ]
+        lines += ["</objectlist>", "<grouplist>", '<group id="0">', '<box h="40" w="40" xc="20" yc="24"/>']
+        lines += ["<members>1,3</members>", "</group>", "</grouplist>", "</frame>"]
+    return "\n".join(lines + ["</dataset>"]) + "\n"
+
+
+def write_caviar(frames: list[np.ndarray]) -> None:
+    folder = HERE / "caviar" / "walk"
+    shutil.rmtree(HERE / "caviar", ignore_errors=True)
+    folder.mkdir(parents=True)
+    for k, frame in enumerate(frames):
+        cv2.imwrite(str(folder / f"walk{k:04d}.jpg"), frame, [cv2.IMWRITE_JPEG_QUALITY, 95])
+    (folder / "walkgt.xml").write_text(caviar_xml())
+
+
 def main() -> None:
     frames = video_frames()
     write_mot(frames)
     write_coco(frames)
     write_yolo()
+    write_caviar(frames)
 
 
 if __name__ == "__main__":
