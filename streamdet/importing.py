@@ -482,6 +482,16 @@ def _read_seqinfo(path: Path) -> dict[str, str]:
     return info
 
 
+def video_rate_size_count(video: Path, fps: float | None) -> tuple[float, tuple[int, int], int]:
+    """``(frame rate, (width, height), frames)`` of a labelled video file: ``fps`` where given, else the
+    file's own rate (UserFacingError when it states none)."""
+    stated_fps, size, count = video_properties(video)
+    rate = fps or stated_fps
+    if not rate:
+        raise UserFacingError(f"{video}: the video states no frame rate; pass --fps")
+    return rate, size, count
+
+
 def read_mot(source: str | Path, labels: str | Path | None = None, fps: float | None = None) -> VideoSource:
     """A MOT sequence: a folder (``gt/gt.txt``, frames in ``img1/`` or seqinfo's ``imDir``,
     ``seqinfo.ini`` with ``frameRate``, ``seqLength``, ``imWidth``, ``imHeight``) or a video file (labels
@@ -525,10 +535,7 @@ def read_mot(source: str | Path, labels: str | Path | None = None, fps: float | 
     if not source.is_file():
         raise FileFormatError(source, "no such MOT sequence folder or video file")
     label_file = Path(labels) if labels else source.with_suffix(".txt")
-    stated_fps, size, count = video_properties(source)
-    rate = fps or stated_fps
-    if not rate:
-        raise UserFacingError(f"{source}: the video states no frame rate; pass --fps")
+    rate, size, count = video_rate_size_count(source, fps)
     return VideoSource(
         name=sequence_name(source.stem),
         label_file=label_file,
@@ -637,10 +644,7 @@ def read_caviar(
     if not source.is_file():
         raise FileFormatError(source, "no such CAVIAR frame folder or video file")
     label_file = Path(labels) if labels else source.with_suffix(".xml")
-    stated_fps, size, count = video_properties(source)
-    rate = fps or stated_fps
-    if not rate:
-        raise UserFacingError(f"{source}: the video states no frame rate; pass --fps")
+    rate, size, count = video_rate_size_count(source, fps)
     boxes, labelled = read_caviar_labels(label_file)
     return VideoSource(
         name=sequence_name(source.stem),
