@@ -1,7 +1,7 @@
 """Import labelled real footage into a split, through streamdet's own sensor emulators.
 
 ``streamdet dataset import`` (user guide: ``docs/importing.md``) reads videos or stills with boxes in
-one of four label layouts and writes a split in the layout of ``docs/architecture.md`` ("Datasets on
+one of five label layouts and writes a split in the layout of ``docs/architecture.md`` ("Datasets on
 disk"), so ``streamdet train`` and ``streamdet eval`` read it like a built one:
 
 - ``mot``: a MOT-challenge sequence folder (``gt/gt.txt``, ``img1/``, ``seqinfo.ini``) or a video file
@@ -11,6 +11,8 @@ disk"), so ``streamdet train`` and ``streamdet eval`` read it like a built one:
   names from ``data.yaml`` or a names file; stills, or one video per folder with ``--fps``.
 - ``caviar``: a folder of video frames (or a video file) with a CAVIAR ground-truth XML (``<frame
   number>`` from 0, ``<object id>`` with ``<box xc yc w h>``; every object a person).
+- ``cvat``: a "CVAT for video 1.1" export (``annotations.xml``: ``<track label>`` of ``<box frame
+  outside xtl ytl xbr ybr>``, frames from 0) with its frames (``images/``) or a video file.
 
 Pipeline of one sequence:
 
@@ -74,7 +76,7 @@ from streamdet.errors import FileFormatError, UserFacingError
 from streamdet.events import DEFAULT_WINDOW_US
 from streamdet.scenes import SceneConfig
 
-LAYOUTS: tuple[str, ...] = ("mot", "coco", "yolo", "caviar")
+LAYOUTS: tuple[str, ...] = ("mot", "coco", "yolo", "caviar", "cvat")
 """Label layouts ``streamdet dataset import`` reads."""
 
 FITS: tuple[str, ...] = ("pad", "crop", "stretch")
@@ -555,7 +557,17 @@ CAVIAR_CLASS = "person"
 """Class key of every CAVIAR object (the ground truth labels people only; ``--classes-map`` changes it)."""
 
 
-def _caviar_number(element: ET.Element, name: str, where: str, path: Path) -> float:
+def _xml_root(path: Path) -> ET.Element:
+    """The root element of an XML label file (FileFormatError when missing or not XML)."""
+    if not path.is_file():
+        raise FileFormatError(path, "no such label file")
+    try:
+        return ET.parse(path).getroot()
+    except ET.ParseError as error:
+        raise FileFormatError(path, f"not an XML file ({error})") from None
+
+
+def _xml_number(element: ET.Element, name: str, where: str, path: Path) -> float:
     text = element.get(name)
     try:
         value = float(text) if text is not None else math.nan
@@ -573,12 +585,7 @@ def read_caviar_labels(path: Path) -> tuple[dict[int, tuple[SourceBox, ...]], fr
     pixels); every object is a person (:data:`CAVIAR_CLASS`). A frame listed with no object shows
     none. The ``<grouplist>`` boxes (several people taken together) are not objects and are left out.
     """
-    if not path.is_file():
-        raise FileFormatError(path, "no such label file")
-    try:
-        root = ET.parse(path).getroot()
-    except ET.ParseError as error:
-        raise FileFormatError(path, f"not an XML file ({error})") from None
+    root = _xml_root(path)
     frames = root.findall("frame")
     if not frames:
         raise FileFormatError(path, "holds no <frame> element: not a CAVIAR ground-truth file")
@@ -596,7 +603,7 @@ def read_caviar_labels(path: Path) -> tuple[dict[int, tuple[SourceBox, ...]], fr
             box = obj.find("box")
             if box is None:
                 raise FileFormatError(path, f"{where}: no <box>")
-            xc, yc, w, h = (_caviar_number(box, name, where, path) for name in ("xc", "yc", "w", "h"))
+            xc, yc, w, h = (_xml_number(box, name, where, path) for name in ("xc", "yc", "w", "h"))
             if w <= 0 or h <= 0:
                 raise FileFormatError(path, f"{where}: box width {w:g} / height {h:g} must be positive")
             track = obj.get("id", "")
@@ -655,6 +662,103 @@ def read_caviar(
         frame_count=count,
         boxes=boxes,
         labelled=labelled,
+    )
+
+
+def read_cvat_labels(
+    path: Path,
+) -> tuple[dict[int, tuple[SourceBox, ...]], int | None, tuple[int, int] | None]:
+    """Boxes of a "CVAT for video 1.1" XML by 0-based frame, and what its ``<meta>`` states: the frame
+    count (``<size>``) and ``(width, height)`` (``<original_size>``), each None where absent.
+
+    Each ``<track id label>`` holds ``<box frame outside occluded xtl ytl xbr ybr>``, one per frame
+    (CVAT writes the frames it interpolated between keyframes too); ``outside="1"`` marks a frame the
+    object has left, and frames a track does not list show none of it. The class key is the track's
+    label, lower case. Shapes other than boxes (polygons, points) are left out.
+    """
+    root = _xml_root(path)
+    tracks = root.findall("track")
+    if root.tag != "annotations" or not tracks:
+        what = "an export of images, not of a video" if root.find("image") is not None else "no <track>"
+        raise FileFormatError(path, f"not a 'CVAT for video 1.1' export ({what})")
+    meta = root.find("meta")
+    count = size = None
+    if meta is not None:
+        frames = meta.findtext("task/size") or meta.findtext("job/size")
+        width = meta.findtext(".//original_size/width")
+        height = meta.findtext(".//original_size/height")
+        try:
+            count = int(frames) if frames else None
+            size = (int(width), int(height)) if width and height else None
+        except ValueError:
+            raise FileFormatError(
+                path, f"<meta>: size {frames!r} / {width!r}x{height!r} are not numbers"
+            ) from None
+    boxes: dict[int, list[SourceBox]] = {}
+    for track in tracks:
+        label, track_id = track.get("label", ""), track.get("id", "")
+        if not label:
+            raise FileFormatError(path, f"<track id={track_id!r}> has no label")
+        for box in track.findall("box"):
+            frame = box.get("frame", "")
+            where = f"track {track_id} ({label}), frame {frame}"
+            if not frame.isdigit():
+                raise FileFormatError(path, f"{where}: not a frame number (from 0)")
+            if box.get("outside", "0") == "1":
+                continue
+            x1, y1, x2, y2 = (_xml_number(box, name, where, path) for name in ("xtl", "ytl", "xbr", "ybr"))
+            if x2 <= x1 or y2 <= y1:
+                raise FileFormatError(path, f"{where}: box ({x1:g}, {y1:g}, {x2:g}, {y2:g}) has no area")
+            boxes.setdefault(int(frame), []).append(
+                SourceBox(
+                    class_key=label.strip().lower(),
+                    box=(x1, y1, x2, y2),
+                    where=f"{path} {where}",
+                    track_id=int(track_id) if track_id.isdigit() else -1,
+                )
+            )
+    return {frame: tuple(rows) for frame, rows in boxes.items()}, count, size
+
+
+def read_cvat(source: str | Path, labels: str | Path | None = None, fps: float | None = None) -> VideoSource:
+    """A "CVAT for video 1.1" export: a folder with ``annotations.xml`` (or ``labels``) and its frames in
+    ``images/`` (else in the folder itself), in name order, at ``fps`` (required: CVAT stores no frame
+    rate); or a video file with ``labels`` (default ``<video stem>.xml`` beside it) at its own rate. The
+    ``<meta>``'s frame count and size are checked against the frames."""
+    source = Path(source)
+    if source.is_dir():
+        label_file = Path(labels) if labels else source / "annotations.xml"
+        frame_dir = source / "images" if (source / "images").is_dir() else source
+        files = _image_files(frame_dir)
+        if not files:
+            raise FileFormatError(frame_dir, "holds no image files")
+        if not fps:
+            raise UserFacingError(f"{source}: CVAT stores no frame rate; pass --fps")
+        rate, size, count, video = float(fps), image_size(files[0]), len(files), None
+        frame_files = tuple(enumerate(files))
+    elif source.is_file():
+        label_file = Path(labels) if labels else source.with_suffix(".xml")
+        rate, size, count = video_rate_size_count(source, fps)
+        video, frame_files = source, ()
+    else:
+        raise FileFormatError(source, "no such CVAT export folder or video file")
+    boxes, stated_count, stated_size = read_cvat_labels(label_file)
+    if stated_count is not None and count and stated_count != count:
+        raise FileFormatError(label_file, f"<meta> states {stated_count} frames but {source} holds {count}")
+    if stated_size is not None and stated_size != size:
+        raise FileFormatError(
+            label_file,
+            f"<meta> states {stated_size[0]}x{stated_size[1]} frames but {source}'s are {size[0]}x{size[1]}",
+        )
+    return VideoSource(
+        name=sequence_name(source.stem if video else source.name),
+        label_file=label_file,
+        fps=rate,
+        size=size,
+        frame_files=frame_files,
+        video=video,
+        frame_count=count,
+        boxes=boxes,
     )
 
 
@@ -953,7 +1057,7 @@ def read_sources(
     fps: float | None = None,
 ) -> list[Source]:
     """Every sequence and still of ``paths`` in ``layout`` (see :func:`read_mot`, :func:`read_coco`,
-    :func:`read_yolo`, :func:`read_caviar`), with unique names."""
+    :func:`read_yolo`, :func:`read_caviar`, :func:`read_cvat`), with unique names."""
     if layout not in LAYOUTS:
         raise UserFacingError(f"unknown label layout {layout!r}; choose one of {', '.join(LAYOUTS)}")
     if not paths:
@@ -966,6 +1070,8 @@ def read_sources(
             sources.append(read_mot(path, labels, fps))
         elif layout == "caviar":
             sources.append(read_caviar(path, labels, fps))
+        elif layout == "cvat":
+            sources.append(read_cvat(path, labels, fps))
         elif layout == "coco":
             sources.extend(read_coco(path, images_dir, fps))
         else:

@@ -39,6 +39,7 @@ MOT_VIDEO = SAMPLES / "mot" / "clip.avi"
 COCO_JSON = SAMPLES / "coco" / "annotations.json"
 YOLO_IMAGES = SAMPLES / "yolo" / "images"
 CAVIAR_FOLDER = SAMPLES / "caviar" / "walk"
+CVAT_FOLDER = SAMPLES / "cvat" / "walk"
 SMALL = ["--size", "64x48"]
 PEDESTRIAN, CAR = CLASS_NAMES.index("pedestrian"), CLASS_NAMES.index("car")
 
@@ -157,6 +158,62 @@ def test_caviar_labels_that_do_not_fit(tmp_path: Path) -> None:
     ):
         read_sources("caviar", [folder])
     assert not (tmp_path / "out").exists()
+
+
+def test_cvat_video_export_tracks_and_outside(tmp_path: Path, mot_split: DatasetSplit) -> None:
+    (source,) = read_sources("cvat", [CVAT_FOLDER], fps=25.0)
+    assert source.frame_count == 10 and source.size == (64, 48) and source.labelled is None
+    assert [(box.track_id, box.class_key) for box in source.boxes[2]] == [
+        (1, "person"), (2, "car"), (3, "person"), (4, "person")
+    ]  # fmt: skip
+    assert source.boxes[2][1].box == (44.0, 30.0, 56.0, 38.0)
+    assert [box.track_id for box in source.boxes[8]] == [1, 2, 3]  # track 4 is outside from frame 8
+    assert [box.track_id for box in source.boxes[9]] == [1, 2, 3]  # and absent after it
+    assert run_import(tmp_path, "cvat", str(CVAT_FOLDER), "--fps", "25", "--split", "val") == 0
+    split = DatasetSplit(tmp_path / "val")
+    assert [image["t_us"] for image in split.images] == [image["t_us"] for image in mot_split.images]
+    for image, mot_image in zip(split.images, mot_split.images, strict=True):
+        mot_tracks = by_track(mot_split, mot_image)
+        for track, annotation in by_track(split, image).items():
+            assert annotation["bbox"] == mot_tracks[track]["bbox"]
+            assert annotation["category_id"] == mot_tracks[track]["category_id"]
+    assert sorted(by_track(split, split.images[0])) == [1, 2, 3, 4]
+    assert 4 not in by_track(split, split.images[-1])  # frame 9, after track 4 left
+
+
+def test_cvat_exports_that_do_not_fit(tmp_path: Path) -> None:
+    folder = copy_sample("cvat", tmp_path) / "walk"
+    xml = folder / "annotations.xml"
+    original = xml.read_text()
+    with pytest.raises(UserFacingError, match="CVAT stores no frame rate; pass --fps"):
+        read_sources("cvat", [folder])
+    xml.write_text(original.replace("<size>10</size>", "<size>12</size>"))
+    with pytest.raises(FileFormatError, match="annotations.xml: <meta> states 12 frames but .* holds 10"):
+        read_sources("cvat", [folder], fps=25.0)
+    xml.write_text(original.replace("<width>64</width>", "<width>640</width>"))
+    with pytest.raises(FileFormatError, match="<meta> states 640x48 frames but .* are 64x48"):
+        read_sources("cvat", [folder], fps=25.0)
+    xml.write_text(original.replace('xbr="18.00" ybr="32.00"', 'xbr="10.00" ybr="32.00"', 1))
+    with pytest.raises(
+        FileFormatError, match=r"track 1 \(person\), frame 2: box \(10, 12, 10, 32\) has no area"
+    ):
+        read_sources("cvat", [folder], fps=25.0)
+    xml.write_text('<annotations><image id="0" name="a.png"><box label="car"/></image></annotations>')
+    with pytest.raises(FileFormatError, match="not a 'CVAT for video 1.1' export \\(an export of images"):
+        read_sources("cvat", [folder], fps=25.0)
+    xml.write_text(original.replace('label="car"', 'label="tram"'))
+    with pytest.raises(FileFormatError, match="class 'tram' is not mapped"):
+        import_split(
+            read_sources("cvat", [folder], fps=25.0),
+            ImportConfig(sensor_size=(64, 48)),
+            tmp_path / "o",
+            "cvat",
+        )
+    xml.write_text(original)
+    (folder / "images" / "frame_000009.png").unlink()
+    with pytest.raises(FileFormatError, match="<meta> states 10 frames but .* holds 9"):
+        read_sources("cvat", [folder], fps=25.0)
+    assert not (tmp_path / "o").exists()
 
 
 def test_video_file_import_is_what_drive_video_sees(tmp_path: Path) -> None:

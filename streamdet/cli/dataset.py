@@ -116,7 +116,8 @@ def register_import(actions: argparse._SubParsersAction) -> None:
 
     importer = actions.add_parser(
         "import",
-        help="turn labelled videos or stills (MOT gt.txt, COCO json, YOLO txt, CAVIAR xml) into one split",
+        help="turn labelled videos or stills (MOT gt.txt, COCO json, YOLO txt, CAVIAR or CVAT xml) into one "
+        "split",
         description="Emulate a DVS and a spike camera over labelled real footage and write one split in "
         "the layout `dataset build` writes (DIR/SPLIT/annotations.json and one folder per sequence). "
         "See docs/importing.md.",
@@ -128,14 +129,15 @@ def register_import(actions: argparse._SubParsersAction) -> None:
         metavar="SOURCE",
         help="mot: sequence folders (gt/gt.txt, img1/, seqinfo.ini) or video files; coco: annotation "
         "json files; yolo: image folders; caviar: frame folders (with their ground-truth .xml) or video "
-        "files",
+        "files; cvat: 'CVAT for video 1.1' export folders (annotations.xml, images/) or video files",
     )
     importer.add_argument("--out", required=True, help="dataset root directory; the split goes in OUT/SPLIT")
     importer.add_argument("--split", default="train", help="train, val or test (default train)")
     importer.add_argument(
         "--labels",
         help="mot: the gt.txt of a video file (default <video stem>.txt); caviar: the ground-truth xml "
-        "(default: the folder's one .xml, or <video stem>.xml); yolo: the labels folder "
+        "(default: the folder's one .xml, or <video stem>.xml); cvat: the annotations xml (default: "
+        "annotations.xml in the folder, or <video stem>.xml); yolo: the labels folder "
         "(default: images/ -> labels/, else the images folder); one SOURCE only",
     )
     importer.add_argument(

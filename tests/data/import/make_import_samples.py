@@ -12,6 +12,10 @@
   layout (``<frame number>`` from 0, ``<object id>``, ``<box xc yc w h>``): the people of the video
   (tracks 1, 3 and 4; CAVIAR labels people only), and in each frame a ``<group>`` of tracks 1 and 3,
   which is not an object.
+- ``cvat/walk/``: the ten frames as ``images/frame_000000.png`` ... with ``annotations.xml`` in the
+  "CVAT for video 1.1" layout: tracks 1-4 of the video (labels ``person`` and ``car``, a box in every
+  frame as CVAT writes them), track 4 marked ``outside`` from frame 8 on (and absent in frame 9), and a
+  polygon track, which is not a box.
 
 Scene of the video: on a textured grey background, a bright pedestrian (track 1) walks right 3 px per
 frame, a dark car (track 2) drives left 3 px per frame, a person (track 3) stands still and a 4 px
@@ -217,12 +221,49 @@ def write_caviar(frames: list[np.ndarray]) -> None:
     (folder / "walkgt.xml").write_text(caviar_xml())
 
 
+def cvat_xml() -> str:
+    """The tracks of :func:`moving_boxes` as a "CVAT for video 1.1" export."""
+    lines = ['<?xml version="1.0" encoding="utf-8"?>', "<annotations>", "  <version>1.1</version>"]
+    lines += ["  <meta>", f"    <job><id>1</id><size>{FRAMES}</size><mode>interpolation</mode></job>"]
+    lines += [
+        f"    <original_size><width>{SIZE[0]}</width><height>{SIZE[1]}</height></original_size>",
+        "  </meta>",
+    ]
+    for track in (1, 2, 3, 4):
+        label = "car" if track == 2 else "person"
+        lines.append(f'  <track id="{track}" label="{label}" source="manual">')
+        for k in range(FRAMES if track != 4 else 9):
+            _, _, x, y, w, h, _ = moving_boxes(k)[track - 1]
+            outside = int(track == 4 and k == 8)
+            lines.append(
+                f'    <box frame="{k}" keyframe="{int(k in (0, 8))}" outside="{outside}" occluded="0" '
+                f'xtl="{x:.2f}" ytl="{y:.2f}" xbr="{x + w:.2f}" ybr="{y + h:.2f}" z_order="0">\n    </box>'
+            )
+        lines.append("  </track>")
+    lines += ['  <track id="5" label="person" source="manual">']
+    lines += [
+        '    <polygon frame="0" keyframe="1" outside="0" occluded="0" points="1,1;5,1;5,5" z_order="0"/>'
+    ]
+    lines += ["  </track>", "</annotations>"]
+    return "\n".join(lines) + "\n"
+
+
+def write_cvat(frames: list[np.ndarray]) -> None:
+    folder = HERE / "cvat" / "walk"
+    shutil.rmtree(HERE / "cvat", ignore_errors=True)
+    (folder / "images").mkdir(parents=True)
+    for k, frame in enumerate(frames):
+        cv2.imwrite(str(folder / "images" / f"frame_{k:06d}.png"), frame)
+    (folder / "annotations.xml").write_text(cvat_xml())
+
+
 def main() -> None:
     frames = video_frames()
     write_mot(frames)
     write_coco(frames)
     write_yolo()
     write_caviar(frames)
+    write_cvat(frames)
 
 
 if __name__ == "__main__":
