@@ -379,9 +379,15 @@ class StillSource:
 Source = VideoSource | StillSource
 
 
-def _image_files(folder: Path) -> list[Path]:
-    """Image files directly in ``folder``, sorted by name."""
-    return sorted(p for p in folder.iterdir() if p.is_file() and p.suffix.lower() in IMAGE_SUFFIXES)
+def _image_files(folder: Path, natural: bool = False) -> list[Path]:
+    """Image files directly in ``folder``, sorted by name; with ``natural``, numbers in the names compared
+    as numbers (``f2.jpg`` before ``f10.jpg``, for frames numbered without leading zeros)."""
+    files = [p for p in folder.iterdir() if p.is_file() and p.suffix.lower() in IMAGE_SUFFIXES]
+    if not natural:
+        return sorted(files)
+    return sorted(
+        files, key=lambda p: [int(part) if part.isdigit() else part for part in re.split(r"(\d+)", p.name)]
+    )
 
 
 def image_size(path: Path) -> tuple[int, int]:
@@ -622,9 +628,9 @@ def read_caviar_labels(path: Path) -> tuple[dict[int, tuple[SourceBox, ...]], fr
 def read_caviar(
     source: str | Path, labels: str | Path | None = None, fps: float | None = None
 ) -> VideoSource:
-    """A CAVIAR sequence: a folder of its frames in name order (labels: ``labels``, else the one ``.xml``
-    file in the folder; ``fps`` default :data:`CAVIAR_FPS`) or a video file (labels default
-    ``<video stem>.xml`` beside it; ``fps`` default the video's own)."""
+    """A CAVIAR sequence: a folder of its frames in natural name order (``f2`` before ``f10``; labels:
+    ``labels``, else the one ``.xml`` file in the folder; ``fps`` default :data:`CAVIAR_FPS`) or a video
+    file (labels default ``<video stem>.xml`` beside it; ``fps`` default the video's own)."""
     source = Path(source)
     if source.is_dir():
         if labels is None:
@@ -634,7 +640,7 @@ def read_caviar(
                     source, f"holds {len(found)} .xml files; name the ground truth with --labels"
                 )
             labels = found[0]
-        files = _image_files(source)
+        files = _image_files(source, natural=True)
         if not files:
             raise FileFormatError(source, "holds no image files")
         boxes, labelled = read_caviar_labels(Path(labels))

@@ -152,6 +152,11 @@ def test_caviar_labels_that_do_not_fit(tmp_path: Path) -> None:
     xml.write_text("<dataset></dataset>")
     with pytest.raises(FileFormatError, match="holds no <frame> element"):
         read_sources("caviar", [folder])
+    for k in range(10):  # frames numbered without leading zeros are read in natural order
+        (folder / f"walk{k:04d}.jpg").rename(folder / f"walk{5 * k}.jpg")
+    xml.write_text(original)
+    (renamed,) = read_sources("caviar", [folder])
+    assert [path.name for _, path in renamed.frame_files] == [f"walk{5 * k}.jpg" for k in range(10)]
     xml.unlink()
     with pytest.raises(
         FileFormatError, match="walk: holds 0 .xml files; name the ground truth with --labels"
