@@ -106,17 +106,19 @@ class DemoConfig:
     yield_viewer: bool = False
 
 
-DRIVER_NICENESS = 10
+DRIVER_NICENESS = 19
 """Scheduling niceness of the scene driver's process: the renderer has slack within each 10 ms packet,
 so when a window completes on a busy 2-core machine the detector runs first (on the 2-core sandbox two
 demos with it dropped no step and had p99 latencies of 71-147 ms, two without it 0-5 steps and 136-260 ms;
-docs/demo.md)."""
+docs/demo.md). 19, the lowest priority, rather than 10: with the driver and the viewer at 19, seven
+demos of ``--model events-fast --burst on`` answered faster than seven at 10 in every round, in turn
+(p50 median 9.3 against 9.7 ms, p99 16 against 19 ms; docs/history/demo-history.md)."""
 
-VIEWER_NICENESS = 10
+VIEWER_NICENESS = 19
 """Niceness the main (viewer) process takes once the detector and the driver run, where
 ``DemoConfig.yield_viewer`` asks for it (``streamdet demo`` does; a caller's own process is left alone
 by default): on the 2-core sandbox two demos with it had p99 latencies of 34-37 ms, two without it
-56-70 ms, at the same median (25-29 ms; docs/demo.md)."""
+56-70 ms, at the same median (25-29 ms; docs/demo.md); 19 as the driver's."""
 
 
 class RunningScore:
