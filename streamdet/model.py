@@ -547,7 +547,7 @@ def detection_candidates(
     num_classes = logits.shape[-1]
     scores = torch.sigmoid(logits.float()).flatten()
     if scores.device.type == "cpu":  # numpy's comparison and flatnonzero: the same indices, less time here
-        candidates = torch.from_numpy(np.flatnonzero(scores.numpy() > score_thresh))
+        candidates = torch.from_numpy(np.flatnonzero(scores.detach().numpy() > score_thresh))
     else:
         candidates = torch.nonzero(scores > score_thresh).squeeze(1)
     if candidates.numel() > topk:

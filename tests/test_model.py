@@ -261,6 +261,8 @@ def test_candidates_take_deltas_only_at_their_anchors_when_given_a_function() ->
     found = detection_candidates(logits, deltas_at, anchors, image_size=(64, 32))
     for got, want in zip(found, expected, strict=True):
         assert torch.equal(got, want)
+    with_grad = detection_candidates(logits.clone().requires_grad_(), deltas, anchors, image_size=(64, 32))
+    assert torch.equal(with_grad[0], expected[0])  # a decode inside a graph (training's validation) too
     (anchor_index,) = asked  # one call, for the candidates' anchors only
     _, scores, labels = expected
     assert anchor_index.tolist() == [3, 40, 41, 200]  # the four scoring above the threshold
