@@ -500,6 +500,29 @@ def video_rate_size_count(video: Path, fps: float | None) -> tuple[float, tuple[
     return rate, size, count
 
 
+def video_file_source(
+    video: Path,
+    label_file: Path,
+    fps: float | None,
+    read_labels: Callable[[Path], tuple[dict[int, tuple[SourceBox, ...]], frozenset[int] | None]],
+) -> VideoSource:
+    """A labelled video file: its rate, size and frame count (:func:`video_rate_size_count`, read first,
+    so an unreadable video is the error named), then its boxes and labelled frames from ``label_file``
+    (``read_labels``)."""
+    rate, size, count = video_rate_size_count(video, fps)
+    boxes, labelled = read_labels(label_file)
+    return VideoSource(
+        name=sequence_name(video.stem),
+        label_file=label_file,
+        fps=rate,
+        size=size,
+        video=video,
+        frame_count=count,
+        boxes=boxes,
+        labelled=labelled,
+    )
+
+
 def read_mot(source: str | Path, labels: str | Path | None = None, fps: float | None = None) -> VideoSource:
     """A MOT sequence: a folder (``gt/gt.txt``, frames in ``img1/`` or seqinfo's ``imDir``,
     ``seqinfo.ini`` with ``frameRate``, ``seqLength``, ``imWidth``, ``imHeight``) or a video file (labels
@@ -543,16 +566,7 @@ def read_mot(source: str | Path, labels: str | Path | None = None, fps: float | 
     if not source.is_file():
         raise FileFormatError(source, "no such MOT sequence folder or video file")
     label_file = Path(labels) if labels else source.with_suffix(".txt")
-    rate, size, count = video_rate_size_count(source, fps)
-    return VideoSource(
-        name=sequence_name(source.stem),
-        label_file=label_file,
-        fps=rate,
-        size=size,
-        video=source,
-        frame_count=count,
-        boxes=read_mot_labels(label_file),
-    )
+    return video_file_source(source, label_file, fps, lambda path: (read_mot_labels(path), None))
 
 
 CAVIAR_FPS = 25.0
@@ -657,18 +671,7 @@ def read_caviar(
     if not source.is_file():
         raise FileFormatError(source, "no such CAVIAR frame folder or video file")
     label_file = Path(labels) if labels else source.with_suffix(".xml")
-    rate, size, count = video_rate_size_count(source, fps)
-    boxes, labelled = read_caviar_labels(label_file)
-    return VideoSource(
-        name=sequence_name(source.stem),
-        label_file=label_file,
-        fps=rate,
-        size=size,
-        video=source,
-        frame_count=count,
-        boxes=boxes,
-        labelled=labelled,
-    )
+    return video_file_source(source, label_file, fps, read_caviar_labels)
 
 
 def read_cvat_labels(
