@@ -42,6 +42,16 @@ SCORE_EVERY_S = 5.0
 drawing loop needs)."""
 
 
+YIELD_NICENESS = 19
+"""Scheduling niceness of the scene driver's process and, where ``DemoConfig.yield_viewer`` asks for it
+(``streamdet demo`` does; a caller's own process is left alone by default), of the viewer once the
+detector and the driver run: the renderer has slack within each 10 ms packet and the viewer draws
+after the boxes, so when a window completes on a busy 2-core machine the detector runs first. On the
+2-core sandbox two demos with a niced driver dropped no step and had p99 latencies of 71-147 ms, two
+without it 0-5 steps and 136-260 ms; with the viewer yielding too, p99 34-37 ms against 56-70 ms
+(docs/demo.md). 19, the lowest priority, rather than 10: docs/history/demo-history.md."""
+
+
 @dataclass(frozen=True)
 class DemoConfig:
     """What the demo runs.
@@ -78,8 +88,10 @@ class DemoConfig:
             ``dt_us`` is given.
         precision: ``float32``, ``bfloat16`` or ``auto`` (:func:`streamdet.live.choose_precision`).
         compile: run the network's steps compiled (``streamdet.compiled``, ``--compile``).
-        yield_viewer: lower this process's scheduling priority (:data:`VIEWER_NICENESS`) once the
-            detector and driver run, so that they go first; for a process that ends with the demo.
+        yield_viewer: lower this process's scheduling priority (to ``niceness``) once the detector and
+            driver run, so that they go first; for a process that ends with the demo.
+        niceness: scheduling niceness of the scene driver's process, and of this one with
+            ``yield_viewer`` (:data:`YIELD_NICENESS`; ``--niceness``).
     """
 
     seconds: float = 20.0
@@ -104,21 +116,7 @@ class DemoConfig:
     precision: str = "float32"
     compile: bool = False
     yield_viewer: bool = False
-
-
-DRIVER_NICENESS = 19
-"""Scheduling niceness of the scene driver's process: the renderer has slack within each 10 ms packet,
-so when a window completes on a busy 2-core machine the detector runs first (on the 2-core sandbox two
-demos with it dropped no step and had p99 latencies of 71-147 ms, two without it 0-5 steps and 136-260 ms;
-docs/demo.md). 19, the lowest priority, rather than 10: with the driver and the viewer at 19, seven
-demos of ``--model events-fast --burst on`` answered faster than seven at 10 in every round, in turn
-(p50 median 9.3 against 9.7 ms, p99 16 against 19 ms; docs/history/demo-history.md)."""
-
-VIEWER_NICENESS = 19
-"""Niceness the main (viewer) process takes once the detector and the driver run, where
-``DemoConfig.yield_viewer`` asks for it (``streamdet demo`` does; a caller's own process is left alone
-by default): on the 2-core sandbox two demos with it had p99 latencies of 34-37 ms, two without it
-56-70 ms, at the same median (25-29 ms; docs/demo.md); 19 as the driver's."""
+    niceness: int = YIELD_NICENESS
 
 
 class RunningScore:
@@ -378,14 +376,16 @@ def _run_processes(
     detector = DetectorProcess(
         spawn, snn_path, _detector_config(config, plan), events_endpoint, detections_endpoint, config.threads
     )
-    driver = spawn.Process(target=_drive_yielding, args=(drive_config,), daemon=True, name="driver")
+    driver = spawn.Process(
+        target=_drive_yielding, args=(drive_config, config.niceness), daemon=True, name="driver"
+    )
     view = DemoView(config, plan, out_dir, window)
     started = time.monotonic()
     try:
         detector.start()
         driver.start()
         if config.yield_viewer:
-            os.nice(VIEWER_NICENESS)
+            os.nice(config.niceness)
         _show_until_the_detections_end(view, subscriber, frames_subscriber, detector, driver, started, say)
     finally:
         detector.stop(driver)
@@ -431,12 +431,12 @@ def _show_until_the_detections_end(
         view.take(message)
 
 
-def _drive_yielding(drive_config: Any) -> None:
-    """The driver process: :func:`streamdet.drivers.synthetic.drive_synthetic` at
-    :data:`DRIVER_NICENESS`."""
+def _drive_yielding(drive_config: Any, niceness: int) -> None:
+    """The driver process: :func:`streamdet.drivers.synthetic.drive_synthetic` at scheduling
+    ``niceness`` (``DemoConfig.niceness``)."""
     from streamdet.drivers.synthetic import drive_synthetic
 
-    os.nice(DRIVER_NICENESS)
+    os.nice(niceness)
     drive_synthetic(drive_config)
 
 

@@ -211,7 +211,7 @@ def run_launch(args: argparse.Namespace) -> int:
 
 def run_demo(args: argparse.Namespace) -> int:
     """The end-to-end demo (see ``streamdet.demo``)."""
-    from streamdet.demo import DemoConfig
+    from streamdet.demo import YIELD_NICENESS, DemoConfig
     from streamdet.demo import run_demo as demo
 
     compile = resolve_compile(args.compile, args.device)
@@ -236,6 +236,7 @@ def run_demo(args: argparse.Namespace) -> int:
         precision=args.precision,
         compile=compile,
         yield_viewer=True,
+        niceness=YIELD_NICENESS if args.niceness is None else args.niceness,
     )
     started = time.monotonic()
     report = demo(config)
@@ -475,6 +476,15 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         default="auto",
         help="torch CPU threads of the detector, or auto (default): 2 where its steps are compiled and the "
         "machine has 2 cores or more, else 1 (docs/demo.md)",
+    )
+    demo.add_argument(
+        "--niceness",
+        type=int,
+        choices=range(20),
+        default=None,
+        metavar="0-19",
+        help="scheduling niceness of the scene driver and the viewer, so that the detector goes first "
+        "(default 19)",
     )
     _add_detector_options(
         demo,
