@@ -1,7 +1,7 @@
 """Import labelled real footage into a split, through streamdet's own sensor emulators.
 
 ``streamdet dataset import`` (user guide: ``docs/importing.md``) reads videos or stills with boxes in
-one of five label layouts and writes a split in the layout of ``docs/architecture.md`` ("Datasets on
+one of six label layouts and writes a split in the layout of ``docs/architecture.md`` ("Datasets on
 disk"), so ``streamdet train`` and ``streamdet eval`` read it like a built one:
 
 - ``mot``: a MOT-challenge sequence folder (``gt/gt.txt``, ``img1/``, ``seqinfo.ini``) or a video file
@@ -13,6 +13,10 @@ disk"), so ``streamdet train`` and ``streamdet eval`` read it like a built one:
   number>`` from 0, ``<object id>`` with ``<box xc yc w h>``; every object a person).
 - ``cvat``: a "CVAT for video 1.1" export (``annotations.xml``: ``<track label>`` of ``<box frame
   outside xtl ytl xbr ybr>``, frames from 0) with its frames (``images/``) or a video file.
+- ``voc``: Pascal VOC XML, one file per image (``<size>``, ``<object>`` with ``<name>``, ``<difficult>``
+  and ``<bndbox>`` ``xmin ymin xmax ymax``, 1-based pixels): a VOC root (``JPEGImages/``,
+  ``Annotations/``), an image set of one (``ImageSets/Main/test.txt``), or a folder of images with
+  their XML beside them; stills, or one video per folder with ``--fps``.
 
 Pipeline of one sequence:
 
@@ -76,7 +80,7 @@ from streamdet.errors import FileFormatError, UserFacingError
 from streamdet.events import DEFAULT_WINDOW_US
 from streamdet.scenes import SceneConfig
 
-LAYOUTS: tuple[str, ...] = ("mot", "coco", "yolo", "caviar", "cvat")
+LAYOUTS: tuple[str, ...] = ("mot", "coco", "yolo", "caviar", "cvat", "voc")
 """Label layouts ``streamdet dataset import`` reads."""
 
 FITS: tuple[str, ...] = ("pad", "crop", "stretch")
@@ -130,9 +134,9 @@ NAME_CLASS_MAP: dict[str, str] = {
     "ship": "boat",
     "buoy": "buoy",
 }
-"""Default class map of class names (COCO json, YOLO names): COCO's person, car, bus, truck and boat,
-and the names of our own four classes. Any other class must be mapped or dropped
-(``--classes-map``, ``--drop-unmapped``)."""
+"""Default class map of class names (COCO json, YOLO names, CVAT and VOC labels): COCO's and VOC's
+person, car, bus, truck and boat, and the names of our own four classes. Any other class must be mapped
+or dropped (``--classes-map``, ``--drop-unmapped``)."""
 
 
 # --------------------------------------------------------------------------------------------------
@@ -1057,6 +1061,152 @@ def read_yolo(
     ]
 
 
+def _voc_text(element: ET.Element, name: str) -> str | None:
+    child = element.find(name)
+    return None if child is None or child.text is None else child.text.strip()
+
+
+def _voc_number(element: ET.Element, name: str, where: str, path: Path) -> float:
+    text = _voc_text(element, name)
+    try:
+        value = float(text) if text is not None else math.nan
+    except ValueError:
+        value = math.nan
+    if not math.isfinite(value):
+        raise FileFormatError(path, f"{where}: <{name}> {text!r} is not a number")
+    return value
+
+
+def read_voc_labels(path: Path) -> tuple[tuple[int, int] | None, tuple[SourceBox, ...]]:
+    """The image size a Pascal VOC XML states (None where ``<size>`` is missing or zero, as some tools
+    write it) and its boxes.
+
+    ``<bndbox>`` holds VOC's 1-based pixel indices, ``xmax`` and ``ymax`` included, so the box's edges are
+    ``(xmin - 1, ymin - 1, xmax, ymax)`` (the convention of the VOC development kit); an object marked
+    ``<difficult>1`` is an ignore region, as VOC's own evaluation treats it.
+    """
+    root = _xml_root(path)
+    if root.tag != "annotation":
+        raise FileFormatError(path, f"root element <{root.tag}>, not <annotation>: not a Pascal VOC file")
+    size = None
+    size_element = root.find("size")
+    if size_element is not None:
+        width, height = (_voc_number(size_element, name, "<size>", path) for name in ("width", "height"))
+        if width > 0 and height > 0:
+            size = (int(width), int(height))
+    boxes = []
+    for number, obj in enumerate(root.findall("object"), start=1):
+        where = f"object {number}"
+        name = _voc_text(obj, "name")
+        if not name:
+            raise FileFormatError(path, f"{where}: no <name>")
+        bndbox = obj.find("bndbox")
+        if bndbox is None:
+            raise FileFormatError(path, f"{where} ({name}): no <bndbox>")
+        xmin, ymin, xmax, ymax = (
+            _voc_number(bndbox, edge, f"{where} ({name})", path) for edge in ("xmin", "ymin", "xmax", "ymax")
+        )
+        if xmax < xmin or ymax < ymin:
+            raise FileFormatError(
+                path,
+                f"{where} ({name}): xmax {xmax:g} / ymax {ymax:g} lie before xmin {xmin:g} / ymin {ymin:g}",
+            )
+        difficult = _voc_text(obj, "difficult") or "0"
+        boxes.append(
+            SourceBox(
+                class_key=name.lower(),
+                box=(xmin - 1, ymin - 1, xmax, ymax),
+                where=f"{path} {where}",
+                ignore=difficult not in ("0", "false", "False"),
+            )
+        )
+    return size, tuple(boxes)
+
+
+def voc_image_pairs(source: Path, labels: Path | None = None) -> tuple[list[tuple[Path | None, Path]], Path]:
+    """``([(label file or None, image file)], labels folder)`` of a VOC source in name order.
+
+    ``source`` is a VOC root (``JPEGImages/`` and ``Annotations/``), an image set file of one (ids one per
+    line, e.g. ``ImageSets/Main/test.txt``; the root two folders above it) or a folder of images with
+    their ``.xml`` beside them; ``labels`` names the folder of the XML files instead. An image without a
+    label file shows no object; a label file without its image, or an id of an image set with no image,
+    is an error.
+    """
+    if source.is_file():
+        root = source.parent.parent.parent
+        images_dir, labels_dir = root / "JPEGImages", Path(labels) if labels else root / "Annotations"
+        ids = [line.split()[0] for line in source.read_text().splitlines() if line.strip()]
+        if not ids:
+            raise FileFormatError(source, "lists no image id")
+        by_stem = {p.stem: p for p in _image_files(images_dir)} if images_dir.is_dir() else {}
+        pairs = []
+        for image_id in ids:
+            if image_id not in by_stem:
+                raise FileFormatError(source, f"lists {image_id!r} but {images_dir} holds no such image")
+            label = labels_dir / f"{image_id}.xml"
+            pairs.append((label if label.is_file() else None, by_stem[image_id]))
+        return pairs, labels_dir
+    if not source.is_dir():
+        raise FileFormatError(source, "no such VOC folder or image set file")
+    if (source / "JPEGImages").is_dir():
+        images_dir, labels_dir = source / "JPEGImages", Path(labels) if labels else source / "Annotations"
+    else:
+        images_dir, labels_dir = source, Path(labels) if labels else source
+    images = _image_files(images_dir)
+    if not images:
+        raise FileFormatError(images_dir, "holds no image files")
+    stems = {image.stem for image in images}
+    if labels_dir.is_dir():
+        for label in sorted(labels_dir.glob("*.xml")):
+            if label.stem not in stems:
+                raise FileFormatError(
+                    label, f"labels an image {label.stem}.* that {images_dir} does not hold"
+                )
+    pairs = []
+    for image in images:
+        label = labels_dir / f"{image.stem}.xml"
+        pairs.append((label if label.is_file() else None, image))
+    return pairs, labels_dir
+
+
+def read_voc(source: str | Path, labels: str | Path | None = None, fps: float | None = None) -> list[Source]:
+    """Stills of a Pascal VOC source (:func:`voc_image_pairs`; boxes :func:`read_voc_labels`), one per
+    image, or with ``fps`` one video of its images in name order (they must share a size)."""
+    source = Path(source)
+    pairs, labels_dir = voc_image_pairs(source, Path(labels) if labels is not None else None)
+    stills = []
+    for label, image in pairs:
+        size, boxes = read_voc_labels(label) if label is not None else (None, ())
+        stills.append(
+            StillSource(
+                sequence_name(image.stem), label or labels_dir, image, size or image_size(image), boxes
+            )
+        )
+    if not fps:
+        return list(stills)
+    sizes = {still.size for still in stills}
+    if len(sizes) > 1:
+        raise FileFormatError(
+            source, f"as one video (--fps) its images must share a size, got {sorted(sizes)}"
+        )
+    name = (
+        source.stem
+        if source.is_file()
+        else (source.name if source.name != "JPEGImages" else source.parent.name)
+    )
+    return [
+        VideoSource(
+            name=sequence_name(name),
+            label_file=labels_dir,
+            fps=float(fps),
+            size=sizes.pop(),
+            frame_files=tuple(enumerate(still.image for still in stills)),
+            frame_count=len(stills),
+            boxes={index: still.boxes for index, still in enumerate(stills)},
+        )
+    ]
+
+
 def read_sources(
     layout: str,
     paths: list[str | Path],
@@ -1066,7 +1216,7 @@ def read_sources(
     fps: float | None = None,
 ) -> list[Source]:
     """Every sequence and still of ``paths`` in ``layout`` (see :func:`read_mot`, :func:`read_coco`,
-    :func:`read_yolo`, :func:`read_caviar`, :func:`read_cvat`), with unique names."""
+    :func:`read_yolo`, :func:`read_caviar`, :func:`read_cvat`, :func:`read_voc`), with unique names."""
     if layout not in LAYOUTS:
         raise UserFacingError(f"unknown label layout {layout!r}; choose one of {', '.join(LAYOUTS)}")
     if not paths:
@@ -1083,6 +1233,8 @@ def read_sources(
             sources.append(read_cvat(path, labels, fps))
         elif layout == "coco":
             sources.extend(read_coco(path, images_dir, fps))
+        elif layout == "voc":
+            sources.extend(read_voc(path, labels, fps))
         else:
             sources.extend(read_yolo(path, labels, names_file, fps))
     return unique_names(sources)

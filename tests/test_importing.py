@@ -20,6 +20,8 @@ from streamdet.errors import FileFormatError, UserFacingError
 from streamdet.formats import read_spike_dat
 from streamdet.importing import (
     ImportConfig,
+    StillSource,
+    VideoSource,
     default_class_map,
     fit_mapping,
     flow_interpolate,
@@ -40,6 +42,7 @@ COCO_JSON = SAMPLES / "coco" / "annotations.json"
 YOLO_IMAGES = SAMPLES / "yolo" / "images"
 CAVIAR_FOLDER = SAMPLES / "caviar" / "walk"
 CVAT_FOLDER = SAMPLES / "cvat" / "walk"
+VOC_ROOT = SAMPLES / "voc"
 SMALL = ["--size", "64x48"]
 PEDESTRIAN, CAR = CLASS_NAMES.index("pedestrian"), CLASS_NAMES.index("car")
 
@@ -219,6 +222,89 @@ def test_cvat_exports_that_do_not_fit(tmp_path: Path) -> None:
     with pytest.raises(FileFormatError, match="<meta> states 10 frames but .* holds 9"):
         read_sources("cvat", [folder], fps=25.0)
     assert not (tmp_path / "o").exists()
+
+
+def test_voc_stills_are_the_yolo_stills(tmp_path: Path) -> None:
+    harbour, street = read_sources("voc", [VOC_ROOT])
+    assert (harbour.name, street.name, harbour.size) == ("harbour", "street", (80, 40))
+    assert [(box.class_key, box.box) for box in harbour.boxes] == [
+        ("boat", (10.0, 10.0, 30.0, 20.0)), ("buoy", (50.0, 22.0, 56.0, 30.0))
+    ]  # fmt: skip
+    assert [(box.class_key, box.ignore) for box in street.boxes] == [("person", False), ("boat", True)]
+    assert run_import(tmp_path / "voc", "voc", str(VOC_ROOT), "--split", "val") == 0
+    assert run_import(tmp_path / "yolo", "yolo", str(YOLO_IMAGES), "--split", "val") == 0
+    voc, yolo = DatasetSplit(tmp_path / "voc" / "val"), DatasetSplit(tmp_path / "yolo" / "val")
+    assert [image["t_us"] for image in voc.images] == [image["t_us"] for image in yolo.images]
+    for voc_image, yolo_image in zip(voc.images, yolo.images, strict=True):
+        voc_targets, yolo_targets = voc.targets(voc_image), yolo.targets(yolo_image)
+        same = len(yolo_targets["boxes"])
+        np.testing.assert_allclose(voc_targets["boxes"][:same], yolo_targets["boxes"], atol=1e-4)
+        assert voc_targets["labels"][:same].tolist() == yolo_targets["labels"].tolist()
+        assert voc_targets["ignore"][:same].tolist() == yolo_targets["ignore"].tolist()
+        if voc_image["sequence"] == "street":  # the difficult boat: an ignore region
+            assert voc_targets["labels"][same:].tolist() == [CLASS_NAMES.index("boat")]
+            assert voc_targets["ignore"][same:].tolist() == [True]
+    np.testing.assert_array_equal(voc.sequence_events("harbour"), yolo.sequence_events("harbour"))
+
+    # an image set of the root, and the folder with the xml beside the images, read the same boxes
+    def boxes(source: StillSource | VideoSource, frame: int = 0) -> list[tuple]:
+        listed = source.boxes if isinstance(source, StillSource) else source.boxes[frame]
+        return [(box.class_key, box.box, box.ignore) for box in listed]
+
+    (listed,) = read_sources("voc", [VOC_ROOT / "ImageSets" / "Main" / "val.txt"])
+    assert boxes(listed) == boxes(harbour) and listed.image == harbour.image
+    flat = tmp_path / "flat"
+    shutil.copytree(VOC_ROOT / "JPEGImages", flat)
+    for xml in (VOC_ROOT / "Annotations").glob("*.xml"):
+        shutil.copy(xml, flat)
+    assert [(s.name, boxes(s)) for s in read_sources("voc", [flat])] == [
+        ("harbour", boxes(harbour)), ("street", boxes(street))
+    ]  # fmt: skip
+    (video,) = read_sources("voc", [flat], fps=5.0)
+    assert video.frame_count == 2 and boxes(video, 1) == boxes(street)
+
+
+def test_voc_labels_that_do_not_fit(tmp_path: Path) -> None:
+    root = copy_sample("voc", tmp_path)
+    xml = root / "Annotations" / "harbour.xml"
+    original = xml.read_text()
+    config = ImportConfig(sensor_size=(64, 48))
+    xml.write_text(original.replace("<width>80</width>", "<width>160</width>"))
+    with pytest.raises(FileFormatError, match="harbour.png: is 80x40 but .*harbour.xml labels it as 160x40"):
+        import_split(read_sources("voc", [root]), config, tmp_path / "out", "voc")
+    xml.write_text(original.replace("<xmax>30</xmax>", "<xmax>8</xmax>"))
+    with pytest.raises(
+        FileFormatError, match=r"harbour.xml: object 1 \(boat\): xmax 8 / ymax 20 lie before xmin 11"
+    ):
+        read_sources("voc", [root])
+    xml.write_text(original.replace("<ymin>11</ymin>", "<ymin>eleven</ymin>"))
+    with pytest.raises(FileFormatError, match=r"object 1 \(boat\): <ymin> 'eleven' is not a number"):
+        read_sources("voc", [root])
+    xml.write_text(original.replace("<name>buoy</name>", "<name>kayak</name>"))
+    with pytest.raises(FileFormatError, match="harbour.xml object 2: class 'kayak' is not mapped"):
+        import_split(read_sources("voc", [root]), config, tmp_path / "out", "voc")
+    xml.write_text("<dataset></dataset>")
+    with pytest.raises(FileFormatError, match="root element <dataset>, not <annotation>"):
+        read_sources("voc", [root])
+    xml.write_text(
+        original.replace("<width>80</width><height>40</height>", "<width>0</width><height>0</height>")
+    )
+    (harbour, _) = read_sources("voc", [root])
+    assert harbour.size == (80, 40)  # a <size> of zeros, as some tools write it: the image's own size
+    (root / "Annotations" / "lighthouse.xml").write_text(original)
+    with pytest.raises(
+        FileFormatError, match="lighthouse.xml: labels an image lighthouse.* that .* does not"
+    ):
+        read_sources("voc", [root])
+    (root / "Annotations" / "lighthouse.xml").unlink()
+    image_set = root / "ImageSets" / "Main" / "val.txt"
+    image_set.write_text("harbour\nlighthouse\n")
+    with pytest.raises(FileFormatError, match="val.txt: lists 'lighthouse' but .*JPEGImages holds no such"):
+        read_sources("voc", [image_set])
+    (root / "JPEGImages" / "street.png").write_bytes(b"not a png")
+    with pytest.raises(FileFormatError, match="street.png"):
+        import_split(read_sources("voc", [root]), config, tmp_path / "out", "voc")
+    assert not (tmp_path / "out").exists()
 
 
 def test_video_file_import_is_what_drive_video_sees(tmp_path: Path) -> None:

@@ -116,8 +116,8 @@ def register_import(actions: argparse._SubParsersAction) -> None:
 
     importer = actions.add_parser(
         "import",
-        help="turn labelled videos or stills (MOT gt.txt, COCO json, YOLO txt, CAVIAR or CVAT xml) into one "
-        "split",
+        help="turn labelled videos or stills (MOT gt.txt, COCO json, YOLO txt, CAVIAR, CVAT or Pascal VOC "
+        "xml) into one split",
         description="Emulate a DVS and a spike camera over labelled real footage and write one split in "
         "the layout `dataset build` writes (DIR/SPLIT/annotations.json and one folder per sequence). "
         "See docs/importing.md.",
@@ -129,7 +129,9 @@ def register_import(actions: argparse._SubParsersAction) -> None:
         metavar="SOURCE",
         help="mot: sequence folders (gt/gt.txt, img1/, seqinfo.ini) or video files; coco: annotation "
         "json files; yolo: image folders; caviar: frame folders (with their ground-truth .xml) or video "
-        "files; cvat: 'CVAT for video 1.1' export folders (annotations.xml, images/) or video files",
+        "files; cvat: 'CVAT for video 1.1' export folders (annotations.xml, images/) or video files; "
+        "voc: VOC roots (JPEGImages/, Annotations/), image set files (ImageSets/Main/test.txt) or "
+        "folders of images with their .xml beside them",
     )
     importer.add_argument("--out", required=True, help="dataset root directory; the split goes in OUT/SPLIT")
     importer.add_argument("--split", default="train", help="train, val or test (default train)")
@@ -138,7 +140,8 @@ def register_import(actions: argparse._SubParsersAction) -> None:
         help="mot: the gt.txt of a video file (default <video stem>.txt); caviar: the ground-truth xml "
         "(default: the folder's one .xml, or <video stem>.xml); cvat: the annotations xml (default: "
         "annotations.xml in the folder, or <video stem>.xml); yolo: the labels folder "
-        "(default: images/ -> labels/, else the images folder); one SOURCE only",
+        "(default: images/ -> labels/, else the images folder); voc: the folder of the .xml files (default: "
+        "Annotations/ of a VOC root, else beside the images); one SOURCE only",
     )
     importer.add_argument(
         "--images", help="coco: folder the file_name of each image is under (default: the json's)"
@@ -149,7 +152,8 @@ def register_import(actions: argparse._SubParsersAction) -> None:
     importer.add_argument(
         "--fps",
         type=float,
-        help="frame rate where the source states none (overrides it); yolo: read each folder as one video",
+        help="frame rate where the source states none (overrides it); yolo, voc: read each folder as one "
+        "video",
     )
     importer.add_argument(
         "--classes-map",

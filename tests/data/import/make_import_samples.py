@@ -16,6 +16,9 @@
   "CVAT for video 1.1" layout: tracks 1-4 of the video (labels ``person`` and ``car``, a box in every
   frame as CVAT writes them), track 4 marked ``outside`` from frame 8 on (and absent in frame 9), and a
   polygon track, which is not a box.
+- ``voc/``: the two stills as a Pascal VOC root: ``JPEGImages/*.png``, ``Annotations/*.xml`` (1-based
+  ``bndbox``, ``xmax`` included) with one more object in ``street.xml``, a boat marked ``difficult``, and
+  ``ImageSets/Main/val.txt`` listing ``harbour``.
 
 Scene of the video: on a textured grey background, a bright pedestrian (track 1) walks right 3 px per
 frame, a dark car (track 2) drives left 3 px per frame, a person (track 3) stands still and a 4 px
@@ -257,6 +260,40 @@ def write_cvat(frames: list[np.ndarray]) -> None:
     (folder / "annotations.xml").write_text(cvat_xml())
 
 
+VOC_DIFFICULT = ("boat", 60, 4, 12, 10)
+"""An object only ``voc/Annotations/street.xml`` holds, marked ``difficult``: ``(class, x, y, w, h)``."""
+
+
+def voc_xml(name: str) -> str:
+    """The boxes of still ``name`` as a Pascal VOC annotation (VOC's 1-based, inclusive pixel indices)."""
+    boxes = [(cls, x, y, w, h, 0) for cls, x, y, w, h, _ in STILLS[name]]
+    if name == "street":
+        boxes.append((*VOC_DIFFICULT, 1))
+    lines = ["<annotation>", "  <folder>JPEGImages</folder>", f"  <filename>{name}.png</filename>"]
+    lines += ["  <size><width>80</width><height>40</height><depth>1</depth></size>"]
+    for cls, x, y, w, h, difficult in boxes:
+        lines += [
+            "  <object>",
+            f"    <name>{cls}</name><pose>Unspecified</pose><truncated>0</truncated>",
+            f"    <difficult>{difficult}</difficult>",
+            f"    <bndbox><xmin>{x + 1}</xmin><ymin>{y + 1}</ymin>"
+            f"<xmax>{x + w}</xmax><ymax>{y + h}</ymax></bndbox>",
+            "  </object>",
+        ]
+    return "\n".join(lines + ["</annotation>"]) + "\n"
+
+
+def write_voc() -> None:
+    root = HERE / "voc"
+    shutil.rmtree(root, ignore_errors=True)
+    for folder in ("JPEGImages", "Annotations", "ImageSets/Main"):
+        (root / folder).mkdir(parents=True)
+    for name in STILLS:
+        cv2.imwrite(str(root / "JPEGImages" / f"{name}.png"), still_image(name))
+        (root / "Annotations" / f"{name}.xml").write_text(voc_xml(name))
+    (root / "ImageSets" / "Main" / "val.txt").write_text("harbour\n")
+
+
 def main() -> None:
     frames = video_frames()
     write_mot(frames)
@@ -264,6 +301,7 @@ def main() -> None:
     write_yolo()
     write_caviar(frames)
     write_cvat(frames)
+    write_voc()
 
 
 if __name__ == "__main__":
