@@ -72,25 +72,26 @@ def draw(model: str, split_dir: Path, index: int, out: Path, min_score: float) -
     from streamdet.samples import DetectionSamples
 
     bundle = load_detector(model)
+    spec = bundle.spec
     samples = DetectionSamples(
         [split_dir],
-        bundle.modality,
-        bundle.event_scale,
-        window_us=bundle.window_us,
-        history_windows=bundle.history_windows,
+        spec.modality,
+        spec.event_scale,
+        window_us=spec.window_us,
+        history_windows=spec.history_windows,
     )
     inputs, _ = samples[index]
     record = samples.image(index)
     with torch.no_grad():
         rows = bundle.detect(inputs[None])[0].cpu().numpy()
     picture = inputs.numpy()
-    newest = picture[:2] if bundle.modality == "events" else picture[:1]  # window k = 0 comes first
-    frame = newest[0] - newest[1] if bundle.modality == "events" else newest[0]
+    newest = picture[:2] if spec.modality == "events" else picture[:1]  # window k = 0 comes first
+    frame = newest[0] - newest[1] if spec.modality == "events" else newest[0]
     split = DatasetSplit(split_dir, cache_events=False)
     truths = [a for a in split.coco["annotations"] if a["image_id"] == record["id"]]
     figure, axes = plt.subplots(figsize=(6.92, 5.2), dpi=100)
     limit = float(np.abs(frame).max()) or 1.0
-    if bundle.modality == "events":
+    if spec.modality == "events":
         axes.imshow(frame, cmap="gray", vmin=-limit, vmax=limit)
     else:
         axes.imshow(frame, cmap="gray", vmin=0.0, vmax=limit)

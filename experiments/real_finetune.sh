@@ -9,7 +9,11 @@
 # Real TEST splits are read by nothing here.
 #
 # usage: experiments/real_finetune.sh [EPOCHS] [LR]      (run from the repository root)
-# env:   CODE (import path of the streamdet to run, default: this checkout), OUT_DIR, LOG_DIR, EVAL_DIR
+# env:   CODE (import path of the streamdet to run, default: this checkout), OUT_DIR, LOG_DIR, EVAL_DIR;
+#        REAL (real train roots), VAL (val splits), VAL_LIMIT, MODALITIES ("events intensity") for other mixes,
+#        e.g. the openly licensed one of docs/real-scenes.md:
+#        REAL=data/real/aerial-maritime VAL="data/real/aerial-maritime/val data/rs/mixval-third/val" \
+#            OUT_DIR=runs/open EVAL_DIR=out/open/val experiments/real_finetune.sh 3 1e-4
 set -euo pipefail
 EPOCHS=${1:-3}
 LR=${2:-1e-4}
@@ -19,9 +23,10 @@ LOG_DIR=${LOG_DIR:-runs/real/logs}
 EVAL_DIR=${EVAL_DIR:-out/real/val}
 mkdir -p "$OUT_DIR" "$LOG_DIR" "$EVAL_DIR"
 
-REAL="data/real/ngsim-us101 data/real/inland-vessel data/real/coco128 data/real/robotx-buoys"
-VAL="data/real/robotx-buoys/val data/real/inland-vessel/val data/real/coco128/val data/real/ngsim-us101/val data/rs/mixval-third/val"
-VAL_LIMIT=68   # every image of each val split but NGSIM's (its first 68 of 149) and all 68 of the synthetic one
+REAL=${REAL:-data/real/ngsim-us101 data/real/inland-vessel data/real/coco128 data/real/robotx-buoys}
+VAL=${VAL:-data/real/robotx-buoys/val data/real/inland-vessel/val data/real/coco128/val data/real/ngsim-us101/val data/rs/mixval-third/val}
+VAL_LIMIT=${VAL_LIMIT:-68}   # every image of each val split but NGSIM's (its first 68 of 149) and all 68 of the synthetic one
+MODALITIES=${MODALITIES:-events intensity}
 PY="env PYTHONPATH=$CODE nice -n 5 $PWD/.venv/bin/python -P"
 EVAL_ARGS=""
 for split in $VAL; do EVAL_ARGS="$EVAL_ARGS --data $split"; done
@@ -63,13 +68,17 @@ watch_epochs() {  # modality, pid: snapshot each epoch as its log line appears (
     done
 }
 
-train events 61 --window-us 100000 --quant-levels 4 \
-    --aug-noise 0.3 --aug-noise-power 2 --aug-thinning 0.5 --aug-hot-pixels 0.002 &
-EVENTS_PID=$!
-train intensity 62 --quant-levels 8 --aug-spike-noise 0.2 &
-INTENSITY_PID=$!
-trap 'kill $EVENTS_PID $INTENSITY_PID 2>/dev/null' INT TERM
-watch_epochs events $EVENTS_PID &
-watch_epochs intensity $INTENSITY_PID &
+PIDS=""
+for modality in $MODALITIES; do
+    if [ "$modality" = events ]; then
+        train events 61 --window-us 100000 --quant-levels 4 \
+            --aug-noise 0.3 --aug-noise-power 2 --aug-thinning 0.5 --aug-hot-pixels 0.002 &
+    else
+        train intensity 62 --quant-levels 8 --aug-spike-noise 0.2 &
+    fi
+    PIDS="$PIDS $!"
+    watch_epochs "$modality" $! &
+done
+trap 'kill $PIDS 2>/dev/null' INT TERM
 wait
 echo "ROUND3 DONE"
