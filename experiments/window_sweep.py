@@ -100,7 +100,10 @@ def rows_of_report(path: Path) -> list[dict]:
 
 def score_split(predict, bundle, split: str, window_us: int, event_scale: float, limit: int | None) -> dict:
     """``images``, ``map50``, ``map``, ``ap50_per_class`` (rounded) and ``wall_s`` of ``predict`` on a
-    split, read as ``bundle``'s modality and history over windows of ``window_us``."""
+    split, read as ``bundle``'s input spec with its window and event scale replaced by ``window_us`` and
+    ``event_scale``."""
+    from dataclasses import replace
+
     from streamdet.evaluate import evaluate_split
 
     started = time.perf_counter()
@@ -108,9 +111,7 @@ def score_split(predict, bundle, split: str, window_us: int, event_scale: float,
         metrics = evaluate_split(
             predict,
             split,
-            bundle.spec.modality,
-            window_us,
-            event_scale,
+            replace(bundle.spec, window_us=window_us, event_scale=event_scale),
             limit=limit,
             progress=False,
         )
