@@ -678,6 +678,20 @@ def read_caviar(
     return video_file_source(source, label_file, fps, read_caviar_labels)
 
 
+OCCLUSION_VISIBILITY: dict[str, float] = {
+    "none": 1.0,
+    "0": 1.0,
+    "part": 0.5,
+    "partial": 0.5,
+    "1": 0.5,
+    "full": 0.125,
+    "2": 0.125,
+}
+"""Visible fraction of a box by its occlusion tag (JAAD: ``part`` hides 25-75 %, ``full`` over 75 %):
+the middle of each range, so a fully occluded box falls under the card's 0.2 (an ignore region,
+``hidden``) and a partly occluded one is scored."""
+
+
 def read_cvat_labels(
     path: Path,
 ) -> tuple[dict[int, tuple[SourceBox, ...]], int | None, tuple[int, int] | None]:
@@ -687,14 +701,18 @@ def read_cvat_labels(
     Each ``<track id label>`` holds ``<box frame outside occluded xtl ytl xbr ybr>``, one per frame
     (CVAT writes the frames it interpolated between keyframes too); ``outside="1"`` marks a frame the
     object has left, and frames a track does not list show none of it. The class key is the track's
-    label, lower case. Shapes other than boxes (polygons, points) are left out.
+    label, lower case; a track without ``id`` (JAAD's files) is numbered by its place in the file, and an
+    export of a task with no track (a clip with nobody labelled) has no box. A box
+    ``<attribute name="occlusion">`` (JAAD's tag: ``none``, ``part`` for 25-75 % hidden, ``full`` for
+    over 75 %; or ``0``, ``1``, ``2``) sets its visible fraction (:data:`OCCLUSION_VISIBILITY`). Shapes
+    other than boxes (polygons, points) are left out.
     """
     root = _xml_root(path)
     tracks = root.findall("track")
-    if root.tag != "annotations" or not tracks:
+    meta = root.find("meta")
+    if root.tag != "annotations" or root.find("image") is not None or not (tracks or meta is not None):
         what = "an export of images, not of a video" if root.find("image") is not None else "no <track>"
         raise FileFormatError(path, f"not a 'CVAT for video 1.1' export ({what})")
-    meta = root.find("meta")
     count = size = None
     if meta is not None:
         frames = meta.findtext("task/size") or meta.findtext("job/size")
@@ -708,8 +726,8 @@ def read_cvat_labels(
                 path, f"<meta>: size {frames!r} / {width!r}x{height!r} are not numbers"
             ) from None
     boxes: dict[int, list[SourceBox]] = {}
-    for track in tracks:
-        label, track_id = track.get("label", ""), track.get("id", "")
+    for position, track in enumerate(tracks):
+        label, track_id = track.get("label", ""), track.get("id", str(position))
         if not label:
             raise FileFormatError(path, f"<track id={track_id!r}> has no label")
         for box in track.findall("box"):
@@ -722,12 +740,23 @@ def read_cvat_labels(
             x1, y1, x2, y2 = (_xml_number(box, name, where, path) for name in ("xtl", "ytl", "xbr", "ybr"))
             if x2 <= x1 or y2 <= y1:
                 raise FileFormatError(path, f"{where}: box ({x1:g}, {y1:g}, {x2:g}, {y2:g}) has no area")
+            occlusion = box.find("attribute[@name='occlusion']")
+            visibility = 1.0
+            if occlusion is not None:
+                tag = (occlusion.text or "").strip().lower()
+                if tag not in OCCLUSION_VISIBILITY:
+                    raise FileFormatError(
+                        path,
+                        f"{where}: occlusion {tag!r} is not one of {', '.join(OCCLUSION_VISIBILITY)}",
+                    )
+                visibility = OCCLUSION_VISIBILITY[tag]
             boxes.setdefault(int(frame), []).append(
                 SourceBox(
                     class_key=label.strip().lower(),
                     box=(x1, y1, x2, y2),
                     where=f"{path} {where}",
                     track_id=int(track_id) if track_id.isdigit() else -1,
+                    visibility=visibility,
                 )
             )
     return {frame: tuple(rows) for frame, rows in boxes.items()}, count, size

@@ -189,6 +189,38 @@ def test_cvat_video_export_tracks_and_outside(tmp_path: Path, mot_split: Dataset
     assert 4 not in by_track(split, split.images[-1])  # frame 9, after track 4 left
 
 
+def test_cvat_reads_jaad_annotations(tmp_path: Path, mot_split: DatasetSplit) -> None:
+    jaad = SAMPLES / "cvat" / "jaad_style.xml"
+    (source,) = read_sources("cvat", [CVAT_FOLDER], labels=jaad, fps=25.0)
+    assert [(box.track_id, box.class_key) for box in source.boxes[0]] == [
+        (0, "pedestrian"), (1, "ped"), (2, "people")
+    ]  # fmt: skip
+    assert [source.boxes[k][0].visibility for k in (4, 5, 8)] == [1.0, 0.5, 0.125]
+    people = "ped=pedestrian,people=pedestrian:ignore"
+    arguments = ["--labels", str(jaad), "--fps", "25", "--classes-map", people, "--split", "val"]
+    assert run_import(tmp_path, "cvat", str(CVAT_FOLDER), *arguments) == 0
+    split = DatasetSplit(tmp_path / "val")
+    assert [image["t_us"] for image in split.images] == [image["t_us"] for image in mot_split.images]
+    for image, mot_image in zip(split.images, mot_split.images, strict=True):
+        tracks, mot_tracks = by_track(split, image), by_track(mot_split, mot_image)
+        for track, mot_track in ((0, 1), (1, 3), (2, 4)):
+            assert tracks[track]["bbox"] == mot_tracks[mot_track]["bbox"]
+            assert tracks[track]["category_id"] == PEDESTRIAN + 1
+        assert "source" in tracks[2]["ignore_reasons"]  # people: a group, an ignore region
+    walker = [by_track(split, image)[0] for image in split.images]  # frames 2, 4, 7, 9
+    assert [a["visible_fraction"] for a in walker] == pytest.approx([1.0, 1.0, 0.5, 0.125], abs=0.01)
+    assert [a["ignore"] for a in walker] == [0, 0, 0, 1] and walker[-1]["ignore_reasons"] == ["hidden"]
+    nobody = tmp_path / "nobody.xml"  # a clip with no one labelled: its export has no <track>
+    nobody.write_text(jaad.read_text().split("<track")[0] + "</annotations>\n")
+    (empty,) = read_sources("cvat", [CVAT_FOLDER], labels=nobody, fps=25.0)
+    assert empty.boxes == {} and empty.frame_count == 10
+    nobody.write_text(jaad.read_text().replace("<occlusion>", "").replace(">part<", ">half<"))
+    with pytest.raises(
+        FileFormatError, match="nobody.xml: track 0 \\(pedestrian\\), frame 5: occlusion 'half'"
+    ):
+        read_sources("cvat", [CVAT_FOLDER], labels=nobody, fps=25.0)
+
+
 def test_cvat_exports_that_do_not_fit(tmp_path: Path) -> None:
     folder = copy_sample("cvat", tmp_path) / "walk"
     xml = folder / "annotations.xml"

@@ -16,6 +16,9 @@
   "CVAT for video 1.1" layout: tracks 1-4 of the video (labels ``person`` and ``car``, a box in every
   frame as CVAT writes them), track 4 marked ``outside`` from frame 8 on (and absent in frame 9), and a
   polygon track, which is not a box.
+- ``cvat/jaad_style.xml``: tracks 1, 3 and 4 of the same video as JAAD writes its annotations (a
+  ``<task>`` meta, tracks without ``id``, labels ``pedestrian``, ``ped`` and ``people``, a per-box
+  ``occlusion`` attribute): track 1 is ``none`` in frames 0-4, ``part`` in 5-7 and ``full`` in 8-9.
 - ``voc/``: the two stills as a Pascal VOC root: ``JPEGImages/*.png``, ``Annotations/*.xml`` (1-based
   ``bndbox``, ``xmax`` included) with one more object in ``street.xml``, a boat marked ``difficult``, and
   ``ImageSets/Main/val.txt`` listing ``harbour``.
@@ -251,6 +254,26 @@ def cvat_xml() -> str:
     return "\n".join(lines) + "\n"
 
 
+def jaad_xml() -> str:
+    """Tracks 1, 3 and 4 of :func:`moving_boxes` in the layout of JAAD's annotation files."""
+    lines = ["<annotations><version>1.1</version><meta><task><id>1</id><name>walk</name>"]
+    lines += [f"<size>{FRAMES}</size><mode>interpolation</mode>"]
+    lines += [f"<original_size><width>{SIZE[0]}</width><height>{SIZE[1]}</height></original_size>"]
+    lines += ["</task></meta>"]
+    for track, label in ((1, "pedestrian"), (3, "ped"), (4, "people")):
+        lines.append(f'<track label="{label}">')
+        for k in range(FRAMES):
+            _, _, x, y, w, h, _ = moving_boxes(k)[track - 1]
+            occlusion = "none" if track != 1 or k < 5 else ("part" if k < 8 else "full")
+            lines.append(
+                f'<box frame="{k}" keyframe="1" occluded="0" outside="0" xbr="{x + w}.0" xtl="{x}.0" '
+                f'ybr="{y + h}.0" ytl="{y}.0"><attribute name="id">0_1_{track}</attribute>'
+                f'<attribute name="occlusion">{occlusion}</attribute></box>'
+            )
+        lines.append("</track>")
+    return "\n".join(lines + ["</annotations>"]) + "\n"
+
+
 def write_cvat(frames: list[np.ndarray]) -> None:
     folder = HERE / "cvat" / "walk"
     shutil.rmtree(HERE / "cvat", ignore_errors=True)
@@ -258,6 +281,7 @@ def write_cvat(frames: list[np.ndarray]) -> None:
     for k, frame in enumerate(frames):
         cv2.imwrite(str(folder / "images" / f"frame_{k:06d}.png"), frame)
     (folder / "annotations.xml").write_text(cvat_xml())
+    (HERE / "cvat" / "jaad_style.xml").write_text(jaad_xml())
 
 
 VOC_DIFFICULT = ("boat", 60, 4, 12, 10)
