@@ -591,13 +591,19 @@ def _xml_root(path: Path) -> ET.Element:
         raise FileFormatError(path, f"not an XML file ({error})") from None
 
 
-def _xml_number(element: ET.Element, name: str, where: str, path: Path) -> float:
-    text = element.get(name)
+def _finite_number(text: str | None) -> float | None:
+    """``text`` as a finite number, or None when it is missing or not one."""
     try:
         value = float(text) if text is not None else math.nan
     except ValueError:
-        value = math.nan
-    if not math.isfinite(value):
+        return None
+    return value if math.isfinite(value) else None
+
+
+def _xml_number(element: ET.Element, name: str, where: str, path: Path) -> float:
+    text = element.get(name)
+    value = _finite_number(text)
+    if value is None:
         raise FileFormatError(path, f"{where}: <{element.tag}> {name}={text!r} is not a number")
     return value
 
@@ -1054,40 +1060,55 @@ def read_yolo(
     labels_dir = Path(labels_dir) if labels_dir is not None else yolo_labels_dir(images_dir)
     names_path = Path(names_file) if names_file is not None else find_yolo_names(images_dir, labels_dir)
     names = read_names(names_path) if names_path is not None else None
+    stills = []
+    for image, label in labelled_images(images_dir, labels_dir, ".txt", also_there=("classes.txt",)):
+        size = image_size(image)
+        boxes = read_yolo_labels(label, size, names) if label.is_file() else ()
+        stills.append(StillSource(sequence_name(image.stem), label, image, size, boxes))
+    if not fps:
+        return list(stills)
+    name = images_dir.name if images_dir.name != "images" else images_dir.parent.name
+    return [stills_as_video(stills, name, labels_dir, fps, images_dir)]
+
+
+def labelled_images(
+    images_dir: Path, labels_dir: Path, suffix: str, also_there: tuple[str, ...] = ()
+) -> list[tuple[Path, Path]]:
+    """``(image, label file)`` of every image in ``images_dir`` in name order, the label file being
+    ``labels_dir / <image stem><suffix>`` (present or not: an image without one shows no object). A
+    label file without its image is an error (names in ``also_there`` are not label files)."""
     images = _image_files(images_dir)
     if not images:
         raise FileFormatError(images_dir, "holds no image files")
     stems = {image.stem for image in images}
     if labels_dir.is_dir():
-        for label in sorted(labels_dir.glob("*.txt")):
-            if label.stem not in stems and label.name != "classes.txt":
+        for label in sorted(labels_dir.glob(f"*{suffix}")):
+            if label.stem not in stems and label.name not in also_there:
                 raise FileFormatError(
                     label, f"labels an image {label.stem}.* that {images_dir} does not hold"
                 )
-    stills = []
-    for image in images:
-        size = image_size(image)
-        label = labels_dir / f"{image.stem}.txt"
-        boxes = read_yolo_labels(label, size, names) if label.is_file() else ()
-        stills.append(StillSource(sequence_name(image.stem), label, image, size, boxes))
-    if not fps:
-        return list(stills)
+    return [(image, labels_dir / f"{image.stem}{suffix}") for image in images]
+
+
+def stills_as_video(
+    stills: list[StillSource], name: str, label_file: Path, fps: float, where: Path
+) -> VideoSource:
+    """The stills of one folder as the frames of one video at ``fps``, in their order (``--fps``); they
+    must share a size (FileFormatError naming ``where`` otherwise)."""
     sizes = {still.size for still in stills}
     if len(sizes) > 1:
         raise FileFormatError(
-            images_dir, f"as one video (--fps) its images must share a size, got {sorted(sizes)}"
+            where, f"as one video (--fps) its images must share a size, got {sorted(sizes)}"
         )
-    return [
-        VideoSource(
-            name=sequence_name(images_dir.name if images_dir.name != "images" else images_dir.parent.name),
-            label_file=labels_dir,
-            fps=float(fps),
-            size=sizes.pop(),
-            frame_files=tuple(enumerate(images)),
-            frame_count=len(images),
-            boxes={index: still.boxes for index, still in enumerate(stills)},
-        )
-    ]
+    return VideoSource(
+        name=sequence_name(name),
+        label_file=label_file,
+        fps=float(fps),
+        size=sizes.pop(),
+        frame_files=tuple(enumerate(still.image for still in stills)),
+        frame_count=len(stills),
+        boxes={index: still.boxes for index, still in enumerate(stills)},
+    )
 
 
 def _voc_text(element: ET.Element, name: str) -> str | None:
@@ -1097,11 +1118,8 @@ def _voc_text(element: ET.Element, name: str) -> str | None:
 
 def _voc_number(element: ET.Element, name: str, where: str, path: Path) -> float:
     text = _voc_text(element, name)
-    try:
-        value = float(text) if text is not None else math.nan
-    except ValueError:
-        value = math.nan
-    if not math.isfinite(value):
+    value = _finite_number(text)
+    if value is None:
         raise FileFormatError(path, f"{where}: <{name}> {text!r} is not a number")
     return value
 
@@ -1152,88 +1170,48 @@ def read_voc_labels(path: Path) -> tuple[tuple[int, int] | None, tuple[SourceBox
     return size, tuple(boxes)
 
 
-def voc_image_pairs(source: Path, labels: Path | None = None) -> tuple[list[tuple[Path | None, Path]], Path]:
-    """``([(label file or None, image file)], labels folder)`` of a VOC source in name order.
+def voc_image_pairs(source: Path, labels: Path | None = None) -> list[tuple[Path, Path]]:
+    """``(image, label file)`` of a VOC source in name order (:func:`labelled_images`: an image whose
+    label file is absent shows no object).
 
     ``source`` is a VOC root (``JPEGImages/`` and ``Annotations/``), an image set file of one (ids one per
     line, e.g. ``ImageSets/Main/test.txt``; the root two folders above it) or a folder of images with
-    their ``.xml`` beside them; ``labels`` names the folder of the XML files instead. An image without a
-    label file shows no object; a label file without its image, or an id of an image set with no image,
-    is an error.
+    their ``.xml`` beside them; ``labels`` names the folder of the XML files instead. A label file without
+    its image, or an id of an image set with no image, is an error.
     """
     if source.is_file():
         root = source.parent.parent.parent
-        images_dir, labels_dir = root / "JPEGImages", Path(labels) if labels else root / "Annotations"
+        images_dir, labels_dir = root / "JPEGImages", labels or root / "Annotations"
         ids = [line.split()[0] for line in source.read_text().splitlines() if line.strip()]
         if not ids:
             raise FileFormatError(source, "lists no image id")
-        by_stem = {p.stem: p for p in _image_files(images_dir)} if images_dir.is_dir() else {}
-        pairs = []
-        for image_id in ids:
-            if image_id not in by_stem:
-                raise FileFormatError(source, f"lists {image_id!r} but {images_dir} holds no such image")
-            label = labels_dir / f"{image_id}.xml"
-            pairs.append((label if label.is_file() else None, by_stem[image_id]))
-        return pairs, labels_dir
+        by_stem = {image.stem: image for image in _image_files(images_dir)} if images_dir.is_dir() else {}
+        missing = next((image_id for image_id in ids if image_id not in by_stem), None)
+        if missing is not None:
+            raise FileFormatError(source, f"lists {missing!r} but {images_dir} holds no such image")
+        return [(by_stem[image_id], labels_dir / f"{image_id}.xml") for image_id in ids]
     if not source.is_dir():
         raise FileFormatError(source, "no such VOC folder or image set file")
     if (source / "JPEGImages").is_dir():
-        images_dir, labels_dir = source / "JPEGImages", Path(labels) if labels else source / "Annotations"
-    else:
-        images_dir, labels_dir = source, Path(labels) if labels else source
-    images = _image_files(images_dir)
-    if not images:
-        raise FileFormatError(images_dir, "holds no image files")
-    stems = {image.stem for image in images}
-    if labels_dir.is_dir():
-        for label in sorted(labels_dir.glob("*.xml")):
-            if label.stem not in stems:
-                raise FileFormatError(
-                    label, f"labels an image {label.stem}.* that {images_dir} does not hold"
-                )
-    pairs = []
-    for image in images:
-        label = labels_dir / f"{image.stem}.xml"
-        pairs.append((label if label.is_file() else None, image))
-    return pairs, labels_dir
+        return labelled_images(source / "JPEGImages", labels or source / "Annotations", ".xml")
+    return labelled_images(source, labels or source, ".xml")
 
 
 def read_voc(source: str | Path, labels: str | Path | None = None, fps: float | None = None) -> list[Source]:
     """Stills of a Pascal VOC source (:func:`voc_image_pairs`; boxes :func:`read_voc_labels`), one per
     image, or with ``fps`` one video of its images in name order (they must share a size)."""
     source = Path(source)
-    pairs, labels_dir = voc_image_pairs(source, Path(labels) if labels is not None else None)
     stills = []
-    for label, image in pairs:
-        size, boxes = read_voc_labels(label) if label is not None else (None, ())
-        stills.append(
-            StillSource(
-                sequence_name(image.stem), label or labels_dir, image, size or image_size(image), boxes
-            )
-        )
+    for image, label in voc_image_pairs(source, Path(labels) if labels is not None else None):
+        size, boxes = read_voc_labels(label) if label.is_file() else (None, ())
+        stills.append(StillSource(sequence_name(image.stem), label, image, size or image_size(image), boxes))
     if not fps:
         return list(stills)
-    sizes = {still.size for still in stills}
-    if len(sizes) > 1:
-        raise FileFormatError(
-            source, f"as one video (--fps) its images must share a size, got {sorted(sizes)}"
-        )
-    name = (
-        source.stem
-        if source.is_file()
-        else (source.name if source.name != "JPEGImages" else source.parent.name)
-    )
-    return [
-        VideoSource(
-            name=sequence_name(name),
-            label_file=labels_dir,
-            fps=float(fps),
-            size=sizes.pop(),
-            frame_files=tuple(enumerate(still.image for still in stills)),
-            frame_count=len(stills),
-            boxes={index: still.boxes for index, still in enumerate(stills)},
-        )
-    ]
+    if source.is_file():
+        name = source.stem
+    else:
+        name = source.name if source.name != "JPEGImages" else source.parent.name
+    return [stills_as_video(stills, name, stills[0].label_file.parent, fps, source)]
 
 
 def read_sources(
