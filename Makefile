@@ -97,6 +97,16 @@ bench-short: $(STAMP)
 	$(BENCH_PY) bench/demo_latency.py --rounds 1 --seconds 3 --out $(BENCH_OUT)/demo-short
 	$(BENCH_PY) bench/idle_step.py --model events-fast --gaps-ms 0,50 --steps 3 --compile off
 	$(BENCH_PY) bench/window_parts.py --model events-fast --seconds 1 --skip 2 --compile off
+	# the real-scenes scripts on a split imported from the committed YOLO sample
+	$(VENV)/bin/streamdet dataset import yolo tests/data/import/yolo/images --split val \
+		--out $(BENCH_OUT)/import-short --overwrite
+	$(BENCH_PY) -m streamdet eval --model events-fast --data $(BENCH_OUT)/import-short/val \
+		--json $(BENCH_OUT)/import-short/eval.json
+	$(BENCH_PY) bench/real_scenes_eval.py table $(BENCH_OUT)/import-short/eval.json
+	$(BENCH_PY) bench/real_scenes_eval.py draw --model events-fast --data $(BENCH_OUT)/import-short/val \
+		--index 0 --out $(BENCH_OUT)/import-short/draw.png
+	$(BENCH_PY) experiments/window_sweep.py --models events-fast --windows native,50:2 \
+		--data $(BENCH_OUT)/import-short/val --limit 6
 ifneq ($(BENCH_DATA),)
 	$(BENCH_PY) bench/stream_accuracy.py --data $(BENCH_DATA) --dt-us 25000 --window-steps 4 --threads 1
 else
