@@ -1158,13 +1158,13 @@ def read_voc_labels(path: Path) -> tuple[tuple[int, int] | None, tuple[SourceBox
                 path,
                 f"{where} ({name}): xmax {xmax:g} / ymax {ymax:g} lie before xmin {xmin:g} / ymin {ymin:g}",
             )
-        difficult = _voc_text(obj, "difficult") or "0"
+        difficult = (_voc_text(obj, "difficult") or "0").lower()
         boxes.append(
             SourceBox(
                 class_key=name.lower(),
                 box=(xmin - 1, ymin - 1, xmax, ymax),
                 where=f"{path} {where}",
-                ignore=difficult not in ("0", "false", "False"),
+                ignore=difficult not in ("0", "false"),
             )
         )
     return size, tuple(boxes)
