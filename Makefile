@@ -92,7 +92,7 @@ bench-short: $(STAMP)
 	$(BENCH_PY) bench/bench_encoders.py --frames 20 --spike-frames 5
 	$(BENCH_PY) bench/bench_dataset.py --sequences 1 --seconds 1 --out $(BENCH_OUT)/dataset-short
 	$(BENCH_PY) bench/model_cost.py --sizes tiny --repeats 1 --models events-fast
-	$(BENCH_PY) bench/bench_snn.py --model events-fast --steps 4 --reference-steps 2 --chunks 1,4
+	$(BENCH_PY) bench/bench_snn.py --model events-fast --steps 4 --reference-steps 2 --chunks 1,4 --device cpu
 	$(BENCH_PY) bench/bench_latency.py --model events-fast --seconds 2 --threads 1
 	$(BENCH_PY) bench/demo_latency.py --rounds 1 --seconds 3 --out $(BENCH_OUT)/demo-short
 	$(BENCH_PY) bench/idle_step.py --model events-fast --gaps-ms 0,50 --steps 3 --compile off

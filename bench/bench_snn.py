@@ -1,9 +1,16 @@
 """Speed of the spiking runtime: steps per second of the native chunked engine vs step-by-step snntorch.
 
 Usage: ``.venv/bin/python bench/bench_snn.py [--model events-default] [--steps 32] [--chunks 1,8,16]
-[--threads 1] [--json OUT]``. Converts the model with its learned Quant-ReLU clips (no data), feeds a
-random event-like input (10 % of pixels active) at sensor resolution, batch 1, and times ``run`` after
-one warm-up call. Both engines produce the same spikes (tests/test_snn.py); only the speed differs.
+[--threads 1] [--device cuda] [--json OUT]``. Converts the model with its learned Quant-ReLU clips (no
+data), feeds a random event-like input (10 % of pixels active) at sensor resolution, batch 1, and times
+``run`` after one warm-up call. Both engines produce the same spikes (tests/test_snn.py); only the speed
+differs.
+
+On ``--device`` (default: the GPU when torch sees one; ``--device cpu`` runs the same section on the CPU)
+the ANN's dense forward, the IF engine in chunks of 1, 16 and 64 steps, snntorch step by step, and the
+burst-neuron network at one step per window are timed side by side on that device, with the burst
+step's cost over the ANN forward's (:func:`device_rates`): the GPU figures of the one-step-per-window
+issue.
 """
 
 from __future__ import annotations
@@ -40,6 +47,43 @@ def steps_per_second(snn, inputs: torch.Tensor, steps: int, chunk: int, backend:
         "steps_per_s_wall": done / (time.perf_counter() - wall),
         "steps_per_cpu_s": done / (time.process_time() - cpu),
     }
+
+
+def forwards_per_second(model: torch.nn.Module, inputs: torch.Tensor, calls: int) -> dict[str, float]:
+    """Dense forwards per second of the ANN ``model`` on ``inputs [1, C, H, W]`` (wall and CPU time, as
+    :func:`steps_per_second`), after one warm-up call."""
+    with torch.no_grad():
+        model(inputs)
+        if inputs.is_cuda:
+            torch.cuda.synchronize()
+        wall, cpu = time.perf_counter(), time.process_time()
+        for _ in range(calls):
+            model(inputs)
+        if inputs.is_cuda:
+            torch.cuda.synchronize()
+    return {
+        "steps_per_s_wall": calls / (time.perf_counter() - wall),
+        "steps_per_cpu_s": calls / (time.process_time() - cpu),
+    }
+
+
+def device_rates(bundle, snn, burst_snn, inputs: torch.Tensor, device: str, chunks=(1, 16, 64)) -> dict:
+    """On ``device``: the ANN's dense forward, the IF engine in ``chunks``, snntorch step by step and the
+    burst network one step at a time (one step per window), in steps per second; ``burst step / ANN
+    forward`` is the burst step's wall time over the forward's (below 1: cheaper than the ANN)."""
+    device_inputs = inputs.to(device)
+    model = bundle.model.to(device).eval()
+    rates: dict = {"device": torch.cuda.get_device_name(device) if device.startswith("cuda") else device}
+    rates["ANN dense forward"] = forwards_per_second(model, device_inputs[0], 4 * max(chunks))
+    snn.to(device)
+    for chunk in chunks:
+        rates[f"IF native K={chunk}"] = steps_per_second(snn, device_inputs, 4 * chunk, chunk, "native")
+    rates["IF snntorch step-by-step"] = steps_per_second(snn, device_inputs, 16, 1, "snntorch")
+    burst_snn.to(device)
+    rates["burst native K=1"] = steps_per_second(burst_snn, device_inputs, 4 * max(chunks), 1, "native")
+    ann, burst = rates["ANN dense forward"]["steps_per_s_wall"], rates["burst native K=1"]["steps_per_s_wall"]
+    rates["burst step / ANN forward"] = ann / burst
+    return rates
 
 
 def spike_agreement(snn, inputs: torch.Tensor) -> dict[str, float]:
@@ -88,6 +132,12 @@ def main() -> None:
         metavar="WxH",
         help="simulate this input size instead of the sensor's",
     )
+    parser.add_argument(
+        "--device",
+        default="cuda" if torch.cuda.is_available() else None,
+        help="also time the ANN, IF and burst engines side by side here (default: cuda when torch sees a "
+        "GPU, else skipped; cpu runs that section on the CPU)",
+    )
     parser.add_argument("--json", default=None)
     parser.add_argument("--profile", action="store_true", help="also report the CPU time share per operator")
     args = parser.parse_args()
@@ -126,17 +176,15 @@ def main() -> None:
         print(f"cpu share per operator: {result['cpu_share_per_operator']}", flush=True)
     result["spike_agreement"] = spike_agreement(snn, inputs[: args.reference_steps])
     print(f"native vs snntorch spikes: {result['spike_agreement']}", flush=True)
-    if torch.cuda.is_available():
-        snn.to("cuda")
-        gpu_inputs = inputs.cuda()
-        result["gpu"] = {"device": torch.cuda.get_device_name()}
-        for chunk in gpu_chunks:
-            result["gpu"][f"native K={chunk}"] = steps_per_second(snn, gpu_inputs, 4 * chunk, chunk, "native")
-        result["gpu"]["snntorch step-by-step"] = steps_per_second(snn, gpu_inputs, 16, 1, "snntorch")
-        print(json.dumps(result["gpu"], indent=2))
+    if args.device:
+        burst_snn = convert_detector(
+            bundle, None, ConversionConfig(normalisation="quant", burst=True), progress=False
+        )
+        result["device"] = device_rates(bundle, snn, burst_snn, inputs, args.device, gpu_chunks)
+        print(json.dumps(result["device"], indent=2))
     else:
-        result["gpu"] = "no CUDA device on this machine"
-        print("gpu: no CUDA device on this machine")
+        result["device"] = "no CUDA device on this machine (--device cpu runs this section on the CPU)"
+        print("device: no CUDA device on this machine")
     if args.json:
         Path(args.json).parent.mkdir(parents=True, exist_ok=True)
         Path(args.json).write_text(json.dumps(result, indent=2))
