@@ -1871,6 +1871,68 @@ def import_sequence(
     return {"images": images, "annotations": annotations, "sequence": entry}
 
 
+def checked_sources(
+    sources: list[Source], config: ImportConfig, layout: str
+) -> tuple[ImportConfig, list[Source], list[StillSource]]:
+    """What :func:`import_split` checks before it writes anything: ``(config with its class map,
+    the sources to import, class-mapped and each checked against its frames, the stills set aside for
+    holding no box of a mapped class)``. FileFormatError / UserFacingError as the import would stop."""
+    if not sources:
+        raise UserFacingError("no sequence or still to import")
+    if config.class_map is None:
+        config = replace(config, class_map=default_class_map(layout))
+    sources = map_classes(sources, config.class_map, config.drop_unmapped)
+    empty = [
+        s for s in sources if isinstance(s, StillSource) and not s.boxes and not config.keep_empty_stills
+    ]
+    sources = [source for source in sources if not any(source is skipped for skipped in empty)]
+    if not sources:
+        raise UserFacingError(
+            f"no sequence to import: all {len(empty)} stills are without a box of a mapped class "
+            "(--keep-empty-stills imports them)"
+        )
+    for source in sources:
+        check_source(source)
+    return config, sources, empty
+
+
+def label_summary(sources: list[Source], skipped_stills: int = 0) -> str:
+    """Lines saying what checked ``sources`` hold as the labels state them (``dataset import --check``):
+    one per video (frames, labelled frames, boxes by class), then the totals; the card's ignore rules
+    (too small, hidden, not moving on the sensor) are applied by the import itself and are not counted."""
+    lines = []
+    totals: dict[str, int] = {}
+    flagged = frames = stills = 0
+    for source in sources:
+        boxes = (
+            source.boxes if isinstance(source, StillSource) else [b for r in source.boxes.values() for b in r]
+        )
+        counts: dict[str, int] = {}
+        for box in boxes:
+            counts[box.class_key] = counts.get(box.class_key, 0) + 1
+            flagged += box.ignore
+        for name, count in counts.items():
+            totals[name] = totals.get(name, 0) + count
+        listed = ", ".join(f"{name} {count}" for name, count in sorted(counts.items())) or "no box"
+        if isinstance(source, StillSource):
+            stills += 1
+            continue
+        frames += source_frame_count(source)
+        labelled = len(source.labelled) if source.labelled is not None else source_frame_count(source)
+        lines.append(
+            f"{source.name}: video, {source_frame_count(source)} frames at {source.fps:g} fps, "
+            f"{labelled} labelled, {source.size[0]}x{source.size[1]}; boxes: {listed}"
+        )
+    listed = ", ".join(f"{name} {count}" for name, count in sorted(totals.items())) or "no box"
+    videos = len(sources) - stills
+    lines.append(
+        f"total: {videos} video{'s' * (videos != 1)} ({frames} frames), {stills} still{'s' * (stills != 1)}"
+        + (f" ({skipped_stills} more without a box of a mapped class, left out)" if skipped_stills else "")
+        + f"; boxes: {listed} ({flagged} marked ignore by the labels or the class map)"
+    )
+    return "\n".join(lines)
+
+
 def import_split(
     sources: list[Source],
     config: ImportConfig,
@@ -1892,22 +1954,7 @@ def import_split(
     Returns:
         Path of the written ``annotations.json``.
     """
-    if not sources:
-        raise UserFacingError("no sequence or still to import")
-    if config.class_map is None:
-        config = replace(config, class_map=default_class_map(layout))
-    sources = map_classes(sources, config.class_map, config.drop_unmapped)
-    empty = [
-        s for s in sources if isinstance(s, StillSource) and not s.boxes and not config.keep_empty_stills
-    ]
-    sources = [source for source in sources if not any(source is skipped for skipped in empty)]
-    if not sources:
-        raise UserFacingError(
-            f"no sequence to import: all {len(empty)} stills are without a box of a mapped class "
-            "(--keep-empty-stills imports them)"
-        )
-    for source in sources:
-        check_source(source)
+    config, sources, empty = checked_sources(sources, config, layout)
     split_dir = Path(out_dir) / config.split
     if split_dir.exists() and any(split_dir.iterdir()):
         if not overwrite:

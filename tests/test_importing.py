@@ -339,6 +339,34 @@ def test_voc_labels_that_do_not_fit(tmp_path: Path) -> None:
     assert not (tmp_path / "out").exists()
 
 
+def test_check_reads_and_checks_labels_and_writes_nothing(
+    tmp_path: Path, capsys: pytest.CaptureFixture, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.chdir(tmp_path)
+    assert cli_main(["dataset", "import", "mot", str(MOT_SEQUENCE), "--check"]) == 0
+    lines = capsys.readouterr().out.splitlines()
+    # tracks 1, 3, 4, the distractor and the conf = 0 rows (ignore regions) are pedestrians; no bicycle
+    assert lines == [
+        "SEQ-01: video, 10 frames at 25 fps, 10 labelled, 64x48; boxes: car 10, pedestrian 50",
+        "total: 1 video (10 frames), 0 stills; boxes: car 10, pedestrian 50 (20 marked ignore by the labels "
+        "or the class map)",
+        "labels match their frames; nothing written (--check)",
+    ]
+    assert cli_main(["dataset", "import", "yolo", str(YOLO_IMAGES), "--check"]) == 0
+    assert capsys.readouterr().out.splitlines()[0] == (
+        "total: 0 videos (0 frames), 2 stills; boxes: boat 1, buoy 1, pedestrian 1 (0 marked ignore by the "
+        "labels or the class map)"
+    )
+    root = copy_sample("voc", tmp_path)  # a label stating another image size: found by the frame checks
+    xml = root / "Annotations" / "harbour.xml"
+    xml.write_text(xml.read_text().replace("<width>80</width>", "<width>160</width>"))
+    assert cli_main(["dataset", "import", "voc", str(root), "--check"]) == 2
+    assert "harbour.png: is 80x40 but" in capsys.readouterr().err
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["voc"]  # nothing written
+    assert cli_main(["dataset", "import", "mot", str(MOT_SEQUENCE)]) == 2
+    assert "--out is required" in capsys.readouterr().err
+
+
 def test_video_file_import_is_what_drive_video_sees(tmp_path: Path) -> None:
     config = ImportConfig(
         split="test",

@@ -133,7 +133,9 @@ def register_import(actions: argparse._SubParsersAction) -> None:
         "voc: VOC roots (JPEGImages/, Annotations/), image set files (ImageSets/Main/test.txt) or "
         "folders of images with their .xml beside them",
     )
-    importer.add_argument("--out", required=True, help="dataset root directory; the split goes in OUT/SPLIT")
+    importer.add_argument(
+        "--out", help="dataset root directory; the split goes in OUT/SPLIT (required but with --check)"
+    )
     importer.add_argument("--split", default="train", help="train, val or test (default train)")
     importer.add_argument(
         "--labels",
@@ -222,6 +224,12 @@ def register_import(actions: argparse._SubParsersAction) -> None:
         "--workers", type=int, default=2, help="parallel processes over sequences and stills (default 2)"
     )
     importer.add_argument("--overwrite", action="store_true", help="replace an existing OUT/SPLIT")
+    importer.add_argument(
+        "--check",
+        action="store_true",
+        help="read, class-map and check every label file against its frames, print what they hold, write "
+        "nothing (--out is not needed)",
+    )
     importer.set_defaults(func=run_import)
 
 
@@ -234,8 +242,10 @@ def run_import(args: argparse.Namespace) -> int:
     from streamdet.importing import (
         ImportConfig,
         StillMotion,
+        checked_sources,
         default_class_map,
         import_split,
+        label_summary,
         parse_class_map,
         read_sources,
         source_frame_count,
@@ -267,6 +277,13 @@ def run_import(args: argparse.Namespace) -> int:
     if args.workers < 1:
         raise UserFacingError(f"--workers must be at least 1, got {args.workers}")
     sources = read_sources(args.layout, args.sources, args.labels, args.images, args.names, args.fps)
+    if args.check:
+        _, checked, skipped = checked_sources(sources, config, args.layout)
+        print(label_summary(checked, len(skipped)))
+        print("labels match their frames; nothing written (--check)")
+        return 0
+    if not args.out:
+        raise UserFacingError("dataset import: --out is required (the dataset root the split goes in)")
     total = sum(source_frame_count(source) for source in sources) or None
     with tqdm(total=total, unit="frame", desc=f"import {config.split}", file=sys.stderr) as bar:
         path = import_split(
