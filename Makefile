@@ -33,8 +33,9 @@ lint: $(STAMP)
 # skipped without: BENCH_DATA, a built split (`streamdet dataset build`, e.g. data/v3-maritime/test) for
 # the streaming accuracy and peer converters; BENCH_RECORDINGS, a folder of Prophesee .raw recordings for
 # the file-reader rows. The peer converters also need `pip install -e '.[peers]'`.
-# `make bench-short` runs every benchmark on small sizes (63 s of CPU time, 3 min 45 s of wall time on
-# the shared 2-core sandbox at a load average of 14): a check that they run, not figures to quote.
+# `make bench-short` runs every benchmark (and the real-scenes scripts) on small sizes (2 min 49 s of CPU
+# time, 2 min 57 s of wall time on the otherwise idle 2-core sandbox, `time make bench-short`,
+# 2026-12-06): a check that they run, not figures to quote.
 BENCH_OUT ?= out/bench
 BENCH_DATA ?=
 BENCH_RECORDINGS ?=
