@@ -28,43 +28,41 @@ from streamdet.convert import ConversionConfig, convert_detector
 from streamdet.model import load_detector, pad_input
 
 
-def steps_per_second(snn, inputs: torch.Tensor, steps: int, chunk: int, backend: str) -> dict[str, float]:
-    """Simulated steps per second of wall time and per second of this process's CPU time, over ``steps``
-    steps in calls of ``chunk`` steps (after one warm-up call). CPU time is the fairer figure on a
+def calls_per_second(call, calls: int, cuda: bool) -> dict[str, float]:
+    """Calls of ``call()`` per second of wall time and per second of this process's CPU time, over
+    ``calls`` calls after one warm-up call (synchronised on a GPU). CPU time is the fairer figure on a
     machine shared with other jobs (wall time then includes waiting for a core)."""
-    state = snn.initial_state(inputs.shape[1], inputs.device)
-    _, state = snn.run(inputs[:chunk], state, backend=backend)
-    if inputs.is_cuda:
+    call()
+    if cuda:
         torch.cuda.synchronize()
     wall, cpu = time.perf_counter(), time.process_time()
-    done = 0
-    while done < steps:
-        _, state = snn.run(inputs[:chunk], state, backend=backend)
-        done += chunk
-    if inputs.is_cuda:
+    for _ in range(calls):
+        call()
+    if cuda:
         torch.cuda.synchronize()
-    return {
-        "steps_per_s_wall": done / (time.perf_counter() - wall),
-        "steps_per_cpu_s": done / (time.process_time() - cpu),
-    }
-
-
-def forwards_per_second(model: torch.nn.Module, inputs: torch.Tensor, calls: int) -> dict[str, float]:
-    """Dense forwards per second of the ANN ``model`` on ``inputs [1, C, H, W]`` (wall and CPU time, as
-    :func:`steps_per_second`), after one warm-up call."""
-    with torch.no_grad():
-        model(inputs)
-        if inputs.is_cuda:
-            torch.cuda.synchronize()
-        wall, cpu = time.perf_counter(), time.process_time()
-        for _ in range(calls):
-            model(inputs)
-        if inputs.is_cuda:
-            torch.cuda.synchronize()
     return {
         "steps_per_s_wall": calls / (time.perf_counter() - wall),
         "steps_per_cpu_s": calls / (time.process_time() - cpu),
     }
+
+
+def steps_per_second(snn, inputs: torch.Tensor, steps: int, chunk: int, backend: str) -> dict[str, float]:
+    """Simulated steps per second (:func:`calls_per_second`) over at least ``steps`` steps in calls of
+    ``chunk`` steps, the state carried from call to call."""
+    holder = {"state": snn.initial_state(inputs.shape[1], inputs.device)}
+
+    def step() -> None:
+        _, holder["state"] = snn.run(inputs[:chunk], holder["state"], backend=backend)
+
+    rates = calls_per_second(step, -(-steps // chunk), inputs.is_cuda)
+    return {name: rate * chunk for name, rate in rates.items()}
+
+
+def forwards_per_second(model: torch.nn.Module, inputs: torch.Tensor, calls: int) -> dict[str, float]:
+    """Dense forwards per second of the ANN ``model`` on ``inputs [1, C, H, W]``
+    (:func:`calls_per_second`)."""
+    with torch.no_grad():
+        return calls_per_second(lambda: model(inputs), calls, inputs.is_cuda)
 
 
 def device_rates(bundle, snn, burst_snn, inputs: torch.Tensor, device: str, chunks=(1, 16, 64)) -> dict:
