@@ -216,6 +216,21 @@ def config_for(
     return RetinaNetConfig(in_channels=channels, input_size=tuple(input_size), **values)
 
 
+def size_preset(config: RetinaNetConfig) -> str | None:
+    """The :data:`MODEL_SIZES` preset whose widths and depths ``config`` has, or None for other ones."""
+    fields = ("stem_channels", "stage_channels", "stage_blocks", "fpn_channels", "head_convs")
+    for name in MODEL_SIZES:
+        preset = config_for("events", name)
+        if all(tuple_or_value(getattr(config, f)) == tuple_or_value(getattr(preset, f)) for f in fields):
+            return name
+    return None
+
+
+def tuple_or_value(value: Any) -> Any:
+    """``value`` as a tuple where it is a list (a config read from JSON), else unchanged."""
+    return tuple(value) if isinstance(value, list) else value
+
+
 def pyramid_strides(config: RetinaNetConfig) -> tuple[int, ...]:
     """Strides of the model's FPN levels, finest first: :data:`FPN_STRIDES`, with 4 before them when
     ``config.finest_stride`` is 4."""

@@ -17,7 +17,8 @@ from __future__ import annotations
 
 import math
 import time
-from dataclasses import asdict, dataclass
+from collections.abc import Collection
+from dataclasses import asdict, dataclass, replace
 from pathlib import Path
 from typing import Any
 
@@ -26,6 +27,7 @@ import torch
 from torch import Tensor
 
 from streamdet import CLASS_NAMES
+from streamdet.contract import InputSpec
 from streamdet.errors import UserFacingError
 from streamdet.model import (
     MAX_STRIDE,
@@ -43,6 +45,7 @@ from streamdet.model import (
     pad_input,
     read_checkpoint,
     save_checkpoint,
+    size_preset,
 )
 from streamdet.samples import DetectionSamples, Target, collate_samples
 from streamdet.weight_surgery import (
@@ -284,6 +287,40 @@ class TrainConfig:
     new_layer_lr: float = 2e-3
     history_windows: int | None = None
     augment: AugmentConfig = AugmentConfig()
+
+
+INHERITED_FROM_INIT = ("modality", "size", "activation", "quant_levels", "event_scale", "window_us")
+"""The recipe fields that shape the model and its input, which ``streamdet train --init`` takes from the
+checkpoint unless they are given (:func:`recipe_from_init`)."""
+
+
+def recipe_from_init(
+    config: TrainConfig,
+    init_config: RetinaNetConfig,
+    init_spec: InputSpec,
+    given: Collection[str],
+    init: object,
+) -> TrainConfig:
+    """``config`` with every field of :data:`INHERITED_FROM_INIT` not in ``given`` taken from the ``--init``
+    model ``init`` (its architecture ``init_config`` and input ``init_spec``), so that a fine-tune keeps
+    the model it starts from (a shipped events model reads 4 Quant-ReLU levels over 100 ms windows, not
+    the from-scratch defaults of 8 levels over the data's window). A given ``modality`` other than the
+    model's is a UserFacingError; a size that is no preset of :data:`streamdet.model.MODEL_SIZES` stays
+    the recipe's (the architecture check of the fine-tune then names the difference)."""
+    if "modality" in given and config.modality != init_spec.modality:
+        raise UserFacingError(
+            f"--init {init} is an {init_spec.modality} model; it cannot be fine-tuned as --modality "
+            f"{config.modality} (leave --modality out to take the model's)"
+        )
+    inherited = {
+        "modality": init_spec.modality,
+        "size": size_preset(init_config) or config.size,
+        "activation": init_config.activation,
+        "quant_levels": init_config.quant_levels,
+        "event_scale": init_spec.event_scale,
+        "window_us": init_spec.window_us,
+    }
+    return replace(config, **{name: value for name, value in inherited.items() if name not in given})
 
 
 def learning_rate(step: int, total_steps: int, config: TrainConfig) -> float:

@@ -17,7 +17,7 @@ from test_evaluate import WINDOW_US, write_tiny_split
 from streamdet.cli import main
 from streamdet.errors import UserFacingError
 from streamdet.evaluate import evaluate_split
-from streamdet.model import build_model, config_for, load_detector, pad_input
+from streamdet.model import build_model, config_for, load_detector, pad_input, size_preset
 from streamdet.samples import DetectionSamples
 from streamdet.train import (
     AugmentConfig,
@@ -285,6 +285,44 @@ def test_cli_train_resume_and_eval_json(tiny_root: Path, tmp_path: Path, overfit
     )
     conversion = json.loads(snn_report.read_text())["snn_conversion"]
     assert conversion["bias_calibration"]["steps"] == 8 and conversion["bias_calibration"]["windows"] == 3
+
+
+def test_cli_fine_tune_keeps_the_init_models_shape_and_input(
+    tiny_root: Path, tmp_path: Path, overfit_checkpoint: Path, capsys
+) -> None:
+    """``train --init`` without the model options fine-tunes the model it starts from (its modality, size,
+    Quant-ReLU levels, window and event scale), not the from-scratch defaults (8 levels, the data's
+    window); an option given still changes one; another modality, or no modality and no --init, is
+    refused by name."""
+    torch.set_num_threads(1)
+    shaped = TrainConfig(
+        modality="events",
+        size="tiny",
+        quant_levels=4,
+        event_scale=3.0,
+        window_us=2 * WINDOW_US,
+        epochs=1,
+        batch_size=4,
+        lr=1e-4,
+        warmup_steps=1,
+        augment=NO_AUGMENT,
+    )
+    quiet = {"progress": False, "log": lambda line: None}
+    train_detector(shaped, [tiny_root], tmp_path / "init.pt", init=overfit_checkpoint, **quiet)
+    common = ["train", "--init", str(tmp_path / "init.pt"), "--data", str(tiny_root), "--crop", "none"]
+    common += ["--epochs", "1", "--batch-size", "4", "--lr", "1e-4"]
+    assert main([*common, "--out", str(tmp_path / "tuned.pt")]) == 0
+    assert "--quant-levels 4" in capsys.readouterr().out
+    tuned = load_detector(tmp_path / "tuned.pt")
+    spec = tuned.spec
+    assert (spec.modality, spec.window_us, spec.event_scale) == ("events", 2 * WINDOW_US, 3.0)
+    assert (size_preset(tuned.config), tuned.config.quant_levels) == ("tiny", 4)
+    assert main([*common, "--quant-levels", "8", "--out", str(tmp_path / "l8.pt")]) == 0
+    assert load_detector(tmp_path / "l8.pt").config.quant_levels == 8
+    assert main([*common, "--modality", "intensity", "--out", str(tmp_path / "x.pt")]) == 2
+    assert "is an events model" in capsys.readouterr().err
+    assert main(["train", "--data", str(tiny_root), "--out", str(tmp_path / "y.pt")]) == 2
+    assert "give --modality" in capsys.readouterr().err
 
 
 def test_cli_errors_are_one_line(tiny_root: Path, tmp_path: Path, overfit_checkpoint: Path, capsys) -> None:

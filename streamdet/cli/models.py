@@ -57,7 +57,11 @@ def register_train(subparsers: argparse._SubParsersAction) -> None:
         "splits select the best epoch by mAP@0.5). Writes OUT (best checkpoint) and OUT.last.pt (state "
         "for --resume).",
     )
-    train.add_argument("--modality", required=True, choices=("events", "intensity"))
+    train.add_argument(
+        "--modality",
+        choices=("events", "intensity"),
+        help="the input the model reads (required without --init; default: the --init checkpoint's)",
+    )
     train.add_argument(
         "--data",
         required=True,
@@ -68,22 +72,33 @@ def register_train(subparsers: argparse._SubParsersAction) -> None:
     )
     train.add_argument("--out", required=True, metavar="CKPT", help="checkpoint to write (.pt)")
     train.add_argument(
-        "--size", default=defaults.size, choices=tuple(MODEL_SIZES), help="model width/depth preset"
+        "--size",
+        choices=tuple(MODEL_SIZES),
+        help=f"model width/depth preset (default: the --init checkpoint's, else {defaults.size})",
     )
-    train.add_argument("--activation", default=defaults.activation, choices=("quant", "relu"))
-    train.add_argument("--quant-levels", type=int, default=defaults.quant_levels, help="Quant-ReLU levels L")
+    train.add_argument(
+        "--activation",
+        choices=("quant", "relu"),
+        help=f"default: the --init checkpoint's, else {defaults.activation}",
+    )
+    train.add_argument(
+        "--quant-levels",
+        type=int,
+        help=f"Quant-ReLU levels L (default: the --init checkpoint's, else {defaults.quant_levels})",
+    )
     train.add_argument("--epochs", type=int, default=defaults.epochs)
     train.add_argument("--batch-size", type=int, default=defaults.batch_size)
     train.add_argument("--lr", type=float, default=defaults.lr, help="peak AdamW learning rate")
     train.add_argument(
-        "--event-scale", type=float, default=DEFAULT_EVENT_SCALE, help="events per pixel = input 1"
+        "--event-scale",
+        type=float,
+        help=f"events per pixel = input 1 (default: the --init checkpoint's, else {DEFAULT_EVENT_SCALE:g})",
     )
     train.add_argument(
         "--window-us",
         type=int,
-        default=None,
-        help="the model's input window in microseconds, ending at each label (default: the window the "
-        "training data was built with)",
+        help="the model's input window in microseconds, ending at each label (default: the --init "
+        "checkpoint's, else the window the training data was built with)",
     )
     train.add_argument(
         "--crop",
@@ -298,19 +313,23 @@ def run_train(args: argparse.Namespace) -> int:
     """``streamdet train``."""
     import torch
 
+    from streamdet.errors import UserFacingError
     from streamdet.train import AugmentConfig, TrainConfig, train_detector
 
     if args.threads:
         torch.set_num_threads(args.threads)
+    if args.modality is None and args.init is None:
+        raise UserFacingError("train: give --modality (events or intensity), or --init a model to fine-tune")
+    defaults = TrainConfig()
     config = TrainConfig(
-        modality=args.modality,
-        size=args.size,
-        activation=args.activation,
-        quant_levels=args.quant_levels,
+        modality=args.modality or defaults.modality,
+        size=args.size or defaults.size,
+        activation=args.activation or defaults.activation,
+        quant_levels=defaults.quant_levels if args.quant_levels is None else args.quant_levels,
         epochs=args.epochs,
         batch_size=args.batch_size,
         lr=args.lr,
-        event_scale=args.event_scale,
+        event_scale=defaults.event_scale if args.event_scale is None else args.event_scale,
         window_us=args.window_us,
         seed=args.seed,
         val_limit=args.val_limit,
@@ -330,6 +349,8 @@ def run_train(args: argparse.Namespace) -> int:
             spike_noise=args.aug_spike_noise,
         ),
     )
+    if args.init is not None:
+        config = _recipe_of_init(config, args)
     record = train_detector(
         config,
         [dataset_root(text) for text in args.data],
@@ -343,6 +364,28 @@ def run_train(args: argparse.Namespace) -> int:
     )
     print(f"wrote {args.out} ({record.get('epochs', 0)} epochs, {record.get('seconds', 0)} s)")
     return 0
+
+
+def _recipe_of_init(config: TrainConfig, args: argparse.Namespace) -> TrainConfig:
+    """``config`` with the model's shape and input taken from ``--init`` where not given
+    (``streamdet.train.recipe_from_init``); prints what was taken."""
+    from streamdet.model import load_detector
+    from streamdet.train import INHERITED_FROM_INIT, recipe_from_init
+
+    given = {name for name in INHERITED_FROM_INIT if getattr(args, name) is not None}
+    init = load_detector(args.init)
+    inherited = recipe_from_init(config, init.config, init.spec, given, args.init)
+    taken = [name for name in INHERITED_FROM_INIT if name not in given]
+    if taken:
+        options = " ".join(_as_option(name, getattr(inherited, name)) for name in taken)
+        print(f"train: from --init {args.init}: {options} (give an option to change it)", flush=True)
+    return inherited
+
+
+def _as_option(name: str, value: object) -> str:
+    """``window_us``, 100000 -> ``--window-us 100000`` (floats without trailing zeros)."""
+    text = f"{value:g}" if isinstance(value, float) else str(value)
+    return f"--{name.replace('_', '-')} {text}"
 
 
 def run_average(args: argparse.Namespace) -> int:
