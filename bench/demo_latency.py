@@ -30,7 +30,7 @@ SETTINGS = {
 """Name -> extra ``streamdet demo`` options."""
 
 FIELDS = ("model", "neurons", "precision", "compiled", "threads", "dt_us", "window_steps", "map50",
-          "latency_ms_p50", "latency_ms_p99", "dropped", "simulated_steps",
+          "scored_frames", "windows", "latency_ms_p50", "latency_ms_p99", "dropped", "simulated_steps",
           "measured_steps_per_s")  # fmt: skip
 
 
