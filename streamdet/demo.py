@@ -1,7 +1,8 @@
 """The end-to-end demo: synthetic maritime scene -> DVS emulation -> spiking detector -> viewer and score.
 
 Three processes talk over real ZeroMQ sockets (``ipc://`` in a temporary folder): the driver and the
-detector node in child processes (``multiprocessing``, spawn), the viewer/scorer in the main process:
+detector node in child processes (``multiprocessing``, spawn), the viewer/scorer in the main process (the
+running mAP of its live line computed in a fourth, :class:`ScoreProcess`):
 
 - the synthetic driver (``streamdet.drivers.synthetic.drive_synthetic``) renders the scene, emulates a
   DVS, and publishes ``events/maritime`` packets of 10 ms at the scene's real-time pace plus the ground
@@ -38,9 +39,8 @@ from streamdet.snn import SpikingDetector
 
 DEMO_STREAM = "maritime"
 SCORE_EVERY_S = 5.0
-"""The running mAP is asked for every this many seconds, from :class:`ScoreProcess` (a rescore of every
-time stamp so far takes about 0.9 s of pycocotools for 350 windows of 50 boxes, and grows with the run,
-so it runs beside the drawing loop, not in it)."""
+"""The running mAP is asked for every this many seconds, from :class:`ScoreProcess` (a rescore covers
+every time stamp so far, so its time grows with the run: it runs beside the drawing loop, not in it)."""
 
 
 YIELD_NICENESS = 19
@@ -443,7 +443,7 @@ def _run_processes(
     drive_config = _drive_config(config, plan, events_endpoint)
     # Three processes: the driver renders the scene in numpy with Python loops and the detector runs the
     # network; each in its own process, neither waits for the other's interpreter lock nor for the
-    # drawing and scoring here.
+    # drawing here (nor the drawing for the running score: ScoreProcess).
     spawn = multiprocessing.get_context("spawn")
     detector = DetectorProcess(
         spawn, snn_path, _detector_config(config, plan), events_endpoint, detections_endpoint, config.threads
