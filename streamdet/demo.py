@@ -43,6 +43,11 @@ SCORE_EVERY_S = 5.0
 every time stamp so far, so its time grows with the run: it runs beside the drawing loop, not in it)."""
 
 
+SCORE_REST = 4.0
+"""After a rescore that took ``s`` seconds the scorer is not asked again for ``SCORE_REST * s`` seconds,
+so it takes at most a fifth of a core however long the run (:class:`ScoreProcess`)."""
+
+
 YIELD_NICENESS = 19
 """Scheduling niceness of the scene driver's process and, where ``DemoConfig.yield_viewer`` asks for it
 (``streamdet demo`` does; a caller's own process is left alone by default), of the viewer once the
@@ -192,16 +197,23 @@ def run_score_process(class_names: tuple[str, ...], requests: Any, results: Any,
         elif kind == "detections":
             score.add_detections(*values)
         elif kind == "score":
-            results.put(score.metrics())
+            started = time.perf_counter()
+            metrics = score.metrics()
+            results.put((metrics, time.perf_counter() - started))
 
 
 class ScoreProcess:
     """The running mAP of the live line, scored in a process of its own (:func:`run_score_process`,
     spawned), so that a rescore, which grows with the run, never stalls the drawing loop: the loop hands it
     each truth and detections message and asks for a score every :data:`SCORE_EVERY_S` once the last one
-    came back. The final score is computed by the main process at the end."""
+    came back and the process has rested ``rest`` (:data:`SCORE_REST`) times as long as that one took
+    (a rescore grows with the run: a long demo rescores less often instead of taking a core from the
+    driver). The final score is computed by the main process at the end."""
 
-    def __init__(self, spawn: Any, class_names: tuple[str, ...], niceness: int) -> None:
+    def __init__(
+        self, spawn: Any, class_names: tuple[str, ...], niceness: int, rest: float = SCORE_REST
+    ) -> None:
+        self.rest = float(rest)
         self.requests = spawn.Queue()
         self.results = spawn.Queue()
         self.process = spawn.Process(
@@ -211,6 +223,8 @@ class ScoreProcess:
             name="scorer",
         )
         self.pending = False
+        self.rested_at = 0.0
+        """``time.monotonic()`` before which no rescore is asked for."""
 
     def start(self) -> None:
         self.process.start()
@@ -222,8 +236,9 @@ class ScoreProcess:
         self.requests.put(("detections", int(t_us), rows))
 
     def request(self) -> None:
-        """Ask for a score of everything handed in so far, unless one is still being computed."""
-        if not self.pending:
+        """Ask for a score of everything handed in so far, unless one is still being computed or the
+        process is resting after the last one."""
+        if not self.pending and time.monotonic() >= self.rested_at:
             self.requests.put(("score",))
             self.pending = True
 
@@ -232,10 +247,11 @@ class ScoreProcess:
         import queue
 
         try:
-            metrics = self.results.get(timeout=timeout_s) if timeout_s else self.results.get_nowait()
+            metrics, seconds = self.results.get(timeout=timeout_s) if timeout_s else self.results.get_nowait()
         except queue.Empty:
             return None
         self.pending = False
+        self.rested_at = time.monotonic() + self.rest * seconds
         return metrics
 
     def stop(self) -> None:

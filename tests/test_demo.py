@@ -37,8 +37,9 @@ def test_running_score_is_coco_map_at_matched_times():
 
 def test_score_process_scores_the_messages_it_is_handed_like_the_running_score():
     """The live line's score comes from a spawned process fed message by message: it equals the main
-    process's RunningScore of the same messages, one request at a time, and follows later messages."""
-    scorer = ScoreProcess(multiprocessing.get_context("spawn"), CLASS_NAMES, niceness=0)
+    process's RunningScore of the same messages, one request at a time, none while it rests after one, and
+    follows later messages."""
+    scorer = ScoreProcess(multiprocessing.get_context("spawn"), CLASS_NAMES, niceness=0, rest=1e6)
     local = RunningScore(CLASS_NAMES)
     boat, buoy = [10, 10, 30, 20, 1.0, 0], [50, 40, 56, 50, 1.0, 1]
     messages = [
@@ -57,6 +58,9 @@ def test_score_process_scores_the_messages_it_is_handed_like_the_running_score()
         first = scorer.latest(timeout_s=120.0)
         assert first == local.metrics() and first["images"] == 2 and first["map50"] < 0.99
         assert scorer.latest(timeout_s=1.0) is None
+        scorer.request()  # resting a million times as long as the rescore took: not asked
+        assert scorer.latest(timeout_s=1.0) is None
+        scorer.rested_at = 0.0
         local.add_detections(100_000, np.array([[11, 10, 31, 20, 0.7, 0]]))
         scorer.add_detections(100_000, np.array([[11, 10, 31, 20, 0.7, 0]]))
         scorer.request()
