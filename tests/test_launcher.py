@@ -46,11 +46,22 @@ def test_bad_launch_files_are_refused_with_the_reason(tmp_path, text, reason):
 
 
 def test_shipped_launch_files_are_valid():
+    """Every shipped graph loads, runs a detector, and every streamdet command in it parses with the
+    streamdet CLI (an option misspelt, or one a command no longer has, fails here, not in a user's run)."""
+    from streamdet.cli import build_parser
+
     files = sorted(LAUNCH_DIR.glob("*.toml"))
     assert len(files) >= 6
     for path in files:
         spec = load_launch_file(path)
         assert any("detect" in process.cmd for process in spec.processes), path.name
+        for process in spec.processes:
+            if process.cmd[0] == "streamdet":
+                arguments = list(process.cmd[1:])
+                try:
+                    build_parser(arguments[0]).parse_args(arguments)
+                except SystemExit:
+                    pytest.fail(f"{path.name} {process.name}: streamdet {' '.join(arguments)} does not parse")
 
 
 def test_shipped_launch_files_bind_loopback_only():
