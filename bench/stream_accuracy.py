@@ -1,6 +1,7 @@
 """Accuracy of the streaming detector on a built test split, against the ANN on the same time stamps.
 
-The detector node's arithmetic without sockets or real time (``streamdet.detector.detect_events``: the
+The detector node's arithmetic without sockets or real time (``streamdet.detector.detect_events``, or
+``detect_spikes`` for a spike-camera model on the split's spike streams, in packets of 200 frames: the
 same binning into steps of ``dt``, one continuous simulation per sequence, a sliding window of ``W``
 steps, nothing dropped). A window ending at a labelled time stamp ``t`` is scored against the labels at
 ``t`` (COCO mAP@0.5 with pycocotools, ignored objects as crowd regions); the ANN is scored on its own
@@ -33,15 +34,22 @@ def streamed_windows(
     """Sequence -> every window the detector decodes over it (``publish_every = 1``), in step order."""
     from tqdm import tqdm
 
-    from streamdet.detector import DetectorConfig, detect_events
+    from streamdet.detector import DetectorConfig, detect_events, detect_spikes
 
     config = DetectorConfig(
         dt_us=dt_us, window_steps=window_steps, publish_every=1, max_chunk_steps=8, membrane_bounds=bounds,
         compile=snn.compiled,
     )  # fmt: skip
     sequences = sorted({image["sequence"] for image in split.images})
+
+    def decoded(sequence: str) -> list:
+        if snn.spec.modality == "intensity":  # the sequence's spike stream, in a spike driver's packets
+            frames, t0_us, frame_us = split.sequence_spikes(sequence)
+            return detect_spikes(snn, frames, t0_us, frame_us, config)
+        return detect_events(snn, split.sequence_events(sequence), split.sensor_size, config)
+
     return {
-        sequence: detect_events(snn, split.sequence_events(sequence), split.sensor_size, config)
+        sequence: decoded(sequence)
         for sequence in tqdm(sequences, desc=f"dt={dt_us} W={window_steps}", disable=not progress)
     }
 
@@ -65,7 +73,7 @@ def ann_detections(bundle, split, image_ids: set[int]) -> dict[int, np.ndarray]:
     for image in split.images:
         if int(image["id"]) not in image_ids:
             continue
-        raw = split.input(image, "events", bundle.spec.event_scale, bundle.spec.history_windows)
+        raw = split.input(image, bundle.spec.modality, bundle.spec.event_scale, bundle.spec.history_windows)
         rows = bundle.detect(torch.from_numpy(raw)[None])[0]
         detections[int(image["id"])] = rows.detach().cpu().numpy()
     return detections

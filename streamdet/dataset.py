@@ -566,6 +566,17 @@ class DatasetSplit:
         lo, hi = np.searchsorted(events["t"], [t_us - self.window_us, t_us], side="right")
         return events[lo:hi]
 
+    def sequence_spikes(self, sequence: str) -> tuple[np.ndarray, float, float]:
+        """All spike frames of a sequence, bool ``[N, H, W]`` (row 0 on top), with the time of frame 0
+        and the frame interval in microseconds (``spikes.json``)."""
+        from streamdet.formats import decode_spike_frames, read_spike_sidecar
+
+        path = self.split_dir / sequence / "spikes.dat"
+        layout = read_spike_sidecar(path)
+        if layout is None:
+            raise FileFormatError(path, "missing spikes.json sidecar")
+        return decode_spike_frames(path.read_bytes(), layout.sensor_size), layout.t0_us, layout.frame_us
+
     def spike_frames(self, image: dict) -> np.ndarray:
         """Spike frames whose time lies in ``(t_us - window_us, t_us]``, bool ``[N, H, W]`` (row 0 on top).
 

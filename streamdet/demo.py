@@ -388,7 +388,7 @@ def plan_network_and_steps(config: DemoConfig, say: Callable[[str], None]) -> Li
     if snn.spec.modality != "events":
         raise UserFacingError(f"the demo emulates a DVS; {model} takes {snn.spec.modality} input")
     measured = rates[model]
-    burst_dt_us, burst_window_steps = burst_steps(snn.spec.window_us) if config.burst else (None, None)
+    burst_dt_us, burst_window_steps = burst_steps(snn.spec.window_us) if snn.burst else (None, None)
     dt_us = config.dt_us or burst_dt_us or live_step_us(snn.spec.window_us, measured)
     burst_window = burst_window_steps if dt_us == burst_dt_us else None
     window_steps = resolve_window_steps(snn.spec.window_us, dt_us, config.window_steps or burst_window)

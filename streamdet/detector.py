@@ -780,6 +780,29 @@ def detect_events(
     return results
 
 
+def detect_spikes(
+    snn: SpikingDetector,
+    frames: np.ndarray,
+    t0_us: float,
+    frame_us: float,
+    config: DetectorConfig,
+    packet_frames: int = 200,
+    stream: str = "spikes",
+) -> list[WindowDetections]:
+    """In-process detection over a whole spike-camera recording ``frames [N, H, W]`` (frame ``n`` at
+    ``t0_us + n * frame_us``), in packets of ``packet_frames`` frames as a spike driver sends them: the
+    same binning, simulation and windows as the node, nothing dropped (:func:`detect_events` for spikes)."""
+    detector = StreamDetector(snn, _unbounded(config))
+    results: list[WindowDetections] = []
+    if config.compile and len(frames):
+        detector.warm_up()
+    for first in range(0, len(frames), packet_frames):
+        packet = frames[first : first + packet_frames]
+        detector.add_spikes(stream, packet, t0_us + first * frame_us, frame_us)
+        results.extend(detector.process())
+    return results
+
+
 def _unbounded(config: DetectorConfig) -> DetectorConfig:
 
     return replace(config, max_backlog_steps=2**31 - 1)

@@ -29,6 +29,7 @@ from streamdet.detector import (
     StepHistory,
     StreamDetector,
     detect_events,
+    detect_spikes,
 )
 from streamdet.errors import UserFacingError
 from streamdet.events import EVENT_DTYPE
@@ -353,18 +354,28 @@ def test_cli_defaults_integrate_and_publish_50_ms_of_output():
     _add_detector_options(parser)
     parser.add_argument("--max-backlog-steps", type=int, default=8)
     parser.add_argument("--max-chunk-steps", type=int, default=8)
+    # the default, burst neurons: two steps per model window, the output over one whole window
     config = detector_config_from_args(parser.parse_args([]), window_us=50_000)
+    assert (config.dt_us, config.window_steps, config.publish_every) == (25_000, 2, 2)
+    config = detector_config_from_args(parser.parse_args([]), window_us=100_000)
+    assert (config.dt_us, config.window_steps, config.publish_every) == (50_000, 2, 1)
+    # IF neurons: a quarter window per step, 50 ms of output
+    config = detector_config_from_args(parser.parse_args(["--burst", "off"]), window_us=50_000)
     assert (config.dt_us, config.window_steps, config.publish_every) == (12_500, 4, 4)
     config = detector_config_from_args(parser.parse_args(["--dt-us", "25000"]), window_us=50_000)
     assert (config.dt_us, config.window_steps, config.publish_every) == (25_000, 2, 2)
-    config = detector_config_from_args(parser.parse_args(["--window-steps", "8"]), window_us=50_000)
+    eight = parser.parse_args(["--burst", "off", "--window-steps", "8"])
+    config = detector_config_from_args(eight, window_us=50_000)
     assert (config.window_steps, config.publish_every) == (8, 4)
     config = detector_config_from_args(parser.parse_args(["--publish-every", "3"]), window_us=50_000)
     assert config.publish_every == 3
     with pytest.raises(UserFacingError, match="must divide"):
         detector_config_from_args(parser.parse_args(["--dt-us", "30000"]), window_us=50_000)
-    # a 100 ms model: dt = 25 ms (T = 4 steps per model window), still 50 ms of output per decode
-    config = detector_config_from_args(parser.parse_args([]), window_us=100_000)
+    # a converted-network file with IF neurons keeps the IF steps whatever --burst says
+    config = detector_config_from_args(parser.parse_args([]), window_us=50_000, burst=False)
+    assert (config.dt_us, config.window_steps) == (12_500, 4)
+    # a 100 ms model with IF neurons: dt = 25 ms (T = 4 steps per model window), still 50 ms of output
+    config = detector_config_from_args(parser.parse_args(["--burst", "off"]), window_us=100_000)
     assert (config.dt_us, config.window_steps) == (25_000, 2)
     # --dt-us auto: the demo's rule from the measured step rate (25 ms when nothing was measured)
     auto = parser.parse_args(["--dt-us", "auto"])
@@ -390,6 +401,22 @@ def test_intensity_model_runs_on_spike_frames():
     # the boxes are those of the direct simulation of the per-step spike rates (8 frames of 250 us a step)
     rates = frames_to_step_rates(frames, np.arange(80) * 250, DT_US, first_step=0, steps=10)
     assert_boxes_of_direct_simulation(detector, rates, results)
+
+
+def test_detect_spikes_gives_the_node_s_windows_whatever_the_packet_size():
+    """``detect_spikes`` (the streaming benchmark's spike path) feeds a whole recording in packets: the
+    windows are those of the node fed by hand, for packets that cut steps at odd places too."""
+    snn = tiny_spiking_detector("intensity", seed=1)
+    frames = np.random.default_rng(2).random((80, TINY_SENSOR[1], TINY_SENSOR[0])) < 0.2
+    detector = StreamDetector(snn, CONFIG)
+    for start in range(0, 80, 20):
+        detector.add_spikes("spikes", frames[start : start + 20], start * 250, 250.0)
+    expected = detector.process()
+    for packet_frames in (20, 7, 200):
+        results = detect_spikes(snn, frames, 0.0, 250.0, CONFIG, packet_frames=packet_frames)
+        assert [r.step for r in results] == [r.step for r in expected] == [3, 5, 7, 9]
+        for got, want in zip(results, expected, strict=True):
+            np.testing.assert_allclose(got.rows, want.rows, rtol=1e-5, atol=1e-4)
 
 
 def streamdet_command(*args: str) -> list[str]:
