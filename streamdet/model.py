@@ -218,17 +218,12 @@ def config_for(
 
 def size_preset(config: RetinaNetConfig) -> str | None:
     """The :data:`MODEL_SIZES` preset whose widths and depths ``config`` has, or None for other ones."""
-    fields = ("stem_channels", "stage_channels", "stage_blocks", "fpn_channels", "head_convs")
+    shape = ("stem_channels", "stage_channels", "stage_blocks", "fpn_channels", "head_convs")
     for name in MODEL_SIZES:
         preset = config_for("events", name)
-        if all(tuple_or_value(getattr(config, f)) == tuple_or_value(getattr(preset, f)) for f in fields):
+        if all(getattr(config, field) == getattr(preset, field) for field in shape):
             return name
     return None
-
-
-def tuple_or_value(value: Any) -> Any:
-    """``value`` as a tuple where it is a list (a config read from JSON), else unchanged."""
-    return tuple(value) if isinstance(value, list) else value
 
 
 def pyramid_strides(config: RetinaNetConfig) -> tuple[int, ...]:
