@@ -291,11 +291,19 @@ class ViewStats:
     videos: list[str] = field(default_factory=list)
     snapshots: list[str] = field(default_factory=list)
     received: dict = field(default_factory=dict)
+    interrupted: bool = False
 
     def summary(self) -> str:
+        """One line: frames per stream, detection messages, outputs, how stale the messages arrived (the
+        viewer fell behind where the last one was old), and whether Ctrl-C stopped it."""
         frames = ", ".join(f"{name}: {count}" for name, count in self.frames.items()) or "none"
         outputs = ", ".join(self.videos) or "no video"
-        return f"view: frames {frames}; {self.detections} detection messages; {outputs}"
+        received = self.received.get("received", 0)
+        line = f"view: frames {frames}; {received} messages, {self.detections} of them detections; {outputs}"
+        last_age, max_age = self.received.get("last_age_ms"), self.received.get("max_age_ms")
+        if last_age is not None and max_age is not None:
+            line += f"; the last message arrived {last_age:.0f} ms after it was sent (at most {max_age:.0f})"
+        return line + ("; stopped by Ctrl-C" if self.interrupted else "")
 
 
 @dataclass
@@ -410,7 +418,7 @@ def _frames_between(message, start_us: int, end_us: int) -> np.ndarray:
 
 def view(config: ViewerConfig, *, progress: bool = False) -> ViewStats:
     """Receive from ``config.endpoints`` and draw until every data stream has ended, the idle timeout,
-    Ctrl-C, or ``q`` in the window."""
+    Ctrl-C, or ``q`` in the window (the last two set ``interrupted``; the video is closed either way)."""
     from tqdm import tqdm
 
     from streamdet import CLASS_NAMES, bus
@@ -466,6 +474,8 @@ def view(config: ViewerConfig, *, progress: bool = False) -> ViewStats:
                             Path(config.out_dir) / f"{stream}.mp4", config.fps, config.snapshot_every_s
                         )
                     outputs[stream].write(image)
+    except KeyboardInterrupt:
+        stats.interrupted = True
     finally:
         bar.close()
         subscriber.close()

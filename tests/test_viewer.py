@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import signal
 import subprocess
 import sys
 import time
@@ -91,6 +92,46 @@ def test_video_output_writes_readable_mp4_and_snapshots(tmp_path):
     assert abs(int(frames[20].mean()) - 200) < 8
     assert [p.name for p in output.snapshots] == ["cam-0000.png", "cam-0001.png"]
     assert abs(int(cv2.imread(str(output.snapshots[1])).mean()) - 150) < 2
+
+
+def test_view_cli_stopped_by_ctrl_c_closes_its_video_and_says_what_it_drew(tmp_path):
+    """Ctrl-C stops ``streamdet view`` cleanly: the video is readable, and the summary (frames, how late
+    the messages arrived) is printed, with exit code 130."""
+    endpoint = f"ipc://{tmp_path}/view.sock"
+    publisher = bus.Publisher(endpoint)
+    viewer = subprocess.Popen(
+        [sys.executable, "-m", "streamdet", "view", endpoint, "--headless", "--out", str(tmp_path / "out"),
+         "--fps", "10"],
+        stderr=subprocess.PIPE,
+        text=True,
+    )  # fmt: skip
+    try:
+        assert publisher.wait_for_subscribers(1, timeout_s=60)
+        rng = np.random.default_rng(1)
+        for k in range(12):
+            t0, t1 = k * 50_000, (k + 1) * 50_000
+            events = np.zeros(200, dtype=EVENT_DTYPE)
+            events["x"] = rng.integers(0, SENSOR[0], 200)
+            events["y"] = rng.integers(0, SENSOR[1], 200)
+            events["t"] = np.sort(rng.integers(t0, t1, 200))
+            publisher.send(wire.events_message("sea", events, SENSOR, t0, t1))
+            time.sleep(0.01)
+        video = tmp_path / "out" / "sea.mp4"
+        deadline = time.monotonic() + 60
+        while not video.exists() and time.monotonic() < deadline:  # the first frame opens the video
+            time.sleep(0.1)
+        time.sleep(1.0)
+        viewer.send_signal(signal.SIGINT)
+        _, stderr = viewer.communicate(timeout=60)
+    finally:
+        publisher.close()
+        if viewer.poll() is None:
+            viewer.kill()
+    assert viewer.returncode == 130, stderr
+    summary = [line for line in stderr.splitlines() if line.startswith("view: frames sea: ")]
+    assert summary and "stopped by Ctrl-C" in summary[-1] and "ms after it was sent" in summary[-1], stderr
+    capture = cv2.VideoCapture(str(tmp_path / "out" / "sea.mp4"))
+    assert capture.read()[0]
 
 
 def test_view_cli_records_headless_video_from_sockets(tmp_path):

@@ -189,7 +189,7 @@ def run_view(args: argparse.Namespace) -> int:
     )
     stats = view(config, progress=True)
     print(stats.summary(), file=sys.stderr)
-    return 0
+    return 130 if stats.interrupted else 0
 
 
 def run_launch(args: argparse.Namespace) -> int:
