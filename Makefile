@@ -110,6 +110,8 @@ bench-short: $(STAMP)
 		--data $(BENCH_OUT)/import-short/val --limit 6
 ifneq ($(BENCH_DATA),)
 	$(BENCH_PY) bench/stream_accuracy.py --data $(BENCH_DATA) --dt-us 25000 --window-steps 4 --threads 1
+	$(BENCH_PY) bench/stream_accuracy.py --model intensity-fast --burst on --data $(BENCH_DATA) \
+		--dt-us 25000 --window-steps 2 --threads 1
 else
 	@echo "bench-short: stream_accuracy skipped (set BENCH_DATA to a built split)"
 endif
