@@ -66,6 +66,8 @@ ifneq ($(BENCH_DATA),)
 		--json $(BENCH_OUT)/peers.json; else echo "bench: peers skipped (pip install -e '.[peers]')"; fi
 	$(BENCH_PY) bench/stream_accuracy.py --model events-fast --data $(BENCH_DATA) --burst on --dt-us 50000 \
 		--window-steps 2 --threads 1 --json $(BENCH_OUT)/stream_accuracy_burst.json
+	$(BENCH_PY) bench/stream_accuracy.py --model intensity-fast --data $(BENCH_DATA) --burst on --dt-us 25000 \
+		--window-steps 2 --threads 1 --json $(BENCH_OUT)/stream_accuracy_burst_intensity.json
 	if $(HAVE_BF16); then $(BENCH_PY) bench/stream_accuracy.py --model events-fast --data $(BENCH_DATA) \
 		--burst on --dt-us 50000 --window-steps 2 --threads 1 --precision bfloat16 \
 		--json $(BENCH_OUT)/stream_accuracy_burst_bf16.json; else echo "bench: no bfloat16 convolution here"; fi
