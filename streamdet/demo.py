@@ -187,19 +187,22 @@ class RunningScore:
 def run_score_process(class_names: tuple[str, ...], requests: Any, results: Any, niceness: int) -> None:
     """The scorer process: a :class:`RunningScore` fed by ``requests`` (``("truth", t_us, rows,
     sensor_size)``, ``("detections", t_us, rows)``, ``("score",)``: put its ``metrics()`` on ``results``;
-    None ends it), at scheduling ``niceness``."""
+    None ends it), at scheduling ``niceness``. Ctrl-C ends it quietly: the main process ends the run."""
     os.nice(niceness)
     score = RunningScore(class_names)
-    while (request := requests.get()) is not None:
-        kind, *values = request
-        if kind == "truth":
-            score.add_truth(*values)
-        elif kind == "detections":
-            score.add_detections(*values)
-        elif kind == "score":
-            started = time.perf_counter()
-            metrics = score.metrics()
-            results.put((metrics, time.perf_counter() - started))
+    try:
+        while (request := requests.get()) is not None:
+            kind, *values = request
+            if kind == "truth":
+                score.add_truth(*values)
+            elif kind == "detections":
+                score.add_detections(*values)
+            elif kind == "score":
+                started = time.perf_counter()
+                metrics = score.metrics()
+                results.put((metrics, time.perf_counter() - started))
+    except KeyboardInterrupt:
+        return
 
 
 class ScoreProcess:

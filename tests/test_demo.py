@@ -5,6 +5,8 @@ from __future__ import annotations
 
 import json
 import multiprocessing
+import os
+import signal
 import subprocess
 import sys
 
@@ -69,6 +71,22 @@ def test_score_process_scores_the_messages_it_is_handed_like_the_running_score()
     finally:
         scorer.stop()
     assert not scorer.process.is_alive()
+
+
+def test_score_process_ends_quietly_on_ctrl_c():
+    """Ctrl-C reaches every process of the demo: the scorer ends without a traceback (exit code 0, where
+    an uncaught KeyboardInterrupt gives 1)."""
+    scorer = ScoreProcess(multiprocessing.get_context("spawn"), CLASS_NAMES, niceness=0)
+    scorer.start()
+    try:
+        scorer.add_truth(50_000, np.array([[10, 10, 30, 20, 1.0, 0]]), (80, 60))
+        scorer.request()
+        assert scorer.latest(timeout_s=120.0) is not None  # running and past its start-up
+        os.kill(scorer.process.pid, signal.SIGINT)
+        scorer.process.join(timeout=30)
+        assert scorer.process.exitcode == 0
+    finally:
+        scorer.stop()
 
 
 def test_ignored_truth_is_a_crowd_region_neither_hit_nor_miss():
