@@ -499,8 +499,23 @@ def _show_until_the_detections_end(
     say: Callable[[str], None],
 ) -> None:
     """The main loop: draw event packets, take truth and detections, say a live line every second and ask
-    for a rescore every :data:`SCORE_EVERY_S` (:class:`ScoreProcess`), until the detections' end of stream
-    or the detector's exit."""
+    for a rescore every :data:`SCORE_EVERY_S` (:class:`ScoreProcess`), until the detections' end of stream,
+    the detector's exit, or Ctrl-C (``q`` in the window), which sets ``view.interrupted``."""
+    try:
+        _show(view, subscriber, frames_subscriber, detector, driver, started, say)
+    except KeyboardInterrupt:  # Ctrl-C, or q in the window: the run so far is scored and summed up
+        view.interrupted = True
+
+
+def _show(
+    view: DemoView,
+    subscriber: Any,
+    frames_subscriber: Any,
+    detector: DetectorProcess,
+    driver: Any,
+    started: float,
+    say: Callable[[str], None],
+) -> None:
     next_line = started + 1.0
     next_score = started + SCORE_EVERY_S
     while True:
@@ -642,6 +657,8 @@ class DemoView:
         self.composer = FrameComposer(self.viewer_config, class_names)
         self.video = VideoOutput(out_dir / "demo.mp4", config.fps)
         self.score = RunningScore(class_names)
+        self.interrupted = False
+        """Whether Ctrl-C (or ``q`` in the window) ended the run before the scene did."""
         self.scorer: ScoreProcess | None = None
         """Where the running score of the live line is computed (set by the demo; None: not scored live)."""
         self.scene_labels = [class_names.index(name) for name in PRESET_CLASSES[config.preset]]
@@ -756,4 +773,5 @@ def _summary(
         "video": str(out_dir / "demo.mp4"),
         "png": str(png) if png is not None else None,
         "device": config.device,
+        "interrupted": view.interrupted,
     }

@@ -9,6 +9,7 @@ import os
 import signal
 import subprocess
 import sys
+import time
 
 import cv2
 import numpy as np
@@ -98,6 +99,40 @@ def test_ignored_truth_is_a_crowd_region_neither_hit_nor_miss():
     assert score.metrics()["map50"] > 0.99  # the ignored boat missed: no penalty
     score.add_detections(50_000, np.array([[60, 5, 64, 8, 0.95, 0], [10, 10, 30, 20, 0.9, 0]]))
     assert score.metrics()["map50"] > 0.99  # a box on the ignored boat: not a false positive
+
+
+def test_demo_stopped_by_ctrl_c_scores_and_sums_up_the_run_so_far(tmp_path):
+    """Ctrl-C to the demo's process group (as a terminal sends it): every process ends, and the demo still
+    prints its JSON summary of the windows so far, ``interrupted`` set, with a readable video; exit 130."""
+    save_snn(tiny_spiking_detector(), tmp_path / "tiny.pt")
+    out = tmp_path / "out"
+    demo = subprocess.Popen(
+        [
+            sys.executable, "-m", "streamdet", "demo", "--model", str(tmp_path / "tiny.pt"),
+            "--seconds", "60", "--headless", "--json", "--out", str(out), "--dt-us", "5000",
+            "--window-steps", "4", "--publish-every", "2",
+        ],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+        start_new_session=True,
+    )  # fmt: skip
+    try:
+        deadline = time.monotonic() + 180
+        while not (out / "demo.mp4").exists() and time.monotonic() < deadline and demo.poll() is None:
+            time.sleep(0.2)  # the video opens with the first frame drawn
+        time.sleep(2.0)
+        os.killpg(demo.pid, signal.SIGINT)
+        stdout, stderr = demo.communicate(timeout=120)
+    finally:
+        if demo.poll() is None:
+            os.killpg(demo.pid, signal.SIGKILL)
+    assert demo.returncode == 130, stderr[-3000:]
+    assert "Traceback" not in stderr, stderr[-3000:]
+    report = json.loads(stdout.strip().splitlines()[-1])
+    assert report["interrupted"] and report["windows"] > 0 and 0.0 <= report["map50"] <= 1.0
+    capture = cv2.VideoCapture(report["video"])
+    assert capture.read()[0]
 
 
 def test_demo_headless_json_writes_video_png_and_scores(tmp_path):

@@ -248,8 +248,9 @@ def run_demo(args: argparse.Namespace) -> int:
             f"mAP@0.5 {report['map50']:.3f}, latency p50 {report['latency_ms_p50']:.1f} ms / "
             f"p99 {report['latency_ms_p99']:.1f} ms, {report['steps_per_s']:.1f} steps/s, "
             f"{report['dropped']} steps dropped; video {report['video']} ({time.monotonic() - started:.0f} s)"
+            + ("; stopped by Ctrl-C" if report["interrupted"] else "")
         )
-    return 0
+    return 130 if report["interrupted"] else 0
 
 
 def _add_detector_options(
