@@ -479,7 +479,12 @@ def _run_processes(
         driver.start()
         if config.yield_viewer:
             os.nice(config.niceness)
-        _show_until_the_detections_end(view, subscriber, frames_subscriber, detector, driver, started, say)
+        try:
+            _show_until_the_detections_end(
+                view, subscriber, frames_subscriber, detector, driver, started, say
+            )
+        except KeyboardInterrupt:  # Ctrl-C, or q in the window: the run so far is scored and summed up
+            view.interrupted = True
     finally:
         detector.stop(driver)
         view.scorer.stop()
@@ -500,22 +505,7 @@ def _show_until_the_detections_end(
 ) -> None:
     """The main loop: draw event packets, take truth and detections, say a live line every second and ask
     for a rescore every :data:`SCORE_EVERY_S` (:class:`ScoreProcess`), until the detections' end of stream,
-    the detector's exit, or Ctrl-C (``q`` in the window), which sets ``view.interrupted``."""
-    try:
-        _show(view, subscriber, frames_subscriber, detector, driver, started, say)
-    except KeyboardInterrupt:  # Ctrl-C, or q in the window: the run so far is scored and summed up
-        view.interrupted = True
-
-
-def _show(
-    view: DemoView,
-    subscriber: Any,
-    frames_subscriber: Any,
-    detector: DetectorProcess,
-    driver: Any,
-    started: float,
-    say: Callable[[str], None],
-) -> None:
+    the detector's exit, or Ctrl-C (``q`` in the window: KeyboardInterrupt)."""
     next_line = started + 1.0
     next_score = started + SCORE_EVERY_S
     while True:
