@@ -258,13 +258,17 @@ class ScoreProcess:
         return metrics
 
     def stop(self) -> None:
-        """End the process (5 s to finish a rescore under way, then terminated)."""
+        """End the process (5 s to finish a rescore under way, then terminated). Messages it never read
+        (it ended on Ctrl-C with the pipe full) are dropped: otherwise the queue's feeder thread would
+        wait for a reader forever and hold this process at its exit."""
         if self.process.is_alive():
             self.requests.put(None)
             self.process.join(timeout=5.0)
         if self.process.is_alive():
             self.process.terminate()
             self.process.join(timeout=5.0)
+        self.requests.cancel_join_thread()
+        self.requests.close()
 
 
 def _percentile(values: list[float], q: float) -> float:

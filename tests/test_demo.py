@@ -90,6 +90,38 @@ def test_score_process_ends_quietly_on_ctrl_c():
         scorer.stop()
 
 
+SCORER_ENDED_WITH_A_FULL_PIPE = """
+import multiprocessing, os, signal
+import numpy as np
+from streamdet import CLASS_NAMES
+from streamdet.demo import ScoreProcess
+
+if __name__ == "__main__":
+    scorer = ScoreProcess(multiprocessing.get_context("spawn"), CLASS_NAMES, niceness=0)
+    scorer.start()
+    scorer.add_truth(50_000, np.array([[10, 10, 30, 20, 1.0, 0]]), (80, 60))
+    scorer.request()
+    assert scorer.latest(timeout_s=120.0) is not None
+    os.kill(scorer.process.pid, signal.SIGINT)
+    scorer.process.join(timeout=30)
+    for t_us in range(200):  # ~1 MB the ended scorer never reads: more than a pipe holds
+        scorer.add_detections(t_us, np.zeros((100, 6)))
+    scorer.stop()
+    print("stopped", flush=True)
+"""
+
+
+def test_score_process_stopped_after_ctrl_c_lets_the_demo_exit():
+    """Ctrl-C ends the scorer while the demo still has messages for it: stopping it drops them, and the
+    demo's process exits (it hung at exit, its queue's feeder thread waiting for a reader, until CI killed
+    it)."""
+    finished = subprocess.run(
+        [sys.executable, "-c", SCORER_ENDED_WITH_A_FULL_PIPE], capture_output=True, text=True, timeout=60
+    )
+    assert finished.returncode == 0, finished.stderr
+    assert finished.stdout.strip() == "stopped"
+
+
 def test_ignored_truth_is_a_crowd_region_neither_hit_nor_miss():
     score = RunningScore(CLASS_NAMES)
     boat = [10, 10, 30, 20, 1.0, 0]
