@@ -29,24 +29,36 @@ def _int_list(text: str) -> list[int]:
 
 
 def streamed_windows(
-    snn, split, dt_us: int, window_steps: int, progress: bool, bounds: tuple[float, float] | None = (0.0, 1.0)
+    snn,
+    split,
+    dt_us: int,
+    window_steps: int,
+    progress: bool,
+    bounds: tuple[float, float] | None = (0.0, 1.0),
+    membranes: str = "keep",
+    phase_us: int = 0,
 ) -> dict[str, list]:
-    """Sequence -> every window the detector decodes over it (``publish_every = 1``), in step order."""
+    """Sequence -> every window the detector decodes over it (``publish_every = 1``), in step order; the
+    stream's times are ``phase_us`` later than the split's (:func:`rows_at_labels` takes the same phase)."""
     from tqdm import tqdm
 
     from streamdet.detector import DetectorConfig, detect_events, detect_spikes
 
     config = DetectorConfig(
         dt_us=dt_us, window_steps=window_steps, publish_every=1, max_chunk_steps=8, membrane_bounds=bounds,
-        compile=snn.compiled,
+        membranes=membranes, compile=snn.compiled,
     )  # fmt: skip
     sequences = sorted({image["sequence"] for image in split.images})
 
     def decoded(sequence: str) -> list:
         if snn.spec.modality == "intensity":  # the sequence's spike stream, in a spike driver's packets
             frames, t0_us, frame_us = split.sequence_spikes(sequence)
-            return detect_spikes(snn, frames, t0_us, frame_us, config)
-        return detect_events(snn, split.sequence_events(sequence), split.sensor_size, config)
+            return detect_spikes(snn, frames, t0_us + phase_us, frame_us, config)
+        events = split.sequence_events(sequence)
+        if phase_us:
+            events = events.copy()
+            events["t"] += phase_us
+        return detect_events(snn, events, split.sensor_size, config)
 
     return {
         sequence: decoded(sequence)
@@ -54,14 +66,17 @@ def streamed_windows(
     }
 
 
-def rows_at_labels(windows: dict[str, list], split, lag_us: int = 0) -> dict[int, np.ndarray]:
+def rows_at_labels(
+    windows: dict[str, list], split, lag_us: int = 0, phase_us: int = 0
+) -> dict[int, np.ndarray]:
     """Image id -> rows of the window ending ``lag_us`` after the image's time stamp (images whose
     shifted time stamp is not a window end are absent). A lag above 0 scores later windows against
-    earlier labels: if that scores higher, the stream's boxes trail the objects by about that lag."""
+    earlier labels: if that scores higher, the stream's boxes trail the objects by about that lag.
+    ``phase_us``: the stream's times are that much later than the split's (:func:`streamed_windows`)."""
     by_end = {sequence: {w.t1_us: w.rows for w in decoded} for sequence, decoded in windows.items()}
     detections: dict[int, np.ndarray] = {}
     for image in split.images:
-        rows = by_end.get(image["sequence"], {}).get(int(image["t_us"]) + lag_us)
+        rows = by_end.get(image["sequence"], {}).get(int(image["t_us"]) + lag_us + phase_us)
         if rows is not None:
             detections[int(image["id"])] = rows
     return detections
@@ -101,6 +116,21 @@ def main(argv: list[str] | None = None) -> int:
         type=parse_membrane_bounds,
         default=(0.0, 1.0),
         help="IF membrane bounds of the detector, LO,HI or none (default 0,1, the detector's default)",
+    )
+    parser.add_argument(
+        "--membranes",
+        choices=("keep", "fresh"),
+        default="keep",
+        help="membranes kept from step to step (default), or every step from the initial membrane "
+        "(streamdet.detector.DetectorConfig.membranes)",
+    )
+    parser.add_argument(
+        "--phase-us",
+        type=int,
+        default=0,
+        help="shift the stream this much later than the split (default 0): the detector's steps end at "
+        "multiples of dt, so a step as long as the model window scores labels at 50, 150, ... ms only "
+        "with --phase-us 50000",
     )
     parser.add_argument(
         "--lags-ms",
@@ -153,11 +183,12 @@ def main(argv: list[str] | None = None) -> int:
         for window_steps in args.window_steps:
             started = time.perf_counter()
             windows = streamed_windows(
-                snn, split, dt_us, window_steps, progress=True, bounds=args.membrane_bounds
-            )
+                snn, split, dt_us, window_steps, progress=True, bounds=args.membrane_bounds,
+                membranes=args.membranes, phase_us=args.phase_us,
+            )  # fmt: skip
             seconds = time.perf_counter() - started
             lags_us = tuple(1000 * lag for lag in args.lags_ms)
-            by_lag = {lag: rows_at_labels(windows, split, lag) for lag in lags_us}
+            by_lag = {lag: rows_at_labels(windows, split, lag, args.phase_us) for lag in lags_us}
             ids = sorted(set.intersection(*(set(rows) for rows in by_lag.values())))
             coco_gt = coco_from_dict(split.coco, ids)
 
@@ -171,6 +202,8 @@ def main(argv: list[str] | None = None) -> int:
                 "dt_us": dt_us,
                 "window_steps": window_steps,
                 "membrane_bounds": args.membrane_bounds,
+                "membranes": args.membranes,
+                "phase_us": args.phase_us,
                 "integrated_ms": dt_us * window_steps / 1000,
                 "images": len(ids),
                 "snn_map50": round(snn_metrics["map50"], 4),

@@ -58,6 +58,7 @@ from streamdet.binning import (
 )
 from streamdet.contract import EVALUATION_FILTER, BoxFilter, Geometry
 from streamdet.errors import UserFacingError
+from streamdet.neurons import IFParameters
 from streamdet.snn import PRECISIONS, SpikingDetector
 
 DEFAULT_STEPS_PER_WINDOW = 4
@@ -70,6 +71,10 @@ def check_device(device: str) -> None:
         raise UserFacingError(f"--device {device}: no CUDA device is available here")
     if not (device == "cpu" or device.startswith("cuda")):
         raise UserFacingError(f"--device must be cpu or cuda, got {device!r}")
+
+
+MEMBRANE_MODES = ("keep", "fresh")
+"""``DetectorConfig.membranes``: kept from step to step, or every step from the initial membrane."""
 
 
 @dataclass(frozen=True)
@@ -90,6 +95,12 @@ class DetectorConfig:
             after each reset (``streamdet.neurons``), or None for unbounded membranes. The default
             ``(0, 1)`` keeps a long stream's past from piling up in the membranes (see
             ``docs/streaming.md``, "Membrane bounds").
+        membranes: ``keep`` (:data:`MEMBRANE_MODES`): every membrane runs on from step to step, within
+            ``membrane_bounds``; ``fresh``: every step starts from the neurons' initial membrane, so no
+            step leaves anything in the network for the next (the sliding window and the history channels
+            still span steps). With burst neurons and one step per model window a fresh step is the
+            Quant-ReLU ANN on that window (``docs/conversion.md``, "Burst neurons"); a kept membrane
+            carries the last step's rounding into the next (``docs/streaming.md``, "Fresh membranes").
         geometry: how each stream's sensor is brought to the network input (``streamdet.contract``);
             boxes are always given in the stream's own sensor pixels.
         box_filter: what of each window's boxes is given out (the default keeps every decoded box that
@@ -112,6 +123,7 @@ class DetectorConfig:
     max_chunk_steps: int = 8
     device: str = "cpu"
     membrane_bounds: tuple[float, float] | None = (0.0, 1.0)
+    membranes: str = "keep"
     geometry: Geometry = Geometry()
     box_filter: BoxFilter = EVALUATION_FILTER
     stream_classes: tuple[tuple[str, tuple[str, ...]], ...] = ()
@@ -131,6 +143,8 @@ class DetectorConfig:
                 raise UserFacingError(f"{name} must be at least 1, got {getattr(self, name)}")
         if self.precision not in PRECISIONS:
             raise UserFacingError(f"precision must be one of {PRECISIONS}, got {self.precision!r}")
+        if self.membranes not in MEMBRANE_MODES:
+            raise UserFacingError(f"membranes must be one of {MEMBRANE_MODES}, got {self.membranes!r}")
         if self.membrane_bounds is not None:
             floor, ceiling = self.membrane_bounds
             if not floor < ceiling:
@@ -465,6 +479,17 @@ class _StreamState:
     epoch."""
 
 
+def stream_neuron(neuron: IFParameters, config: DetectorConfig) -> IFParameters:
+    """The IF parameters the detector simulates ``neuron`` with: ``config.membrane_bounds`` (unchanged for
+    None), or, for ``membranes="fresh"``, both bounds at the initial membrane: each step's membranes end
+    clamped to where a fresh simulation starts."""
+    if config.membranes == "fresh":
+        return neuron.with_bounds((neuron.initial_membrane, neuron.initial_membrane))
+    if config.membrane_bounds is None:
+        return neuron
+    return neuron.with_bounds(config.membrane_bounds)
+
+
 class StreamDetector:
     """Runs a ``SpikingDetector`` on any number of streams, each with its own binner, membranes and window.
 
@@ -474,8 +499,9 @@ class StreamDetector:
 
     def __init__(self, snn: SpikingDetector, config: DetectorConfig) -> None:
         self.snn = snn.to(config.device)
-        if config.membrane_bounds is not None:
-            self.snn = self.snn.with_neuron(self.snn.neuron.with_bounds(config.membrane_bounds))
+        neuron = stream_neuron(self.snn.neuron, config)
+        if neuron != self.snn.neuron:
+            self.snn = self.snn.with_neuron(neuron)
         if config.precision != self.snn.precision:
             self.snn = self.snn.with_precision(config.precision)
         if config.compile != self.snn.compiled:

@@ -47,7 +47,7 @@ def published(snn: SpikingDetector, rows: np.ndarray) -> np.ndarray:
 
 
 def tiny_spiking_detector(
-    modality: str = "events", seed: int = 0, history_windows: int = 0
+    modality: str = "events", seed: int = 0, history_windows: int = 0, burst: bool = False
 ) -> SpikingDetector:
     """A converted RetinaNet of a few hundred parameters for a 64x48 sensor, window 20 ms.
 
@@ -82,7 +82,8 @@ def tiny_spiking_detector(
     generator = torch.Generator().manual_seed(seed)
     channels = config.in_channels
     calibration = [(torch.rand(8, channels, 64, 64, generator=generator) < 0.2).float()]
-    return convert_detector(bundle, calibration, ConversionConfig(normalisation="percentile"), progress=False)
+    conversion = ConversionConfig(normalisation="percentile", burst=burst)
+    return convert_detector(bundle, calibration, conversion, progress=False)
 
 
 DT_US = 2_000
@@ -91,16 +92,19 @@ CONFIG = DetectorConfig(
 )
 
 
-def assert_boxes_of_direct_simulation(detector: StreamDetector, values: np.ndarray, results: list) -> None:
+def assert_boxes_of_direct_simulation(
+    detector: StreamDetector, values: np.ndarray, results: list, fresh_steps: bool = False
+) -> None:
     """Every window in ``results`` holds the boxes of the detector's network run step by step on
-    ``values [K, C, H, W]`` (per-step measurements from step 0) from a fresh state, its outputs averaged
-    over the ``CONFIG.window_steps`` steps ending at the window's step and decoded."""
+    ``values [K, C, H, W]`` (per-step measurements from step 0) from a fresh state (with ``fresh_steps``,
+    each step from a fresh state), its outputs averaged over the ``CONFIG.window_steps`` steps ending at
+    the window's step and decoded."""
     snn = detector.snn
     inputs = detector.step_inputs(values)
     state = snn.initial_state(1)
     outputs = []
     for k in range(len(values)):
-        (cls, box), state = snn.run(inputs[k : k + 1], state)
+        (cls, box), state = snn.run(inputs[k : k + 1], snn.initial_state(1) if fresh_steps else state)
         outputs.append((cls[0, 0], box[0, 0]))
     for result in results:
         window = outputs[result.step + 1 - CONFIG.window_steps : result.step + 1]
@@ -274,6 +278,30 @@ def test_step_history_appends_the_steps_whole_windows_earlier():
     after_gap = history.stack(3, values[3:5])  # step 2 was skipped
     assert after_gap[:, :, 0, 0].tolist() == [[4, 2], [5, 0]]
     assert StepHistory(lag=2, windows=0).stack(0, values) is values
+
+
+@pytest.mark.parametrize("burst", [False, True])
+def test_fresh_membranes_start_every_step_from_the_initial_membrane(burst: bool):
+    """``membranes="fresh"``: each window holds the boxes of every step simulated from a fresh state (no
+    membrane carries one step's rounding into the next), for IF and for burst neurons; with kept
+    membranes the same windows differ."""
+    snn = tiny_spiking_detector("events", seed=1, history_windows=1, burst=burst)
+    assert snn.burst == burst
+    events = random_events(8000, 24 * DT_US, seed=5)
+    lag = snn.spec.window_us // DT_US
+    counts = events_to_step_counts(events, TINY_SENSOR, DT_US, 0, 24)
+    values = np.concatenate([counts, np.concatenate([np.zeros_like(counts[:lag]), counts[:-lag]])], axis=1)
+    fresh = StreamDetector(snn, replace(CONFIG, membranes="fresh"))
+    results = feed_in_packets(fresh, events, [0, 5000, 17_000, 30_000, 48_000], "cam")
+    assert [r.step for r in results] == list(range(3, 24, 2))
+    assert_boxes_of_direct_simulation(fresh, values, results, fresh_steps=True)
+    kept = StreamDetector(snn, CONFIG)
+    kept_results = feed_in_packets(kept, events, [0, 5000, 17_000, 30_000, 48_000], "cam")
+    assert any(
+        not np.array_equal(a.rows, b.rows) for a, b in zip(results, kept_results, strict=True)
+    )  # kept membranes change what the same steps give
+    with pytest.raises(UserFacingError, match="membranes must be one of"):
+        DetectorConfig(membranes="reset")
 
 
 @pytest.mark.parametrize("windows", [1, 2])
