@@ -29,9 +29,9 @@ SETTINGS = {
 }
 """Name -> extra ``streamdet demo`` options."""
 
-FIELDS = ("model", "neurons", "precision", "compiled", "threads", "dt_us", "window_steps", "map50",
-          "scored_frames", "windows", "latency_ms_p50", "latency_ms_p99", "dropped", "simulated_steps",
-          "measured_steps_per_s")  # fmt: skip
+FIELDS = ("model", "neurons", "membranes", "precision", "compiled", "threads", "dt_us", "window_steps",
+          "map50", "scored_frames", "windows", "latency_ms_p50", "latency_ms_p99", "dropped",
+          "simulated_steps", "measured_steps_per_s")  # fmt: skip
 
 
 def run_demo(options: str, seconds: float, seed: int, out_dir: Path) -> dict:

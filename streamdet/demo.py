@@ -34,7 +34,7 @@ import numpy as np
 
 from streamdet.contract import EVALUATION_FILTER, BoxFilter, Geometry
 from streamdet.errors import UserFacingError
-from streamdet.live import burst_steps, live_step_us, load_live_model
+from streamdet.live import burst_steps, live_step_us, load_live_model, resolve_membranes
 from streamdet.snn import SpikingDetector
 
 DEMO_STREAM = "maritime"
@@ -85,6 +85,8 @@ class DemoConfig:
             :func:`streamdet.detector.default_publish_every`).
         device: ``cpu`` or ``cuda``.
         membrane_bounds: IF membrane bounds of the detector (``DetectorConfig.membrane_bounds``).
+        membranes: ``--membranes`` (``streamdet.live.MEMBRANE_CHOICES``; ``auto``: fresh for burst
+            neurons, :func:`streamdet.live.resolve_membranes`).
         quiet: no live lines (``--json``).
         render_fps: scene frames per second fed to the DVS emulator.
         fps: frame rate written into the video file.
@@ -114,6 +116,7 @@ class DemoConfig:
     publish_every: int | None = None
     device: str = "cpu"
     membrane_bounds: tuple[float, float] | None = (0.0, 1.0)
+    membranes: str = "auto"
     quiet: bool = False
     render_fps: float = 100.0
     fps: float = 20.0
@@ -418,6 +421,7 @@ def _detector_config(config: DemoConfig, plan: LivePlan):
         publish_every=plan.publish_every,
         device=config.device,
         membrane_bounds=config.membrane_bounds,
+        membranes=resolve_membranes(config.membranes, plan.snn.burst),
         geometry=config.geometry,
         box_filter=config.box_filter,
         precision=plan.snn.precision,
@@ -759,6 +763,7 @@ def _summary(
         "publish_every": plan.publish_every,
         "model": plan.model,
         "neurons": "burst IF" if plan.snn.burst else "IF",
+        "membranes": resolve_membranes(config.membranes, plan.snn.burst),
         "precision": plan.snn.precision,
         "compiled": plan.snn.compiled,
         "threads": config.threads,

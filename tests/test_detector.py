@@ -373,7 +373,7 @@ def test_rejects_a_region_the_geometry_cannot_serve_or_another_modality(snn):
         StreamDetector(snn, DetectorConfig(dt_us=3000))
 
 
-def test_cli_defaults_integrate_and_publish_50_ms_of_output():
+def test_cli_defaults_step_burst_neurons_once_per_window_and_if_neurons_over_50_ms():
     import argparse
 
     from streamdet.cli.run import _add_detector_options, detector_config_from_args
@@ -382,11 +382,11 @@ def test_cli_defaults_integrate_and_publish_50_ms_of_output():
     _add_detector_options(parser)
     parser.add_argument("--max-backlog-steps", type=int, default=8)
     parser.add_argument("--max-chunk-steps", type=int, default=8)
-    # the default, burst neurons: two steps per model window, the output over one whole window
+    # the default, burst neurons: one step per model window, a box message per window
     config = detector_config_from_args(parser.parse_args([]), window_us=50_000)
-    assert (config.dt_us, config.window_steps, config.publish_every) == (25_000, 2, 2)
+    assert (config.dt_us, config.window_steps, config.publish_every) == (50_000, 1, 1)
     config = detector_config_from_args(parser.parse_args([]), window_us=100_000)
-    assert (config.dt_us, config.window_steps, config.publish_every) == (50_000, 2, 1)
+    assert (config.dt_us, config.window_steps, config.publish_every) == (100_000, 1, 1)
     # IF neurons: a quarter window per step, 50 ms of output
     config = detector_config_from_args(parser.parse_args(["--burst", "off"]), window_us=50_000)
     assert (config.dt_us, config.window_steps, config.publish_every) == (12_500, 4, 4)
@@ -401,7 +401,15 @@ def test_cli_defaults_integrate_and_publish_50_ms_of_output():
         detector_config_from_args(parser.parse_args(["--dt-us", "30000"]), window_us=50_000)
     # a converted-network file with IF neurons keeps the IF steps whatever --burst says
     config = detector_config_from_args(parser.parse_args([]), window_us=50_000, burst=False)
-    assert (config.dt_us, config.window_steps) == (12_500, 4)
+    assert (config.dt_us, config.window_steps, config.membranes) == (12_500, 4, "keep")
+    # --membranes auto: fresh for burst neurons, kept for IF; keep or fresh as asked otherwise
+    assert detector_config_from_args(parser.parse_args([]), window_us=50_000).membranes == "fresh"
+    if_neurons = parser.parse_args(["--burst", "off"])
+    assert detector_config_from_args(if_neurons, window_us=50_000).membranes == "keep"
+    kept = parser.parse_args(["--membranes", "keep"])
+    assert detector_config_from_args(kept, window_us=50_000, burst=True).membranes == "keep"
+    fresh = parser.parse_args(["--membranes", "fresh"])
+    assert detector_config_from_args(fresh, window_us=50_000, burst=False).membranes == "fresh"
     # a 100 ms model with IF neurons: dt = 25 ms (T = 4 steps per model window), still 50 ms of output
     config = detector_config_from_args(parser.parse_args(["--burst", "off"]), window_us=100_000)
     assert (config.dt_us, config.window_steps) == (25_000, 2)

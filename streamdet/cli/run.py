@@ -21,7 +21,7 @@ from streamdet.cli.options import (
     parse_classes,
     positive_int,
 )
-from streamdet.live import COMPILE_CHOICES, demo_threads, resolve_compile
+from streamdet.live import COMPILE_CHOICES, MEMBRANE_CHOICES, demo_threads, resolve_compile
 
 
 def _positive_int_or_auto(text: str) -> int | str:
@@ -51,7 +51,7 @@ def detector_config_from_args(
         default_publish_every,
         resolve_window_steps,
     )
-    from streamdet.live import burst_steps, live_step_us
+    from streamdet.live import burst_steps, live_step_us, resolve_membranes
 
     window_steps = args.window_steps
     if args.dt_us == "auto":
@@ -69,6 +69,9 @@ def detector_config_from_args(
         max_chunk_steps=args.max_chunk_steps,
         device=args.device,
         membrane_bounds=args.membrane_bounds,
+        membranes=resolve_membranes(
+            args.membranes, burst if burst is not None else burst_from_args(args)
+        ),
         geometry=geometry_from_args(args),
         box_filter=box_filter_from_args(args),
         stream_classes=tuple(args.stream_classes or ()),
@@ -139,7 +142,7 @@ def run_detect(args: argparse.Namespace) -> int:
         f"detect: {model} ({snn.spec.modality}, {snn.spec.sensor_size[0]}x{snn.spec.sensor_size[1]}), "
         f"dt {config.dt_us} us, "
         f"window {config.window_steps} steps, publish every {config.publish_every}, "
-        f"{'burst IF' if snn.burst else 'IF'} neurons, {config.precision}"
+        f"{'burst IF' if snn.burst else 'IF'} neurons, {config.membranes} membranes, {config.precision}"
         f"{', compiled' if config.compile else ''}; "
         f"{', '.join(args.input)} -> {args.output}",
         file=sys.stderr,
@@ -228,6 +231,7 @@ def run_demo(args: argparse.Namespace) -> int:
         publish_every=args.publish_every,
         device=args.device,
         membrane_bounds=args.membrane_bounds,
+        membranes=args.membranes,
         quiet=args.json,
         threads=demo_threads(compile) if args.threads == "auto" else args.threads,
         geometry=geometry_from_args(args),
@@ -321,6 +325,15 @@ def _add_detector_options(
         metavar="LO,HI|none",
         help="clamp IF membranes to [LO, HI] thresholds after each reset, or none (default 0,1: see "
         "docs/streaming.md)",
+    )
+    parser.add_argument(
+        "--membranes",
+        choices=MEMBRANE_CHOICES,
+        default="auto",
+        help="keep: membranes run on from step to step (within --membrane-bounds); fresh: every step "
+        "starts from the initial membrane, nothing carried to the next step; auto (default): fresh for "
+        "burst neurons, which then hold the ANN's accuracy better (docs/streaming.md, 'Fresh "
+        "membranes'), keep for IF neurons",
     )
 
 
