@@ -65,9 +65,12 @@ ifneq ($(BENCH_DATA),)
 	if $(HAVE_PEERS); then $(BENCH_PY) bench/peers.py --data $(BENCH_DATA) --steps 4,8,16,32 --limit 8 \
 		--json $(BENCH_OUT)/peers.json; else echo "bench: peers skipped (pip install -e '.[peers]')"; fi
 	$(BENCH_PY) bench/stream_accuracy.py --model events-fast --data $(BENCH_DATA) --burst on --dt-us 50000 \
-		--window-steps 2 --threads 1 --json $(BENCH_OUT)/stream_accuracy_burst.json
-	$(BENCH_PY) bench/stream_accuracy.py --model intensity-fast --data $(BENCH_DATA) --burst on --dt-us 25000 \
-		--window-steps 2 --threads 1 --json $(BENCH_OUT)/stream_accuracy_burst_intensity.json
+		--window-steps 2 --membranes keep,fresh --threads 1 --json $(BENCH_OUT)/stream_accuracy_burst.json
+	$(BENCH_PY) bench/stream_accuracy.py --model events-fast --data $(BENCH_DATA) --burst on --dt-us 100000 \
+		--window-steps 1 --membranes fresh --phase-us 50000 --threads 1 \
+		--json $(BENCH_OUT)/stream_accuracy_burst_one_step.json
+	$(BENCH_PY) bench/stream_accuracy.py --model intensity-fast --data $(BENCH_DATA) --burst on --dt-us 50000 \
+		--window-steps 1 --membranes fresh --threads 1 --json $(BENCH_OUT)/stream_accuracy_burst_intensity.json
 	if $(HAVE_BF16); then $(BENCH_PY) bench/stream_accuracy.py --model events-fast --data $(BENCH_DATA) \
 		--burst on --dt-us 50000 --window-steps 2 --threads 1 --precision bfloat16 \
 		--json $(BENCH_OUT)/stream_accuracy_burst_bf16.json; else echo "bench: no bfloat16 convolution here"; fi
@@ -113,7 +116,7 @@ bench-short: $(STAMP)
 ifneq ($(BENCH_DATA),)
 	$(BENCH_PY) bench/stream_accuracy.py --data $(BENCH_DATA) --dt-us 25000 --window-steps 4 --threads 1
 	$(BENCH_PY) bench/stream_accuracy.py --model intensity-fast --burst on --data $(BENCH_DATA) \
-		--dt-us 25000 --window-steps 2 --threads 1
+		--dt-us 50000 --window-steps 1 --membranes fresh --threads 1
 else
 	@echo "bench-short: stream_accuracy skipped (set BENCH_DATA to a built split)"
 endif

@@ -28,6 +28,15 @@ def _int_list(text: str) -> list[int]:
     return [int(part) for part in text.split(",") if part.strip()]
 
 
+def _membrane_modes(text: str) -> list[str]:
+    from streamdet.detector import MEMBRANE_MODES
+
+    modes = [part.strip() for part in text.split(",") if part.strip()]
+    if not modes or any(mode not in MEMBRANE_MODES for mode in modes):
+        raise argparse.ArgumentTypeError(f"expected keep, fresh or keep,fresh, got {text!r}")
+    return modes
+
+
 def streamed_windows(
     snn,
     split,
@@ -119,10 +128,10 @@ def main(argv: list[str] | None = None) -> int:
     )
     parser.add_argument(
         "--membranes",
-        choices=("keep", "fresh"),
-        default="keep",
-        help="membranes kept from step to step (default), or every step from the initial membrane "
-        "(streamdet.detector.DetectorConfig.membranes)",
+        type=_membrane_modes,
+        default=["keep"],
+        help="keep: membranes kept from step to step (default); fresh: every step from the initial "
+        "membrane (streamdet.detector.DetectorConfig.membranes); keep,fresh: both, in turn",
     )
     parser.add_argument(
         "--phase-us",
@@ -179,43 +188,43 @@ def main(argv: list[str] | None = None) -> int:
         if not snn.prepare_compiled(torch.zeros((1, 1, snn.in_channels, height, width))):
             raise SystemExit("stream_accuracy: --compile on: the compile failed")
     rows = []
-    for dt_us in args.dt_us:
-        for window_steps in args.window_steps:
-            started = time.perf_counter()
-            windows = streamed_windows(
-                snn, split, dt_us, window_steps, progress=True, bounds=args.membrane_bounds,
-                membranes=args.membranes, phase_us=args.phase_us,
-            )  # fmt: skip
-            seconds = time.perf_counter() - started
-            lags_us = tuple(1000 * lag for lag in args.lags_ms)
-            by_lag = {lag: rows_at_labels(windows, split, lag, args.phase_us) for lag in lags_us}
-            ids = sorted(set.intersection(*(set(rows) for rows in by_lag.values())))
-            coco_gt = coco_from_dict(split.coco, ids)
+    settings = [(m, d, w) for m in args.membranes for d in args.dt_us for w in args.window_steps]
+    for membranes, dt_us, window_steps in settings:
+        started = time.perf_counter()
+        windows = streamed_windows(
+            snn, split, dt_us, window_steps, progress=True, bounds=args.membrane_bounds,
+            membranes=membranes, phase_us=args.phase_us,
+        )  # fmt: skip
+        seconds = time.perf_counter() - started
+        lags_us = tuple(1000 * lag for lag in args.lags_ms)
+        by_lag = {lag: rows_at_labels(windows, split, lag, args.phase_us) for lag in lags_us}
+        ids = sorted(set.intersection(*(set(rows) for rows in by_lag.values())))
+        coco_gt = coco_from_dict(split.coco, ids)
 
-            def map50(rows_by_id: dict[int, np.ndarray], coco_gt=coco_gt, ids=ids) -> float:
-                return round(coco_metrics(coco_gt, {i: rows_by_id[i] for i in ids})["map50"], 4)
+        def map50(rows_by_id: dict[int, np.ndarray], coco_gt=coco_gt, ids=ids) -> float:
+            return round(coco_metrics(coco_gt, {i: rows_by_id[i] for i in ids})["map50"], 4)
 
-            snn_metrics = coco_metrics(coco_gt, {i: by_lag[lags_us[0]][i] for i in ids})
-            ann_metrics = coco_metrics(coco_gt, ann_detections(bundle, split, set(ids)))
-            lagged = {str(lag // 1000): map50(by_lag[lag]) for lag in lags_us}
-            row = {
-                "dt_us": dt_us,
-                "window_steps": window_steps,
-                "membrane_bounds": args.membrane_bounds,
-                "membranes": args.membranes,
-                "phase_us": args.phase_us,
-                "integrated_ms": dt_us * window_steps / 1000,
-                "images": len(ids),
-                "snn_map50": round(snn_metrics["map50"], 4),
-                "ann_map50": round(ann_metrics["map50"], 4),
-                "ratio": round(snn_metrics["map50"] / max(ann_metrics["map50"], 1e-9), 3),
-                "snn_ap50_per_class": {k: round(v, 4) for k, v in snn_metrics["ap50_per_class"].items()},
-                "ann_ap50_per_class": {k: round(v, 4) for k, v in ann_metrics["ap50_per_class"].items()},
-                "snn_map50_by_lag_ms": lagged,
-                "wall_s": round(seconds, 1),
-            }
-            rows.append(row)
-            print(json.dumps(row), flush=True)
+        snn_metrics = coco_metrics(coco_gt, {i: by_lag[lags_us[0]][i] for i in ids})
+        ann_metrics = coco_metrics(coco_gt, ann_detections(bundle, split, set(ids)))
+        lagged = {str(lag // 1000): map50(by_lag[lag]) for lag in lags_us}
+        row = {
+            "dt_us": dt_us,
+            "window_steps": window_steps,
+            "membrane_bounds": args.membrane_bounds,
+            "membranes": membranes,
+            "phase_us": args.phase_us,
+            "integrated_ms": dt_us * window_steps / 1000,
+            "images": len(ids),
+            "snn_map50": round(snn_metrics["map50"], 4),
+            "ann_map50": round(ann_metrics["map50"], 4),
+            "ratio": round(snn_metrics["map50"] / max(ann_metrics["map50"], 1e-9), 3),
+            "snn_ap50_per_class": {k: round(v, 4) for k, v in snn_metrics["ap50_per_class"].items()},
+            "ann_ap50_per_class": {k: round(v, 4) for k, v in ann_metrics["ap50_per_class"].items()},
+            "snn_map50_by_lag_ms": lagged,
+            "wall_s": round(seconds, 1),
+        }
+        rows.append(row)
+        print(json.dumps(row), flush=True)
     result = {
         "model": args.model,
         "snn": args.snn,
