@@ -18,7 +18,9 @@ the sparse event input) measured at its input shape, the active-site fraction it
 these windows, and, where any layer's input is below its crossover, the SNN timed again with those
 layers sparse (outputs checked against the dense ones). Where this CPU has bfloat16 convolutions, the SNN
 with bfloat16 spike-fed convolutions (``SpikingNetwork.with_precision``) and the ANN on a bfloat16
-channels-last copy of itself are timed in the same interleaved loop. Where a C++ compiler is found, each
+channels-last copy of itself are timed in the same interleaved loop, and so is the bfloat16 SNN stepping
+from fresh membranes (``fresh``: the detector's ``--membranes auto`` for burst neurons, whose compiled
+step reads and writes no membrane). Where a C++ compiler is found, each
 of these SNNs is also timed compiled (``streamdet.compiled``, compiled before the loop) and each ANN
 compiled by ``torch.compile`` (compiled at its warm-up call); ``ratio_to_partner_ann_mean`` compares each
 SNN with the ANN of the same precision, compiled or not.
@@ -152,6 +154,8 @@ def measure_model(model: str, split: str, count: int, repeats: int) -> dict:
     anns = {}
     if bfloat16_supported():
         networks["snn burst T=1, bfloat16"] = snn.with_precision("bfloat16")
+        fresh = snn.neuron.with_bounds((snn.neuron.initial_membrane, snn.neuron.initial_membrane))
+        networks["snn burst T=1, bfloat16, fresh"] = snn.with_precision("bfloat16").with_neuron(fresh)
         anns["ann bfloat16"] = bfloat16_forward(bundle.model)
     if compiler_found() is not None:
         for name in list(networks):

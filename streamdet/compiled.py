@@ -20,6 +20,11 @@ convolutions on oneDNN: on the sandbox a step of ``events-fast`` (bfloat16) take
 node by node, ``events-default`` 12.8 against 19.7 ms (bench/bench_cost.py; docs/conversion.md,
 "Compiled steps").
 
+A network stepping from fresh membranes (both bounds at the initial membrane, ``IFParameters.fresh``: the
+detector's ``--membranes fresh``, the default for burst neurons) gets a graph ``x -> (outputs, ())``: each
+population starts from the constant initial membrane and nothing is read or written for the next step,
+which takes a fifth to a quarter off a compiled bfloat16 step (docs/conversion.md, "Compiled steps").
+
 Compiling needs a C++ compiler (Inductor's CPU backend) and takes 10-25 s per input shape the first
 time; torch caches the result on disk (``TORCHINDUCTOR_CACHE_DIR``, by default under the system's
 temporary directory), after which a start takes about 4 s. :class:`CompiledStep` compiles one callable
@@ -67,7 +72,9 @@ def step_graph(plan, neuron, populations: list[str]) -> fx.GraphModule:
     graph = fx.Graph()
     root = nn.Module()
     x = graph.placeholder("x")
-    membranes = {name: graph.placeholder("v_" + name.replace(".", "_")) for name in populations}
+    fresh = neuron.fresh
+    names = () if fresh else populations
+    membranes = {name: graph.placeholder("v_" + name.replace(".", "_")) for name in names}
     env: dict[fx.Node, Any] = {}
     new_membranes: dict[str, fx.Node] = {}
     for node in plan.nodes:
@@ -75,9 +82,9 @@ def step_graph(plan, neuron, populations: list[str]) -> fx.GraphModule:
             env[node] = x
         elif node.op == "output":
             outputs = fx.node.map_arg(node.args[0], env.__getitem__)
-            graph.output((outputs, tuple(new_membranes[name] for name in populations)))
+            graph.output((outputs, () if fresh else tuple(new_membranes[name] for name in populations)))
             break
-        elif node.op == "call_module" and node.target in membranes:
+        elif node.op == "call_module" and node.target in populations:
             module = plan.modules[node.target]
             current = env[node.args[0]]
             offset = getattr(module, "current_offset", None)
@@ -86,11 +93,16 @@ def step_graph(plan, neuron, populations: list[str]) -> fx.GraphModule:
                 root.register_buffer(attribute, offset)
                 current = graph.call_function(add_channel_offset, (current, graph.get_attr(attribute)))
             burst = module.spikes_per_step
+            if fresh:  # every step from the initial membrane: a constant, nothing read or written
+                start = neuron.initial_membrane * neuron.threshold
+                v = graph.call_function(torch.full_like, (current, start))
+            else:
+                v = membranes[node.target]
             if burst > 1:
                 params = BurstParameters.from_if(neuron, burst)
-                pair = graph.call_function(burst_population, (membranes[node.target], current, params))
+                pair = graph.call_function(burst_population, (v, current, params))
             else:
-                pair = graph.call_function(if_population, (membranes[node.target], current, neuron))
+                pair = graph.call_function(if_population, (v, current, neuron))
             env[node] = graph.call_function(operator.getitem, (pair, 0))
             new_membranes[node.target] = graph.call_function(operator.getitem, (pair, 1))
         elif node.op == "call_module":
@@ -128,6 +140,8 @@ class CompiledStep:
         self, plan, neuron, populations: list[str], report: Callable[[str], None] | None = None
     ) -> None:
         self.populations = list(populations)
+        self.fresh = neuron.fresh
+        """Every step from the initial membrane: the graph takes and gives back no membranes."""
         self.module = step_graph(plan, neuron, self.populations)
         self.report = report
         self._ready: dict[tuple, Callable] = {}
@@ -141,6 +155,9 @@ class CompiledStep:
         if function is None:
             self._start(key, x, membranes)
             return None
+        if self.fresh:
+            outputs, _ = function(x)
+            return outputs, membranes
         outputs, new = function(x, *(membranes[name] for name in self.populations))
         return outputs, dict(zip(self.populations, new, strict=True))
 
@@ -165,7 +182,8 @@ class CompiledStep:
         with self._lock:
             if key in self._ready or key in self._failed or key in self._pending:
                 return
-            example = (x.clone(), *(membranes[name].clone() for name in self.populations))
+            kept = () if self.fresh else tuple(membranes[name].clone() for name in self.populations)
+            example = (x.clone(), *kept)
             thread = threading.Thread(target=self._compile, args=(key, example), daemon=True)
             self._pending[key] = thread
         thread.start()

@@ -96,6 +96,15 @@ class IFParameters(NamedTuple):
     def bounded(self) -> bool:
         return self.membrane_floor is not None or self.membrane_ceiling is not None
 
+    @property
+    def fresh(self) -> bool:
+        """Whether both bounds sit at the initial membrane: every step ends where a fresh simulation
+        starts, so no membrane carries anything into the next step (``DetectorConfig.membranes`` of
+        ``streamdet.detector``)."""
+        return self.membrane_floor is not None and (
+            self.membrane_floor == self.membrane_ceiling == self.initial_membrane
+        )
+
     def bound(self, v: torch.Tensor) -> torch.Tensor:
         """``v`` clamped in place to the membrane bounds (unchanged without bounds); returns ``v``."""
         if not self.bounded:

@@ -35,14 +35,22 @@ def compiled_recording(network, stream: torch.Tensor, chunks: list[int]) -> tupl
     return tuple(torch.cat([o[i] for o in outputs]) for i in range(len(outputs[0]))), state
 
 
+def fresh(network):
+    """``network`` with every step from the initial membrane (``DetectorConfig.membranes = "fresh"``)."""
+    return network.with_neuron(network.neuron.with_bounds((0.5, 0.5)))
+
+
 @pytest.mark.parametrize(
-    "make", [lambda: burst_network(4), lambda: converted_network(), lambda: converted_network("zero")],
-    ids=["burst-bounded", "if-subtract", "if-zero"],
+    "make",
+    [lambda: burst_network(4), lambda: converted_network(), lambda: converted_network("zero"),
+     lambda: fresh(burst_network(4)), lambda: fresh(converted_network())],
+    ids=["burst-bounded", "if-subtract", "if-zero", "burst-fresh", "if-fresh"],
 )  # fmt: skip
 def test_compiled_steps_equal_the_node_by_node_engine(make) -> None:
     """With dyadic parameters and inputs (every sum exact, docs of tests/test_snn.py) the compiled steps
     give the node-by-node engine's outputs and membranes bit for bit, over chunks of several steps:
-    burst neurons with bounded membranes, IF neurons with reset by subtraction and to zero."""
+    burst neurons with bounded membranes, IF neurons with reset by subtraction and to zero, and both
+    stepping from fresh membranes (a graph that reads and writes no membrane)."""
     network = make()
     stream = random_stream(10, seed=11)
     (reference_outputs, _, reference_state) = run_recording(network, stream, "native", [3, 7])
@@ -53,6 +61,9 @@ def test_compiled_steps_equal_the_node_by_node_engine(make) -> None:
     for name, v in reference_state.membranes.items():
         assert torch.equal(v, state.membranes[name]), name
     assert any(torch.count_nonzero(o) for o in outputs)
+    placeholders = [n for n in step_graph(network._plan, network.neuron, network.populations).graph.nodes
+                    if n.op == "placeholder"]  # fmt: skip
+    assert len(placeholders) == (1 if network.neuron.fresh else 1 + len(network.populations))
 
 
 def test_current_offsets_are_part_of_the_compiled_step() -> None:
