@@ -41,6 +41,7 @@ from tqdm import tqdm
 
 from streamdet.convert import ConversionConfig, convert_detector
 from streamdet.cost import measure_window_cost, plot_window_cost, synaptic_inputs
+from streamdet.detector import DetectorConfig, stream_neuron
 from streamdet.live import compiler_found
 from streamdet.model import load_detector
 from streamdet.samples import split_inputs
@@ -154,7 +155,7 @@ def measure_model(model: str, split: str, count: int, repeats: int) -> dict:
     anns = {}
     if bfloat16_supported():
         networks["snn burst T=1, bfloat16"] = snn.with_precision("bfloat16")
-        fresh = snn.neuron.with_bounds((snn.neuron.initial_membrane, snn.neuron.initial_membrane))
+        fresh = stream_neuron(snn.neuron, DetectorConfig(membranes="fresh"))
         networks["snn burst T=1, bfloat16, fresh"] = snn.with_precision("bfloat16").with_neuron(fresh)
         anns["ann bfloat16"] = bfloat16_forward(bundle.model)
     if compiler_found() is not None:

@@ -104,7 +104,8 @@ def step_graph(plan, neuron, populations: list[str]) -> fx.GraphModule:
             else:
                 pair = graph.call_function(if_population, (v, current, neuron))
             env[node] = graph.call_function(operator.getitem, (pair, 0))
-            new_membranes[node.target] = graph.call_function(operator.getitem, (pair, 1))
+            if not fresh:
+                new_membranes[node.target] = graph.call_function(operator.getitem, (pair, 1))
         elif node.op == "call_module":
             attribute = "m_" + node.target.replace(".", "_")
             if not hasattr(root, attribute):
