@@ -1,10 +1,12 @@
 """One step of a converted network timed back to back and after an idle gap, as the live node runs it
-(a step every 50 ms): how much of a live window's latency is the step waking up a cold core and cache.
+(a step every 100 ms window): how much of a live window's latency is the step waking up a cold core and
+cache.
 
     .venv/bin/python bench/idle_step.py --model events-fast --threads 2 --json out/idle_step.json
 
 Burst neurons, bfloat16 where the CPU has it, compiled where a C++ compiler is found (the live
-defaults); random input with 10 % of the pixels active at 0.5; median over ``--steps`` steps per gap.
+defaults), each step from fresh membranes as the live node steps burst neurons (``--membranes keep``: the
+kept membranes of before); random input with 10 % of the pixels active at 0.5; median over ``--steps`` steps per gap.
 """
 
 from __future__ import annotations
@@ -21,13 +23,15 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--model", default="events-fast")
     parser.add_argument("--threads", type=int, default=1, help="torch threads")
-    parser.add_argument("--gaps-ms", default="0,5,20,50", help="idle gaps before each timed step")
+    parser.add_argument("--gaps-ms", default="0,5,20,50,100", help="idle gaps before each timed step")
     parser.add_argument("--steps", type=int, default=30, help="timed steps per gap")
     parser.add_argument("--compile", choices=("auto", "on", "off"), default="auto")
+    parser.add_argument("--membranes", choices=("fresh", "keep"), default="fresh")
     parser.add_argument("--json", help="also write the results here")
     args = parser.parse_args()
     torch.set_num_threads(args.threads)
 
+    from streamdet.detector import DetectorConfig, stream_neuron
     from streamdet.live import resolve_compile
     from streamdet.loading import load_snn
     from streamdet.model import padded_length
@@ -35,6 +39,7 @@ def main() -> None:
 
     snn = load_snn(args.model, burst=True)
     snn = snn.with_precision("bfloat16" if bfloat16_supported() else "float32")
+    snn = snn.with_neuron(stream_neuron(snn.neuron, DetectorConfig(membranes=args.membranes)))
     compiled = resolve_compile(args.compile)
     width, height = (padded_length(length) for length in snn.spec.sensor_size)
     generator = torch.Generator().manual_seed(0)
@@ -61,6 +66,7 @@ def main() -> None:
         "threads": args.threads,
         "precision": snn.precision,
         "compiled": bool(compiled),
+        "membranes": args.membranes,
         "steps_per_gap": args.steps,
         "step_ms_median_by_gap_ms": medians,
     }

@@ -1,6 +1,7 @@
 """Where a live window's time goes, in one process: the detector's own work per published window,
-part by part, on the demo's synthetic maritime stream with the live settings (burst neurons, 50 ms
-steps, ``W = 2``, boxes every step; bfloat16 and compiled steps where this machine has them).
+part by part, on the demo's synthetic maritime stream with the live settings (burst neurons, one step
+per model window from fresh membranes, boxes every window; bfloat16 and compiled steps where this
+machine has them; ``--membranes keep`` for the kept, ``[0, 1]``-bounded membranes of before).
 
     .venv/bin/python bench/window_parts.py --model events-fast --threads 2 --json out/window_parts.json
 
@@ -33,6 +34,7 @@ def main() -> None:
     parser.add_argument("--skip", type=int, default=12, help="windows not timed at the start")
     parser.add_argument("--compile", choices=("auto", "on", "off"), default="auto")
     parser.add_argument("--precision", choices=("auto", "float32", "bfloat16"), default="auto")
+    parser.add_argument("--membranes", choices=("fresh", "keep"), default="fresh")
     parser.add_argument("--json", help="also write the results here")
     args = parser.parse_args()
     torch.set_num_threads(args.threads)
@@ -47,7 +49,7 @@ def main() -> None:
     dt_us, window_steps = burst_steps(snn.spec.window_us)
     config = DetectorConfig(
         dt_us=dt_us, window_steps=window_steps, publish_every=1, membrane_bounds=(0.0, 1.0),
-        precision=snn.precision, compile=snn.compiled,
+        precision=snn.precision, compile=snn.compiled, membranes=args.membranes,
     )  # fmt: skip
     detector = StreamDetector(snn, config)
     detector.warm_up()
@@ -84,6 +86,7 @@ def main() -> None:
         "threads": args.threads,
         "precision": snn.precision,
         "compiled": snn.compiled,
+        "membranes": args.membranes,
         "dt_us": dt_us,
         "window_steps": window_steps,
         "windows_timed": len(parts["step"]),
