@@ -1,7 +1,7 @@
 """Import labelled real footage into a split, through streamdet's own sensor emulators.
 
 ``streamdet dataset import`` (user guide: ``docs/importing.md``) reads videos or stills with boxes in
-one of six label layouts and writes a split in the layout of ``docs/architecture.md`` ("Datasets on
+one of seven label layouts and writes a split in the layout of ``docs/architecture.md`` ("Datasets on
 disk"), so ``streamdet train`` and ``streamdet eval`` read it like a built one:
 
 - ``mot``: a MOT-challenge sequence folder (``gt/gt.txt``, ``img1/``, ``seqinfo.ini``) or a video file
@@ -17,6 +17,9 @@ disk"), so ``streamdet train`` and ``streamdet eval`` read it like a built one:
   and ``<bndbox>`` ``xmin ymin xmax ymax``, 1-based pixels): a VOC root (``JPEGImages/``,
   ``Annotations/``), an image set of one (``ImageSets/Main/test.txt``), or a folder of images with
   their XML beside them; stills, or one video per folder with ``--fps``.
+- ``sot``: single-object tracking ground truth (OTB-100, UAV123, LaSOT, GOT-10k): a folder of frames (or
+  a video file) and a text file with one ``x,y,w,h`` box per frame (1-based pixels; ``NaN`` or zeros:
+  absent), every box of the one class given with ``--class`` and of one track.
 
 Pipeline of one sequence:
 
@@ -80,7 +83,7 @@ from streamdet.errors import FileFormatError, UserFacingError
 from streamdet.events import DEFAULT_WINDOW_US
 from streamdet.scenes import SceneConfig
 
-LAYOUTS: tuple[str, ...] = ("mot", "coco", "yolo", "caviar", "cvat", "voc")
+LAYOUTS: tuple[str, ...] = ("mot", "coco", "yolo", "caviar", "cvat", "voc", "sot")
 """Label layouts ``streamdet dataset import`` reads."""
 
 FITS: tuple[str, ...] = ("pad", "crop", "stretch")
@@ -810,6 +813,132 @@ def read_cvat(source: str | Path, labels: str | Path | None = None, fps: float |
     )
 
 
+SOT_TRACK_ID = 1
+"""Track id of every box of a single-object-tracking label file (it follows one object)."""
+
+SOT_LABEL_NAMES: tuple[str, ...] = ("groundtruth_rect.txt", "groundtruth.txt")
+"""Label files looked for inside a single-object-tracking sequence folder (OTB-100; LaSOT and GOT-10k),
+before ``<folder>.txt`` beside it (UAV123's ``anno/`` files, named after the sequence)."""
+
+
+def read_sot_labels(path: Path, class_key: str) -> tuple[dict[int, tuple[SourceBox, ...]], int]:
+    """Boxes of a single-object-tracking ground-truth file by 0-based frame, and its number of lines.
+
+    Line ``k`` (from 1) labels frame ``k - 1`` of the sequence (its ``k``-th frame in name order):
+    ``x, y, w, h``, separated by commas, tabs or spaces, as OTB-100, UAV123, LaSOT and GOT-10k write
+    them. ``x, y`` is the top-left pixel in 1-based pixel indices (OTB's and UAV123's MATLAB toolkits
+    read the box as columns ``x .. x + w - 1``), so the box's edges are ``(x - 1, y - 1, x - 1 + w,
+    y - 1 + h)``, as :func:`read_voc_labels` reads VOC's. A line of four ``NaN`` (UAV123) or four zeros
+    (some LaSOT and GOT-10k releases) says the target is absent: that frame shows no box. Every box is
+    ``class_key`` (the file names no class) with track id :data:`SOT_TRACK_ID`. Empty lines are allowed
+    only at the end of the file (an empty line elsewhere would shift every frame after it).
+    """
+    if not path.is_file():
+        raise FileFormatError(path, "no such label file")
+    lines = path.read_text().splitlines()
+    while lines and not lines[-1].strip():
+        lines.pop()
+    boxes: dict[int, tuple[SourceBox, ...]] = {}
+    for number, line in enumerate(lines, start=1):
+        parts = [part for part in re.split(r"[,\s]+", line.strip()) if part]
+        try:
+            values = [float(part) for part in parts]
+        except ValueError:
+            raise FileFormatError(
+                path, f"line {number}: expected x,y,w,h numbers, got {line.strip()!r}"
+            ) from None
+        if len(values) != 4:
+            raise FileFormatError(
+                path, f"line {number}: expected 4 values x,y,w,h (one box per frame), got {len(values)}"
+            )
+        if all(math.isnan(value) for value in values) or all(value == 0 for value in values):
+            continue
+        x, y, w, h = values
+        if not all(math.isfinite(value) for value in values) or w <= 0 or h <= 0:
+            raise FileFormatError(
+                path,
+                f"line {number}: box {line.strip()!r} is neither a box with positive width and height nor "
+                "absent (four NaN or four zeros)",
+            )
+        boxes[number - 1] = (
+            SourceBox(
+                class_key=class_key.strip().lower(),
+                box=(x - 1, y - 1, x - 1 + w, y - 1 + h),
+                where=f"{path} line {number}",
+                track_id=SOT_TRACK_ID,
+            ),
+        )
+    return boxes, len(lines)
+
+
+def sot_label_file(folder: Path) -> Path:
+    """The label file of a single-object-tracking frame folder: :data:`SOT_LABEL_NAMES` inside it, else
+    ``<folder>.txt`` beside it (FileFormatError naming where it looked when none is there)."""
+    candidates = [folder / name for name in SOT_LABEL_NAMES] + [folder.with_name(folder.name + ".txt")]
+    for candidate in candidates:
+        if candidate.is_file():
+            return candidate
+    raise FileFormatError(
+        folder, f"no label file ({', '.join(str(c) for c in candidates)}); name it with --labels"
+    )
+
+
+def read_sot(
+    source: str | Path,
+    labels: str | Path | None = None,
+    fps: float | None = None,
+    class_name: str | None = None,
+) -> VideoSource:
+    """A single-object-tracking sequence: a folder of frames (in ``img/`` where the folder has one, as
+    OTB-100 and LaSOT, else in the folder, as UAV123 and GOT-10k; natural name order) at ``fps``
+    (required), or a video file at its own rate or ``fps``; labels :func:`read_sot_labels` from
+    ``labels``, else :func:`sot_label_file` (a video: ``<video stem>.txt`` beside it). Every box is
+    ``class_name`` (required: the file names no class). The file must give exactly one line per frame:
+    more lines than frames, or fewer, is a FileFormatError naming the file and both counts (for a
+    video file that states its frame count; otherwise a box beyond the last frame read stops the
+    import as in the other layouts)."""
+    source = Path(source)
+    if not class_name:
+        raise UserFacingError(
+            f"{source}: single-object-tracking labels name no class; pass --class (e.g. --class boat)"
+        )
+    if source.is_dir():
+        frame_dir = source / "img" if (source / "img").is_dir() else source
+        files = _image_files(frame_dir, natural=True)
+        if not files:
+            raise FileFormatError(frame_dir, "holds no image files")
+        if not fps:
+            raise UserFacingError(f"{source}: a folder of frames states no frame rate; pass --fps")
+        label_file = Path(labels) if labels else sot_label_file(source)
+        rate, size, count, video = float(fps), image_size(files[0]), len(files), None
+        frame_files = tuple(enumerate(files))
+    elif source.is_file():
+        label_file = Path(labels) if labels else source.with_suffix(".txt")
+        rate, size, count = video_rate_size_count(source, fps)
+        video, frame_files = source, ()
+    else:
+        raise FileFormatError(source, "no such frame folder or video file")
+    boxes, lines = read_sot_labels(label_file, class_name)
+    if count and lines != count:
+        more = "more" if lines > count else "fewer"
+        raise FileFormatError(
+            label_file,
+            f"{lines} lines (one box per frame) but {source} holds {count} frames: {more} labels than "
+            "frames (labels of another sequence, or of a part of it: give only the frames it labels)",
+        )
+    return VideoSource(
+        name=sequence_name(source.stem if video else source.name),
+        label_file=label_file,
+        fps=rate,
+        size=size,
+        frame_files=frame_files,
+        video=video,
+        frame_count=count,
+        boxes=boxes,
+        labelled=frozenset(range(lines)),
+    )
+
+
 def _coco_track_id(annotation: dict) -> int:
     for key in ("track_id", "instance_id"):
         if annotation.get(key) is not None:
@@ -1221,11 +1350,18 @@ def read_sources(
     images_dir: str | Path | None = None,
     names_file: str | Path | None = None,
     fps: float | None = None,
+    class_name: str | None = None,
 ) -> list[Source]:
     """Every sequence and still of ``paths`` in ``layout`` (see :func:`read_mot`, :func:`read_coco`,
-    :func:`read_yolo`, :func:`read_caviar`, :func:`read_cvat`, :func:`read_voc`), with unique names."""
+    :func:`read_yolo`, :func:`read_caviar`, :func:`read_cvat`, :func:`read_voc`, :func:`read_sot`), with
+    unique names. ``class_name`` is the class of every box of ``sot`` labels (required there, refused
+    elsewhere: the other layouts name their classes)."""
     if layout not in LAYOUTS:
         raise UserFacingError(f"unknown label layout {layout!r}; choose one of {', '.join(LAYOUTS)}")
+    if class_name and layout != "sot":
+        raise UserFacingError(
+            f"--class {class_name!r} is for the sot layout only: {layout} labels name their classes"
+        )
     if not paths:
         raise UserFacingError("name at least one source")
     if labels is not None and len(paths) > 1:
@@ -1242,6 +1378,8 @@ def read_sources(
             sources.extend(read_coco(path, images_dir, fps))
         elif layout == "voc":
             sources.extend(read_voc(path, labels, fps))
+        elif layout == "sot":
+            sources.append(read_sot(path, labels, fps, class_name))
         else:
             sources.extend(read_yolo(path, labels, names_file, fps))
     return unique_names(sources)

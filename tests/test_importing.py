@@ -612,3 +612,93 @@ def test_interrupt_leaves_no_split(tmp_path: Path) -> None:
         import_split([read_mot(MOT_SEQUENCE)], config, tmp_path, "mot")
     import_split([read_mot(MOT_SEQUENCE)], config, tmp_path, "mot", overwrite=True)
     assert len(DatasetSplit(tmp_path / "train")) == 4
+
+
+def write_sot_sample(root: Path, frames: int = 12) -> tuple[Path, list[tuple[int, int] | None]]:
+    """A UAV123-style sequence: ``seq/boat1/000001.jpg`` ... and ``seq/boat1.txt``, one ``x,y,w,h`` line per
+    frame (1-based pixels), a bright 10x8 box moving 3 px per frame on a dark 64x48 picture, absent
+    (``NaN`` line, then a line of zeros) in frames 5 and 6; separators comma, tab and space in turn.
+    Returns the frame folder and each frame's 0-based top-left corner (None: absent)."""
+    folder = root / "seq" / "boat1"
+    folder.mkdir(parents=True)
+    corners: list[tuple[int, int] | None] = [None if k in (5, 6) else (6 + 3 * k, 20) for k in range(frames)]
+    lines = []
+    for k, corner in enumerate(corners):
+        picture = np.full((48, 64, 3), 40, np.uint8)
+        if corner is None:
+            lines.append("NaN,NaN,NaN,NaN" if k == 5 else "0 0 0 0")
+        else:
+            x, y = corner
+            picture[y : y + 8, x : x + 10] = 220
+            lines.append([",", "\t", " "][k % 3].join(str(v) for v in (x + 1, y + 1, 10, 8)))
+        assert cv2.imwrite(str(folder / f"{k + 1:06d}.jpg"), picture)
+    (root / "seq" / "boat1.txt").write_text("\n".join(lines) + "\n\n")
+    return folder, corners
+
+
+def test_sot_sequence_is_one_track_of_the_class_given(tmp_path: Path) -> None:
+    folder, corners = write_sot_sample(tmp_path)
+    (source,) = read_sources("sot", [folder], fps=10.0, class_name="boat")
+    assert source.label_file == tmp_path / "seq" / "boat1.txt" and source.frame_count == 12
+    assert source.labelled == frozenset(range(12)) and sorted(source.boxes) == [*range(5), *range(7, 12)]
+    assert source.boxes[2][0].box == (12.0, 20.0, 22.0, 28.0)  # line "13 21 10 8": 1-based top-left
+    out = tmp_path / "out"
+    assert run_import(out, "sot", str(folder), "--class", "boat", "--fps", "10", "--split", "test") == 0
+    split = DatasetSplit(out / "test")
+    # 10 fps: the first frame at or after 50, 150, ... ms is frame 1, 2, ...
+    assert [image["source_frame"] for image in split.images] == list(range(1, 12))
+    assert split.info["sequences"][0]["source"]["fps"] == 10.0
+    for image in split.images:
+        annotations = [a for a in split.coco["annotations"] if a["image_id"] == image["id"]]
+        corner = corners[image["source_frame"]]
+        if corner is None:  # absent: no box
+            assert annotations == []
+            continue
+        (annotation,) = annotations
+        assert annotation["bbox"] == [float(corner[0]), 20.0, 10.0, 8.0]
+        assert annotation["category_id"] == CLASS_NAMES.index("boat") + 1 and annotation["track_id"] == 1
+        assert not annotation["ignore"]
+    assert len(split.events(split.images[2])) > 0
+    # a person's sequence: the class goes through the class map like any other class key
+    (walker,) = read_sources("sot", [folder], fps=10.0, class_name="person")
+    config = ImportConfig(sensor_size=(64, 48), class_map=default_class_map("sot"))
+    path = import_split([walker], config, tmp_path / "walker", "sot")
+    categories = {a["category_id"] for a in DatasetSplit(path.parent).coco["annotations"]}
+    assert categories == {PEDESTRIAN + 1}
+
+
+def test_sot_labels_that_do_not_fit(tmp_path: Path, capsys: pytest.CaptureFixture) -> None:
+    folder, _ = write_sot_sample(tmp_path)
+    labels = tmp_path / "seq" / "boat1.txt"
+    original = labels.read_text()
+    out = tmp_path / "out"
+    assert run_import(out, "sot", str(folder), "--fps", "10") == 2
+    assert "labels name no class; pass --class" in capsys.readouterr().err
+    assert run_import(out, "mot", str(MOT_SEQUENCE), "--class", "boat") == 2
+    assert "--class 'boat' is for the sot layout only" in capsys.readouterr().err
+    with pytest.raises(UserFacingError, match="a folder of frames states no frame rate; pass --fps"):
+        read_sources("sot", [folder], class_name="boat")
+    labels.write_text(original.rstrip("\n") + "\n40,21,10,8\n")
+    with pytest.raises(FileFormatError, match=r"boat1.txt: 13 lines .* but .*boat1 holds 12 frames: more"):
+        read_sources("sot", [folder], fps=10.0, class_name="boat")
+    (folder / "000012.jpg").unlink()
+    labels.write_text(original)
+    with pytest.raises(FileFormatError, match=r"boat1.txt: 12 lines .* but .*boat1 holds 11 frames: more"):
+        read_sources("sot", [folder], fps=10.0, class_name="boat")
+    labels.write_text("\n".join(original.splitlines()[:9]))
+    with pytest.raises(FileFormatError, match=r"boat1.txt: 9 lines .* but .*boat1 holds 11 frames: fewer"):
+        read_sources("sot", [folder], fps=10.0, class_name="boat")
+    lines = original.splitlines()
+    for bad, message in (
+        ("7,21,ten,8", r"boat1.txt: line 4: expected x,y,w,h numbers, got '7,21,ten,8'"),
+        ("7,21,10", "boat1.txt: line 4: expected 4 values x,y,w,h"),
+        ("7,21,0,8", "boat1.txt: line 4: box '7,21,0,8' is neither a box with positive width"),
+        ("NaN,21,10,8", "boat1.txt: line 4: box 'NaN,21,10,8' is neither"),
+        ("", "boat1.txt: line 4: expected 4 values"),  # an empty line would shift the frames after it
+    ):
+        labels.write_text("\n".join([*lines[:3], bad, *lines[4:11]]) + "\n")
+        with pytest.raises(FileFormatError, match=message):
+            read_sources("sot", [folder], fps=10.0, class_name="boat")
+    assert run_import(out, "sot", str(folder), "--fps", "10", "--class", "boat", "--check") == 2
+    assert "boat1.txt: line 4: expected 4 values" in capsys.readouterr().err
+    assert not out.exists()

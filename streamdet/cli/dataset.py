@@ -117,7 +117,7 @@ def register_import(actions: argparse._SubParsersAction) -> None:
     importer = actions.add_parser(
         "import",
         help="turn labelled videos or stills (MOT gt.txt, COCO json, YOLO txt, CAVIAR, CVAT or Pascal VOC "
-        "xml) into one split",
+        "xml, single-object tracking x,y,w,h txt) into one split",
         description="Emulate a DVS and a spike camera over labelled real footage and write one split in "
         "the layout `dataset build` writes (DIR/SPLIT/annotations.json and one folder per sequence). "
         "See docs/importing.md.",
@@ -131,7 +131,8 @@ def register_import(actions: argparse._SubParsersAction) -> None:
         "json files; yolo: image folders; caviar: frame folders (with their ground-truth .xml) or video "
         "files; cvat: 'CVAT for video 1.1' export folders (annotations.xml, images/) or video files; "
         "voc: VOC roots (JPEGImages/, Annotations/), image set files (ImageSets/Main/test.txt) or "
-        "folders of images with their .xml beside them",
+        "folders of images with their .xml beside them; sot: frame folders (OTB, UAV123, LaSOT, GOT-10k) "
+        "or video files",
     )
     importer.add_argument(
         "--out", help="dataset root directory; the split goes in OUT/SPLIT (required but with --check)"
@@ -143,7 +144,9 @@ def register_import(actions: argparse._SubParsersAction) -> None:
         "(default: the folder's one .xml, or <video stem>.xml); cvat: the annotations xml (default: "
         "annotations.xml in the folder, or <video stem>.xml); yolo: the labels folder "
         "(default: images/ -> labels/, else the images folder); voc: the folder of the .xml files (default: "
-        "Annotations/ of a VOC root, else beside the images); one SOURCE only",
+        "Annotations/ of a VOC root, else beside the images); sot: the x,y,w,h txt (default: "
+        "groundtruth_rect.txt or groundtruth.txt in the folder, else <folder>.txt or <video stem>.txt "
+        "beside it); one SOURCE only",
     )
     importer.add_argument(
         "--images", help="coco: folder the file_name of each image is under (default: the json's)"
@@ -156,6 +159,12 @@ def register_import(actions: argparse._SubParsersAction) -> None:
         type=float,
         help="frame rate where the source states none (overrides it); yolo, voc: read each folder as one "
         "video",
+    )
+    importer.add_argument(
+        "--class",
+        dest="class_name",
+        help="sot (required there): the class of the one labelled object (e.g. boat, person), a key of the "
+        "class map",
     )
     importer.add_argument(
         "--classes-map",
@@ -276,7 +285,9 @@ def run_import(args: argparse.Namespace) -> int:
     )
     if args.workers < 1:
         raise UserFacingError(f"--workers must be at least 1, got {args.workers}")
-    sources = read_sources(args.layout, args.sources, args.labels, args.images, args.names, args.fps)
+    sources = read_sources(
+        args.layout, args.sources, args.labels, args.images, args.names, args.fps, args.class_name
+    )
     if args.check:
         _, checked, skipped = checked_sources(sources, config, args.layout)
         print(label_summary(checked, len(skipped)))
