@@ -181,6 +181,10 @@ class DetectionSamples(torch.utils.data.Dataset):
         """The COCO image record of sample ``i``."""
         return self.index[i][1]
 
+    def split_of(self, i: int) -> int:
+        """Index into ``split_dirs`` (and :attr:`splits`) of the split sample ``i`` comes from."""
+        return self.index[i][0]
+
     def _events_of(self, split_index: int, sequence: str, t_us: int) -> np.ndarray:
         key = (split_index, sequence)
         if key not in self._events:

@@ -263,6 +263,12 @@ class TrainConfig:
         history_windows: earlier windows read as extra input channels (``streamdet.samples``; ``None``:
             the ``--init`` checkpoint's, else 0). ``--init`` from fewer windows starts the new windows'
             stem weights at zero (``streamdet.model.carry_over_input_channels``).
+        distill_from: teacher of the distillation against forgetting (a model name or checkpoint path,
+            read like ``--init``'s; ``None``: no distillation), see :func:`distillation_loss`.
+        distill_weight: ``W`` of the loss ``L_det + W * L_distill``.
+        distill_data: the dataset roots (as given in ``data_dirs``) whose training samples get the
+            distillation term (the old scenes); the others (the new scenes) get none. Required with
+            ``distill_from``.
         augment: :class:`AugmentConfig`.
     """
 
@@ -286,7 +292,25 @@ class TrainConfig:
     head_blocks: int | None = None
     new_layer_lr: float = 2e-3
     history_windows: int | None = None
+    distill_from: str | None = None
+    distill_weight: float = 1.0
+    distill_data: tuple[str, ...] = ()
     augment: AugmentConfig = AugmentConfig()
+
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "distill_data", tuple(str(root) for root in self.distill_data))
+        if self.distill_from is not None and not self.distill_data:
+            raise UserFacingError(
+                f"distill_from {self.distill_from} needs distill_data (--distill-data DIR [DIR ...]: the "
+                "--data roots of the old scenes whose samples are distilled)"
+            )
+        if self.distill_from is None and self.distill_data:
+            raise UserFacingError(
+                f"distill_data {list(self.distill_data)} needs distill_from (--distill-from CKPT: the "
+                "teacher model)"
+            )
+        if not (math.isfinite(self.distill_weight) and self.distill_weight >= 0):
+            raise UserFacingError(f"distill_weight must be finite and >= 0, got {self.distill_weight}")
 
 
 INHERITED_FROM_INIT = ("modality", "size", "activation", "quant_levels", "event_scale", "window_us")
@@ -329,6 +353,51 @@ def learning_rate(step: int, total_steps: int, config: TrainConfig) -> float:
         return config.lr * (step + 1) / config.warmup_steps
     progress = (step - config.warmup_steps) / max(1, total_steps - config.warmup_steps)
     return config.lr * 0.5 * (1.0 + math.cos(math.pi * min(1.0, progress)))
+
+
+DISTILL_BOX_MIN_SCORE = 0.05
+"""Teacher's highest class probability from which an anchor's box deltas are distilled (the decoding's
+score threshold): the regression of anchors the teacher calls background is left free."""
+
+
+def distillation_loss(
+    student_cls: Tensor,
+    student_box: Tensor,
+    teacher_cls: Tensor,
+    teacher_box: Tensor,
+    mask: Tensor,
+    box_min_score: float = DISTILL_BOX_MIN_SCORE,
+) -> Tensor:
+    """Distillation against forgetting (Li and Hoiem 2016; for detectors Shmelkov et al. 2017): how far
+    the student's outputs moved from the teacher's on the samples of old scenes.
+
+    With logits centred over the ``K`` classes, ``s'_ak = s_ak - (1/K) sum_j s_aj`` (same for ``t``),
+    and ``A_b = {a : max_k sigmoid(t_bak) >= box_min_score}``::
+
+        L = (1/B) sum_b m_b [ (1/(N K)) sum_{a,k} (s'_bak - t'_bak)^2
+                              + (1/(4 max(1, |A_b|))) sum_{a in A_b} ||d^s_ba - d^t_ba||^2 ]
+
+    over all ``N`` anchors of each sample; ``m_b`` is 1 for a distilled sample and 0 otherwise, so a
+    sample of a new scene adds nothing (and a batch without distilled samples gives 0).
+
+    Args:
+        student_cls, teacher_cls: class logits ``[B, N, K]``.
+        student_box, teacher_box: box deltas ``[B, N, 4]``.
+        mask: ``[B]`` bool, the samples distilled.
+        box_min_score: see ``A_b``.
+
+    Returns:
+        the scalar ``L`` (differentiable in the student's outputs).
+    """
+    centred = (student_cls - student_cls.mean(-1, keepdim=True)) - (
+        teacher_cls - teacher_cls.mean(-1, keepdim=True)
+    )
+    cls_term = centred.pow(2).mean(dim=(1, 2))
+    confident = (teacher_cls.sigmoid().amax(-1) >= box_min_score).to(student_box.dtype)  # [B, N]
+    box_error = (student_box - teacher_box).pow(2).sum(-1) * confident
+    box_term = box_error.sum(-1) / (4.0 * confident.sum(-1).clamp(min=1.0))
+    weights = mask.to(student_cls.dtype)
+    return ((cls_term + box_term) * weights).sum() / max(1, int(mask.numel()))
 
 
 def parameter_groups(
@@ -406,6 +475,9 @@ def train_detector(
     init_model = model_from_checkpoint(init_checkpoint, init) if init_checkpoint is not None else None
     last_path = last_state_path(out)
     saved = _read_resume_state(last_path, config) if resume else None
+    if saved is not None:
+        config = _resumed_distillation(config, saved["recipe"], log)
+    distilled_splits = distilled_roots(config.distill_data, roots)
     history_windows = _history_windows(config, init_checkpoint, saved)
     train_set = _training_samples(config, train_dirs, history_windows)
     model, state = _starting_model_and_state(
@@ -413,11 +485,23 @@ def train_detector(
     )
     optimizer = _optimizer(model, config, state, saved)
     model.to(device)
+    teacher = _load_teacher(config.distill_from, model.config, train_set.spec, device)
     anchors = _training_anchors(model.config, config.augment.crop_size).to(device)
     train_set.preload(progress)
     record: dict[str, Any] = {}
     for epoch in range(state["epoch"], config.epochs):
-        entry = _train_one_epoch(model, optimizer, anchors, train_set, config, state, epoch, device, progress)
+        entry = _train_one_epoch(
+            model,
+            optimizer,
+            anchors,
+            train_set,
+            config,
+            state,
+            epoch,
+            device,
+            progress,
+            Distillation(teacher, distilled_splits, config.distill_weight) if teacher is not None else None,
+        )
         if val_dirs:
             entry["val_map50"] = _validate(model, model.config, config, train_set, val_dirs, progress)
         state["history"].append(entry)
@@ -435,6 +519,83 @@ def train_detector(
         _save_epoch(out, last_path, model, optimizer, train_set, config, state, record, score)
         log(" ".join(f"{k}={v}" for k, v in entry.items()))
     return record
+
+
+def distilled_roots(distill_data: Collection[str], roots: list[Path]) -> tuple[bool, ...]:
+    """Per dataset root (the order of ``roots``, which is the order of the training splits), whether its
+    samples are distilled: it is one of ``distill_data``. Roots are compared as paths, resolved, so
+    ``data/a`` and ``data/a/`` match. ``UserFacingError`` naming a ``distill_data`` root not among
+    ``roots``."""
+    resolved = [root.resolve() for root in roots]
+    wanted = {Path(text).resolve(): text for text in distill_data}
+    strangers = [text for path, text in wanted.items() if path not in resolved]
+    if strangers:
+        raise UserFacingError(
+            f"--distill-data {' '.join(strangers)}: not among the --data roots "
+            f"({' '.join(str(root) for root in roots)}); give each as it is given to --data"
+        )
+    return tuple(path in wanted for path in resolved)
+
+
+def check_teacher(
+    teacher: RetinaNetConfig,
+    teacher_spec: InputSpec,
+    student: RetinaNetConfig,
+    student_spec: InputSpec,
+    source: object,
+) -> None:
+    """``UserFacingError`` naming ``source`` and the field unless the teacher reads the student's input
+    (modality, window, event scale, windows read, input channels) and has the student's outputs (classes,
+    anchors per location and the anchors themselves: sizes, ratios, pyramid levels), anchor for anchor."""
+    pairs = {
+        "modality": (teacher_spec.modality, student_spec.modality),
+        "window_us": (teacher_spec.window_us, student_spec.window_us),
+        "event_scale": (teacher_spec.event_scale, student_spec.event_scale),
+        "history_windows": (teacher_spec.history_windows, student_spec.history_windows),
+        "in_channels": (teacher.in_channels, student.in_channels),
+        "num_classes": (teacher.num_classes, student.num_classes),
+        "anchors_per_location": (teacher.anchors_per_location, student.anchors_per_location),
+        "anchor_min_size": (teacher.anchor_min_size, student.anchor_min_size),
+        "anchor_aspect_ratios": (tuple(teacher.anchor_aspect_ratios), tuple(student.anchor_aspect_ratios)),
+        "finest_stride": (teacher.finest_stride, student.finest_stride),
+    }
+    differing = [
+        f"{name} {theirs} (student: {ours})" for name, (theirs, ours) in pairs.items() if theirs != ours
+    ]
+    if differing:
+        raise UserFacingError(
+            f"--distill-from {source}: the teacher must read the student's input and predict for the "
+            f"same anchors and classes; it differs in {', '.join(differing)}"
+        )
+
+
+def _load_teacher(
+    distill_from: str | None, student: RetinaNetConfig, student_spec: InputSpec, device: str
+) -> RetinaNet | None:
+    """The frozen teacher (eval mode, no gradients) on ``device``, read like ``--init``'s model and
+    checked against the student (:func:`check_teacher`); ``None`` without ``distill_from``."""
+    if distill_from is None:
+        return None
+    checkpoint = read_checkpoint(distill_from)
+    teacher = model_from_checkpoint(checkpoint, distill_from)
+    spec, _ = checkpoint_contract(checkpoint, distill_from)
+    check_teacher(teacher.config, spec, student, student_spec, distill_from)
+    teacher.requires_grad_(False)
+    return teacher.to(device).eval()
+
+
+def _resumed_distillation(config: TrainConfig, recipe: dict[str, Any], log) -> TrainConfig:
+    """A resumed run's distillation: the one given, else the saved recipe's (its teacher reloaded from
+    the path recorded there)."""
+    if config.distill_from is not None or recipe.get("distill_from") is None:
+        return config
+    log(f"resume: distilling from {recipe['distill_from']} as recorded in the saved recipe")
+    return replace(
+        config,
+        distill_from=recipe["distill_from"],
+        distill_weight=float(recipe["distill_weight"]),
+        distill_data=tuple(recipe["distill_data"]),
+    )
 
 
 def _train_and_val_dirs(
@@ -530,6 +691,20 @@ def _training_anchors(model_config: RetinaNetConfig, crop: tuple[int, int] | Non
     return make_anchors(model_config, crop)
 
 
+@dataclass(frozen=True)
+class Distillation:
+    """The distillation of one training run: the frozen ``teacher``, per training split whether its
+    samples are distilled (``splits``, :func:`distilled_roots`), and the weight ``W``."""
+
+    teacher: RetinaNet
+    splits: tuple[bool, ...]
+    weight: float
+
+    def mask(self, train_set: DetectionSamples, indices: Collection[int]) -> Tensor:
+        """``[B]`` bool: whether each sample of a batch (``indices`` into ``train_set``) is distilled."""
+        return torch.tensor([self.splits[train_set.split_of(int(i))] for i in indices], dtype=torch.bool)
+
+
 def _train_one_epoch(
     model: RetinaNet,
     optimizer: torch.optim.Optimizer,
@@ -540,9 +715,11 @@ def _train_one_epoch(
     epoch: int,
     device: str,
     progress: bool,
+    distillation: Distillation | None = None,
 ) -> dict[str, Any]:
     """One pass over ``train_set`` in the epoch's seeded order; advances ``state["step"]`` and
-    ``state["seconds"]``. Returns the history entry ``{epoch, loss (running mean), seconds}``."""
+    ``state["seconds"]``. Returns the history entry ``{epoch, loss (running mean), seconds}``, with
+    ``distillation`` also ``distill``, the epoch's mean distillation term (:func:`distillation_loss`)."""
     from tqdm import tqdm
 
     started = time.monotonic()
@@ -555,24 +732,34 @@ def _train_one_epoch(
     total_steps = steps_per_epoch * config.epochs
     bar = tqdm(range(steps_per_epoch), desc=f"epoch {epoch + 1}/{config.epochs}", disable=not progress)
     running = 0.0
+    distill_sum = 0.0
     for batch_index in bar:
         indices = order[batch_index * config.batch_size : (batch_index + 1) * config.batch_size]
         inputs, targets = collate_samples([train_set[int(i)] for i in indices])
         targets = [{k: v.to(device) for k, v in t.items()} for t in targets]
         for group in optimizer.param_groups:
             group["lr"] = learning_rate(state["step"], total_steps, config) * group.get("lr_scale", 1.0)
-        losses = _optimisation_step(model, optimizer, anchors, inputs.to(device), targets, loss_config)
+        mask = distillation.mask(train_set, indices.tolist()) if distillation is not None else None
+        losses = _optimisation_step(
+            model, optimizer, anchors, inputs.to(device), targets, loss_config, distillation, mask
+        )
         state["step"] += 1
         loss_value = float(losses["total"].detach())
         running = 0.9 * running + 0.1 * loss_value if batch_index else loss_value
-        bar.set_postfix(
-            loss=f"{running:.3f}",
-            cls=f"{float(losses['cls'].detach()):.3f}",
-            box=f"{float(losses['box'].detach()):.3f}",
-        )
+        postfix = {
+            name: f"{float(losses[name].detach()):.3f}"
+            for name in ("cls", "box", "distill")
+            if name in losses
+        }
+        if "distill" in losses:
+            distill_sum += float(losses["distill"].detach())
+        bar.set_postfix(loss=f"{running:.3f}", **postfix)
     bar.close()
     state["seconds"] += time.monotonic() - started
-    return {"epoch": epoch + 1, "loss": round(running, 4), "seconds": round(state["seconds"], 1)}
+    entry: dict[str, Any] = {"epoch": epoch + 1, "loss": round(running, 4)}
+    if distillation is not None:
+        entry["distill"] = round(distill_sum / steps_per_epoch, 6)
+    return {**entry, "seconds": round(state["seconds"], 1)}
 
 
 def _optimisation_step(
@@ -582,10 +769,23 @@ def _optimisation_step(
     inputs: torch.Tensor,
     targets: list[Target],
     loss_config: LossConfig,
+    distillation: Distillation | None = None,
+    mask: Tensor | None = None,
 ) -> dict[str, torch.Tensor]:
-    """Loss of one batch, its gradient (norm clipped to 10) and an optimiser step; returns the losses."""
+    """Loss of one batch, its gradient (norm clipped to 10) and an optimiser step; returns the losses.
+    With ``distillation``, the teacher reads the same ``inputs`` (no gradients) and the total gains
+    ``W * distill`` over the samples of ``mask`` (:func:`distillation_loss`)."""
     cls_logits, box_deltas = model(inputs)
     losses = detection_loss(cls_logits, box_deltas, anchors, targets, loss_config)
+    if distillation is not None and mask is not None:
+        mask = mask.to(inputs.device)
+        if bool(mask.any()):
+            with torch.no_grad():
+                teacher_cls, teacher_box = distillation.teacher(inputs)
+            distill = distillation_loss(cls_logits, box_deltas, teacher_cls, teacher_box, mask)
+        else:
+            distill = cls_logits.sum() * 0.0
+        losses = {**losses, "distill": distill, "total": losses["total"] + distillation.weight * distill}
     optimizer.zero_grad(set_to_none=True)
     losses["total"].backward()
     torch.nn.utils.clip_grad_norm_(model.parameters(), 10.0)

@@ -127,9 +127,37 @@ def register_train(subparsers: argparse._SubParsersAction) -> None:
         metavar="CKPT",
         help="fine-tune: start from this checkpoint's weights (name or path), fresh optimiser and schedule",
     )
+    _add_distillation_options(train)
     train.add_argument("--device", default=None, help="torch device (default cuda when available, else cpu)")
     train.add_argument("--threads", type=int, default=None, help="CPU threads for torch (default: torch's)")
     train.set_defaults(func=run_train)
+
+
+def _add_distillation_options(train: argparse.ArgumentParser) -> None:
+    """``train``'s distillation against forgetting (``streamdet.train.distillation_loss``)."""
+    train.add_argument(
+        "--distill-from",
+        default=None,
+        metavar="CKPT",
+        help="teacher (name or path, usually the --init model): the student's outputs on the samples of "
+        "--distill-data stay close to its outputs (Learning without Forgetting)",
+    )
+    train.add_argument(
+        "--distill-weight",
+        type=float,
+        default=None,
+        metavar="W",
+        help="weight of the distillation term added to the detection loss (default 1 with --distill-from)",
+    )
+    train.add_argument(
+        "--distill-data",
+        nargs="+",
+        action="extend",
+        default=None,
+        metavar="DIR",
+        help="the --data roots (the old scenes, spelled as given to --data) whose samples are distilled; "
+        "required with --distill-from",
+    )
 
 
 def _add_augmentation_options(train: argparse.ArgumentParser) -> None:
@@ -320,6 +348,8 @@ def run_train(args: argparse.Namespace) -> int:
         torch.set_num_threads(args.threads)
     if args.modality is None and args.init is None:
         raise UserFacingError("train: give --modality (events or intensity), or --init a model to fine-tune")
+    if args.distill_weight is not None and args.distill_from is None:
+        raise UserFacingError("train: --distill-weight needs --distill-from (the teacher model)")
     defaults = TrainConfig()
     config = TrainConfig(
         modality=args.modality or defaults.modality,
@@ -340,6 +370,9 @@ def run_train(args: argparse.Namespace) -> int:
         head_blocks=args.head_blocks,
         new_layer_lr=args.new_layer_lr,
         history_windows=args.history_windows,
+        distill_from=args.distill_from,
+        distill_weight=defaults.distill_weight if args.distill_weight is None else args.distill_weight,
+        distill_data=tuple(dataset_root(text) for text in args.distill_data or ()),
         augment=AugmentConfig(
             crop_size=args.crop,
             noise_rate=args.aug_noise,
