@@ -5,8 +5,9 @@
 - the step: the shortest step of at least :data:`MIN_STEP_US` that divides the model window and that the
   network, timed alone at start (:func:`measure_step_rate`), runs :data:`REAL_TIME_HEADROOM` times faster
   than real time (:func:`live_step_us`);
-- the model (``auto``): the first of :data:`AUTO_MODELS` that keeps up with its finest step, else the
-  one that steps fastest (:func:`pick_live_model`, :func:`load_live_model`).
+- the model (``auto``): the first of :data:`AUTO_MODELS` that keeps up with its finest step (25 ms for
+  IF neurons, the whole window for burst neurons), else the one that steps fastest
+  (:func:`pick_live_model`, :func:`load_live_model`).
 """
 
 from __future__ import annotations
@@ -70,23 +71,31 @@ def measure_step_rate(snn: SpikingDetector, steps: int = 12, seed: int = 0) -> f
     return steps / (time.perf_counter() - started)
 
 
-def keeps_up_with_finest_step(window_us: int, steps_per_s: float | None) -> bool:
-    """Whether :func:`live_step_us` at this measured rate is the finest step the window allows (its value
-    without a rate; always so when nothing was measured)."""
+def keeps_up_with_finest_step(window_us: int, steps_per_s: float | None, burst: bool = False) -> bool:
+    """Whether a network stepping ``steps_per_s`` times a second alone keeps up with the finest step it
+    runs live (always so when nothing was measured). IF neurons: :func:`live_step_us` at this rate is
+    the finest step the window allows (its value without a rate). Burst neurons step once per window
+    (:func:`burst_steps`), whatever the machine, so the rate must be :data:`REAL_TIME_HEADROOM` times
+    that step rate: 12 steps per second for a 100 ms window."""
+    if steps_per_s is None:
+        return True
+    if burst:
+        return steps_per_s >= REAL_TIME_HEADROOM * 1e6 / burst_steps(window_us)[0]
     return live_step_us(window_us, steps_per_s) == live_step_us(window_us)
 
 
-def pick_live_model(candidates: list[tuple[str, int, float | None]]) -> str:
+def pick_live_model(candidates: list[tuple[str, int, float | None]], burst: bool = False) -> str:
     """The name of the first ``(name, window_us, steps_per_s)`` that :func:`keeps_up_with_finest_step`
-    (a better network at a coarser step scored 0.10 map50 below the faster one at the finest step on two
-    CPU cores), or, when none does, of the one that steps fastest, which then takes the finest step it
-    keeps up with: on a slow hour of the 2-core sandbox ``events-default`` at 50 ms steps fell behind
-    (0.79 map50, 141 ms median latency, 60 of 400 steps dropped) where ``events-fast`` at 50 ms kept up
-    (0.84, 50 ms, 11 dropped; docs/demo.md)."""
+    (with IF neurons a better network at a coarser step scored 0.10 map50 below the faster one at the
+    finest step on two CPU cores; with burst neurons every network that keeps up scores its ANN's
+    accuracy, so the better one runs wherever it keeps up), or, when none does, of the one that steps
+    fastest, which then takes the finest step it keeps up with: on a slow hour of the 2-core sandbox
+    ``events-default`` at 50 ms IF steps fell behind (0.79 map50, 141 ms median latency, 60 of 400 steps
+    dropped) where ``events-fast`` at 50 ms kept up (0.84, 50 ms, 11 dropped; docs/demo.md)."""
     if not candidates:
         raise ValueError("no candidate models")
     for name, window_us, steps_per_s in candidates:
-        if keeps_up_with_finest_step(window_us, steps_per_s):
+        if keeps_up_with_finest_step(window_us, steps_per_s, burst):
             return name
     return max(candidates, key=lambda candidate: candidate[2])[0]
 
@@ -249,9 +258,9 @@ def load_live_model(
         if measure:  # the node-by-node rate of the precision timing, unless it now runs compiled
             rate = (not snn.compiled and precision_rates.get(snn.precision)) or measure_step_rate(snn)
         loaded.append((candidate, snn, rate))
-        if keeps_up_with_finest_step(snn.spec.window_us, rate):
+        if keeps_up_with_finest_step(snn.spec.window_us, rate, snn.burst):
             break  # no later candidate is needed
-    chosen = pick_live_model([(n, s.spec.window_us, r) for n, s, r in loaded])
+    chosen = pick_live_model([(n, s.spec.window_us, r) for n, s, r in loaded], loaded[0][1].burst)
     rates = {n: r for n, _, r in loaded}
     if len(loaded) > 1:
         listed = ", ".join(f"{n} {r:.0f}" for n, r in rates.items())

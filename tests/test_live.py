@@ -12,6 +12,7 @@ from streamdet.live import (
     BFLOAT16_MIN_GAIN,
     REAL_TIME_HEADROOM,
     choose_precision,
+    keeps_up_with_finest_step,
     live_step_us,
     load_live_model,
     measure_step_rate,
@@ -54,6 +55,19 @@ def test_auto_model_is_the_first_that_keeps_up_with_the_finest_step():
     assert pick_live_model([("best", 100_000, None), ("fast", 100_000, None)]) == "best"
     # a 20 ms window is one step whatever the rate
     assert pick_live_model([("best", 20_000, 1.0), ("fast", 100_000, 200.0)]) == "best"
+
+
+def test_auto_model_with_burst_neurons_needs_to_keep_up_with_one_step_per_window():
+    """Burst neurons step once per window: 12 steps/s alone keep up with 100 ms windows, where IF neurons
+    would need 48 for their 25 ms steps."""
+    per_window = REAL_TIME_HEADROOM * 10  # one step per 100 ms window, with headroom
+    assert keeps_up_with_finest_step(100_000, per_window, burst=True)
+    assert not keeps_up_with_finest_step(100_000, per_window - 0.1, burst=True)
+    assert not keeps_up_with_finest_step(100_000, per_window, burst=False)
+    assert pick_live_model([("best", 100_000, per_window), ("fast", 100_000, 70.0)], burst=True) == "best"
+    assert pick_live_model([("best", 100_000, per_window), ("fast", 100_000, 70.0)]) == "fast"
+    # neither keeps up with one step per window: the faster
+    assert pick_live_model([("best", 100_000, 5.0), ("fast", 100_000, 9.0)], burst=True) == "fast"
 
 
 def test_auto_model_without_a_measurement_loads_only_events_default():

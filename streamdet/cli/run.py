@@ -382,8 +382,9 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         "--model",
         default="events-default",
         help="model name or file (default events-default), or auto: events-default, or events-fast where "
-        "this CPU steps only that one at 25 ms, or the faster of the two where neither keeps up (timed with "
-        "--dt-us auto, as the demo does)",
+        "this CPU keeps up only with that one (one step per window with burst neurons, 25 ms steps with IF "
+        "neurons), or the faster of the two where neither keeps up (timed with --dt-us auto, as the demo "
+        "does)",
     )
     _add_detector_options(detect)
     detect.add_argument(
@@ -478,7 +479,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         "--model",
         default="auto",
         help="model name or file, or auto (the default): events-default, or events-fast where this CPU "
-        "steps only that one at 25 ms",
+        "keeps up only with that one (one step per window with burst neurons, 25 ms steps with IF neurons)",
     )
     demo.add_argument("--preset", default="maritime", help="scene preset (default maritime)")
     demo.add_argument("--seed", type=int, default=7, help="scene seed (default 7)")
