@@ -572,8 +572,13 @@ def check_teacher(
 def _load_teacher(
     distill_from: str | None, student: RetinaNetConfig, student_spec: InputSpec, device: str
 ) -> RetinaNet | None:
-    """The frozen teacher (eval mode, no gradients) on ``device``, read like ``--init``'s model and
-    checked against the student (:func:`check_teacher`); ``None`` without ``distill_from``."""
+    """The frozen teacher on ``device``, read like ``--init``'s model and checked against the student
+    (:func:`check_teacher`); ``None`` without ``distill_from``.
+
+    Frozen: no gradients, weights and BatchNorm running statistics never change (momentum 0). Its
+    BatchNorm layers normalise with the batch's statistics, as the student's do in training, so a student
+    equal to the teacher has a distillation term of 0 (on the tiny test data, eval-mode statistics made
+    the term push the student's eval-mode outputs away from the teacher's instead)."""
     if distill_from is None:
         return None
     checkpoint = read_checkpoint(distill_from)
@@ -581,7 +586,10 @@ def _load_teacher(
     spec, _ = checkpoint_contract(checkpoint, distill_from)
     check_teacher(teacher.config, spec, student, student_spec, distill_from)
     teacher.requires_grad_(False)
-    return teacher.to(device).eval()
+    for module in teacher.modules():
+        if isinstance(module, torch.nn.modules.batchnorm._BatchNorm):
+            module.momentum = 0.0  # running = (1 - momentum) running + momentum batch: kept
+    return teacher.to(device).train()
 
 
 def _resumed_distillation(config: TrainConfig, recipe: dict[str, Any], log) -> TrainConfig:

@@ -23,6 +23,7 @@ from streamdet.train import (
     AugmentConfig,
     TrainConfig,
     add_hot_pixels,
+    distillation_loss,
     horizontal_flip,
     make_augment,
     random_crop,
@@ -478,3 +479,143 @@ def test_bad_augmentation_settings_are_named(tiny_root: Path, tmp_path: Path, ca
         error = capsys.readouterr().err
         assert "augmentation" in error and value.lstrip("-") in error, error
     assert not (tmp_path / "x.pt").exists()
+
+
+def test_distillation_loss_is_zero_for_the_teacher_and_counts_only_masked_samples() -> None:
+    """Zero when the student equals the teacher (and for logits shifted alike over the classes), positive
+    otherwise; a sample outside the mask adds nothing, and the box term skips anchors the teacher calls
+    background (highest probability below 0.05)."""
+    generator = torch.Generator().manual_seed(0)
+    teacher_cls = torch.randn(3, 50, 4, generator=generator)
+    teacher_box = torch.randn(3, 50, 4, generator=generator)
+    everyone = torch.tensor([True, True, True])
+    assert float(distillation_loss(teacher_cls, teacher_box, teacher_cls, teacher_box, everyone)) == 0.0
+    shifted = teacher_cls + torch.randn(3, 50, 1, generator=generator)
+    assert float(distillation_loss(shifted, teacher_box, teacher_cls, teacher_box, everyone)) < 1e-10
+    student_cls = teacher_cls + 0.1 * torch.randn(3, 50, 4, generator=generator)
+    assert float(distillation_loss(student_cls, teacher_box, teacher_cls, teacher_box, everyone)) > 0.0
+    moved = student_cls.clone()
+    moved[1] += torch.randn(50, 4, generator=generator)  # sample 1 differs much more
+    first_only = torch.tensor([True, False, False])
+    assert float(distillation_loss(moved, teacher_box, teacher_cls, teacher_box, first_only)) == float(
+        distillation_loss(student_cls, teacher_box, teacher_cls, teacher_box, first_only)
+    )
+    assert float(distillation_loss(moved, teacher_box, teacher_cls, teacher_box, ~first_only)) > float(
+        distillation_loss(student_cls, teacher_box, teacher_cls, teacher_box, ~first_only)
+    )
+    nobody = torch.zeros(3, dtype=torch.bool)
+    assert float(distillation_loss(moved, teacher_box, teacher_cls, teacher_box, nobody)) == 0.0
+    background = torch.full((1, 50, 4), -10.0)  # sigmoid ~ 5e-5 everywhere: no box is distilled
+    one = torch.tensor([True])
+    boxes_moved = teacher_box[:1] + 1.0
+    assert float(distillation_loss(background, boxes_moved, background, teacher_box[:1], one)) == 0.0
+    confident = background.clone()
+    confident[0, :10, 2] = 0.0  # probability 0.5 on 10 anchors: their deltas, each off by 1, count
+    confident_term = distillation_loss(confident, boxes_moved, confident, teacher_box[:1], one)
+    assert float(confident_term) == pytest.approx(1.0)
+    student = student_cls.clone().requires_grad_(True)
+    distillation_loss(student, teacher_box, teacher_cls, teacher_box, first_only).backward()
+    assert student.grad[0].abs().sum() > 0 and student.grad[1:].abs().sum() == 0
+
+
+def _student_and_teacher_distance(student: Path, teacher: Path, split: Path) -> float:
+    """Mean :func:`distillation_loss` of ``student``'s outputs from ``teacher``'s over ``split`` (eval)."""
+    student_model, teacher_model = (load_detector(path) for path in (student, teacher))
+    samples = DetectionSamples.for_model([split], teacher_model.spec)
+    inputs = pad_input(torch.stack([samples[i][0] for i in range(len(samples))]))
+    with torch.no_grad():
+        outputs = [bundle.model.eval()(inputs) for bundle in (student_model, teacher_model)]
+    everyone = torch.ones(len(samples), dtype=torch.bool)
+    return float(distillation_loss(*outputs[0], *outputs[1], everyone))
+
+
+def test_distillation_trains_only_on_old_scenes_and_keeps_the_teacher(
+    tiny_root: Path, tmp_path: Path, overfit_checkpoint: Path, capsys
+) -> None:
+    """A fine-tune on an old root (distilled) and a new one (not): the history carries the epoch's mean
+    distillation term; with a frozen student (lr 1e-12, batches of one) the terms of the two roots add up, so
+    a sample of the non-distilled root adds nothing; a huge weight keeps the student's outputs on the old
+    scene closer to the teacher's than the same fine-tune without it; --resume reloads the teacher."""
+    torch.set_num_threads(1)
+    new_root = tmp_path / "new"
+    write_tiny_split(new_root, "train", images=4, seed=7)
+    old, new = str(tiny_root), str(new_root)
+    quiet = {"progress": False, "log": lambda line: None}
+    frozen = TrainConfig(
+        modality="events",
+        size="tiny",
+        epochs=1,
+        batch_size=1,
+        lr=1e-12,
+        event_scale=3.0,
+        augment=NO_AUGMENT,
+        distill_from=str(overfit_checkpoint),
+        distill_data=(old,),
+    )
+    terms = {}
+    for name, roots in (("old", (old,)), ("new", (new,)), ("both", (old, new))):
+        record = train_detector(
+            replace(frozen, distill_data=roots), [old, new], tmp_path / f"{name}.pt", **quiet
+        )
+        terms[name] = record["history"][0]["distill"]
+        assert record["recipe"]["distill_data"] == roots
+    assert terms["old"] > 0 and terms["new"] > 0
+    assert terms["old"] + terms["new"] == pytest.approx(terms["both"], rel=1e-4)
+
+    tune = replace(frozen, epochs=3, batch_size=4, lr=2e-2, warmup_steps=1)
+    plain = replace(tune, distill_from=None, distill_data=())
+    train_detector(plain, [old, new], tmp_path / "plain.pt", init=overfit_checkpoint, **quiet)
+    record = train_detector(
+        replace(tune, distill_weight=1000.0),
+        [old, new],
+        tmp_path / "kept.pt",
+        init=overfit_checkpoint,
+        **quiet,
+    )
+    assert all(entry["distill"] > 0 for entry in record["history"])
+    assert "distill" not in load_detector(tmp_path / "plain.pt").metadata["train"]["history"][0]
+    kept, drifted = (
+        _student_and_teacher_distance(tmp_path / name, overfit_checkpoint, tiny_root / "train")
+        for name in ("kept.pt", "plain.pt")
+    )
+    assert kept < 0.5 * drifted, (kept, drifted)
+
+    command = ["train", "--init", str(overfit_checkpoint), "--data", old, new, "--crop", "none"]
+    command += ["--batch-size", "4", "--lr", "1e-3", "--out", str(tmp_path / "cli.pt")]
+    distill = ["--distill-from", str(overfit_checkpoint), "--distill-data", old, "--distill-weight", "5"]
+    assert main([*command, "--epochs", "1", *distill]) == 0
+    assert main([*command, "--epochs", "2", "--resume"]) == 0
+    train = load_detector(tmp_path / "cli.pt").metadata["train"]
+    assert train["recipe"]["distill_from"] == str(overfit_checkpoint)
+    assert train["recipe"]["distill_weight"] == 5.0 and list(train["recipe"]["distill_data"]) == [old]
+    assert [("distill" in entry) for entry in train["history"]] == [True, True]
+    assert "distill=" in capsys.readouterr().out
+
+
+def test_distillation_errors_are_named(
+    tiny_root: Path, tmp_path: Path, overfit_checkpoint: Path, capsys
+) -> None:
+    """A teacher without the roots to distil, roots not among --data, a weight without a teacher, a bad
+    weight, and a teacher whose anchors or input differ from the student's are refused by name."""
+    torch.set_num_threads(1)
+    command = ["train", "--init", str(overfit_checkpoint), "--data", str(tiny_root), "--crop", "none"]
+    command += ["--epochs", "1", "--batch-size", "4", "--out", str(tmp_path / "x.pt")]
+    teacher = ["--distill-from", str(overfit_checkpoint)]
+    cases = [
+        (teacher, "needs distill_data (--distill-data"),
+        (["--distill-data", str(tiny_root)], "needs distill_from (--distill-from"),
+        (["--distill-weight", "2"], "--distill-weight needs --distill-from"),
+        ([*teacher, "--distill-data", str(tiny_root), "--distill-weight", "-1"], "distill_weight must be"),
+        ([*teacher, "--distill-data", str(tmp_path / "elsewhere")], "elsewhere: not among the --data roots"),
+        (
+            [*teacher, "--distill-data", str(tiny_root), "--anchor-ratios", "0.5,1,2,3"],
+            "anchors_per_location 9 (student: 12)",
+        ),
+        ([*teacher, "--distill-data", str(tiny_root), "--history-windows", "1"], "history_windows 0"),
+    ]
+    for options, message in cases:
+        assert main([*command, *options]) == 2, options
+        error = capsys.readouterr().err
+        assert message in error, (options, error)
+    assert not (tmp_path / "x.pt").exists()
+
