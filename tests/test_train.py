@@ -618,4 +618,3 @@ def test_distillation_errors_are_named(
         error = capsys.readouterr().err
         assert message in error, (options, error)
     assert not (tmp_path / "x.pt").exists()
-
