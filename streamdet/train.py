@@ -369,31 +369,36 @@ def distillation_loss(
     box_min_score: float = DISTILL_BOX_MIN_SCORE,
 ) -> Tensor:
     """Distillation against forgetting (Li and Hoiem 2016; for detectors Shmelkov et al. 2017): how far
-    the student's outputs moved from the teacher's on the samples of old scenes.
+    the student's outputs moved from the teacher's on the samples of old scenes, where it matters to the
+    detections: the (anchor, class) pairs either network scores at least ``box_min_score``,
+    ``P_b = {(a, k) : max(sigmoid(s_bak), sigmoid(t_bak)) >= box_min_score}`` (the student's side taken
+    without gradient), and ``A_b = {a : max_k sigmoid(t_bak) >= box_min_score}``::
 
-    With logits centred over the ``K`` classes, ``s'_ak = s_ak - (1/K) sum_j s_aj`` (same for ``t``),
-    and ``A_b = {a : max_k sigmoid(t_bak) >= box_min_score}``::
-
-        L = (1/B) sum_b m_b [ (1/(N K)) sum_{a,k} (s'_bak - t'_bak)^2
+        L = (1/B) sum_b m_b [ (1/max(1, |P_b|)) sum_{(a,k) in P_b} (s_bak - t_bak)^2
                               + (1/(4 max(1, |A_b|))) sum_{a in A_b} ||d^s_ba - d^t_ba||^2 ]
 
-    over all ``N`` anchors of each sample; ``m_b`` is 1 for a distilled sample and 0 otherwise, so a
-    sample of a new scene adds nothing (and a batch without distilled samples gives 0).
+    ``m_b`` is 1 for a distilled sample and 0 otherwise, so a sample of a new scene adds nothing (and a
+    batch without distilled samples gives 0). The class term keeps the teacher's detections and holds
+    down the student's new ones; the logits of the background (most anchors, far below the threshold in
+    both networks) move freely, since they change no detection. Over all anchors they made most of the
+    term: on the street fine-tune of docs/real-scenes.md a mean squared error of the centred logits over
+    every anchor read 1.8-2.9 a hundred steps in.
 
     Args:
         student_cls, teacher_cls: class logits ``[B, N, K]``.
         student_box, teacher_box: box deltas ``[B, N, 4]``.
         mask: ``[B]`` bool, the samples distilled.
-        box_min_score: see ``A_b``.
+        box_min_score: the score threshold of ``P_b`` and ``A_b``.
 
     Returns:
         the scalar ``L`` (differentiable in the student's outputs).
     """
-    centred = (student_cls - student_cls.mean(-1, keepdim=True)) - (
-        teacher_cls - teacher_cls.mean(-1, keepdim=True)
-    )
-    cls_term = centred.pow(2).mean(dim=(1, 2))
-    confident = (teacher_cls.sigmoid().amax(-1) >= box_min_score).to(student_box.dtype)  # [B, N]
+    teacher_scores = teacher_cls.sigmoid()
+    scored = torch.maximum(student_cls.detach().sigmoid(), teacher_scores) >= box_min_score  # [B, N, K]
+    scored = scored.to(student_cls.dtype)
+    cls_error = (student_cls - teacher_cls).pow(2) * scored
+    cls_term = cls_error.sum(dim=(1, 2)) / scored.sum(dim=(1, 2)).clamp(min=1.0)
+    confident = (teacher_scores.amax(-1) >= box_min_score).to(student_box.dtype)  # [B, N]
     box_error = (student_box - teacher_box).pow(2).sum(-1) * confident
     box_term = box_error.sum(-1) / (4.0 * confident.sum(-1).clamp(min=1.0))
     weights = mask.to(student_cls.dtype)
