@@ -771,28 +771,40 @@ def read_cvat_labels(
     return {frame: tuple(rows) for frame, rows in boxes.items()}, count, size
 
 
+def frames_or_video(
+    source: Path, frames_subdir: str, fps: float | None, no_rate: str, missing: str, natural: bool = False
+) -> tuple[float, tuple[int, int], int, Path | None, tuple[tuple[int, Path], ...]]:
+    """``(rate, size, frame count, video file or None, (index, frame file) pairs)`` of a sequence given
+    as a folder of frames (in ``frames_subdir`` where the folder has one, else in the folder; name
+    order, ``natural`` for unpadded numbers) at ``fps`` (required: ``no_rate`` says why), or as a video
+    file at its own rate or ``fps``; FileFormatError ``missing`` when ``source`` is neither."""
+    if source.is_dir():
+        frame_dir = source / frames_subdir if (source / frames_subdir).is_dir() else source
+        files = _image_files(frame_dir, natural=natural)
+        if not files:
+            raise FileFormatError(frame_dir, "holds no image files")
+        if not fps:
+            raise UserFacingError(f"{source}: {no_rate}; pass --fps")
+        return float(fps), image_size(files[0]), len(files), None, tuple(enumerate(files))
+    if source.is_file():
+        rate, size, count = video_rate_size_count(source, fps)
+        return rate, size, count, source, ()
+    raise FileFormatError(source, missing)
+
+
 def read_cvat(source: str | Path, labels: str | Path | None = None, fps: float | None = None) -> VideoSource:
     """A "CVAT for video 1.1" export: a folder with ``annotations.xml`` (or ``labels``) and its frames in
     ``images/`` (else in the folder itself), in name order, at ``fps`` (required: CVAT stores no frame
     rate); or a video file with ``labels`` (default ``<video stem>.xml`` beside it) at its own rate. The
     ``<meta>``'s frame count and size are checked against the frames."""
     source = Path(source)
-    if source.is_dir():
-        label_file = Path(labels) if labels else source / "annotations.xml"
-        frame_dir = source / "images" if (source / "images").is_dir() else source
-        files = _image_files(frame_dir)
-        if not files:
-            raise FileFormatError(frame_dir, "holds no image files")
-        if not fps:
-            raise UserFacingError(f"{source}: CVAT stores no frame rate; pass --fps")
-        rate, size, count, video = float(fps), image_size(files[0]), len(files), None
-        frame_files = tuple(enumerate(files))
-    elif source.is_file():
-        label_file = Path(labels) if labels else source.with_suffix(".xml")
-        rate, size, count = video_rate_size_count(source, fps)
-        video, frame_files = source, ()
+    rate, size, count, video, frame_files = frames_or_video(
+        source, "images", fps, "CVAT stores no frame rate", "no such CVAT export folder or video file"
+    )
+    if labels:
+        label_file = Path(labels)
     else:
-        raise FileFormatError(source, "no such CVAT export folder or video file")
+        label_file = source.with_suffix(".xml") if video else source / "annotations.xml"
     boxes, stated_count, stated_size = read_cvat_labels(label_file)
     if stated_count is not None and count and stated_count != count:
         raise FileFormatError(label_file, f"<meta> states {stated_count} frames but {source} holds {count}")
@@ -902,22 +914,14 @@ def read_sot(
         raise UserFacingError(
             f"{source}: single-object-tracking labels name no class; pass --class (e.g. --class boat)"
         )
-    if source.is_dir():
-        frame_dir = source / "img" if (source / "img").is_dir() else source
-        files = _image_files(frame_dir, natural=True)
-        if not files:
-            raise FileFormatError(frame_dir, "holds no image files")
-        if not fps:
-            raise UserFacingError(f"{source}: a folder of frames states no frame rate; pass --fps")
-        label_file = Path(labels) if labels else sot_label_file(source)
-        rate, size, count, video = float(fps), image_size(files[0]), len(files), None
-        frame_files = tuple(enumerate(files))
-    elif source.is_file():
-        label_file = Path(labels) if labels else source.with_suffix(".txt")
-        rate, size, count = video_rate_size_count(source, fps)
-        video, frame_files = source, ()
+    rate, size, count, video, frame_files = frames_or_video(
+        source, "img", fps, "a folder of frames states no frame rate", "no such frame folder or video file",
+        natural=True,
+    )  # fmt: skip
+    if labels:
+        label_file = Path(labels)
     else:
-        raise FileFormatError(source, "no such frame folder or video file")
+        label_file = source.with_suffix(".txt") if video else sot_label_file(source)
     boxes, lines = read_sot_labels(label_file, class_name)
     if count and lines != count:
         more = "more" if lines > count else "fewer"
