@@ -5,7 +5,8 @@ Run: ``.venv/bin/python bench/bench_scene_render.py [--presets traffic,street] [
 For each seed, each preset renders ``--frames`` frames 10 ms apart at 346x260 on one OpenCV thread;
 presets take turns seed by seed, so that the load of a shared machine weighs on all of them alike.
 ``process_time`` counts the CPU time of this process only. Street scenes are split by camera (pole or
-car camera), which costs differently: a car camera redraws the whole street at every frame.
+car camera), which costs differently: a car camera redraws the whole street at every frame; harbour
+scenes likewise (quay, drone or boat camera).
 
 ``--truths`` prints instead, per preset, why boxes are labelled or ignored over seeds 200-239 at
 t = 1.5 s (``bench_dataset.ignore_reasons``) and how far pedestrians move on the sensor in the 50 ms
@@ -32,7 +33,8 @@ def render_ms_per_frame(preset: str, seed: int, frames: int) -> tuple[float, str
     for index in range(frames):
         scene.render(index * 10_000)
     elapsed = time.process_time() - start
-    camera = ("car" if scene.moving else "pole") if preset == "street" else preset
+    cameras = {"street": lambda: "car" if scene.moving else "pole", "harbour": lambda: scene.camera_kind}
+    camera = cameras.get(preset, lambda: preset)()
     return elapsed / frames * 1e3, camera
 
 
@@ -70,7 +72,7 @@ def main() -> None:
     for seed in range(args.seeds):
         for preset in presets:
             ms, camera = render_ms_per_frame(preset, seed, args.frames)
-            key = preset if preset != "street" else f"street ({camera} camera)"
+            key = preset if camera == preset else f"{preset} ({camera} camera)"
             timings.setdefault(key, []).append(ms)
     for key, values in timings.items():
         summary = {"median": np.median(values), "min": min(values), "max": max(values)}

@@ -47,7 +47,7 @@ class SyntheticDriveConfig:
     """What the synthetic driver publishes.
 
     Attributes:
-        preset: scene preset (``maritime`` or ``traffic``).
+        preset: scene preset (one of ``streamdet.scenes.PRESETS``: maritime, traffic, street, harbour).
         endpoint: ZeroMQ endpoint to bind.
         sensor: ``dvs`` (events) or ``spike`` (spike-camera frames).
         stream: stream name; topics ``events/NAME`` or ``spikes/NAME`` and ``truth/NAME``.

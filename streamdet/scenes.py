@@ -48,13 +48,14 @@ from dataclasses import dataclass, field, replace
 import cv2
 import numpy as np
 
-PRESETS: tuple[str, ...] = ("maritime", "traffic", "street")
+PRESETS: tuple[str, ...] = ("maritime", "traffic", "street", "harbour")
 """Scene presets, by name."""
 
 PRESET_CLASSES: dict[str, tuple[str, ...]] = {
     "maritime": ("boat", "buoy"),
     "traffic": ("car", "pedestrian"),
     "street": ("car", "pedestrian"),
+    "harbour": ("boat", "buoy"),
 }
 """Classes that each preset labels (names from ``streamdet.CLASS_NAMES``)."""
 
@@ -75,7 +76,7 @@ class SceneConfig:
     """What to render.
 
     Attributes:
-        preset: ``"maritime"``, ``"traffic"`` or ``"street"``.
+        preset: ``"maritime"``, ``"traffic"``, ``"street"`` or ``"harbour"``.
         sensor_size: ``(width, height)`` in pixels.
         seed: seed of every random choice in the scene.
         duration_us: scene length in microseconds; objects enter over the whole duration.
@@ -646,6 +647,27 @@ _BOAT_KINDS = {
 """Boat kinds and their length ranges in metres."""
 
 
+def _arc_position(
+    x0_m: float, z0_m: float, heading0: float, turn_rate: float, speed_m_s: float, tau_s: float
+) -> tuple[float, float, float]:
+    """``(x_m, z_m, heading)`` after ``tau_s`` on a circular arc: ``psi = psi0 + omega tau``,
+    ``x = x0 + (v / omega)(cos psi0 - cos psi)``, ``z = z0 + (v / omega)(sin psi - sin psi0)`` (a straight
+    line when ``omega`` is 0; heading 0 is away from the camera, along +z)."""
+    heading = heading0 + turn_rate * tau_s
+    if abs(turn_rate) < 1e-6:
+        return (
+            x0_m + speed_m_s * tau_s * math.sin(heading0),
+            z0_m + speed_m_s * tau_s * math.cos(heading0),
+            heading,
+        )
+    radius = speed_m_s / turn_rate
+    return (
+        x0_m + radius * (math.cos(heading0) - math.cos(heading)),
+        z0_m + radius * (math.sin(heading) - math.sin(heading0)),
+        heading,
+    )
+
+
 @dataclass(frozen=True, eq=False)
 class _Boat:
     """A boat on a circular arc: heading ``psi(t) = psi0 + omega (t - t0)`` (0 = away from the camera)."""
@@ -670,20 +692,9 @@ class _Boat:
     class_name: str = "boat"
 
     def position(self, t_s: float) -> tuple[float, float, float]:
-        """``(x_m, z_m, heading)`` at ``t_s``: ``x = x0 + (v / omega)(cos psi0 - cos psi)``; z alike."""
-        tau = t_s - self.t0_s
-        heading = self.heading0 + self.turn_rate * tau
-        if abs(self.turn_rate) < 1e-6:
-            return (
-                self.x0_m + self.speed_m_s * tau * math.sin(self.heading0),
-                self.z0_m + self.speed_m_s * tau * math.cos(self.heading0),
-                heading,
-            )
-        radius = self.speed_m_s / self.turn_rate
-        return (
-            self.x0_m + radius * (math.cos(self.heading0) - math.cos(heading)),
-            self.z0_m + radius * (math.sin(heading) - math.sin(self.heading0)),
-            heading,
+        """``(x_m, z_m, heading)`` at ``t_s`` (:func:`_arc_position`)."""
+        return _arc_position(
+            self.x0_m, self.z0_m, self.heading0, self.turn_rate, self.speed_m_s, t_s - self.t0_s
         )
 
     def draw(self, t_s: float) -> _Drawn | None:
@@ -2637,10 +2648,1107 @@ class StreetScene(Scene):
         )
 
 
+# --------------------------------------------------------------------------------------------------
+# harbour
+
+
+_HARBOUR_BOAT_KINDS: dict[str, tuple[float, float]] = {**_BOAT_KINDS, "barge": (40.0, 110.0)}
+"""Boat kinds of the harbour and their length ranges in metres: the maritime kinds and inland barges."""
+
+_HARBOUR_CAMERAS = ("quay", "drone", "boat")
+"""Harbour cameras: fixed on a quay or pole, a drone looking obliquely down, on a boat moving along."""
+
+
+def _barge_profile(length: float, rng: np.random.Generator, water: float) -> list[_ProfilePart]:
+    """Side view of an inland cargo ship (metres, bow towards +x, waterline at y = 0): a long low hull,
+    the hold (containers in blocks, hatch covers or an empty coaming), accommodation and a wheelhouse
+    with its window band at the stern."""
+    half = length / 2.0
+    hull_l = _contrasting_luminance(rng, water)
+    colours = _BoatColours(hull_l, _contrasting_luminance(rng, hull_l, 0.12), float(rng.uniform(0.03, 0.15)))
+    freeboard = float(rng.uniform(1.0, 2.5))
+    hull = np.array([[-half, 0], [0.9 * half, 0], [half, 1.4 * freeboard], [-half, freeboard]], np.float32)
+    parts = [(hull, colours.hull), (_rect(-half, 0.75 * freeboard, 0.97 * half, freeboard), colours.deck)]
+    hold0, hold1 = -0.62 * half, 0.85 * half
+    cargo = rng.random()
+    if cargo < 0.4:
+        x = hold0
+        while x < hold1 - 12.0:
+            block = 6.1 * int(rng.integers(2, 5))
+            tiers = int(rng.integers(1, 4))
+            top = freeboard + 2.6 * tiers
+            parts.append(
+                (_rect(x, freeboard, min(x + block, hold1), top), _contrasting_luminance(rng, hull_l, 0.08))
+            )
+            x += block + 0.3
+    else:
+        coaming = float(rng.uniform(0.8, 1.6)) if cargo < 0.8 else 0.6
+        parts.append((_rect(hold0, freeboard, hold1, freeboard + coaming), colours.deck))
+    house_h = float(rng.uniform(2.5, 4.0))
+    parts.append((_rect(-half + 1.0, freeboard, hold0 - 0.5, freeboard + house_h), colours.deck))
+    wheel_x = -half + 0.45 * (hold0 + half)
+    wheel_top = freeboard + house_h + float(rng.uniform(1.8, 2.6))
+    parts += [
+        (_rect(wheel_x - 2.0, freeboard + house_h, wheel_x + 2.0, wheel_top), colours.deck),
+        (_rect(wheel_x - 1.7, wheel_top - 1.2, wheel_x + 1.7, wheel_top - 0.4), colours.dark),
+    ]
+    return parts
+
+
+def _boat_end_profile(
+    side: list[_ProfilePart], beam: float, length: float, front: bool
+) -> list[_ProfilePart]:
+    """The bow (``front``) or stern view of a boat (metres, x across, y up from the waterline) made from
+    its side view: the hull narrows to the keel (a V at the bow, a transom at the stern) and every part
+    above it keeps its heights and grey level, as wide as it is long when it is narrow (masts, funnels,
+    a person) and at most 0.95 (longer than 0.3 L), 0.55 (dark bands: windows) or 0.7 beams otherwise;
+    sails are seen edge-on (0.15 m) and discs (heads, balls) keep their shape."""
+    hull, hull_l = side[0]
+    freeboard = float(hull[hull[:, 0] < 0, 1].max())
+    half = beam / 2.0
+    if front:
+        top = 1.25 * freeboard
+        outline = [[-half, top], [half, top], [0.15 * half, 0.0], [-0.15 * half, 0.0]]
+    else:
+        outline = [[-half, freeboard], [half, freeboard], [0.75 * half, 0.0], [-0.75 * half, 0.0]]
+    parts: list[_ProfilePart] = [(np.array(outline, np.float32), hull_l)]
+    dark = min(luminance for _, luminance in side)
+    for polygon, luminance in side[1:]:
+        x0, y0 = polygon.min(axis=0)
+        x1, y1 = polygon.max(axis=0)
+        extent = float(x1 - x0)
+        if len(polygon) == len(_UNIT_CIRCLE):
+            parts.append((polygon - np.float32([(x0 + x1) / 2.0, 0.0]), luminance))
+            continue
+        if len(polygon) == 3:
+            width = 0.15
+        elif extent > 0.3 * length:
+            width = min(extent, 0.95 * beam)
+        elif luminance == dark and extent > 0.06 * length:
+            width = min(extent, 0.55 * beam)
+        else:
+            width = min(extent, 0.7 * beam)
+        parts.append((_rect(-width / 2.0, float(y0), width / 2.0, float(y1)), luminance))
+    return parts
+
+
+@dataclass(frozen=True)
+class _Drift:
+    """The harbour camera's position, metres: ``x(t) = x0 + vx t + ax sin(wx t)``,
+    ``z(t) = vz t + az sin(wz t)`` (a quay camera stands still; a drone drifts and wanders; a boat moves
+    along and surges)."""
+
+    x0_m: float
+    vx_m_s: float
+    vz_m_s: float
+    wander_x_m: float
+    wander_z_m: float
+    rate_x: float
+    rate_z: float
+
+    def x(self, t_s: float) -> float:
+        return self.x0_m + self.vx_m_s * t_s + self.wander_x_m * math.sin(self.rate_x * t_s)
+
+    def z(self, t_s: float) -> float:
+        return self.vz_m_s * t_s + self.wander_z_m * math.sin(self.rate_z * t_s)
+
+
+@dataclass(frozen=True, eq=False)
+class _HarbourBoat:
+    """A boat on the water in perspective: its deck (footprint at freeboard height), the side facing the
+    camera (side view on the hull's side plane) and the near end (bow or stern view,
+    :func:`_boat_end_profile`) are world polygons projected from the camera, so a boat seen side-on,
+    bow-on, stern-on or obliquely has the right look and grows as it approaches. Under the boat (not
+    labelled): the mirrored hull (its reflection, blended towards the water) and, when it moves faster
+    than 1.5 m/s, a foam trail and the two arms of its Kelvin wake (19.5 deg). Moored boats have speed 0.
+    Position: :func:`_arc_position` from ``t0_s``; visible for ``t0_s <= t <= t1_s``."""
+
+    track_id: int
+    camera: _Camera
+    ego: _Drift
+    side: _Upright
+    ends: tuple[_Upright, _Upright]
+    reflections: tuple[_Upright, _Upright, _Upright]
+    deck: np.ndarray
+    deck_luminance: float
+    length_m: float
+    beam_m: float
+    x0_m: float
+    z0_m: float
+    heading0: float
+    turn_rate: float
+    speed_m_s: float
+    t0_s: float
+    t1_s: float
+    bob_amplitude_m: float
+    bob_rate: float
+    bob_phase: float
+    visibility_m: float
+    haze_luminance: float
+    wake_luminance: float
+    far_m: float
+    canvas_width: int
+    class_name: str = "boat"
+
+    def draw(self, t_s: float) -> _Drawn | None:
+        if not self.t0_s <= t_s <= self.t1_s:
+            return None
+        x, z, heading = _arc_position(
+            self.x0_m, self.z0_m, self.heading0, self.turn_rate, self.speed_m_s, t_s - self.t0_s
+        )
+        ego_x, ego_z = self.ego.x(t_s), self.ego.z(t_s)
+        x_rel, distance = x - ego_x, z - ego_z
+        reach = 0.5 * self.length_m + self.beam_m
+        if not 1.0 < distance <= self.far_m:
+            return None
+        f = self.camera.focal_px
+        u = self.camera.centre_col + f * x_rel / distance
+        if (
+            distance > 2.0 * reach
+            and abs(u - 0.5 * self.canvas_width) > 0.5 * self.canvas_width + 2.0 * f * reach / distance
+        ):
+            return None
+        sin_h, cos_h = math.sin(heading), math.cos(heading)
+        # the side whose outward normal (cos h, -sin h) * s faces the camera, and the end nearer to it
+        side_sign = 1.0 if -(x_rel * cos_h - distance * sin_h) >= 0.0 else -1.0
+        front = -(x_rel * sin_h + distance * cos_h) >= 0.0
+        phase = self.bob_rate * t_s + self.bob_phase
+        bob = self.bob_amplitude_m * math.sin(phase)
+        pitch = 0.01 * math.sin(phase + 1.0)
+        haze = 1.0 - math.exp(-distance / self.visibility_m)
+        small = f * self.length_m / distance < 16.0  # then the hulls alone (side and end), no deck
+        half_beam, half_length = 0.5 * self.beam_m, 0.5 * self.length_m
+        end = self.ends[0 if front else 1]
+        # local (along a, up, across c) -> world: x = x_c + a sin h + c cos h, z = z_c + a cos h - c sin h
+        pieces: list[tuple[np.ndarray, tuple[tuple[int, int], ...], tuple[float, ...], int | None]] = []
+        if self.speed_m_s > 1.5 and not small:
+            pieces.append(self._wake())
+        if not small:
+            for upright, across in (
+                (self.reflections[0], side_sign * half_beam),
+                (self.reflections[1 if front else 2], None),
+            ):
+                pieces.append(self._local(upright, across, front, half_length, None))
+        if not small:
+            pieces.append((self.deck, ((0, len(self.deck)),), (self.deck_luminance,), self.track_id))
+        pieces.append(self._local(self.side, side_sign * half_beam, front, half_length, self.track_id, small))
+        pieces.append(self._local(end, None, front, half_length, self.track_id, small))
+        local = np.concatenate([piece[0] for piece in pieces])
+        along, up, across = local[:, 0], local[:, 1], local[:, 2]
+        height = up + bob + pitch * along
+        world = np.stack(
+            [x + along * sin_h + across * cos_h, height, z + along * cos_h - across * sin_h], axis=1
+        )
+        if (world[:, 2] - ego_z).min() < 1.0:
+            return None
+        projected = _project_world(world, self.camera, ego_x, ego_z, 1.0)
+        parts, offset = [], 0
+        for vertices, spans, luminances, owner in pieces:
+            for (start, stop), luminance in zip(spans, luminances, strict=True):
+                hazy = luminance * (1.0 - haze) + self.haze_luminance * haze
+                parts.append(_Part(projected[offset + start : offset + stop], hazy, owner))
+            offset += len(vertices)
+        return _Drawn(distance, parts)
+
+    def _local(
+        self,
+        upright: _Upright,
+        across: float | None,
+        front: bool,
+        half_length: float,
+        owner: int | None,
+        hull_only: bool = False,
+    ) -> tuple[np.ndarray, tuple[tuple[int, int], ...], tuple[float, ...], int | None]:
+        """Local ``(along, up, across)`` vertices of a side view on the plane ``across`` (None: an end
+        view, across the boat at the bow or stern); ``hull_only``: its first part alone."""
+        spans, luminances = upright.spans, upright.luminances
+        if hull_only:
+            spans, luminances = spans[:1], luminances[:1]
+        vertices = upright.vertices[: spans[-1][1]]
+        if across is None:
+            along = np.full(len(vertices), half_length if front else -half_length, np.float32)
+            local = np.stack([along, vertices[:, 1], vertices[:, 0]], axis=1)
+        else:
+            local = np.stack(
+                [vertices[:, 0], vertices[:, 1], np.full(len(vertices), across, np.float32)], axis=1
+            )
+        return local, spans, luminances, owner
+
+    def _wake(self) -> tuple[np.ndarray, tuple[tuple[int, int], ...], tuple[float, ...], None]:
+        """Foam trail (from the beam at the stern to 1.6 beams at 0.6 w) and the two Kelvin arms
+        (0.3 m wide, ``tan 19.5 deg = 0.354``) over a wake of ``w = min(3 L, 4 s v)`` metres, on the water."""
+        half, stern = 0.5 * self.beam_m, -0.5 * self.length_m
+        wake = min(3.0 * self.length_m, 4.0 * self.speed_m_s)
+        spread = half + 0.354 * wake
+        trail = [
+            [stern, half],
+            [stern, -half],
+            [stern - 0.6 * wake, -1.6 * half],
+            [stern - 0.6 * wake, 1.6 * half],
+        ]
+        arms = []
+        for sign in (1.0, -1.0):
+            arms.append(
+                [
+                    [stern, sign * half],
+                    [stern, sign * (half + 0.3)],
+                    [stern - wake, sign * (spread + 0.3)],
+                    [stern - wake, sign * spread],
+                ]
+            )
+        flat = np.array(trail + arms[0] + arms[1], np.float32)
+        local = np.stack([flat[:, 0], np.full(len(flat), 0.01, np.float32), flat[:, 1]], axis=1)
+        return local, ((0, 4), (4, 8), (8, 12)), (self.wake_luminance,) * 3, None
+
+
+@dataclass(frozen=True, eq=False)
+class _HarbourBuoy:
+    """A navigation or mooring buoy at a fixed ``(x, z)``, bobbing ``y(t) = a (sin(w t + phi) - 0.5)`` and
+    tilting, seen from the harbour camera."""
+
+    track_id: int
+    camera: _Camera
+    ego: _Drift
+    profile: list[tuple[np.ndarray, float]]
+    x_m: float
+    z_m: float
+    bob_amplitude_m: float
+    bob_rate: float
+    bob_phase: float
+    tilt_rad: float
+    visibility_m: float
+    haze_luminance: float
+    far_m: float
+    class_name: str = "buoy"
+
+    def draw(self, t_s: float) -> _Drawn | None:
+        distance = self.z_m - self.ego.z(t_s)
+        if not 3.0 <= distance <= self.far_m:
+            return None
+        phase = self.bob_rate * t_s + self.bob_phase
+        haze = 1.0 - math.exp(-distance / self.visibility_m)
+        parts = _place(
+            self.profile,
+            self.camera,
+            self.x_m - self.ego.x(t_s),
+            distance,
+            self.bob_amplitude_m * (math.sin(phase) - 0.5),
+            1.0,
+            self.tilt_rad * math.sin(phase + 0.7),
+            self.track_id,
+            haze,
+            self.haze_luminance,
+        )
+        return _Drawn(distance, parts)
+
+
+@dataclass(frozen=True, eq=False)
+class _Pontoon:
+    """A floating pontoon or a fixed pier on piles reaching across the water at ``z0_m..z1_m`` from a
+    bank (``x0_m..x1_m``): world quads (end face, deck, front beam, piles, bollards) drawn far to near
+    with the boats (it hides what lies behind it)."""
+
+    quads: np.ndarray
+    luminances: tuple[float, ...]
+    z_mid_m: float
+    camera: _Camera
+    ego: _Drift
+
+    def draw(self, t_s: float) -> _Drawn | None:
+        ego_z = self.ego.z(t_s)
+        if self.quads[..., 2].min() - ego_z < 2.0:
+            return None
+        polygons = _project_world(self.quads, self.camera, self.ego.x(t_s), ego_z, 1.0)
+        parts = [
+            _Part(polygon, luminance, None)
+            for polygon, luminance in zip(polygons, self.luminances, strict=True)
+        ]
+        return _Drawn(self.z_mid_m - ego_z, parts)
+
+
+@dataclass(frozen=True, eq=False)
+class _Bank:
+    """One bank of the water at lateral ``x_m`` (side +1: right, -1: left): the quay top and the
+    buildings behind it (``back``), trees, lamps and bollards (``props``, drawn far to near), then the
+    quay wall with its ladders and capping (``front``), in that order so that a camera below the quay
+    top sees the wall hide what stands on the quay."""
+
+    x_m: float
+    side: float
+    back: _QuadBatch
+    props: list[_Prop]
+    front: _QuadBatch
+
+
+class HarbourScene(Scene):
+    """A harbour or an inland waterway in perspective: textured water with ripples and reflections, a far
+    shore with buildings, sheds, cranes and trees, quays along one or both banks, pontoons and piers
+    with moored boats, moving boats at every heading (dinghies to barges) with their wakes, buoys; seen
+    from a quay camera, a drone or a boat (a third of the scenes each, from the seed)."""
+
+    def __init__(self, config: SceneConfig) -> None:
+        super().__init__(config)
+        rng = self.rng
+        duration_s = config.duration_us * 1e-6
+        self.camera_kind = str(rng.choice(_HARBOUR_CAMERAS))
+        self.river = bool(rng.random() < 0.45)
+        width = float(rng.uniform(35.0, 180.0)) if self.river else float(rng.uniform(150.0, 500.0))
+        left_share = float(rng.uniform(0.3, 0.7))
+        banks = (True, True) if self.river else (bool(rng.random() < 0.3), bool(rng.random() < 0.3))
+        self.bank_x = (
+            -left_share * width if banks[0] else -math.inf,
+            (1.0 - left_share) * width if banks[1] else math.inf,
+        )
+        self.ego, self.camera = self._make_camera(rng, duration_s)
+        ego_z_end = max(self.ego.z(t) for t in np.linspace(0.0, duration_s, 50))
+        self.far_m = float(rng.uniform(150.0, 600.0)) + ego_z_end
+        self.z_range = (min(self.ego.z(t) for t in np.linspace(0.0, duration_s, 50)) - 30.0, self.far_m)
+        self.water_luminance = float(rng.uniform(0.12, 0.5))
+        self.haze_luminance = float(rng.uniform(0.45, 0.9))
+        self.visibility_m = float(rng.uniform(300.0, 3000.0))
+        self.reflectance = float(rng.uniform(0.3, 0.7))
+        self._build_static(rng)
+        self._build_waves(rng)
+        self._build_far_shore(rng)
+        self.banks = [
+            self._build_bank(rng, side, x)
+            for side, x in ((-1.0, self.bank_x[0]), (1.0, self.bank_x[1]))
+            if math.isfinite(x)
+        ]
+        self._build_motion(rng)
+        self._structure_cache: tuple[tuple[float, float], np.ndarray, np.ndarray, int, np.ndarray] | None = (
+            None
+        )
+        self._populate(rng, duration_s)
+
+    # ---- camera -------------------------------------------------------------------------------------
+
+    def _make_camera(self, rng: np.random.Generator, duration_s: float) -> tuple[_Drift, _Camera]:
+        """Quay: 2.5-12 m up at the edge of a bank (or on a pole in the basin), fixed; drone: 15-60 m up,
+        looking obliquely down (horizon from above the frame to 30 %), drifting 0.2-1.5 m/s and wandering;
+        boat: 1.5-4 m up, moving along at 1-5 m/s."""
+        left, right = self.bank_x
+        if self.camera_kind == "quay":
+            focal, height, horizon = rng.uniform(0.8, 1.6), rng.uniform(2.5, 12.0), rng.uniform(0.15, 0.45)
+            sides = [x for x in (left, right) if math.isfinite(x)]
+            x0 = (sides[int(rng.integers(0, len(sides)))] * 0.97) if sides and rng.random() < 0.8 else 0.0
+            ego = _Drift(float(x0), 0.0, 0.0, 0.0, 0.0, 0.0, 0.0)
+        elif self.camera_kind == "drone":
+            focal, height, horizon = rng.uniform(0.6, 1.2), rng.uniform(15.0, 60.0), rng.uniform(-0.25, 0.3)
+            speed, direction = float(rng.uniform(0.2, 1.5)), float(rng.uniform(0.0, 2 * math.pi))
+            ego = _Drift(
+                float(rng.uniform(-0.2, 0.2)) * min(right - left, 200.0),
+                speed * math.sin(direction) * (0.2 if self.river else 1.0),
+                speed * math.cos(direction),
+                float(rng.uniform(0.5, 3.0)),
+                float(rng.uniform(0.5, 3.0)),
+                2 * math.pi / float(rng.uniform(6.0, 20.0)),
+                2 * math.pi / float(rng.uniform(6.0, 20.0)),
+            )
+        else:
+            focal, height, horizon = rng.uniform(0.6, 1.2), rng.uniform(1.5, 4.0), rng.uniform(0.3, 0.5)
+            speed = float(rng.uniform(1.0, 5.0))
+            ego = _Drift(
+                float(rng.uniform(-0.1, 0.1)) * min(right - left, 200.0),
+                float(rng.uniform(-0.3, 0.3)),
+                speed,
+                0.0,
+                float(rng.uniform(0.0, 0.1)) * speed,
+                0.0,
+                2 * math.pi / float(rng.uniform(4.0, 10.0)),
+            )
+        camera = _Camera(
+            focal_px=float(focal) * self.width,
+            height_m=float(height),
+            centre_col=(self.canvas_width - 1) / 2.0,
+            horizon_row=CANVAS_MARGIN_PX + float(horizon) * self.height,
+        )
+        return ego, camera
+
+    def _build_motion(self, rng: np.random.Generator) -> None:
+        """Camera shake, by camera: quay sway (0.05-0.4 px at 0.2-1 Hz, vibration 0.03-0.15 px at 5-12 Hz);
+        drone pan (4-14 px over 15-40 s), jitter (0.1-0.4 px at 2-8 Hz); boat roll (0.5-2.5 deg),
+        pitch (2-6 px), yaw (1-4 px) over 2-6 s and engine vibration (0.1-0.3 px at 6-15 Hz)."""
+        kind = self.camera_kind
+        self.roll_amplitude = math.radians(float(rng.uniform(0.5, 2.5))) if kind == "boat" else 0.002
+        slow = {"quay": (0.05, 0.4), "drone": (4.0, 14.0), "boat": (2.0, 6.0)}[kind]
+        periods = {"quay": (1.0, 5.0), "drone": (15.0, 40.0), "boat": (2.0, 6.0)}[kind]
+        fast = {"quay": (0.03, 0.15), "drone": (0.1, 0.4), "boat": (0.1, 0.3)}[kind]
+        fast_hz = {"quay": (5.0, 12.0), "drone": (2.0, 8.0), "boat": (6.0, 15.0)}[kind]
+        self.slow_px = rng.uniform(*slow, size=2)
+        self.slow_rates = 2 * math.pi / rng.uniform(*periods, size=3)
+        self.slow_phases = rng.uniform(0.0, 2 * math.pi, size=3)
+        self.fast_px = float(rng.uniform(*fast))
+        self.fast_rates = 2 * math.pi * rng.uniform(*fast_hz, size=2)
+        self.gain_amplitude = float(rng.uniform(0.0, 0.12))
+        self.gain_rate = 2 * math.pi / float(rng.uniform(3.0, 20.0))
+
+    # ---- static world -------------------------------------------------------------------------------
+
+    def _build_static(self, rng: np.random.Generator) -> None:
+        """Sky (gradient, clouds) and water: luminance fading into the haze (the sky it reflects) with
+        distance, a lateral brightness gradient and slow texture."""
+        width, height = self.canvas_width, self.canvas_height
+        camera = self.camera
+        rows = np.arange(height, dtype=np.float32)[:, None]
+        cols = np.arange(width, dtype=np.float32)[None, :]
+        self.water_first_row = int(min(max(math.ceil(camera.horizon_row), 0), height - 1))
+        below = np.maximum(rows - camera.horizon_row, 0.5)
+        depth = np.minimum(camera.focal_px * camera.height_m / below, 20_000.0)
+        haze = 1.0 - np.exp(-depth / self.visibility_m)
+        water = self.water_luminance * (1.0 - haze) + self.haze_luminance * haze
+        water = water + float(rng.uniform(-0.06, 0.06)) * (cols / width - 0.5)
+        water = water + 0.03 * _smooth_noise(
+            rng, (height, width), (int(rng.integers(3, 8)), int(rng.integers(4, 10)))
+        )
+        above = np.clip((camera.horizon_row - rows) / max(camera.horizon_row, 1.0), 0.0, 1.0)
+        sky_top = float(rng.uniform(0.35, 0.95))
+        sky = self.haze_luminance + (sky_top - self.haze_luminance) * np.sqrt(above)
+        sky = sky + float(rng.uniform(0.0, 0.12)) * above * _smooth_noise(rng, (height, width), (4, 8))
+        self.static = np.where(rows >= camera.horizon_row, water, sky + 0.0 * cols).astype(np.float32)
+        self.water_depth = depth[self.water_first_row :]
+        self.water_x = ((cols - camera.centre_col) * self.water_depth / camera.focal_px).astype(np.float32)
+
+    def _build_waves(self, rng: np.random.Generator) -> None:
+        """Ripples: three components ``a_i L att_i sin(k_i . (X, Z) - w_i t)`` in world metres with
+        wavelengths 0.4-1.5, 1.5-5 and 5-15 m, ``w = sqrt(g k)``, amplitudes 3-12 % of the local water
+        luminance ``L``, faded out where a wavelength spans fewer than 4 px. The grids are stored relative
+        to the camera, ``sin(k . X_c)`` and ``cos(k . X_c)``, so that a camera at ``(x_e, z_e)`` adds the
+        phase ``k . (x_e, z_e)`` by a weighted sum (as in the maritime preset)."""
+        roughness = float(rng.uniform(0.03, 0.12))
+        water = np.maximum(self.static[self.water_first_row :], 0.05)
+        grids, wavenumbers, rates = [], [], []
+        for low, high in ((0.4, 1.5), (1.5, 5.0), (5.0, 15.0)):
+            wavelength = float(rng.uniform(low, high))
+            k = 2 * math.pi / wavelength
+            direction = float(rng.uniform(-math.pi, math.pi))
+            kx, kz = k * math.sin(direction), k * math.cos(direction)
+            phase = kx * self.water_x + kz * self.water_depth
+            pixels_per_wave = wavelength * self.camera.focal_px / self.water_depth
+            fade = np.clip((pixels_per_wave - 4.0) / 8.0, 0.0, 1.0)
+            gain = roughness * float(rng.uniform(0.4, 1.0)) * fade * water
+            grids += [(gain * np.sin(phase)).ravel(), (gain * np.cos(phase)).ravel()]
+            wavenumbers.append((kx, kz))
+            rates.append(math.sqrt(9.81 * k))
+        self.wave_grids = np.ascontiguousarray(np.stack(grids), dtype=np.float32)
+        self.wave_numbers = np.array(wavenumbers)
+        self.wave_rates = np.array(rates)
+
+    def _build_far_shore(self, rng: np.random.Generator) -> None:
+        """The far shore at ``far_m``: a quay wall, sheds, buildings with window grids, cranes, trees and
+        hills drawn once at about one canvas pixel per sprite pixel (``r = far_m / f`` metres) with an
+        alpha mask, hazed, and its reflection (flipped, streaked vertically, darker). Each frame warps
+        both onto the canvas for the camera's position: ``u = c_x + f (x - x_e) / (far - z_e)``."""
+        f = self.camera.focal_px
+        res = self.far_m / f
+        half_view = 0.5 * self.canvas_width * res * 1.3 + 200.0
+        x0, x1 = -half_view, half_view
+        rows, cols = int(80.0 / res) + 2, int((x1 - x0) / res) + 2
+        lum = np.zeros((rows, cols), np.float32)
+        alpha = np.zeros((rows, cols), np.float32)
+
+        def fill(polygon_m: np.ndarray, value: float) -> None:
+            pixels = np.stack([(polygon_m[:, 0] - x0) / res, (80.0 - polygon_m[:, 1]) / res], axis=1)
+            _fill(lum, pixels.astype(np.float32), value)
+            _fill(alpha, pixels.astype(np.float32), 1.0)
+
+        hills = float(rng.uniform(0.0, 40.0)) if rng.random() < 0.6 else 0.0
+        if hills > 0:
+            xs = np.linspace(x0, x1, 64, dtype=np.float32)
+            top = hills * (0.6 + 0.4 * _smooth_noise(rng, (1, 64), (1, int(rng.integers(3, 9))))[0])
+            fill(
+                np.concatenate([np.stack([xs, top], 1), [[x1, 0.0], [x0, 0.0]]]).astype(np.float32),
+                float(rng.uniform(0.15, 0.45)),
+            )
+        quay = float(rng.uniform(1.0, 3.0))
+        ground = float(rng.uniform(0.25, 0.7))
+        x = x0
+        while x < x1:
+            kind = rng.random()
+            span = float(rng.uniform(8.0, 60.0))
+            if kind < 0.35:
+                self._shore_building(rng, fill, x, x + span, quay)
+            elif kind < 0.55:
+                roof = float(rng.uniform(6.0, 14.0))
+                shade = float(rng.uniform(0.2, 0.85))
+                fill(
+                    np.array(
+                        [
+                            [x, quay],
+                            [x + span, quay],
+                            [x + span, quay + roof],
+                            [x + span / 2, quay + roof + 3.0],
+                            [x, quay + roof],
+                        ],
+                        np.float32,
+                    ),
+                    shade,
+                )
+                for door in np.arange(x + 3.0, x + span - 6.0, float(rng.uniform(8.0, 16.0))):
+                    fill(_rect(float(door), quay, float(door) + 4.0, quay + 0.6 * roof), shade * 0.5)
+            elif kind < 0.75:
+                crown = float(rng.uniform(0.08, 0.35))
+                for tree in np.arange(x, x + span, float(rng.uniform(4.0, 9.0))):
+                    radius = float(rng.uniform(2.0, 5.0))
+                    fill(_disc((float(tree), quay + 1.5 * radius + 2.0), radius, 1.3 * radius), crown)
+            elif kind < 0.85:
+                self._shore_crane(rng, fill, x + span / 2.0, quay)
+            x += span + (float(rng.uniform(0.0, 20.0)) if rng.random() < 0.3 else 0.0)
+        fill(_rect(x0, 0.0, x1, quay), float(rng.uniform(0.15, 0.6)))
+        fill(_rect(x0, quay, x1, quay + 0.4), ground)
+        haze = 1.0 - math.exp(-self.far_m / self.visibility_m)
+        lum = lum * (1.0 - haze) + self.haze_luminance * haze
+        lum = cv2.GaussianBlur(lum * alpha, (0, 0), 0.5)
+        alpha = cv2.GaussianBlur(alpha, (0, 0), 0.5)
+        lum = np.where(alpha > 1e-3, lum / np.maximum(alpha, 1e-3), 0.0).astype(np.float32)
+        self.shore = cv2.merge([lum, alpha])
+        flipped = self.shore[::-1].copy()
+        streak = max(3, int(1.5 / res) | 1)
+        self.shore_reflection = cv2.blur(flipped, (1, streak))
+        self.shore_geometry = (x0, res, rows)
+
+    def _shore_building(self, rng: np.random.Generator, fill, x0: float, x1: float, quay: float) -> None:
+        """A block with a window grid (floors of 3-3.6 m, bays of 2.5-4 m) and a roof line."""
+        height = float(rng.uniform(6.0, 35.0))
+        wall = float(rng.uniform(0.2, 0.9))
+        glass = float(np.clip(wall + (0.3 if wall < 0.5 else -0.35), 0.02, 1.0))
+        fill(_rect(x0, quay, x1, quay + height), wall)
+        floor, bay = float(rng.uniform(3.0, 3.6)), float(rng.uniform(2.5, 4.0))
+        for y in np.arange(quay + 1.5, quay + height - 2.0, floor):
+            for x in np.arange(x0 + 1.0, x1 - 2.0, bay):
+                fill(_rect(float(x), float(y), float(x) + 0.5 * bay, float(y) + 1.4), glass)
+        fill(
+            _rect(x0 - 0.3, quay + height - 0.6, x1 + 0.3, quay + height),
+            _contrasting_luminance(rng, wall, 0.1),
+        )
+
+    def _shore_crane(self, rng: np.random.Generator, fill, x: float, quay: float) -> None:
+        """A harbour crane: a tower (or a gantry's two legs), a jib and a counter-jib."""
+        height = float(rng.uniform(20.0, 45.0))
+        shade = float(rng.uniform(0.05, 0.35)) if rng.random() < 0.7 else float(rng.uniform(0.7, 0.95))
+        reach = float(rng.uniform(15.0, 40.0)) * (1.0 if rng.random() < 0.5 else -1.0)
+        fill(_rect(x - 1.0, quay, x + 1.0, quay + height), shade)
+        if rng.random() < 0.5:
+            fill(_rect(x + 12.0, quay, x + 14.0, quay + height), shade)
+        fill(_rect(min(x, x + reach), quay + height - 1.2, max(x, x + reach), quay + height), shade)
+        fill(
+            _rect(min(x, x - 0.3 * reach), quay + height - 1.5, max(x, x - 0.3 * reach), quay + height), shade
+        )
+        fill(_segment((x, quay + height + 5.0), (x + reach, quay + height), 0.3), shade)
+
+    def _build_bank(self, rng: np.random.Generator, side: float, x_wall: float) -> _Bank:
+        """Quay wall (0.8-3 m high), its top, ladders every 10-25 m and the capping; buildings set back
+        6-30 m with window bands and piers (like the street's facades), gaps; trees, lamps, bollards."""
+        z0, z1 = self.z_range
+        quay = float(rng.uniform(0.8, 3.0))
+        top_l, wall_l = float(rng.uniform(0.25, 0.75)), float(rng.uniform(0.1, 0.6))
+        out = x_wall + side * 80.0
+        back = [_Facet(np.array([_box_quad(*sorted((x_wall, out)), quay, quay, z0, z1)], np.float32), top_l)]
+        setback = float(rng.uniform(6.0, 30.0))
+        x_face = x_wall + side * setback
+        reach = 0.35 * self.camera.focal_px
+        z = z0 + float(rng.uniform(0.0, 20.0))
+        while z < z1:
+            length = float(rng.uniform(10.0, 40.0))
+            if rng.random() < 0.8:
+                height = float(rng.uniform(5.0, 25.0))
+                wall = float(rng.uniform(0.15, 0.9))
+                glass = float(np.clip(wall + (0.3 if wall < 0.5 else -0.35), 0.02, 1.0))
+                back.append(
+                    _Facet(
+                        np.array([_box_quad(x_face, x_face, quay, quay + height, z, z + length)], np.float32),
+                        wall,
+                        layer=1,
+                    )
+                )
+                floor, bay = float(rng.uniform(2.8, 3.6)), float(rng.uniform(2.2, 3.8))
+                floors = np.arange(quay + 1.0, quay + height - 2.5, floor)
+                bays = np.arange(z + 0.8, z + length - 0.8 - bay * 0.5, bay)
+                if len(floors) and len(bays):
+                    window = bay * float(rng.uniform(0.4, 0.65))
+                    bands = [
+                        _box_quad(x_face, x_face, f, f + 1.4, bays[0], bays[-1] + window) for f in floors
+                    ]
+                    piers = [
+                        _box_quad(x_face, x_face, floors[0], floors[-1] + 1.4, b + window, b + bay)
+                        for b in bays[:-1]
+                    ]
+                    back += [
+                        _Facet(np.array(bands, np.float32), glass, reach_m=reach, layer=2),
+                        _Facet(np.array(piers, np.float32), wall, reach_m=reach, layer=3),
+                    ]
+                back.append(
+                    _Facet(
+                        np.array(
+                            [_box_quad(x_face, x_face, quay + height - 0.5, quay + height, z, z + length)],
+                            np.float32,
+                        ),
+                        _contrasting_luminance(rng, wall, 0.1),
+                        layer=4,
+                    )
+                )
+            z += length + (float(rng.uniform(2.0, 15.0)) if rng.random() < 0.3 else 0.0)
+        front = [_Facet(np.array([_box_quad(x_wall, x_wall, 0.0, quay, z0, z1)], np.float32), wall_l)]
+        ladders = [
+            _box_quad(x_wall, x_wall, 0.0, quay, s, s + 0.5)
+            for s in np.arange(z0, z1, float(rng.uniform(10.0, 25.0)))
+        ]
+        front += [
+            _Facet(np.array(ladders, np.float32), wall_l * 0.5, reach_m=reach, layer=1),
+            _Facet(
+                np.array([_box_quad(x_wall, x_wall, quay - 0.25, quay, z0, z1)], np.float32),
+                _contrasting_luminance(rng, wall_l, 0.12),
+                layer=2,
+            ),
+        ]
+        offset = min(
+            abs(x_wall - self.ego.x(t)) for t in np.linspace(0.0, self.config.duration_us * 1e-6, 50)
+        )
+        near_m = max(0.9 * self.camera.focal_px * offset / (self.canvas_width / 2.0 + 1.0), _NEAR_M)
+        props: list[_Prop] = []
+        dark = float(rng.uniform(0.05, 0.3))
+        lift = np.float32([0.0, quay])
+        gap = float(rng.uniform(8.0, 20.0))
+        for z in np.arange(z0 + float(rng.uniform(0.0, gap)), z1, gap):
+            props.append(
+                _Prop.of(x_wall + side * 0.4, float(z), [(_rect(-0.2, 0.0, 0.2, 0.5) + lift, dark)], 1)
+            )
+        if rng.random() < 0.7:
+            gap = float(rng.uniform(8.0, 20.0))
+            for z in np.arange(z0 + float(rng.uniform(0.0, gap)), z1, gap):
+                radius = float(rng.uniform(1.5, 3.0))
+                crown = float(rng.uniform(0.08, 0.4))
+                profile = [
+                    (_rect(-0.15, 0.0, 0.15, 2.5 + radius * 0.5) + lift, float(rng.uniform(0.05, 0.25))),
+                    (_disc((0.0, 2.5 + radius), radius, radius * 1.15) + lift, crown),
+                ]
+                props.append(
+                    _Prop.of(
+                        x_wall + side * float(rng.uniform(2.0, max(setback - 2.0, 2.5))), float(z), profile, 2
+                    )
+                )
+        if rng.random() < 0.6:
+            gap = float(rng.uniform(20.0, 40.0))
+            for z in np.arange(z0 + float(rng.uniform(0.0, gap)), z1, gap):
+                pole = float(rng.uniform(4.0, 7.0))
+                profile = [
+                    (_rect(-0.08, 0.0, 0.08, pole) + lift, dark),
+                    (_rect(-0.3, pole - 0.3, 0.3, pole) + lift, float(rng.uniform(0.6, 0.95))),
+                ]
+                props.append(_Prop.of(x_wall + side * 1.5, float(z), profile, 1))
+        props.sort(key=lambda prop: -prop.z_m)
+        return _Bank(x_wall, side, _QuadBatch.of(back, near_m), props, _QuadBatch.of(front, near_m))
+
+    def _structures(self, ego_x: float, ego_z: float) -> tuple[np.ndarray, np.ndarray, int, np.ndarray]:
+        """What the structures make of the canvas seen from ``(ego_x, ego_z)``: the opaque layer (NaN where
+        the water or sky shows) and its mask, and the far shore's reflection as a band of rows
+        (``start``, luminance to add) that the ripples then modulate. The last view is kept, so a quay
+        camera draws its harbour once."""
+        key = (ego_x, ego_z)
+        if self._structure_cache is not None and self._structure_cache[0] == key:
+            return self._structure_cache[1:]
+        camera = self.camera
+        layer = np.full((self.canvas_height, self.canvas_width), np.nan, np.float32)
+        x0, res, rows = self.shore_geometry
+        distance = self.far_m - ego_z
+        scale = camera.focal_px * res / distance
+        offset_u = camera.centre_col + camera.focal_px * (x0 - ego_x) / distance
+        top_v = camera.horizon_row + camera.focal_px * (camera.height_m - 80.0) / distance
+        waterline = camera.horizon_row + camera.focal_px * camera.height_m / distance
+        band_start, band = self.canvas_height, np.zeros((0, self.canvas_width), np.float32)
+        first = int(max(math.floor(top_v), 0))
+        last = int(min(math.ceil(waterline) + 1, self.canvas_height))
+        if last > first:
+            matrix = np.float32([[scale, 0.0, offset_u], [0.0, scale, top_v - first]])
+            warped = cv2.warpAffine(
+                self.shore, matrix, (self.canvas_width, last - first), flags=cv2.INTER_LINEAR
+            )
+            lum, alpha = warped[..., 0], warped[..., 1]
+            behind = self.static[first:last]
+            layer[first:last] = np.where(alpha > 0.02, behind * (1.0 - alpha) + lum * alpha, np.nan)
+        reflection_end = int(min(math.ceil(waterline + scale * rows), self.canvas_height))
+        band_start = int(max(math.floor(waterline), 0))
+        if reflection_end > band_start:
+            shift = scale * (
+                80.0 / res - rows + 1
+            )  # the flipped sprite's first row is y = -(80 - (rows - 1) r)
+            matrix = np.float32([[scale, 0.0, offset_u], [0.0, scale, waterline - band_start + shift]])
+            warped = cv2.warpAffine(
+                self.shore_reflection,
+                matrix,
+                (self.canvas_width, reflection_end - band_start),
+                flags=cv2.INTER_LINEAR,
+            )
+            behind = self.static[band_start:reflection_end]
+            band = (self.reflectance * warped[..., 1] * (0.8 * warped[..., 0] - behind)).astype(np.float32)
+        for bank in self.banks:
+            bank.back.draw(layer, camera, ego_x, ego_z, distance)
+            for prop in bank.props:
+                prop_distance = prop.z_m - ego_z
+                if 1.0 <= prop_distance <= min(distance, camera.focal_px * min(prop.height_m / 8.0, 0.5)):
+                    for part in prop.place(camera, ego_x, prop_distance)[0]:
+                        _fill(layer, part.polygon, part.luminance)
+            bank.front.draw(layer, camera, ego_x, ego_z, distance)
+        mask = ~np.isnan(layer)
+        self._structure_cache = (key, layer, mask, band_start, band)
+        return layer, mask, band_start, band
+
+    # ---- objects ------------------------------------------------------------------------------------
+
+    def _populate(self, rng: np.random.Generator, duration_s: float) -> None:
+        """Pontoons and piers with moored boats, boats moored along the banks and the far quay, moving
+        boats and buoys; objects never in view during the scene are dropped."""
+        objects: list = []
+        self.pontoons: list[_Pontoon] = []
+        self._keep_out: list[tuple[float, float, float, float]] = []
+        for _ in range(int(rng.integers(0, 4))):
+            self._add_pontoon(rng, objects)
+        self._bank_moorings(rng, objects)
+        self._moving_boats(rng, duration_s, objects)
+        self._buoys(rng, objects)
+        kept = [obj for obj in objects if self._ever_visible(obj, duration_s)]
+        self.objects = [replace(obj, track_id=index) for index, obj in enumerate(kept)]
+
+    def _water_x_range(self) -> tuple[float, float]:
+        """Lateral extent of the water considered for objects, metres."""
+        left, right = self.bank_x
+        view = 0.5 * self.canvas_width * self.far_m / self.camera.focal_px
+        return max(left, self.ego.x0_m - view), min(right, self.ego.x0_m + view)
+
+    def _boat(
+        self,
+        rng: np.random.Generator,
+        kind: str,
+        x: float,
+        z: float,
+        heading: float,
+        speed: float,
+        turn: float = 0.0,
+        t0: float = -1e9,
+        t1: float = 1e9,
+        length: float | None = None,
+    ) -> _HarbourBoat:
+        """A boat of ``kind`` with its side view, both end views, reflections and deck outline."""
+        length = float(rng.uniform(*_HARBOUR_BOAT_KINDS[kind])) if length is None else length
+        water = self.water_luminance
+        profile = (
+            _barge_profile(length, rng, water) if kind == "barge" else _boat_profile(kind, length, rng, water)
+        )
+        beam = length * (
+            float(rng.uniform(0.12, 0.16)) if kind in ("barge", "ship") else float(rng.uniform(0.28, 0.4))
+        )
+        if kind == "barge":
+            beam = min(beam, 11.4)
+        ends = (
+            _boat_end_profile(profile, beam, length, True),
+            _boat_end_profile(profile, beam, length, False),
+        )
+        mirror = np.float32([1.0, -0.8])
+
+        def reflected(polygon: np.ndarray, luminance: float) -> list[tuple[np.ndarray, float]]:
+            return [(polygon * mirror, water + self.reflectance * (luminance - water))]
+
+        half, hull = 0.5 * length, profile[0][0]
+        freeboard = float(hull[hull[:, 0] < 0, 1].max())
+        deck = np.array(
+            [
+                [-half, freeboard, -0.5 * beam],
+                [0.5 * half, freeboard, -0.5 * beam],
+                [half, freeboard, 0.0],
+                [0.5 * half, freeboard, 0.5 * beam],
+                [-half, freeboard, 0.5 * beam],
+            ],
+            np.float32,
+        )
+        return _HarbourBoat(
+            0,
+            self.camera,
+            self.ego,
+            _Upright.of(profile),
+            (_Upright.of(ends[0]), _Upright.of(ends[1])),
+            tuple(_Upright.of(reflected(*p[0])) for p in (profile, ends[0], ends[1])),
+            deck,
+            profile[1][1],
+            length,
+            beam,
+            x,
+            z,
+            heading,
+            turn,
+            speed,
+            t0,
+            t1,
+            float(rng.uniform(0.01, 0.05)) * min(length, 10.0) / 5.0 if speed > 0 else 0.0,
+            float(rng.uniform(1.0, 3.0)),
+            float(rng.uniform(0.0, 2 * math.pi)),
+            self.visibility_m,
+            self.haze_luminance,
+            float(np.clip(self.water_luminance + rng.uniform(0.12, 0.3), 0.0, 1.0)),
+            self.far_m,
+            self.canvas_width,
+        )
+
+    def _add_pontoon(self, rng: np.random.Generator, objects: list) -> None:
+        """A pontoon (deck 0.3-0.6 m) or a pier on piles (deck 1.2-2.5 m) from a bank (or from beyond the
+        view) 20-70 % across the water at 25-250 m, with boats moored along its front and back: side-on
+        (alongside) or bow/stern to it, 40-90 % of the berths taken."""
+        left, right = self._water_x_range()
+        side = 1.0 if rng.random() < 0.5 else -1.0
+        root = right if side > 0 else left
+        width_m = right - left
+        tip = root - side * float(rng.uniform(0.2, 0.7)) * width_m
+        if self.camera_kind == "boat":  # keep the boat camera's lane free
+            lane = self.ego.x0_m + side * 12.0
+            tip = max(tip, lane) if side > 0 else min(tip, lane)
+        root = tip + side * min(abs(root - tip) + 5.0, 150.0)
+        x0, x1 = sorted((root, tip))
+        z_near = max(25.0, self.ego.z(0.0) + 25.0)
+        z0 = float(rng.uniform(z_near, max(min(250.0, self.far_m - 60.0), z_near + 1.0)))
+        depth = float(rng.uniform(2.0, 4.0))
+        if any(z0 - 25.0 < b and a < z0 + depth + 25.0 for _, _, a, b in self._keep_out):
+            return
+        z1 = z0 + depth
+        floating = rng.random() < 0.6
+        deck_h = float(rng.uniform(0.3, 0.6)) if floating else float(rng.uniform(1.2, 2.5))
+        deck_l = float(rng.uniform(0.3, 0.85))
+        face_l = float(np.clip(deck_l * rng.uniform(0.4, 0.8), 0.0, 1.0))
+        end_x = x0 if side > 0 else x1
+        quads = [_box_quad(end_x, end_x, 0.0, deck_h, z0, z1), _box_quad(x0, x1, deck_h, deck_h, z0, z1)]
+        luminances = [face_l * 0.8, deck_l]
+        if floating:
+            quads.append(_box_quad(x0, x1, 0.0, deck_h, z0, z0))
+            luminances.append(face_l)
+        else:
+            quads.append(_box_quad(x0, x1, deck_h - 0.4, deck_h, z0, z0))
+            luminances.append(face_l)
+            for pile in np.arange(x0 + 1.0, x1, float(rng.uniform(3.0, 6.0))):
+                quads.append(_box_quad(float(pile), float(pile) + 0.35, 0.0, deck_h - 0.4, z0, z0))
+                luminances.append(face_l * 0.7)
+        for post in np.arange(x0 + 2.0, x1, float(rng.uniform(6.0, 12.0))):
+            quads.append(_box_quad(float(post), float(post) + 0.3, deck_h, deck_h + 0.45, z0 + 0.3, z0 + 0.3))
+            luminances.append(float(rng.uniform(0.05, 0.3)))
+        self.pontoons.append(
+            _Pontoon(np.array(quads, np.float32), tuple(luminances), (z0 + z1) / 2.0, self.camera, self.ego)
+        )
+        self._keep_out.append((x0, x1, z0, z1))
+        kinds = ["dinghy", "motorboat", "sailboat", "fishing"]
+        for row, sign in ((z0, -1.0), (z1, 1.0)):
+            alongside = rng.random() < 0.5
+            occupancy = float(rng.uniform(0.4, 0.9))
+            along = 1.0  # berth edge, metres from the tip towards the root
+            placed = 0
+            while along < x1 - x0 - 3.0 and placed < 6:
+                kind = str(rng.choice(kinds, p=[0.2, 0.45, 0.25, 0.1]))
+                length = float(rng.uniform(*_HARBOUR_BOAT_KINDS[kind]))
+                slot = length + 1.0 if alongside else 0.35 * length + 1.2
+                if rng.random() < occupancy and along + slot < x1 - x0:
+                    x = tip + side * (along + 0.5 * slot)
+                    if alongside:
+                        heading = (math.pi / 2.0) * (1.0 if rng.random() < 0.5 else -1.0)
+                        z = row + sign * (0.2 * length + 0.4)
+                    else:
+                        heading = 0.0 if (sign > 0) == (rng.random() < 0.8) else math.pi
+                        z = row + sign * (0.5 * length + 0.5)
+                    objects.append(self._boat(rng, kind, x, z, heading, 0.0, length=length))
+                    reach = 0.5 * length if not alongside else 0.2 * length
+                    self._keep_out.append(
+                        (x - 0.5 * slot, x + 0.5 * slot, min(row, z - reach), max(row, z + reach))
+                    )
+                    placed += 1
+                along += slot
+
+    def _bank_moorings(self, rng: np.random.Generator, objects: list) -> None:
+        """Boats and barges moored along the banks (bow or stern towards the camera, seen obliquely) and
+        along the far quay (side-on)."""
+        z0 = max(self.ego.z(0.0) + 20.0, 20.0)
+        for side, x_wall in ((-1.0, self.bank_x[0]), (1.0, self.bank_x[1])):
+            if not math.isfinite(x_wall) or rng.random() < 0.3:
+                continue
+            z = z0 + float(rng.uniform(0.0, 30.0))
+            for _ in range(int(rng.integers(1, 5))):
+                kind = str(
+                    rng.choice(["motorboat", "sailboat", "fishing", "barge"], p=[0.35, 0.2, 0.2, 0.25])
+                )
+                length = float(rng.uniform(*_HARBOUR_BOAT_KINDS[kind]))
+                if z + length > self.far_m - 20.0:
+                    break
+                beam = length * (0.14 if kind == "barge" else 0.34)
+                x = x_wall - side * (0.5 * min(beam, 11.4) + 0.3)
+                heading = 0.0 if rng.random() < 0.5 else math.pi
+                objects.append(self._boat(rng, kind, x, z + 0.5 * length, heading, 0.0, length=length))
+                self._keep_out.append(
+                    (min(x_wall, x - side * 6.0), max(x_wall, x - side * 6.0), z, z + length)
+                )
+                z += length + float(rng.uniform(1.0, 40.0))
+        left, right = self._water_x_range()
+        for _ in range(int(rng.integers(0, 3))):
+            kind = str(rng.choice(["fishing", "ship", "barge"]))
+            length = float(rng.uniform(*_HARBOUR_BOAT_KINDS[kind]))
+            x = float(rng.uniform(left, right))
+            z = self.far_m - 0.1 * length - 1.0
+            objects.append(
+                self._boat(
+                    rng,
+                    kind,
+                    x,
+                    z,
+                    math.pi / 2.0 if rng.random() < 0.5 else -math.pi / 2.0,
+                    0.0,
+                    length=length,
+                )
+            )
+
+    def _moving_boats(self, rng: np.random.Generator, duration_s: float, objects: list) -> None:
+        """1-4 boats under way at the start and more arriving (0.1-0.4 per second): crossing, coming
+        towards the camera, leaving, oblique (along the river on a waterway), 0.8-9 m/s (barges and
+        ships 1.5-4), 30 % turning; paths that would run through a pontoon, a moored boat or a bank, or
+        into the camera, are drawn again (up to 8 times)."""
+        left, right = self._water_x_range()
+        rate = float(rng.uniform(0.1, 0.4))
+        starts = [0.0] * int(rng.integers(1, 5))
+        t = 0.0
+        while True:
+            t += float(rng.exponential(1.0 / rate))
+            if t >= duration_s:
+                break
+            starts.append(t)
+        f = self.camera.focal_px
+        for t0 in starts:
+            for _ in range(8):
+                kind = str(rng.choice(list(_HARBOUR_BOAT_KINDS), p=[0.15, 0.35, 0.15, 0.1, 0.05, 0.2]))
+                length = float(rng.uniform(*_HARBOUR_BOAT_KINDS[kind]))
+                slow = kind in ("barge", "ship")
+                speed = float(rng.uniform(1.5, 4.0)) if slow else float(rng.uniform(0.8, 9.0))
+                if self.river and rng.random() < 0.7:
+                    heading = float(rng.uniform(-0.3, 0.3)) + (math.pi if rng.random() < 0.5 else 0.0)
+                else:
+                    heading = float(rng.uniform(-math.pi, math.pi))
+                turn = float(rng.uniform(-0.06, 0.06)) if rng.random() < 0.3 else 0.0
+                z_near = max(12.0, f * length / (1.2 * self.width)) + max(self.ego.z(t0), 0.0)
+                z = float(np.exp(rng.uniform(math.log(z_near), math.log(max(self.far_m - 30.0, 2 * z_near)))))
+                x = (
+                    float(rng.uniform(left + 0.4 * length, right - 0.4 * length))
+                    if right - left > length
+                    else 0.5 * (left + right)
+                )
+                if t0 > 0.0 and abs(math.sin(heading)) > 0.5:  # arriving: enters from the side
+                    view = 0.5 * self.canvas_width * (z - self.ego.z(t0)) / f
+                    x = self.ego.x(t0) - math.copysign(view + 0.6 * length, math.sin(heading))
+                    x = min(max(x, left + 0.4 * length), right - 0.4 * length)
+                boat = self._boat(rng, kind, x, z, heading, speed, turn, t0, duration_s + 1.0, length)
+                if self._path_is_clear(boat, duration_s):
+                    objects.append(boat)
+                    break
+
+    def _path_is_clear(self, boat: _HarbourBoat, duration_s: float) -> bool:
+        """Whether the boat stays on the water, off the pontoons, berths and the camera for the scene."""
+        left, right = self.bank_x
+        margin = 0.5 * boat.length_m + 1.0
+        for t in np.linspace(boat.t0_s if boat.t0_s > 0 else 0.0, duration_s, 24):
+            x, z, _ = _arc_position(
+                boat.x0_m, boat.z0_m, boat.heading0, boat.turn_rate, boat.speed_m_s, t - boat.t0_s
+            )
+            if x - 0.5 * boat.beam_m < left or x + 0.5 * boat.beam_m > right or z > self.far_m - 5.0:
+                return False
+            if math.hypot(x - self.ego.x(t), z - self.ego.z(t)) < margin + 6.0:
+                return False
+            for x0, x1, z0, z1 in self._keep_out:
+                if x0 - margin < x < x1 + margin and z0 - margin < z < z1 + margin:
+                    return False
+        return True
+
+    def _buoys(self, rng: np.random.Generator, objects: list) -> None:
+        """1-8 buoys: navigation buoys (:func:`_buoy_profile`) and mooring balls (0.3-0.7 m)."""
+        left, right = self._water_x_range()
+        f = self.camera.focal_px
+        for _ in range(int(rng.integers(1, 9))):
+            if rng.random() < 0.6:
+                profile = _buoy_profile(rng, self.water_luminance)
+            else:
+                radius = float(rng.uniform(0.15, 0.35))
+                ball = _contrasting_luminance(rng, self.water_luminance, 0.2)
+                profile = [(_disc((0.0, 0.6 * radius), radius), ball)]
+            tallest = max(float(polygon[:, 1].max()) for polygon, _ in profile)
+            z_near = max(10.0, f * tallest / (0.25 * self.height)) + max(self.ego.z(0.0), 0.0)
+            z = float(np.exp(rng.uniform(math.log(z_near), math.log(max(0.5 * self.far_m, 2 * z_near)))))
+            view = 0.5 * self.width * (z - self.ego.z(0.0)) / f
+            x = float(np.clip(self.ego.x(0.0) + rng.uniform(-1.0, 1.0) * view, left + 2.0, right - 2.0))
+            if any(x0 - 2 < x < x1 + 2 and z0 - 2 < z < z1 + 2 for x0, x1, z0, z1 in self._keep_out):
+                continue
+            objects.append(
+                _HarbourBuoy(
+                    0,
+                    self.camera,
+                    self.ego,
+                    profile,
+                    x,
+                    z,
+                    float(rng.uniform(0.03, 0.2)),
+                    float(rng.uniform(1.5, 4.5)),
+                    float(rng.uniform(0.0, 2 * math.pi)),
+                    float(rng.uniform(0.02, 0.15)),
+                    self.visibility_m,
+                    self.haze_luminance,
+                    self.far_m,
+                )
+            )
+
+    def _ever_visible(self, obj, duration_s: float) -> bool:
+        return any(obj.draw(t) is not None for t in np.linspace(0.0, duration_s, 60))
+
+    # ---- per frame ----------------------------------------------------------------------------------
+
+    def _background(self, t_s: float) -> np.ndarray:
+        """Static sky and water, the shore's reflection, ripples at the camera's position, structures."""
+        ego_x, ego_z = self.ego.x(t_s), self.ego.z(t_s)
+        layer, mask, band_start, band = self._structures(ego_x, ego_z)
+        canvas = self.static.copy()
+        canvas[band_start : band_start + len(band)] += band
+        phases = self.wave_numbers @ np.array([ego_x, ego_z]) - self.wave_rates * t_s
+        coefficients = np.stack([np.cos(phases), np.sin(phases)], axis=1).ravel().astype(np.float32)
+        waves = np.einsum("i,ij->j", coefficients, self.wave_grids).reshape(-1, self.canvas_width)
+        canvas[self.water_first_row :] += waves
+        np.copyto(canvas, layer, where=mask)
+        return canvas
+
+    def _drawings(self, t_s: float) -> list[tuple[int, _Drawn]]:
+        drawn = []
+        for index, obj in enumerate(self.objects):
+            drawing = obj.draw(t_s)
+            if drawing is not None:
+                drawn.append((index, drawing))
+        for pontoon in self.pontoons:
+            drawing = pontoon.draw(t_s)
+            if drawing is not None:
+                drawn.append((-1, drawing))
+        drawn.sort(key=lambda item: -item[1].distance)
+        return drawn
+
+    def _lighting(self, frame: np.ndarray, t_s: float) -> np.ndarray:
+        """``L' = L (1 + a sin(w t))``: a slow global gain (clouds, auto exposure)."""
+        frame *= np.float32(1.0 + self.gain_amplitude * math.sin(self.gain_rate * t_s))
+        return frame
+
+    def _camera_shift(self, t_s: float) -> tuple[float, float, float]:
+        """Slow sway, pan or swell (roll, dx, dy) plus fast vibration (see :meth:`_build_motion`)."""
+        roll_s, x_s, y_s = np.sin(self.slow_rates * t_s + self.slow_phases)
+        fast_x, fast_y = self.fast_px * np.sin(self.fast_rates * t_s)
+        return (
+            self.roll_amplitude * float(roll_s),
+            float(self.slow_px[0] * x_s) + float(fast_x),
+            float(self.slow_px[1] * y_s) * (0.3 if self.camera_kind == "drone" else 1.0) + float(fast_y),
+        )
+
+
 def make_scene(config: SceneConfig) -> Scene:
-    """The scene described by ``config`` (a :class:`MaritimeScene`, :class:`TrafficScene` or
-    :class:`StreetScene`)."""
-    scenes = {"maritime": MaritimeScene, "traffic": TrafficScene, "street": StreetScene}
+    """The scene described by ``config`` (a :class:`MaritimeScene`, :class:`TrafficScene`,
+    :class:`StreetScene` or :class:`HarbourScene`)."""
+    scenes = {
+        "maritime": MaritimeScene,
+        "traffic": TrafficScene,
+        "street": StreetScene,
+        "harbour": HarbourScene,
+    }
     return scenes[config.preset](config)
 
 

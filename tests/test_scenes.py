@@ -4,8 +4,10 @@ from __future__ import annotations
 
 import hashlib
 import json
+import math
 import subprocess
 import sys
+from dataclasses import replace
 from pathlib import Path
 
 import numpy as np
@@ -138,8 +140,8 @@ def test_labelled_objects_produce_events(preset: str) -> None:
 def test_presets_cover_all_classes_and_reject_bad_config() -> None:
     assert {c for classes in PRESET_CLASSES.values() for c in classes} == set(CLASS_NAMES)
     assert set(PRESET_CLASSES) == set(PRESETS)
-    with pytest.raises(ValueError, match="unknown scene preset 'harbour'"):
-        SceneConfig("harbour")
+    with pytest.raises(ValueError, match="unknown scene preset 'desert'"):
+        SceneConfig("desert")
     with pytest.raises(ValueError, match="too small"):
         SceneConfig("traffic", sensor_size=(16, 16))
 
@@ -323,3 +325,94 @@ def test_street_car_camera_renders_past_a_corner_building_it_has_left_behind() -
     frame, truths, _ = scene.render_with_truth(3_350_000)
     assert frame.shape == (260, 346) and np.isfinite(frame).all()
     assert all(truth.class_name in ("car", "pedestrian") for truth in truths)
+
+
+def _harbour(seed: int, camera: str | None = None, duration_us: int = 3_000_000) -> Scene:
+    """The harbour scene of ``seed``; with ``camera`` given, the first seed from ``seed`` on whose camera
+    is of that kind (``quay``, ``drone`` or ``boat``)."""
+    while True:
+        scene = make_scene(SceneConfig("harbour", seed=seed, duration_us=duration_us))
+        if camera is None or scene.camera_kind == camera:
+            return scene
+        seed += 1
+
+
+def test_harbour_has_every_camera_and_labels_boats_and_buoys() -> None:
+    kinds, classes = set(), set()
+    for seed in range(10):
+        scene = _harbour(seed)
+        kinds.add(scene.camera_kind)
+        assert {obj.class_name for obj in scene.objects} <= {"boat", "buoy"}
+        for truth in scene.ground_truth(1_000_000):
+            x1, y1, x2, y2 = truth.box
+            assert 0 <= x1 < x2 <= scene.width and 0 <= y1 < y2 <= scene.height
+            if not truth.ignore:
+                classes.add(truth.class_name)
+    assert kinds == {"quay", "drone", "boat"}
+    assert classes == {"boat", "buoy"}
+
+
+def test_harbour_render_does_not_depend_on_order() -> None:
+    """A drone or boat camera projects the harbour again from its position at every instant: rendering
+    out of order, or after other instants, gives the same pixels and truth."""
+    for camera in ("drone", "boat"):
+        scene, twin = _harbour(0, camera), _harbour(0, camera)
+        late = scene.render_with_truth(2_000_000)
+        scene.render(500_000)
+        for frame, truths, labels in (scene.render_with_truth(2_000_000), twin.render_with_truth(2_000_000)):
+            np.testing.assert_array_equal(frame, late[0])
+            np.testing.assert_array_equal(labels, late[2])
+            assert truths == late[1]
+
+
+def test_harbour_boats_look_different_side_on_and_end_on() -> None:
+    """A boat is drawn in perspective from its heading: side-on it is as wide as it is long, bow-on or
+    stern-on only about its beam, and it grows when it comes closer."""
+    scene = _harbour(0, "quay")
+    boat = next(obj for obj in scene.objects if obj.class_name == "boat" and obj.length_m > 6.0)
+    centre = {"x0_m": scene.ego.x(0.0), "z0_m": 60.0, "speed_m_s": 0.0, "turn_rate": 0.0, "t0_s": 0.0}
+
+    def width(heading: float, z_m: float = 60.0) -> float:
+        drawing = replace(boat, **{**centre, "z0_m": z_m}, heading0=heading).draw(1.0)
+        points = np.concatenate([part.polygon for part in drawing.parts if part.owner is not None])
+        return float(np.ptp(points[:, 0]))
+
+    side_on, bow_on, stern_on = width(math.pi / 2), width(math.pi), width(0.0)
+    beam_px, length_px = (scene.camera.focal_px * size / 60.0 for size in (boat.beam_m, boat.length_m))
+    assert side_on > 0.9 * length_px
+    assert bow_on < 1.3 * beam_px and stern_on < 1.3 * beam_px
+    assert width(math.pi / 4) > bow_on
+    assert width(math.pi, 30.0) > 1.8 * bow_on
+
+
+def test_harbour_moored_boats_are_still_unless_the_camera_moves() -> None:
+    """Moored boats go through the same truth rules as every object: from a quay camera they move only
+    with its sway, so those under ``min_motion_px`` are marked ignore; from a drone or a boat the near
+    ones move and are labelled."""
+    still_ignored = moved_by_camera = 0
+    for seed in range(12):
+        scene = _harbour(seed)
+        moored = {obj.track_id for obj in scene.objects if getattr(obj, "speed_m_s", None) == 0.0}
+        for truth in scene.ground_truth(1_500_000):
+            if truth.track_id not in moored:
+                continue
+            assert truth.ignore or truth.motion_px >= scene.config.min_motion_px
+            if scene.camera_kind == "quay":
+                still_ignored += truth.motion_px < scene.config.min_motion_px and truth.ignore
+            elif truth.box[3] - truth.box[1] > 15:
+                moved_by_camera += truth.motion_px > scene.config.min_motion_px
+    assert still_ignored >= 2 and moved_by_camera >= 2, (still_ignored, moved_by_camera)
+
+
+def test_harbour_dataset_build_end_to_end(tmp_path: Path) -> None:
+    out = tmp_path / "harbour"
+    command = [sys.executable, "-m", "streamdet", "dataset", "build", "--preset", "harbour", "--seed", "5"]
+    command += ["--sequences", "1", "--seconds", "1", "--split", "test", "--out", str(out), "--workers", "1"]
+    result = subprocess.run(command, capture_output=True, text=True, timeout=300)
+    assert result.returncode == 0, result.stderr
+    coco = json.loads(next(out.rglob("annotations.json")).read_text())
+    names = {c["id"]: c["name"] for c in coco["categories"]}
+    assert coco["images"] and coco["annotations"]
+    assert {names[a["category_id"]] for a in coco["annotations"]} <= {"boat", "buoy"}
+    assert any(not a["iscrowd"] for a in coco["annotations"])
+    assert list(out.rglob("events.h5")) and list(out.rglob("spikes.dat"))

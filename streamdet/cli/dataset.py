@@ -25,7 +25,8 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     build.add_argument(
         "--preset",
         default="maritime",
-        help="maritime, traffic, street, or a comma-separated mix (sequences alternate); default maritime",
+        help="maritime, traffic, street, harbour, or a comma-separated mix (sequences alternate); "
+        "default maritime",
     )
     build.add_argument("--sequences", type=int, default=4, help="number of sequences (default 4)")
     build.add_argument(
