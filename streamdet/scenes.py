@@ -2753,24 +2753,110 @@ class _Drift:
         return self.vz_m_s * t_s + self.wander_z_m * math.sin(self.rate_z * t_s)
 
 
+_Piece = tuple[np.ndarray, tuple[tuple[int, int], ...], tuple[float, ...]]
+"""Some parts of a boat: local ``(along, up, across)`` vertices ``[K, 3]`` in metres (along towards the
+bow, up from the waterline, across to starboard), each part's rows and its luminance."""
+
+
+def _coarse_profile(profile: list[_ProfilePart], share: float = 0.05) -> list[_ProfilePart]:
+    """The hull and the parts whose bounding box covers at least ``share`` of the whole profile's: what
+    still shapes a boat a few tens of pixels long (sails, cabins, containers), without its details."""
+
+    def area(polygon: np.ndarray) -> float:
+        return float(np.prod(polygon.max(axis=0) - polygon.min(axis=0)))
+
+    total = area(np.concatenate([polygon for polygon, _ in profile]))
+    return [profile[0]] + [(p, lum) for p, lum in profile[1:] if area(p) >= share * total]
+
+
+def _profile_piece(profile: list[_ProfilePart], along: float | None, across: float | None) -> _Piece:
+    """A side view on the plane ``across`` (``along`` None) or an end view (x across) at ``along``."""
+    upright = _Upright.of(profile)
+    x, y = upright.vertices[:, 0], upright.vertices[:, 1]
+    if along is None:
+        local = np.stack([x, y, np.full(len(x), across, np.float32)], axis=1)
+    else:
+        local = np.stack([np.full(len(x), along, np.float32), y, x], axis=1)
+    return local.astype(np.float32), upright.spans, upright.luminances
+
+
+@dataclass(frozen=True, eq=False)
+class _BoatLook:
+    """A boat at one level of detail: its side view on either side plane (0: port, at ``-B/2``;
+    1: starboard) and its end view at either end (0: the bow, at ``+L/2``, :func:`_boat_end_profile`;
+    1: the stern)."""
+
+    sides: tuple[_Piece, _Piece]
+    ends: tuple[_Piece, _Piece]
+
+    @classmethod
+    def of(cls, profile: list[_ProfilePart], beam: float, length: float) -> _BoatLook:
+        half_beam, half_length = 0.5 * beam, 0.5 * length
+        return cls(
+            (_profile_piece(profile, None, -half_beam), _profile_piece(profile, None, half_beam)),
+            (
+                _profile_piece(_boat_end_profile(profile, beam, length, True), half_length, None),
+                _profile_piece(_boat_end_profile(profile, beam, length, False), -half_length, None),
+            ),
+        )
+
+    def mirrored(self, water: float, reflectance: float) -> _BoatLook:
+        """Its reflection: heights times -0.8, luminance ``w + r (l - w)`` towards the water's ``w``."""
+
+        def mirror(piece: _Piece) -> _Piece:
+            local, spans, luminances = piece
+            flipped = local * np.float32([1.0, -0.8, 1.0])
+            return flipped, spans, tuple(water + reflectance * (lum - water) for lum in luminances)
+
+        return _BoatLook(
+            (mirror(self.sides[0]), mirror(self.sides[1])), (mirror(self.ends[0]), mirror(self.ends[1]))
+        )
+
+
+def _wake_piece(length: float, beam: float, speed_m_s: float, foam: float, water: float) -> _Piece:
+    """Foam trail (from the beam at the stern to 1.6 beams at 0.6 w, luminance ``foam``) and the two
+    Kelvin arms (0.3 m wide, at ``tan 19.5 deg = 0.354``, half as bright above the water) of a wake
+    ``w = min(3 L, 4 s v)`` metres long, on the water (0.01 m up)."""
+    half, stern = 0.5 * beam, -0.5 * length
+    wake = min(3.0 * length, 4.0 * speed_m_s)
+    spread = half + 0.354 * wake
+    outline = [
+        [stern, half],
+        [stern, -half],
+        [stern - 0.6 * wake, -1.6 * half],
+        [stern - 0.6 * wake, 1.6 * half],
+    ]
+    for sign in (1.0, -1.0):
+        outline += [
+            [stern, sign * half],
+            [stern, sign * (half + 0.3)],
+            [stern - wake, sign * (spread + 0.3)],
+            [stern - wake, sign * spread],
+        ]
+    flat = np.array(outline, np.float32)
+    local = np.stack([flat[:, 0], np.full(len(flat), 0.01, np.float32), flat[:, 1]], axis=1)
+    arm = water + 0.5 * (foam - water)
+    return local, ((0, 4), (4, 8), (8, 12)), (foam, arm, arm)
+
+
 @dataclass(frozen=True, eq=False)
 class _HarbourBoat:
     """A boat on the water in perspective: its deck (footprint at freeboard height), the side facing the
-    camera (side view on the hull's side plane) and the near end (bow or stern view,
-    :func:`_boat_end_profile`) are world polygons projected from the camera, so a boat seen side-on,
-    bow-on, stern-on or obliquely has the right look and grows as it approaches. Under the boat (not
-    labelled): the mirrored hull (its reflection, blended towards the water) and, when it moves faster
-    than 1.5 m/s, a foam trail and the two arms of its Kelvin wake (19.5 deg). Moored boats have speed 0.
-    Position: :func:`_arc_position` from ``t0_s``; visible for ``t0_s <= t <= t1_s``."""
+    camera (its side view on that side's plane) and the near end (bow or stern view) are world polygons
+    projected from the camera, so a boat seen side-on, bow-on, stern-on or obliquely has the right look
+    and grows as it approaches. Under it (not labelled): its reflection (the mirrored hull) and, when
+    it moves faster than 1.5 m/s, its wake (:func:`_wake_piece`). Moored boats have speed 0. Position:
+    :func:`_arc_position` from ``t0_s``; visible for ``t0_s <= t <= t1_s``. Levels of detail by its
+    length on the sensor: 40 px and more everything, 16-40 px :func:`_coarse_profile`, under 16 px the
+    hull alone (no deck, reflection or wake)."""
 
     track_id: int
     camera: _Camera
     ego: _Drift
-    side: _Upright
-    ends: tuple[_Upright, _Upright]
-    reflections: tuple[_Upright, _Upright, _Upright]
-    deck: np.ndarray
-    deck_luminance: float
+    looks: tuple[_BoatLook, _BoatLook, _BoatLook]
+    reflection: _BoatLook
+    wake: _Piece | None
+    deck: _Piece
     length_m: float
     beam_m: float
     x0_m: float
@@ -2785,7 +2871,6 @@ class _HarbourBoat:
     bob_phase: float
     visibility_m: float
     haze_luminance: float
-    wake_luminance: float
     far_m: float
     canvas_width: int
     class_name: str = "boat"
@@ -2798,10 +2883,10 @@ class _HarbourBoat:
         )
         ego_x, ego_z = self.ego.x(t_s), self.ego.z(t_s)
         x_rel, distance = x - ego_x, z - ego_z
-        reach = 0.5 * self.length_m + self.beam_m
         if not 1.0 < distance <= self.far_m:
             return None
         f = self.camera.focal_px
+        reach = 0.5 * self.length_m + self.beam_m
         u = self.camera.centre_col + f * x_rel / distance
         if (
             distance > 2.0 * reach
@@ -2809,96 +2894,37 @@ class _HarbourBoat:
         ):
             return None
         sin_h, cos_h = math.sin(heading), math.cos(heading)
-        # the side whose outward normal (cos h, -sin h) * s faces the camera, and the end nearer to it
-        side_sign = 1.0 if -(x_rel * cos_h - distance * sin_h) >= 0.0 else -1.0
-        front = -(x_rel * sin_h + distance * cos_h) >= 0.0
-        phase = self.bob_rate * t_s + self.bob_phase
-        bob = self.bob_amplitude_m * math.sin(phase)
-        pitch = 0.01 * math.sin(phase + 1.0)
-        haze = 1.0 - math.exp(-distance / self.visibility_m)
-        small = f * self.length_m / distance < 16.0  # then the hulls alone (side and end), no deck
-        half_beam, half_length = 0.5 * self.beam_m, 0.5 * self.length_m
-        end = self.ends[0 if front else 1]
-        # local (along a, up, across c) -> world: x = x_c + a sin h + c cos h, z = z_c + a cos h - c sin h
-        pieces: list[tuple[np.ndarray, tuple[tuple[int, int], ...], tuple[float, ...], int | None]] = []
-        if self.speed_m_s > 1.5 and not small:
-            pieces.append(self._wake())
-        if not small:
-            for upright, across in (
-                (self.reflections[0], side_sign * half_beam),
-                (self.reflections[1 if front else 2], None),
-            ):
-                pieces.append(self._local(upright, across, front, half_length, None))
-        if not small:
-            pieces.append((self.deck, ((0, len(self.deck)),), (self.deck_luminance,), self.track_id))
-        pieces.append(self._local(self.side, side_sign * half_beam, front, half_length, self.track_id, small))
-        pieces.append(self._local(end, None, front, half_length, self.track_id, small))
-        local = np.concatenate([piece[0] for piece in pieces])
+        # the side whose outward normal (cos h, -sin h) faces the camera, and the end nearer to it
+        side = 1 if x_rel * cos_h - distance * sin_h <= 0.0 else 0
+        end = 0 if x_rel * sin_h + distance * cos_h <= 0.0 else 1
+        length_px = f * self.length_m / distance
+        level = 0 if length_px >= 40.0 else 1 if length_px >= 16.0 else 2
+        look = self.looks[level]
+        pieces: list[tuple[_Piece, int | None]] = []
+        if level < 2:
+            if self.wake is not None:
+                pieces.append((self.wake, None))
+            pieces += [(self.reflection.sides[side], None), (self.reflection.ends[end], None)]
+            pieces.append((self.deck, self.track_id))
+        pieces += [(look.sides[side], self.track_id), (look.ends[end], self.track_id)]
+        local = np.concatenate([piece[0] for piece, _ in pieces])
         along, up, across = local[:, 0], local[:, 1], local[:, 2]
-        height = up + bob + pitch * along
+        phase = self.bob_rate * t_s + self.bob_phase
+        height = up + self.bob_amplitude_m * math.sin(phase) + 0.01 * math.sin(phase + 1.0) * along
         world = np.stack(
             [x + along * sin_h + across * cos_h, height, z + along * cos_h - across * sin_h], axis=1
         )
         if (world[:, 2] - ego_z).min() < 1.0:
             return None
         projected = _project_world(world, self.camera, ego_x, ego_z, 1.0)
+        haze = 1.0 - math.exp(-distance / self.visibility_m)
         parts, offset = [], 0
-        for vertices, spans, luminances, owner in pieces:
+        for (vertices, spans, luminances), owner in pieces:
             for (start, stop), luminance in zip(spans, luminances, strict=True):
                 hazy = luminance * (1.0 - haze) + self.haze_luminance * haze
                 parts.append(_Part(projected[offset + start : offset + stop], hazy, owner))
             offset += len(vertices)
         return _Drawn(distance, parts)
-
-    def _local(
-        self,
-        upright: _Upright,
-        across: float | None,
-        front: bool,
-        half_length: float,
-        owner: int | None,
-        hull_only: bool = False,
-    ) -> tuple[np.ndarray, tuple[tuple[int, int], ...], tuple[float, ...], int | None]:
-        """Local ``(along, up, across)`` vertices of a side view on the plane ``across`` (None: an end
-        view, across the boat at the bow or stern); ``hull_only``: its first part alone."""
-        spans, luminances = upright.spans, upright.luminances
-        if hull_only:
-            spans, luminances = spans[:1], luminances[:1]
-        vertices = upright.vertices[: spans[-1][1]]
-        if across is None:
-            along = np.full(len(vertices), half_length if front else -half_length, np.float32)
-            local = np.stack([along, vertices[:, 1], vertices[:, 0]], axis=1)
-        else:
-            local = np.stack(
-                [vertices[:, 0], vertices[:, 1], np.full(len(vertices), across, np.float32)], axis=1
-            )
-        return local, spans, luminances, owner
-
-    def _wake(self) -> tuple[np.ndarray, tuple[tuple[int, int], ...], tuple[float, ...], None]:
-        """Foam trail (from the beam at the stern to 1.6 beams at 0.6 w) and the two Kelvin arms
-        (0.3 m wide, ``tan 19.5 deg = 0.354``) over a wake of ``w = min(3 L, 4 s v)`` metres, on the water."""
-        half, stern = 0.5 * self.beam_m, -0.5 * self.length_m
-        wake = min(3.0 * self.length_m, 4.0 * self.speed_m_s)
-        spread = half + 0.354 * wake
-        trail = [
-            [stern, half],
-            [stern, -half],
-            [stern - 0.6 * wake, -1.6 * half],
-            [stern - 0.6 * wake, 1.6 * half],
-        ]
-        arms = []
-        for sign in (1.0, -1.0):
-            arms.append(
-                [
-                    [stern, sign * half],
-                    [stern, sign * (half + 0.3)],
-                    [stern - wake, sign * (spread + 0.3)],
-                    [stern - wake, sign * spread],
-                ]
-            )
-        flat = np.array(trail + arms[0] + arms[1], np.float32)
-        local = np.stack([flat[:, 0], np.full(len(flat), 0.01, np.float32), flat[:, 1]], axis=1)
-        return local, ((0, 4), (4, 8), (8, 12)), (self.wake_luminance,) * 3, None
 
 
 @dataclass(frozen=True, eq=False)
@@ -3025,7 +3051,7 @@ class HarbourScene(Scene):
 
     def _make_camera(self, rng: np.random.Generator, duration_s: float) -> tuple[_Drift, _Camera]:
         """Quay: 2.5-12 m up at the edge of a bank (or on a pole in the basin), fixed; drone: 15-60 m up,
-        looking obliquely down (horizon from above the frame to 30 %), drifting 0.2-1.5 m/s and wandering;
+        looking obliquely down (horizon from above the frame to 30 %), drifting 0.3-3 m/s and wandering;
         boat: 1.5-4 m up, moving along at 1-5 m/s."""
         left, right = self.bank_x
         if self.camera_kind == "quay":
@@ -3035,7 +3061,7 @@ class HarbourScene(Scene):
             ego = _Drift(float(x0), 0.0, 0.0, 0.0, 0.0, 0.0, 0.0)
         elif self.camera_kind == "drone":
             focal, height, horizon = rng.uniform(0.6, 1.2), rng.uniform(15.0, 60.0), rng.uniform(-0.25, 0.3)
-            speed, direction = float(rng.uniform(0.2, 1.5)), float(rng.uniform(0.0, 2 * math.pi))
+            speed, direction = float(rng.uniform(0.3, 3.0)), float(rng.uniform(0.0, 2 * math.pi))
             ego = _Drift(
                 float(rng.uniform(-0.2, 0.2)) * min(right - left, 200.0),
                 speed * math.sin(direction) * (0.2 if self.river else 1.0),
@@ -3066,11 +3092,13 @@ class HarbourScene(Scene):
         return ego, camera
 
     def _build_motion(self, rng: np.random.Generator) -> None:
-        """Camera shake, by camera: quay sway (0.05-0.4 px at 0.2-1 Hz, vibration 0.03-0.15 px at 5-12 Hz);
-        drone pan (4-14 px over 15-40 s), jitter (0.1-0.4 px at 2-8 Hz); boat roll (0.5-2.5 deg),
-        pitch (2-6 px), yaw (1-4 px) over 2-6 s and engine vibration (0.1-0.3 px at 6-15 Hz)."""
+        """Camera shake, by camera: quay sway (0.05-0.4 px over 1-5 s, roll 0.02-0.1 deg, vibration
+        0.03-0.15 px at 5-12 Hz); drone pan (4-14 px over 15-40 s), roll 0.02-0.1 deg, jitter (0.1-0.4 px
+        at 2-8 Hz); boat roll (0.5-2.5 deg), pitch (2-6 px), yaw (1-4 px) over 2-6 s and engine
+        vibration (0.1-0.3 px at 6-15 Hz)."""
         kind = self.camera_kind
-        self.roll_amplitude = math.radians(float(rng.uniform(0.5, 2.5))) if kind == "boat" else 0.002
+        roll = (0.5, 2.5) if kind == "boat" else (0.02, 0.1)
+        self.roll_amplitude = math.radians(float(rng.uniform(*roll)))
         slow = {"quay": (0.05, 0.4), "drone": (4.0, 14.0), "boat": (2.0, 6.0)}[kind]
         periods = {"quay": (1.0, 5.0), "drone": (15.0, 40.0), "boat": (2.0, 6.0)}[kind]
         fast = {"quay": (0.03, 0.15), "drone": (0.1, 0.4), "boat": (0.1, 0.3)}[kind]
@@ -3439,15 +3467,6 @@ class HarbourScene(Scene):
         )
         if kind == "barge":
             beam = min(beam, 11.4)
-        ends = (
-            _boat_end_profile(profile, beam, length, True),
-            _boat_end_profile(profile, beam, length, False),
-        )
-        mirror = np.float32([1.0, -0.8])
-
-        def reflected(polygon: np.ndarray, luminance: float) -> list[tuple[np.ndarray, float]]:
-            return [(polygon * mirror, water + self.reflectance * (luminance - water))]
-
         half, hull = 0.5 * length, profile[0][0]
         freeboard = float(hull[hull[:, 0] < 0, 1].max())
         deck = np.array(
@@ -3460,15 +3479,20 @@ class HarbourScene(Scene):
             ],
             np.float32,
         )
+        hull_look = _BoatLook.of(profile[:1], beam, length)
+        foam = float(np.clip(water + rng.uniform(0.12, 0.3), 0.0, 1.0))
         return _HarbourBoat(
             0,
             self.camera,
             self.ego,
-            _Upright.of(profile),
-            (_Upright.of(ends[0]), _Upright.of(ends[1])),
-            tuple(_Upright.of(reflected(*p[0])) for p in (profile, ends[0], ends[1])),
-            deck,
-            profile[1][1],
+            (
+                _BoatLook.of(profile, beam, length),
+                _BoatLook.of(_coarse_profile(profile), beam, length),
+                hull_look,
+            ),
+            hull_look.mirrored(water, self.reflectance),
+            _wake_piece(length, beam, speed, foam, water) if speed > 1.5 else None,
+            (deck, ((0, len(deck)),), (profile[1][1],)),
             length,
             beam,
             x,
@@ -3483,7 +3507,6 @@ class HarbourScene(Scene):
             float(rng.uniform(0.0, 2 * math.pi)),
             self.visibility_m,
             self.haze_luminance,
-            float(np.clip(self.water_luminance + rng.uniform(0.12, 0.3), 0.0, 1.0)),
             self.far_m,
             self.canvas_width,
         )

@@ -195,6 +195,24 @@ def test_maritime_and_traffic_scenes_are_unchanged(preset: str, seed: int) -> No
     assert _scene_digest(preset, seed) == _DIGESTS_BEFORE_STREET[(preset, seed)]
 
 
+# Digests of the street scenes (computed with the code before the harbour preset, commit cd430c2, and
+# unchanged by it) and of the harbour scenes as the harbour preset was added.
+_DIGESTS_LATER = {
+    ("street", 0): "54e4cef93ff639f3",
+    ("street", 1): "0640a655b1fdb167",
+    ("street", 2): "4b228bebdbc33e5e",
+    ("harbour", 0): "2b663d4d870a02d6",
+    ("harbour", 1): "0f98ae5040779800",
+    ("harbour", 2): "ba2f6f18cbf130b7",
+}
+
+
+@pytest.mark.parametrize(("preset", "seed"), sorted(_DIGESTS_LATER))
+def test_street_and_harbour_scenes_are_unchanged(preset: str, seed: int) -> None:
+    """As :func:`test_maritime_and_traffic_scenes_are_unchanged`, for the street and harbour presets."""
+    assert _scene_digest(preset, seed) == _DIGESTS_LATER[(preset, seed)]
+
+
 def _street(seed: int, moving: bool | None = None, **config) -> Scene:
     """The street scene of ``seed``; with ``moving`` given, the first seed from ``seed`` on whose camera
     is a car camera (True) or a pole camera (False)."""
