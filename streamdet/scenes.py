@@ -2769,6 +2769,34 @@ def _coarse_profile(profile: list[_ProfilePart], share: float = 0.05) -> list[_P
     return [profile[0]] + [(p, lum) for p, lum in profile[1:] if area(p) >= share * total]
 
 
+def _roof_piece(profile: list[_ProfilePart], beam: float, length: float, below_m: float) -> _Piece | None:
+    """Roofs of the blocks standing on the deck (cabins, wheelhouses, deck houses, containers): for each
+    part above the freeboard that is not dark, at least 0.06 L long and fills at least 70 % of its
+    bounding box, a horizontal quad at its top, as wide as in the end view and 8 % brighter; only those
+    lower than ``below_m`` (a camera sees the roofs beneath it), None when there is none."""
+    hull = profile[0][0]
+    freeboard = float(hull[hull[:, 0] < 0, 1].max())
+    dark = min(luminance for _, luminance in profile)
+    quads, luminances = [], []
+    for polygon, luminance in profile[1:]:
+        (x0, y0), (x1, y1) = polygon.min(axis=0), polygon.max(axis=0)
+        extent, box = float(x1 - x0), float((x1 - x0) * (y1 - y0))
+        shoelace = 0.5 * abs(
+            float(np.dot(polygon[:, 0], np.roll(polygon[:, 1], 1) - np.roll(polygon[:, 1], -1)))
+        )
+        if luminance == dark or y0 < 0.99 * freeboard or extent < 0.06 * length or y1 >= below_m:
+            continue
+        if len(polygon) == len(_UNIT_CIRCLE) or shoelace < 0.7 * box:
+            continue
+        half = 0.5 * min(extent, (0.95 if extent > 0.3 * length else 0.7) * beam)
+        quads += [[x0, y1, -half], [x1, y1, -half], [x1, y1, half], [x0, y1, half]]
+        luminances.append(min(1.08 * luminance, 1.0))
+    if not quads:
+        return None
+    spans = tuple((4 * k, 4 * k + 4) for k in range(len(luminances)))
+    return np.array(quads, np.float32), spans, tuple(luminances)
+
+
 def _profile_piece(profile: list[_ProfilePart], along: float | None, across: float | None) -> _Piece:
     """A side view on the plane ``across`` (``along`` None) or an end view (x across) at ``along``."""
     upright = _Upright.of(profile)
@@ -2783,14 +2811,17 @@ def _profile_piece(profile: list[_ProfilePart], along: float | None, across: flo
 @dataclass(frozen=True, eq=False)
 class _BoatLook:
     """A boat at one level of detail: its side view on either side plane (0: port, at ``-B/2``;
-    1: starboard) and its end view at either end (0: the bow, at ``+L/2``, :func:`_boat_end_profile`;
-    1: the stern)."""
+    1: starboard), its end view at either end (0: the bow, at ``+L/2``, :func:`_boat_end_profile`;
+    1: the stern) and the roofs of its superstructure (:func:`_roof_piece`; None: none seen)."""
 
     sides: tuple[_Piece, _Piece]
     ends: tuple[_Piece, _Piece]
+    roofs: _Piece | None = None
 
     @classmethod
-    def of(cls, profile: list[_ProfilePart], beam: float, length: float) -> _BoatLook:
+    def of(
+        cls, profile: list[_ProfilePart], beam: float, length: float, camera_height_m: float = 0.0
+    ) -> _BoatLook:
         half_beam, half_length = 0.5 * beam, 0.5 * length
         return cls(
             (_profile_piece(profile, None, -half_beam), _profile_piece(profile, None, half_beam)),
@@ -2798,6 +2829,7 @@ class _BoatLook:
                 _profile_piece(_boat_end_profile(profile, beam, length, True), half_length, None),
                 _profile_piece(_boat_end_profile(profile, beam, length, False), -half_length, None),
             ),
+            _roof_piece(profile, beam, length, camera_height_m - 0.5),
         )
 
     def mirrored(self, water: float, reflectance: float) -> _BoatLook:
@@ -2907,6 +2939,8 @@ class _HarbourBoat:
             pieces += [(self.reflection.sides[side], None), (self.reflection.ends[end], None)]
             pieces.append((self.deck, self.track_id))
         pieces += [(look.sides[side], self.track_id), (look.ends[end], self.track_id)]
+        if look.roofs is not None:
+            pieces.append((look.roofs, self.track_id))
         local = np.concatenate([piece[0] for piece, _ in pieces])
         along, up, across = local[:, 0], local[:, 1], local[:, 2]
         phase = self.bob_rate * t_s + self.bob_phase
@@ -3042,6 +3076,7 @@ class HarbourScene(Scene):
             if math.isfinite(x)
         ]
         self._build_motion(rng)
+        self.near_quay, self.water_z_min = self._build_near_quay(rng)
         self._structure_cache: tuple[tuple[float, float], np.ndarray, np.ndarray, int, np.ndarray] | None = (
             None
         )
@@ -3367,6 +3402,42 @@ class HarbourScene(Scene):
         props.sort(key=lambda prop: -prop.z_m)
         return _Bank(x_wall, side, _QuadBatch.of(back, near_m), props, _QuadBatch.of(front, near_m))
 
+    def _build_near_quay(
+        self, rng: np.random.Generator
+    ) -> tuple[tuple[_QuadBatch, list[_Prop]] | None, float]:
+        """For half of the quay cameras, the quay it stands on: its top (0.3-0.5 of the camera's height
+        above the water, at most 2.5 m) up to an edge across the view whose line lies 5-60 % of the way
+        from the bottom of the canvas up to the waterline below it, a capping strip (0.5 m) along the
+        edge and bollards (0.6 m) every 6-15 m. It hides the water nearer than
+        ``z_e h / (h - q)`` (``z_e`` the edge's distance, ``q`` its height, ``h`` the camera's): objects
+        stay 3 m beyond that, returned as the nearest distance for objects (0 without a near quay)."""
+        if self.camera_kind != "quay" or rng.random() < 0.5:
+            return None, 0.0
+        camera = self.camera
+        quay = min(float(rng.uniform(0.3, 0.5)) * camera.height_m, 2.5)
+        rows_below = self.canvas_height - camera.horizon_row
+        z_edge = camera.focal_px * (camera.height_m - quay) / rows_below * float(rng.uniform(1.05, 1.6))
+        x = self.ego.x0_m
+        top_l = float(rng.uniform(0.25, 0.75))
+        facets = [
+            _Facet(
+                np.array([_box_quad(x - 600, x + 600, quay, quay, z_edge - 80.0, z_edge)], np.float32), top_l
+            ),
+            _Facet(
+                np.array([_box_quad(x - 600, x + 600, quay, quay, z_edge - 0.5, z_edge)], np.float32),
+                _contrasting_luminance(rng, top_l, 0.1),
+                layer=1,
+            ),
+        ]
+        dark, lift = float(rng.uniform(0.05, 0.3)), np.float32([0.0, quay])
+        half_view = 0.5 * self.canvas_width * z_edge / camera.focal_px + 5.0
+        bollards = [
+            _Prop.of(float(b), z_edge - 0.3, [(_rect(-0.2, 0.0, 0.2, 0.6) + lift, dark)], 1)
+            for b in np.arange(x - half_view, x + half_view, float(rng.uniform(6.0, 15.0)))
+        ]
+        hidden = z_edge * camera.height_m / (camera.height_m - quay)
+        return (_QuadBatch.of(facets, _NEAR_M), bollards), hidden + 3.0
+
     def _structures(self, ego_x: float, ego_z: float) -> tuple[np.ndarray, np.ndarray, int, np.ndarray]:
         """What the structures make of the canvas seen from ``(ego_x, ego_z)``: the opaque layer (NaN where
         the water or sky shows) and its mask, and the far shore's reflection as a band of rows
@@ -3417,6 +3488,12 @@ class HarbourScene(Scene):
                     for part in prop.place(camera, ego_x, prop_distance)[0]:
                         _fill(layer, part.polygon, part.luminance)
             bank.front.draw(layer, camera, ego_x, ego_z, distance)
+        if self.near_quay is not None:
+            batch, bollards = self.near_quay
+            batch.draw(layer, camera, ego_x, ego_z, distance)
+            for bollard in bollards:
+                for part in bollard.place(camera, ego_x, bollard.z_m - ego_z)[0]:
+                    _fill(layer, part.polygon, part.luminance)
         mask = ~np.isnan(layer)
         self._structure_cache = (key, layer, mask, band_start, band)
         return layer, mask, band_start, band
@@ -3456,12 +3533,17 @@ class HarbourScene(Scene):
         t1: float = 1e9,
         length: float | None = None,
     ) -> _HarbourBoat:
-        """A boat of ``kind`` with its side view, both end views, reflections and deck outline."""
+        """A boat of ``kind`` with its side view, both end views, reflections and deck outline; the hulls
+        of 60 % of the small boats are white (0.75-0.95) where that stands out from the water, as in a
+        marina."""
         length = float(rng.uniform(*_HARBOUR_BOAT_KINDS[kind])) if length is None else length
         water = self.water_luminance
         profile = (
             _barge_profile(length, rng, water) if kind == "barge" else _boat_profile(kind, length, rng, water)
         )
+        white = float(rng.uniform(0.75, 0.95))
+        if kind not in ("barge", "ship") and rng.random() < 0.6 and white - water > 0.15:
+            profile = [(profile[0][0], white)] + profile[1:]
         beam = length * (
             float(rng.uniform(0.12, 0.16)) if kind in ("barge", "ship") else float(rng.uniform(0.28, 0.4))
         )
@@ -3486,8 +3568,8 @@ class HarbourScene(Scene):
             self.camera,
             self.ego,
             (
-                _BoatLook.of(profile, beam, length),
-                _BoatLook.of(_coarse_profile(profile), beam, length),
+                _BoatLook.of(profile, beam, length, self.camera.height_m),
+                _BoatLook.of(_coarse_profile(profile), beam, length, self.camera.height_m),
                 hull_look,
             ),
             hull_look.mirrored(water, self.reflectance),
@@ -3525,7 +3607,7 @@ class HarbourScene(Scene):
             tip = max(tip, lane) if side > 0 else min(tip, lane)
         root = tip + side * min(abs(root - tip) + 5.0, 150.0)
         x0, x1 = sorted((root, tip))
-        z_near = max(25.0, self.ego.z(0.0) + 25.0)
+        z_near = max(25.0, self.ego.z(0.0) + 25.0, self.water_z_min + 10.0)
         z0 = float(rng.uniform(z_near, max(min(250.0, self.far_m - 60.0), z_near + 1.0)))
         depth = float(rng.uniform(2.0, 4.0))
         if any(z0 - 25.0 < b and a < z0 + depth + 25.0 for _, _, a, b in self._keep_out):
@@ -3583,7 +3665,7 @@ class HarbourScene(Scene):
     def _bank_moorings(self, rng: np.random.Generator, objects: list) -> None:
         """Boats and barges moored along the banks (bow or stern towards the camera, seen obliquely) and
         along the far quay (side-on)."""
-        z0 = max(self.ego.z(0.0) + 20.0, 20.0)
+        z0 = max(self.ego.z(0.0) + 20.0, 20.0, self.water_z_min)
         for side, x_wall in ((-1.0, self.bank_x[0]), (1.0, self.bank_x[1])):
             if not math.isfinite(x_wall) or rng.random() < 0.3:
                 continue
@@ -3675,13 +3757,16 @@ class HarbourScene(Scene):
                 return False
             if math.hypot(x - self.ego.x(t), z - self.ego.z(t)) < margin + 6.0:
                 return False
+            if z - margin < self.water_z_min:
+                return False
             for x0, x1, z0, z1 in self._keep_out:
                 if x0 - margin < x < x1 + margin and z0 - margin < z < z1 + margin:
                     return False
         return True
 
     def _buoys(self, rng: np.random.Generator, objects: list) -> None:
-        """1-8 buoys: navigation buoys (:func:`_buoy_profile`) and mooring balls (0.3-0.7 m)."""
+        """1-8 buoys: navigation buoys (:func:`_buoy_profile`) and mooring balls (0.3-0.7 m), none on a
+        pontoon or berth, nor within 5 m of a boat camera's course."""
         left, right = self._water_x_range()
         f = self.camera.focal_px
         for _ in range(int(rng.integers(1, 9))):
@@ -3692,11 +3777,15 @@ class HarbourScene(Scene):
                 ball = _contrasting_luminance(rng, self.water_luminance, 0.2)
                 profile = [(_disc((0.0, 0.6 * radius), radius), ball)]
             tallest = max(float(polygon[:, 1].max()) for polygon, _ in profile)
-            z_near = max(10.0, f * tallest / (0.25 * self.height)) + max(self.ego.z(0.0), 0.0)
+            z_near = max(10.0, f * tallest / (0.25 * self.height), self.water_z_min) + max(
+                self.ego.z(0.0), 0.0
+            )
             z = float(np.exp(rng.uniform(math.log(z_near), math.log(max(0.5 * self.far_m, 2 * z_near)))))
             view = 0.5 * self.width * (z - self.ego.z(0.0)) / f
             x = float(np.clip(self.ego.x(0.0) + rng.uniform(-1.0, 1.0) * view, left + 2.0, right - 2.0))
             if any(x0 - 2 < x < x1 + 2 and z0 - 2 < z < z1 + 2 for x0, x1, z0, z1 in self._keep_out):
+                continue
+            if self.camera_kind == "boat" and abs(x - self.ego.x0_m) < 5.0:  # off the boat's course
                 continue
             objects.append(
                 _HarbourBuoy(
