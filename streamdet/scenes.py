@@ -2879,8 +2879,8 @@ class _HarbourBoat:
     and grows as it approaches. Under it (not labelled): its reflection (the mirrored hull) and, when
     it moves faster than 1.5 m/s, its wake (:func:`_wake_piece`). Moored boats have speed 0. Position:
     :func:`_arc_position` from ``t0_s``; visible for ``t0_s <= t <= t1_s``. Levels of detail by its
-    length on the sensor: 40 px and more everything, 16-40 px :func:`_coarse_profile`, under 16 px the
-    hull alone (no deck, reflection or wake)."""
+    length on the sensor: 60 px and more everything, 20-60 px :func:`_coarse_profile` with deck and
+    wake but no reflection, under 20 px the hull alone (no deck, reflection or wake)."""
 
     track_id: int
     camera: _Camera
@@ -2930,13 +2930,14 @@ class _HarbourBoat:
         side = 1 if x_rel * cos_h - distance * sin_h <= 0.0 else 0
         end = 0 if x_rel * sin_h + distance * cos_h <= 0.0 else 1
         length_px = f * self.length_m / distance
-        level = 0 if length_px >= 40.0 else 1 if length_px >= 16.0 else 2
+        level = 0 if length_px >= 60.0 else 1 if length_px >= 20.0 else 2
         look = self.looks[level]
         pieces: list[tuple[_Piece, int | None]] = []
         if level < 2:
             if self.wake is not None:
                 pieces.append((self.wake, None))
-            pieces += [(self.reflection.sides[side], None), (self.reflection.ends[end], None)]
+            if level == 0:
+                pieces += [(self.reflection.sides[side], None), (self.reflection.ends[end], None)]
             pieces.append((self.deck, self.track_id))
         pieces += [(look.sides[side], self.track_id), (look.ends[end], self.track_id)]
         if look.roofs is not None:
@@ -3506,7 +3507,7 @@ class HarbourScene(Scene):
         objects: list = []
         self.pontoons: list[_Pontoon] = []
         self._keep_out: list[tuple[float, float, float, float]] = []
-        for _ in range(int(rng.integers(0, 4))):
+        for _ in range(int(rng.integers(0, 3))):
             self._add_pontoon(rng, objects)
         self._bank_moorings(rng, objects)
         self._moving_boats(rng, duration_s, objects)
@@ -3596,7 +3597,7 @@ class HarbourScene(Scene):
     def _add_pontoon(self, rng: np.random.Generator, objects: list) -> None:
         """A pontoon (deck 0.3-0.6 m) or a pier on piles (deck 1.2-2.5 m) from a bank (or from beyond the
         view) 20-70 % across the water at 25-250 m, with boats moored along its front and back: side-on
-        (alongside) or bow/stern to it, 40-90 % of the berths taken."""
+        (alongside) or bow/stern to it, 40-90 % of the berths from the tip on taken, at most 4 a side."""
         left, right = self._water_x_range()
         side = 1.0 if rng.random() < 0.5 else -1.0
         root = right if side > 0 else left
@@ -3642,7 +3643,7 @@ class HarbourScene(Scene):
             occupancy = float(rng.uniform(0.4, 0.9))
             along = 1.0  # berth edge, metres from the tip towards the root
             placed = 0
-            while along < x1 - x0 - 3.0 and placed < 6:
+            while along < x1 - x0 - 3.0 and placed < 4:
                 kind = str(rng.choice(kinds, p=[0.2, 0.45, 0.25, 0.1]))
                 length = float(rng.uniform(*_HARBOUR_BOAT_KINDS[kind]))
                 slot = length + 1.0 if alongside else 0.35 * length + 1.2
