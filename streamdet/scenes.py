@@ -1,4 +1,4 @@
-"""Procedural maritime, traffic and street scenes with ground truth per time stamp.
+"""Procedural maritime, traffic, street and harbour scenes with ground truth per time stamp.
 
 A scene is a pure function of time: :meth:`Scene.render` gives the luminance frame at ``t_us``
 (float32 ``[H, W]`` in [0, 1], the input of the sensor emulators in :mod:`streamdet.encoders`) and
@@ -19,9 +19,9 @@ own motion (roll, pitch and yaw of a boat; small vibration of a pole) is then on
     p_sensor = R(roll) (p_canvas - c_canvas) + c_sensor + (dx, dy)
 
 applied with bilinear interpolation, so sub-pixel ego-motion moves edges smoothly and static buoys
-still produce events. The street's camera may also drive along the road (``z_e(t)``): distances are
-then ``Z - z_e(t)``, and the street itself is projected again at every instant, so that the whole
-static scene flows outward.
+still produce events. The street's camera may also drive along the road (``z_e(t)``), and the harbour's
+drone or boat camera move over the water (``x_e(t), z_e(t)``): distances are then ``Z - z_e(t)``, and
+the street or harbour itself is projected again at every instant, so that the whole static scene flows.
 
 Ground truth. At a label time the same drawing is repeated into an integer label map (object index,
 -1 for background), warped with nearest-neighbour interpolation. The visible part of an object is the
@@ -3130,7 +3130,7 @@ class HarbourScene(Scene):
     def _build_motion(self, rng: np.random.Generator) -> None:
         """Camera shake, by camera: quay sway (0.05-0.4 px over 1-5 s, roll 0.02-0.1 deg, vibration
         0.03-0.15 px at 5-12 Hz); drone pan (4-14 px over 15-40 s), roll 0.02-0.1 deg, jitter (0.1-0.4 px
-        at 2-8 Hz); boat roll (0.5-2.5 deg), pitch (2-6 px), yaw (1-4 px) over 2-6 s and engine
+        at 2-8 Hz); boat roll (0.5-2.5 deg), pitch and yaw (2-6 px) over 2-6 s and engine
         vibration (0.1-0.3 px at 6-15 Hz)."""
         kind = self.camera_kind
         roll = (0.5, 2.5) if kind == "boat" else (0.02, 0.1)
@@ -3175,7 +3175,7 @@ class HarbourScene(Scene):
 
     def _build_waves(self, rng: np.random.Generator) -> None:
         """Ripples: three components ``a_i L att_i sin(k_i . (X, Z) - w_i t)`` in world metres with
-        wavelengths 0.4-1.5, 1.5-5 and 5-15 m, ``w = sqrt(g k)``, amplitudes 3-12 % of the local water
+        wavelengths 0.4-1.5, 1.5-5 and 5-15 m, ``w = sqrt(g k)``, amplitudes 1-12 % of the local water
         luminance ``L``, faded out where a wavelength spans fewer than 4 px. The grids are stored relative
         to the camera, ``sin(k . X_c)`` and ``cos(k . X_c)``, so that a camera at ``(x_e, z_e)`` adds the
         phase ``k . (x_e, z_e)`` by a weighted sum (as in the maritime preset)."""
