@@ -828,6 +828,26 @@ def _buoy_profile(rng: np.random.Generator, sea: float) -> list[tuple[np.ndarray
     ]
 
 
+def _own_bow(
+    rng: np.random.Generator, width: int, height: int, water: float
+) -> list[tuple[np.ndarray, float]]:
+    """The bow and railing of the camera's own boat at the bottom of a ``width`` x ``height`` frame (sensor
+    pixels, luminances against the ``water``)."""
+    tip_x = float(rng.uniform(0.3, 0.7)) * width
+    tip_y = height * (1.0 - float(rng.uniform(0.08, 0.25)))
+    left, right = float(rng.uniform(-0.2, 0.2)) * width, float(rng.uniform(0.8, 1.2)) * width
+    deck = np.array([[left, height + 1], [tip_x, tip_y], [right, height + 1]], np.float32)
+    deck_luminance = _contrasting_luminance(rng, water, 0.2)
+    rail = float(rng.uniform(0.02, 0.05)) * height
+    thickness = max(1.0, 0.006 * height)
+    railing = [
+        _segment((left, height - rail), (tip_x, tip_y - rail), thickness),
+        _segment((tip_x, tip_y - rail), (right, height - rail), thickness),
+    ]
+    rail_luminance = _contrasting_luminance(rng, deck_luminance, 0.2)
+    return [(deck, deck_luminance)] + [(segment, rail_luminance) for segment in railing]
+
+
 class MaritimeScene(Scene):
     """Sky, sea with waves, glitter and haze; boats that move and turn; bobbing buoys; a rolling camera."""
 
@@ -855,25 +875,8 @@ class MaritimeScene(Scene):
         self.engine_px = float(rng.uniform(0.1, 0.4))
         self.engine_rates = rng.uniform(2 * math.pi * 6.0, 2 * math.pi * 15.0, size=2)
         if rng.random() < 0.3:
-            self.rig = self._own_bow(rng)
+            self.rig = _own_bow(rng, self.width, self.height, self.sea_luminance)
         self._populate(rng)
-
-    def _own_bow(self, rng: np.random.Generator) -> list[tuple[np.ndarray, float]]:
-        """The bow and railing of the camera's own boat at the bottom of the frame (sensor pixels)."""
-        width, height = self.width, self.height
-        tip_x = float(rng.uniform(0.3, 0.7)) * width
-        tip_y = height * (1.0 - float(rng.uniform(0.08, 0.25)))
-        left, right = float(rng.uniform(-0.2, 0.2)) * width, float(rng.uniform(0.8, 1.2)) * width
-        deck = np.array([[left, height + 1], [tip_x, tip_y], [right, height + 1]], np.float32)
-        deck_luminance = _contrasting_luminance(rng, self.sea_luminance, 0.2)
-        rail = float(rng.uniform(0.02, 0.05)) * height
-        thickness = max(1.0, 0.006 * height)
-        railing = [
-            _segment((left, height - rail), (tip_x, tip_y - rail), thickness),
-            _segment((tip_x, tip_y - rail), (right, height - rail), thickness),
-        ]
-        rail_luminance = _contrasting_luminance(rng, deck_luminance, 0.2)
-        return [(deck, deck_luminance)] + [(segment, rail_luminance) for segment in railing]
 
     def _build_static(self, rng: np.random.Generator, width: int, height: int) -> None:
         rows = np.arange(height, dtype=np.float32)[:, None]
@@ -3078,6 +3081,8 @@ class HarbourScene(Scene):
         ]
         self._build_motion(rng)
         self.near_quay, self.water_z_min = self._build_near_quay(rng)
+        if self.camera_kind == "boat" and rng.random() < 0.3:
+            self.rig = _own_bow(rng, self.width, self.height, self.water_luminance)
         self._structure_cache: tuple[tuple[float, float], np.ndarray, np.ndarray, int, np.ndarray] | None = (
             None
         )
@@ -3705,13 +3710,13 @@ class HarbourScene(Scene):
             )
 
     def _moving_boats(self, rng: np.random.Generator, duration_s: float, objects: list) -> None:
-        """1-4 boats under way at the start and more arriving (0.1-0.4 per second): crossing, coming
+        """2-6 boats under way at the start and more arriving (0.15-0.5 per second): crossing, coming
         towards the camera, leaving, oblique (along the river on a waterway), 0.8-9 m/s (barges and
         ships 1.5-4), 30 % turning; paths that would run through a pontoon, a moored boat or a bank, or
         into the camera, are drawn again (up to 8 times)."""
         left, right = self._water_x_range()
-        rate = float(rng.uniform(0.1, 0.4))
-        starts = [0.0] * int(rng.integers(1, 5))
+        rate = float(rng.uniform(0.15, 0.5))
+        starts = [0.0] * int(rng.integers(2, 7))
         t = 0.0
         while True:
             t += float(rng.exponential(1.0 / rate))
