@@ -43,6 +43,7 @@ from __future__ import annotations
 
 import math
 from abc import ABC, abstractmethod
+from collections.abc import Callable
 from dataclasses import dataclass, field, replace
 
 import cv2
@@ -3276,7 +3277,14 @@ class HarbourScene(Scene):
         self.shore_reflection = cv2.blur(flipped, (1, streak))
         self.shore_geometry = (x0, res, rows)
 
-    def _shore_building(self, rng: np.random.Generator, fill, x0: float, x1: float, quay: float) -> None:
+    def _shore_building(
+        self,
+        rng: np.random.Generator,
+        fill: Callable[[np.ndarray, float], None],
+        x0: float,
+        x1: float,
+        quay: float,
+    ) -> None:
         """A block with a window grid (floors of 3-3.6 m, bays of 2.5-4 m) and a roof line."""
         height = float(rng.uniform(6.0, 35.0))
         wall = float(rng.uniform(0.2, 0.9))
@@ -3291,7 +3299,9 @@ class HarbourScene(Scene):
             _contrasting_luminance(rng, wall, 0.1),
         )
 
-    def _shore_crane(self, rng: np.random.Generator, fill, x: float, quay: float) -> None:
+    def _shore_crane(
+        self, rng: np.random.Generator, fill: Callable[[np.ndarray, float], None], x: float, quay: float
+    ) -> None:
         """A harbour crane: a tower (or a gantry's two legs), a jib and a counter-jib."""
         height = float(rng.uniform(20.0, 45.0))
         shade = float(rng.uniform(0.05, 0.35)) if rng.random() < 0.7 else float(rng.uniform(0.7, 0.95))
