@@ -6,7 +6,8 @@ cache.
 
 Burst neurons, bfloat16 where the CPU has it, compiled where a C++ compiler is found (the live
 defaults), each step from fresh membranes as the live node steps burst neurons (``--membranes keep``: the
-kept membranes of before); random input with 10 % of the pixels active at 0.5; median over ``--steps`` steps per gap.
+kept membranes of before); random input with 10 % of the pixels active at 0.5; median over ``--steps``
+steps per gap.
 """
 
 from __future__ import annotations
