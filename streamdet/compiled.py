@@ -81,7 +81,7 @@ def step_graph(plan, neuron, populations: list[str]) -> fx.GraphModule:
         if node.op == "placeholder":
             env[node] = x
         elif node.op == "output":
-            outputs = fx.node.map_arg(node.args[0], env.__getitem__)
+            outputs = fx.node.map_arg(node.args[0], lambda n: _as_float32(graph, env[n]))
             graph.output((outputs, () if fresh else tuple(new_membranes[name] for name in populations)))
             break
         elif node.op == "call_module" and node.target in populations:
@@ -123,6 +123,13 @@ def step_graph(plan, neuron, populations: list[str]) -> fx.GraphModule:
         else:
             env[node] = graph.node_copy(node, env.__getitem__)
     return fx.GraphModule(root, graph).eval()
+
+
+def _as_float32(graph: fx.Graph, node: fx.Node) -> fx.Node:
+    """``node`` cast to float32 in the graph: the heads of a bfloat16 network end in bfloat16
+    convolutions, and the cast, fused with the concatenation of the pyramid levels before it, saves the
+    caller a separate pass (and allocation) over every anchor's outputs."""
+    return graph.call_method("float", (node,))
 
 
 def _shape_key(x: torch.Tensor) -> tuple:

@@ -482,6 +482,10 @@ def _map_tensors(value: Any, function: Callable[[torch.Tensor], torch.Tensor]) -
 
 
 def _stack_steps(per_step: list[Any]) -> Any:
+    """Per-step outputs stacked along a new leading step axis; one step (the live node's burst step
+    per window) gets the axis as a view, without copying every anchor's outputs."""
+    if len(per_step) == 1:
+        return _map_tensors(per_step[0], lambda t: t.unsqueeze(0))
     first = per_step[0]
     if isinstance(first, torch.Tensor):
         return torch.stack(per_step)

@@ -15,6 +15,7 @@ from test_snn import burst_network, converted_network, random_stream, run_record
 from streamdet.compiled import step_graph
 from streamdet.detector import StreamDetector
 from streamdet.live import compiler_found, resolve_compile
+from streamdet.snn import bfloat16_supported
 
 pytestmark = [
     pytest.mark.usefixtures("single_thread"),
@@ -146,3 +147,18 @@ def test_compile_choice(monkeypatch: pytest.MonkeyPatch, tmp_path) -> None:
     assert compiler_found() is None and not resolve_compile("auto")
     with pytest.raises(ValueError, match="compile must be one of"):
         resolve_compile("maybe")
+
+
+@pytest.mark.skipif(not bfloat16_supported(), reason="no bfloat16 convolutions on this CPU")
+def test_one_step_per_call_gives_float32_outputs_equal_to_the_node_by_node_engine() -> None:
+    """The live node's call: one step from fresh membranes on a bfloat16 network, whose heads end in
+    bfloat16 convolutions. The compiled graph casts its outputs to float32 itself and the step axis is
+    added without a copy; the outputs are the node-by-node engine's, step by step, bit for bit."""
+    network = fresh(burst_network(4)).with_precision("bfloat16")
+    stream = random_stream(4, seed=12)
+    (reference_outputs, _, _) = run_recording(network, stream, "native", [1, 1, 1, 1])
+    outputs, state = compiled_recording(network, stream, [1, 1, 1, 1])
+    assert state.steps == 4
+    for a, b in zip(reference_outputs, outputs, strict=True):
+        assert b.dtype == torch.float32 and torch.equal(a, b)
+    assert any(torch.count_nonzero(o) for o in outputs)
