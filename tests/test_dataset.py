@@ -190,8 +190,8 @@ def test_workers_do_not_change_the_output(tmp_path: Path, mixed_split: Path) -> 
 
 
 def test_user_errors_are_one_line(tmp_path: Path, mixed_split: Path) -> None:
-    result = _build(tmp_path, "--preset", "harbour")
-    assert result.returncode == 2 and "harbour" in result.stderr and "Traceback" not in result.stderr
+    result = _build(tmp_path, "--preset", "desert")
+    assert result.returncode == 2 and "desert" in result.stderr and "Traceback" not in result.stderr
     assert len(result.stderr.strip().splitlines()) == 1
     with pytest.raises(UserFacingError, match="exists and is not empty"):
         build_split(BuildConfig(split="val", seconds=0.1), mixed_split.parent)
