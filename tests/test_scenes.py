@@ -320,16 +320,19 @@ def test_street_still_objects_are_ignored_and_moving_camera_moves_them() -> None
     assert still_ignored >= 3 and moved_by_camera >= 3, (still_ignored, moved_by_camera)
 
 
-def test_street_dataset_build_end_to_end(tmp_path: Path) -> None:
-    out = tmp_path / "street"
-    command = [sys.executable, "-m", "streamdet", "dataset", "build", "--preset", "street", "--seed", "5"]
+@pytest.mark.parametrize(
+    ("preset", "classes"), [("street", {"car", "pedestrian"}), ("harbour", {"boat", "buoy"})]
+)
+def test_dataset_build_end_to_end(tmp_path: Path, preset: str, classes: set[str]) -> None:
+    out = tmp_path / preset
+    command = [sys.executable, "-m", "streamdet", "dataset", "build", "--preset", preset, "--seed", "5"]
     command += ["--sequences", "1", "--seconds", "1", "--split", "test", "--out", str(out), "--workers", "1"]
     result = subprocess.run(command, capture_output=True, text=True, timeout=300)
     assert result.returncode == 0, result.stderr
     coco = json.loads(next(out.rglob("annotations.json")).read_text())
     names = {c["id"]: c["name"] for c in coco["categories"]}
     assert coco["images"] and coco["annotations"]
-    assert {names[a["category_id"]] for a in coco["annotations"]} <= {"car", "pedestrian"}
+    assert {names[a["category_id"]] for a in coco["annotations"]} <= classes
     assert any(not a["iscrowd"] for a in coco["annotations"])
     assert list(out.rglob("events.h5")) and list(out.rglob("spikes.dat"))
 
@@ -420,17 +423,3 @@ def test_harbour_moored_boats_are_still_unless_the_camera_moves() -> None:
             elif truth.box[3] - truth.box[1] > 15:
                 moved_by_camera += truth.motion_px > scene.config.min_motion_px
     assert still_ignored >= 2 and moved_by_camera >= 2, (still_ignored, moved_by_camera)
-
-
-def test_harbour_dataset_build_end_to_end(tmp_path: Path) -> None:
-    out = tmp_path / "harbour"
-    command = [sys.executable, "-m", "streamdet", "dataset", "build", "--preset", "harbour", "--seed", "5"]
-    command += ["--sequences", "1", "--seconds", "1", "--split", "test", "--out", str(out), "--workers", "1"]
-    result = subprocess.run(command, capture_output=True, text=True, timeout=300)
-    assert result.returncode == 0, result.stderr
-    coco = json.loads(next(out.rglob("annotations.json")).read_text())
-    names = {c["id"]: c["name"] for c in coco["categories"]}
-    assert coco["images"] and coco["annotations"]
-    assert {names[a["category_id"]] for a in coco["annotations"]} <= {"boat", "buoy"}
-    assert any(not a["iscrowd"] for a in coco["annotations"])
-    assert list(out.rglob("events.h5")) and list(out.rglob("spikes.dat"))
