@@ -385,3 +385,36 @@ def test_shipped_models_load_by_name_and_trace(name: str) -> None:
     width, height = bundle.spec.sensor_size
     (rows,) = bundle.detect(torch.zeros(1, bundle.config.in_channels, height, width))
     assert rows.shape[1] == 6
+
+
+def test_voting_and_candidates_match_their_reference_computations() -> None:
+    from torchvision.ops import batched_nms, box_iou
+
+    generator = torch.Generator().manual_seed(3)
+    corners = 80 * torch.rand(300, 2, generator=generator)
+    sizes = 20 * torch.rand(300, 2, generator=generator)
+    sizes[:5] = 0.0  # boxes with no area (IoU 0/0 with themselves)
+    boxes = torch.cat([corners, corners + sizes], dim=1)
+    scores = torch.rand(300, generator=generator)
+    labels = torch.randint(0, 3, (300,), generator=generator)
+    # box voting as torchvision's box_iou gives it: the same rows to the bit
+    keep = batched_nms(boxes, scores, labels, 0.4)[:100]
+    voters = (box_iou(boxes[keep], boxes) >= 0.5) & (labels[keep, None] == labels[None, :])
+    voters[torch.arange(len(keep)), keep] = True
+    weights = scores[None, :].double() * voters
+    voted = (weights @ boxes.double() / weights.sum(dim=1, keepdim=True)).float()
+    expected_rows = torch.cat([voted, scores[keep, None], labels[keep, None].float()], dim=1)
+    assert torch.equal(select_detections(boxes, scores, labels, nms_thresh=0.4, vote_iou=0.5), expected_rows)
+
+    anchors = make_anchors(config_for("events"), (64, 32))
+    logits = 3.0 * torch.randn(len(anchors), 4, generator=generator) - 4.0
+    deltas = 0.2 * torch.randn(len(anchors), 4, generator=generator)
+    for score_thresh, topk in ((0.05, 1000), (0.05, 20), (0.5, 1000), (0.0, 50), (1.0, 10)):
+        boxes, scores, labels = detection_candidates(logits, deltas, anchors, score_thresh, topk)
+        sigmoid = torch.sigmoid(logits).flatten()
+        passing = torch.nonzero(sigmoid > score_thresh).squeeze(1)
+        expected = passing[sigmoid[passing].topk(topk).indices] if len(passing) > topk else passing
+        assert torch.equal(labels, expected % 4)
+        assert torch.equal(boxes, BoxCoder().decode(deltas[expected // 4], anchors[expected // 4]))
+        # to float32 rounding: torch's vectorised and scalar sigmoid may differ in the last bit
+        assert torch.allclose(scores, sigmoid[expected], rtol=1e-6, atol=0)
