@@ -10,7 +10,8 @@ so far, in the format ``streamdet.model.load_detector`` reads.
 Augmentations act on the raw measurement (events: OFF/ON counts; intensity: spike rate, see
 ``streamdet.samples``), so they mimic other sensors and scenes: horizontal flip, random crop, count
 scaling and Poisson noise events (events), polarity swap (events), brightness scaling and spike noise
-(intensity).
+(intensity), and, off by default, uneven illumination and texture (intensity: the look of real scenes in
+a spike-rate image, against the renderer's flat shading).
 """
 
 from __future__ import annotations
@@ -24,6 +25,7 @@ from typing import Any
 
 import numpy as np
 import torch
+import torch.nn.functional as F
 from torch import Tensor
 
 from streamdet import CLASS_NAMES
@@ -82,6 +84,12 @@ class AugmentConfig:
         polarity_swap: events: probability of swapping the OFF and ON channels.
         brightness: intensity: rate multiplied by ``U(lo, hi)``.
         spike_noise: intensity: uniform rate noise ``U(0, spike_noise)`` added per pixel.
+        illumination: intensity: uneven lighting (shadows, vignetting), the rate multiplied by a smooth
+            random gain in ``[1 - a, 1 + a]``, ``a ~ U(0, illumination)``, over 2-4 cells per side
+            (:func:`illumination_gain`; 0: off).
+        texture: intensity: band-limited texture of surfaces (paving, water, clothing, hulls), the rate
+            multiplied by ``1 + t * field``, ``t ~ U(0, texture)``, ``field`` in [-1, 1] with cells of
+            2-16 pixels (:func:`texture_gain`; 0: off).
         min_visible: a cropped box keeping less than this fraction of its area becomes an ignore region.
     """
 
@@ -97,10 +105,12 @@ class AugmentConfig:
     polarity_swap: float = 0.2
     brightness: tuple[float, float] = (0.6, 1.4)
     spike_noise: float = 0.05
+    illumination: float = 0.0
+    texture: float = 0.0
     min_visible: float = 0.5
 
     def __post_init__(self) -> None:
-        for name in ("flip", "thinning", "hot_pixels", "polarity_swap"):
+        for name in ("flip", "thinning", "hot_pixels", "polarity_swap", "illumination", "texture"):
             if not 0.0 <= getattr(self, name) <= 1.0:
                 raise UserFacingError(f"augmentation {name} must be in [0, 1], got {getattr(self, name)}")
         if self.spike_noise < 0:
@@ -191,6 +201,39 @@ def add_hot_pixels(
     return out.flatten(0, 1)
 
 
+def smooth_random_field(size: tuple[int, int], grid: tuple[int, int], generator: torch.Generator) -> Tensor:
+    """A random field ``[H, W]`` in [-1, 1], band-limited: ``grid = (rows, columns)`` values
+    ``U(-1, 1)`` (at least 2 each) interpolated bilinearly over ``size = (H, W)``, corner to corner,
+    so that neighbouring values lie ``(H - 1) / (rows - 1)`` pixels apart (rows) and likewise across."""
+    values = torch.rand((1, 1, *grid), generator=generator) * 2.0 - 1.0
+    return F.interpolate(values, size=size, mode="bilinear", align_corners=True)[0, 0]
+
+
+def illumination_gain(
+    size: tuple[int, int], strength: float, rng: np.random.Generator, generator: torch.Generator
+) -> Tensor:
+    """Uneven lighting over an image of ``size = (H, W)``: ``1 + a * field`` with ``a ~ U(0, strength)``
+    and ``field`` a :func:`smooth_random_field` over 2-4 cells per side (gradients, vignetting, broad
+    shadows), so a gain ``[H, W]`` in ``[1 - a, 1 + a]``."""
+    amplitude = float(rng.uniform(0.0, strength))
+    cells = rng.integers(2, 5, size=2)
+    return 1.0 + amplitude * smooth_random_field(size, (int(cells[0]) + 1, int(cells[1]) + 1), generator)
+
+
+def texture_gain(
+    size: tuple[int, int], strength: float, rng: np.random.Generator, generator: torch.Generator
+) -> Tensor:
+    """Surface texture over an image of ``size = (H, W)``: ``1 + t * field`` with ``t ~ U(0, strength)``
+    and ``field`` a :func:`smooth_random_field` whose values lie ``c ~ U{2, ..., 16}`` pixels apart (one
+    scale per sample), so a gain ``[H, W]`` in ``[1 - t, 1 + t]``. Multiplied into the rate (intensity
+    is illumination times reflectance), it is relative to the local rate: black padding stays black."""
+    amplitude = float(rng.uniform(0.0, strength))
+    cell = int(rng.integers(2, 17))
+    height, width = size
+    grid = (math.ceil((height - 1) / cell) + 1, math.ceil((width - 1) / cell) + 1)
+    return 1.0 + amplitude * smooth_random_field(size, grid, generator)
+
+
 def make_augment(modality: str, config: AugmentConfig, window_us: int | None = None):
     """The training transform ``(raw, target, rng) -> (raw, target)`` of ``modality`` (see
     :class:`AugmentConfig`); ``window_us`` (one window's length) sets a hot pixel's count per window."""
@@ -220,12 +263,27 @@ def make_augment(modality: str, config: AugmentConfig, window_us: int | None = N
                 raw = raw.unflatten(0, (-1, 2)).flip(1).flatten(0, 1)
         else:
             raw = raw * float(rng.uniform(*config.brightness))
+            if config.illumination > 0 or config.texture > 0:
+                raw = (raw * _scene_look_gain(raw.shape[-2:], config, rng, generator)).clamp(0.0, 1.0)
             raw = raw + torch.rand(raw.shape, generator=generator) * float(
                 rng.uniform(0.0, config.spike_noise)
             )
         return raw, target
 
     return augment
+
+
+def _scene_look_gain(
+    size: tuple[int, int], config: AugmentConfig, rng: np.random.Generator, generator: torch.Generator
+) -> Tensor:
+    """The gain ``[H, W]`` of ``config``'s illumination and texture (each 1 where off), the same for
+    every window a sample reads (a still scene's look)."""
+    gain = torch.ones(size)
+    if config.illumination > 0:
+        gain = gain * illumination_gain(size, config.illumination, rng, generator)
+    if config.texture > 0:
+        gain = gain * texture_gain(size, config.texture, rng, generator)
+    return gain
 
 
 @dataclass(frozen=True)

@@ -3,6 +3,7 @@ and their errors (no annotations, modality mismatch, resume of another modality)
 
 from __future__ import annotations
 
+import hashlib
 import json
 import subprocess
 import sys
@@ -27,6 +28,7 @@ from streamdet.train import (
     horizontal_flip,
     make_augment,
     random_crop,
+    smooth_random_field,
     thin_events,
     train_detector,
 )
@@ -471,9 +473,58 @@ def test_sensor_augmentations_thin_add_noise_and_hot_pixels() -> None:
     assert out.shape == raw.shape and float(out.sum()) < float(raw.sum())
 
 
+def _intensity_augment_digest(config: AugmentConfig) -> str:
+    """Digest of ``config``'s intensity transform of one fixed two-window sample, seeds 0-3."""
+    raw = torch.rand((2, 200, 300), generator=torch.Generator().manual_seed(7)) * 0.8
+    target = _target([[10.0, 20.0, 40.0, 60.0]], [1])
+    digest = hashlib.sha256()
+    for seed in range(4):
+        out, moved = make_augment("intensity", config)(raw, target, np.random.default_rng(seed))
+        digest.update(np.round(out.numpy() * 2**20).astype(np.int64).tobytes())
+        digest.update(moved["boxes"].numpy().tobytes())
+    return digest.hexdigest()[:16]
+
+
+def test_intensity_defaults_are_the_transform_before_the_look_augmentations() -> None:
+    """Illumination and texture are off by default and then draw no random numbers: the default
+    transform (and the shipped intensity recipe's) gives the digests that the transform gave before
+    they existed (computed at efaea73, whose streamdet/train.py had neither)."""
+    assert (AugmentConfig().illumination, AugmentConfig().texture) == (0.0, 0.0)
+    assert _intensity_augment_digest(AugmentConfig()) == "36f714a46671c3d9"
+    recipe = AugmentConfig(crop_size=None, spike_noise=0.2)
+    assert _intensity_augment_digest(recipe) == "297196e472f50615"
+
+
+def test_illumination_and_texture_change_the_rate_keep_the_boxes_and_follow_the_seed() -> None:
+    """Each option changes the rate image within [0, 1] by a gain that is smooth (illumination: far
+    smaller pixel-to-pixel steps than its spread) or finer (texture), leaves the boxes where they were,
+    is the same for every window of the sample, and repeats for a seed."""
+    raw = torch.full((2, 192, 256), 0.5)
+    target = _target([[10.0, 20.0, 40.0, 60.0]], [1], [[100.0, 100.0, 120.0, 130.0]])
+    plain = replace(NO_AUGMENT, brightness=(1.0, 1.0), spike_noise=0.0)
+    unchanged, _ = make_augment("intensity", plain)(raw, target, np.random.default_rng(3))
+    assert torch.equal(unchanged, raw)
+    steps = {}
+    for name in ("illumination", "texture"):
+        augment = make_augment("intensity", replace(plain, **{name: 0.8}))
+        outs = [augment(raw, target, np.random.default_rng(seed)) for seed in (3, 3, 4)]
+        (out, moved), (again, _), (other, _) = outs
+        assert out.shape == raw.shape and not torch.equal(out, raw)
+        assert 0.0 <= float(out.min()) and float(out.max()) <= 1.0
+        assert torch.equal(out[0], out[1]), "one gain for every window"
+        assert torch.equal(out, again) and not torch.equal(out, other)
+        for key in ("boxes", "labels", "ignore_boxes"):
+            assert torch.equal(moved[key], target[key])
+        steps[name] = float((out[0, :, 1:] - out[0, :, :-1]).abs().mean() / out[0].std())
+    assert steps["illumination"] < 0.05 and steps["texture"] > 2 * steps["illumination"], steps
+    field = smooth_random_field((50, 70), (3, 4), torch.Generator().manual_seed(0))
+    assert field.shape == (50, 70) and float(field.abs().max()) <= 1.0
+
+
 def test_bad_augmentation_settings_are_named(tiny_root: Path, tmp_path: Path, capsys) -> None:
     settings = (("--aug-thinning", "1.5"), ("--aug-noise", "-0.1"), ("--aug-hot-pixels", "-1"))
-    for flag, value in (*settings, ("--aug-spike-noise", "-0.2")):
+    intensity = (("--aug-spike-noise", "-0.2"), ("--aug-illumination", "-0.3"), ("--aug-texture", "-0.4"))
+    for flag, value in (*settings, *intensity):
         command = ["train", "--modality", "events", "--data", str(tiny_root), "--out", str(tmp_path / "x.pt")]
         assert main([*command, "--epochs", "1", flag, value]) == 2
         error = capsys.readouterr().err

@@ -161,7 +161,8 @@ def _add_distillation_options(train: argparse.ArgumentParser) -> None:
 
 
 def _add_augmentation_options(train: argparse.ArgumentParser) -> None:
-    """``train``'s sensor augmentations: noise, thinning and hot pixels of events; spurious spikes."""
+    """``train``'s sensor augmentations: noise, thinning and hot pixels of events; spurious spikes,
+    uneven illumination and texture of intensity."""
     from streamdet.train import AugmentConfig
 
     augment_defaults = AugmentConfig()
@@ -202,6 +203,22 @@ def _add_augmentation_options(train: argparse.ArgumentParser) -> None:
         metavar="R",
         help="intensity: most spurious firing rate added, drawn per sample as U(0, R) and per pixel "
         f"as U(0, that) (default {augment_defaults.spike_noise})",
+    )
+    train.add_argument(
+        "--aug-illumination",
+        type=float,
+        default=augment_defaults.illumination,
+        metavar="A",
+        help="intensity: uneven lighting, the rate multiplied by a smooth random gain in [1 - a, 1 + a] over "
+        "2-4 cells per side, a ~ U(0, A) per sample, A in [0, 1] (default 0: off)",
+    )
+    train.add_argument(
+        "--aug-texture",
+        type=float,
+        default=augment_defaults.texture,
+        metavar="A",
+        help="intensity: surface texture, the rate multiplied by 1 + t * field, field a random grid in "
+        "[-1, 1] of 2-16 px cells upsampled bilinearly, t ~ U(0, A) per sample, A in [0, 1] (default 0: off)",
     )
 
 
@@ -380,6 +397,8 @@ def run_train(args: argparse.Namespace) -> int:
             thinning=args.aug_thinning,
             hot_pixels=args.aug_hot_pixels,
             spike_noise=args.aug_spike_noise,
+            illumination=args.aug_illumination,
+            texture=args.aug_texture,
         ),
     )
     if args.init is not None:
