@@ -20,7 +20,8 @@ layers sparse (outputs checked against the dense ones). Where this CPU has bfloa
 with bfloat16 spike-fed convolutions (``SpikingNetwork.with_precision``) and the ANN on a bfloat16
 channels-last copy of itself are timed in the same interleaved loop, and so is the bfloat16 SNN stepping
 from fresh membranes (``fresh``: the detector's ``--membranes auto`` for burst neurons, whose compiled
-step reads and writes no membrane). Where a C++ compiler is found, each
+step reads and writes no membrane); the float32 SNN from fresh membranes is timed on every CPU (the
+stream's setting where there is no bfloat16). Where a C++ compiler is found, each
 of these SNNs is also timed compiled (``streamdet.compiled``, compiled before the loop) and each ANN
 compiled by ``torch.compile`` (compiled at its warm-up call); ``ratio_to_partner_ann_mean`` compares each
 SNN with the ANN of the same precision, compiled or not.
@@ -149,13 +150,13 @@ def measure_model(model: str, split: str, count: int, repeats: int) -> dict:
     chosen = {
         name: c["crossover"] for name, c in crossovers.items() if c["site_fraction_median"] < c["crossover"]
     }
-    networks = {"snn burst T=1": snn}
+    fresh = stream_neuron(snn.neuron, DetectorConfig(membranes="fresh"))
+    networks = {"snn burst T=1": snn, "snn burst T=1, fresh": snn.with_neuron(fresh)}
     if chosen:
         networks["snn burst T=1, sparse layers"] = with_sparse_layers(snn, chosen)
     anns = {}
     if bfloat16_supported():
         networks["snn burst T=1, bfloat16"] = snn.with_precision("bfloat16")
-        fresh = stream_neuron(snn.neuron, DetectorConfig(membranes="fresh"))
         networks["snn burst T=1, bfloat16, fresh"] = snn.with_precision("bfloat16").with_neuron(fresh)
         anns["ann bfloat16"] = bfloat16_forward(bundle.model)
     if compiler_found() is not None:
