@@ -1077,6 +1077,49 @@ def _tensor_shapes(checkpoint: dict[str, Any]) -> dict[str, tuple[int, ...]]:
     return {name: tuple(tensor.shape) for name, tensor in checkpoint["state_dict"].items()}
 
 
+def relevel_checkpoint(checkpoint: dict[str, Any], levels: int, source: str) -> dict[str, Any]:
+    """``checkpoint`` with every Quant-ReLU read at ``levels`` levels: the same weights and clips, only
+    ``config.quant_levels`` changed, and a ``train`` record naming the source, its levels and its own record.
+
+    A Quant-ReLU computes ``c floor(clamp(x / c, 0, 1) L + 0.5) / L``; with more levels it follows the
+    clipped ReLU more closely, and every value of ``L`` levels is one of ``k L`` levels. Converted with burst
+    neurons (``N = L`` spikes per step, one step per window from fresh membranes) the spiking network
+    reproduces the Quant-ReLU network at any ``L`` in one step, so on a dense engine a finer ``L`` costs no
+    time; IF neurons need about ``L`` steps per window instead. Whether a model trained at one ``L`` scores
+    better at another is measured, not assumed (docs/model-card.md, "Quant-ReLU levels").
+
+    Raises:
+        UserFacingError: a checkpoint without Quant-ReLU activations, or ``levels`` below 1.
+    """
+    config = RetinaNetConfig.from_dict(checkpoint["config"])
+    if config.activation != "quant":
+        raise UserFacingError(
+            f"{source}: activation {config.activation!r} has no Quant-ReLU levels to change "
+            "(only models trained with --activation quant have them)"
+        )
+    if int(levels) < 1:
+        raise UserFacingError(f"--quant-levels must be at least 1, got {levels}")
+    relevelled = {key: value for key, value in checkpoint.items() if key not in ("config", "train")}
+    relevelled["config"] = {**config.to_dict(), "quant_levels": int(levels)}
+    relevelled["train"] = {
+        "relevelled_from": {
+            "source": source,
+            "quant_levels": config.quant_levels,
+            "train": checkpoint.get("train", {}),
+        }
+    }
+    return relevelled
+
+
+def relevel_checkpoint_file(path: str | Path, levels: int, out: str | Path) -> dict[str, Any]:
+    """Read ``path`` (a name or file), write it read at ``levels`` levels (:func:`relevel_checkpoint`)."""
+    checkpoint = read_checkpoint(path)
+    model_from_checkpoint(checkpoint, path)  # config and weights agree
+    relevelled = relevel_checkpoint(checkpoint, levels, str(path))
+    save_checkpoint(out, relevelled)
+    return relevelled
+
+
 def average_checkpoint_files(paths: list[str | Path], out: str | Path) -> dict[str, Any]:
     """Read ``paths`` (names or files), write their average (:func:`average_checkpoints`) to ``out``."""
     checkpoints = [read_checkpoint(path) for path in paths]

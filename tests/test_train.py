@@ -28,6 +28,7 @@ from streamdet.train import (
     horizontal_flip,
     make_augment,
     random_crop,
+    relevel_checkpoint,
     smooth_random_field,
     thin_events,
     train_detector,
@@ -435,6 +436,49 @@ def test_average_is_the_mean_of_fine_tunes_and_refuses_other_architectures(
     assert main(["average", sources[0], "--out", str(tmp_path / "one.pt")]) == 2
     assert "at least two" in capsys.readouterr().err
     assert not (tmp_path / "bad.pt").exists() and not (tmp_path / "one.pt").exists()
+
+
+def test_relevel_keeps_the_weights_and_changes_only_the_quant_relu_levels(
+    overfit_checkpoint: Path, tmp_path: Path, capsys
+) -> None:
+    """``streamdet relevel`` writes the same weights and clips read at other Quant-ReLU levels: the model
+    computes what the source computes with its levels changed by hand, converts to burst neurons of that
+    many spikes per step, and records where it came from; a bad level count and a model without
+    Quant-ReLU are refused with the reason."""
+    from streamdet.loading import load_snn
+    from streamdet.model import QuantReLU, read_checkpoint
+
+    out = tmp_path / "l16.pt"
+    assert main(["relevel", str(overfit_checkpoint), "--quant-levels", "16", "--out", str(out)]) == 0
+    assert "16 Quant-ReLU levels instead of" in capsys.readouterr().out
+    source, relevelled = load_detector(overfit_checkpoint), load_detector(out)
+    before = {m.levels for m in source.model.modules() if isinstance(m, QuantReLU)}
+    assert before and 16 not in before
+    assert {m.levels for m in relevelled.model.modules() if isinstance(m, QuantReLU)} == {16}
+    for name, tensor in source.model.state_dict().items():
+        assert torch.equal(relevelled.model.state_dict()[name], tensor), name
+    by_hand = load_detector(overfit_checkpoint)
+    for module in by_hand.model.modules():
+        if isinstance(module, QuantReLU):
+            module.levels = 16
+    inputs = torch.rand(2, relevelled.spec.channels, 64, 96) * 2
+    with torch.no_grad():
+        for ours, theirs in zip(relevelled.model(inputs), by_hand.model(inputs), strict=True):
+            assert torch.equal(ours, theirs)
+        plain = source.model(inputs)[0]
+    assert not torch.equal(relevelled.model(inputs)[0].detach(), plain), "16 levels should change outputs"
+    assert set(load_snn(out, burst=True).spikes_per_step.values()) == {16}
+    record = torch.load(out, weights_only=True)["train"]["relevelled_from"]
+    assert record["source"] == str(overfit_checkpoint) and record["quant_levels"] == before.pop()
+
+    bad = ["relevel", str(overfit_checkpoint), "--quant-levels", "0", "--out", str(tmp_path / "x.pt")]
+    assert main(bad) == 2
+    assert "--quant-levels must be at least 1, got 0" in capsys.readouterr().err
+    assert not (tmp_path / "x.pt").exists()
+    plain_relu = read_checkpoint(overfit_checkpoint)
+    plain_relu["config"] = {**plain_relu["config"], "activation": "relu"}
+    with pytest.raises(UserFacingError, match=r"relu.pt: activation 'relu' has no Quant-ReLU levels"):
+        relevel_checkpoint(plain_relu, 8, "relu.pt")
 
 
 def test_sensor_augmentations_thin_add_noise_and_hot_pixels() -> None:

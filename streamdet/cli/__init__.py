@@ -32,6 +32,7 @@ COMMAND_MODULES: dict[str, str] = {
     "info": "files",
     "launch": "run",
     "record": "files",
+    "relevel": "models",
     "replay": "files",
     "subscribe": "bus",
     "train": "models",

@@ -37,9 +37,10 @@ def _ratios(text: str) -> tuple[float, ...]:
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:
-    """Add ``train``, ``average`` and ``eval``."""
+    """Add ``train``, ``average``, ``relevel`` and ``eval``."""
     register_train(subparsers)
     register_average(subparsers)
+    register_relevel(subparsers)
     register_eval(subparsers)
 
 
@@ -298,6 +299,25 @@ def register_average(subparsers: argparse._SubParsersAction) -> None:
     average.set_defaults(func=run_average)
 
 
+def register_relevel(subparsers: argparse._SubParsersAction) -> None:
+    """Add ``relevel``."""
+    relevel = subparsers.add_parser(
+        "relevel",
+        help="write a Quant-ReLU model read at another number of activation levels",
+        description="Write a checkpoint with the same weights and clips whose Quant-ReLU activations use "
+        "--quant-levels levels (docs/model-card.md, \"Quant-ReLU levels\"). With burst neurons (the "
+        "detector's default) the converted network runs one step per window at any number of levels.",
+    )
+    relevel.add_argument(
+        "model", metavar="CKPT", help="checkpoint (name or path) with Quant-ReLU activations"
+    )
+    relevel.add_argument(
+        "--quant-levels", type=int, required=True, metavar="L", help="levels of every Quant-ReLU"
+    )
+    relevel.add_argument("--out", required=True, metavar="CKPT", help="checkpoint to write (.pt)")
+    relevel.set_defaults(func=run_relevel)
+
+
 def register_eval(subparsers: argparse._SubParsersAction) -> None:
     """Add ``eval``: the model and splits, scoring options, sensor geometry, and with ``--snn`` the
     conversion and SNN measurement (``streamdet.cli.options.add_snn_arguments``)."""
@@ -446,6 +466,16 @@ def run_average(args: argparse.Namespace) -> int:
 
     average_checkpoint_files(args.models, args.out)
     print(f"wrote {args.out} (mean of {len(args.models)} checkpoints)")
+    return 0
+
+
+def run_relevel(args: argparse.Namespace) -> int:
+    """``streamdet relevel``."""
+    from streamdet.train import relevel_checkpoint_file
+
+    relevelled = relevel_checkpoint_file(args.model, args.quant_levels, args.out)
+    before = relevelled["train"]["relevelled_from"]["quant_levels"]
+    print(f"wrote {args.out} ({args.model} with {args.quant_levels} Quant-ReLU levels instead of {before})")
     return 0
 
 
