@@ -380,8 +380,10 @@ def test_burst_needs_reset_by_subtraction_and_is_recorded_in_the_conversion(tmp_
     from streamdet.convert import convert_detector
 
     config = ConversionConfig(normalisation="quant", burst=True)
-    snn = convert_detector(load_detector("events-fast"), None, config, progress=False)
-    assert snn.conversion["burst"] is True and set(snn.spikes_per_step.values()) == {4}
+    bundle = load_detector("events-fast")
+    snn = convert_detector(bundle, None, config, progress=False)
+    levels = bundle.config.quant_levels  # N = L: one burst step is the Quant-ReLU
+    assert snn.conversion["burst"] is True and set(snn.spikes_per_step.values()) == {levels}
     assert snn.burst
     save_snn(snn, tmp_path / "burst.snn.pt")
     loaded = load_snn(tmp_path / "burst.snn.pt")
