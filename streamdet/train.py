@@ -1085,8 +1085,8 @@ def relevel_checkpoint(checkpoint: dict[str, Any], levels: int, source: str) -> 
     clipped ReLU more closely, and every value of ``L`` levels is one of ``k L`` levels. Converted with burst
     neurons (``N = L`` spikes per step, one step per window from fresh membranes) the spiking network
     reproduces the Quant-ReLU network at any ``L`` in one step, so on a dense engine a finer ``L`` costs no
-    time; IF neurons need about ``L`` steps per window instead. Whether a model trained at one ``L`` scores
-    better at another is measured, not assumed (docs/model-card.md, "Quant-ReLU levels").
+    time; IF neurons do not read ``L`` (their network is the same at any ``L``). Whether a model trained at
+    one ``L`` scores better at another is measured, not assumed (docs/model-card.md, "Quant-ReLU levels").
 
     Raises:
         UserFacingError: a checkpoint without Quant-ReLU activations, or ``levels`` below 1.
