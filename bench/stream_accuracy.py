@@ -156,9 +156,9 @@ def main(argv: list[str] | None = None) -> int:
     )
     parser.add_argument(
         "--precision",
-        choices=("float32", "bfloat16"),
+        choices=("float32", "bfloat16", "int8"),
         default="float32",
-        help="the SNN's spike-fed convolutions in float32 or bfloat16 (streamdet.snn, precision)",
+        help="the SNN's spike-fed convolutions in float32, bfloat16 or int8 (streamdet.snn, precision)",
     )
     parser.add_argument(
         "--compile",

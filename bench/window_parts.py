@@ -33,7 +33,7 @@ def main() -> None:
     parser.add_argument("--seconds", type=float, default=8.0, help="stream length, seconds")
     parser.add_argument("--skip", type=int, default=12, help="windows not timed at the start")
     parser.add_argument("--compile", choices=("auto", "on", "off"), default="auto")
-    parser.add_argument("--precision", choices=("auto", "float32", "bfloat16"), default="auto")
+    parser.add_argument("--precision", choices=("auto", "float32", "bfloat16", "int8"), default="auto")
     parser.add_argument("--membranes", choices=("fresh", "keep"), default="fresh")
     parser.add_argument("--json", help="also write the results here")
     args = parser.parse_args()

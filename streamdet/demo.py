@@ -96,7 +96,7 @@ class DemoConfig:
             the demo scores them like ``streamdet eval``).
         burst: burst IF neurons (``ConversionConfig.burst``), at :func:`streamdet.live.burst_steps` unless
             ``dt_us`` is given.
-        precision: ``float32``, ``bfloat16`` or ``auto`` (:func:`streamdet.live.choose_precision`).
+        precision: ``float32``, ``bfloat16``, ``int8`` or ``auto`` (:func:`streamdet.live.choose_precision`).
         compile: run the network's steps compiled (``streamdet.compiled``, ``--compile``).
         yield_viewer: lower this process's scheduling priority (to ``niceness``) once the detector and
             driver run, so that they go first; for a process that ends with the demo.

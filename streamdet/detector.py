@@ -108,9 +108,10 @@ class DetectorConfig:
             a score threshold, ``docs/streaming.md``).
         stream_classes: ``(stream, classes)`` pairs: the classes given out for that stream instead of
             ``box_filter.classes`` (a harbour camera and a street camera on one detector).
-        precision: the network's spike-fed convolutions in ``float32`` or ``bfloat16``
+        precision: the network's spike-fed convolutions in ``float32``, ``bfloat16`` or ``int8``
             (``streamdet.snn``, ``SpikingNetwork.with_precision``; the CLI's ``--precision auto`` takes
-            bfloat16 where this CPU steps it faster, :func:`streamdet.live.choose_precision`).
+            the faster of the other two where this CPU steps it clearly faster,
+            :func:`streamdet.live.choose_precision`).
         compile: run each step as one compiled graph (``streamdet.compiled``; compiled for the model's
             sensor size at :meth:`StreamDetector.warm_up`, for any other size in the background while the
             node-by-node engine runs).

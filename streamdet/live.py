@@ -171,10 +171,22 @@ def demo_threads(compiled: bool) -> int:
     return 2 if compiled and (os.cpu_count() or 1) >= 2 else 1
 
 
-BFLOAT16_MIN_GAIN = 1.1
-"""``--precision auto`` takes bfloat16 where this CPU steps the network at least this many times faster
-with it than with float32 (:func:`choose_precision`): its cost in accuracy is small but not nil
+LOW_PRECISION_MIN_GAIN = 1.1
+"""``--precision auto`` takes bfloat16 or int8 where this CPU steps the network at least this many times
+faster with it than with float32 (:func:`choose_precision`): their cost in accuracy is small but not nil
 (docs/conversion.md, "Precision"), so it must buy a clear gain in speed."""
+
+
+def low_precisions() -> tuple[str, ...]:
+    """The precisions other than float32 this CPU and torch build run: ``bfloat16`` where it has bfloat16
+    convolutions (AVX512-BF16 or AMX), ``int8`` where oneDNN's int8 convolution runs (any x86-64 CPU)."""
+    from streamdet.snn import bfloat16_supported, int8_supported
+
+    return tuple(
+        name
+        for name, supported in (("bfloat16", bfloat16_supported), ("int8", int8_supported))
+        if supported()
+    )
 
 
 def choose_precision(
@@ -182,24 +194,26 @@ def choose_precision(
 ) -> tuple[SpikingDetector, dict[str, float]]:
     """``(network at the chosen precision, {precision: steps per second alone} of each one timed)``.
 
-    ``precision`` ``float32`` or ``bfloat16`` is taken as given (nothing timed); ``auto`` is float32 on a
-    GPU or where this CPU has no bfloat16 convolution, else the network is timed at both, in turn
-    ``rounds`` times (:func:`measure_step_rate`, a fraction of a second each; the best of each kept, so
-    that a busy moment of a shared machine does not decide: a single timing took float32 for
-    ``events-fast`` in two of six demo runs), and bfloat16 taken when it steps at least
-    :data:`BFLOAT16_MIN_GAIN` times faster (a network of a few channels steps slower in bfloat16)."""
-    from streamdet.snn import bfloat16_supported
-
+    ``precision`` ``float32``, ``bfloat16`` or ``int8`` is taken as given (nothing timed); ``auto`` is
+    float32 on a GPU or where this CPU runs no other (:func:`low_precisions`), else the network is timed at
+    float32 and at each of those, in turn ``rounds`` times (:func:`measure_step_rate`, a fraction of a
+    second each; the best of each kept, so that a busy moment of a shared machine does not decide: a
+    single timing took float32 for ``events-fast`` in two of six demo runs), and the fastest of them is
+    taken where it steps at least :data:`LOW_PRECISION_MIN_GAIN` times faster than float32 (a network of
+    a few channels steps slower in bfloat16)."""
     if precision != "auto":
         return snn.with_precision(precision), {}
-    if device != "cpu" or not bfloat16_supported():
+    candidates = low_precisions() if device == "cpu" else ()
+    if not candidates:
         return snn.with_precision("float32"), {}
-    low = snn.with_precision("bfloat16")
-    rates = {"float32": 0.0, "bfloat16": 0.0}
+    networks = {"float32": snn, **{name: snn.with_precision(name) for name in candidates}}
+    rates = dict.fromkeys(networks, 0.0)
     for _ in range(max(1, rounds)):
-        rates["float32"] = max(rates["float32"], measure_step_rate(snn))
-        rates["bfloat16"] = max(rates["bfloat16"], measure_step_rate(low))
-    return (low if rates["bfloat16"] >= BFLOAT16_MIN_GAIN * rates["float32"] else snn), rates
+        for name, network in networks.items():
+            rates[name] = max(rates[name], measure_step_rate(network))
+    fastest = max(candidates, key=rates.__getitem__)
+    chosen = fastest if rates[fastest] >= LOW_PRECISION_MIN_GAIN * rates["float32"] else "float32"
+    return networks[chosen], rates
 
 
 def compile_live_model(

@@ -27,7 +27,7 @@ current and sums the spikes (the definition the burst neuron is equivalent to, `
 ``"norse"`` refuses them: its IAF neuron resets to zero, and burst neurons reset by subtraction only. A
 probe receives what a population passes on, in rate units: ``counts / N`` of a burst population.
 
-Precision (``SpikingNetwork.with_precision``): ``"float32"`` (default) or ``"bfloat16"``, which runs every
+Precision (``SpikingNetwork.with_precision``): ``"float32"`` (default), ``"bfloat16"``, which runs every
 spike-fed convolution on bfloat16 copies of its weights in channels-last layout (oneDNN; on CPUs with
 AMX a 48-channel 3x3 convolution takes about a third of its float32 time). The stem, which reads analog
 event counts, stays float32. Spikes (counts over ``N``) are exact in bfloat16 where ``N`` is a power of
@@ -35,6 +35,17 @@ two (the shipped models' 4 and 8); the products are summed in float32 inside one
 bfloat16 once; membranes, neurons, NormAdd and the outputs stay float32. The weights are rounded to 8
 significant bits, so a membrane near a threshold may fire one level apart from the float32 engine; what
 that costs in mAP is measured (docs/conversion.md, "Precision").
+
+``"int8"`` runs every spike-fed convolution as an integer convolution (oneDNN's ``qconv_pointwise``, the
+kernel PyTorch's own x86 int8 inference lowers to): a spike map is ``counts / N`` with integer counts in
+``[0, N]``, so it is passed on exactly as ``uint8`` counts with scale ``1 / N``; the weights are rounded to
+``int8`` per output channel (symmetric, ``scale = max |w| / 127``); the products are summed in ``int32``
+exactly and scaled back to float32 once, with the bias, in the same kernel. So an int8 convolution is the
+float32 convolution with the rounded weights, to one float32 rounding (tested); only the weight rounding
+(at most half a step of ``max |w| / 127`` per weight) changes what the network computes, and what that
+costs in mAP is measured (docs/conversion.md, "Precision"). Populations of more than
+:data:`INT8_MAX_SPIKES` spikes per step keep float32 convolutions (on CPUs without VNNI, oneDNN sums
+pairs of ``uint8 x int8`` products in 16 bits, exact for counts up to that bound). The stem stays float32.
 
 The engines give the same spikes whenever the convolutions give the same sums; float32 convolutions of
 a batch of ``K * B`` and of ``B`` may round differently in the last bit (different blocking), so a
@@ -45,6 +56,7 @@ membrane that lands within one ulp of the threshold can fire one step apart. Wit
 from __future__ import annotations
 
 import copy
+import functools
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
@@ -65,7 +77,10 @@ from streamdet.neurons import (
 )
 
 BACKENDS = ("native", "snntorch", "norse")
-PRECISIONS = ("float32", "bfloat16")
+PRECISIONS = ("float32", "bfloat16", "int8")
+INT8_MAX_SPIKES = 128
+"""The most spikes per step of a population whose convolutions may run in int8 (module docstring):
+``2 * 128 * 127`` fits the 16-bit pair sums of oneDNN's int8 kernels on CPUs without VNNI."""
 
 
 class IFNeurons(nn.Module):
@@ -229,9 +244,14 @@ class SpikingNetwork:
                 "precision bfloat16: this CPU (or torch build) has no bfloat16 convolution "
                 "(torch.ops.mkldnn._is_mkldnn_bf16_supported() is False); use float32"
             )
+        if precision == "int8" and not int8_supported():
+            raise UserFacingError(
+                "precision int8: this torch build has no oneDNN int8 convolution "
+                "(torch.ops.onednn.qconv_pointwise) on this CPU; use float32"
+            )
         other = copy.copy(self)
         other.precision = precision
-        other._plan = _ExecutionPlan(self.graph_module, torch.bfloat16 if precision == "bfloat16" else None)
+        other._plan = _ExecutionPlan(self.graph_module, precision)
         other._compiled_step = None
         return other
 
@@ -278,8 +298,8 @@ class SpikingNetwork:
         if first is not None and first.device == torch.device(device):
             return self
         self.graph_module.to(device)
-        if self._plan.conv_dtype is not None:
-            self._plan = _ExecutionPlan(self.graph_module, self._plan.conv_dtype)
+        if self._plan.precision != "float32":
+            self._plan = _ExecutionPlan(self.graph_module, self._plan.precision)
         self._compiled_step = None
         return self
 
@@ -336,9 +356,9 @@ class SpikingNetwork:
 
     def _membrane(self, membranes: dict[str, torch.Tensor], name: str, like: torch.Tensor) -> IFState:
         if name not in membranes:
-            if self._plan.conv_dtype is None:
+            if self._plan.precision == "float32":
                 membranes[name] = if_initial_state(like.shape, self.neuron, like.device, like.dtype).v
-            else:  # float32 membranes in the layout of the (channels-last, bfloat16) currents
+            else:  # float32 membranes in the layout of the (channels-last, bfloat16 or int8-fed) currents
                 fill = self.neuron.initial_membrane * self.neuron.threshold
                 membranes[name] = torch.full_like(like, fill, dtype=torch.float32)
         return IFState(v=membranes[name])
@@ -501,6 +521,21 @@ def bfloat16_supported() -> bool:
     return bool(torch.backends.mkldnn.is_available() and torch.ops.mkldnn._is_mkldnn_bf16_supported())
 
 
+@functools.cache
+def int8_supported() -> bool:
+    """Whether this torch build runs oneDNN's int8 convolution (``torch.ops.onednn.qconv_pointwise``) on
+    this CPU: tried once on a 1x1 convolution of two channels (every x86-64 CPU oneDNN supports has it)."""
+    if not torch.backends.mkldnn.is_available() or not hasattr(torch.ops.onednn, "qconv_pointwise"):
+        return False
+    try:
+        conv = nn.Conv2d(2, 2, 1)
+        conv.weight.data.fill_(0.5)
+        out = _Int8SpikeConv(conv, 1)(torch.ones(1, 2, 2, 2))
+        return bool(torch.allclose(out, conv(torch.ones(1, 2, 2, 2))))
+    except RuntimeError:
+        return False
+
+
 class _LowPrecisionConv(nn.Module):
     """A convolution on ``dtype`` copies of its weights in channels-last layout; input cast on the way in,
     output left in ``dtype`` (the next float32 operation promotes it)."""
@@ -514,11 +549,79 @@ class _LowPrecisionConv(nn.Module):
         return self.conv(x.to(self.dtype, memory_format=torch.channels_last))
 
 
-def _spike_fed_convolutions(nodes: list[fx.Node], modules: dict[str, nn.Module]) -> set[str]:
-    """Names of the ``nn.Conv2d`` modules every call of which reads an IF population's output directly:
-    their inputs are spikes (counts over ``N``), exact in bfloat16. The stem, which reads the analog input
-    (event counts), is not among them."""
-    fed: dict[str, bool] = {}
+def int8_weights(weight: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    """``(int8 weights, float32 scales [C_out])``: ``weight`` rounded per output channel, symmetric,
+    ``scale = max |w| / 127`` (1 for a channel of zeros); ``int8 * scale`` is the weight the int8
+    convolution computes with."""
+    flat = weight.detach().float().reshape(weight.shape[0], -1)
+    scale = flat.abs().amax(dim=1) / 127.0
+    scale = torch.where(scale > 0, scale, torch.ones_like(scale))
+    quantised = torch.round(weight.detach().float() / scale.reshape(-1, *[1] * (weight.dim() - 1)))
+    return quantised.clamp(-127, 127).to(torch.int8), scale
+
+
+class _Int8SpikeConv(nn.Module):
+    """A convolution fed by spikes ``counts / N`` (``N = spikes_per_step``), run as oneDNN's int8
+    convolution: the input passed on as exact ``uint8`` counts with scale ``1 / N``, the weights rounded
+    to int8 per output channel (:func:`int8_weights`), the sums exact in int32, the output float32 with
+    the bias added (module docstring, "int8")."""
+
+    def __init__(self, conv: nn.Conv2d, spikes_per_step: int) -> None:
+        super().__init__()
+        if not 1 <= spikes_per_step <= INT8_MAX_SPIKES:
+            raise ValueError(
+                f"int8 convolutions take 1 to {INT8_MAX_SPIKES} spikes per step, not {spikes_per_step}"
+            )
+        if conv.padding_mode != "zeros" or isinstance(conv.padding, str):
+            raise ValueError(
+                f"int8 convolutions take numeric zero padding, not {conv.padding!r}/{conv.padding_mode}"
+            )
+        self.spikes_per_step = int(spikes_per_step)
+        self.input_scale = 1.0 / self.spikes_per_step
+        self.stride, self.padding = list(conv.stride), list(conv.padding)
+        self.dilation, self.groups = list(conv.dilation), conv.groups
+        quantised, scale = int8_weights(conv.weight)
+        self.register_buffer("weight_scale", scale)
+        self.register_buffer("weight_zero_point", torch.zeros(scale.shape[0], dtype=torch.long))
+        self.register_buffer("bias", None if conv.bias is None else conv.bias.detach().float().clone())
+        packed = torch.ops.onednn.qconv_prepack(
+            quantised, scale, self.input_scale, 0, self.stride, self.padding, self.dilation, self.groups
+        )
+        self.register_buffer("packed_weight", packed)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        counts = (
+            torch.round(x * self.spikes_per_step)
+            .to(torch.uint8)
+            .contiguous(memory_format=torch.channels_last)
+        )
+        return torch.ops.onednn.qconv_pointwise(
+            counts,
+            self.input_scale,
+            0,
+            self.packed_weight,
+            self.weight_scale,
+            self.weight_zero_point,
+            self.bias,
+            self.stride,
+            self.padding,
+            self.dilation,
+            self.groups,
+            1.0,
+            0,
+            torch.float32,
+            "none",
+            [],
+            "",
+        )
+
+
+def _spike_fed_convolutions(nodes: list[fx.Node], modules: dict[str, nn.Module]) -> dict[str, int]:
+    """The ``nn.Conv2d`` modules every call of which reads an IF population's output directly, with the
+    most spikes per step of the populations they read (``N``): their inputs are spikes (counts over
+    ``N``), exact in bfloat16 and in ``uint8``. The stem, which reads the analog input (event counts), is
+    not among them."""
+    fed: dict[str, int | None] = {}
     for node in nodes:
         if node.op == "call_module" and isinstance(modules[node.target], nn.Conv2d):
             source = node.args[0]
@@ -527,25 +630,29 @@ def _spike_fed_convolutions(nodes: list[fx.Node], modules: dict[str, nn.Module])
                 and source.op == "call_module"
                 and isinstance(modules[source.target], IFNeurons)
             )
-            fed[node.target] = fed.get(node.target, True) and spikes
-    return {name for name, spikes in fed.items() if spikes}
+            count = modules[source.target].spikes_per_step if spikes else None
+            seen = fed.get(node.target, count)
+            fed[node.target] = None if seen is None or count is None else max(seen, count)
+    return {name: count for name, count in fed.items() if count is not None}
 
 
 class _ExecutionPlan:
-    """Runs an fx graph node by node, handing IF populations to a callback and freeing dead values; with
-    ``conv_dtype``, every spike-fed ``nn.Conv2d`` runs as a :class:`_LowPrecisionConv` copy (the graph is
-    unchanged)."""
+    """Runs an fx graph node by node, handing IF populations to a callback and freeing dead values; at a
+    ``precision`` other than float32, every spike-fed ``nn.Conv2d`` runs as a :class:`_LowPrecisionConv`
+    (bfloat16) or :class:`_Int8SpikeConv` (int8) copy (the graph is unchanged)."""
 
-    def __init__(self, graph_module: fx.GraphModule, conv_dtype: torch.dtype | None = None) -> None:
+    def __init__(self, graph_module: fx.GraphModule, precision: str = "float32") -> None:
         self.graph_module = graph_module
-        self.conv_dtype = conv_dtype
+        self.precision = precision
         self.modules = dict(graph_module.named_modules())
         self.nodes = list(graph_module.graph.nodes)
-        low = _spike_fed_convolutions(self.nodes, self.modules) if conv_dtype is not None else set()
-        self.run_modules: dict[str, nn.Module] = {
-            name: _LowPrecisionConv(module, conv_dtype) if name in low else module
-            for name, module in self.modules.items()
-        }
+        fed = _spike_fed_convolutions(self.nodes, self.modules) if precision != "float32" else {}
+        self.run_modules: dict[str, nn.Module] = dict(self.modules)
+        for name, spikes_per_step in fed.items():
+            if precision == "bfloat16":
+                self.run_modules[name] = _LowPrecisionConv(self.modules[name], torch.bfloat16)
+            elif spikes_per_step <= INT8_MAX_SPIKES:
+                self.run_modules[name] = _Int8SpikeConv(self.modules[name], spikes_per_step)
         last_use: dict[fx.Node, fx.Node] = {}
         for node in self.nodes:
             fx.node.map_arg(

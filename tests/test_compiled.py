@@ -15,7 +15,7 @@ from test_snn import burst_network, converted_network, random_stream, run_record
 from streamdet.compiled import step_graph
 from streamdet.detector import StreamDetector
 from streamdet.live import compiler_found, resolve_compile
-from streamdet.snn import bfloat16_supported
+from streamdet.snn import bfloat16_supported, int8_supported
 
 pytestmark = [
     pytest.mark.usefixtures("single_thread"),
@@ -161,4 +161,24 @@ def test_one_step_per_call_gives_float32_outputs_equal_to_the_node_by_node_engin
     assert state.steps == 4
     for a, b in zip(reference_outputs, outputs, strict=True):
         assert b.dtype == torch.float32 and torch.equal(a, b)
+    assert any(torch.count_nonzero(o) for o in outputs)
+
+
+@pytest.mark.skipif(not int8_supported(), reason="no oneDNN int8 convolution in this torch build")
+@pytest.mark.parametrize(
+    "make", [lambda: fresh(burst_network(4)), lambda: burst_network(4)], ids=["fresh", "kept"]
+)
+def test_int8_steps_compile_to_the_node_by_node_engine(make) -> None:
+    """The int8 convolutions (oneDNN's qconv, their prepacked weights constants of the graph) compile with
+    the fused neurons around them: the outputs and membranes of the node-by-node int8 engine, bit for
+    bit, one step per call from fresh membranes and chunks of steps with membranes kept."""
+    network = make().with_precision("int8")
+    stream = random_stream(6, seed=14)
+    chunks = [1] * 6 if network.neuron.fresh else [2, 4]
+    (reference_outputs, _, reference_state) = run_recording(network, stream, "native", chunks)
+    outputs, state = compiled_recording(network, stream, chunks)
+    for a, b in zip(reference_outputs, outputs, strict=True):
+        assert b.dtype == torch.float32 and torch.equal(a, b)
+    for name, v in reference_state.membranes.items():
+        assert torch.equal(v, state.membranes[name]), name
     assert any(torch.count_nonzero(o) for o in outputs)

@@ -35,7 +35,7 @@ from streamdet.errors import UserFacingError
 from streamdet.events import EVENT_DTYPE
 from streamdet.live import resolve_compile
 from streamdet.model import DetectorBundle, build_model, config_for
-from streamdet.snn import SpikingDetector, bfloat16_supported
+from streamdet.snn import SpikingDetector, bfloat16_supported, int8_supported
 
 TINY_SENSOR = (64, 48)
 """Sensor size of the tiny detector, (width, height) pixels."""
@@ -735,17 +735,25 @@ def test_input_read_too_late_is_skipped_unbinned_and_counted(tmp_path):
     assert "cam" in node.detector.streams  # the fresh message was binned
 
 
-@pytest.mark.skipif(not bfloat16_supported(), reason="no bfloat16 convolution on this CPU")
-def test_bfloat16_node_publishes_the_same_windows_with_nearly_the_same_boxes(snn):
-    """``DetectorConfig.precision``: the node runs its spike-fed convolutions in bfloat16 (the caller's
-    network stays float32) and publishes the same windows as in float32, the top box found again within
-    2 px."""
+@pytest.mark.parametrize(
+    "precision",
+    [
+        pytest.param(
+            "bfloat16", marks=pytest.mark.skipif(not bfloat16_supported(), reason="no bfloat16 conv")
+        ),
+        pytest.param("int8", marks=pytest.mark.skipif(not int8_supported(), reason="no oneDNN int8 conv")),
+    ],
+)
+def test_a_low_precision_node_publishes_the_same_windows_with_nearly_the_same_boxes(snn, precision):
+    """``DetectorConfig.precision``: the node runs its spike-fed convolutions in bfloat16 or int8 (the
+    caller's network stays float32) and publishes the same windows as in float32, the top box found
+    again within 2 px."""
     events = random_events(6000, 12 * DT_US, seed=4)
     bounds = [0, 3000, 9000, 15_000, 24_000]
     exact = feed_in_packets(StreamDetector(snn, CONFIG), events, bounds, "cam")
-    low_detector = StreamDetector(snn, replace(CONFIG, precision="bfloat16"))
+    low_detector = StreamDetector(snn, replace(CONFIG, precision=precision))
     low = feed_in_packets(low_detector, events, bounds, "cam")
-    assert low_detector.snn.precision == "bfloat16" and snn.precision == "float32"
+    assert low_detector.snn.precision == precision and snn.precision == "float32"
     assert [r.step for r in low] == [r.step for r in exact] == [3, 5, 7, 9, 11]
     for a, b in zip(exact, low, strict=True):
         assert len(b.rows) > 0

@@ -9,16 +9,17 @@ from test_detector import tiny_spiking_detector
 
 from streamdet.errors import UserFacingError
 from streamdet.live import (
-    BFLOAT16_MIN_GAIN,
+    LOW_PRECISION_MIN_GAIN,
     REAL_TIME_HEADROOM,
     choose_precision,
     keeps_up_with_finest_step,
     live_step_us,
     load_live_model,
+    low_precisions,
     measure_step_rate,
     pick_live_model,
 )
-from streamdet.snn import bfloat16_supported
+from streamdet.snn import bfloat16_supported, int8_supported
 
 
 def test_live_step_is_the_shortest_divisor_of_the_window_of_at_least_25_ms():
@@ -81,21 +82,34 @@ def test_auto_model_without_a_measurement_loads_only_events_default():
 
 def test_a_named_precision_is_taken_without_timing_and_a_gpu_keeps_float32():
     snn = tiny_spiking_detector("events", history_windows=1)
-    for precision in ("float32", "bfloat16") if bfloat16_supported() else ("float32",):
+    for precision in ("float32", *low_precisions()):
         chosen, rates = choose_precision(snn, precision)
         assert (chosen.precision, rates) == (precision, {})
     assert choose_precision(snn, "auto", device="cuda")[0].precision == "float32"
     with pytest.raises(UserFacingError, match="precision must be one of"):
-        choose_precision(snn, "int8")
+        choose_precision(snn, "float16")
 
 
-@pytest.mark.skipif(not bfloat16_supported(), reason="no bfloat16 convolution on this CPU")
-def test_auto_precision_times_both_and_takes_bfloat16_only_for_a_clear_gain():
+def test_low_precisions_are_those_this_cpu_runs():
+    assert low_precisions() == tuple(
+        name for name, ok in (("bfloat16", bfloat16_supported()), ("int8", int8_supported())) if ok
+    )
+
+
+@pytest.mark.skipif(not low_precisions(), reason="no bfloat16 or int8 convolution on this CPU")
+def test_auto_precision_times_each_and_takes_the_fastest_only_for_a_clear_gain():
     snn = tiny_spiking_detector("events", history_windows=1)
     chosen, rates = choose_precision(snn, "auto")
-    assert set(rates) == {"float32", "bfloat16"} and all(rate > 0 for rate in rates.values())
-    faster = rates["bfloat16"] >= BFLOAT16_MIN_GAIN * rates["float32"]
-    assert chosen.precision == ("bfloat16" if faster else "float32")
+    assert set(rates) == {"float32", *low_precisions()} and all(rate > 0 for rate in rates.values())
+    fastest = max(low_precisions(), key=rates.__getitem__)
+    clear = rates[fastest] >= LOW_PRECISION_MIN_GAIN * rates["float32"]
+    assert chosen.precision == (fastest if clear else "float32")
+
+
+def test_auto_precision_keeps_float32_where_nothing_else_runs(monkeypatch):
+    monkeypatch.setattr("streamdet.live.low_precisions", lambda: ())
+    chosen, rates = choose_precision(tiny_spiking_detector("events", history_windows=1), "auto")
+    assert (chosen.precision, rates) == ("float32", {})
 
 
 def test_demo_threads_are_two_only_where_compiled_on_two_cores(monkeypatch):

@@ -10,7 +10,7 @@ from streamdet.convert import ConversionConfig, convert_network
 from streamdet.errors import UserFacingError
 from streamdet.fidelity import SimulationConfig, simulate_prefix_means, window_means
 from streamdet.neurons import IFParameters
-from streamdet.snn import SpikingNetwork
+from streamdet.snn import SpikingNetwork, int8_supported
 
 pytestmark = pytest.mark.usefixtures("single_thread")
 
@@ -284,3 +284,102 @@ def test_bfloat16_simulation_stays_within_rounding_of_the_float32_one() -> None:
 def test_unknown_precision_is_refused_by_name() -> None:
     with pytest.raises(UserFacingError, match="float16"):
         burst_network(4).with_precision("float16")
+
+
+int8 = pytest.mark.skipif(not int8_supported(), reason="no oneDNN int8 convolution in this torch build")
+
+
+def on_int8_grid(network: SpikingNetwork) -> SpikingNetwork:
+    """``network`` with every convolution's weights on the int8 grid of scale 1/128 (multiples of 1/128,
+    each output channel's largest exactly 127/128): per-channel int8 rounding leaves them unchanged, and
+    every sum stays exact in float32 (dyadic weights, biases and spikes)."""
+    with torch.no_grad():
+        for module in network.graph_module.modules():
+            if isinstance(module, nn.Conv2d):
+                grid = torch.round(module.weight * 128).clamp(-127, 127)
+                grid.reshape(grid.shape[0], -1)[:, 0] = 127
+                module.weight.copy_(grid / 128)
+    return network
+
+
+@int8
+@pytest.mark.parametrize("spikes_per_step", [1, 5, 16])
+def test_an_int8_convolution_is_the_convolution_with_int8_rounded_weights(spikes_per_step: int) -> None:
+    """Spikes ``counts / N`` pass as exact uint8 counts (N a power of two or not), the weights round per
+    output channel to ``int8 * scale``, the sums are exact: the output is ``conv2d`` with the rounded
+    weights to float32 rounding, and the rounding moves each weight by at most half a step."""
+    from streamdet.snn import _Int8SpikeConv, int8_weights
+
+    torch.manual_seed(3)
+    conv = nn.Conv2d(12, 8, 3, stride=2, padding=1)
+    counts = torch.randint(0, spikes_per_step + 1, (2, 12, 15, 21)) * (torch.rand(2, 12, 15, 21) < 0.4)
+    x = counts.float() / spikes_per_step
+    quantised, scale = int8_weights(conv.weight)
+    rounded = quantised.float() * scale[:, None, None, None]
+    assert (rounded - conv.weight).abs().amax(dim=(1, 2, 3)).le(scale / 2 + 1e-7).all()
+    assert quantised.abs().amax(dim=(1, 2, 3)).eq(127).all()
+    want = nn.functional.conv2d(x, rounded, conv.bias, stride=2, padding=1)
+    got = _Int8SpikeConv(conv, spikes_per_step)(x)
+    assert got.dtype == torch.float32 and got.shape == want.shape
+    assert torch.allclose(got, want, rtol=1e-5, atol=1e-5)
+
+
+@int8
+def test_int8_runs_only_spike_fed_convolutions_with_their_populations_spike_counts() -> None:
+    from streamdet.snn import _Int8SpikeConv
+
+    network = burst_network(4)
+    low = network.with_precision("int8")
+    assert low.precision == "int8"
+    lowered = {
+        name: module
+        for name, module in low._plan.run_modules.items()
+        if module is not low._plan.modules[name]
+    }
+    convolutions = {name for name, module in low._plan.modules.items() if isinstance(module, nn.Conv2d)}
+    assert "stem_1" in convolutions and "stem_1" not in lowered  # the stem reads analog event counts
+    assert lowered and set(lowered) < convolutions
+    assert all(isinstance(m, _Int8SpikeConv) and m.spikes_per_step == 4 for m in lowered.values())
+    outputs, _, state = run_recording(low, random_stream(6, seed=11), "native", [2, 4])
+    assert all(out.dtype == torch.float32 for out in outputs)
+    assert all(v.dtype == torch.float32 for v in state.membranes.values())
+    assert next(network.graph_module.parameters()).dtype == torch.float32  # the shared graph is unchanged
+    many = burst_network(200).with_precision("int8")  # beyond INT8_MAX_SPIKES: float32 convolutions
+    assert all(module is many._plan.modules[name] for name, module in many._plan.run_modules.items())
+
+
+@int8
+def test_int8_weights_on_their_grid_simulate_exactly_like_float32() -> None:
+    """Where int8 rounding leaves the weights as they are, the integer convolutions are the float32 ones
+    bit for bit: the same spikes, membranes and outputs over a stream, burst and plain IF neurons."""
+    for network in (on_int8_grid(burst_network(4)), on_int8_grid(burst_network(4, burst=False))):
+        stream = random_stream(8, seed=13)
+        reference = run_recording(network, stream, "native", [3, 5])
+        assert_same_simulation(
+            reference, run_recording(network.with_precision("int8"), stream, "native", [3, 5])
+        )
+        assert any(torch.count_nonzero(o) for o in reference[0])
+
+
+@int8
+def test_int8_simulation_stays_within_rounding_of_the_float32_one() -> None:
+    """Weights rounded to int8 per channel: nearly every spike count is the same (a membrane within
+    rounding of a threshold fires one level apart), the outputs on average within 5 % of their size; the
+    first population reads the input through the float32 stem and spikes exactly alike. (This small
+    network's channels sum 18-54 products, each weight's step a 127th of its channel's largest: 3-4 % of
+    the outputs' size and 95-99 % of the counts alike here, where the shipped models score the same mAP
+    at int8 as at float32, docs/conversion.md, "Precision".)"""
+    network = burst_network(4)
+    stream = random_stream(8, seed=12)
+    outputs32, spikes32, _ = run_recording(network, stream, "native", [8])
+    outputs8, spikes8, _ = run_recording(network.with_precision("int8"), stream, "native", [8])
+    for a, b in zip(outputs32, outputs8, strict=True):
+        assert 0 < (a - b).abs().mean() <= 0.05 * a.abs().mean()
+    agree = torch.stack([(spikes32[n] == spikes8[n]).float().mean() for n in spikes32])
+    assert agree[0] == 1.0 and agree.min() > 0.93 and agree.mean() > 0.97
+
+
+def test_int8_is_refused_by_name_where_this_build_cannot_run_it(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr("streamdet.snn.int8_supported", lambda: False)
+    with pytest.raises(UserFacingError, match="precision int8: .*no oneDNN int8 convolution"):
+        burst_network(4).with_precision("int8")

@@ -69,9 +69,7 @@ def detector_config_from_args(
         max_chunk_steps=args.max_chunk_steps,
         device=args.device,
         membrane_bounds=args.membrane_bounds,
-        membranes=resolve_membranes(
-            args.membranes, burst if burst is not None else burst_from_args(args)
-        ),
+        membranes=resolve_membranes(args.membranes, burst if burst is not None else burst_from_args(args)),
         geometry=geometry_from_args(args),
         box_filter=box_filter_from_args(args),
         stream_classes=tuple(args.stream_classes or ()),
@@ -273,11 +271,13 @@ def _add_detector_options(
     )
     parser.add_argument(
         "--precision",
-        choices=("auto", "float32", "bfloat16"),
+        choices=("auto", "float32", "bfloat16", "int8"),
         default="auto",
-        help="the network's spike-fed convolutions in float32 or bfloat16 (oneDNN; 0.3-0.5 of the time "
-        "per convolution on CPUs with AMX); auto (default): bfloat16 where this CPU steps the network at "
-        "least 1.1 times faster with it, timed at start, else float32 (docs/conversion.md, 'Precision')",
+        help="the network's spike-fed convolutions in float32, bfloat16 (oneDNN; 0.3-0.5 of the time per "
+        "convolution on CPUs with AMX) or int8 (spike counts as exact uint8, weights rounded to int8 per "
+        "channel; any x86-64 CPU); auto (default): the fastest of bfloat16 and int8 where this CPU steps "
+        "the network at least 1.1 times faster with it, timed at start, else float32 (docs/conversion.md, "
+        "'Precision')",
     )
     parser.add_argument(
         "--compile",
