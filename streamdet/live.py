@@ -189,31 +189,70 @@ def low_precisions() -> tuple[str, ...]:
     )
 
 
+def convolution_ms(networks: dict[str, SpikingDetector], rounds: int = 3, seed: int = 0) -> dict[str, float]:
+    """Key -> milliseconds of one step's spike-fed convolutions (``SpikingNetwork.spike_fed_convolutions``,
+    the part of a step a precision changes) of each of ``networks``, the same network at different
+    precisions: every one fed the spike maps of one node-by-node step of the first on
+    :func:`measure_step_rate`'s random input, timed in turn ``rounds`` times, the best of each kept."""
+    import torch
+
+    from streamdet.model import padded_length
+
+    first = next(iter(networks.values())).with_compilation(False)
+    width, height = (padded_length(length) for length in first.spec.sensor_size)
+    generator = torch.Generator().manual_seed(seed)
+    inputs = 0.5 * torch.rand((1, 1, first.in_channels, height, width), generator=generator)
+    spike_maps: dict[str, torch.Tensor] = {}
+    hooks = [
+        module.register_forward_pre_hook(
+            lambda _, args, name=name: spike_maps.setdefault(name, args[0].clone())
+        )
+        for name, module in first.spike_fed_convolutions().items()
+    ]
+    try:
+        first.run(inputs, first.initial_state(1))
+    finally:
+        for hook in hooks:
+            hook.remove()
+    best = dict.fromkeys(networks, float("inf"))
+    convolutions = {key: network.spike_fed_convolutions() for key, network in networks.items()}
+    with torch.no_grad():
+        for round_index in range(max(1, rounds) + 1):  # round 0 warms up and is not kept
+            for key, modules in convolutions.items():
+                started = time.perf_counter()
+                for name, module in modules.items():
+                    module(spike_maps[name])
+                if round_index:
+                    best[key] = min(best[key], 1000.0 * (time.perf_counter() - started))
+    return {key: round(value, 3) for key, value in best.items()}
+
+
 def choose_precision(
     snn: SpikingDetector, precision: str, device: str = "cpu", rounds: int = 3
 ) -> tuple[SpikingDetector, dict[str, float]]:
-    """``(network at the chosen precision, {precision: steps per second alone} of each one timed)``.
+    """``(network at the chosen precision, {precision: milliseconds of one step's spike-fed convolutions}
+    of each one timed)``.
 
     ``precision`` ``float32``, ``bfloat16`` or ``int8`` is taken as given (nothing timed); ``auto`` is
-    float32 on a GPU or where this CPU runs no other (:func:`low_precisions`), else the network is timed at
-    float32 and at each of those, in turn ``rounds`` times (:func:`measure_step_rate`, a fraction of a
-    second each; the best of each kept, so that a busy moment of a shared machine does not decide: a
-    single timing took float32 for ``events-fast`` in two of six demo runs), and the fastest of them is
-    taken where it steps at least :data:`LOW_PRECISION_MIN_GAIN` times faster than float32 (a network of
-    a few channels steps slower in bfloat16)."""
+    float32 on a GPU or where this CPU runs no other (:func:`low_precisions`), else the spike-fed
+    convolutions of one step, the only part a precision changes, are timed at float32 and at each of those
+    (:func:`convolution_ms`, in turn ``rounds`` times, the best of each kept, so that a busy moment of a
+    shared machine does not decide; a fraction of a second in all), and the fastest is taken where its
+    convolutions run at least :data:`LOW_PRECISION_MIN_GAIN` times faster than float32's (a network of a
+    few channels convolves slower in bfloat16). The convolutions rather than whole steps: a compiled step
+    fuses the conversions into and out of the low precision with the neurons, which node by node are
+    passes of their own (int8 steps 1.1-1.25 times faster node by node and 1.4-1.5 times compiled, on the
+    AMD CPU of docs/conversion.md, "Precision")."""
     if precision != "auto":
         return snn.with_precision(precision), {}
     candidates = low_precisions() if device == "cpu" else ()
     if not candidates:
         return snn.with_precision("float32"), {}
     networks = {"float32": snn, **{name: snn.with_precision(name) for name in candidates}}
-    rates = dict.fromkeys(networks, 0.0)
-    for _ in range(max(1, rounds)):
-        for name, network in networks.items():
-            rates[name] = max(rates[name], measure_step_rate(network))
-    fastest = max(candidates, key=rates.__getitem__)
-    chosen = fastest if rates[fastest] >= LOW_PRECISION_MIN_GAIN * rates["float32"] else "float32"
-    return networks[chosen], rates
+    milliseconds = convolution_ms(networks, rounds)
+    fastest = min(candidates, key=milliseconds.__getitem__)
+    clear = LOW_PRECISION_MIN_GAIN * milliseconds[fastest] <= milliseconds["float32"]
+    return networks[fastest if clear else "float32"], milliseconds
 
 
 def compile_live_model(
@@ -264,13 +303,13 @@ def load_live_model(
         say(f"{who}: loading {candidate} and converting it to a spiking network ({neurons} neurons) ...")
         snn, precision_rates = choose_precision(load_snn(candidate, burst=burst), precision, device)
         if precision_rates:
-            listed = ", ".join(f"{p} {r:.0f}" for p, r in precision_rates.items())
-            say(f"{who}: --precision auto: {candidate} steps per second alone: {listed}; {snn.precision}")
+            listed = ", ".join(f"{p} {ms:.1f} ms" for p, ms in precision_rates.items())
+            say(f"{who}: --precision auto: {candidate}'s spike-fed convolutions: {listed}; {snn.precision}")
         if compile:
             snn = compile_live_model(snn, candidate, say, who)
         rate = None
-        if measure:  # the node-by-node rate of the precision timing, unless it now runs compiled
-            rate = (not snn.compiled and precision_rates.get(snn.precision)) or measure_step_rate(snn)
+        if measure:
+            rate = measure_step_rate(snn)
         loaded.append((candidate, snn, rate))
         if keeps_up_with_finest_step(snn.spec.window_us, rate, snn.burst):
             break  # no later candidate is needed

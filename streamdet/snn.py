@@ -208,6 +208,12 @@ class SpikingNetwork:
         """Names of the IF populations in graph order."""
         return [name for name, module in self._plan.modules.items() if isinstance(module, IFNeurons)]
 
+    def spike_fed_convolutions(self) -> dict[str, nn.Module]:
+        """Name -> the module each spike-fed convolution runs as at this precision (the graph's own
+        ``nn.Conv2d`` at float32): the part of a step a precision changes."""
+        names = _spike_fed_convolutions(self._plan.nodes, self._plan.modules)
+        return {name: self._plan.run_modules[name] for name in names}
+
     @property
     def spikes_per_step(self) -> dict[str, int]:
         """Population name -> most spikes per neuron per step (``N`` of a burst population, 1 for IF)."""
@@ -590,10 +596,9 @@ class _Int8SpikeConv(nn.Module):
         self.register_buffer("packed_weight", packed)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        counts = (
-            torch.round(x * self.spikes_per_step)
-            .to(torch.uint8)
-            .contiguous(memory_format=torch.channels_last)
+        # 0.5 + N x is within rounding of an integer + 0.5: truncated, the count; two passes node by node
+        counts = torch.add(0.5, x, alpha=self.spikes_per_step).to(
+            torch.uint8, memory_format=torch.channels_last
         )
         return torch.ops.onednn.qconv_pointwise(
             counts,

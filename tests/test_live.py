@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
+import torch
 from test_detector import tiny_spiking_detector
 
 from streamdet.errors import UserFacingError
@@ -97,13 +98,34 @@ def test_low_precisions_are_those_this_cpu_runs():
 
 
 @pytest.mark.skipif(not low_precisions(), reason="no bfloat16 or int8 convolution on this CPU")
-def test_auto_precision_times_each_and_takes_the_fastest_only_for_a_clear_gain():
+def test_auto_precision_times_the_convolutions_and_takes_the_fastest_only_for_a_clear_gain():
     snn = tiny_spiking_detector("events", history_windows=1)
-    chosen, rates = choose_precision(snn, "auto")
-    assert set(rates) == {"float32", *low_precisions()} and all(rate > 0 for rate in rates.values())
-    fastest = max(low_precisions(), key=rates.__getitem__)
-    clear = rates[fastest] >= LOW_PRECISION_MIN_GAIN * rates["float32"]
+    chosen, milliseconds = choose_precision(snn, "auto")
+    assert set(milliseconds) == {"float32", *low_precisions()} and all(ms > 0 for ms in milliseconds.values())
+    fastest = min(low_precisions(), key=milliseconds.__getitem__)
+    clear = LOW_PRECISION_MIN_GAIN * milliseconds[fastest] <= milliseconds["float32"]
     assert chosen.precision == (fastest if clear else "float32")
+
+
+def test_the_convolutions_timed_are_the_spike_fed_ones_at_each_precision(monkeypatch):
+    """``convolution_ms`` feeds every spike-fed convolution of each network the spike map it got in one
+    step of the first: the same maps, whatever the precision."""
+    from streamdet.live import convolution_ms
+
+    snn = tiny_spiking_detector("events", history_windows=1)
+    other = snn.with_precision(low_precisions()[0]) if low_precisions() else snn
+    seen: dict[str, list] = {}
+    for key, network in (("a", snn), ("b", other)):
+        for name, module in network.spike_fed_convolutions().items():
+            module.register_forward_pre_hook(
+                lambda _, args, key=key, name=name: seen.setdefault(name, []).append((key, args[0]))
+            )
+    milliseconds = convolution_ms({"a": snn, "b": other}, rounds=2)
+    assert set(milliseconds) == {"a", "b"} and all(ms > 0 for ms in milliseconds.values())
+    assert seen and set(seen) == set(snn.spike_fed_convolutions())
+    for calls in seen.values():
+        maps = [x for key, x in calls if key == "b"]
+        assert len(maps) == 3 and all(torch.equal(maps[0], x) for x in maps)  # warm-up and two rounds
 
 
 def test_auto_precision_keeps_float32_where_nothing_else_runs(monkeypatch):
