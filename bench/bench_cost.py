@@ -21,7 +21,9 @@ with bfloat16 spike-fed convolutions (``SpikingNetwork.with_precision``) and the
 channels-last copy of itself are timed in the same interleaved loop, and so is the bfloat16 SNN stepping
 from fresh membranes (``fresh``: the detector's ``--membranes auto`` for burst neurons, whose compiled
 step reads and writes no membrane); the float32 SNN from fresh membranes is timed on every CPU (the
-stream's setting where there is no bfloat16). Where a C++ compiler is found, each
+stream's setting where there is no bfloat16), and, where oneDNN's int8 convolution runs, the SNN with
+int8 spike-fed convolutions from fresh membranes (compared with the float32 ANN: the ANN has no int8
+copy here). Where a C++ compiler is found, each
 of these SNNs is also timed compiled (``streamdet.compiled``, compiled before the loop) and each ANN
 compiled by ``torch.compile`` (compiled at its warm-up call); ``ratio_to_partner_ann_mean`` compares each
 SNN with the ANN of the same precision, compiled or not.
@@ -46,7 +48,7 @@ from streamdet.detector import DetectorConfig, stream_neuron
 from streamdet.live import compiler_found
 from streamdet.model import load_detector
 from streamdet.samples import split_inputs
-from streamdet.snn import bfloat16_supported
+from streamdet.snn import bfloat16_supported, int8_supported
 from streamdet.sparse import active_site_fraction, measure_crossover, with_sparse_layers
 
 
@@ -159,6 +161,8 @@ def measure_model(model: str, split: str, count: int, repeats: int) -> dict:
         networks["snn burst T=1, bfloat16"] = snn.with_precision("bfloat16")
         networks["snn burst T=1, bfloat16, fresh"] = snn.with_precision("bfloat16").with_neuron(fresh)
         anns["ann bfloat16"] = bfloat16_forward(bundle.model)
+    if int8_supported():
+        networks["snn burst T=1, int8, fresh"] = snn.with_precision("int8").with_neuron(fresh)
     if compiler_found() is not None:
         for name in list(networks):
             if "sparse" in name:
