@@ -55,7 +55,7 @@ def streamed_windows(
 
     config = DetectorConfig(
         dt_us=dt_us, window_steps=window_steps, publish_every=1, max_chunk_steps=8, membrane_bounds=bounds,
-        membranes=membranes, compile=snn.compiled,
+        membranes=membranes, compile=snn.compiled, precision=snn.precision,
     )  # fmt: skip
     sequences = sorted({image["sequence"] for image in split.images})
 
