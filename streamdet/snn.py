@@ -255,6 +255,9 @@ class SpikingNetwork:
                 "precision int8: this torch build has no oneDNN int8 convolution "
                 "(torch.ops.onednn.qconv_pointwise) on this CPU; use float32"
             )
+        first = next(self.graph_module.parameters(), None)
+        if precision == "int8" and first is not None and first.device.type != "cpu":
+            raise UserFacingError(f"precision int8 runs on the CPU only (oneDNN), not on {first.device}")
         other = copy.copy(self)
         other.precision = precision
         other._plan = _ExecutionPlan(self.graph_module, precision)
@@ -299,10 +302,15 @@ class SpikingNetwork:
 
     def to(self, device) -> SpikingNetwork:
         """Move the parameters to ``device`` (in place); returns self (unchanged, compiled steps kept, when
-        they are there already)."""
+        they are there already). UserFacingError for int8 off the CPU (oneDNN's int8 convolution is a CPU
+        kernel)."""
         first = next(self.graph_module.parameters(), None)
         if first is not None and first.device == torch.device(device):
             return self
+        if self.precision == "int8" and torch.device(device).type != "cpu":
+            raise UserFacingError(
+                f"precision int8 runs on the CPU only (oneDNN), not on {device}; use float32"
+            )
         self.graph_module.to(device)
         if self._plan.precision != "float32":
             self._plan = _ExecutionPlan(self.graph_module, self._plan.precision)

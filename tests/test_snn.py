@@ -383,3 +383,14 @@ def test_int8_is_refused_by_name_where_this_build_cannot_run_it(monkeypatch: pyt
     monkeypatch.setattr("streamdet.snn.int8_supported", lambda: False)
     with pytest.raises(UserFacingError, match="precision int8: .*no oneDNN int8 convolution"):
         burst_network(4).with_precision("int8")
+
+
+@int8
+def test_int8_is_refused_off_the_cpu_before_anything_moves() -> None:
+    network = burst_network(4).with_precision("int8")
+    with pytest.raises(UserFacingError, match="precision int8 runs on the CPU only .*cuda"):
+        network.to("cuda")
+    assert next(network.graph_module.parameters()).device.type == "cpu"
+    elsewhere = burst_network(4).to("meta")  # a device other than the CPU, without a GPU
+    with pytest.raises(UserFacingError, match="precision int8 runs on the CPU only .*meta"):
+        elsewhere.with_precision("int8")
