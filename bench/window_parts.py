@@ -42,7 +42,7 @@ def main() -> None:
     from streamdet.detector import DetectorConfig, StreamDetector
     from streamdet.live import burst_steps, load_live_model, resolve_compile
 
-    _, snn, _ = load_live_model(
+    _, snn, _, _ = load_live_model(
         args.model, False, lambda line: print(line, file=sys.stderr), "bench", burst=True,
         precision=args.precision, compile=resolve_compile(args.compile),
     )  # fmt: skip

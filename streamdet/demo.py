@@ -26,7 +26,7 @@ import os
 import tempfile
 import time
 from collections.abc import Callable
-from dataclasses import dataclass, replace
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
@@ -346,6 +346,9 @@ class LivePlan:
         dt_us: step duration, microseconds.
         window_steps: ``W``, steps averaged per decode.
         publish_every: ``P``, decode every ``P`` steps.
+        precision_ms: ``--precision auto``'s timing of the chosen network, milliseconds of one step's
+            spike-fed convolutions per precision (:func:`streamdet.live.choose_precision`; empty where a
+            precision was given).
     """
 
     model: str
@@ -354,6 +357,7 @@ class LivePlan:
     dt_us: int
     window_steps: int
     publish_every: int
+    precision_ms: dict[str, float] = field(default_factory=dict)
 
     @property
     def measured(self) -> float | None:
@@ -391,7 +395,7 @@ def plan_network_and_steps(config: DemoConfig, say: Callable[[str], None]) -> Li
     from streamdet.detector import default_publish_every, resolve_window_steps
 
     measure = config.dt_us is None and config.device == "cpu"
-    model, snn, rates = load_live_model(
+    model, snn, rates, precision_ms = load_live_model(
         config.model, measure, say, who="demo", burst=config.burst, precision=config.precision,
         device=config.device, compile=config.compile,
     )  # fmt: skip
@@ -408,7 +412,7 @@ def plan_network_and_steps(config: DemoConfig, say: Callable[[str], None]) -> Li
             f"demo: the network steps {measured:.0f} times a second alone on this CPU: steps of "
             f"{dt_us / 1000:g} ms, {window_steps} per output window (--dt-us to choose)"
         )
-    return LivePlan(model, snn, rates, dt_us, window_steps, publish_every)
+    return LivePlan(model, snn, rates, dt_us, window_steps, publish_every, precision_ms)
 
 
 def _detector_config(config: DemoConfig, plan: LivePlan):
@@ -765,6 +769,7 @@ def _summary(
         "neurons": "burst IF" if plan.snn.burst else "IF",
         "membranes": resolve_membranes(config.membranes, plan.snn.burst),
         "precision": plan.snn.precision,
+        "measured_precisions": dict(plan.precision_ms),
         "compiled": plan.snn.compiled,
         "threads": config.threads,
         "seconds": config.seconds,

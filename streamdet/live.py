@@ -285,9 +285,11 @@ def load_live_model(
     precision: str = "float32",
     device: str = "cpu",
     compile: bool = False,
-) -> tuple[str, SpikingDetector, dict[str, float | None]]:
-    """``(name, converted network, {name: steps per second alone or None} of every network loaded)`` of
-    ``--model`` for ``streamdet demo`` and ``streamdet detect`` (``who`` starts each line ``say`` gets).
+) -> tuple[str, SpikingDetector, dict[str, float | None], dict[str, float]]:
+    """``(name, converted network, {name: steps per second alone or None} of every network loaded,
+    {precision: milliseconds of one step's spike-fed convolutions} of the chosen one, empty where
+    ``precision`` was not ``auto``)`` of ``--model`` for ``streamdet demo`` and ``streamdet detect``
+    (``who`` starts each line ``say`` gets).
     For ``auto`` the :data:`AUTO_MODELS` are loaded and timed in turn until one keeps up with its finest
     step, and :func:`pick_live_model` chooses among those loaded (without ``measure``, on a GPU or with
     ``--dt-us`` given, nothing is timed and the first keeps up). With ``burst``, ANN checkpoints are
@@ -310,12 +312,13 @@ def load_live_model(
         rate = None
         if measure:
             rate = measure_step_rate(snn)
-        loaded.append((candidate, snn, rate))
+        loaded.append((candidate, snn, rate, precision_rates))
         if keeps_up_with_finest_step(snn.spec.window_us, rate, snn.burst):
             break  # no later candidate is needed
-    chosen = pick_live_model([(n, s.spec.window_us, r) for n, s, r in loaded], loaded[0][1].burst)
-    rates = {n: r for n, _, r in loaded}
+    chosen = pick_live_model([(n, s.spec.window_us, r) for n, s, r, _ in loaded], loaded[0][1].burst)
+    rates = {n: r for n, _, r, _ in loaded}
     if len(loaded) > 1:
         listed = ", ".join(f"{n} {r:.0f}" for n, r in rates.items())
         say(f"{who}: --model auto: steps per second alone on this CPU: {listed}; running {chosen}")
-    return chosen, next(snn for n, snn, _ in loaded if n == chosen), rates
+    snn, precision_ms = next((snn, ms) for n, snn, _, ms in loaded if n == chosen)
+    return chosen, snn, rates, precision_ms

@@ -191,6 +191,12 @@ def test_demo_headless_json_writes_video_png_and_scores(tmp_path):
     # --dt-us given: nothing was timed, the model named is the model run
     assert report["model"] == str(tmp_path / "tiny.pt")
     assert report["measured_models"] == {str(tmp_path / "tiny.pt"): None}
+    # --precision auto: the convolutions timed at float32 and at each low precision this CPU runs
+    from streamdet.live import low_precisions
+
+    timed = report["measured_precisions"]
+    assert set(timed) == ({"float32", *low_precisions()} if low_precisions() else set())
+    assert report["precision"] in (timed or {"float32": 0})
     assert (report["dt_us"], report["window_steps"], report["publish_every"]) == (5000, 4, 2)
     capture = cv2.VideoCapture(report["video"])
     frames = 0

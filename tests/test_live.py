@@ -76,8 +76,9 @@ def test_auto_model_without_a_measurement_loads_only_events_default():
     """On a GPU or with ``--dt-us`` given nothing is timed: ``auto`` is the shipped ``events-default``,
     and ``events-fast`` is never converted."""
     said = []
-    name, snn, rates = load_live_model("auto", measure=False, say=said.append, who="demo")
+    name, snn, rates, precision_ms = load_live_model("auto", measure=False, say=said.append, who="demo")
     assert (name, rates, snn.spec.modality) == ("events-default", {"events-default": None}, "events")
+    assert precision_ms == {}  # float32 given: nothing timed
     assert said == ["demo: loading events-default and converting it to a spiking network (IF neurons) ..."]
 
 

@@ -97,7 +97,7 @@ def run_detect(args: argparse.Namespace) -> int:
         print(line, file=sys.stderr, flush=True)
 
     measure = args.dt_us == "auto" and args.device == "cpu"
-    model, snn, rates = load_live_model(
+    model, snn, rates, _ = load_live_model(
         args.model,
         measure,
         say,
