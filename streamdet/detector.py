@@ -110,7 +110,7 @@ class DetectorConfig:
             ``box_filter.classes`` (a harbour camera and a street camera on one detector).
         precision: the network's spike-fed convolutions in ``float32``, ``bfloat16`` or ``int8``
             (``streamdet.snn``, ``SpikingNetwork.with_precision``; the CLI's ``--precision auto`` takes
-            the faster of the other two where this CPU steps it clearly faster,
+            the faster of the other two where this CPU convolves clearly faster with it,
             :func:`streamdet.live.choose_precision`).
         compile: run each step as one compiled graph (``streamdet.compiled``; compiled for the model's
             sensor size at :meth:`StreamDetector.warm_up`, for any other size in the background while the

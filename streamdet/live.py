@@ -172,9 +172,9 @@ def demo_threads(compiled: bool) -> int:
 
 
 LOW_PRECISION_MIN_GAIN = 1.1
-"""``--precision auto`` takes bfloat16 or int8 where this CPU steps the network at least this many times
-faster with it than with float32 (:func:`choose_precision`): their cost in accuracy is small but not nil
-(docs/conversion.md, "Precision"), so it must buy a clear gain in speed."""
+"""``--precision auto`` takes bfloat16 or int8 where this CPU runs the network's spike-fed convolutions at
+least this many times faster with it than with float32 (:func:`choose_precision`): their cost in accuracy
+is small but not nil (docs/conversion.md, "Precision"), so it must buy a clear gain in speed."""
 
 
 def low_precisions() -> tuple[str, ...]:
@@ -239,10 +239,11 @@ def choose_precision(
     (:func:`convolution_ms`, in turn ``rounds`` times, the best of each kept, so that a busy moment of a
     shared machine does not decide; a fraction of a second in all), and the fastest is taken where its
     convolutions run at least :data:`LOW_PRECISION_MIN_GAIN` times faster than float32's (a network of a
-    few channels convolves slower in bfloat16). The convolutions rather than whole steps: a compiled step
-    fuses the conversions into and out of the low precision with the neurons, which node by node are
-    passes of their own (int8 steps 1.1-1.25 times faster node by node and 1.4-1.5 times compiled, on the
-    AMD CPU of docs/conversion.md, "Precision")."""
+    few channels convolves slower in bfloat16). The convolutions rather than whole steps: node by node the
+    conversions into and out of the low precision are passes of their own, which a compiled step fuses
+    with the neurons; timed as whole node-by-node steps, int8 came out too close to the threshold on the
+    AMD CPU of docs/conversion.md ("Precision") and took float32 in one of two demo starts, where compiled
+    int8 steps take 0.69-0.76 of float32's."""
     if precision != "auto":
         return snn.with_precision(precision), {}
     candidates = low_precisions() if device == "cpu" else ()

@@ -275,9 +275,9 @@ def _add_detector_options(
         default="auto",
         help="the network's spike-fed convolutions in float32, bfloat16 (oneDNN; 0.3-0.5 of the time per "
         "convolution on CPUs with AMX) or int8 (spike counts as exact uint8, weights rounded to int8 per "
-        "channel; any x86-64 CPU); auto (default): the fastest of bfloat16 and int8 where this CPU steps "
-        "the network at least 1.1 times faster with it, timed at start, else float32 (docs/conversion.md, "
-        "'Precision')",
+        "channel; any x86-64 CPU); auto (default): the fastest of bfloat16 and int8 where this CPU runs "
+        "the network's spike-fed convolutions at least 1.1 times faster with it, timed at start, else "
+        "float32 (docs/conversion.md, 'Precision')",
     )
     parser.add_argument(
         "--compile",
