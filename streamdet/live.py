@@ -234,7 +234,8 @@ def choose_precision(
     of each one timed)``.
 
     ``precision`` ``float32``, ``bfloat16`` or ``int8`` is taken as given (nothing timed); ``auto`` is
-    float32 on a GPU or where this CPU runs no other (:func:`low_precisions`), else the spike-fed
+    float32 on a GPU, where this CPU runs no other (:func:`low_precisions`) or where the network has no
+    spike-fed convolution, else the spike-fed
     convolutions of one step, the only part a precision changes, are timed at float32 and at each of those
     (:func:`convolution_ms`, in turn ``rounds`` times, the best of each kept, so that a busy moment of a
     shared machine does not decide; a fraction of a second in all), and the fastest is taken where its
@@ -247,7 +248,7 @@ def choose_precision(
     if precision != "auto":
         return snn.with_precision(precision), {}
     candidates = low_precisions() if device == "cpu" else ()
-    if not candidates:
+    if not candidates or not snn.spike_fed_convolutions():  # nothing a precision would change
         return snn.with_precision("float32"), {}
     networks = {"float32": snn, **{name: snn.with_precision(name) for name in candidates}}
     milliseconds = convolution_ms(networks, rounds)

@@ -135,6 +135,13 @@ def test_auto_precision_keeps_float32_where_nothing_else_runs(monkeypatch):
     assert (chosen.precision, rates) == ("float32", {})
 
 
+def test_auto_precision_keeps_float32_where_no_convolution_reads_spikes(monkeypatch):
+    snn = tiny_spiking_detector("events", history_windows=1)
+    monkeypatch.setattr(type(snn), "spike_fed_convolutions", lambda self: {})
+    chosen, rates = choose_precision(snn, "auto")
+    assert (chosen.precision, rates) == ("float32", {})
+
+
 def test_demo_threads_are_two_only_where_compiled_on_two_cores(monkeypatch):
     """``demo --threads auto``: two threads for compiled steps on a machine of two or more cores, one
     node by node or on one core."""
