@@ -111,7 +111,7 @@ class DetectorConfig:
         precision: the network's spike-fed convolutions in ``float32``, ``bfloat16`` or ``int8``
             (``streamdet.snn``, ``SpikingNetwork.with_precision``; the CLI's ``--precision auto`` takes
             the faster of the other two where this CPU convolves clearly faster with it,
-            :func:`streamdet.live.choose_precision`).
+            :func:`streamdet.live.choose_precision`); None (the default): the network's own.
         compile: run each step as one compiled graph (``streamdet.compiled``; compiled for the model's
             sensor size at :meth:`StreamDetector.warm_up`, for any other size in the background while the
             node-by-node engine runs).
@@ -128,7 +128,7 @@ class DetectorConfig:
     geometry: Geometry = Geometry()
     box_filter: BoxFilter = EVALUATION_FILTER
     stream_classes: tuple[tuple[str, tuple[str, ...]], ...] = ()
-    precision: str = "float32"
+    precision: str | None = None
     compile: bool = False
 
     def filter_for(self, stream: str) -> BoxFilter:
@@ -142,7 +142,7 @@ class DetectorConfig:
         for name in ("dt_us", "window_steps", "publish_every", "max_backlog_steps", "max_chunk_steps"):
             if int(getattr(self, name)) < 1:
                 raise UserFacingError(f"{name} must be at least 1, got {getattr(self, name)}")
-        if self.precision not in PRECISIONS:
+        if self.precision is not None and self.precision not in PRECISIONS:
             raise UserFacingError(f"precision must be one of {PRECISIONS}, got {self.precision!r}")
         if self.membranes not in MEMBRANE_MODES:
             raise UserFacingError(f"membranes must be one of {MEMBRANE_MODES}, got {self.membranes!r}")
@@ -503,7 +503,7 @@ class StreamDetector:
         neuron = stream_neuron(self.snn.neuron, config)
         if neuron != self.snn.neuron:
             self.snn = self.snn.with_neuron(neuron)
-        if config.precision != self.snn.precision:
+        if config.precision is not None and config.precision != self.snn.precision:
             self.snn = self.snn.with_precision(config.precision)
         if config.compile != self.snn.compiled:
             self.snn = self.snn.with_compilation(config.compile)

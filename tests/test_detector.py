@@ -760,5 +760,9 @@ def test_a_low_precision_node_publishes_the_same_windows_with_nearly_the_same_bo
         best = a.rows[np.argmax(a.rows[:, 4])]
         distance = np.abs(b.rows[:, :4] - best[:4]).max(axis=1)  # the top box is found again
         assert distance.min() < 2.0 and abs(b.rows[np.argmin(distance), 4] - best[4]) < 0.05
+    # a configuration without a precision runs the network at its own; one that names float32 converts
+    lowered = snn.with_precision(precision)
+    assert StreamDetector(lowered, CONFIG).snn.precision == precision
+    assert StreamDetector(lowered, replace(CONFIG, precision="float32")).snn.precision == "float32"
     with pytest.raises(UserFacingError, match="precision must be one of"):
         replace(CONFIG, precision="half")
