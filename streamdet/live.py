@@ -54,16 +54,22 @@ def live_step_us(window_us: int, steps_per_s: float | None = None) -> int:
     return window_us
 
 
-def measure_step_rate(snn: SpikingDetector, steps: int = 12, seed: int = 0) -> float:
-    """Steps per second of ``snn`` alone on the CPU at its (padded) sensor size, batch 1 (random input
-    currents in [0, 0.5), after one warm-up step that is not timed)."""
+def random_step_input(snn: SpikingDetector, seed: int = 0):
+    """One step's input ``[1, 1, C, H, W]`` at ``snn``'s padded sensor size, random currents in [0, 0.5):
+    what the network is timed on at start."""
     import torch
 
     from streamdet.model import padded_length
 
     width, height = (padded_length(length) for length in snn.spec.sensor_size)
     generator = torch.Generator().manual_seed(seed)
-    inputs = 0.5 * torch.rand((1, 1, snn.in_channels, height, width), generator=generator)
+    return 0.5 * torch.rand((1, 1, snn.in_channels, height, width), generator=generator)
+
+
+def measure_step_rate(snn: SpikingDetector, steps: int = 12, seed: int = 0) -> float:
+    """Steps per second of ``snn`` alone on the CPU at its (padded) sensor size, batch 1 (random input
+    currents in [0, 0.5), after one warm-up step that is not timed)."""
+    inputs = random_step_input(snn, seed)
     _, state = snn.run(inputs, snn.initial_state(1))
     started = time.perf_counter()
     for _ in range(steps):
@@ -196,12 +202,8 @@ def convolution_ms(networks: dict[str, SpikingDetector], rounds: int = 3, seed: 
     :func:`measure_step_rate`'s random input, timed in turn ``rounds`` times, the best of each kept."""
     import torch
 
-    from streamdet.model import padded_length
-
     first = next(iter(networks.values())).with_compilation(False)
-    width, height = (padded_length(length) for length in first.spec.sensor_size)
-    generator = torch.Generator().manual_seed(seed)
-    inputs = 0.5 * torch.rand((1, 1, first.in_channels, height, width), generator=generator)
+    inputs = random_step_input(first, seed)
     spike_maps: dict[str, torch.Tensor] = {}
     hooks = [
         module.register_forward_pre_hook(
