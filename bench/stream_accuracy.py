@@ -23,6 +23,8 @@ from pathlib import Path
 import numpy as np
 import torch
 
+from streamdet.snn import PRECISIONS
+
 
 def _int_list(text: str) -> list[int]:
     return [int(part) for part in text.split(",") if part.strip()]
@@ -156,7 +158,7 @@ def main(argv: list[str] | None = None) -> int:
     )
     parser.add_argument(
         "--precision",
-        choices=("float32", "bfloat16", "int8"),
+        choices=PRECISIONS,
         default="float32",
         help="the SNN's spike-fed convolutions in float32, bfloat16 or int8 (streamdet.snn, precision)",
     )

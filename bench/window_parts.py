@@ -25,6 +25,8 @@ import torch
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from bench_latency import print_results, synthetic_packets  # noqa: E402
 
+from streamdet.live import PRECISION_CHOICES  # noqa: E402
+
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
@@ -33,7 +35,7 @@ def main() -> None:
     parser.add_argument("--seconds", type=float, default=8.0, help="stream length, seconds")
     parser.add_argument("--skip", type=int, default=12, help="windows not timed at the start")
     parser.add_argument("--compile", choices=("auto", "on", "off"), default="auto")
-    parser.add_argument("--precision", choices=("auto", "float32", "bfloat16", "int8"), default="auto")
+    parser.add_argument("--precision", choices=PRECISION_CHOICES, default="auto")
     parser.add_argument("--membranes", choices=("fresh", "keep"), default="fresh")
     parser.add_argument("--json", help="also write the results here")
     args = parser.parse_args()

@@ -177,6 +177,10 @@ def demo_threads(compiled: bool) -> int:
     return 2 if compiled and (os.cpu_count() or 1) >= 2 else 1
 
 
+PRECISION_CHOICES = ("auto", "float32", "bfloat16", "int8")
+"""``--precision`` of ``detect`` and ``demo``: ``auto`` (:func:`choose_precision`) or one of
+``streamdet.snn.PRECISIONS`` (written out here so that the CLI's options need no torch import)."""
+
 LOW_PRECISION_MIN_GAIN = 1.1
 """``--precision auto`` takes bfloat16 or int8 where this CPU runs the network's spike-fed convolutions at
 least this many times faster with it than with float32 (:func:`choose_precision`): their cost in accuracy

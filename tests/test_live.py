@@ -92,6 +92,13 @@ def test_a_named_precision_is_taken_without_timing_and_a_gpu_keeps_float32():
         choose_precision(snn, "float16")
 
 
+def test_the_cli_precision_choices_are_auto_and_the_engine_precisions():
+    from streamdet.live import PRECISION_CHOICES
+    from streamdet.snn import PRECISIONS
+
+    assert PRECISION_CHOICES == ("auto", *PRECISIONS)
+
+
 def test_low_precisions_are_those_this_cpu_runs():
     assert low_precisions() == tuple(
         name for name, ok in (("bfloat16", bfloat16_supported()), ("int8", int8_supported())) if ok

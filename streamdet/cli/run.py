@@ -21,7 +21,13 @@ from streamdet.cli.options import (
     parse_classes,
     positive_int,
 )
-from streamdet.live import COMPILE_CHOICES, MEMBRANE_CHOICES, demo_threads, resolve_compile
+from streamdet.live import (
+    COMPILE_CHOICES,
+    MEMBRANE_CHOICES,
+    PRECISION_CHOICES,
+    demo_threads,
+    resolve_compile,
+)
 
 
 def _positive_int_or_auto(text: str) -> int | str:
@@ -271,7 +277,7 @@ def _add_detector_options(
     )
     parser.add_argument(
         "--precision",
-        choices=("auto", "float32", "bfloat16", "int8"),
+        choices=PRECISION_CHOICES,
         default="auto",
         help="the network's spike-fed convolutions in float32, bfloat16 (oneDNN; 0.3-0.5 of the time per "
         "convolution on CPUs with AMX) or int8 (spike counts as exact uint8, weights rounded to int8 per "
