@@ -256,8 +256,8 @@ class SpikingNetwork:
                 "(torch.ops.onednn.qconv_pointwise) on this CPU; use float32"
             )
         first = next(self.graph_module.parameters(), None)
-        if precision == "int8" and first is not None and first.device.type != "cpu":
-            raise UserFacingError(f"precision int8 runs on the CPU only (oneDNN), not on {first.device}")
+        if first is not None:
+            _check_precision_device(precision, first.device)
         other = copy.copy(self)
         other.precision = precision
         other._plan = _ExecutionPlan(self.graph_module, precision)
@@ -307,10 +307,7 @@ class SpikingNetwork:
         first = next(self.graph_module.parameters(), None)
         if first is not None and first.device == torch.device(device):
             return self
-        if self.precision == "int8" and torch.device(device).type != "cpu":
-            raise UserFacingError(
-                f"precision int8 runs on the CPU only (oneDNN), not on {device}; use float32"
-            )
+        _check_precision_device(self.precision, device)
         self.graph_module.to(device)
         if self._plan.precision != "float32":
             self._plan = _ExecutionPlan(self.graph_module, self._plan.precision)
@@ -528,6 +525,13 @@ def _stack_steps(per_step: list[Any]) -> Any:
     if isinstance(first, dict):
         return {k: _stack_steps([step[k] for step in per_step]) for k in first}
     return first
+
+
+def _check_precision_device(precision: str, device) -> None:
+    """UserFacingError for int8 on a device other than the CPU (oneDNN's int8 convolution is a CPU
+    kernel)."""
+    if precision == "int8" and torch.device(device).type != "cpu":
+        raise UserFacingError(f"precision int8 runs on the CPU only (oneDNN), not on {device}; use float32")
 
 
 def bfloat16_supported() -> bool:
