@@ -46,8 +46,13 @@ from streamdet.errors import UserFacingError
 
 LOG = logging.getLogger(__name__)
 
-HELLO_PREFIX = b"\x00streamdet-hello/"
-"""Topic prefix of the per-subscriber presence subscription (never published on)."""
+HELLO_PREFIX = b"\xffstreamdet-hello/"
+"""Topic prefix of the per-subscriber presence subscription (never published on: no UTF-8 topic starts
+with the byte 0xff). A broker tells a publisher that connects to it about the subscriptions it holds
+in byte order, so this prefix makes every subscriber's topics arrive before its hello: a publisher that
+counts a subscriber is already sending it what it asked for. (With a prefix that sorts first, a busy
+machine could deliver the hellos in one read and the topics in the next, and ``wait_for_subscribers``
+returned while the first messages were still filtered out.)"""
 
 DEFAULT_HWM = 1000
 """Default high-water mark: messages queued per peer before a publisher drops (or blocks if lossless)."""

@@ -481,6 +481,46 @@ def test_broker_and_subscribe_commands_route_count_and_stop_cleanly(tmp_path: Pa
     assert "CURVE: refused client key" in broker_errors and "to publish" in broker_errors
 
 
+def test_a_publisher_joining_a_broker_hears_every_topic_before_any_subscriber() -> None:
+    """A broker replays the subscriptions it holds to a publisher that connects later, in byte order:
+    every topic must come before the hellos, so that a subscriber counted by ``wait_for_subscribers``
+    is one the publisher already sends to. (Hellos first, a busy machine could deliver them in one read
+    and the topics in the next: the first message after the wait was filtered out and lost.)"""
+    frontend, backend = ipc_endpoint(), ipc_endpoint()
+    broker = streamdet("broker", "--frontend", frontend, "--backend", backend)
+    context = zmq.Context()
+    context.setsockopt(zmq.LINGER, 0)
+    listener = context.socket(zmq.XPUB)
+    listener.setsockopt(zmq.XPUB_VERBOSE, 1)
+    try:
+        with (
+            bus.Subscriber(backend, ["events"]) as cars,
+            bus.Subscriber(backend, ["detections/cam0"]) as boats,
+        ):
+            with bus.Publisher(frontend, connect=True) as first:
+                assert first.wait_for_subscribers(2, timeout_s=60)  # the broker holds both now
+            listener.connect(frontend)
+            notices = []
+            while listener.poll(1000, zmq.POLLIN):
+                notices.append(listener.recv())
+            with bus.Publisher(frontend, connect=True) as late:
+                assert late.wait_for_subscribers(2, timeout_s=30)
+                late.send(wire.events_message("cam0", make_events(5), SENSOR))
+                boat = np.array([[0, 0, 4, 4, 0.9, 0]])
+                late.send(wire.detections_message("cam0", boat, ["boat"], SENSOR, 0, 1))
+                received = [cars.receive(10_000), boats.receive(10_000)]
+                assert [message.kind for message in received if message] == ["events", "detections"]
+    finally:
+        listener.close()
+        context.term()
+        broker.send_signal(signal.SIGINT)
+        broker.communicate(timeout=30)
+    hellos = [at for at, notice in enumerate(notices) if notice[1:].startswith(bus.HELLO_PREFIX)]
+    topics = [notice for notice in notices if not notice[1:].startswith(bus.HELLO_PREFIX)]
+    assert sorted(topics) == [b"\x01detections/cam0", b"\x01events/"] and len(hellos) == 2
+    assert hellos == [len(notices) - 2, len(notices) - 1], notices
+
+
 def test_a_kept_ctrl_c_is_raised_by_the_next_receive_and_send_once() -> None:
     """What ``keep_swallowed_interrupt`` keeps (a Ctrl-C dropped in a finalizer) comes out of the next
     ``receive`` (also one that waits forever) and ``send``, once each; other exceptions go on to the
