@@ -29,7 +29,7 @@ import torch.nn.functional as F
 from torch import Tensor
 
 from streamdet import CLASS_NAMES
-from streamdet.contract import InputSpec
+from streamdet.contract import InputSpec, contract_record
 from streamdet.errors import UserFacingError
 from streamdet.model import (
     MAX_STRIDE,
@@ -1024,7 +1024,10 @@ def average_checkpoints(checkpoints: list[dict[str, Any]], sources: list[str]) -
     Meant for runs fine-tuned from one starting point (same architecture, anchors, input windows), whose
     weights lie in one basin: floating-point tensors (weights, BN statistics, Quant-ReLU clips) are
     averaged; integer tensors (BN's batch counters) are taken from the first. The ``train`` record lists
-    the sources and their own records.
+    the sources and their own records. A checkpoint that reads fewer earlier windows than another (the
+    ``--init`` of a run that added ``--history-windows``) is first carried over to the most windows,
+    as ``--init`` carries it (:func:`with_history_windows`: zero weight on the windows it lacks, the
+    same function), so a run can be averaged with the model it started from.
 
     Raises:
         UserFacingError: fewer than two checkpoints, or one whose fields (:data:`AVERAGED_FIELDS`) or
@@ -1032,6 +1035,12 @@ def average_checkpoints(checkpoints: list[dict[str, Any]], sources: list[str]) -
     """
     if len(checkpoints) < 2:
         raise UserFacingError(f"averaging needs at least two checkpoints, got {len(checkpoints)}")
+    windows = max(checkpoint_contract(checkpoint, source)[0].history_windows
+                  for checkpoint, source in zip(checkpoints, sources, strict=True))  # fmt: skip
+    checkpoints = [
+        with_history_windows(checkpoint, windows, source)
+        for checkpoint, source in zip(checkpoints, sources, strict=True)
+    ]
     first = checkpoints[0]
     first_fields = _averaged_fields(first)
     for checkpoint, source in zip(checkpoints[1:], sources[1:], strict=True):
@@ -1062,6 +1071,29 @@ def average_checkpoints(checkpoints: list[dict[str, Any]], sources: list[str]) -
         ]
     }
     return averaged
+
+
+def with_history_windows(checkpoint: dict[str, Any], history_windows: int, source: object) -> dict[str, Any]:
+    """``checkpoint`` made to read ``history_windows`` earlier windows, at least its own: the stem keeps
+    its weights for the windows it reads and gets zero weight on the older ones
+    (``streamdet.weight_surgery.carry_over_input_channels``), so it computes what it computed before.
+    The checkpoint itself when it reads that many already."""
+    spec, decoding = checkpoint_contract(checkpoint, source)
+    if history_windows < spec.history_windows:
+        raise ValueError(
+            f"{source}: reads {spec.history_windows} earlier windows, more than {history_windows}"
+        )
+    if history_windows == spec.history_windows:
+        return checkpoint
+    config = RetinaNetConfig.from_dict(checkpoint["config"])
+    wider = replace(spec, history_windows=history_windows)
+    target = replace(config, in_channels=wider.channels)
+    return {
+        **checkpoint,
+        "config": target.to_dict(),
+        "contract": contract_record(wider, decoding),
+        "state_dict": carry_over_input_channels(checkpoint["state_dict"], config, target),
+    }
 
 
 def _averaged_fields(checkpoint: dict[str, Any]) -> dict[str, Any]:

@@ -18,7 +18,15 @@ from test_evaluate import WINDOW_US, write_tiny_split
 from streamdet.cli import main
 from streamdet.errors import UserFacingError
 from streamdet.evaluate import evaluate_split
-from streamdet.model import build_model, config_for, load_detector, pad_input, size_preset
+from streamdet.model import (
+    build_model,
+    config_for,
+    load_detector,
+    model_from_checkpoint,
+    pad_input,
+    read_checkpoint,
+    size_preset,
+)
 from streamdet.samples import DetectionSamples
 from streamdet.train import (
     AugmentConfig,
@@ -32,6 +40,7 @@ from streamdet.train import (
     smooth_random_field,
     thin_events,
     train_detector,
+    with_history_windows,
 )
 from streamdet.weight_surgery import carry_over_input_channels
 
@@ -436,6 +445,36 @@ def test_average_is_the_mean_of_fine_tunes_and_refuses_other_architectures(
     assert main(["average", sources[0], "--out", str(tmp_path / "one.pt")]) == 2
     assert "at least two" in capsys.readouterr().err
     assert not (tmp_path / "bad.pt").exists() and not (tmp_path / "one.pt").exists()
+
+
+def test_average_carries_the_start_of_a_run_over_to_the_windows_the_run_added(
+    tiny_root: Path, tmp_path: Path, overfit_checkpoint: Path
+) -> None:
+    """A run that added ``--history-windows`` averages with the checkpoint it started from: that one is
+    carried over as ``--init`` carries it (zero weight on the older windows: the same outputs), then
+    averaged; the soup reads the run's windows."""
+    torch.set_num_threads(1)
+    config = TrainConfig(
+        modality="events", size="tiny", epochs=1, batch_size=4, lr=1e-3, warmup_steps=1, event_scale=3.0,
+        history_windows=1, augment=AugmentConfig(crop_size=None),
+    )  # fmt: skip
+    run = tmp_path / "h1.pt"
+    train_detector(config, [tiny_root], run, init=overfit_checkpoint, progress=False, log=lambda line: None)
+    assert main(["average", str(overfit_checkpoint), str(run), "--out", str(tmp_path / "soup.pt")]) == 0
+    start, tuned, soup = (load_detector(path) for path in (overfit_checkpoint, run, tmp_path / "soup.pt"))
+    assert (start.spec.history_windows, tuned.spec.history_windows, soup.spec.history_windows) == (0, 1, 1)
+    carried = with_history_windows(read_checkpoint(overfit_checkpoint), 1, overfit_checkpoint)
+    carried_model = model_from_checkpoint(carried, "carried").eval()
+    x = torch.rand(2, 4, 64, 64)
+    with torch.no_grad():
+        for got, expected in zip(carried_model(x), start.model.eval()(x[:, :2]), strict=True):
+            torch.testing.assert_close(got, expected)
+    soup_weights, run_weights = soup.model.state_dict(), tuned.model.state_dict()
+    for name, tensor in carried["state_dict"].items():
+        if tensor.is_floating_point():
+            torch.testing.assert_close(soup_weights[name], (tensor + run_weights[name]) / 2)
+    with pytest.raises(ValueError, match="more than 0"):
+        with_history_windows(read_checkpoint(run), 0, run)
 
 
 def test_relevel_keeps_the_weights_and_changes_only_the_quant_relu_levels(

@@ -290,7 +290,9 @@ def register_average(subparsers: argparse._SubParsersAction) -> None:
         help="average the weights of runs fine-tuned from one checkpoint (a model soup)",
         description="Write a checkpoint whose weights (and BN statistics, Quant-ReLU clips) are the mean "
         "of the given checkpoints'. They must share modality, architecture, anchors and input windows, "
-        "as runs started with --init from one checkpoint do.",
+        "as runs started with --init from one checkpoint do; a checkpoint reading fewer earlier windows "
+        "(the --init of a run given more --history-windows) is first carried over as --init carries it, "
+        "with zero weight on the windows it lacks.",
     )
     average.add_argument(
         "models", nargs="+", metavar="CKPT", help="checkpoints (names or paths), two or more"
