@@ -1035,8 +1035,10 @@ def average_checkpoints(checkpoints: list[dict[str, Any]], sources: list[str]) -
     """
     if len(checkpoints) < 2:
         raise UserFacingError(f"averaging needs at least two checkpoints, got {len(checkpoints)}")
-    windows = max(checkpoint_contract(checkpoint, source)[0].history_windows
-                  for checkpoint, source in zip(checkpoints, sources, strict=True))  # fmt: skip
+    windows = max(
+        checkpoint_contract(checkpoint, source)[0].history_windows
+        for checkpoint, source in zip(checkpoints, sources, strict=True)
+    )
     checkpoints = [
         with_history_windows(checkpoint, windows, source)
         for checkpoint, source in zip(checkpoints, sources, strict=True)
