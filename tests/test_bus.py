@@ -514,7 +514,11 @@ def test_a_publisher_joining_a_broker_hears_every_topic_before_any_subscriber() 
         listener.close()
         context.term()
         broker.send_signal(signal.SIGINT)
-        broker.communicate(timeout=30)
+        try:
+            broker.communicate(timeout=30)
+        finally:
+            if broker.poll() is None:
+                broker.kill()
     hellos = [at for at, notice in enumerate(notices) if notice[1:].startswith(bus.HELLO_PREFIX)]
     topics = [notice for notice in notices if not notice[1:].startswith(bus.HELLO_PREFIX)]
     assert sorted(topics) == [b"\x01detections/cam0", b"\x01events/"] and len(hellos) == 2
