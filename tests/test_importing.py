@@ -5,6 +5,8 @@ from __future__ import annotations
 
 import json
 import shutil
+import subprocess
+import sys
 from pathlib import Path
 
 import cv2
@@ -702,3 +704,39 @@ def test_sot_labels_that_do_not_fit(tmp_path: Path, capsys: pytest.CaptureFixtur
     assert run_import(out, "sot", str(folder), "--fps", "10", "--class", "boat", "--check") == 2
     assert "boat1.txt: line 4: expected 4 values" in capsys.readouterr().err
     assert not out.exists()
+
+
+def test_usvtrack_script_scores_buoy_rows_and_import_reads_them(
+    tmp_path: Path, capsys: pytest.CaptureFixture, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """datasets/real/usvtrack_scored_buoys.py (the data card's USVTrack step), run as a user runs it: the
+    buoy rows (class 9, active 0) become scored boxes, nothing else changes, and the import reads them."""
+    sequence = tmp_path / "raw" / "sequence_1"
+    shutil.copytree(MOT_SEQUENCE, sequence)
+    rows = (sequence / "gt" / "gt.txt").read_text().splitlines()
+    buoys = [f"{frame},9,30,20,6,6,0,9,1.0" for frame in range(1, 11)]
+    (sequence / "gt" / "gt.txt").write_text("\n".join(rows + buoys) + "\n")
+    script = Path(__file__).parents[1] / "datasets" / "real" / "usvtrack_scored_buoys.py"
+    out = tmp_path / "scored"
+    done = subprocess.run(
+        [sys.executable, str(script), str(sequence), "--out", str(out)], capture_output=True, text=True
+    )
+    assert done.returncode == 0, done.stderr
+    assert done.stdout.strip() == f"{out / 'sequence_1'}: 10 buoy rows made scored"
+    written = (out / "sequence_1" / "gt" / "gt.txt").read_text().splitlines()
+    assert written[: len(rows)] == rows
+    assert written[len(rows) :] == [row.replace(",0,9,", ",1,9,") for row in buoys]
+    assert (out / "sequence_1" / "seqinfo.ini").read_text() == (MOT_SEQUENCE / "seqinfo.ini").read_text()
+    monkeypatch.chdir(tmp_path)
+    for directory, ignored in ((sequence, 30), (out / "sequence_1", 20)):
+        command = ["dataset", "import", "mot", str(directory), "--classes-map", "9=buoy", "--check"]
+        assert cli_main(command) == 0
+        total = capsys.readouterr().out.splitlines()[1]
+        assert total == (
+            f"total: 1 video (10 frames), 0 stills; boxes: buoy 10, car 10, pedestrian 50 ({ignored} marked "
+            "ignore by the labels or the class map)"
+        )
+    again = subprocess.run(
+        [sys.executable, str(script), str(sequence), "--out", str(out)], capture_output=True, text=True
+    )
+    assert again.returncode != 0 and "exists; remove it first" in again.stderr
