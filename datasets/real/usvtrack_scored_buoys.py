@@ -24,15 +24,16 @@ def score_buoy_rows(text: str, source: str) -> tuple[str, int]:
     """``gt.txt`` text -> (the same rows with ``active = 1`` on buoy rows, how many rows changed)."""
     rows, changed = [], 0
     for number, line in enumerate(text.splitlines(), start=1):
-        fields = line.strip().split(",")
         if not line.strip():
             continue
+        fields = line.strip().split(",")
         if len(fields) < 8:
             raise SystemExit(f"{source}:{number}: {len(fields)} columns, expected at least 8 (MOT gt.txt)")
         if fields[7].strip() == BUOY_CLASS and fields[6].strip() != "1":
             fields[6] = "1"
+            line = ",".join(fields)
             changed += 1
-        rows.append(",".join(fields))
+        rows.append(line)  # every other row as it was
     return "\n".join(rows) + "\n", changed
 
 
