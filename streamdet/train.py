@@ -320,7 +320,7 @@ class TrainConfig:
             the rest fine-tunes at ``lr`` (at a fine-tuning rate they barely grow out of silence).
         history_windows: earlier windows read as extra input channels (``streamdet.samples``; ``None``:
             the ``--init`` checkpoint's, else 0). ``--init`` from fewer windows starts the new windows'
-            stem weights at zero (``streamdet.model.carry_over_input_channels``).
+            stem weights at zero (``streamdet.weight_surgery.carry_over_input_channels``).
         distill_from: teacher of the distillation against forgetting (a model name or checkpoint path,
             read like ``--init``'s; ``None``: no distillation), see :func:`distillation_loss`.
         distill_weight: ``W`` of the loss ``L_det + W * L_distill``.
@@ -951,7 +951,7 @@ def _initial_weights(
     (fine-tuning to fewer levels for conversion at fewer time steps keeps every weight and clip), and so
     may the anchors: the heads' predictors are carried over anchor by anchor
     (``streamdet.model.carry_over_anchors``), the windows read (the stem's input channels,
-    ``streamdet.model.carry_over_input_channels``), the finest level (a stride-4 P2 added to a
+    ``streamdet.weight_surgery.carry_over_input_channels``), the finest level (a stride-4 P2 added to a
     stride-8 model, ``streamdet.model.carry_over_finest_level``) and the heads' residual blocks
     (``streamdet.model.carry_over_head_blocks``)."""
     from dataclasses import replace
