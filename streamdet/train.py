@@ -55,6 +55,7 @@ from streamdet.weight_surgery import (
     carry_over_finest_level,
     carry_over_head_blocks,
     carry_over_input_channels,
+    carry_over_stage_widths,
     new_layers,
 )
 
@@ -315,6 +316,9 @@ class TrainConfig:
         head_blocks: residual blocks in each head after its conv layers (``None``: the ``--init``
             checkpoint's, else 0). ``--init`` from fewer blocks adds blocks that pass their input through
             unchanged until trained (``streamdet.model.carry_over_head_blocks``).
+        stage_channels: widths of the four backbone stages (``None``: the ``--init`` checkpoint's, else the
+            size preset's). ``--init`` from narrower stages copies channels so the wider model computes
+            what the narrower one did (``streamdet.weight_surgery.carry_over_stage_widths``).
         new_layer_lr: peak learning rate of the layers an ``--init`` model lacks (a P2 lateral, new head
             blocks: ``streamdet.model.new_layers``), which start silenced and learn from scratch while
             the rest fine-tunes at ``lr`` (at a fine-tuning rate they barely grow out of silence).
@@ -348,6 +352,7 @@ class TrainConfig:
     anchor_aspect_ratios: tuple[float, ...] | None = None
     finest_stride: int | None = None
     head_blocks: int | None = None
+    stage_channels: tuple[int, ...] | None = None
     new_layer_lr: float = 2e-3
     history_windows: int | None = None
     distill_from: str | None = None
@@ -922,8 +927,8 @@ def _history_windows(
 
 
 def _inherited_settings(config: TrainConfig, source: RetinaNetConfig | None) -> dict[str, Any]:
-    """The anchor, pyramid and head-depth fields of the model being trained: the recipe's, else the
-    ``--init`` model's (``source``), else none (the model defaults)."""
+    """The anchor, pyramid, head-depth and stage-width fields of the model being trained: the recipe's,
+    else the ``--init`` model's (``source``), else none (the model defaults)."""
     settings: dict[str, Any] = {}
     if source is not None:
         settings = {
@@ -931,6 +936,7 @@ def _inherited_settings(config: TrainConfig, source: RetinaNetConfig | None) -> 
             "anchor_aspect_ratios": source.anchor_aspect_ratios,
             "finest_stride": source.finest_stride,
             "head_blocks": source.head_blocks,
+            "stage_channels": tuple(source.stage_channels),
         }
     if config.anchor_min_size is not None:
         settings["anchor_min_size"] = config.anchor_min_size
@@ -940,6 +946,8 @@ def _inherited_settings(config: TrainConfig, source: RetinaNetConfig | None) -> 
         settings["finest_stride"] = config.finest_stride
     if config.head_blocks is not None:
         settings["head_blocks"] = config.head_blocks
+    if config.stage_channels is not None:
+        settings["stage_channels"] = tuple(config.stage_channels)
     return settings
 
 
@@ -952,8 +960,9 @@ def _initial_weights(
     may the anchors: the heads' predictors are carried over anchor by anchor
     (``streamdet.model.carry_over_anchors``), the windows read (the stem's input channels,
     ``streamdet.weight_surgery.carry_over_input_channels``), the finest level (a stride-4 P2 added to a
-    stride-8 model, ``streamdet.model.carry_over_finest_level``) and the heads' residual blocks
-    (``streamdet.model.carry_over_head_blocks``)."""
+    stride-8 model, ``streamdet.model.carry_over_finest_level``), the heads' residual blocks
+    (``streamdet.model.carry_over_head_blocks``) and the backbone stages' widths (wider only,
+    ``streamdet.weight_surgery.carry_over_stage_widths``)."""
     from dataclasses import replace
 
     comparable = replace(
@@ -964,6 +973,7 @@ def _initial_weights(
         anchor_aspect_ratios=model_config.anchor_aspect_ratios,
         finest_stride=model_config.finest_stride,
         head_blocks=model_config.head_blocks,
+        stage_channels=model_config.stage_channels,
     )
     if comparable != model_config:
         raise UserFacingError(
@@ -975,7 +985,8 @@ def _initial_weights(
     state_dict = carry_over_anchors(source.state_dict(), source.config, model_config)
     state_dict = carry_over_input_channels(state_dict, source.config, model_config)
     state_dict = carry_over_finest_level(state_dict, source.config, model)
-    model.load_state_dict(carry_over_head_blocks(state_dict, source.config, model))
+    state_dict = carry_over_head_blocks(state_dict, source.config, model)
+    model.load_state_dict(carry_over_stage_widths(state_dict, source.config, model_config))
     return model
 
 
@@ -1027,7 +1038,9 @@ def average_checkpoints(checkpoints: list[dict[str, Any]], sources: list[str]) -
     the sources and their own records. A checkpoint that reads fewer earlier windows than another (the
     ``--init`` of a run that added ``--history-windows``) is first carried over to the most windows,
     as ``--init`` carries it (:func:`with_history_windows`: zero weight on the windows it lacks, the
-    same function), so a run can be averaged with the model it started from.
+    same function), and one with narrower backbone stages is widened to the widest
+    (:func:`with_stage_widths`, as ``--init`` widens it, with the same copies), so a run can be averaged
+    with the model it started from.
 
     Raises:
         UserFacingError: fewer than two checkpoints, or one whose fields (:data:`AVERAGED_FIELDS`) or
@@ -1041,6 +1054,12 @@ def average_checkpoints(checkpoints: list[dict[str, Any]], sources: list[str]) -
     )
     checkpoints = [
         with_history_windows(checkpoint, windows, source)
+        for checkpoint, source in zip(checkpoints, sources, strict=True)
+    ]
+    configs = [RetinaNetConfig.from_dict(checkpoint["config"]) for checkpoint in checkpoints]
+    widths = tuple(max(config.stage_channels[stage] for config in configs) for stage in range(4))
+    checkpoints = [
+        with_stage_widths(checkpoint, widths, source)
         for checkpoint, source in zip(checkpoints, sources, strict=True)
     ]
     first = checkpoints[0]
@@ -1096,6 +1115,22 @@ def with_history_windows(checkpoint: dict[str, Any], history_windows: int, sourc
         "contract": contract_record(wider, decoding),
         "state_dict": carry_over_input_channels(checkpoint["state_dict"], config, target),
     }
+
+
+def with_stage_widths(checkpoint: dict[str, Any], widths: tuple[int, ...], source: object) -> dict[str, Any]:
+    """``checkpoint`` with its backbone stages widened to ``widths`` by copied channels
+    (``streamdet.weight_surgery.carry_over_stage_widths``, whose fixed seed makes the copies those of a
+    ``--init`` to the same widths), so it computes what it computed before; the checkpoint itself when
+    its stages have those widths. ``UserFacingError`` naming ``source`` for a narrower width."""
+    config = RetinaNetConfig.from_dict(checkpoint["config"])
+    if tuple(config.stage_channels) == tuple(widths):
+        return checkpoint
+    target = replace(config, stage_channels=tuple(widths))
+    try:
+        state_dict = carry_over_stage_widths(checkpoint["state_dict"], config, target)
+    except UserFacingError as error:
+        raise UserFacingError(f"{source}: {error}") from None
+    return {**checkpoint, "config": target.to_dict(), "state_dict": state_dict}
 
 
 def _averaged_fields(checkpoint: dict[str, Any]) -> dict[str, Any]:

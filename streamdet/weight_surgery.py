@@ -1,6 +1,6 @@
 """Training-time weight surgery: carrying a trained model's weights into a changed architecture
-(other anchors, more input channels, a finer pyramid level, deeper heads) for fine-tuning
-(``streamdet train --init``)."""
+(other anchors, more input channels, a finer pyramid level, deeper heads, wider backbone stages) for
+fine-tuning (``streamdet train --init``)."""
 
 from __future__ import annotations
 
@@ -138,6 +138,91 @@ def carry_over_head_blocks(
         for block in range(kept, target.head_blocks):
             _silence(result, f"{head}.tower.{target.head_convs + block}.body.1", target)
     return result
+
+
+WIDEN_SEED = 0
+"""Seed of :func:`carry_over_stage_widths`' choices (which channels are copied, how their consumers'
+weights are split), fixed so that one source widened to one set of widths is always the same file."""
+
+
+def carry_over_stage_widths(
+    state_dict: dict[str, Tensor], source: RetinaNetConfig, target: RetinaNetConfig
+) -> dict[str, Tensor]:
+    """``state_dict`` of a model with ``source.stage_channels``, made to fit the wider ``target`` by
+    copying channels (Net2WiderNet, Chen, Goodfellow and Shlens 2016), so that the wider model computes
+    what the source did.
+
+    Each backbone stage widened from ``c`` to ``c' > c`` channels keeps its ``c`` channels and gives each
+    new one a copy of a randomly chosen old channel ``j``: the producer's convolution rows and BN entries
+    (weight, bias, running statistics; the Quant-ReLU clip is one per layer). The stage's output (the
+    stream of its residual adds, copied the same way in every block's last layer so the adds stay
+    consistent) and the inside of each block are widened alike. Every consumer of a copied channel (the
+    block's next convolution, the next stage's strided convolution, the FPN's lateral) splits ``j``'s
+    input weight among ``j`` and its copies with random positive shares that sum to 1 per output
+    channel: the sum it computes is unchanged, and the copies, fed different gradients, grow apart in
+    training. Exact up to float rounding (a pre-activation on a Quant-ReLU half-level boundary may round
+    the other way). Only ``stage_channels`` may differ; narrower stages are refused.
+    """
+    if len(source.stage_channels) != len(target.stage_channels) or any(
+        new < old for old, new in zip(source.stage_channels, target.stage_channels, strict=True)
+    ):
+        raise UserFacingError(
+            f"stage_channels {tuple(target.stage_channels)} cannot be carried over from "
+            f"{tuple(source.stage_channels)}: stages can only be widened"
+        )
+    generator = torch.Generator().manual_seed(WIDEN_SEED)
+    result = dict(state_dict)
+    for stage, (old, new) in enumerate(zip(source.stage_channels, target.stage_channels, strict=True)):
+        if new == old:
+            continue
+        stream = _copied_channels(old, new, generator)
+        _widen_producer(result, f"backbone.stages.{stage}.0", stream)
+        for block in range(source.stage_blocks[stage]):
+            body = f"backbone.stages.{stage}.{block + 1}.body"
+            inner = _copied_channels(old, new, generator)
+            _split_consumer(result, f"{body}.0.0", stream, generator)
+            _widen_producer(result, f"{body}.0", inner)
+            _split_consumer(result, f"{body}.1.0", inner, generator)
+            _widen_producer(result, f"{body}.1", stream)
+        for consumer in _stage_consumers(stage, len(source.stage_channels)):
+            if f"{consumer}.weight" in result:  # no lateral_fine without a stride-4 level
+                _split_consumer(result, consumer, stream, generator)
+    return result
+
+
+def _stage_consumers(stage: int, stages: int) -> list[str]:
+    """The convolutions that read backbone stage ``stage``'s output: the next stage's strided
+    convolution and the FPN's lateral (C2's is ``lateral_fine``, C3..C5's ``lateral.0..2``)."""
+    lateral = "fpn.lateral_fine.0" if stage == 0 else f"fpn.lateral.{stage - 1}.0"
+    return [lateral] + ([f"backbone.stages.{stage + 1}.0.0"] if stage + 1 < stages else [])
+
+
+def _copied_channels(old: int, new: int, generator: torch.Generator) -> Tensor:
+    """``[new]`` source channel of each channel of a layer widened from ``old`` to ``new``: ``0..old-1``
+    themselves, then random old channels."""
+    extra = torch.randint(0, old, (new - old,), generator=generator)
+    return torch.cat([torch.arange(old), extra])
+
+
+def _widen_producer(state_dict: dict[str, Tensor], layer: str, channels: Tensor) -> None:
+    """Widen the outputs of the conv-BN-activation ``layer`` to ``channels`` (source channel per output)."""
+    state_dict[f"{layer}.0.weight"] = state_dict[f"{layer}.0.weight"][channels].clone()
+    for name in ("weight", "bias", "running_mean", "running_var"):
+        state_dict[f"{layer}.1.{name}"] = state_dict[f"{layer}.1.{name}"][channels].clone()
+
+
+def _split_consumer(
+    state_dict: dict[str, Tensor], conv: str, channels: Tensor, generator: torch.Generator
+) -> None:
+    """Widen the inputs of convolution ``conv`` (a ``.weight`` prefix) to ``channels``: each source
+    channel's weight is shared among its copies with random positive shares summing to 1 per output."""
+    weight = state_dict[f"{conv}.weight"]
+    shares = torch.rand((weight.shape[0], len(channels)), generator=generator, dtype=torch.float64) + 0.5
+    totals = torch.zeros((weight.shape[0], weight.shape[1]), dtype=torch.float64)
+    totals.index_add_(1, channels, shares)
+    shares = shares / totals[:, channels]
+    widened = weight.double()[:, channels] * shares[:, :, None, None]
+    state_dict[f"{conv}.weight"] = widened.to(weight.dtype)
 
 
 def new_layers(source: RetinaNetConfig, target: RetinaNetConfig) -> tuple[str, ...]:

@@ -33,7 +33,12 @@ from streamdet.model import (
     save_checkpoint,
     select_detections,
 )
-from streamdet.weight_surgery import carry_over_anchors, carry_over_finest_level, carry_over_head_blocks
+from streamdet.weight_surgery import (
+    carry_over_anchors,
+    carry_over_finest_level,
+    carry_over_head_blocks,
+    carry_over_stage_widths,
+)
 
 TINY = dict(size="tiny", input_size=(64, 64))
 
@@ -179,6 +184,46 @@ def test_carry_over_head_blocks_adds_identity_blocks_that_learn() -> None:
         carry_over_head_blocks(source.state_dict(), source.config, deeper)
     with pytest.raises(UserFacingError, match="head_blocks must be at least 0|at least 0"):
         replace(source.config, head_blocks=-1)
+
+
+@pytest.mark.parametrize("finest_stride", [8, 4])
+def test_carry_over_stage_widths_keeps_the_function_and_lets_copies_grow_apart(finest_stride: int) -> None:
+    """Wider backbone stages (residual blocks included) compute what the narrower model did, in
+    evaluation and with batch statistics; a copied channel and its original get different gradients;
+    narrower stages are refused."""
+    from dataclasses import replace
+
+    torch.manual_seed(0)
+    config = config_for(
+        "events", **TINY, stage_blocks=(0, 1, 1, 1), activation="relu", finest_stride=finest_stride
+    )
+    source = build_model(config)
+    source.train()(torch.rand(4, 2, 64, 64))  # running statistics away from their initial values
+    target_config = replace(config, stage_channels=(8, 24, 20, 40))
+    target = build_model(target_config)
+    widened = carry_over_stage_widths(source.state_dict(), config, target_config)
+    # the copies are the same each time (a fixed seed), so --init and average widen alike
+    again = carry_over_stage_widths(source.state_dict(), config, target_config)
+    assert all(torch.equal(again[key], value) for key, value in widened.items())
+    target.load_state_dict(widened)
+    assert target.backbone.stages[3][1].body[0][0].weight.shape == (40, 40, 3, 3)
+    x = torch.rand(2, 2, 64, 64)
+    for mode in ("eval", "train"):
+        getattr(source, mode)(), getattr(target, mode)()
+        (old_cls, old_box), (new_cls, new_box) = source(x), target(x)
+        assert torch.allclose(new_cls, old_cls, atol=1e-5), mode
+        assert torch.allclose(new_box, old_box, atol=1e-5), mode
+    (new_cls.sum() + new_box.sum()).backward()
+    strided = target.backbone.stages[3][0][0]
+    copied_from = next(
+        j for j in range(24) if torch.equal(strided.weight[24], strided.weight[j])
+    )  # channel 24 is a copy of an old channel
+    assert not torch.allclose(strided.weight.grad[24], strided.weight.grad[copied_from])
+    # the same widths again change nothing; narrower ones are refused
+    same = carry_over_stage_widths(source.state_dict(), config, config)
+    assert all(torch.equal(same[key], value) for key, value in source.state_dict().items())
+    with pytest.raises(UserFacingError, match="can only be widened"):
+        carry_over_stage_widths(target.state_dict(), target_config, config)
 
 
 def test_quant_relu_levels_and_straight_through_gradients() -> None:

@@ -41,6 +41,7 @@ from streamdet.train import (
     thin_events,
     train_detector,
     with_history_windows,
+    with_stage_widths,
 )
 from streamdet.weight_surgery import carry_over_input_channels
 
@@ -167,6 +168,12 @@ def test_same_recipe_trains_identical_weights_and_init_fine_tunes(
     assert lrs[1e-2 / 1e-4] == pytest.approx(lrs[1.0] * 100)
     train_detector(config, [tiny_root], tmp_path / "hb2.pt", init=tmp_path / "hb.pt", **quiet)
     assert load_detector(tmp_path / "hb2.pt").config.head_blocks == 1  # inherited from --init
+    wider = replace(config, stage_channels=(8, 16, 24, 32))
+    train_detector(wider, [tiny_root], tmp_path / "wd.pt", init=overfit_checkpoint, **quiet)
+    widened = load_detector(tmp_path / "wd.pt")
+    assert widened.config.stage_channels == (8, 16, 24, 32)
+    train_detector(config, [tiny_root], tmp_path / "wd2.pt", init=tmp_path / "wd.pt", **quiet)
+    assert load_detector(tmp_path / "wd2.pt").config.stage_channels == (8, 16, 24, 32)  # inherited
     history = replace(config, history_windows=1)
     train_detector(history, [tiny_root], tmp_path / "h1.pt", init=overfit_checkpoint, **quiet)
     with_history = load_detector(tmp_path / "h1.pt")
@@ -475,6 +482,36 @@ def test_average_carries_the_start_of_a_run_over_to_the_windows_the_run_added(
             torch.testing.assert_close(soup_weights[name], (tensor + run_weights[name]) / 2)
     with pytest.raises(ValueError, match="more than 0"):
         with_history_windows(read_checkpoint(run), 0, run)
+
+
+def test_average_widens_the_start_of_a_run_with_the_copies_init_made(
+    tiny_root: Path, tmp_path: Path, overfit_checkpoint: Path
+) -> None:
+    """A run that widened ``--stage-channels`` averages with the checkpoint it started from: that one is
+    widened as ``--init`` widened it (the surgery's fixed seed: the same copied channels and consumer
+    shares), computing what it computed before, and the soup is the mean of the two."""
+    torch.set_num_threads(1)
+    config = TrainConfig(
+        modality="events", size="tiny", epochs=1, batch_size=4, lr=1e-3, warmup_steps=1, event_scale=3.0,
+        stage_channels=(8, 16, 24, 32), augment=AugmentConfig(crop_size=None),
+    )  # fmt: skip
+    run = tmp_path / "wide.pt"
+    train_detector(config, [tiny_root], run, init=overfit_checkpoint, progress=False, log=lambda line: None)
+    assert main(["average", str(overfit_checkpoint), str(run), "--out", str(tmp_path / "soup.pt")]) == 0
+    start, soup = load_detector(overfit_checkpoint), load_detector(tmp_path / "soup.pt")
+    assert soup.config.stage_channels == (8, 16, 24, 32)
+    widened = with_stage_widths(read_checkpoint(overfit_checkpoint), (8, 16, 24, 32), overfit_checkpoint)
+    widened_model = model_from_checkpoint(widened, "widened").eval()
+    x = torch.rand(2, 2, 64, 64)
+    with torch.no_grad():
+        for got, expected in zip(widened_model(x), start.model.eval()(x), strict=True):
+            torch.testing.assert_close(got, expected)
+    soup_weights, run_weights = soup.model.state_dict(), load_detector(run).model.state_dict()
+    for name, tensor in widened["state_dict"].items():
+        if tensor.is_floating_point():
+            torch.testing.assert_close(soup_weights[name], (tensor + run_weights[name]) / 2)
+    with pytest.raises(UserFacingError, match="can only be widened"):
+        with_stage_widths(read_checkpoint(run), (8, 8, 16, 16), run)
 
 
 def test_relevel_keeps_the_weights_and_changes_only_the_quant_relu_levels(

@@ -36,6 +36,17 @@ def _ratios(text: str) -> tuple[float, ...]:
         raise argparse.ArgumentTypeError(message) from None
 
 
+def _stage_widths(text: str) -> tuple[int, ...]:
+    """``--stage-channels``: four comma-separated positive integers."""
+    try:
+        widths = tuple(int(part) for part in text.split(","))
+    except ValueError:
+        widths = ()
+    if len(widths) != 4 or min(widths) < 1:
+        raise argparse.ArgumentTypeError(f"expected four positive integers like 24,64,128,192, got {text!r}")
+    return widths
+
+
 def register(subparsers: argparse._SubParsersAction) -> None:
     """Add ``train``, ``average``, ``relevel`` and ``eval``."""
     register_train(subparsers)
@@ -266,6 +277,15 @@ def _add_model_options(train: argparse.ArgumentParser, defaults: TrainConfig) ->
         "in the one-epoch fine-tunes of docs/history/model-card-history.md)",
     )
     train.add_argument(
+        "--stage-channels",
+        type=_stage_widths,
+        default=None,
+        metavar="C,C,C,C",
+        help="widths of the four backbone stages (strides 4-32), e.g. 24,64,128,192 (default: the --init "
+        "checkpoint's, else the --size preset's; --init from narrower stages copies channels, so training "
+        "starts from the narrower model's function)",
+    )
+    train.add_argument(
         "--new-layer-lr",
         type=float,
         default=defaults.new_layer_lr,
@@ -407,6 +427,7 @@ def run_train(args: argparse.Namespace) -> int:
         anchor_aspect_ratios=args.anchor_ratios,
         finest_stride=args.finest_stride,
         head_blocks=args.head_blocks,
+        stage_channels=args.stage_channels,
         new_layer_lr=args.new_layer_lr,
         history_windows=args.history_windows,
         distill_from=args.distill_from,
