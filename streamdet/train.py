@@ -986,7 +986,11 @@ def _initial_weights(
     state_dict = carry_over_input_channels(state_dict, source.config, model_config)
     state_dict = carry_over_finest_level(state_dict, source.config, model)
     state_dict = carry_over_head_blocks(state_dict, source.config, model)
-    model.load_state_dict(carry_over_stage_widths(state_dict, source.config, model_config))
+    try:
+        state_dict = carry_over_stage_widths(state_dict, source.config, model_config)
+    except UserFacingError as error:
+        raise UserFacingError(f"--init {init}: {error}") from None
+    model.load_state_dict(state_dict)
     return model
 
 

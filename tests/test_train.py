@@ -174,6 +174,9 @@ def test_same_recipe_trains_identical_weights_and_init_fine_tunes(
     assert widened.config.stage_channels == (8, 16, 24, 32)
     train_detector(config, [tiny_root], tmp_path / "wd2.pt", init=tmp_path / "wd.pt", **quiet)
     assert load_detector(tmp_path / "wd2.pt").config.stage_channels == (8, 16, 24, 32)  # inherited
+    with pytest.raises(UserFacingError, match="--init .*wd.pt: stage_channels .* can only be widened"):
+        train_detector(replace(config, stage_channels=(8, 8, 16, 24)), [tiny_root], tmp_path / "n.pt",
+                       init=tmp_path / "wd.pt", **quiet)  # fmt: skip
     history = replace(config, history_windows=1)
     train_detector(history, [tiny_root], tmp_path / "h1.pt", init=overfit_checkpoint, **quiet)
     with_history = load_detector(tmp_path / "h1.pt")
