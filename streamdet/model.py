@@ -56,7 +56,13 @@ stride 4 before them, :func:`pyramid_strides`)."""
 MAX_STRIDE = FPN_STRIDES[-1]
 """Input height and width must be multiples of this (see :func:`pad_input`)."""
 
-SHIPPED_MODELS: tuple[str, ...] = ("events-default", "events-fast", "intensity-default", "intensity-fast")
+SHIPPED_MODELS: tuple[str, ...] = (
+    "events-default",
+    "events-fast",
+    "events-perspective",
+    "intensity-default",
+    "intensity-fast",
+)
 """Names of the weights shipped in ``streamdet/weights``."""
 
 DEFAULT_DECODING = Decoding()
