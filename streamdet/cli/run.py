@@ -387,10 +387,10 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     detect.add_argument(
         "--model",
         default="events-default",
-        help="model name or file (default events-default), or auto: events-default, or events-fast where "
-        "this CPU keeps up only with that one (one step per window with burst neurons, 25 ms steps with IF "
-        "neurons), or the faster of the two where neither keeps up (timed with --dt-us auto, as the demo "
-        "does)",
+        help="model name or file (default events-default; events-perspective for a camera that looks along a "
+        "street or into a harbour), or auto: events-default, or events-fast where this CPU keeps up only "
+        "with that one (one step per window with burst neurons, 25 ms steps with IF neurons), or the faster "
+        "of the two where neither keeps up (timed with --dt-us auto, as the demo does)",
     )
     _add_detector_options(detect)
     detect.add_argument(
