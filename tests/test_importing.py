@@ -740,3 +740,65 @@ def test_usvtrack_script_scores_buoy_rows_and_import_reads_them(
         [sys.executable, str(script), str(sequence), "--out", str(out)], capture_output=True, text=True
     )
     assert again.returncode != 0 and "exists; remove it first" in again.stderr
+
+
+def test_prepare_meva_writes_mot_sequences_with_parked_ignore_rows(
+    tmp_path: Path, capsys: pytest.CaptureFixture, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """datasets/real/prepare.py's MEVA step (data card, "MEVA"), run as a user runs it on a raw tree with
+    only that source: each clip becomes a MOT sequence (frames linked, labels at 30 fps, person -> 1,
+    vehicle -> 3), the parked vehicles of meva-parked.csv become ignore rows on every frame, and the
+    importer reads the result; a class outside the mapping is a clear error."""
+    raw = tmp_path / "raw"
+    clip = "rvmot-c4f6"  # a clip meva-parked.csv lists (14 regions)
+    frames = raw / "meva" / "scenario-catalog" / "media" / "real-video-v2" / clip / "frames"
+    frames.mkdir(parents=True)
+    for k in range(4):
+        cv2.imwrite(str(frames / f"frame-{k:04d}.jpg"), np.full((500, 896, 3), 40 + 20 * k, np.uint8))
+    labels = raw / "meva" / "scenarios" / "real-video-v2" / clip / "ground_truth.jsonl"
+    labels.parent.mkdir(parents=True)
+    rows = [
+        {
+            "bbox_xyxy": [100.0 + 8 * k, 200.0, 140.0 + 8 * k, 300.0],
+            "class_id": "person",
+            "target_id": "p-001",
+            "source_timestamp_ns": round(k * 1e9 / 30),
+        }
+        for k in range(4)
+    ] + [
+        {
+            "bbox_xyxy": [700.0, 100.0, 800.0, 150.0],
+            "class_id": "vehicle",
+            "target_id": "v-001",
+            "source_timestamp_ns": 33333333,
+        }
+    ]
+    labels.write_text("".join(json.dumps(row) + "\n" for row in rows))
+    script = Path(__file__).parents[1] / "datasets" / "real" / "prepare.py"
+    out = tmp_path / "prepared"
+    done = subprocess.run(
+        [sys.executable, str(script), "--raw", str(raw), "--out", str(out)], capture_output=True, text=True
+    )
+    assert done.returncode == 0, done.stderr
+    assert f"{raw / 'coco128'}: absent, coco128 not prepared" in done.stdout
+    assert f"{out / 'meva' / clip}: 4 frames, 5 boxes, 14 parked" in done.stdout
+    sequence = out / "meva" / clip
+    assert sorted(p.name for p in (sequence / "img1").iterdir()) == [f"{k:06d}.jpg" for k in range(1, 5)]
+    assert (sequence / "img1" / "000003.jpg").resolve() == (frames / "frame-0002.jpg").resolve()
+    assert "frameRate=30\nseqLength=4\nimWidth=896\nimHeight=500\n" in (sequence / "seqinfo.ini").read_text()
+    gt = (sequence / "gt" / "gt.txt").read_text().splitlines()
+    assert gt[:3] == [
+        "1,1,100.000,200.000,40.000,100.000,1,1,1",
+        "1,3,0,367,38,63,0,3,1",
+        "1,4,70,390,41,43,0,3,1",
+    ]
+    assert "2,2,700.000,100.000,100.000,50.000,1,3,1" in gt
+    assert len(gt) == 5 + 4 * 14 and sum(row.split(",")[6] == "0" for row in gt) == 4 * 14
+    monkeypatch.chdir(tmp_path)
+    assert cli_main(["dataset", "import", "mot", str(sequence), "--check"]) == 0
+    assert "4 frames at 30 fps" in capsys.readouterr().out
+    labels.write_text(labels.read_text().replace('"vehicle"', '"dog"'))
+    failed = subprocess.run(
+        [sys.executable, str(script), "--raw", str(raw), "--out", str(out)], capture_output=True, text=True
+    )
+    assert failed.returncode != 0 and "unmapped MEVA class 'dog'" in failed.stderr

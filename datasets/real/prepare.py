@@ -1,7 +1,7 @@
 """Lay out the raw files of the real-scene sources (datasets/real/README.md) for ``streamdet dataset import``.
 
-Three sources need a small, mechanical step before the importer reads them; this script does exactly
-that and nothing else (no pixel or box is changed):
+Four sources need a small, mechanical step before the importer reads them; this script does exactly
+that and nothing else (no pixel is changed, and no box of the source):
 
 - ``ngsim``: each ``SequenceN/annotations/GT.json`` of the NGSIM US-101 annotations is a COCO file
   whose images are consecutive frames of one fixed-camera video, but it states no ``video_id``, so the
@@ -14,13 +14,22 @@ that and nothing else (no pixel or box is changed):
 - ``robotx``: the 96 labelled frames of ``1440_whitebuoy`` are split in time blocks (frames 0-63
   train, 64-75 val, 76-95 test) into ``OUT/robotx-buoys/<split>``; label lines holding only ``7``
   (the source's "Background" class with no box) are left out, the other lines are copied as they are.
+- ``meva``: each of the three MEVA clips (``scenarios/real-video-v2/<clip>/ground_truth.jsonl``, JPEG
+  frames in ``scenario-catalog/media/real-video-v2/<clip>/frames``) becomes a MOT-layout sequence
+  ``OUT/meva/<clip>``: ``img1/000001.jpg`` ... (links to the frames), ``seqinfo.ini`` (30 fps) and
+  ``gt/gt.txt`` (``person`` class 1, ``vehicle`` class 3, one track id per ``target_id``), plus one
+  ignore row (conf 0, class 3) per frame for each parked vehicle of ``datasets/real/meva-parked.csv``,
+  which the clips' labels leave unboxed (they box only what moves or takes part in an activity).
 
     python datasets/real/prepare.py --raw RAW --out PREPARED
+
+A source whose folder ``RAW/<source>`` is absent is skipped with a line saying so.
 """
 
 from __future__ import annotations
 
 import argparse
+import csv
 import json
 import shutil
 from pathlib import Path
@@ -103,6 +112,92 @@ def prepare_robotx(raw: Path, out: Path) -> None:
     print(f"{out}: RobotX frames in blocks {ROBOTX_BLOCKS}")
 
 
+MEVA_CLASSES: dict[str, int] = {"person": 1, "vehicle": 3}
+"""MEVA class -> MOT class id (1 pedestrian, 3 car in the importer's MOT mapping)."""
+
+MEVA_FPS = 30
+"""The MEVA clips' frame rate (each frame's ``source_timestamp_ns`` is a multiple of 1/30 s)."""
+
+
+def parked_regions(table: Path) -> dict[str, list[tuple[float, float, float, float]]]:
+    """The ignore regions of ``meva-parked.csv`` (``clip,x0,y0,x1,y1`` rows, ``#`` comments) by clip."""
+    lines = [line for line in table.read_text(encoding="utf-8").split("\n") if line and line[0] != "#"]
+    regions: dict[str, list[tuple[float, float, float, float]]] = {}
+    for row in csv.DictReader(lines):
+        box = (float(row["x0"]), float(row["y0"]), float(row["x1"]), float(row["y1"]))
+        if box[2] <= box[0] or box[3] <= box[1]:
+            raise ValueError(f"{table}: clip {row['clip']}: empty region {box}")
+        regions.setdefault(row["clip"], []).append(box)
+    return regions
+
+
+def meva_mot_rows(
+    labels: list[dict], frame_count: int, parked: list[tuple[float, float, float, float]]
+) -> list[str]:
+    """MOT ``gt.txt`` lines (``frame,id,x,y,w,h,conf,class,visibility``, frames from 1) of one MEVA
+    clip: its label rows (``bbox_xyxy``, ``class_id``, ``target_id``, ``source_timestamp_ns``; frame k
+    at k/30 s) and, on every frame, one ignore row per ``parked`` region (ids after the clip's tracks).
+
+    Raises:
+        ValueError: a class outside :data:`MEVA_CLASSES`, or a label time that is not a frame of the clip.
+    """
+    track_ids: dict[str, int] = {}
+    rows: list[tuple[int, int, str]] = []
+    for label in labels:
+        if label["class_id"] not in MEVA_CLASSES:
+            raise ValueError(f"unmapped MEVA class {label['class_id']!r} (known: {sorted(MEVA_CLASSES)})")
+        frame = round(label["source_timestamp_ns"] * MEVA_FPS / 1e9)
+        if not 0 <= frame < frame_count:
+            raise ValueError(f"label at {label['source_timestamp_ns']} ns is not one of {frame_count} frames")
+        track = track_ids.setdefault(label["target_id"], len(track_ids) + 1)
+        x0, y0, x1, y1 = label["bbox_xyxy"]
+        cls = MEVA_CLASSES[label["class_id"]]
+        rows.append((frame + 1, track, f"{x0:.3f},{y0:.3f},{x1 - x0:.3f},{y1 - y0:.3f},1,{cls},1"))
+    for k, (x0, y0, x1, y1) in enumerate(parked):
+        track = len(track_ids) + 1 + k
+        for frame in range(frame_count):
+            rows.append((frame + 1, track, f"{x0:g},{y0:g},{x1 - x0:g},{y1 - y0:g},0,3,1"))
+    return [f"{frame},{track},{rest}" for frame, track, rest in sorted(rows)]
+
+
+def prepare_meva(raw: Path, out: Path, parked_table: Path) -> None:
+    """Write each MEVA clip of ``raw`` as a MOT sequence ``out/<clip>`` (module docstring)."""
+    parked = parked_regions(parked_table)
+    for labels_file in sorted(raw.glob("scenarios/real-video-v2/*/ground_truth.jsonl")):
+        clip = labels_file.parent.name
+        frame_dir = raw / "scenario-catalog" / "media" / "real-video-v2" / clip / "frames"
+        frames = sorted(frame_dir.glob("*.jpg"))
+        if not frames:
+            raise FileNotFoundError(f"{labels_file}: no frames of {clip} in {frame_dir}")
+        height, width = _jpeg_size(frames[0])
+        sequence = out / clip
+        (sequence / "img1").mkdir(parents=True, exist_ok=True)
+        (sequence / "gt").mkdir(exist_ok=True)
+        for index, frame in enumerate(frames, start=1):
+            link = sequence / "img1" / f"{index:06d}.jpg"
+            link.unlink(missing_ok=True)
+            link.symlink_to(frame.resolve())
+        labels = [json.loads(line) for line in labels_file.read_text(encoding="utf-8").split("\n") if line]
+        rows = meva_mot_rows(labels, len(frames), parked.get(clip, []))
+        (sequence / "gt" / "gt.txt").write_text("".join(f"{row}\n" for row in rows), encoding="utf-8")
+        (sequence / "seqinfo.ini").write_text(
+            f"[Sequence]\nname={clip}\nimDir=img1\nframeRate={MEVA_FPS}\nseqLength={len(frames)}\n"
+            f"imWidth={width}\nimHeight={height}\nimExt=.jpg\n",
+            encoding="utf-8",
+        )
+        print(f"{sequence}: {len(frames)} frames, {len(labels)} boxes, {len(parked.get(clip, []))} parked")
+
+
+def _jpeg_size(path: Path) -> tuple[int, int]:
+    """``(height, width)`` of an image file, read with OpenCV."""
+    import cv2
+
+    image = cv2.imread(str(path), cv2.IMREAD_UNCHANGED)
+    if image is None:
+        raise ValueError(f"{path}: not a readable image")
+    return int(image.shape[0]), int(image.shape[1])
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--raw", type=Path, required=True, help="folder holding the raw sources (README)")
@@ -110,12 +205,27 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--ngsim-fps", type=float, default=10.0, help="frame rate of the NGSIM frames")
     args = parser.parse_args(argv)
     here = Path(__file__).resolve().parent
-    prepare_ngsim(args.raw / "ngsim-us101", args.ngsim_fps)
-    coco128 = args.raw / "coco128" / "datasets" / "coco128"
-    prepare_coco128(coco128, args.out / "coco128", here / "coco128-splits.txt")
-    prepare_robotx(
-        args.raw / "robotx-buoys" / "dataset" / "labelled" / "1440_whitebuoy", args.out / "robotx-buoys"
+    steps = (
+        ("ngsim-us101", lambda raw: prepare_ngsim(raw, args.ngsim_fps)),
+        (
+            "coco128",
+            lambda raw: prepare_coco128(
+                raw / "datasets" / "coco128", args.out / "coco128", here / "coco128-splits.txt"
+            ),
+        ),
+        (
+            "robotx-buoys",
+            lambda raw: prepare_robotx(
+                raw / "dataset" / "labelled" / "1440_whitebuoy", args.out / "robotx-buoys"
+            ),
+        ),
+        ("meva", lambda raw: prepare_meva(raw, args.out / "meva", here / "meva-parked.csv")),
     )
+    for source, prepare in steps:
+        if (args.raw / source).is_dir():
+            prepare(args.raw / source)
+        else:
+            print(f"{args.raw / source}: absent, {source} not prepared")
     return 0
 
 
