@@ -41,6 +41,7 @@ import torch
 import torch.nn.functional as F
 from torch import fx, nn
 
+from streamdet.contract import Geometry
 from streamdet.model import DetectorBundle
 from streamdet.snn import IFNeurons, SpikingNetwork
 
@@ -375,9 +376,11 @@ def split_window_cost(
     chunk: int = 8,
     windows: int = 4,
     energy: EnergyModel | None = None,
+    geometry: Geometry | None = None,
 ) -> dict[int, WindowCost]:
     """:func:`measure_window_cost` on ``windows`` input windows spread evenly over a built split (every
-    sequence and preset takes part), as ``streamdet eval --snn`` simulates them (constant current).
+    sequence and preset takes part), as ``streamdet eval --snn`` simulates them (constant current), the
+    split's sensor brought to the network's input by ``geometry`` (``None``: as it is).
 
     Args:
         snn: the converted detector.
@@ -387,11 +390,13 @@ def split_window_cost(
         chunk: steps per engine call.
         windows: input windows averaged over.
         energy: per-operation energies (Horowitz 2014 by default).
+        geometry: see above.
     """
     from streamdet.samples import split_inputs
 
     device = next(snn.graph_module.parameters()).device
-    _, inputs = next(split_inputs(split_dir, bundle, windows, batch_size=windows, spread=True))
+    batches = split_inputs(split_dir, bundle, windows, batch_size=windows, spread=True, geometry=geometry)
+    _, inputs = next(batches)
     return measure_window_cost(snn, inputs.to(device), tuple(steps), chunk, energy)
 
 

@@ -30,6 +30,7 @@ from typing import Any
 import torch
 from torch import nn
 
+from streamdet.contract import Geometry
 from streamdet.convert import ConversionConfig, convert_detector
 from streamdet.errors import UserFacingError
 from streamdet.model import DetectorBundle
@@ -78,10 +79,14 @@ class SimulationConfig:
         return int(math.floor(self.skip_fraction * steps))
 
 
-def calibration_inputs(split_dir: str | Path, bundle: DetectorBundle, windows: int) -> Iterable[torch.Tensor]:
+def calibration_inputs(
+    split_dir: str | Path, bundle: DetectorBundle, windows: int, geometry: Geometry | None = None
+) -> Iterable[torch.Tensor]:
     """Padded input windows of a split for calibration: ``windows`` of them spread evenly over the split,
-    so every sequence and preset takes part (not only the first sequence's opening seconds)."""
-    return (inputs for _, inputs in split_inputs(split_dir, bundle, windows, batch_size=8, spread=True))
+    so every sequence and preset takes part (not only the first sequence's opening seconds); the split's
+    sensor brought to the model's input by ``geometry`` (``None``: as it is)."""
+    batches = split_inputs(split_dir, bundle, windows, batch_size=8, spread=True, geometry=geometry)
+    return (inputs for _, inputs in batches)
 
 
 @dataclass(frozen=True)
@@ -172,10 +177,15 @@ def needs_calibration(bundle: DetectorBundle, config: ConversionConfig) -> bool:
 
 
 def convert_for_evaluation(
-    bundle: DetectorBundle, config: ConversionConfig, calibration_dir: str | Path, progress: bool = True
+    bundle: DetectorBundle,
+    config: ConversionConfig,
+    calibration_dir: str | Path,
+    progress: bool = True,
+    geometry: Geometry | None = None,
 ) -> SpikingDetector:
-    """Convert ``bundle`` with ``config``, calibrating on ``calibration_dir`` where needed."""
-    data = calibration_inputs(calibration_dir, bundle, config.calibration_windows)
+    """Convert ``bundle`` with ``config``, calibrating on ``calibration_dir`` (read through ``geometry``)
+    where needed."""
+    data = calibration_inputs(calibration_dir, bundle, config.calibration_windows, geometry)
     return convert_detector(bundle, data if needs_calibration(bundle, config) else None, config, progress)
 
 
@@ -232,33 +242,39 @@ def score_snn(
     config: SimulationConfig,
     limit: int | None,
     progress: bool = True,
+    geometry: Geometry | None = None,
 ) -> dict[str, dict[str, dict[str, float]]]:
-    """COCO mAP of the SNN at every ``T`` with and without transient skipping.
+    """COCO mAP of the SNN at every ``T`` with and without transient skipping, the split's sensor brought
+    to the network's input by ``geometry`` as ``streamdet eval`` brings it to the ANN's (``None``: as it
+    is), boxes scored in the split's own pixels.
 
     Returns:
         ``{"all_steps": {"<T>": {"map50", "map"}}, "transient_skipped": {"<T>": {...}}}``.
     """
     from tqdm import tqdm
 
+    from streamdet.binning import boxes_to_sensor
     from streamdet.evaluate import coco_from_dict, coco_metrics
     from streamdet.samples import DetectionSamples
 
+    samples = DetectionSamples.for_model([split_dir], bundle.spec, geometry)
     policies = {"all_steps": lambda t: 0, "transient_skipped": config.skip_start}
     detections: dict[tuple[str, int], dict[int, torch.Tensor]] = {
         (p, t): {} for p in policies for t in config.steps
     }
-    batches = list(split_inputs(split_dir, bundle, limit, config.batch_size))
+    batches = list(split_inputs(split_dir, bundle, limit, config.batch_size, geometry=geometry))
     images = sum(len(ids) for ids, _ in batches)
     with tqdm(total=images, desc=f"snn T<={max(config.steps)}", unit="img", disable=not progress) as bar:
         for ids, inputs in batches:
             sums = simulate_prefix_means(snn, inputs, config)
             for policy, skip in policies.items():
                 for steps in config.steps:
-                    rows = snn.decode(*window_means(sums, steps, skip(steps)))
+                    means = window_means(sums, steps, skip(steps))
+                    rows = snn.decode(*means, input_size=samples.mapping.input_size)
                     for image_id, found in zip(ids, rows, strict=True):
-                        detections[(policy, steps)][image_id] = found.detach().cpu()
+                        in_sensor = boxes_to_sensor(found.detach().cpu().numpy(), samples.mapping)
+                        detections[(policy, steps)][image_id] = torch.from_numpy(in_sensor)
             bar.update(len(ids))
-    samples = DetectionSamples.for_model([split_dir], bundle.spec)
     coco_gt = coco_from_dict(samples.splits[0].coco, [i for ids, _ in batches for i in ids])
     scores: dict[str, dict[str, dict[str, float]]] = {p: {} for p in policies}
     for (policy, steps), found in detections.items():
@@ -268,12 +284,15 @@ def score_snn(
 
 
 def convert_and_calibrate(
-    bundle: DetectorBundle, config: FidelityConfig, split_dir: str | Path
+    bundle: DetectorBundle, config: FidelityConfig, split_dir: str | Path, geometry: Geometry | None = None
 ) -> SpikingDetector:
     """Convert ``bundle`` with ``config.conversion`` (calibrated on ``config.calibration_data``, else on
-    ``split_dir``), move it to the ANN's device and bias-calibrate it when ``config`` asks."""
-    calibration_dir = config.calibration_data or split_dir
-    snn = convert_for_evaluation(bundle, config.conversion, calibration_dir)
+    ``split_dir`` read through ``geometry``), move it to the ANN's device and bias-calibrate it when
+    ``config`` asks."""
+    if config.calibration_data:
+        snn = convert_for_evaluation(bundle, config.conversion, config.calibration_data)
+    else:
+        snn = convert_for_evaluation(bundle, config.conversion, split_dir, geometry=geometry)
     snn.to(next(bundle.model.parameters()).device)
     bias_calibrate(snn, bundle, config.bias_calibration, config.calibration_data)
     return snn
@@ -285,6 +304,7 @@ def evaluate_snn(
     config: FidelityConfig,
     snn: SpikingDetector | None = None,
     model_name: str = "",
+    geometry: Geometry | None = None,
 ) -> tuple[dict, SpikingDetector]:
     """Convert ``bundle`` and score the SNN on ``split_dir`` at each ``T`` of ``config.simulation.steps``
     (``streamdet eval --snn``).
@@ -296,6 +316,8 @@ def evaluate_snn(
         snn: a conversion of ``bundle`` with ``config`` to reuse (one made for another split with the same
             ``calibration_data``), or None to convert (and bias-calibrate) here.
         model_name: the model as the user named it, recorded in the report.
+        geometry: how the split's sensor is brought to the network's input (``streamdet eval
+            --geometry``; ``None``: as it is); boxes are scored in the split's own pixels.
 
     Returns:
         ``{"<T>": {"map50", "map"}}`` (``skip_transient`` ``off`` or ``both``: averaged over all T steps;
@@ -304,8 +326,8 @@ def evaluate_snn(
     """
     simulation = config.simulation
     if snn is None:
-        snn = convert_and_calibrate(bundle, config, split_dir)
-    scores = score_snn(snn, split_dir, bundle, simulation, config.limit)
+        snn = convert_and_calibrate(bundle, config, split_dir, geometry)
+    scores = score_snn(snn, split_dir, bundle, simulation, config.limit, geometry=geometry)
     result: dict[str, Any] = {}
     for steps in simulation.steps:
         key = str(steps)
@@ -320,7 +342,8 @@ def evaluate_snn(
         write_report(bundle, Path(split_dir), snn, config, Path(config.report_dir), model_name)
     from streamdet.cost import split_window_cost
 
-    for steps, cost in split_window_cost(snn, bundle, split_dir, simulation.steps, simulation.chunk).items():
+    costs = split_window_cost(snn, bundle, split_dir, simulation.steps, simulation.chunk, geometry=geometry)
+    for steps, cost in costs.items():
         result[str(steps)]["cost"] = cost.summary()
     return result, snn
 

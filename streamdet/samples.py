@@ -255,13 +255,15 @@ def split_inputs(
     limit: int | None,
     batch_size: int,
     spread: bool = False,
+    geometry: Geometry | None = None,
 ) -> Iterator[tuple[list[int], torch.Tensor]]:
     """Batches ``(image ids, padded ANN inputs [B, C, H, W])`` of a split's windows: the first ``limit``
     in file order, or with ``spread`` ``limit`` windows evenly spaced over the split (every sequence and
-    preset, not just the first ones)."""
+    preset, not just the first ones); the split's sensor brought to the model's input by ``geometry``
+    (``None``: as it is, see :meth:`DetectionSamples.for_model`)."""
     from streamdet.model import pad_input
 
-    samples = DetectionSamples.for_model([split_dir], bundle.spec)
+    samples = DetectionSamples.for_model([split_dir], bundle.spec, geometry)
     count = len(samples) if limit is None else max(0, min(int(limit), len(samples)))
     if spread:
         chosen = sorted({round(i * (len(samples) - 1) / max(count - 1, 1)) for i in range(count)})

@@ -47,11 +47,13 @@ def _object_boxes(rng: np.random.Generator) -> list[tuple[list[float], int]]:
 
 
 def write_tiny_split(
-    root: Path, split: str = "train", images: int = 12, seed: int = 0, annotate: bool = True
+    root: Path, split: str = "train", images: int = 12, seed: int = 0, annotate: bool = True, upscale: int = 1
 ) -> Path:
     """A split with one sequence of ``images`` windows on a 64x64 sensor: per window the outline of each
     object emits 3 ON events per pixel (left half) or OFF events (right half), plus 1% noise events; the
-    spike camera fires at rate 0.8 inside objects and 0.1 outside. Returns the split directory."""
+    spike camera fires at rate 0.8 inside objects and 0.1 outside. With ``upscale`` k the same scene on a
+    64k x 64k sensor: each event repeated at the k x k sensor pixels of its pixel (so count pooling by 1/k
+    gives back the 64x64 input exactly), spike frames and boxes scaled by k. Returns the split directory."""
     rng = np.random.default_rng(seed)
     split_dir = root / split
     sequence = "toy-0000"
@@ -105,11 +107,24 @@ def write_tiny_split(
                 "preset": "toy",
             }
         )
-    write_events(split_dir / sequence / "events.h5", np.concatenate(event_chunks), TINY_SENSOR)
-    write_spike_dat(split_dir / sequence / "spikes.dat", np.concatenate(frames))
+    events, spikes, sensor = np.concatenate(event_chunks), np.concatenate(frames), TINY_SENSOR
+    if upscale != 1:
+        events = np.repeat(events, upscale * upscale)
+        offsets = np.arange(upscale * upscale)
+        events["x"] = events["x"] * upscale + np.tile(offsets % upscale, len(events) // offsets.size)
+        events["y"] = events["y"] * upscale + np.tile(offsets // upscale, len(events) // offsets.size)
+        spikes = spikes.repeat(upscale, axis=1).repeat(upscale, axis=2)
+        sensor = (width * upscale, height * upscale)
+        for image in coco_images:
+            image["width"], image["height"] = sensor
+        for annotation in annotations:
+            annotation["bbox"] = [v * upscale for v in annotation["bbox"]]
+            annotation["area"] *= upscale * upscale
+    write_events(split_dir / sequence / "events.h5", events, sensor)
+    write_spike_dat(split_dir / sequence / "spikes.dat", spikes)
     write_spike_sidecar(
         split_dir / sequence / "spikes.dat",
-        SpikeDatLayout(sensor_size=TINY_SENSOR, frame_us=1e6 / SPIKE_RATE_HZ, t0_us=int(1e6 / SPIKE_RATE_HZ)),
+        SpikeDatLayout(sensor_size=sensor, frame_us=1e6 / SPIKE_RATE_HZ, t0_us=int(1e6 / SPIKE_RATE_HZ)),
     )
     coco = {
         "info": {
@@ -117,7 +132,7 @@ def write_tiny_split(
             "seed": seed,
             "split": split,
             "window_us": WINDOW_US,
-            "sensor": list(TINY_SENSOR),
+            "sensor": list(sensor),
             "spike_rate_hz": SPIKE_RATE_HZ,
         },
         "images": coco_images,

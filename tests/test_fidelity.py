@@ -11,6 +11,7 @@ from pathlib import Path
 import pytest
 
 from streamdet.cli import main
+from streamdet.contract import Geometry
 from streamdet.convert import ConversionConfig
 from streamdet.errors import UserFacingError
 from streamdet.fidelity import BiasCalibrationConfig, FidelityConfig, SimulationConfig, evaluate_snn
@@ -53,6 +54,29 @@ def test_evaluate_snn_without_argparse_matches_the_cli(
             f"  SNN T={steps}: mAP@0.5={score['map50']:.3f}  mAP@[.5:.95]={score['map']:.3f}  "
             f"(first {skipped['skipped_steps']} steps skipped: mAP@0.5={skipped['map50']:.3f}"
         ) in printed
+
+
+def test_snn_scores_a_split_of_another_sensor_through_the_geometry(
+    overfit_checkpoint: Path, tiny_root: Path, tmp_path: Path
+) -> None:
+    """``streamdet eval --snn --geometry``: the same scene on a sensor twice the model's size, pooled to
+    the model's input (``scale``), scores exactly what the scene at the model's size scores (the inputs
+    are equal and the boxes come back in the sensor's pixels); run at the sensor's own size (``native``)
+    it decodes with that size's anchors. Both used to fail: the SNN read the split as it is and decoded
+    at the model's size."""
+    from test_evaluate import write_tiny_split
+
+    bundle = load_detector(overfit_checkpoint)
+    big = write_tiny_split(tmp_path, "train", images=8, seed=0, upscale=2)
+
+    def scores(result: dict) -> dict:
+        return {steps: {k: v for k, v in entry.items() if k != "cost"} for steps, entry in result.items()}
+
+    small, snn = evaluate_snn(bundle, tiny_root / "train", TINY)
+    scaled, _ = evaluate_snn(bundle, big, TINY, snn=snn, geometry=Geometry("scale"))
+    assert scores(scaled) == scores(small) and small["8"]["map50"] > 0.0
+    native, _ = evaluate_snn(bundle, big, TINY, snn=snn, geometry=Geometry("native"))
+    assert set(native) == {"4", "8"} and all(0.0 <= entry["map50"] <= 1.0 for entry in native.values())
 
 
 def test_fidelity_configs_name_the_bad_setting() -> None:

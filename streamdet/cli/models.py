@@ -327,7 +327,7 @@ def register_relevel(subparsers: argparse._SubParsersAction) -> None:
         "relevel",
         help="write a Quant-ReLU model read at another number of activation levels",
         description="Write a checkpoint with the same weights and clips whose Quant-ReLU activations use "
-        "--quant-levels levels (docs/model-card.md, \"Quant-ReLU levels\"). With burst neurons (the "
+        '--quant-levels levels (docs/model-card.md, "Quant-ReLU levels"). With burst neurons (the '
         "detector's default) the converted network runs one step per window at any number of levels.",
     )
     relevel.add_argument(
@@ -540,7 +540,7 @@ def run_eval(args: argparse.Namespace) -> int:
             # one conversion serves every split when it is calibrated on a fixed split
             reuse = snn if fidelity.calibration_data else None
             entry["snn"], snn = evaluate_snn(
-                bundle, Path(split_dir), fidelity, reuse, model_name=str(args.model)
+                bundle, Path(split_dir), fidelity, reuse, model_name=str(args.model), geometry=geometry
             )
             entry["snn_conversion"] = snn.conversion
         results.append(entry)
