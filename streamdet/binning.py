@@ -12,14 +12,18 @@ whose mean is the window's input (:func:`step_inputs_scale`).
 
 Sensor geometry (``streamdet.contract.Geometry``): a :class:`SensorMapping` takes a region of the
 sensor to an input of ``input_size`` pixels with one scale ``s <= 1``: the event at sensor pixel
-``(x, y)`` lands in input pixel ``(floor((x - rx) s), floor((y - ry) s))`` with weight ``s^2``, so an
-input pixel holds the mean count of the sensor pixels it covers (linear in the counts, as the conversion
-needs; exactly the sensor's own counts when ``s = 1``). Spike rates are pooled the same way. Boxes go
-back with ``x = x_in / s + rx``.
+``(x, y)`` lands in input pixel ``(floor((x - rx) s), floor((y - ry) s))`` with weight
+``1 / (n_x n_y)``, ``n_x`` and ``n_y`` the numbers of sensor columns and rows that land in that input
+pixel's column and row (:meth:`SensorMapping.pixel_weights`), so an input pixel holds the mean count of
+the sensor pixels it covers (linear in the counts, as the conversion needs; exactly the sensor's own
+counts when ``s = 1``). Where ``1 / s`` is not an integer the input pixels cover 1 or 2 (``s = 0.54``)
+or 3 or 4 (``s = 0.27``) sensor pixels per axis; a constant weight ``s^2`` would paint that pattern
+onto the input as a grid. Spike rates are pooled the same way. Boxes go back with ``x = x_in / s + rx``.
 """
 
 from __future__ import annotations
 
+import functools
 from dataclasses import dataclass
 
 import numpy as np
@@ -50,6 +54,24 @@ class SensorMapping:
     scale: float
     input_size: tuple[int, int]
     mode: str = "scale"
+
+    @functools.cached_property
+    def pixel_weights(self) -> np.ndarray | None:
+        """Weight of one event (or one pixel's rate) in each input pixel, float32 ``[H_in, W_in]``:
+        ``1 / (n_x n_y)`` with ``n_x``, ``n_y`` the region's sensor columns and rows landing in the pixel's
+        column and row (0 where none land: the padding); ``None`` when ``s = 1`` (every weight 1)."""
+        if self.scale == 1.0:
+            return None
+        _, _, region_width, region_height = self.region
+        width, height = self.input_size
+        columns = np.bincount(
+            np.minimum(_axis_index(np.arange(region_width), 0, self.scale), width - 1), minlength=width
+        )[:width]
+        rows = np.bincount(
+            np.minimum(_axis_index(np.arange(region_height), 0, self.scale), height - 1), minlength=height
+        )[:height]
+        covered = np.outer(rows, columns).astype(np.float32)
+        return np.divide(1.0, covered, out=np.zeros_like(covered), where=covered > 0)
 
     @property
     def is_identity(self) -> bool:
@@ -151,17 +173,19 @@ def event_indices(events: np.ndarray, dt_us: int, mapping: SensorMapping) -> tup
     return step, (polarity * height + y_in) * width + x_in
 
 
-def count_indices(flat: np.ndarray | list[np.ndarray], scale: float, out: np.ndarray) -> np.ndarray:
+def count_indices(
+    flat: np.ndarray | list[np.ndarray], weights: np.ndarray | None, out: np.ndarray
+) -> np.ndarray:
     """Event counts from flat indices (:func:`event_indices`; one array or a list of them) written into
-    ``out`` (float32, any shape, indexed flat): ``out.flat[i] = s^2 #{events with index i}``, ``s`` the
-    mapping's ``scale``. Returns ``out``."""
+    ``out`` (float32, ``[..., H_in, W_in]``, indexed flat): ``out.flat[i] = w(i) #{events with index i}``,
+    ``w`` the mapping's :attr:`SensorMapping.pixel_weights` (``None``: 1). Returns ``out``."""
     if isinstance(flat, list):
         flat = flat[0] if len(flat) == 1 else np.concatenate(flat)
     counts = np.bincount(flat, minlength=out.size).reshape(out.shape)
-    if scale == 1.0:
+    if weights is None:
         out[...] = counts
     else:
-        np.multiply(counts, scale**2, out=out, casting="same_kind")
+        np.multiply(counts, weights, out=out, casting="same_kind")
     return out
 
 
@@ -229,27 +253,30 @@ def events_to_step_counts(
         if not keep.all():
             step, flat = step[keep], flat[keep]
         flat = step * (2 * height * width) + flat
-    return count_indices(flat, mapping.scale, counts)
+    return count_indices(flat, mapping.pixel_weights, counts)
 
 
 def pool_rates(rates: np.ndarray, mapping: SensorMapping) -> np.ndarray:
     """Per-pixel rates (or counts) ``[..., H, W]`` of the sensor -> ``[..., H_in, W_in]`` of the input, pooled
-    like events: input pixel ``(x, y)`` gets ``s^2`` times the sum over the sensor pixels landing in it."""
+    like events: input pixel ``(x, y)`` gets the mean over the sensor pixels landing in it."""
     if mapping.is_identity:
         return rates
     x0, y0, region_width, region_height = mapping.region
     region = rates[..., y0 : y0 + region_height, x0 : x0 + region_width]
-    if mapping.scale != 1.0:
-        region = _pool_axis(region, -2, mapping.scale) * np.float32(mapping.scale**2)
-        region = _pool_axis(region, -1, mapping.scale)
     width, height = mapping.input_size
+    if mapping.scale != 1.0:
+        region = _pool_axis(_pool_axis(region, -2, mapping.scale, height), -1, mapping.scale, width)
     out = np.zeros((*rates.shape[:-2], height, width), dtype=np.float32)
     out[..., : region.shape[-2], : region.shape[-1]] = region[..., :height, :width]
+    if mapping.pixel_weights is not None:
+        out *= mapping.pixel_weights
     return out
 
 
-def _pool_axis(values: np.ndarray, axis: int, scale: float) -> np.ndarray:
-    target = _axis_index(np.arange(values.shape[axis]), 0, scale)
+def _pool_axis(values: np.ndarray, axis: int, scale: float, length: int) -> np.ndarray:
+    """Sums of ``values`` along ``axis`` over the positions landing in each of at most ``length`` input
+    pixels (the last one also takes any beyond it, as :func:`map_events` does)."""
+    target = np.minimum(_axis_index(np.arange(values.shape[axis]), 0, scale), length - 1)
     starts = np.searchsorted(target, np.arange(int(target[-1]) + 1), side="left")
     return np.add.reduceat(values.astype(np.float32), starts, axis=axis)
 

@@ -262,7 +262,7 @@ class StepBinner:
         for index in [index for index in self._pending_indices if index < complete_until]:
             held = self._pending_indices.pop(index)
             if index >= first + skipped:
-                count_indices(held, self.mapping.scale, counts[index - first - skipped])
+                count_indices(held, self.mapping.pixel_weights, counts[index - first - skipped])
         return counts, first + skipped, skipped
 
     def push_frames(

@@ -13,6 +13,7 @@ from streamdet.binning import (
     events_to_input,
     events_to_step_counts,
     filter_boxes,
+    map_events,
     pool_rates,
     sensor_mapping,
     spike_frames_to_input,
@@ -109,8 +110,14 @@ def test_every_sensor_in_every_mode_keeps_the_count_mean_and_maps_boxes_back_ins
         & (events["y"] >= y0)
         & (events["y"] < y0 + region_height)
     )
-    # linear pooling: the input holds s^2 per event, i.e. the mean count of the sensor pixels it covers
-    assert counts.sum() == pytest.approx(np.count_nonzero(inside) * mapping.scale**2, rel=1e-5)
+    # linear pooling: each event adds 1 / (pixels its input pixel covers), the mean count of those pixels
+    if mapping.pixel_weights is None:
+        assert counts.sum() == pytest.approx(np.count_nonzero(inside), rel=1e-5)
+    else:
+        _, x_in, y_in = map_events(events, mapping)
+        expected = mapping.pixel_weights[y_in, x_in].sum()
+        assert counts.sum() == pytest.approx(expected, rel=1e-5)
+        assert expected == pytest.approx(np.count_nonzero(inside) * mapping.scale**2, rel=0.1)
     rows = np.array([[0.0, 0.0, width, height, 0.9, 0], [10, 10, 40, 30, 0.8, 1]], dtype=np.float32)
     back = boxes_to_sensor(rows, mapping)
     assert (back[:, [0, 2]] >= 0).all() and (back[:, [0, 2]] <= sensor[0]).all()
@@ -131,18 +138,27 @@ def test_the_models_own_sensor_is_the_identity_in_every_mode() -> None:
         np.testing.assert_array_equal(events_to_counts(events, (346, 260), mapping), plain)
 
 
-def test_scaling_pools_a_uniform_count_into_the_same_uniform_count() -> None:
-    """A sensor twice the input's size with one event per pixel gives one event per input pixel."""
-    sensor = (692, 520)
+@pytest.mark.parametrize("sensor", [(692, 520), (640, 480), (1280, 720), (400, 250)])
+def test_scaling_pools_a_uniform_count_into_the_same_uniform_count(sensor) -> None:
+    """One event per sensor pixel gives one event per covered input pixel and zero in the padding, at a
+    scale of 1/2 and at scales whose inverse is no integer (VGA 0.54, 1280x720 0.27, 0.865), where a
+    constant weight s^2 left a grid of rows and columns covering fewer sensor pixels; the same for
+    spike rates."""
     ys, xs = np.mgrid[0 : sensor[1], 0 : sensor[0]]
     events = np.zeros(xs.size, dtype=EVENT_DTYPE)
     events["x"], events["y"], events["p"] = xs.ravel(), ys.ravel(), True
     mapping = sensor_mapping(sensor, EVENTS_SPEC, Geometry("scale"))
-    assert mapping.scale == 0.5
+    assert mapping.scale < 1.0
+    width, height = mapping.input_size
+    filled_w = min(width, int(np.floor((sensor[0] - 1) * mapping.scale)) + 1)  # the last column's index + 1
+    filled_h = min(height, int(np.floor((sensor[1] - 1) * mapping.scale)) + 1)
+    expected = np.zeros((height, width), np.float32)
+    expected[:filled_h, :filled_w] = 1.0
     counts = events_to_counts(events, sensor, mapping)
-    np.testing.assert_allclose(counts[1], 1.0)
-    rates = pool_rates(np.ones((1, sensor[1], sensor[0]), np.float32), mapping)
-    np.testing.assert_allclose(rates, 1.0)
+    np.testing.assert_allclose(counts[1], expected, atol=1e-6)
+    np.testing.assert_allclose(counts[0], 0.0)
+    rates = pool_rates(np.full((1, sensor[1], sensor[0]), 0.3, np.float32), mapping)
+    np.testing.assert_allclose(rates[0], 0.3 * expected, atol=1e-6)
 
 
 def test_spike_frames_are_pooled_like_events() -> None:
@@ -152,7 +168,17 @@ def test_spike_frames_are_pooled_like_events() -> None:
     mapping = sensor_mapping((400, 250), spec, Geometry("scale"))
     rate = spike_frames_to_input(frames, mapping)
     assert rate.shape == (1, 260, 346)
-    assert rate.sum() == pytest.approx(frames.mean(axis=0).sum() * mapping.scale**2, rel=1e-4)
+    # each input pixel holds the mean rate of the sensor pixels it covers
+    _, _, region_width, region_height = mapping.region
+    ys, xs = np.mgrid[0:region_height, 0:region_width]
+    x_in = np.minimum(np.floor(xs * mapping.scale).astype(int), 345)
+    y_in = np.minimum(np.floor(ys * mapping.scale).astype(int), 259)
+    sums = np.zeros((260, 346))
+    np.add.at(sums, (y_in, x_in), frames.mean(axis=0))
+    covered = np.zeros((260, 346))
+    np.add.at(covered, (y_in, x_in), 1.0)
+    means = np.divide(sums, covered, out=np.zeros_like(sums), where=covered > 0)
+    np.testing.assert_allclose(rate[0], means, atol=1e-5)
 
 
 def test_region_of_interest_and_clear_errors() -> None:
