@@ -194,7 +194,7 @@ def events_to_counts(
 ) -> np.ndarray:
     """Per-pixel OFF/ON event counts of the input.
 
-    ``counts[c, y, x] = s^2 #{e : e.p = c, e lands in input pixel (x, y)}`` (module docstring); with no
+    ``counts[c, y, x] = w(x, y) #{e : e.p = c, e lands in input pixel (x, y)}`` (module docstring); with no
     mapping, the sensor's own pixels (``s = 1``).
 
     Args:
@@ -229,7 +229,8 @@ def events_to_step_counts(
 ) -> np.ndarray:
     """Per-step OFF/ON event counts of the input.
 
-    ``counts[k, c, y, x] = s^2 #{e : floor(e.t / dt_us) = first_step + k, e.p = c, e lands in (x, y)}``.
+    ``counts[k, c, y, x] = w(x, y) #{e : floor(e.t / dt_us) = first_step + k, e.p = c, e lands in (x, y)}``,
+    ``w`` the mapping's :attr:`SensorMapping.pixel_weights`.
 
     Args:
         events: ``EVENT_DTYPE`` array; events outside the region or outside the ``steps`` steps are ignored.

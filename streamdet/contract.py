@@ -101,8 +101,9 @@ class Geometry:
     Attributes:
         mode: ``scale``: the region is shrunk by one factor ``s = min(1, W_in / w, H_in / h)`` on both
             axes (aspect ratio kept, the rest padded with zeros; a smaller sensor is padded, never
-            enlarged), and each event adds ``s^2`` to the input pixel it falls in, so a pixel holds the
-            mean count of the sensor pixels it covers and the input stays linear in the counts.
+            enlarged), and each event adds ``1 / n`` to the input pixel it falls in, ``n`` the number of
+            sensor pixels that pixel covers (about ``1 / s^2``), so a pixel holds the mean count of the
+            sensor pixels it covers and the input stays linear in the counts.
             ``crop``: the region is taken at the sensor's own pixels, and must fit the network input
             (default region: the input's size, centred). ``native``: the fully convolutional network runs
             at the region's own size (cost grows with its pixels). ``auto``: ``native`` where the region,
