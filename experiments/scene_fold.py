@@ -46,23 +46,15 @@ def fold_detections(rows: Tensor, fold: dict[int, int], nms_iou: float) -> Tenso
 
 def score_split(bundle, split: Path, fold: dict[int, int], nms_iou: float) -> tuple[dict, dict]:
     """``streamdet eval``'s metrics of ``bundle`` (a ``load_detector`` bundle) on ``split``, as decoded
-    and folded (:func:`fold_detections`); the network runs once."""
-    from streamdet.evaluate import evaluate_split
+    and folded (:func:`fold_detections`): one pass over the split, its boxes scored twice."""
+    from streamdet.dataset import DatasetSplit
+    from streamdet.evaluate import coco_from_dict, coco_metrics, evaluate_split
 
-    recorded: list[list[Tensor]] = []
-
-    def record(inputs: Tensor) -> list[Tensor]:
-        detections = bundle.detect(inputs)
-        recorded.append(detections)
-        return detections
-
-    plain = evaluate_split(record, split, bundle.spec)
-    replay = iter(recorded)
-
-    def folded(_inputs: Tensor) -> list[Tensor]:
-        return [fold_detections(rows, fold, nms_iou) for rows in next(replay)]
-
-    return plain, evaluate_split(folded, split, bundle.spec, progress=False)
+    plain = evaluate_split(bundle.detect, split, bundle.spec, keep_detections=True)
+    detections = plain.pop("detections")
+    folded = {image: fold_detections(rows, fold, nms_iou) for image, rows in detections.items()}
+    truth = coco_from_dict(DatasetSplit(split, cache_events=False).coco, list(detections))
+    return plain, coco_metrics(truth, folded)
 
 
 def parse_scene_split(text: str) -> tuple[str, Path]:
