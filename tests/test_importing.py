@@ -3,6 +3,7 @@ make_import_samples.py there): the split it writes, loaded back with DatasetSpli
 
 from __future__ import annotations
 
+import gzip
 import json
 import shutil
 import subprocess
@@ -802,3 +803,61 @@ def test_prepare_meva_writes_mot_sequences_with_parked_ignore_rows(
         [sys.executable, str(script), "--raw", str(raw), "--out", str(out)], capture_output=True, text=True
     )
     assert failed.returncode != 0 and "unmapped MEVA class 'dog'" in failed.stderr
+
+
+def test_prepare_motchallenge_writes_videos_with_mot_labels_in_their_pixels(
+    tmp_path: Path, capsys: pytest.CaptureFixture, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """datasets/real/prepare.py's MOTChallenge step (data card, "MOT17"): CVBench's small videos get a
+    MOT gt.txt beside them in the video's own pixels (the ground truth is in the original frame's), the
+    class from the target id (person -> 1; ignore-cKK -> KK, conf 0, but cars scored), rows off screen
+    left out, and the importer reads the pair; a target id of another form is a clear error."""
+    root = tmp_path / "raw" / "motchallenge" / "scenarios" / "motchallenge-v1"
+    (root / "public").mkdir(parents=True)
+    video = root / "public" / "mot17-77.mp4"
+    writer = cv2.VideoWriter(str(video), cv2.VideoWriter_fourcc(*"mp4v"), 25.0, (96, 54))
+    for k in range(4):
+        writer.write(np.full((54, 96, 3), 40 + 30 * k, np.uint8))
+    writer.release()
+    manifest = {"sequence_results": {"mot17-77": {"width": 384, "height": 216, "fps": 25, "frame_count": 4}}}
+    (root / "ingest-manifest.json").write_text(json.dumps(manifest))
+    rows = [
+        {
+            "bbox_xyxy": [40 + 8 * k, 80, 80 + 8 * k, 200],
+            "target_id": "person-0001",
+            "visibility_fraction": 0.5,
+            "source_timestamp_ns": k * 40_000_000,
+        }
+        for k in range(4)
+    ] + [
+        {
+            "bbox_xyxy": [200, 100, 300, 160],
+            "target_id": "ignore-c03-0002",
+            "source_timestamp_ns": 40_000_000,
+        },
+        {"bbox_xyxy": [300, 20, 340, 120], "target_id": "ignore-c07-0003", "source_timestamp_ns": 0},
+        {"target_id": "ignore-c10-0004", "on_screen": False, "source_timestamp_ns": 0},
+    ]
+    labels = root / "public" / "mot17-77-ground-truth.jsonl.gz"
+    with gzip.open(labels, "wt") as out_file:
+        out_file.write("".join(json.dumps(row) + "\n" for row in rows))
+    script = Path(__file__).parents[1] / "datasets" / "real" / "prepare.py"
+    out = tmp_path / "prepared"
+    command = [sys.executable, str(script), "--raw", str(tmp_path / "raw"), "--out", str(out)]
+    done = subprocess.run(command, capture_output=True, text=True)
+    assert done.returncode == 0, done.stderr
+    prepared = out / "motchallenge" / "mot17-77.mp4"
+    assert f"{prepared}: 4 frames at 25 fps, 6 boxes" in done.stdout
+    assert prepared.resolve() == video.resolve()
+    gt = (out / "motchallenge" / "mot17-77.txt").read_text().splitlines()
+    assert gt[:2] == ["1,1,10.00,20.00,10.00,30.00,1,1,0.5", "1,3,75.00,5.00,10.00,25.00,0,7,1"]
+    assert "2,2,50.00,25.00,25.00,15.00,1,3,1" in gt and len(gt) == 6
+    monkeypatch.chdir(tmp_path)
+    assert cli_main(["dataset", "import", "mot", str(prepared), "--check"]) == 0
+    assert "4 frames at 25 fps" in capsys.readouterr().out
+    with gzip.open(labels, "at") as out_file:
+        out_file.write(
+            json.dumps({"bbox_xyxy": [0, 0, 8, 8], "target_id": "dog-1", "source_timestamp_ns": 0})
+        )
+    failed = subprocess.run(command, capture_output=True, text=True)
+    assert failed.returncode != 0 and "target id 'dog-1' is neither person-<n>" in failed.stderr

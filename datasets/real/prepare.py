@@ -1,6 +1,6 @@
 """Lay out the raw files of the real-scene sources (datasets/real/README.md) for ``streamdet dataset import``.
 
-Four sources need a small, mechanical step before the importer reads them; this script does exactly
+Five sources need a small, mechanical step before the importer reads them; this script does exactly
 that and nothing else (no pixel is changed, and no box of the source):
 
 - ``ngsim``: each ``SequenceN/annotations/GT.json`` of the NGSIM US-101 annotations is a COCO file
@@ -20,6 +20,14 @@ that and nothing else (no pixel is changed, and no box of the source):
   ``gt/gt.txt`` (``person`` class 1, ``vehicle`` class 3, one track id per ``target_id``), plus one
   ignore row (conf 0, class 3) per frame for each parked vehicle of ``datasets/real/meva-parked.csv``,
   which the clips' labels leave unboxed (they box only what moves or takes part in an activity).
+- ``motchallenge``: each MOT17 / MOT20 sequence CVBench ships as a small video
+  (``scenarios/motchallenge-v1/public/<seq>.mp4``, 480x270) with its ground truth
+  (``<seq>-ground-truth.jsonl.gz``, boxes in the 1920x1080 pixels of the original frames, sizes and
+  rates in ``scenarios/motchallenge-v1/ingest-manifest.json``) becomes ``OUT/motchallenge/<seq>.mp4`` (a
+  link) and ``<seq>.txt``, a MOT ``gt.txt`` in the video's pixels: ``person-*`` targets class 1, and
+  each ``ignore-cKK-*`` target its MOT class ``KK`` (the number CVBench keeps in the id) with ``conf = 0``,
+  but for cars (class 3), which MOT boxes in every frame and leaves out of its pedestrian score only:
+  they are scored here (``conf = 1``), since the detector has a car class.
 
     python datasets/real/prepare.py --raw RAW --out PREPARED
 
@@ -30,6 +38,7 @@ from __future__ import annotations
 
 import argparse
 import csv
+import gzip
 import json
 import shutil
 from pathlib import Path
@@ -188,6 +197,83 @@ def prepare_meva(raw: Path, out: Path, parked_table: Path) -> None:
         print(f"{sequence}: {len(frames)} frames, {len(labels)} boxes, {len(parked.get(clip, []))} parked")
 
 
+MOTCHALLENGE_PERSON = "person-"
+"""Target id prefix of the pedestrians MOT scores (class 1); the others are ``ignore-cKK-<n>``."""
+
+
+def motchallenge_class(target_id: str) -> tuple[int, int]:
+    """``(MOT class, conf)`` of a CVBench MOTChallenge target id: ``person-<n>`` is ``(1, 1)``,
+    ``ignore-cKK-<n>`` is ``(KK, 0)``, but cars ``(3, 1)`` (module docstring).
+
+    Raises:
+        ValueError: an id of neither form.
+    """
+    if target_id.startswith(MOTCHALLENGE_PERSON):
+        return 1, 1
+    parts = target_id.split("-")
+    if len(parts) == 3 and parts[0] == "ignore" and parts[1][:1] == "c" and parts[1][1:].isdigit():
+        cls = int(parts[1][1:])
+        return cls, int(cls == 3)
+    raise ValueError(f"target id {target_id!r} is neither person-<n> nor ignore-c<class>-<n>")
+
+
+def motchallenge_mot_rows(labels: list[dict], fps: float, frame_count: int, scale: float) -> list[str]:
+    """MOT ``gt.txt`` lines (``frame,id,x,y,w,h,conf,class,visibility``, frames from 1) of one sequence:
+    its label rows (``bbox_xyxy`` times ``scale``, ``target_id``, ``visibility_fraction``,
+    ``source_timestamp_ns`` = (frame - 1) / ``fps``); rows with no box (off screen) are left out.
+
+    Raises:
+        ValueError: a target id of neither form, or a label time that is not a frame of the sequence.
+    """
+    track_ids: dict[str, int] = {}
+    rows: list[tuple[int, int, str]] = []
+    for label in labels:
+        if "bbox_xyxy" not in label:
+            continue
+        cls, conf = motchallenge_class(label["target_id"])
+        frame = round(label["source_timestamp_ns"] * fps / 1e9)
+        if not 0 <= frame < frame_count:
+            raise ValueError(f"label at {label['source_timestamp_ns']} ns is not one of {frame_count} frames")
+        track = track_ids.setdefault(label["target_id"], len(track_ids) + 1)
+        x0, y0, x1, y1 = (scale * value for value in label["bbox_xyxy"])
+        visibility = float(label.get("visibility_fraction", 1.0))
+        rows.append(
+            (frame + 1, track, f"{x0:.2f},{y0:.2f},{x1 - x0:.2f},{y1 - y0:.2f},{conf},{cls},{visibility:g}")
+        )
+    return [f"{frame},{track},{rest}" for frame, track, rest in sorted(rows)]
+
+
+def prepare_motchallenge(raw: Path, out: Path) -> None:
+    """Write each MOTChallenge sequence of ``raw`` as a video and its MOT labels in ``out`` (module
+    docstring)."""
+    from streamdet.importing import video_properties
+
+    root = raw / "scenarios" / "motchallenge-v1"
+    manifest = json.loads((root / "ingest-manifest.json").read_text(encoding="utf-8"))["sequence_results"]
+    out.mkdir(parents=True, exist_ok=True)
+    for video in sorted((root / "public").glob("*.mp4")):
+        sequence = video.stem
+        labels_file = root / "public" / f"{sequence}-ground-truth.jsonl.gz"
+        if sequence not in manifest or not labels_file.is_file():
+            raise FileNotFoundError(f"{video}: no ground truth {labels_file.name} or manifest entry")
+        info = manifest[sequence]
+        _, (width, height), count = video_properties(video)
+        scale = width / info["width"]
+        if abs(height / info["height"] - scale) > 1e-3 or count != info["frame_count"]:
+            raise ValueError(
+                f"{video}: {width}x{height}, {count} frames, but the manifest states "
+                f"{info['width']}x{info['height']} (scaled alike) and {info['frame_count']} frames"
+            )
+        with gzip.open(labels_file, "rt", encoding="utf-8") as lines:
+            labels = [json.loads(line) for line in lines if line.strip()]
+        rows = motchallenge_mot_rows(labels, info["fps"], count, scale)
+        link = out / video.name
+        link.unlink(missing_ok=True)
+        link.symlink_to(video.resolve())
+        (out / f"{sequence}.txt").write_text("".join(f"{row}\n" for row in rows), encoding="utf-8")
+        print(f"{link}: {count} frames at {info['fps']:g} fps, {len(rows)} boxes")
+
+
 def _jpeg_size(path: Path) -> tuple[int, int]:
     """``(height, width)`` of an image file, read with OpenCV."""
     import cv2
@@ -220,6 +306,7 @@ def main(argv: list[str] | None = None) -> int:
             ),
         ),
         ("meva", lambda raw: prepare_meva(raw, args.out / "meva", here / "meva-parked.csv")),
+        ("motchallenge", lambda raw: prepare_motchallenge(raw, args.out / "motchallenge")),
     )
     for source, prepare in steps:
         if (args.raw / source).is_dir():
