@@ -14,6 +14,12 @@ grey = none; intensity: the spike rate), ground truth in green
 
     python bench/real_scenes_eval.py draw --model events-default --data data/real/coco128/test \\
         --index 4 --out docs/real-scenes/coco128-events-default.png
+
+``by-sequence``: one split view per sequence of a split, so that ``streamdet eval`` scores each
+sequence as a source of its own (fixed against moving camera, say): ``OUT/<sequence>/<split>/`` holds
+that sequence's part of ``annotations.json`` and a link to its folder; nothing is copied.
+
+    python bench/real_scenes_eval.py by-sequence --data data/real/mot17/test --out data/real
 """
 
 from __future__ import annotations
@@ -55,6 +61,38 @@ def markdown_table(paths: list[Path], classes: tuple[str, ...]) -> str:
             f"| {rows[0][0]} | **mean of {len(rows)}** | | {mean50:.3f} | {mean:.3f} |" + " |" * len(classes)
         )
     return "\n".join(lines)
+
+
+def sequence_views(split_dir: Path, out: Path) -> list[Path]:
+    """Write ``out/<sequence>/<split name>/`` for each sequence of ``split_dir`` (module docstring) and
+    return their paths.
+
+    Raises:
+        FileExistsError: a view's folder already exists and is not such a view of ``split_dir``.
+    """
+    annotations = json.loads((split_dir / "annotations.json").read_text(encoding="utf-8"))
+    views = []
+    for sequence in annotations["info"]["sequences"]:
+        name = sequence["name"]
+        images = [image for image in annotations["images"] if image["sequence"] == name]
+        ids = {image["id"] for image in images}
+        view = out / name / split_dir.name
+        link = view / name
+        if link.exists() and link.resolve() != (split_dir / name).resolve():
+            raise FileExistsError(f"{link}: exists and is not {split_dir / name}")
+        view.mkdir(parents=True, exist_ok=True)
+        if not link.exists():
+            link.symlink_to((split_dir / name).resolve())
+        part = {
+            **annotations,
+            "info": {**annotations["info"], "sequences": [sequence], "view_of": str(split_dir)},
+            "images": images,
+            "annotations": [a for a in annotations["annotations"] if a["image_id"] in ids],
+        }
+        (view / "annotations.json").write_text(json.dumps(part), encoding="utf-8")
+        print(f"{view}: {len(images)} images of {split_dir}")
+        views.append(view)
+    return views
 
 
 def draw(model: str, split_dir: Path, index: int, out: Path, min_score: float) -> None:
@@ -131,9 +169,14 @@ def main(argv: list[str] | None = None) -> int:
     picture.add_argument("--index", type=int, default=0, help="image index in the split's order")
     picture.add_argument("--min-score", type=float, default=0.3)
     picture.add_argument("--out", required=True, type=Path)
+    views = commands.add_parser("by-sequence", help="one split view per sequence of a split")
+    views.add_argument("--data", required=True, type=Path, help="split directory")
+    views.add_argument("--out", required=True, type=Path, help="folder to write OUT/<sequence>/<split> in")
     args = parser.parse_args(argv)
     if args.command == "table":
         print(markdown_table(args.json, tuple(args.classes.split(","))))
+    elif args.command == "by-sequence":
+        sequence_views(args.data, args.out)
     else:
         draw(args.model, args.data, args.index, args.out, args.min_score)
     return 0
