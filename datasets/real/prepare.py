@@ -246,8 +246,6 @@ def motchallenge_mot_rows(labels: list[dict], fps: float, frame_count: int, scal
 def prepare_motchallenge(raw: Path, out: Path) -> None:
     """Write each MOTChallenge sequence of ``raw`` as a video and its MOT labels in ``out`` (module
     docstring)."""
-    from streamdet.importing import video_properties
-
     root = raw / "scenarios" / "motchallenge-v1"
     manifest = json.loads((root / "ingest-manifest.json").read_text(encoding="utf-8"))["sequence_results"]
     out.mkdir(parents=True, exist_ok=True)
@@ -257,7 +255,7 @@ def prepare_motchallenge(raw: Path, out: Path) -> None:
         if sequence not in manifest or not labels_file.is_file():
             raise FileNotFoundError(f"{video}: no ground truth {labels_file.name} or manifest entry")
         info = manifest[sequence]
-        _, (width, height), count = video_properties(video)
+        width, height, count = _video_size_and_count(video)
         scale = width / info["width"]
         if abs(height / info["height"] - scale) > 1e-3 or count != info["frame_count"]:
             raise ValueError(
@@ -272,6 +270,21 @@ def prepare_motchallenge(raw: Path, out: Path) -> None:
         link.symlink_to(video.resolve())
         (out / f"{sequence}.txt").write_text("".join(f"{row}\n" for row in rows), encoding="utf-8")
         print(f"{link}: {count} frames at {info['fps']:g} fps, {len(rows)} boxes")
+
+
+def _video_size_and_count(path: Path) -> tuple[int, int, int]:
+    """``(width, height, frame count)`` a video file states, read with OpenCV."""
+    import cv2
+
+    capture = cv2.VideoCapture(str(path))
+    try:
+        if not capture.isOpened():
+            raise ValueError(f"{path}: not a readable video")
+        props = (cv2.CAP_PROP_FRAME_WIDTH, cv2.CAP_PROP_FRAME_HEIGHT, cv2.CAP_PROP_FRAME_COUNT)
+        width, height, count = (int(capture.get(prop)) for prop in props)
+        return width, height, count
+    finally:
+        capture.release()
 
 
 def _jpeg_size(path: Path) -> tuple[int, int]:
