@@ -64,12 +64,8 @@ class SensorMapping:
             return None
         _, _, region_width, region_height = self.region
         width, height = self.input_size
-        columns = np.bincount(
-            np.minimum(_axis_index(np.arange(region_width), 0, self.scale), width - 1), minlength=width
-        )[:width]
-        rows = np.bincount(
-            np.minimum(_axis_index(np.arange(region_height), 0, self.scale), height - 1), minlength=height
-        )[:height]
+        columns = np.bincount(_axis_index(np.arange(region_width), 0, self.scale, width), minlength=width)
+        rows = np.bincount(_axis_index(np.arange(region_height), 0, self.scale, height), minlength=height)
         covered = np.outer(rows, columns).astype(np.float32)
         return np.divide(1.0, covered, out=np.zeros_like(covered), where=covered > 0)
 
@@ -141,11 +137,13 @@ def _native_costs_no_more(region: tuple[int, int, int, int], spec: InputSpec) ->
     return padded_length(width) * padded_length(height) <= trained
 
 
-def _axis_index(position: np.ndarray, offset: int, scale: float) -> np.ndarray:
+def _axis_index(position: np.ndarray, offset: int, scale: float, length: int) -> np.ndarray:
+    """Input pixel along one axis of each sensor ``position``: ``floor((position - offset) scale)``, the
+    last of the ``length`` input pixels also taking any beyond it."""
     shifted = position.astype(np.int64) - offset
-    if scale == 1.0:
-        return shifted
-    return np.floor(shifted * scale).astype(np.int64)
+    if scale != 1.0:
+        shifted = np.floor(shifted * scale).astype(np.int64)
+    return np.minimum(shifted, length - 1)
 
 
 def map_events(events: np.ndarray, mapping: SensorMapping) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
@@ -157,8 +155,8 @@ def map_events(events: np.ndarray, mapping: SensorMapping) -> tuple[np.ndarray, 
     inside = (x >= x0) & (x < x0 + region_width) & (y >= y0) & (y < y0 + region_height)
     index = np.flatnonzero(inside)
     width, height = mapping.input_size
-    x_in = np.minimum(_axis_index(x[index], x0, mapping.scale), width - 1)
-    y_in = np.minimum(_axis_index(y[index], y0, mapping.scale), height - 1)
+    x_in = _axis_index(x[index], x0, mapping.scale, width)
+    y_in = _axis_index(y[index], y0, mapping.scale, height)
     return index, x_in, y_in
 
 
@@ -277,7 +275,7 @@ def pool_rates(rates: np.ndarray, mapping: SensorMapping) -> np.ndarray:
 def _pool_axis(values: np.ndarray, axis: int, scale: float, length: int) -> np.ndarray:
     """Sums of ``values`` along ``axis`` over the positions landing in each of at most ``length`` input
     pixels (the last one also takes any beyond it, as :func:`map_events` does)."""
-    target = np.minimum(_axis_index(np.arange(values.shape[axis]), 0, scale), length - 1)
+    target = _axis_index(np.arange(values.shape[axis]), 0, scale, length)
     starts = np.searchsorted(target, np.arange(int(target[-1]) + 1), side="left")
     return np.add.reduceat(values.astype(np.float32), starts, axis=axis)
 
