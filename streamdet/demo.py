@@ -349,6 +349,8 @@ class LivePlan:
         precision_ms: ``--precision auto``'s timing of the chosen network, milliseconds of one step's
             spike-fed convolutions per precision (:func:`streamdet.live.choose_precision`; empty where a
             precision was given).
+        compile: whether the detector process compiles its steps (``--compile``; False where a compile
+            for the timing failed already).
     """
 
     model: str
@@ -358,6 +360,7 @@ class LivePlan:
     window_steps: int
     publish_every: int
     precision_ms: dict[str, float] = field(default_factory=dict)
+    compile: bool = False
 
     @property
     def measured(self) -> float | None:
@@ -395,9 +398,10 @@ def plan_network_and_steps(config: DemoConfig, say: Callable[[str], None]) -> Li
     from streamdet.detector import default_publish_every, resolve_window_steps
 
     measure = config.dt_us is None and config.device == "cpu"
+    compile_here = config.compile and measure  # time the compiled step; else only the detector compiles
     model, snn, rates, precision_ms = load_live_model(
         config.model, measure, say, who="demo", burst=config.burst, precision=config.precision,
-        device=config.device, compile=config.compile,
+        device=config.device, compile=compile_here,
     )  # fmt: skip
     if snn.spec.modality != "events":
         raise UserFacingError(f"the demo emulates a DVS; {model} takes {snn.spec.modality} input")
@@ -412,7 +416,10 @@ def plan_network_and_steps(config: DemoConfig, say: Callable[[str], None]) -> Li
             f"demo: the network steps {measured:.0f} times a second alone on this CPU: steps of "
             f"{dt_us / 1000:g} ms, {window_steps} per output window (--dt-us to choose)"
         )
-    return LivePlan(model, snn, rates, dt_us, window_steps, publish_every, precision_ms)
+    compile = snn.compiled if compile_here else config.compile
+    if compile and not compile_here:
+        say(f"demo: the detector compiles {model}'s step as it starts (--compile; 10-25 s the first time)")
+    return LivePlan(model, snn, rates, dt_us, window_steps, publish_every, precision_ms, compile)
 
 
 def _detector_config(config: DemoConfig, plan: LivePlan):
@@ -429,7 +436,7 @@ def _detector_config(config: DemoConfig, plan: LivePlan):
         geometry=config.geometry,
         box_filter=config.box_filter,
         precision=plan.snn.precision,
-        compile=plan.snn.compiled,
+        compile=plan.compile,
     )
 
 
@@ -770,7 +777,7 @@ def _summary(
         "membranes": resolve_membranes(config.membranes, plan.snn.burst),
         "precision": plan.snn.precision,
         "measured_precisions": dict(plan.precision_ms),
-        "compiled": plan.snn.compiled,
+        "compiled": plan.compile,
         "threads": config.threads,
         "seconds": config.seconds,
         "wall_s": round(elapsed, 2),
