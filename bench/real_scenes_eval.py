@@ -76,14 +76,13 @@ def markdown_table(paths: list[Path], classes: tuple[str, ...]) -> str:
     return "\n".join(lines)
 
 
-def write_view(split_dir: Path, sequence: dict, images: list[dict], view: Path) -> Path:
-    """Write ``view`` (``annotations.json`` of ``images``, all of ``sequence`` in ``split_dir``, and a link
-    to the sequence's folder) and return it.
+def write_view(split_dir: Path, annotations: dict, sequence: dict, images: list[dict], view: Path) -> Path:
+    """Write ``view`` (an ``annotations.json`` of ``images``, all of ``sequence`` in ``split_dir`` whose
+    ``annotations`` these are, and a link to the sequence's folder) and return it.
 
     Raises:
         FileExistsError: the view's link already exists and is not ``split_dir``'s sequence folder.
     """
-    annotations = json.loads((split_dir / "annotations.json").read_text(encoding="utf-8"))
     name = sequence["name"]
     ids = {image["id"] for image in images}
     link = view / name
@@ -110,6 +109,7 @@ def sequence_views(split_dir: Path, out: Path) -> list[Path]:
     return [
         write_view(
             split_dir,
+            annotations,
             sequence,
             [image for image in annotations["images"] if image["sequence"] == sequence["name"]],
             out / sequence["name"] / split_dir.name,
@@ -136,7 +136,7 @@ def time_view(split_dir: Path, name: str, from_s: float, to_s: float, out: Path)
     ]
     if not images:
         raise ValueError(f"{split_dir}: no labelled time of {name} in [{from_s}, {to_s}) s")
-    return write_view(split_dir, sequences[name], images, out / split_dir.name)
+    return write_view(split_dir, annotations, sequences[name], images, out / split_dir.name)
 
 
 def curve(panels: list[tuple[str, list[tuple[float, Path]]]], xlabel: str, out: Path) -> None:

@@ -416,10 +416,10 @@ def plan_network_and_steps(config: DemoConfig, say: Callable[[str], None]) -> Li
             f"demo: the network steps {measured:.0f} times a second alone on this CPU: steps of "
             f"{dt_us / 1000:g} ms, {window_steps} per output window (--dt-us to choose)"
         )
-    compile = snn.compiled if compile_here else config.compile
-    if compile and not compile_here:
+    compiles = snn.compiled if compile_here else config.compile
+    if compiles and not compile_here:
         say(f"demo: the detector compiles {model}'s step as it starts (--compile; 10-25 s the first time)")
-    return LivePlan(model, snn, rates, dt_us, window_steps, publish_every, precision_ms, compile)
+    return LivePlan(model, snn, rates, dt_us, window_steps, publish_every, precision_ms, compiles)
 
 
 def _detector_config(config: DemoConfig, plan: LivePlan):
